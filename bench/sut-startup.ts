@@ -1,0 +1,154 @@
+/**
+ * SUT startup on the docker backend vs. plain `docker run`.
+ *
+ *   node dist/bench/sut-startup.js [rounds=2]
+ *
+ * Same containers both ways: local/postgres:15 + 2 replicas of local/mock-app:1.0.0
+ * on one network. The peer starts them one after another with `docker run -d`
+ * and polls readiness (postgres connect, then GET /healthz per replica) every
+ * 100ms; topas runs DockerBackend.start. Rounds alternate peer/topas; teardown
+ * is not timed. Prints both times per round and the ratio of the medians
+ * (topas / peer; the target is <= 1.0).
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Client } from 'pg';
+
+process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
+
+import { DockerBackend } from '../src/backends/docker/docker-backend';
+import { parseAppSpec } from '../src/spec/load-app-spec';
+
+const run = promisify(execFile);
+const REPO_ROOT = path.resolve(__dirname, '..', '..');
+const POLL_MS = 100;
+const READY_TIMEOUT_MS = 60_000;
+
+const SPEC = `
+name: bench-startup
+services:
+  - name: api
+    image: local/mock-app
+    version: "1.0.0"
+    port: 8080
+    replicas: 2
+    env: { DATABASE_URL: "\${db.url}" }
+    ready: { http: /healthz, timeout: 60s }
+databases:
+  - name: db
+    image: local/postgres:15
+    port: 5432
+    credentials: { user: admin, password: secret, dbname: testdb }
+`;
+
+async function docker(...args: string[]): Promise<string> {
+  return (await run('docker', args, { encoding: 'utf8' })).stdout.trim();
+}
+
+async function pollUntil(what: string, attempt: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (await attempt().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  throw new Error(`${what}: not ready within ${READY_TIMEOUT_MS}ms`);
+}
+
+function httpOk(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve((res.statusCode ?? 0) < 400);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}
+
+async function hostPort(name: string, port: number): Promise<number> {
+  const out = await docker('port', name, String(port));
+  return Number(out.split('\n')[0].split(':').pop());
+}
+
+/** The peer: plain docker CLI, one container after the other. */
+async function peerStart(tag: string): Promise<number> {
+  const net = `bench-peer-${tag}`;
+  const t0 = performance.now();
+  await docker('network', 'create', '--label', `bench=${tag}`, net);
+  await docker('run', '-d', '--name', `${net}-db`, '--label', `bench=${tag}`, '--network', net, '--network-alias', 'db',
+    '-e', 'POSTGRES_USER=admin', '-e', 'POSTGRES_PASSWORD=secret', '-e', 'POSTGRES_DB=testdb', '-p', '127.0.0.1::5432', 'local/postgres:15');
+  const pgPort = await hostPort(`${net}-db`, 5432);
+  await pollUntil('postgres', async () => {
+    const c = new Client({ host: '127.0.0.1', port: pgPort, user: 'admin', password: 'secret', database: 'testdb', connectionTimeoutMillis: 2000 });
+    try {
+      await c.connect();
+      await c.query('SELECT 1');
+      return true;
+    } finally {
+      await c.end().catch(() => {});
+    }
+  });
+  for (const i of [1, 2]) {
+    const name = `${net}-api-${i}`;
+    await docker('run', '-d', '--name', name, '--label', `bench=${tag}`, '--network', net, '--network-alias', 'api',
+      '-e', 'DATABASE_URL=postgres://admin:secret@db:5432/testdb', '-p', '127.0.0.1::8080', 'local/mock-app:1.0.0');
+    const p = await hostPort(name, 8080);
+    await pollUntil(name, () => httpOk(`http://127.0.0.1:${p}/healthz`));
+  }
+  return performance.now() - t0;
+}
+
+async function peerCleanup(tag: string): Promise<void> {
+  const ids = (await docker('ps', '-aq', '--filter', `label=bench=${tag}`)).split('\n').filter(Boolean);
+  if (ids.length) await docker('rm', '-f', ...ids);
+  await docker('network', 'rm', `bench-peer-${tag}`).catch(() => '');
+}
+
+async function topasStart(tag: string, workDir: string): Promise<number> {
+  const spec = parseAppSpec(SPEC, path.join(workDir, 'topas.yaml'));
+  const t0 = performance.now();
+  const sut = await new DockerBackend().start(spec, { runId: `bench-${tag}`, workDir, log: () => {} });
+  const ms = performance.now() - t0;
+  await sut.dispose();
+  return ms;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function main(): Promise<void> {
+  const rounds = Math.max(1, Math.min(10, Number(process.argv[2] ?? 2) || 2));
+  execFileSync(path.join(REPO_ROOT, 'scripts', 'ensure-docker.sh'), { stdio: 'inherit' });
+  execFileSync(path.join(REPO_ROOT, 'scripts', 'build-fixture-images.sh'), { stdio: 'inherit' });
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-bench-'));
+  const peer: number[] = [];
+  const topas: number[] = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const tag = `${process.pid}-${i}`;
+      try {
+        peer.push(await peerStart(tag));
+      } finally {
+        await peerCleanup(tag);
+      }
+      topas.push(await topasStart(tag, workDir));
+      console.log(`round ${i + 1}: docker run + polling ${peer[i].toFixed(0)}ms, DockerBackend.start ${topas[i].toFixed(0)}ms`);
+    }
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+  const ratio = median(topas) / median(peer);
+  console.log(`median: docker run + polling ${median(peer).toFixed(0)}ms, DockerBackend.start ${median(topas).toFixed(0)}ms, ratio ${ratio.toFixed(2)} (target <= 1.0)`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,50 @@
+#!/bin/bash
+# First start: initdb with POSTGRES_USER/POSTGRES_PASSWORD, create POSTGRES_DB,
+# run /docker-entrypoint-initdb.d/*.sql|*.sh, then exec postgres listening on
+# all addresses with scram-sha-256 auth. Later starts just exec postgres.
+set -Eeuo pipefail
+
+if [ "${1:-}" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
+  mkdir -p "$PGDATA"
+  chown -R postgres:postgres "$PGDATA"
+  chmod 700 "$PGDATA"
+  exec runuser -u postgres -- "$0" "$@"
+fi
+
+if [ "${1:-}" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  user="${POSTGRES_USER:-postgres}"
+  db="${POSTGRES_DB:-$user}"
+  auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
+  if [ -z "${POSTGRES_PASSWORD:-}" ] && [ "$auth" != 'trust' ]; then
+    echo 'error: POSTGRES_PASSWORD is not set (set it, or POSTGRES_HOST_AUTH_METHOD=trust)' >&2
+    exit 1
+  fi
+  pwfile="$(mktemp)"
+  printf '%s' "${POSTGRES_PASSWORD:-}" >"$pwfile"
+  initdb --username="$user" --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
+    --auth-local=trust --auth-host="$auth" >/dev/null
+  rm -f "$pwfile"
+  echo "host all all all $auth" >>"$PGDATA/pg_hba.conf"
+
+  # A temporary server on the unix socket only, so nobody connects over TCP
+  # before the database and init scripts are in place.
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c unix_socket_directories=/var/run/postgresql" -w start >/dev/null
+  psql=(psql -v ON_ERROR_STOP=1 --no-psqlrc --username "$user" --host /var/run/postgresql)
+  if [ "$db" != 'postgres' ]; then
+    "${psql[@]}" --dbname postgres --set db="$db" -q <<<'CREATE DATABASE :"db";'
+  fi
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sql) echo "running $f"; "${psql[@]}" --dbname "$db" -q -f "$f" ;;
+      *.sh) echo "running $f"; . "$f" ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  echo 'PostgreSQL init process complete; ready for start up.'
+fi
+
+if [ "${1:-}" = 'postgres' ]; then
+  shift
+  exec postgres -c listen_addresses='*' "$@"
+fi
+exec "$@"

@@ -1,0 +1,91 @@
+---@meta net
+-- require("net"): HTTP and gRPC. A URL's host may be a service name from the
+-- app spec (`http://web/api`); it resolves to the service's endpoint.
+
+---@class topas.HttpOptions
+---@field headers? table<string, string>
+---@field json? any sent as JSON with the right content-type
+---@field query? table<string, string|number|boolean>
+---@field timeout? topas.Duration
+
+---@class topas.HttpRequest: topas.HttpOptions
+---@field method string
+---@field url string
+---@field body? string|table a table is sent as JSON
+
+---@class topas.HttpResponse
+---@field code integer HTTP status code
+---@field status integer same as `code`
+---@field headers table<string, string> lower-case names
+---@field body string
+---@field time_ms number
+local HttpResponse = {}
+
+---Decodes the body as JSON.
+---@return any
+function HttpResponse:json() end
+
+---@class topas.GrpcOptions
+---@field proto? string path of a .proto file; without it the server's reflection is used
+---@field metadata? table<string, string>
+---@field timeout? topas.Duration
+
+---@class topas.WaitHttpOptions
+---@field status? integer default 200
+---@field timeout? topas.Duration default "30s"
+
+---@class topas.net
+local net = {}
+
+---@param url string
+---@param opts? topas.HttpOptions
+---@return topas.HttpResponse
+function net.get(url, opts) end
+
+---@param url string
+---@param body? string|table a table is sent as JSON
+---@param opts? topas.HttpOptions
+---@return topas.HttpResponse
+function net.post(url, body, opts) end
+
+---@param url string
+---@param body? string|table
+---@param opts? topas.HttpOptions
+---@return topas.HttpResponse
+function net.put(url, body, opts) end
+
+---@param url string
+---@param body? string|table
+---@param opts? topas.HttpOptions
+---@return topas.HttpResponse
+function net.patch(url, body, opts) end
+
+---@param url string
+---@param opts? topas.HttpOptions
+---@return topas.HttpResponse
+function net.delete(url, opts) end
+
+---@param url string
+---@param opts? topas.HttpOptions
+---@return topas.HttpResponse
+function net.head(url, opts) end
+
+---A request with everything spelled out.
+---@param req topas.HttpRequest
+---@return topas.HttpResponse
+function net.request(req) end
+
+---Calls a unary gRPC method. `target` may be a service name.
+---@param target string
+---@param method string `"pkg.Service/Method"`
+---@param request table
+---@param opts? topas.GrpcOptions
+---@return table
+function net.grpc(target, method, request, opts) end
+
+---Polls `url` until it answers with `status`; raises after `timeout`.
+---@param url string
+---@param opts? topas.WaitHttpOptions
+function net.wait_http(url, opts) end
+
+return net

@@ -1,0 +1,28 @@
+---@meta postman
+-- require("postman"): run Postman collections in-process.
+
+---@class topas.PostmanRunOptions
+---@field collection string path of the collection JSON
+---@field environment? string path of an environment JSON
+---@field folder? string run only this folder
+---@field iterations? integer
+---@field vars? table<string, string> `{{name}}` variables; values may name services
+
+---@class topas.PostmanFailure
+---@field name string
+---@field message string
+
+---@class topas.PostmanReport
+---@field requests integer
+---@field assertions integer
+---@field failures topas.PostmanFailure[]
+
+---@class topas.postman
+local postman = {}
+
+---@param opts topas.PostmanRunOptions
+---@return boolean passed
+---@return topas.PostmanReport report
+function postman.run(opts) end
+
+return postman

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs the peer load tools that bench/load-throughput.ts compares topas with.
+# Idempotent: every tool already present is left alone. Each install is bounded
+# in time; a tool that fails to install is reported and skipped (the bench runs
+# with whatever peers are available).
+#
+#   wrk        apt-get (system package)
+#   autocannon npm, into .tools/node (never touches package.json / node_modules)
+#   k6         go install, binary in .tools/bin
+#   locust     pip, in a venv at .tools/venv (only with --with-locust)
+set -u
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$repo/.tools"
+mkdir -p "$tools/bin"
+with_locust=0
+for a in "$@"; do [ "$a" = "--with-locust" ] && with_locust=1; done
+
+AUTOCANNON_VERSION="${AUTOCANNON_VERSION:-8.0.0}"
+K6_VERSION="${K6_VERSION:-latest}"
+K6_TIMEOUT="${K6_TIMEOUT:-900}"
+status=0
+
+say() { printf '[install-peers] %s\n' "$*"; }
+
+# .tools/ holds downloaded binaries: keep it out of git (append once).
+if ! grep -qxF '.tools/' "$repo/.gitignore" 2>/dev/null; then
+  echo '.tools/' >> "$repo/.gitignore"
+fi
+
+# --- wrk ---------------------------------------------------------------
+if command -v wrk >/dev/null 2>&1; then
+  say "wrk: present ($(command -v wrk))"
+else
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo_cmd="sudo"
+  if timeout 300 $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 \
+    || { timeout 300 $sudo_cmd apt-get update -q >/dev/null 2>&1 \
+         && timeout 300 $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1; }; then
+    say "wrk: installed"
+  else
+    say "wrk: install failed (apt-get)"; status=1
+  fi
+fi
+
+# --- autocannon --------------------------------------------------------
+if [ -x "$tools/node/node_modules/.bin/autocannon" ]; then
+  say "autocannon: present"
+else
+  mkdir -p "$tools/node"
+  [ -f "$tools/node/package.json" ] || echo '{"name":"topas-peer-tools","private":true}' > "$tools/node/package.json"
+  if (cd "$tools/node" && timeout 300 npm install --no-save --no-audit --no-fund --loglevel=error "autocannon@$AUTOCANNON_VERSION" >/dev/null 2>&1); then
+    say "autocannon: installed $AUTOCANNON_VERSION"
+  else
+    say "autocannon: install failed (npm)"; status=1
+  fi
+fi
+[ -x "$tools/node/node_modules/.bin/autocannon" ] && ln -sf "$tools/node/node_modules/.bin/autocannon" "$tools/bin/autocannon"
+
+# --- k6 ----------------------------------------------------------------
+if [ -x "$tools/bin/k6" ]; then
+  say "k6: present"
+elif command -v go >/dev/null 2>&1; then
+  say "k6: building go.k6.io/k6@$K6_VERSION (up to ${K6_TIMEOUT}s)"
+  if GOBIN="$tools/bin" GOFLAGS=-mod=mod timeout "$K6_TIMEOUT" go install "go.k6.io/k6@$K6_VERSION" >"$tools/k6-install.log" 2>&1; then
+    say "k6: installed"
+  else
+    say "k6: install failed or timed out (see $tools/k6-install.log)"; status=1
+  fi
+else
+  say "k6: skipped (no go toolchain)"; status=1
+fi
+
+# --- locust (optional) -------------------------------------------------
+if [ "$with_locust" = 1 ]; then
+  if [ -x "$tools/venv/bin/locust" ]; then
+    say "locust: present"
+  elif timeout 120 python3 -m venv "$tools/venv" >/dev/null 2>&1 \
+    && timeout 600 "$tools/venv/bin/pip" install -q locust >/dev/null 2>&1; then
+    ln -sf "$tools/venv/bin/locust" "$tools/bin/locust"
+    say "locust: installed"
+  else
+    say "locust: install failed (pip)"; status=1
+  fi
+fi
+
+exit $status

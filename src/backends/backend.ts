@@ -1,0 +1,113 @@
+import type { AppSpec, ServiceSpec } from '../spec/app-spec';
+
+/**
+ * A backend stands a SUT up and hands back a handle to it. One small seam,
+ * selected by name from the registry (local, docker; kubernetes registers from
+ * the plugin through an oclif hook).
+ */
+export interface Backend {
+  readonly name: string;
+  /** Can this backend run this spec here? Used by `--backend auto`. Never throws. */
+  probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }>;
+  /**
+   * Start everything in dependency order, in parallel where the graph allows.
+   * A failed start tears down what it made before rethrowing (TopasError
+   * SUT_START_FAILED / READINESS_TIMEOUT / IMAGE_NOT_FOUND / BACKEND_UNAVAILABLE).
+   */
+  start(spec: AppSpec, ctx: StartContext): Promise<Sut>;
+  /** Re-open a SUT that an earlier process started (`topas up` then `topas run`). */
+  attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut>;
+  /** Remove everything labelled with this app (or everything of topas when app is undefined) that no live run owns. */
+  sweep(opts: { app?: string; all?: boolean; log?: (line: string) => void }): Promise<{ removed: string[] }>;
+}
+
+export interface StartContext {
+  runId: string;
+  /** where a backend keeps files for this run (logs, data dirs); removed on dispose unless keep */
+  workDir: string;
+  log: (line: string) => void;
+  /** Aborted on SIGINT/SIGTERM: a start in progress stops and cleans up. */
+  signal?: AbortSignal;
+  /** extra env for every service (e.g. from --env) */
+  env?: Record<string, string>;
+}
+
+/** What `ps` and `sut.services()` show. */
+export interface ServiceStatus {
+  name: string;
+  kind: 'service' | 'database';
+  replicas: number;
+  ready: boolean;
+  version?: string;
+  image?: string;
+  /** base URLs reachable from the machine running topas, one per replica (databases: postgres:// URL) */
+  endpoints: string[];
+  /** named extra ports: name -> one base address (host:port) per replica */
+  extraEndpoints?: Record<string, string[]>;
+}
+
+export interface ApplyServiceChange {
+  image?: string;
+  version?: string;
+  replicas?: number;
+  env?: Record<string, string>;
+}
+
+export interface KillOptions {
+  signal?: NodeJS.Signals;
+  /** 1-based replica index; any when omitted */
+  replica?: number;
+}
+
+/** A running SUT. Disposable: `dispose()` removes everything it made. */
+export interface Sut {
+  readonly backend: string;
+  readonly spec: AppSpec;
+  readonly runId: string;
+  services(): Promise<ServiceStatus[]>;
+  /**
+   * Base URL for a service (`http://127.0.0.1:49153`, round-robin across
+   * ready replicas when replica is omitted) or database (`postgres://...`).
+   * `port` selects a named extra port (gRPC), returned as `host:port`.
+   */
+  endpoint(name: string, port?: string): string;
+  /** All current endpoints, for handing to worker threads: name -> base URLs. */
+  endpointMap(): EndpointMap;
+  applyService(name: string, change: ApplyServiceChange): Promise<void>;
+  waitReady(name: string, timeoutMs?: number): Promise<void>;
+  scale(name: string, replicas: number): Promise<void>;
+  stop(name: string): Promise<void>;
+  start(name: string): Promise<void>;
+  restart(name: string): Promise<void>;
+  kill(name: string, opts?: KillOptions): Promise<void>;
+  logs(name: string, opts?: { tail?: number }): Promise<string>;
+  exec(name: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** State to persist in .topas/state.json so `attach` can reopen it. */
+  state(): SutState;
+  /** Stop watching (self-healing loop) without removing anything: used after `topas up`. */
+  detach(): Promise<void>;
+  /** Tear everything down. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+export interface EndpointMap {
+  /** name -> { kind, main: base URLs per ready replica, extra: named port -> host:port per replica, db: connection info } */
+  [name: string]: {
+    kind: 'service' | 'database';
+    urls: string[];
+    extra: Record<string, string[]>;
+    db?: { host: string; port: number; user: string; password: string; dbname: string };
+  };
+}
+
+/** Backend-specific JSON, persisted between processes. */
+export interface SutState {
+  backend: string;
+  runId: string;
+  app: string;
+  specFile: string;
+  startedAt: string;
+  data: unknown;
+}
+
+export type ServiceSpecOf<S extends AppSpec> = S['services'][number] & ServiceSpec;

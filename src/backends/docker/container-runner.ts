@@ -1,0 +1,177 @@
+import { GenericContainer, Wait, type WaitStrategy } from 'testcontainers';
+import { TopasError } from '../../errors';
+import { formatDurationMs } from '../../util/duration';
+import { lastLines } from '../readiness';
+import { containerLogs, type Dockerode } from './engine';
+
+export interface ContainerRequest {
+  name: string;
+  image: string;
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  network: string;
+  aliases: string[];
+  /** container ports to publish on 127.0.0.1 (random host ports) */
+  ports: number[];
+  cmd?: string[];
+  /** readiness checked by testcontainers during start (tcp, log); others are checked by the caller */
+  wait?: WaitStrategy;
+  startupTimeoutMs: number;
+  /** called with the id as soon as the container exists, before it is started or waited for */
+  onCreated: (id: string) => void;
+}
+
+export interface StartedContainer {
+  id: string;
+  name: string;
+  /** container port -> host port on 127.0.0.1 */
+  hostPorts: Map<number, number>;
+}
+
+/** Testcontainers' wait strategies need something to wait on; this one is ready at once. */
+class ReadyAtOnce implements WaitStrategy {
+  private timeoutMs = 60_000;
+  async waitUntilReady(): Promise<void> {}
+  withStartupTimeout(ms: number): this {
+    this.timeoutMs = ms;
+    return this;
+  }
+  isStartupTimeoutSet(): boolean {
+    return true;
+  }
+  getStartupTimeout(): number {
+    return this.timeoutMs;
+  }
+}
+
+/**
+ * A testcontainers GenericContainer that publishes on 127.0.0.1 only (not every
+ * interface) and joins the run network with its aliases at create time (one
+ * network, no extra connect call, no default bridge).
+ */
+class TopasContainer extends GenericContainer {
+  constructor(
+    private readonly req: ContainerRequest,
+  ) {
+    super(req.image);
+  }
+
+  protected override async beforeContainerCreated(): Promise<void> {
+    const bindings = this.hostConfig.PortBindings as Record<string, Array<{ HostPort: string; HostIp?: string }>> | undefined;
+    for (const list of Object.values(bindings ?? {})) for (const b of list) b.HostIp = '127.0.0.1';
+    this.createOpts.NetworkingConfig = { EndpointsConfig: { [this.req.network]: { Aliases: this.req.aliases } } };
+  }
+
+  protected override async containerCreated(containerId: string): Promise<void> {
+    this.req.onCreated(containerId);
+  }
+}
+
+export async function runContainer(req: ContainerRequest): Promise<StartedContainer> {
+  const c = new TopasContainer(req)
+    .withName(req.name)
+    .withEnvironment(req.env)
+    .withLabels(req.labels)
+    .withNetworkMode(req.network)
+    .withExposedPorts(...req.ports)
+    .withWaitStrategy(req.wait ?? new ReadyAtOnce())
+    .withStartupTimeout(req.startupTimeoutMs);
+  if (req.cmd) c.withCommand(req.cmd);
+  const started = await c.start();
+  const hostPorts = new Map<number, number>();
+  for (const p of req.ports) hostPorts.set(p, started.getMappedPort(p));
+  return { id: started.getId(), name: req.name, hostPorts };
+}
+
+/** Testcontainers' strategy for `ready: {tcp}` / `{log}`; undefined for the ones topas checks itself. */
+export function waitStrategyFor(ready: { kind: string; pattern?: string }): WaitStrategy | undefined {
+  if (ready.kind === 'tcp') {
+    // checks inside the container too: the docker-proxy accepts on the host port before the app listens
+    return Wait.forListeningPorts();
+  }
+  if (ready.kind === 'log' && ready.pattern !== undefined) return Wait.forLogMessage(logRegExp(ready.pattern));
+  return undefined;
+}
+
+/** Same meaning as readiness.logMatcher: the text as a substring, or as a regular expression when it is one. */
+function logRegExp(pattern: string): RegExp {
+  const literal = pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  try {
+    new RegExp(pattern);
+    return new RegExp(`${literal}|(?:${pattern})`, 'm');
+  } catch {
+    return new RegExp(literal, 'm');
+  }
+}
+
+/** Host ports of a running container (attach, and after a restart the ports may change). */
+export async function inspectHostPorts(docker: Dockerode, id: string): Promise<{ running: boolean; hostPorts: Map<number, number> }> {
+  const info = await docker.getContainer(id).inspect();
+  const hostPorts = new Map<number, number>();
+  for (const [key, binds] of Object.entries(info.NetworkSettings?.Ports ?? {})) {
+    const b = (binds ?? []).find((x) => x.HostPort);
+    if (b) hostPorts.set(Number(key.split('/')[0]), Number(b.HostPort));
+  }
+  return { running: info.State?.Running === true, hostPorts };
+}
+
+/**
+ * Watches a container's exit so readiness probes fail at once when it dies
+ * (`liveness` of readiness.ts) instead of burning the whole timeout.
+ */
+export class ExitWatch {
+  private exited: string | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private polling = false;
+
+  constructor(
+    private readonly docker: Dockerode,
+    private readonly id: string,
+    intervalMs = 250,
+  ) {
+    // Polling inspect, not `docker wait`: a pending wait request would hold the
+    // process open; this timer is unref'd and stopped with the probe.
+    this.timer = setInterval(() => void this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  private async check(): Promise<void> {
+    if (this.polling || this.exited !== undefined) return;
+    this.polling = true;
+    try {
+      const info = await this.docker.getContainer(this.id).inspect();
+      if (info.State && !info.State.Running && !info.State.Restarting && info.State.Status !== 'created') {
+        this.exited = `exit code ${info.State.ExitCode}`;
+      }
+    } catch {
+      this.exited = 'container is gone';
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  liveness = (): string | undefined => this.exited;
+
+  /** Last log lines, for error messages. */
+  async describe(): Promise<string> {
+    const logs = await containerLogs(this.docker, this.id, 20);
+    return lastLines(logs, 10);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+export function startFailed(label: string, err: unknown, timeoutMs: number, logs: string): TopasError {
+  if (err instanceof TopasError) {
+    return logs && !err.message.includes(logs)
+      ? new TopasError(err.code, `${err.message}\nlast log lines:\n${logs}`, { hint: err.hint, cause: err })
+      : err;
+  }
+  const msg = (err as Error)?.message ?? String(err);
+  if (/timed out|timeout/i.test(msg)) {
+    return new TopasError('READINESS_TIMEOUT', `${label}: not ready after ${formatDurationMs(timeoutMs)} (${msg})${logs ? `\nlast log lines:\n${logs}` : ''}`, { cause: err });
+  }
+  return new TopasError('SUT_START_FAILED', `${label}: ${msg}${logs ? `\nlast log lines:\n${logs}` : ''}`, { cause: err });
+}

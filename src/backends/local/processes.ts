@@ -1,0 +1,163 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import { sleep } from '../readiness';
+
+/**
+ * Process helpers for the local backend. Everything it starts runs detached in
+ * its own process group (pgid = pid), so signalling `-pid` reaches grandchildren
+ * too (a `sh -c` wrapper, a node cluster), and the group outlives a `topas up`
+ * that exits. Pids are paired with their kernel start time so a recycled pid is
+ * never mistaken for ours.
+ */
+export interface ProcessRef {
+  pid: number;
+  /** /proc/<pid>/stat field 22 (start time in clock ticks); absent off Linux */
+  startTicks?: number;
+}
+
+export function processStartTicks(pid: number): number | undefined {
+  const stat = readStat(pid);
+  if (!stat) return undefined;
+  // fields after the ")" of the command name: state is field 3, starttime field 22
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[19]);
+  return Number.isFinite(ticks) ? ticks : undefined;
+}
+
+function readStat(pid: number): string | undefined {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Alive = exists, is not a zombie, and (when known) started when we recorded it. */
+export function isAlive(ref: ProcessRef): boolean {
+  try {
+    process.kill(ref.pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const stat = readStat(ref.pid);
+  if (stat === undefined) return process.platform !== 'linux';
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return false;
+  if (ref.startTicks !== undefined && Number(fields[19]) !== ref.startTicks) return false;
+  return true;
+}
+
+/** Signal a whole process group; false when nothing was there. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    // the group may be gone while the leader lingers as a zombie: try the pid itself
+    try {
+      process.kill(pgid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** True once the process is gone; false when it still runs after timeoutMs. */
+export async function waitForExit(ref: ProcessRef, timeoutMs: number, intervalMs = 25): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!isAlive(ref)) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * Graceful stop of a process group: `signal` (SIGTERM) to the group, wait up to
+ * graceMs for the leader, then SIGKILL the group either way so no grandchild stays.
+ */
+export async function stopGroup(ref: ProcessRef, graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (isAlive(ref)) {
+    signalGroup(ref.pid, signal);
+    if (!(await waitForExit(ref, graceMs))) {
+      signalGroup(ref.pid, 'SIGKILL');
+      await waitForExit(ref, 5000);
+    }
+  }
+  // leftovers of the group (children that ignored SIGTERM), the leader being gone
+  try {
+    process.kill(-ref.pid, 'SIGKILL');
+  } catch {
+    /* group empty */
+  }
+  await waitReaped(ref, 1000);
+}
+
+/**
+ * A child of ours stays a zombie until Node's SIGCHLD handling reaps it, a moment
+ * after it died: wait for that, so `ps` right after a stop shows nothing. Bounded,
+ * because a process we only know by pid (attach) is reaped by someone else, maybe never.
+ */
+async function waitReaped(ref: ProcessRef, timeoutMs: number): Promise<void> {
+  if (process.platform !== 'linux') return;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const stat = readStat(ref.pid);
+    if (stat === undefined) return;
+    if (ref.startTicks !== undefined && processStartTicks(ref.pid) !== ref.startTicks) return;
+    await sleep(10);
+  }
+}
+
+const recentPorts = new Map<number, number>();
+const RECENT_PORT_MS = 30_000;
+
+/**
+ * A free TCP port on 127.0.0.1. The OS hands it out; ports given out in the last
+ * 30s are skipped so two replicas started at once never get the same one.
+ */
+export async function freePort(): Promise<number> {
+  const now = Date.now();
+  for (const [p, t] of recentPorts) if (now - t > RECENT_PORT_MS) recentPorts.delete(p);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const addr = srv.address();
+        const p = typeof addr === 'object' && addr ? addr.port : 0;
+        srv.close(() => resolve(p));
+      });
+    });
+    if (!recentPorts.has(port)) {
+      recentPorts.set(port, now);
+      return port;
+    }
+  }
+  throw new Error('no free TCP port found on 127.0.0.1 after 50 attempts');
+}
+
+/** Last `bytes` of a file as text ('' when missing). */
+export function readTail(file: string, bytes = 64 * 1024): string {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    const size = fs.fstatSync(fd).size;
+    const len = Math.min(size, bytes);
+    const buf = Buffer.alloc(len);
+    fs.readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+export function tailLines(text: string, n: number): string {
+  const lines = text.split('\n');
+  if (lines.length && lines[lines.length - 1] === '') lines.pop();
+  return lines.slice(-n).join('\n');
+}

@@ -1,0 +1,23 @@
+import type { Backend } from './backend';
+import { TopasError } from '../errors';
+
+/** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `topas:backends` hook. */
+const factories = new Map<string, () => Backend>();
+
+export function registerBackend(name: string, factory: () => Backend): void {
+  factories.set(name, factory);
+}
+
+export function backendNames(): string[] {
+  return [...factories.keys()];
+}
+
+export function getBackend(name: string): Backend {
+  const f = factories.get(name);
+  if (!f) {
+    throw new TopasError('INVALID_FLAGS', `unknown backend "${name}"`, {
+      hint: `available: ${[...factories.keys(), 'auto'].join(', ')}`,
+    });
+  }
+  return f();
+}

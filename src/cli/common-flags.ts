@@ -1,0 +1,31 @@
+import { Flags } from '@oclif/core';
+import { TopasError } from '../errors';
+import { parseDurationMs } from '../util/duration';
+
+export const appFlag = Flags.string({ description: 'path to the app spec (default: topas.yaml here or next to the scenarios)', helpValue: 'topas.yaml' });
+export const backendFlag = Flags.string({
+  description: 'where to stand the SUT up: auto (docker when the engine answers and every service has an image, else local), local, docker, or a plugin backend',
+  default: 'auto',
+  helpValue: 'auto|local|docker|kubernetes',
+});
+export const envFlag = Flags.string({ description: 'variable for scenarios and services (repeatable)', multiple: true, helpValue: 'K=V', default: [] });
+
+export function parseEnvFlags(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const problems = [];
+  for (const v of values) {
+    const i = v.indexOf('=');
+    if (i <= 0) problems.push({ path: '--env', message: `expected K=V, got "${v}"` });
+    else out[v.slice(0, i)] = v.slice(i + 1);
+  }
+  if (problems.length) throw new TopasError('INVALID_FLAGS', 'invalid --env', { problems });
+  return out;
+}
+
+export function parseDurationFlag(value: string, flag: string): number {
+  try {
+    return parseDurationMs(value, flag);
+  } catch (err) {
+    throw new TopasError('INVALID_FLAGS', (err as Error).message);
+  }
+}

@@ -1,0 +1,53 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand } from '../cli/base-command';
+import { appFlag, backendFlag, envFlag, parseDurationFlag, parseEnvFlags } from '../cli/common-flags';
+import { runScenarios } from '../run/run-service';
+import { parseReporterFlags } from '../run/render-reports';
+import { TopasError } from '../errors';
+
+export default class Run extends BaseCommand {
+  static override summary = 'Run Lua scenarios as test runs against the SUT';
+  static override description =
+    'Stands the SUT up if it is not up, runs each scenario (at most --parallel at once) in worker threads, prints the report, and tears down unless --keep or `topas up` had started it. Exit codes: 0 passed, 1 failed, 2 invalid input, 3 SUT could not start, 5 timed out, 130 interrupted.';
+  static override strict = false;
+  static override args = {
+    targets: Args.string({ description: 'scenario files, folders or globs', required: true }),
+  };
+  static override examples = [
+    '<%= config.bin %> run tests/smoke.lua',
+    '<%= config.bin %> run tests/ --parallel 4 --reporter junit:report.xml',
+    "<%= config.bin %> run 'tests/*.lua' --app topas.yaml --backend local --timeout 2m",
+    '<%= config.bin %> run tests/smoke.lua --env BASE_USER=alice --keep',
+  ];
+  static override flags = {
+    app: appFlag,
+    backend: backendFlag,
+    parallel: Flags.integer({ description: 'scenarios at once', default: 1, min: 1 }),
+    workers: Flags.integer({ description: 'worker threads hosting scenarios (default: cores)', min: 1 }),
+    timeout: Flags.string({ description: 'per-scenario timeout; a hard stop', default: '5m' }),
+    reporter: Flags.string({ description: 'table | json | junit, optionally with :path (repeatable)', multiple: true, default: [] }),
+    env: envFlag,
+    keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
+    'continue-on-failure': Flags.boolean({ description: 'run later steps after a failed step', default: false }),
+  };
+
+  async run(): Promise<void> {
+    const { argv, flags } = await this.parse(Run);
+    const targets = argv as string[];
+    if (targets.length === 0) throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, folder or glob');
+    const outcome = await runScenarios({
+      io: this.io,
+      targets,
+      app: flags.app,
+      backend: flags.backend,
+      parallel: flags.parallel,
+      workers: flags.workers,
+      timeoutMs: parseDurationFlag(flags.timeout, '--timeout'),
+      reporters: parseReporterFlags(flags.reporter, flags.json),
+      env: parseEnvFlags(flags.env),
+      keep: flags.keep,
+      continueOnFailure: flags['continue-on-failure'],
+    });
+    this.finish(outcome.exitCode);
+  }
+}

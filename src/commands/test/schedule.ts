@@ -1,0 +1,20 @@
+import { BaseCommand } from '../../cli/base-command';
+import Run from '../run';
+import { scheduleRun } from '../../run/schedule-service';
+
+export default class TestSchedule extends BaseCommand {
+  static override summary = 'Queue a run in the background and print its id at once';
+  static override description = 'Takes the same arguments as `topas run`. The run starts detached and waits its turn: two schedules against the same app run one after the other. Follow it with `topas test logs <id> --follow` and `topas test status <id>`.';
+  static override strict = false;
+  static override args = Run.args;
+  static override flags = Run.flags;
+  static override examples = ['<%= config.bin %> test schedule tests/smoke.lua', '<%= config.bin %> test schedule tests/ --parallel 4 --json'];
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(TestSchedule);
+    const runArgv = this.argv.filter((a) => a !== '--json');
+    const { runId, dir } = scheduleRun({ io: this.io, runArgv, app: flags.app });
+    if (flags.json) return this.outJson({ runId, dir });
+    this.out(runId);
+  }
+}

@@ -1,0 +1,549 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { LuaFactory, LuaMultiReturn, LuaReturn, LuaType, LuaEventMasks, LUA_REGISTRYINDEX } from 'wasmoon';
+import type { LuaEngine, LuaGlobal } from 'wasmoon';
+import type { EndpointMap } from '../backends/backend';
+import type { SerializedError } from '../errors';
+import type { CheckTally, LogLevel, LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask, StepResult } from '../run/scenario-types';
+import { formatDurationMs } from '../util/duration';
+import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
+import { errorMessage, luaDurationMs, toLua } from './lua-values';
+import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance } from './modules';
+
+export interface LuaRuntimeOptions {
+  onLog(line: LogLine): void;
+  onEvent(runId: string, ev: ScenarioEvent): void;
+  /** serves module calls that need the main thread (sut.*) */
+  rpc(runId: string, method: string, args: unknown[]): Promise<unknown>;
+  /** Lua instructions between two deadline checks */
+  hookInstructionCount?: number;
+}
+
+type CancelReason = 'timeout' | 'interrupt';
+
+interface OpenStep {
+  name: string;
+  startedMs: number;
+  checks: Map<string, CheckTally>;
+  continueOnFailure: boolean;
+}
+
+interface ActiveRun {
+  task: ScenarioTask;
+  source: string;
+  startedAt: Date;
+  startedMs: number;
+  deadlineMs: number;
+  /** lua_State of the scenario's coroutine, and its registry ref keeping it alive */
+  L: number;
+  threadRef: number;
+  cancelReason?: CancelReason;
+  wake: () => void;
+  cancelled: Promise<void>;
+  pending?: Promise<unknown>;
+  timer?: NodeJS.Timeout;
+  checks: Map<string, CheckTally>;
+  steps: StepResult[];
+  openSteps: OpenStep[];
+  /** a step failed without continue_on_failure: later steps are skipped */
+  blocked: boolean;
+  firstStepError?: SerializedError;
+  /** messages raised by expect/assert/db.expect: these fail, the rest error */
+  assertions: Set<string>;
+  modules: LuaModuleInstance[];
+  abort: AbortController;
+  endpoints: EndpointMap;
+}
+
+type MainOutcome = { kind: 'ok' } | { kind: 'error'; message: string; location?: string; traceback?: string };
+
+const MEMORY_ERROR = 'not enough memory';
+
+// one wasm module per thread; engines made from it are cheap
+let sharedFactory: LuaFactory | undefined;
+export function luaFactory(): LuaFactory {
+  sharedFactory ??= new LuaFactory();
+  return sharedFactory;
+}
+
+/**
+ * One Lua engine hosting many scenarios at once, each in its own coroutine
+ * with its own _ENV. Async JS work is yielded to the driver in `drive`, which
+ * resumes the coroutine with the result; a count hook enforces deadlines and
+ * cancellation even in `while true do end`.
+ */
+export class LuaRuntime {
+  private readonly lua: LuaEngine['global']['lua'];
+  private readonly global: LuaGlobal;
+  private current: ActiveRun | undefined;
+  private readonly runs = new Map<string, ActiveRun>();
+  private readonly resultPtr: number;
+  private readonly hookPtr: number;
+  private readonly hookCount: number;
+  private readonly baselineBytes: number;
+  private endpoints: EndpointMap | undefined;
+  private closed = false;
+
+  static async create(opts: LuaRuntimeOptions): Promise<LuaRuntime> {
+    const engine = await luaFactory().createEngine({ traceAllocations: true, enableProxy: false, injectObjects: false, openStandardLibs: true });
+    return new LuaRuntime(engine, opts);
+  }
+
+  private readonly mainRef: number;
+
+  private constructor(
+    engine: LuaEngine,
+    private readonly opts: LuaRuntimeOptions,
+  ) {
+    this.global = engine.global;
+    this.lua = engine.global.lua;
+    this.hookCount = opts.hookInstructionCount ?? 1000;
+    this.resultPtr = this.lua.module._malloc(4);
+    this.hookPtr = this.lua.module.addFunction((L: number) => this.onHook(L), 'vii');
+
+    const G = this.global.address;
+    this.global.loadString(PRELUDE_LUA, PRELUDE_CHUNK);
+    this.global.pushValue(this.preludeBindings());
+    const status = this.lua.lua_pcallk(G, 1, 1, 0, 0, null);
+    if (status !== LuaReturn.Ok) {
+      const msg = this.lua.lua_tolstring(G, -1, null);
+      this.global.setTop(0);
+      throw new Error(`lua prelude failed: ${msg}`);
+    }
+    this.mainRef = this.lua.luaL_ref(G, LUA_REGISTRYINDEX);
+    this.global.setTop(0);
+    this.baselineBytes = this.global.getMemoryUsed();
+  }
+
+  /** Runs one scenario to its end; never rejects (failures are in the result). */
+  async run(task: ScenarioTask): Promise<ScenarioResult> {
+    if (this.closed) throw new Error('lua runtime is closed');
+    if (this.runs.has(task.runId)) throw new Error(`run ${task.runId} is already running`);
+    const startedMs = Date.now();
+    let wake!: () => void;
+    const cancelled = new Promise<void>((resolve) => (wake = resolve));
+    const run: ActiveRun = {
+      task,
+      source: '',
+      startedAt: new Date(startedMs),
+      startedMs,
+      deadlineMs: startedMs + task.timeoutMs,
+      L: 0,
+      threadRef: 0,
+      wake,
+      cancelled,
+      checks: new Map(),
+      steps: [],
+      openSteps: [],
+      blocked: false,
+      assertions: new Set(),
+      modules: [],
+      abort: new AbortController(),
+      endpoints: this.endpoints ?? task.endpoints,
+    };
+    this.runs.set(task.runId, run);
+    let outcome: MainOutcome;
+    try {
+      run.source = await readScenario(task.file);
+      if (task.timeoutMs > 0 && Number.isFinite(task.timeoutMs)) {
+        run.timer = setTimeout(() => this.cancelRun(run, 'timeout'), task.timeoutMs);
+      } else {
+        run.deadlineMs = Infinity;
+      }
+      outcome = await this.drive(run);
+    } catch (err) {
+      outcome = { kind: 'error', message: errorMessage(err) };
+    }
+    return this.finish(run, outcome);
+  }
+
+  /** Stops a run (at its next Lua instruction or pending await). */
+  cancel(runId: string, reason: CancelReason): boolean {
+    const run = this.runs.get(runId);
+    if (!run) return false;
+    this.cancelRun(run, reason);
+    return true;
+  }
+
+  cancelAll(reason: CancelReason): void {
+    for (const run of this.runs.values()) this.cancelRun(run, reason);
+  }
+
+  setEndpoints(map: EndpointMap): void {
+    this.endpoints = map;
+    for (const run of this.runs.values()) run.endpoints = map;
+  }
+
+  get activeRuns(): number {
+    return this.runs.size;
+  }
+
+  /** Bytes the Lua heap uses now (all scenarios of this engine). */
+  memoryUsedBytes(): number {
+    return this.global.getMemoryUsed();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.cancelAll('interrupt');
+    this.lua.module.removeFunction(this.hookPtr);
+    this.lua.module._free(this.resultPtr);
+    this.global.close();
+  }
+
+  // ------------------------------------------------------------------ driver
+
+  private cancelRun(run: ActiveRun, reason: CancelReason): void {
+    if (run.cancelReason) return;
+    run.cancelReason = reason;
+    run.abort.abort(new Error(reason === 'timeout' ? 'scenario timed out' : 'scenario interrupted'));
+    run.wake();
+  }
+
+  private onHook(L: number): void {
+    const run = this.current;
+    if (!run) return;
+    if (!run.cancelReason && Date.now() > run.deadlineMs) this.cancelRun(run, 'timeout');
+    if (run.cancelReason) {
+      this.lua.lua_pushstring(L, cancelMessage(run));
+      this.lua.lua_error(L);
+    }
+  }
+
+  private updateMemoryMax(): void {
+    let limit = 0;
+    for (const r of this.runs.values()) limit = Math.max(limit, r.task.memoryLimitBytes || 0);
+    this.global.setMemoryMax(limit > 0 ? this.baselineBytes + limit : undefined);
+  }
+
+  private resume(L: number, nargs: number): { status: LuaReturn; nres: number } {
+    this.lua.module.setValue(this.resultPtr, 0, 'i32');
+    const status = this.lua.lua_resume(L, null, nargs, this.resultPtr);
+    return { status, nres: this.lua.module.getValue(this.resultPtr, 'i32') };
+  }
+
+  private async drive(run: ActiveRun): Promise<MainOutcome> {
+    const lua = this.lua;
+    const G = this.global.address;
+    // pushes allocate outside any protected call: never let the cap hit there
+    this.global.setMemoryMax(undefined);
+    run.L = lua.lua_newthread(G);
+    run.threadRef = lua.luaL_ref(G, LUA_REGISTRYINDEX);
+    lua.lua_sethook(run.L, this.hookPtr, LuaEventMasks.Count, this.hookCount);
+    const L = run.L;
+    const thread = this.global.stateToThread(L);
+    lua.lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.mainRef));
+    lua.lua_pushstring(L, run.source);
+    lua.lua_pushstring(L, chunkName(run.task));
+    thread.pushValue(toLua(run.task.instance));
+    let nargs = 3;
+    for (;;) {
+      this.updateMemoryMax();
+      this.current = run;
+      let res: { status: LuaReturn; nres: number };
+      try {
+        res = this.resume(L, nargs);
+      } finally {
+        this.current = undefined;
+        this.global.setMemoryMax(undefined);
+      }
+      if (res.status === LuaReturn.Yield) {
+        const first = res.nres > 0 && lua.lua_type(L, -res.nres) === LuaType.String ? lua.lua_tolstring(L, -res.nres, null) : undefined;
+        lua.lua_settop(L, 0);
+        if (run.cancelReason) return { kind: 'error', message: cancelMessage(run) };
+        if (first === ASYNC_MARK) {
+          const pending = run.pending;
+          run.pending = undefined;
+          nargs = await this.settlePending(run, thread, pending);
+        } else {
+          // a bare coroutine.yield at the top level: let others run, then go on
+          await Promise.race([new Promise((r) => setImmediate(r)), run.cancelled]);
+          nargs = 0;
+        }
+        if (run.cancelReason) return { kind: 'error', message: cancelMessage(run) };
+        continue;
+      }
+      if (res.status === LuaReturn.Ok) {
+        const vals = thread.getStackValues(lua.lua_gettop(L) - res.nres);
+        lua.lua_settop(L, 0);
+        if (vals[0] === 'ok') return { kind: 'ok' };
+        return { kind: 'error', message: String(vals[1] ?? 'error'), location: (vals[2] as string | null) ?? undefined, traceback: (vals[3] as string | null) ?? undefined };
+      }
+      // an error that escaped scenario_main's xpcall (memory, or raised before it)
+      const message = lua.lua_type(L, -1) === LuaType.String ? lua.lua_tolstring(L, -1, null) : `Lua error (${LuaReturn[res.status]})`;
+      lua.lua_settop(L, 0);
+      return { kind: 'error', message };
+    }
+  }
+
+  /** Waits for the promise a JS function started; pushes (ok, values...) and returns how many. */
+  private async settlePending(run: ActiveRun, thread: ReturnType<LuaGlobal['stateToThread']>, pending: Promise<unknown> | undefined): Promise<number> {
+    let pushes: unknown[];
+    try {
+      const value = await Promise.race([pending, run.cancelled]);
+      if (run.cancelReason) return 0;
+      if (value instanceof LuaMultiReturn) pushes = [true, ...value.map((v) => toLua(v))];
+      else pushes = [true, toLua(value)];
+    } catch (err) {
+      pushes = [err instanceof LuaAssertionError ? 'assert' : false, errorMessage(err)];
+    }
+    for (const v of pushes) thread.pushValue(v);
+    return pushes.length;
+  }
+
+  private async finish(run: ActiveRun, outcome: MainOutcome): Promise<ScenarioResult> {
+    const task = run.task;
+    if (run.timer) clearTimeout(run.timer);
+    if (!run.abort.signal.aborted) run.abort.abort(new Error('scenario ended'));
+    for (const m of run.modules.reverse()) {
+      try {
+        await Promise.race([Promise.resolve(m.close?.()), delay(5000)]);
+      } catch (err) {
+        this.emitLog(run, 'warn', `closing a module failed: ${errorMessage(err)}`);
+      }
+    }
+    if (run.threadRef) this.lua.luaL_unref(this.global.address, LUA_REGISTRYINDEX, run.threadRef);
+    this.runs.delete(task.runId);
+
+    let state: RunState;
+    let error: SerializedError | undefined;
+    if (run.cancelReason) {
+      state = run.cancelReason === 'timeout' ? 'timedOut' : 'interrupted';
+      const loc = outcome.kind === 'error' ? outcome.location : undefined;
+      error = {
+        name: run.cancelReason === 'timeout' ? 'TimeoutError' : 'InterruptedError',
+        code: run.cancelReason === 'timeout' ? 'TIMEOUT' : 'INTERRUPTED',
+        message: run.cancelReason === 'timeout' ? `${task.name} timed out after ${formatDurationMs(task.timeoutMs)}${loc ? ` (at ${loc})` : ''}` : `${task.name} was interrupted${loc ? ` (at ${loc})` : ''}`,
+        ...(loc ? { location: loc } : {}),
+      };
+    } else if (outcome.kind === 'error') {
+      const isAssertion = run.assertions.has(outcome.message);
+      let message = outcome.message;
+      if (message === MEMORY_ERROR || message.endsWith(`: ${MEMORY_ERROR}`)) {
+        message = `${message} (memory limit of ${formatBytes(task.memoryLimitBytes)} reached)`;
+      }
+      state = isAssertion ? 'failed' : 'error';
+      error = luaError(message, outcome.location, outcome.traceback, isAssertion);
+      if (isAssertion) error.name = 'AssertionError';
+    } else {
+      const failedCheck = [...run.checks.values()].some((c) => c.failed > 0);
+      const failedStep = run.steps.some((s) => s.state === 'failed');
+      state = failedStep || failedCheck ? 'failed' : 'passed';
+      if (failedStep) error = run.firstStepError;
+      else if (failedCheck) {
+        const names = [...run.checks.values()].filter((c) => c.failed > 0).map((c) => `"${c.name}" (${c.failed} failed)`);
+        error = { name: 'CheckFailed', message: `check${names.length > 1 ? 's' : ''} failed: ${names.join(', ')}` };
+      }
+    }
+    // steps still open when the scenario stopped
+    for (const s of run.openSteps.splice(0).reverse()) {
+      run.steps.push({ name: s.name, state: 'failed', durationMs: Date.now() - s.startedMs, checks: [...s.checks.values()], error });
+    }
+    return {
+      runId: task.runId,
+      name: task.name,
+      file: task.file,
+      instance: task.instance,
+      state,
+      startedAt: run.startedAt.toISOString(),
+      durationMs: Date.now() - run.startedMs,
+      steps: run.steps,
+      checks: [...run.checks.values()],
+      ...(error ? { error } : {}),
+    };
+  }
+
+  // ------------------------------------------------------------------ bindings
+
+  private emitLog(run: ActiveRun, level: LogLevel, message: string): void {
+    this.opts.onLog({ ts: Date.now(), runId: run.task.runId, source: run.task.name, level, message });
+  }
+
+  private emit(run: ActiveRun, ev: ScenarioEvent): void {
+    this.opts.onEvent(run.task.runId, ev);
+  }
+
+  private tally(map: Map<string, CheckTally>, name: string, ok: boolean): void {
+    let t = map.get(name);
+    if (!t) {
+      t = { name, passed: 0, failed: 0 };
+      map.set(name, t);
+    }
+    if (ok) t.passed++;
+    else t.failed++;
+  }
+
+  private recordCheck(run: ActiveRun, name: string, ok: boolean): void {
+    this.tally(run.checks, name, ok);
+    for (const s of run.openSteps) this.tally(s.checks, name, ok);
+    this.emit(run, { kind: 'check', name, ok, ts: Date.now() });
+  }
+
+  /** Wraps a JS function for Lua: promises become ASYNC, throws become ERR/ASSERT. */
+  private wrapJs(fn: (...args: any[]) => unknown): (...args: unknown[]) => unknown {
+    return (...args: unknown[]) => {
+      const run = this.current;
+      try {
+        const r = fn(...args);
+        if (r instanceof Promise || (typeof r === 'object' && r !== null && typeof (r as { then?: unknown }).then === 'function')) {
+          if (!run) throw new Error('async call outside a scenario');
+          run.pending = r as Promise<unknown>;
+          // swallow late rejections of work whose scenario was cancelled
+          run.pending.catch(() => undefined);
+          return ASYNC_MARK;
+        }
+        if (r instanceof LuaMultiReturn) return LuaMultiReturn.of(...r.map((v) => toLua(v)));
+        return toLua(r);
+      } catch (err) {
+        return LuaMultiReturn.of(err instanceof LuaAssertionError ? ASSERT_MARK : ERR_MARK, errorMessage(err));
+      }
+    };
+  }
+
+  private preludeBindings(): Record<string, unknown> {
+    const need = (): ActiveRun => {
+      const run = this.current;
+      if (!run) throw new Error('called outside a running scenario');
+      return run;
+    };
+    return {
+      ASYNC: ASYNC_MARK,
+      ERR: ERR_MARK,
+      ASSERT: ASSERT_MARK,
+      log: (level: LogLevel, message: string) => {
+        const run = this.current;
+        if (run) this.emitLog(run, level, message);
+      },
+      check: (name: string, ok: boolean) => this.recordCheck(need(), name, ok),
+      assert_failed: (message: string) => this.recordCheck(need(), message, false),
+      assertion: (message: string) => {
+        need().assertions.add(message);
+      },
+      step_begin: (name: string, continueOnFailure: boolean) => {
+        const run = need();
+        const now = Date.now();
+        if (run.blocked && !continueOnFailure) {
+          run.steps.push({ name, state: 'skipped', durationMs: 0, checks: [] });
+          this.emit(run, { kind: 'step-end', name, ts: now, state: 'skipped' });
+          return false;
+        }
+        run.openSteps.push({ name, startedMs: now, checks: new Map(), continueOnFailure: continueOnFailure || run.task.continueOnFailure });
+        this.emit(run, { kind: 'step-start', name, ts: now });
+        return true;
+      },
+      step_end: (name: string, ok: boolean, message?: string | null, location?: string | null, traceback?: string | null) => {
+        const run = need();
+        const open = run.openSteps.pop();
+        const now = Date.now();
+        const step: StepResult = {
+          name,
+          state: ok ? 'passed' : 'failed',
+          durationMs: open ? now - open.startedMs : 0,
+          checks: open ? [...open.checks.values()] : [],
+        };
+        if (!ok) {
+          const msg = run.cancelReason ? cancelMessage(run) : String(message ?? 'step failed');
+          step.error = luaError(msg, location ?? undefined, traceback ?? undefined, run.assertions.has(String(message)));
+          if (!run.firstStepError) run.firstStepError = step.error;
+          if (!open?.continueOnFailure) run.blocked = true;
+        } else if (open && [...open.checks.values()].some((c) => c.failed > 0)) {
+          // a step whose checks failed is a failed step, though it ran to its end
+          step.state = 'failed';
+          const names = [...open.checks.values()].filter((c) => c.failed > 0).map((c) => `"${c.name}"`);
+          step.error = { name: 'CheckFailed', message: `check failed: ${names.join(', ')}` };
+          // checks are non-fatal: later steps still run
+          if (!run.firstStepError) run.firstStepError = step.error;
+        }
+        run.steps.push(step);
+        this.emit(run, { kind: 'step-end', name, ts: now, state: step.state, ...(step.error ? { error: step.error } : {}) });
+        return run.cancelReason !== undefined;
+      },
+      sleep: this.wrapJs((d: unknown) => {
+        const run = need();
+        const ms = luaDurationMs(d, 'sleep') ?? 0;
+        return delay(ms, undefined, { signal: run.abort.signal });
+      }),
+      env: (name: string) => {
+        const v = need().task.env[name];
+        return v === undefined ? undefined : v;
+      },
+      json_encode: this.wrapJs((v: unknown) => {
+        const s = JSON.stringify(v === null ? null : v);
+        return s === undefined ? 'null' : s;
+      }),
+      json_decode: this.wrapJs((s: unknown) => {
+        if (typeof s !== 'string') throw new Error(`json.decode: expected a string, got ${s === null ? 'nil' : typeof s}`);
+        try {
+          return JSON.parse(s);
+        } catch (err) {
+          throw new Error(`json.decode: ${errorMessage(err)}`);
+        }
+      }),
+      require: this.wrapJs((name: string) => {
+        const run = need();
+        const factory = getLuaModule(name);
+        if (!factory) throw new Error(`module '${name}' not found (available: ${luaModuleNames().join(', ')})`);
+        const ctx: LuaModuleContext = {
+          task: run.task,
+          endpoints: () => run.endpoints,
+          rpc: (method, args) => this.opts.rpc(run.task.runId, method, args),
+          log: (level, message) => this.emitLog(run, level, message),
+          signal: run.abort.signal,
+        };
+        const inst = factory(ctx);
+        run.modules.push(inst);
+        const exportsTable: Record<string, unknown> = {};
+        for (const [k, f] of Object.entries(inst.exports)) exportsTable[k] = this.wrapJs(f);
+        return LuaMultiReturn.of<unknown>(exportsTable, inst.shim);
+      }),
+    };
+  }
+}
+
+function cancelMessage(run: ActiveRun): string {
+  return run.cancelReason === 'timeout' ? `timed out after ${formatDurationMs(run.task.timeoutMs)}` : 'interrupted';
+}
+
+/** Chunk name: the file relative to baseDir, with forward slashes. */
+export function chunkName(task: { file: string; baseDir: string }): string {
+  const rel = path.relative(task.baseDir, task.file);
+  return (rel && !rel.startsWith('..') ? rel : task.file).split(path.sep).join('/');
+}
+
+// scenario files are read once per worker: load tests start thousands of runs of one file
+const sourceCache = new Map<string, { mtimeMs: number; source: string }>();
+async function readScenario(file: string): Promise<string> {
+  // statSync: a few µs, where an async stat's thread-pool round trip costs a run's whole budget
+  const st = fs.statSync(file);
+  const hit = sourceCache.get(file);
+  if (hit && hit.mtimeMs === st.mtimeMs) return hit.source;
+  const source = await fs.promises.readFile(file, 'utf8');
+  sourceCache.set(file, { mtimeMs: st.mtimeMs, source });
+  return source;
+}
+
+function luaError(message: string, location: string | undefined, traceback: string | undefined, assertion: boolean): SerializedError {
+  const e: SerializedError = { name: assertion ? 'AssertionError' : 'LuaError', message };
+  if (location) e.location = location;
+  const tb = traceback ? cleanTraceback(traceback) : undefined;
+  if (tb) e.stack = `${message}\n${tb}`;
+  return e;
+}
+
+/** Drops the runtime's own frames so a traceback shows the scenario's. */
+function cleanTraceback(tb: string): string | undefined {
+  const lines = tb.split('\n').filter((l) => {
+    const t = l.trim();
+    return !t.startsWith('topas') && !t.startsWith('[C]: in function \'xpcall\'') && !t.startsWith('[C]: in ?') && t !== "[C]: in function 'error'" && t !== '(...tail calls...)';
+  });
+  return lines.length > 1 ? lines.join('\n') : undefined;
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(n % (1 << 20) === 0 ? 0 : 1)} MB`;
+  if (n >= 1 << 10) return `${Math.round(n / 1024)} KB`;
+  return `${n} B`;
+}
+

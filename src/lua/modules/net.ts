@@ -1,0 +1,157 @@
+import { STATUS_CODES } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
+import { request as undiciRequest } from 'undici';
+import type { EndpointMap } from '../../backends/backend';
+import type { LuaModuleContext, LuaModuleInstance } from './module-types';
+import { errorMessage, luaDurationMs, luaOptions } from '../lua-values';
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+export interface NetResponse {
+  code: number;
+  status: number;
+  status_text: string;
+  headers: Record<string, string>;
+  body: string;
+  time_ms: number;
+}
+
+/** Lua-side sugar: verbs, response:json(). Runs once per engine. */
+const NET_SHIM = String.raw`
+local js, h = ...
+local decode = h.json.decode
+local function json_method(self) return decode(self.body) end
+local function wrap(r) r.json = json_method; return r end
+local M = {}
+function M.request(o)
+  if type(o) ~= "table" then h.raise("net.request: expected a table {method=, url=, ...}") end
+  return wrap(js.request(o.method or "GET", o.url, o.body, o))
+end
+function M.get(url, opts) return wrap(js.request("GET", url, nil, opts)) end
+function M.head(url, opts) return wrap(js.request("HEAD", url, nil, opts)) end
+function M.delete(url, opts) return wrap(js.request("DELETE", url, nil, opts)) end
+function M.post(url, body, opts) return wrap(js.request("POST", url, body, opts)) end
+function M.put(url, body, opts) return wrap(js.request("PUT", url, body, opts)) end
+function M.patch(url, body, opts) return wrap(js.request("PATCH", url, body, opts)) end
+function M.wait_http(url, opts) return wrap(js.wait_http(url, opts)) end
+M.resolve = js.resolve
+return M
+`;
+
+/**
+ * Turns `http://api/users` (or `http://api:8080/users`) into the service's
+ * current endpoint, round-robin over replicas. Other hosts pass through.
+ */
+export function createUrlResolver(endpoints: () => EndpointMap): (url: string) => string {
+  const next = new Map<string, number>();
+  return (raw: string) => {
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new Error(`invalid URL "${raw}"`);
+    }
+    const svc = endpoints()[u.hostname];
+    if (!svc || svc.kind !== 'service') return raw;
+    if (svc.urls.length === 0) throw new Error(`service "${u.hostname}" has no ready endpoint`);
+    const i = next.get(u.hostname) ?? 0;
+    next.set(u.hostname, i + 1);
+    const base = new URL(svc.urls[i % svc.urls.length]);
+    const basePath = base.pathname.replace(/\/$/, '');
+    return `${base.protocol}//${base.host}${basePath}${u.pathname}${u.search}`;
+  };
+}
+
+function headerRecord(h: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return out;
+}
+
+export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
+  const resolve = createUrlResolver(ctx.endpoints);
+
+  async function send(method: string, url: string, body: unknown, optsIn: unknown, what: string): Promise<NetResponse> {
+    const opts = luaOptions(optsIn, what);
+    const headers: Record<string, string> = {};
+    const given = luaOptions(opts.headers, `${what} headers`);
+    for (const [k, v] of Object.entries(given)) if (v !== undefined && v !== null) headers[k.toLowerCase()] = String(v);
+    let payload: string | undefined;
+    const json = opts.json !== undefined && opts.json !== null ? opts.json : typeof body === 'object' && body !== null ? body : undefined;
+    if (json !== undefined) {
+      payload = JSON.stringify(json);
+      headers['content-type'] ??= 'application/json';
+    } else if (body !== undefined && body !== null) {
+      payload = String(body);
+    }
+    let target = resolve(url);
+    if (opts.query !== undefined && opts.query !== null) {
+      const u = new URL(target);
+      for (const [k, v] of Object.entries(luaOptions(opts.query, `${what} query`))) {
+        if (Array.isArray(v)) for (const x of v) u.searchParams.append(k, String(x));
+        else if (v !== undefined && v !== null) u.searchParams.append(k, String(v));
+      }
+      target = u.toString();
+    }
+    const timeoutMs = luaDurationMs(opts.timeout, `${what} timeout`) ?? DEFAULT_TIMEOUT_MS;
+    const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
+    const t0 = performance.now();
+    try {
+      const res = await undiciRequest(target, { method: method as 'GET', headers, body: payload, signal });
+      const text = method === 'HEAD' ? '' : await res.body.text();
+      return {
+        code: res.statusCode,
+        status: res.statusCode,
+        status_text: STATUS_CODES[res.statusCode] ?? '',
+        headers: headerRecord(res.headers),
+        body: text,
+        time_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+      };
+    } catch (err) {
+      const e = err as Error & { code?: string; cause?: Error };
+      let reason = errorMessage(err);
+      if (signal.aborted && !ctx.signal.aborted) reason = `timeout after ${timeoutMs}ms`;
+      else if (e.cause instanceof Error && !reason.includes(e.cause.message)) reason = `${reason}: ${e.cause.message}`;
+      throw new Error(`${what} ${url}: ${reason}`);
+    }
+  }
+
+  return {
+    shim: NET_SHIM,
+    exports: {
+      request: (method: unknown, url: unknown, body: unknown, opts: unknown) => {
+        const m = String(method ?? 'GET').toUpperCase();
+        const what = `net.${m.toLowerCase()}`;
+        if (typeof url !== 'string' || url === '') throw new Error(`${what}: expected a URL string, got ${url === null || url === undefined ? 'nil' : typeof url}`);
+        return send(m, url, body, opts, what);
+      },
+      resolve: (url: unknown) => resolve(String(url)),
+      wait_http: async (url: unknown, optsIn: unknown) => {
+        if (typeof url !== 'string') throw new Error('net.wait_http: expected a URL string');
+        const opts = luaOptions(optsIn, 'net.wait_http');
+        const want = typeof opts.status === 'number' ? opts.status : 200;
+        const timeoutMs = luaDurationMs(opts.timeout, 'net.wait_http timeout') ?? 30_000;
+        const intervalMs = luaDurationMs(opts.interval, 'net.wait_http interval') ?? 200;
+        const deadline = Date.now() + timeoutMs;
+        let last = 'no attempt';
+        for (let attempt = 0; attempt < 100_000; attempt++) {
+          const left = deadline - Date.now();
+          if (left <= 0) break;
+          try {
+            const r = await send('GET', url, undefined, { timeout: Math.min(left, 5000) / 1000 }, 'net.wait_http');
+            if (r.code === want) return r;
+            last = `status ${r.code}`;
+          } catch (err) {
+            last = errorMessage(err).replace(/^net\.wait_http \S+: /, '');
+          }
+          if (ctx.signal.aborted) break;
+          await delay(Math.min(intervalMs, Math.max(0, deadline - Date.now())), undefined, { signal: ctx.signal });
+        }
+        throw new Error(`net.wait_http ${url}: no status ${want} within ${timeoutMs}ms (last: ${last})`);
+      },
+    },
+  };
+}

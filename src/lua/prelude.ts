@@ -1,0 +1,368 @@
+/**
+ * The Lua half of the scenario runtime, compiled once per engine. Most of the
+ * per-call work (expect, step, env creation, error locations) lives here
+ * because a Lua call is far cheaper than a crossing into JS.
+ *
+ * Protocol with the JS driver (src/lua/engine.ts):
+ * - a JS function that starts async work returns ASYNC; the Lua wrapper then
+ *   yields ASYNC to the driver, which resumes with (ok, value-or-message);
+ * - a JS function that fails returns ERR, message (or ASSERT, message for a
+ *   failed assertion) instead of throwing, so the raised error is a plain
+ *   string carrying the user's file:line.
+ */
+// wasmoon moves strings as C strings, so the markers avoid NUL
+export const ASYNC_MARK = '\u0001topas:async';
+export const ERR_MARK = '\u0001topas:err';
+export const ASSERT_MARK = '\u0001topas:assert';
+export const PRELUDE_CHUNK = '=topas';
+
+export const PRELUDE_LUA = String.raw`
+local js = ...
+local ASYNC, ERR, ASSERT = js.ASYNC, js.ERR, js.ASSERT
+local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+local co_running, co_isyieldable, co_close = coroutine.running, coroutine.isyieldable, coroutine.close
+local getinfo, traceback = debug.getinfo, debug.traceback
+local type, tostring, select, pairs, ipairs, next, error, rawget, rawset, rawequal, setmetatable, getmetatable, pcall, xpcall, load =
+  type, tostring, select, pairs, ipairs, next, error, rawget, rawset, rawequal, setmetatable, getmetatable, pcall, xpcall, load
+local concat, sort, unpack = table.concat, table.sort, table.unpack
+local sfind, smatch, sformat, srep, ssub = string.find, string.match, string.format, string.rep, string.sub
+local math_type = math.type
+
+-- sources of scenario chunks ("@rel/path.lua"): only these count as user frames
+local user_sources = {}
+
+local function user_where(level)
+  level = level or 2
+  while true do
+    local info = getinfo(level, "Sl")
+    if not info then return nil end
+    if info.what ~= "C" and user_sources[info.source] then
+      return ssub(info.source, 2) .. ":" .. info.currentline
+    end
+    level = level + 1
+  end
+end
+
+local function raise(msg)
+  local w = user_where(3)
+  error(w and (w .. ": " .. msg) or msg, 0)
+end
+
+local function raise_assert(msg)
+  local w = user_where(3)
+  msg = w and (w .. ": " .. msg) or msg
+  js.assertion(msg)
+  error(msg, 0)
+end
+
+-- message handler for xpcall: keeps Lua's own file:line when it names a
+-- scenario file, else adds the innermost scenario frame
+local function handler(e)
+  local msg
+  if type(e) == "string" then msg = e
+  elseif type(e) == "table" and type(e.msg) == "string" and e.tb then return e
+  else msg = tostring(e) end
+  local file, line = smatch(msg, "^(.-):(%d+): ")
+  local loc
+  if file and user_sources["@" .. file] then
+    loc = file .. ":" .. line
+  else
+    loc = user_where(3)
+    if loc then msg = loc .. ": " .. msg end
+  end
+  return { msg = msg, loc = loc, tb = traceback(nil, 2) }
+end
+
+-- the driver resumes an async yield with (true, values...), ("assert", message) or (false, message)
+local function after_async(ok, ...)
+  if ok == true then return ... end
+  if ok == "assert" then raise_assert((...)) end
+  raise((...))
+end
+
+-- JS calls come back as values, ASYNC (then we yield to the driver) or ERR/ASSERT
+local function settle(first, ...)
+  if first == ASYNC then
+    return after_async(co_yield(ASYNC))
+  elseif first == ERR then
+    raise((...))
+  elseif first == ASSERT then
+    raise_assert((...))
+  end
+  return first, ...
+end
+
+local function wrap_js(f)
+  return function(...) return settle(f(...)) end
+end
+
+-- ---------------------------------------------------------------- inspect
+local function is_ident(s) return type(s) == "string" and smatch(s, "^[%a_][%w_]*$") ~= nil end
+
+local function inspect(v, depth, seen)
+  local t = type(v)
+  if t == "string" then return sformat("%q", v) end
+  if t ~= "table" then return tostring(v) end
+  depth = depth or 0
+  seen = seen or {}
+  if seen[v] then return "<cycle>" end
+  if depth > 4 then return "{...}" end
+  local mt = getmetatable(v)
+  if mt and rawget(mt, "__tostring") then return tostring(v) end
+  seen[v] = true
+  local parts, n = {}, #v
+  for i = 1, n do parts[#parts + 1] = inspect(v[i], depth + 1, seen) end
+  local keys = {}
+  for k in pairs(v) do
+    if not (math_type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+  end
+  sort(keys, function(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then return ta < tb end
+    if ta == "number" or ta == "string" then return a < b end
+    return tostring(a) < tostring(b)
+  end)
+  for _, k in ipairs(keys) do
+    local ks = is_ident(k) and k or ("[" .. inspect(k, depth + 1, seen) .. "]")
+    parts[#parts + 1] = ks .. "=" .. inspect(v[k], depth + 1, seen)
+    if #parts > 40 then parts[#parts + 1] = "..."; break end
+  end
+  seen[v] = nil
+  return "{" .. concat(parts, ", ") .. "}"
+end
+
+local function deep_equal(a, b, seen)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  seen = seen or {}
+  if seen[a] == b then return true end
+  seen[a] = b
+  for k, v in pairs(a) do
+    if not deep_equal(v, b[k], seen) then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+-- ---------------------------------------------------------------- expect
+local Expect = {}
+Expect.__index = Expect
+
+local function verdict(self, ok, what, expected)
+  local negate = self.negated
+  self.negated = false
+  if negate then ok = not ok end
+  if ok then return self end
+  local msg = "expected " .. inspect(self.actual) .. (negate and " not " or " ") .. what
+  if expected ~= nil then msg = msg .. " " .. expected end
+  raise_assert(msg)
+end
+
+function Expect:never() self.negated = not self.negated; return self end
+function Expect:to_be(v) return verdict(self, rawequal(self.actual, v) or self.actual == v, "to be", inspect(v)) end
+function Expect:to_equal(v) return verdict(self, deep_equal(self.actual, v), "to equal", inspect(v)) end
+function Expect:to_be_truthy() return verdict(self, self.actual and true or false, "to be truthy") end
+function Expect:to_be_nil() return verdict(self, self.actual == nil, "to be nil") end
+function Expect:to_contain(v)
+  local a, ok = self.actual, false
+  if type(a) == "string" then
+    ok = type(v) == "string" and sfind(a, v, 1, true) ~= nil
+  elseif type(a) == "table" then
+    for _, x in pairs(a) do if deep_equal(x, v) then ok = true; break end end
+  else
+    raise("expect(x):to_contain: x must be a string or a table, got " .. type(a))
+  end
+  return verdict(self, ok, "to contain", inspect(v))
+end
+function Expect:to_match(pattern)
+  if type(self.actual) ~= "string" then
+    return verdict(self, false, "to match", inspect(pattern))
+  end
+  return verdict(self, sfind(self.actual, pattern) ~= nil, "to match", inspect(pattern))
+end
+local function numeric(self, name, n)
+  if type(self.actual) ~= "number" or type(n) ~= "number" then
+    self.negated = false
+    raise_assert("expected " .. inspect(self.actual) .. " " .. name .. " " .. inspect(n) .. " (both must be numbers)")
+  end
+end
+function Expect:to_be_greater_than(n)
+  numeric(self, "to be greater than", n)
+  return verdict(self, self.actual > n, "to be greater than", inspect(n))
+end
+function Expect:to_be_less_than(n)
+  numeric(self, "to be less than", n)
+  return verdict(self, self.actual < n, "to be less than", inspect(n))
+end
+
+local function expect(actual)
+  return setmetatable({ actual = actual, negated = false }, Expect)
+end
+
+-- ---------------------------------------------------------------- coroutines
+-- user coroutines pass our async yields through to the driver, so a net call
+-- inside coroutine.wrap still works
+local function forward(co, ok, first, ...)
+  if ok and first == ASYNC and co_status(co) == "suspended" then
+    return forward(co, co_resume(co, co_yield(ASYNC)))
+  end
+  return ok, first, ...
+end
+local function unwrap(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+local user_coroutine = {
+  create = co_create, status = co_status, running = co_running, isyieldable = co_isyieldable,
+  close = co_close, yield = co_yield,
+  resume = function(co, ...) return forward(co, co_resume(co, ...)) end,
+  wrap = function(f)
+    local co = co_create(f)
+    return function(...) return unwrap(forward(co, co_resume(co, ...))) end
+  end,
+}
+
+-- ---------------------------------------------------------------- globals
+local function fmt_args(...)
+  local n = select("#", ...)
+  local parts = {}
+  for i = 1, n do
+    local v = select(i, ...)
+    parts[i] = type(v) == "string" and v or inspect(v)
+  end
+  return concat(parts, " ")
+end
+
+local js_log, js_check, js_assert_failed = js.log, js.check, js.assert_failed
+local log = {
+  info = function(...) js_log("info", fmt_args(...)) end,
+  warn = function(...) js_log("warn", fmt_args(...)) end,
+  error = function(...) js_log("error", fmt_args(...)) end,
+  debug = function(...) js_log("debug", fmt_args(...)) end,
+}
+
+local js_sleep = wrap_js(js.sleep)
+local js_env = js.env
+local json = { encode = wrap_js(js.json_encode), decode = wrap_js(js.json_decode) }
+
+local function check(name, cond)
+  js_check(tostring(name), cond and true or false)
+  return cond
+end
+
+local function lua_assert(cond, msg, ...)
+  if not cond then
+    local m = msg == nil and "assertion failed!" or tostring(msg)
+    js_assert_failed(m)
+    raise_assert(m)
+  end
+  return cond, msg, ...
+end
+
+local js_step_begin, js_step_end = js.step_begin, js.step_end
+local function step(name, opts, fn)
+  if fn == nil then fn, opts = opts, nil end
+  if type(fn) ~= "function" then raise("step(name, [opts,] fn): fn must be a function") end
+  name = tostring(name)
+  local cont = type(opts) == "table" and opts.continue_on_failure and true or false
+  if not js_step_begin(name, cont) then return false end
+  local ok, e = xpcall(fn, handler)
+  if ok then
+    js_step_end(name, true)
+    return true
+  end
+  if js_step_end(name, false, e.msg, e.loc, e.tb) then
+    -- the run was cancelled (timeout/interrupt): do not swallow it
+    error(e, 0)
+  end
+  return false
+end
+
+local base = {
+  assert = lua_assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+  xpcall = xpcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
+  rawequal = rawequal, rawget = rawget, rawset = rawset, rawlen = rawlen, setmetatable = setmetatable,
+  getmetatable = getmetatable, unpack = unpack, _VERSION = _VERSION,
+  print = log.info, sleep = js_sleep, json = json, expect = expect, check = check, step = step, log = log,
+  string = string, table = table, math = math, utf8 = utf8, coroutine = user_coroutine,
+  os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
+  debug = { traceback = traceback },
+  inspect = inspect,
+  env = function(name, default)
+    local v = js_env(tostring(name))
+    if v == nil then return default end
+    return v
+  end,
+}
+-- library tables are copied into a scenario's env on first use, so a
+-- scenario that patches string.foo does not change it for the others
+local copied = { string = true, table = true, math = true, utf8 = true, coroutine = true, os = true, debug = true, log = true, json = true }
+local function shallow_copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+local env_mt = {
+  __index = function(t, k)
+    local v = base[k]
+    if v ~= nil and copied[k] then
+      v = shallow_copy(v)
+      rawset(t, k, v)
+    end
+    return v
+  end,
+}
+
+local js_require = js.require
+local shim_cache = {}
+
+local function new_env(instance)
+  local env = setmetatable({}, env_mt)
+  local modules = {}
+  env._G = env
+  env.instance = instance
+  env.load = function(chunk, name, mode, e)
+    return load(chunk, name, mode or "t", e or env)
+  end
+  env.require = function(name)
+    name = tostring(name)
+    local m = modules[name]
+    if m ~= nil then return m end
+    local exports, shim = settle(js_require(name))
+    local wrapped = {}
+    for k, f in pairs(exports) do wrapped[k] = wrap_js(f) end
+    if shim then
+      local make = shim_cache[name]
+      if not make then
+        local err
+        make, err = load(shim, "=topas:" .. name, "t", base)
+        if not make then error(err, 0) end
+        shim_cache[name] = make
+      end
+      m = make(wrapped, { inspect = inspect, raise = raise, raise_assert = raise_assert, json = json, env = env })
+    else
+      m = wrapped
+    end
+    modules[name] = m
+    return m
+  end
+  return env
+end
+
+-- the body of every scenario coroutine; returns kind, message, location, traceback
+local function scenario_main(source, chunkname, instance)
+  local src = "@" .. chunkname
+  user_sources[src] = true
+  local env = new_env(instance)
+  local fn, err = load(source, src, "t", env)
+  if not fn then return "error", err, smatch(err, "^(.-:%d+):"), nil end
+  local ok, e = xpcall(fn, handler)
+  if ok then return "ok" end
+  if type(e) ~= "table" then return "error", tostring(e), nil, nil end
+  return "error", e.msg, e.loc, e.tb
+end
+
+return scenario_main
+`;

@@ -1,0 +1,155 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseDocument } from 'yaml';
+import { TopasError, type Problem } from '../errors';
+import { suggestion } from '../spec/did-you-mean';
+import { tryParseDurationMs } from '../util/duration';
+
+/**
+ * A playbook: roles, each running one Lua script in N concurrent instances that
+ * coordinate through `sync` (../shared/spec/playbook.md).
+ */
+export interface Playbook {
+  file: string;
+  dir: string;
+  name: string;
+  /** absolute path of the app spec, when the playbook names one */
+  app?: string;
+  timeoutMs?: number;
+  /** how long a `sync.barrier`/`sync.wait` waits by default before failing */
+  barrierTimeoutMs?: number;
+  roles: PlaybookRole[];
+  /** declarative traffic shaping (at a time, or on a sync signal) */
+  shaping: PlaybookShapeStep[];
+}
+
+export interface PlaybookRole {
+  name: string;
+  /** absolute path */
+  script: string;
+  instances: number;
+  params: Record<string, unknown>;
+}
+
+export interface PlaybookShapeStep {
+  /** when: milliseconds after start, or a sync signal name */
+  atMs?: number;
+  on?: string;
+  service: string;
+  /** one of the shape module's calls and its arguments, e.g. { latency: "200ms" } */
+  action: string;
+  args: unknown[];
+}
+
+const TOP_KEYS = ['name', 'app', 'timeout', 'barrier_timeout', 'roles', 'shaping'];
+const ROLE_KEYS = ['name', 'script', 'instances', 'params'];
+const SHAPE_KEYS = ['at', 'on', 'service', 'latency', 'jitter', 'bandwidth', 'loss', 'down', 'timeout', 'http_fault', 'reset'];
+const SHAPE_ACTIONS = ['latency', 'bandwidth', 'loss', 'down', 'timeout', 'http_fault', 'reset'];
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function parsePlaybook(text: string, file: string): Playbook {
+  const problems: Problem[] = [];
+  const doc = parseDocument(text, { prettyErrors: false });
+  for (const e of doc.errors) {
+    const pos = e.linePos?.[0];
+    problems.push({ path: `${path.basename(file)}${pos ? `:${pos.line}:${pos.col}` : ''}`, message: e.message.split('\n')[0] });
+  }
+  if (problems.length) throw new TopasError('INVALID_PLAYBOOK', `playbook ${file} is not valid YAML`, { problems });
+  const raw = doc.toJS() as unknown;
+  if (!isRecord(raw)) throw new TopasError('INVALID_PLAYBOOK', `playbook ${file}: expected a mapping with roles`);
+  const dir = path.dirname(path.resolve(file));
+  const unknownKeys = (obj: Record<string, unknown>, known: string[], at: string) => {
+    for (const k of Object.keys(obj)) if (!known.includes(k)) problems.push({ path: at ? `${at}.${k}` : k, message: `unknown field${suggestion(k, known)}` });
+  };
+  unknownKeys(raw, TOP_KEYS, '');
+
+  const durationField = (v: unknown, at: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const ms = tryParseDurationMs(v);
+    if (ms === undefined) problems.push({ path: at, message: `expected a duration like "30s" or "5m", got ${JSON.stringify(v)}` });
+    return ms;
+  };
+  const timeoutMs = durationField(raw.timeout, 'timeout');
+  const barrierTimeoutMs = durationField(raw.barrier_timeout, 'barrier_timeout');
+  let app: string | undefined;
+  if (raw.app !== undefined) {
+    if (typeof raw.app !== 'string') problems.push({ path: 'app', message: 'expected a path to topas.yaml' });
+    else {
+      app = path.resolve(dir, raw.app);
+      if (!fs.existsSync(app)) problems.push({ path: 'app', message: `${raw.app} does not exist` });
+    }
+  }
+
+  const roles: PlaybookRole[] = [];
+  if (!Array.isArray(raw.roles) || raw.roles.length === 0) problems.push({ path: 'roles', message: 'expected a list of at least one role' });
+  else {
+    const names = new Set<string>();
+    raw.roles.forEach((r: unknown, i: number) => {
+      const at = `roles[${i}]`;
+      if (!isRecord(r)) return problems.push({ path: at, message: 'expected a mapping with name, script, instances' });
+      unknownKeys(r, ROLE_KEYS, at);
+      const name = typeof r.name === 'string' && /^[A-Za-z][\w-]*$/.test(r.name) ? r.name : undefined;
+      if (!name) problems.push({ path: `${at}.name`, message: `expected a name of letters, digits, - and _, got ${JSON.stringify(r.name)}` });
+      else if (names.has(name)) problems.push({ path: `${at}.name`, message: `duplicate role "${name}"` });
+      else names.add(name);
+      let script = '';
+      if (typeof r.script !== 'string' || !r.script.endsWith('.lua')) problems.push({ path: `${at}.script`, message: `expected a .lua file, got ${JSON.stringify(r.script)}` });
+      else {
+        script = path.resolve(dir, r.script);
+        if (!fs.existsSync(script)) problems.push({ path: `${at}.script`, message: `${r.script} does not exist` });
+      }
+      const instances = r.instances === undefined ? 1 : r.instances;
+      if (typeof instances !== 'number' || !Number.isInteger(instances) || instances < 1 || instances > 100_000) {
+        problems.push({ path: `${at}.instances`, message: `expected an integer 1-100000, got ${JSON.stringify(r.instances)}` });
+      }
+      if (r.params !== undefined && !isRecord(r.params)) problems.push({ path: `${at}.params`, message: 'expected a mapping' });
+      roles.push({ name: name ?? `role${i}`, script, instances: Number(instances), params: isRecord(r.params) ? r.params : {} });
+    });
+  }
+
+  const shaping: PlaybookShapeStep[] = [];
+  if (raw.shaping !== undefined) {
+    if (!Array.isArray(raw.shaping)) problems.push({ path: 'shaping', message: 'expected a list' });
+    else
+      raw.shaping.forEach((s: unknown, i: number) => {
+        const at = `shaping[${i}]`;
+        if (!isRecord(s)) return problems.push({ path: at, message: 'expected a mapping' });
+        unknownKeys(s, SHAPE_KEYS, at);
+        const atMs = durationField(s.at, `${at}.at`);
+        const on = typeof s.on === 'string' ? s.on : undefined;
+        if ((atMs === undefined) === (on === undefined)) problems.push({ path: at, message: 'give exactly one of `at: <duration>` or `on: <signal>`' });
+        if (typeof s.service !== 'string') problems.push({ path: `${at}.service`, message: 'expected a service name' });
+        const actions = SHAPE_ACTIONS.filter((a) => s[a] !== undefined);
+        if (actions.length !== 1) return problems.push({ path: at, message: `give exactly one of ${SHAPE_ACTIONS.join(', ')}` });
+        const action = actions[0];
+        const value = s[action];
+        const args: unknown[] = action === 'latency' ? [value, s.jitter === undefined ? {} : { jitter: s.jitter }] : action === 'down' || action === 'timeout' || action === 'reset' ? [] : [value];
+        shaping.push({ atMs, on, service: String(s.service), action, args });
+      });
+  }
+  if (problems.length) throw new TopasError('INVALID_PLAYBOOK', `playbook ${path.basename(file)} has ${problems.length} problem(s)`, { problems });
+  const name = typeof raw.name === 'string' ? raw.name : path.basename(file).replace(/\.ya?ml$/, '');
+  return { file: path.resolve(file), dir, name, app, timeoutMs, barrierTimeoutMs, roles, shaping };
+}
+
+export function loadPlaybook(file: string): Playbook {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new TopasError('FILE_NOT_FOUND', `playbook ${file} does not exist`);
+  }
+  return parsePlaybook(text, file);
+}
+
+/** A YAML target is a playbook when it has `roles:`; anything else is rejected by the caller. */
+export function looksLikePlaybook(file: string): boolean {
+  try {
+    return /^roles\s*:/m.test(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,73 @@
+import type { SerializedError } from '../errors';
+import type { RunState, ScenarioResult } from '../run/scenario-types';
+
+/** A run as reporters see it (and as run.json stores it, see src/run/run-record.ts). */
+export interface RunReport {
+  runId: string;
+  app?: string;
+  backend?: string;
+  /** ISO timestamp */
+  startedAt: string;
+  durationMs: number;
+  /** `pending` / `running` for runs that are queued or still going */
+  state: RunState | 'pending' | 'running';
+  results: ScenarioResult[];
+  /** what ended the run outside any scenario (SUT failed to start, interrupted, ...) */
+  error?: SerializedError;
+}
+
+export interface ScenarioCounts {
+  total: number;
+  passed: number;
+  /** everything not passed: failed, error, timedOut, interrupted */
+  failed: number;
+  byState: Partial<Record<RunState, number>>;
+}
+
+export function countScenarios(results: readonly ScenarioResult[]): ScenarioCounts {
+  const byState: Partial<Record<RunState, number>> = {};
+  for (const r of results) byState[r.state] = (byState[r.state] ?? 0) + 1;
+  const passed = byState.passed ?? 0;
+  return { total: results.length, passed, failed: results.length - passed, byState };
+}
+
+/** `tests/a.lua:12: boom` without repeating a location the message already starts with. */
+export function messageWithLocation(err: SerializedError): string {
+  if (!err.location || err.message.includes(err.location)) return err.message;
+  return `${err.location}: ${err.message}`;
+}
+
+/** The stack/traceback minus a first line that only repeats the message (JS stacks do). */
+export function tracebackOf(err: SerializedError): string | undefined {
+  if (!err.stack) return undefined;
+  const lines = err.stack.split('\n');
+  const first = lines[0].trim();
+  if (first === err.message.trim() || first === `${err.name}: ${err.message}`.trim() || (err.location && first === `${err.location}: ${err.message}`)) {
+    lines.shift();
+  }
+  const rest = lines.join('\n').replace(/\s+$/, '');
+  return rest === '' ? undefined : rest;
+}
+
+/** Failures of a scenario: each failed step with its error, then the scenario's own error if it is a different one. */
+export function failuresOf(r: ScenarioResult): { step?: string; error?: SerializedError }[] {
+  if (r.state === 'passed') return [];
+  const out: { step?: string; error?: SerializedError }[] = [];
+  for (const s of r.steps) if (s.state === 'failed') out.push({ step: s.name, error: s.error ?? r.error });
+  const scenarioError = r.error;
+  const alreadyShown = scenarioError && out.some((f) => f.error && f.error.message === scenarioError.message && f.error.location === scenarioError.location);
+  if (scenarioError && !alreadyShown) out.push({ error: scenarioError });
+  if (out.length === 0) out.push({});
+  return out;
+}
+
+export const STATE_TEXT: Record<RunReport['state'] | 'skipped', string> = {
+  passed: 'passed',
+  failed: 'failed',
+  error: 'error',
+  timedOut: 'timed out',
+  interrupted: 'interrupted',
+  pending: 'pending',
+  running: 'running',
+  skipped: 'skipped',
+};

@@ -1,0 +1,102 @@
+import Table from 'cli-table3';
+import type { SerializedError } from '../errors';
+import type { CheckTally, ScenarioResult } from '../run/scenario-types';
+import { formatDurationMs } from '../util/duration';
+import type { ReporterOptions } from './index';
+import { STATE_TEXT, countScenarios, failuresOf, messageWithLocation, tracebackOf, type RunReport } from './run-report';
+
+const ANSI = { red: 31, green: 32, yellow: 33, dim: 2, bold: 1 } as const;
+
+function paint(on: boolean, style: keyof typeof ANSI, s: string): string {
+  return on ? `\x1b[${ANSI[style]}m${s}\x1b[0m` : s;
+}
+
+function symbol(state: string, color: boolean): string {
+  if (state === 'passed') return paint(color, 'green', '✓');
+  if (state === 'skipped') return paint(color, 'dim', '-');
+  if (state === 'pending' || state === 'running') return paint(color, 'yellow', '…');
+  return paint(color, 'red', '✗');
+}
+
+function checksText(checks: readonly CheckTally[], color: boolean): string {
+  if (checks.length === 0) return '';
+  let passed = 0;
+  let failed = 0;
+  for (const c of checks) {
+    passed += c.passed;
+    failed += c.failed;
+  }
+  const p = `${passed} passed`;
+  return failed > 0 ? `${p}, ${paint(color, 'red', `${failed} failed`)}` : p;
+}
+
+function indent(text: string, by: string): string {
+  return text
+    .split('\n')
+    .map((l) => by + l)
+    .join('\n');
+}
+
+function errorLines(err: SerializedError | undefined, pad: string): string[] {
+  if (!err) return [];
+  const lines = [indent(messageWithLocation(err), pad)];
+  for (const p of err.problems ?? []) lines.push(`${pad}  ${p.path}: ${p.message}`);
+  if (err.hint) lines.push(`${pad}hint: ${err.hint}`);
+  const tb = tracebackOf(err);
+  if (tb) lines.push(indent(tb, pad));
+  return lines;
+}
+
+/** A row per scenario, a row per step beneath it, a summary line, then every failure with its Lua location and traceback. */
+export function tableReporter(report: RunReport, opts: ReporterOptions): string {
+  const { color } = opts;
+  const table = new Table({
+    head: ['', 'scenario / step', 'duration', 'checks'],
+    // Empty styles: no colors unless we add them, so piped output stays plain.
+    style: { head: color ? ['bold'] : [], border: color ? ['grey'] : [] },
+    // No rule between rows, so steps read as belonging to the scenario above them.
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+  });
+  for (const r of report.results) {
+    const state = r.state === 'passed' ? '' : ` (${STATE_TEXT[r.state]})`;
+    table.push([symbol(r.state, color), `${r.name}${state}`, formatDurationMs(r.durationMs), checksText(r.checks, color)]);
+    for (const s of r.steps) {
+      table.push([`  ${symbol(s.state, color)}`, `  ${s.name}`, s.state === 'skipped' ? '' : formatDurationMs(s.durationMs), checksText(s.checks, color)]);
+    }
+  }
+
+  const out: string[] = [];
+  const head = [`run ${report.runId}`];
+  if (report.app) head.push(`app ${report.app}`);
+  if (report.backend) head.push(`backend ${report.backend}`);
+  out.push(paint(color, 'dim', head.join('  ')));
+  if (report.results.length > 0) out.push(table.toString());
+
+  const counts = countScenarios(report.results);
+  const others = Object.entries(counts.byState)
+    .filter(([state]) => state !== 'passed' && state !== 'failed')
+    .map(([state, n]) => `${n} ${STATE_TEXT[state as ScenarioResult['state']]}`);
+  let summary =
+    counts.total === 0
+      ? 'no scenarios ran'
+      : `${paint(color, counts.passed > 0 ? 'green' : 'dim', `${counts.passed} passed`)}, ${paint(color, counts.failed > 0 ? 'red' : 'dim', `${counts.failed} failed`)}`;
+  if (others.length > 0) summary += ` (${others.join(', ')})`;
+  summary += ` in ${formatDurationMs(report.durationMs)}`;
+  if (report.state === 'pending' || report.state === 'running') summary += ` (${STATE_TEXT[report.state]})`;
+  out.push(summary);
+
+  const failureBlocks: string[] = [];
+  if (report.error) failureBlocks.push([paint(color, 'red', '✗ run'), ...errorLines(report.error, '  ')].join('\n'));
+  for (const r of report.results) {
+    for (const f of failuresOf(r)) {
+      const title = f.step ? `${r.name} › ${f.step}` : r.name;
+      const lines = [paint(color, 'red', `✗ ${title}`)];
+      if (r.file) lines.push(paint(color, 'dim', `  ${r.file}`));
+      if (f.error) lines.push(...errorLines(f.error, '  '));
+      else lines.push(`  ${STATE_TEXT[r.state]}`);
+      failureBlocks.push(lines.join('\n'));
+    }
+  }
+  if (failureBlocks.length > 0) out.push('', paint(color, 'bold', 'Failures:'), '', failureBlocks.join('\n\n'));
+  return opts.mask(out.join('\n')) + '\n';
+}

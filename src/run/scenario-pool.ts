@@ -1,0 +1,208 @@
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { EndpointMap } from '../backends/backend';
+import { serializeError, type SerializedError } from '../errors';
+import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
+import type { FromWorker, ToWorker } from './worker-protocol';
+
+export interface ScenarioPoolOptions {
+  workers: number;
+  /** serves `rpc-call`s (sut.*) from scenarios */
+  rpc: (runId: string, method: string, args: unknown[]) => Promise<unknown>;
+  onLog: (line: LogLine) => void;
+  onEvent: (runId: string, ev: ScenarioEvent) => void;
+}
+
+/** How long a worker may overrun a deadline or a cancel before it is terminated. */
+const GRACE_MS = 2000;
+
+interface PendingRun {
+  task: ScenarioTask;
+  startedAt: Date;
+  resolve: (r: ScenarioResult) => void;
+  lastResort?: NodeJS.Timeout;
+}
+
+interface Slot {
+  id: number;
+  worker: Worker;
+  runs: Map<string, PendingRun>;
+  gone: boolean;
+}
+
+/**
+ * Worker threads hosting Lua engines. A worker runs many scenarios at once
+ * (coroutines), so `run` never queues: it picks the least loaded worker. The
+ * main thread keeps the last word on time: a worker that overruns a deadline
+ * by GRACE_MS is terminated, its runs fail, and a fresh worker takes its place.
+ */
+export class ScenarioPool {
+  private readonly slots: Slot[] = [];
+  private endpoints: EndpointMap | undefined;
+  private closed = false;
+  private nextSlotId = 1;
+  private readonly workerFile = path.join(__dirname, 'scenario-worker.js');
+
+  constructor(private readonly opts: ScenarioPoolOptions) {
+    const n = Math.max(1, Math.floor(opts.workers));
+    for (let i = 0; i < n; i++) this.slots.push(this.spawn());
+  }
+
+  run(task: ScenarioTask): Promise<ScenarioResult> {
+    if (this.closed) return Promise.resolve(syntheticResult(task, new Date(), 'interrupted', { name: 'InterruptedError', code: 'INTERRUPTED', message: `${task.name} was not started: the scenario pool is closed` }));
+    const slot = this.slots.reduce((best, s) => (s.runs.size < best.runs.size ? s : best));
+    const t: ScenarioTask = this.endpoints ? { ...task, endpoints: this.endpoints } : task;
+    return new Promise<ScenarioResult>((resolve) => {
+      const pending: PendingRun = { task: t, startedAt: new Date(), resolve };
+      slot.runs.set(t.runId, pending);
+      if (t.timeoutMs > 0 && Number.isFinite(t.timeoutMs)) {
+        pending.lastResort = setTimeout(() => this.overrun(slot, t.runId, 'timedOut'), t.timeoutMs + GRACE_MS);
+      }
+      this.post(slot, { type: 'run', task: t });
+    });
+  }
+
+  setEndpoints(map: EndpointMap): void {
+    this.endpoints = map;
+    for (const s of this.slots) this.post(s, { type: 'endpoints', endpoints: map });
+  }
+
+  /** Stops every running scenario; each resolves as 'interrupted' ('timedOut' when reason is 'timeout'). */
+  cancelAll(reason: 'interrupt' | 'timeout'): void {
+    const state: RunState = reason === 'timeout' ? 'timedOut' : 'interrupted';
+    for (const slot of this.slots) {
+      for (const [runId, run] of slot.runs) {
+        this.post(slot, { type: 'cancel', runId, reason });
+        if (run.lastResort) clearTimeout(run.lastResort);
+        run.lastResort = setTimeout(() => this.overrun(slot, runId, state), GRACE_MS);
+      }
+    }
+  }
+
+  /** Number of scenarios running now. */
+  get running(): number {
+    return this.slots.reduce((n, s) => n + s.runs.size, 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const slots = this.slots.splice(0);
+    await Promise.all(
+      slots.map(async (slot) => {
+        this.failAll(slot, 'interrupted', { name: 'InterruptedError', code: 'INTERRUPTED', message: 'the scenario pool was closed while this scenario ran' });
+        if (slot.gone) return;
+        slot.gone = true;
+        const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
+        this.postRaw(slot, { type: 'shutdown' });
+        const timer = setTimeout(() => void slot.worker.terminate(), GRACE_MS);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private spawn(): Slot {
+    const worker = new Worker(this.workerFile);
+    const slot: Slot = { id: this.nextSlotId++, worker, runs: new Map(), gone: false };
+    worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
+    worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`, serializeError(err)));
+    worker.on('exit', (code) => {
+      if (!slot.gone) this.crashed(slot, `worker exited unexpectedly (code ${code})`);
+    });
+    if (this.endpoints) this.postRaw(slot, { type: 'endpoints', endpoints: this.endpoints });
+    return slot;
+  }
+
+  private post(slot: Slot, msg: ToWorker): void {
+    if (!slot.gone) this.postRaw(slot, msg);
+  }
+
+  private postRaw(slot: Slot, msg: ToWorker): void {
+    try {
+      slot.worker.postMessage(msg);
+    } catch {
+      // the worker is already gone; its runs are failed by the exit handler
+    }
+  }
+
+  private onMessage(slot: Slot, msg: FromWorker): void {
+    switch (msg.type) {
+      case 'ready':
+        break;
+      case 'log':
+        this.opts.onLog(msg.line);
+        break;
+      case 'event':
+        if (slot.runs.has(msg.runId)) this.opts.onEvent(msg.runId, msg.event);
+        break;
+      case 'rpc-call':
+        this.opts.rpc(msg.runId, msg.method, msg.args).then(
+          (value) => this.post(slot, { type: 'rpc-result', callId: msg.callId, ok: true, value }),
+          (err) => this.post(slot, { type: 'rpc-result', callId: msg.callId, ok: false, error: serializeError(err) }),
+        );
+        break;
+      case 'done': {
+        const run = slot.runs.get(msg.runId);
+        if (!run) break;
+        slot.runs.delete(msg.runId);
+        if (run.lastResort) clearTimeout(run.lastResort);
+        run.resolve(msg.result);
+        break;
+      }
+      case 'fatal':
+        this.crashed(slot, `worker failed: ${msg.error.message}`, msg.error);
+        break;
+    }
+  }
+
+  /** The worker did not stop a run in time: terminate it, fail its runs, replace it. */
+  private overrun(slot: Slot, runId: string, state: RunState): void {
+    const run = slot.runs.get(runId);
+    if (!run || slot.gone) return;
+    const what = state === 'timedOut' ? `timed out after ${run.task.timeoutMs}ms` : 'was interrupted';
+    this.replace(slot, state, {
+      name: state === 'timedOut' ? 'TimeoutError' : 'InterruptedError',
+      code: state === 'timedOut' ? 'TIMEOUT' : 'INTERRUPTED',
+      message: `${run.task.name} ${what} and its worker did not stop it within ${GRACE_MS}ms; the worker was terminated`,
+    });
+  }
+
+  private crashed(slot: Slot, message: string, cause?: SerializedError): void {
+    if (slot.gone) return;
+    this.replace(slot, 'error', { name: 'WorkerError', message, ...(cause?.stack ? { stack: cause.stack } : {}) });
+  }
+
+  private replace(slot: Slot, state: RunState, error: SerializedError): void {
+    slot.gone = true;
+    this.failAll(slot, state, error);
+    void slot.worker.terminate();
+    const i = this.slots.indexOf(slot);
+    if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
+  }
+
+  private failAll(slot: Slot, state: RunState, error: SerializedError): void {
+    for (const run of slot.runs.values()) {
+      if (run.lastResort) clearTimeout(run.lastResort);
+      run.resolve(syntheticResult(run.task, run.startedAt, state, error));
+    }
+    slot.runs.clear();
+  }
+}
+
+function syntheticResult(task: ScenarioTask, startedAt: Date, state: RunState, error: SerializedError): ScenarioResult {
+  return {
+    runId: task.runId,
+    name: task.name,
+    file: task.file,
+    instance: task.instance,
+    state,
+    startedAt: startedAt.toISOString(),
+    durationMs: Date.now() - startedAt.getTime(),
+    steps: [],
+    checks: [],
+    error,
+  };
+}

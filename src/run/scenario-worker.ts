@@ -1,0 +1,67 @@
+/**
+ * Worker-thread entry: one Lua engine hosting many scenario coroutines.
+ * Talks to the main thread only through the messages in worker-protocol.ts.
+ */
+import { parentPort } from 'node:worker_threads';
+import { deserializeError, serializeError } from '../errors';
+import { LuaRuntime } from '../lua/engine';
+import type { FromWorker, ToWorker } from './worker-protocol';
+
+if (!parentPort) throw new Error('scenario-worker must run in a worker thread');
+const port = parentPort;
+const post = (msg: FromWorker) => port.postMessage(msg);
+
+const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+let nextCallId = 1;
+
+const ready = LuaRuntime.create({
+  onLog: (line) => post({ type: 'log', line }),
+  onEvent: (runId, event) => post({ type: 'event', runId, event }),
+  rpc: (runId, method, args) =>
+    new Promise((resolve, reject) => {
+      const callId = nextCallId++;
+      calls.set(callId, { resolve, reject });
+      post({ type: 'rpc-call', runId, callId, method, args });
+    }),
+});
+
+ready.then(
+  () => post({ type: 'ready' }),
+  (err) => post({ type: 'fatal', error: serializeError(err) }),
+);
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'run':
+      ready
+        .then((rt) => rt.run(msg.task))
+        .then(
+          (result) => post({ type: 'done', runId: msg.task.runId, result }),
+          (err) => post({ type: 'fatal', error: serializeError(err) }),
+        );
+      break;
+    case 'cancel':
+      void ready.then((rt) => rt.cancel(msg.runId, msg.reason));
+      break;
+    case 'rpc-result': {
+      const c = calls.get(msg.callId);
+      if (!c) break;
+      calls.delete(msg.callId);
+      if (msg.ok) c.resolve(msg.value);
+      else c.reject(deserializeError(msg.error));
+      break;
+    }
+    case 'endpoints':
+      void ready.then((rt) => rt.setEndpoints(msg.endpoints));
+      break;
+    case 'shutdown':
+      void ready.then(
+        (rt) => {
+          rt.close();
+          port.close();
+        },
+        () => port.close(),
+      );
+      break;
+  }
+});

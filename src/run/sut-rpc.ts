@@ -1,0 +1,38 @@
+import type { EndpointMap, Sut } from '../backends/backend';
+
+/** Calls that change what runs where: after them the workers get the new endpoint map. */
+const MUTATING = new Set(['sut.applyService', 'sut.waitReady', 'sut.scale', 'sut.stop', 'sut.start', 'sut.restart', 'sut.kill']);
+
+/**
+ * Serves the `rpc-call`s of `require("sut")` on the main thread. Arguments
+ * arrive exactly as the `Sut` methods take them (durations already in ms).
+ */
+export function createSutRpcHandler(
+  sut: Sut,
+  onEndpointsChanged: (map: EndpointMap) => void,
+): (runId: string, method: string, args: unknown[]) => Promise<unknown> {
+  const s = sut as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const methods: Record<string, (args: unknown[]) => unknown> = {
+    'sut.services': () => sut.services(),
+    'sut.endpoint': ([name, port]) => sut.endpoint(name as string, port as string | undefined),
+    'sut.applyService': (args) => s.applyService.apply(sut, args),
+    'sut.waitReady': (args) => s.waitReady.apply(sut, args),
+    'sut.scale': (args) => s.scale.apply(sut, args),
+    'sut.stop': (args) => s.stop.apply(sut, args),
+    'sut.start': (args) => s.start.apply(sut, args),
+    'sut.restart': (args) => s.restart.apply(sut, args),
+    'sut.kill': (args) => s.kill.apply(sut, args),
+    'sut.logs': (args) => s.logs.apply(sut, args),
+    'sut.exec': (args) => s.exec.apply(sut, args),
+  };
+  return async (_runId, method, args) => {
+    const fn = methods[method];
+    if (!fn) throw new Error(`unknown sut call "${method}"`);
+    try {
+      return await fn(args);
+    } finally {
+      // also after a failed change: part of it may have happened
+      if (MUTATING.has(method)) onEndpointsChanged(sut.endpointMap());
+    }
+  };
+}

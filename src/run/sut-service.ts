@@ -1,0 +1,120 @@
+import Table from 'cli-table3';
+import type { ServiceStatus } from '../backends/backend';
+import { backendNames, getBackend } from '../backends/registry';
+import '../backends/index';
+import { TopasError } from '../errors';
+import type { Io } from '../io';
+import type { AppSpec } from '../spec/app-spec';
+import { loadAppSpec } from '../spec/load-app-spec';
+import { createMasker } from '../spec/secrets';
+import { Interrupts } from './interrupts';
+import { RunRecordStore, readStateFile, removeStateFile, writeStateFile } from './run-record';
+import { openSut } from './sut-session';
+import { findAppSpecFile } from './targets';
+
+async function loadSpec(io: Io, app?: string): Promise<AppSpec> {
+  const file = findAppSpecFile({ app, cwd: io.cwd });
+  if (!file) throw new TopasError('FILE_NOT_FOUND', 'no topas.yaml here', { hint: 'pass --app path/to/topas.yaml, or run `topas init`' });
+  return loadAppSpec(file);
+}
+
+export interface UpResult {
+  app: string;
+  backend: string;
+  reason: string;
+  runId: string;
+  alreadyUp: boolean;
+  services: ServiceStatus[];
+}
+
+/** `topas up`: stand up (or find up) the SUT and leave it running, recorded in .topas/state.json. */
+export async function upApp(opts: { io: Io; app?: string; backend: string; env: Record<string, string> }): Promise<UpResult> {
+  const spec = await loadSpec(opts.io, opts.app);
+  const mask = createMasker(spec);
+  const log = (line: string) => opts.io.stderr.write(`topas: ${mask(line)}\n`);
+  const existing = readStateFile(spec.dir);
+  const runId = existing?.runId ?? new RunRecordStore(spec.dir).createRunId();
+  const interrupts = new Interrupts(opts.io);
+  try {
+    const session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env });
+    try {
+      if (interrupts.interrupted) throw new TopasError('INTERRUPTED', 'interrupted while standing up');
+      const services = await session.sut.services();
+      writeStateFile(spec.dir, session.sut.state());
+      await session.sut.detach();
+      return { app: spec.name, backend: session.backend, reason: session.reason, runId: session.sut.runId, alreadyUp: !session.owned, services };
+    } catch (err) {
+      if (session.owned) await session.sut.dispose().catch(() => undefined);
+      throw err;
+    }
+  } catch (err) {
+    if (interrupts.interrupted) throw new TopasError('INTERRUPTED', 'interrupted: everything started was torn down');
+    throw err;
+  } finally {
+    interrupts.dispose();
+  }
+}
+
+/** `topas down [--all]` */
+export async function downApp(opts: { io: Io; app?: string; all: boolean }): Promise<{ removed: string[]; tornDown?: string }> {
+  const log = (line: string) => opts.io.stderr.write(`topas: ${line}\n`);
+  const removed: string[] = [];
+  let tornDown: string | undefined;
+  const file = findAppSpecFile({ app: opts.app, cwd: opts.io.cwd });
+  if (!file && !opts.all) throw new TopasError('FILE_NOT_FOUND', 'no topas.yaml here', { hint: 'pass --app path/to/topas.yaml, or `topas down --all` to sweep everything topas left behind' });
+  if (file) {
+    const spec = await loadAppSpec(file);
+    const state = readStateFile(spec.dir);
+    if (state) {
+      try {
+        const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log });
+        await sut.dispose();
+        tornDown = `${spec.name} (${state.backend}, run ${state.runId})`;
+      } catch (err) {
+        log(`the recorded SUT could not be reopened (${(err as Error).message}); sweeping instead`);
+      }
+      removeStateFile(spec.dir);
+    }
+    if (!opts.all) {
+      const backend = state?.backend;
+      for (const name of backend ? [backend] : backendNames()) {
+        const r = await getBackend(name).sweep({ app: spec.name, log }).catch(() => ({ removed: [] as string[] }));
+        removed.push(...r.removed);
+      }
+    }
+  }
+  if (opts.all) {
+    for (const name of backendNames()) {
+      try {
+        const r = await getBackend(name).sweep({ all: true, log });
+        removed.push(...r.removed);
+      } catch (err) {
+        log(`${name}: sweep skipped (${(err as Error).message})`);
+      }
+    }
+  }
+  return { removed, tornDown };
+}
+
+/** `topas ps` */
+export async function psApp(opts: { io: Io; app?: string }): Promise<{ app: string; backend?: string; runId?: string; services: ServiceStatus[] }> {
+  const spec = await loadSpec(opts.io, opts.app);
+  const state = readStateFile(spec.dir);
+  if (!state) return { app: spec.name, services: [] };
+  const log = (line: string) => opts.io.stderr.write(`topas: ${line}\n`);
+  const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log });
+  try {
+    return { app: spec.name, backend: state.backend, runId: state.runId, services: await sut.services() };
+  } finally {
+    await sut.detach();
+  }
+}
+
+export function servicesTable(services: ServiceStatus[], mask: (s: string) => string = (s) => s): string {
+  const table = new Table({ head: ['NAME', 'KIND', 'REPLICAS', 'READY', 'VERSION', 'ENDPOINTS'], style: { head: [], border: [] } });
+  for (const s of services) {
+    const extra = Object.entries(s.extraEndpoints ?? {}).map(([k, v]) => `${k}: ${v.join(', ')}`);
+    table.push([s.name, s.kind, String(s.replicas), s.ready ? 'yes' : 'no', s.version ?? '', mask([...s.endpoints, ...extra].join('\n'))]);
+  }
+  return table.toString();
+}

@@ -1,0 +1,91 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Backend, Sut } from '../backends/backend';
+import { getBackend } from '../backends/registry';
+import '../backends/index';
+import { TopasError } from '../errors';
+import type { AppSpec } from '../spec/app-spec';
+import { readStateFile, removeStateFile } from './run-record';
+
+export interface BackendChoice {
+  backend: Backend;
+  reason: string;
+}
+
+/**
+ * `--backend auto` (the default): docker when the engine answers and every
+ * service has an image, else local when every service has a command.
+ */
+export async function chooseBackend(spec: AppSpec, requested: string): Promise<BackendChoice> {
+  if (requested !== 'auto') {
+    const backend = getBackend(requested);
+    const probe = await backend.probe(spec);
+    if (!probe.ok) {
+      throw new TopasError('BACKEND_UNAVAILABLE', `backend ${requested} cannot run app ${spec.name}: ${probe.reason}`, {
+        hint: requested === 'docker' ? 'start Docker (scripts/ensure-docker.sh) or use --backend local' : 'give every service a `command` to run it locally, or use --backend docker',
+      });
+    }
+    return { backend, reason: `requested with --backend ${requested}` };
+  }
+  const reasons: string[] = [];
+  for (const name of ['docker', 'local']) {
+    let backend: Backend;
+    try {
+      backend = getBackend(name);
+    } catch {
+      continue;
+    }
+    const probe = await backend.probe(spec);
+    if (probe.ok) return { backend, reason: `auto: ${[...reasons, `${name}: ${probe.reason}`].join('; ')}` };
+    reasons.push(`${name} not usable: ${probe.reason}`);
+  }
+  throw new TopasError('BACKEND_UNAVAILABLE', `no backend can run app ${spec.name}`, {
+    problems: reasons.map((r) => ({ path: 'backend', message: r })),
+    hint: 'start Docker and give services an `image`, or give every service a `command` for the local backend',
+  });
+}
+
+export interface SutSession {
+  sut: Sut;
+  /** true when this process started it (and so tears it down) */
+  owned: boolean;
+  backend: string;
+  reason: string;
+}
+
+/**
+ * Reuse the SUT `topas up` left running for this app, else stand a new one up
+ * (after sweeping what crashed runs of the same app left behind).
+ */
+export async function openSut(opts: {
+  spec: AppSpec;
+  backend: string;
+  runId: string;
+  log: (line: string) => void;
+  signal?: AbortSignal;
+  env?: Record<string, string>;
+}): Promise<SutSession> {
+  const { spec } = opts;
+  const state = readStateFile(spec.dir);
+  if (state && state.app === spec.name && (opts.backend === 'auto' || opts.backend === state.backend)) {
+    try {
+      const backend = getBackend(state.backend);
+      const sut = await backend.attach(spec, state, { runId: opts.runId, workDir: '', log: opts.log, signal: opts.signal, env: opts.env });
+      return { sut, owned: false, backend: state.backend, reason: `reusing the SUT started by \`topas up\` (run ${state.runId})` };
+    } catch (err) {
+      opts.log(`the SUT recorded in .topas/state.json is gone (${(err as Error).message}); starting a new one`);
+      removeStateFile(spec.dir);
+    }
+  }
+  const choice = await chooseBackend(spec, opts.backend);
+  await choice.backend.sweep({ app: spec.name, log: opts.log }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-${spec.name}-`));
+  try {
+    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env });
+    return { sut, owned: true, backend: choice.backend.name, reason: choice.reason };
+  } catch (err) {
+    fs.rmSync(workDir, { recursive: true, force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * Finds HTTP/1.x request boundaries in the client-to-server byte stream so the
+ * proxy can answer single requests itself (http_fault) while forwarding all
+ * other bytes untouched, without re-encoding anything. Parser libraries hand out
+ * parsed events, not the byte spans we need to drop or forward, hence this small
+ * framer. Anything it cannot frame (oversized or malformed heads, upgrades,
+ * CONNECT) switches the connection to plain passthrough for good.
+ */
+
+export interface RequestHead {
+  method: string;
+  /** request target as sent, e.g. `/users/alice?x=1` */
+  target: string;
+  /** whether the connection stays open after the response */
+  keepAlive: boolean;
+}
+
+export interface FramerSink {
+  /** bytes to send to the server, in order */
+  forward(bytes: Buffer): void;
+  /** a dropped request is complete: answer it */
+  answer(head: RequestHead, status: number): void;
+}
+
+/** Returns a status to answer the request with, or undefined to forward it. */
+export type RequestJudge = (head: RequestHead) => number | undefined;
+
+const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_CHUNK_LINE_BYTES = 4 * 1024;
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+type State = 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'chunk-data-end' | 'trailer' | 'passthrough';
+
+export class HttpRequestFramer {
+  private state: State = 'head';
+  /** head bytes or a chunk-size/trailer line still incomplete */
+  private pending: Buffer | undefined;
+  private remaining = 0;
+  private head: RequestHead | undefined;
+  /** the current request is answered by us: drop its bytes */
+  private dropStatus: number | undefined;
+  private afterHead: 'passthrough' | undefined;
+  /** count of requests seen (forwarded + answered) */
+  requests = 0;
+
+  constructor(private readonly judge: RequestJudge) {}
+
+  get isPassthrough(): boolean {
+    return this.state === 'passthrough';
+  }
+
+  push(chunk: Buffer, sink: FramerSink): void {
+    if (this.state === 'passthrough') {
+      sink.forward(chunk);
+      return;
+    }
+    // Common case: a chunk holds whole forwarded requests; it is sent as is.
+    let buf = chunk;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = undefined;
+    }
+    let pos = 0;
+    // start of the run of bytes to forward that has not been handed out yet
+    let runStart = 0;
+    const flushRun = (end: number) => {
+      if (end > runStart) sink.forward(runStart === 0 && end === buf.length ? buf : buf.subarray(runStart, end));
+      runStart = end;
+    };
+    const skipTo = (end: number) => {
+      // dropped bytes: hand out what came before, then move past them
+      flushRun(pos);
+      runStart = end;
+    };
+    while (pos < buf.length) {
+      switch (this.state) {
+        case 'passthrough':
+          flushRun(pos);
+          flushRun(buf.length);
+          return;
+        case 'head': {
+          const end = buf.indexOf(CRLFCRLF, pos);
+          if (end < 0) {
+            if (buf.length - pos > MAX_HEAD_BYTES) {
+              this.state = 'passthrough';
+              continue;
+            }
+            flushRun(pos);
+            this.pending = Buffer.from(buf.subarray(pos));
+            return;
+          }
+          const headEnd = end + 4;
+          const parsed = parseHead(buf.toString('latin1', pos, end));
+          if (!parsed) {
+            this.state = 'passthrough';
+            continue;
+          }
+          this.requests++;
+          this.head = parsed.head;
+          this.dropStatus = this.judge(parsed.head);
+          this.afterHead = parsed.upgrade && this.dropStatus === undefined ? 'passthrough' : undefined;
+          if (this.dropStatus !== undefined) skipTo(headEnd);
+          pos = headEnd;
+          if (this.afterHead === 'passthrough') {
+            this.state = 'passthrough';
+          } else if (parsed.chunked) {
+            this.state = 'chunk-size';
+          } else if (parsed.contentLength > 0) {
+            this.remaining = parsed.contentLength;
+            this.state = 'body';
+          } else {
+            this.endMessage(sink, () => flushRun(pos));
+          }
+          break;
+        }
+        case 'body': {
+          const take = Math.min(this.remaining, buf.length - pos);
+          if (this.dropStatus !== undefined) skipTo(pos + take);
+          pos += take;
+          this.remaining -= take;
+          if (this.remaining === 0) this.endMessage(sink, () => flushRun(pos));
+          break;
+        }
+        case 'chunk-size':
+        case 'trailer':
+        case 'chunk-data-end': {
+          const nl = buf.indexOf(10, pos);
+          if (nl < 0) {
+            if (buf.length - pos > MAX_CHUNK_LINE_BYTES) {
+              this.state = 'passthrough';
+              continue;
+            }
+            if (this.dropStatus !== undefined) skipTo(buf.length);
+            else flushRun(pos);
+            // keep the partial line for the next chunk; it is forwarded (or dropped) then
+            this.pending = Buffer.from(buf.subarray(pos));
+            if (this.dropStatus === undefined) runStart = buf.length;
+            return;
+          }
+          const line = buf.toString('latin1', pos, nl).replace(/\r$/, '');
+          if (this.dropStatus !== undefined) skipTo(nl + 1);
+          pos = nl + 1;
+          if (this.state === 'chunk-data-end') {
+            this.state = 'chunk-size';
+          } else if (this.state === 'chunk-size') {
+            const size = parseInt(line.split(';')[0].trim(), 16);
+            if (!Number.isFinite(size) || size < 0) {
+              this.state = 'passthrough';
+              continue;
+            }
+            if (size === 0) this.state = 'trailer';
+            else {
+              this.remaining = size;
+              this.state = 'chunk-data';
+            }
+          } else if (line === '') {
+            this.endMessage(sink, () => flushRun(pos));
+          }
+          break;
+        }
+        case 'chunk-data': {
+          const take = Math.min(this.remaining, buf.length - pos);
+          if (this.dropStatus !== undefined) skipTo(pos + take);
+          pos += take;
+          this.remaining -= take;
+          if (this.remaining === 0) this.state = 'chunk-data-end';
+          break;
+        }
+      }
+    }
+    flushRun(buf.length);
+  }
+
+  private endMessage(sink: FramerSink, flush: () => void): void {
+    this.state = 'head';
+    const status = this.dropStatus;
+    const head = this.head;
+    this.dropStatus = undefined;
+    this.head = undefined;
+    if (status !== undefined && head) {
+      // bytes of earlier forwarded requests go out before our answer
+      flush();
+      sink.answer(head, status);
+    }
+  }
+}
+
+interface ParsedHead {
+  head: RequestHead;
+  contentLength: number;
+  chunked: boolean;
+  upgrade: boolean;
+}
+
+function parseHead(text: string): ParsedHead | undefined {
+  // tolerate stray CRLFs between requests (RFC 9112 2.2)
+  const lines = text.replace(/^(\r\n)+/, '').split('\r\n');
+  const m = /^([A-Z!#$%&'*+.^_`|~0-9-]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0]);
+  if (!m) return undefined;
+  const [, method, target, minor] = m;
+  let contentLength = 0;
+  let chunked = false;
+  let connection = '';
+  let upgradeHeader = false;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'content-length') {
+      if (!/^\d+$/.test(value)) return undefined;
+      contentLength = Number(value);
+    } else if (name === 'transfer-encoding') {
+      chunked = /(^|,)\s*chunked\s*$/i.test(value);
+      if (!chunked) return undefined;
+    } else if (name === 'connection') {
+      connection += `${value.toLowerCase()},`;
+    } else if (name === 'upgrade') {
+      upgradeHeader = true;
+    }
+  }
+  const tokens = connection.split(',').map((t) => t.trim());
+  const keepAlive = minor === '1' ? !tokens.includes('close') : tokens.includes('keep-alive');
+  return {
+    head: { method, target, keepAlive },
+    contentLength: chunked ? 0 : contentLength,
+    chunked,
+    upgrade: method === 'CONNECT' || (upgradeHeader && tokens.includes('upgrade')),
+  };
+}

@@ -1,0 +1,28 @@
+export { ShapingProxy, type ProxyMode, type ProxyTarget, type ShapingProxyOptions, type ShapingProxyStats } from './shaping-proxy';
+export { ShapeController, type ShapeControllerOptions, type ShapeHistoryEntry } from './shape-controller';
+export {
+  NO_SHAPE,
+  applyShapeChange,
+  compilePathPattern,
+  describeShape,
+  formatBandwidth,
+  isUnshaped,
+  parseBandwidth,
+  requestPath,
+  type PathMatcher,
+  type ShapeChange,
+  type ShapeState,
+} from './shape-state';
+export {
+  SHAPE_FUNCTIONS,
+  parseShapeCall,
+  shapeBandwidth,
+  shapeDown,
+  shapeHttpFault,
+  shapeLatency,
+  shapeLoss,
+  shapeReset,
+  shapeTimeout,
+  type ShapeCall,
+  type ShapeFunctionName,
+} from './shape-calls';

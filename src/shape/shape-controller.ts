@@ -1,0 +1,135 @@
+import { TopasError } from '../errors';
+import { didYouMean } from '../spec/did-you-mean';
+import type { ShapeCall } from './shape-calls';
+import { applyShapeChange, compilePathPattern, describeShape, type ShapeChange, type ShapeState } from './shape-state';
+import type { ShapingProxy, ShapingProxyStats } from './shaping-proxy';
+
+/** One shaping change, timestamped so reports and load time series can mark it. */
+export interface ShapeHistoryEntry {
+  /** epoch ms */
+  ts: number;
+  service: string;
+  change: ShapeChange;
+  /** the service's whole shape after the change */
+  state: ShapeState;
+  /** e.g. `latency 200ms, loss 5%` or `none` */
+  description: string;
+}
+
+export interface ShapeControllerOptions {
+  /** service names that may be shaped even while they have no proxy (scaled to 0, not started yet) */
+  services?: Iterable<string>;
+  now?: () => number;
+}
+
+interface ServiceEntry {
+  state: ShapeState;
+  proxies: ShapingProxy[];
+}
+
+/**
+ * The registry of shaping proxies: service name -> its proxies (one per replica
+ * and port). A shape is per service: it is set on every proxy of the service,
+ * including proxies registered later (a new replica inherits the current shape).
+ * Lives on the main thread; workers reach it through RPC with ShapeCall values.
+ */
+export class ShapeController {
+  private readonly entries = new Map<string, ServiceEntry>();
+  private readonly log: ShapeHistoryEntry[] = [];
+  private readonly now: () => number;
+
+  constructor(opts: ShapeControllerOptions = {}) {
+    this.now = opts.now ?? Date.now;
+    for (const s of opts.services ?? []) this.entry(s);
+  }
+
+  /** Make a service name known (shapeable) without a proxy yet. */
+  declareService(service: string): void {
+    this.entry(service);
+  }
+
+  /** Add a proxy for a service; it takes on the service's current shape. */
+  register(service: string, proxy: ShapingProxy): void {
+    const e = this.entry(service);
+    if (!e.proxies.includes(proxy)) e.proxies.push(proxy);
+    proxy.setShape(e.state);
+  }
+
+  /** Remove a proxy (its replica went away); does not close it. */
+  unregister(service: string, proxy: ShapingProxy): void {
+    const e = this.entries.get(service);
+    if (!e) return;
+    e.proxies = e.proxies.filter((p) => p !== proxy);
+  }
+
+  services(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  proxies(service: string): readonly ShapingProxy[] {
+    return [...(this.entries.get(service)?.proxies ?? [])];
+  }
+
+  state(service: string): ShapeState {
+    return { ...this.known(service, 'state').state };
+  }
+
+  /** Apply one change to every proxy of the service; returns the new shape. */
+  apply(service: string, change: ShapeChange): ShapeState {
+    const e = this.known(service, change.kind);
+    const next = applyShapeChange(e.state, change);
+    if (next.httpFault?.path !== undefined) compilePathPattern(next.httpFault.path, `shape.http_fault(${service}) path`);
+    e.state = next;
+    for (const p of e.proxies) p.setShape(next);
+    this.log.push({ ts: this.now(), service, change: { ...change }, state: { ...next }, description: describeShape(next) });
+    return { ...next };
+  }
+
+  applyCall(call: ShapeCall): ShapeState {
+    return this.apply(call.service, call.change);
+  }
+
+  reset(service: string): ShapeState {
+    return this.apply(service, { kind: 'reset' });
+  }
+
+  /** Reset every service that has a shape (end of a scenario / run). Recorded in history. */
+  resetAll(): void {
+    for (const [service, e] of this.entries) if (Object.keys(e.state).length > 0) this.reset(service);
+  }
+
+  history(): ShapeHistoryEntry[] {
+    return this.log.map((h) => ({ ...h, change: { ...h.change }, state: { ...h.state } }));
+  }
+
+  stats(): Record<string, ShapingProxyStats[]> {
+    const out: Record<string, ShapingProxyStats[]> = {};
+    for (const [service, e] of this.entries) out[service] = e.proxies.map((p) => p.stats());
+    return out;
+  }
+
+  /** Close every registered proxy (all their connections) and forget them. */
+  async close(): Promise<void> {
+    const all = [...this.entries.values()].flatMap((e) => e.proxies);
+    for (const e of this.entries.values()) e.proxies = [];
+    await Promise.all(all.map((p) => p.close()));
+  }
+
+  private entry(service: string): ServiceEntry {
+    let e = this.entries.get(service);
+    if (!e) {
+      e = { state: {}, proxies: [] };
+      this.entries.set(service, e);
+    }
+    return e;
+  }
+
+  private known(service: string, fn: string): ServiceEntry {
+    const e = this.entries.get(service);
+    if (e) return e;
+    const near = didYouMean(service, this.entries.keys());
+    throw new TopasError('SCENARIO_FAILED', `shape.${fn}: unknown service "${service}"${near ? ` (did you mean "${near}"?)` : ''}`, {
+      hint: this.entries.size ? `services: ${[...this.entries.keys()].join(', ')}` : 'no services are shaped by this run',
+    });
+  }
+}

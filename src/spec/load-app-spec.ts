@@ -1,0 +1,448 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LineCounter, parseDocument, type Document } from 'yaml';
+import type { z } from 'zod';
+import { TopasError, type Problem } from '../errors';
+import type { AppSpec, DatabaseSpec, ReadinessSpec, ServiceSpec } from './app-spec';
+import {
+  DEFAULT_READY_TIMEOUT_MS,
+  describeValue,
+  kindAppSchema,
+  knownKeysAt,
+  plainAppSchema,
+  type RawDatabase,
+  type RawReady,
+  type RawService,
+} from './app-spec-schema';
+import { suggestion } from './did-you-mean';
+import { findCycle } from './dependency-graph';
+import { DATABASE_REFERENCE_FIELDS, SERVICE_REFERENCE_FIELDS, findReferences } from './references';
+
+export interface LoadAppSpecOptions {
+  /**
+   * Values for `${VAR}` / `${VAR:-default}` placeholders
+   * (names without a dot; `${name.field}` is a reference, left for backends).
+   * `$${` writes a literal `${`. Defaults to process.env.
+   */
+  env?: Record<string, string | undefined>;
+  /** Folder a relative `file` resolves against; defaults to process.cwd(). */
+  cwd?: string;
+}
+
+export const DEFAULT_DATABASE_PORT = 5432;
+
+type Segment = string | number;
+
+interface LocatedProblem {
+  segments: Segment[];
+  message: string;
+}
+
+/** `services[1].port`, `services[0].env.DATABASE_URL`, `metadata.labels["a.b"]` */
+export function formatPath(segments: readonly Segment[]): string {
+  let out = '';
+  for (const s of segments) {
+    if (typeof s === 'number') out += `[${s}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(s)) out += out === '' ? s : `.${s}`;
+    else out += `[${JSON.stringify(s)}]`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export async function loadAppSpec(file: string, opts: LoadAppSpecOptions = {}): Promise<AppSpec> {
+  const abs = path.resolve(opts.cwd ?? process.cwd(), file);
+  let shown = file;
+  let target = abs;
+  let text: string;
+  try {
+    if ((await fs.promises.stat(abs)).isDirectory()) {
+      target = path.join(abs, 'topas.yaml');
+      shown = path.join(file, 'topas.yaml');
+    }
+    text = await fs.promises.readFile(target, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new TopasError('FILE_NOT_FOUND', `app spec not found: ${shown}`, {
+        hint: 'pass --app FILE, or create topas.yaml with `topas init`',
+        cause: err,
+      });
+    }
+    throw new TopasError('INVALID_APP_SPEC', `cannot read app spec ${shown}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseAppSpec(text, shown, opts);
+}
+
+/**
+ * Parse and validate topas.yaml text. Every problem is collected and thrown at
+ * once as INVALID_APP_SPEC. `file` is used in messages and, resolved, as
+ * AppSpec.file (relative paths in the spec resolve against its folder).
+ */
+export function parseAppSpec(text: string, file: string, opts: LoadAppSpecOptions = {}): AppSpec {
+  const absFile = path.resolve(opts.cwd ?? process.cwd(), file);
+  const dir = path.dirname(absFile);
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) throw yamlSyntaxError(doc, file);
+
+  const raw: unknown = doc.toJS({ maxAliasCount: 1000 });
+  if (raw === null || raw === undefined) {
+    throw new TopasError('INVALID_APP_SPEC', `${file}: the app spec is empty`, {
+      problems: [{ path: file, message: 'the app spec is empty' }],
+      hint: 'see `topas init` for an example',
+    });
+  }
+  if (!isMapping(raw)) {
+    throw new TopasError('INVALID_APP_SPEC', `${file}: expected a mapping at the top level, got ${describeValue(raw)}`, {
+      problems: [{ path: '(root)', message: `expected a mapping at the top level, got ${describeValue(raw)}` }],
+    });
+  }
+
+  const problems: LocatedProblem[] = [];
+  const env = opts.env ?? process.env;
+  const kindForm = 'apiVersion' in raw || 'kind' in raw;
+  const bodyPrefix: Segment[] = kindForm ? ['spec'] : [];
+  const rawBody = kindForm ? raw.spec : raw;
+
+  substituteEnv(raw, [], env, nameSet(rawBody), problems);
+
+  const schema = kindForm ? kindAppSchema : plainAppSchema;
+  const parsed = schema.safeParse(raw, { reportInput: true });
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, schema));
+  }
+
+  const initSQLFromFile = new Map<number, string>();
+  // A body of the wrong type was already reported by the schema.
+  if (isMapping(rawBody)) crossChecks(rawBody, bodyPrefix, dir, initSQLFromFile, problems);
+
+  if (problems.length > 0) throw invalidSpec(doc, file, problems);
+  if (!parsed.success) throw new TopasError('INTERNAL', 'app spec validation failed without problems');
+
+  const data = parsed.data;
+  const body = 'spec' in data ? data.spec : data;
+  const appName = 'metadata' in data ? data.metadata.name : (data.name ?? defaultAppName(dir));
+  const rawServices = body.services ?? [];
+  const names = new Set([...rawServices.map((s) => s.name), ...(body.databases ?? []).map((d) => d.name)]);
+  return {
+    name: appName,
+    file: absFile,
+    dir,
+    services: rawServices.map((s) => normalizeService(s, names)),
+    databases: (body.databases ?? []).map((d, i) => normalizeDatabase(d, initSQLFromFile.get(i))),
+  };
+}
+
+function defaultAppName(dir: string): string {
+  const base = path
+    .basename(dir)
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+  return base === '' ? 'app' : base;
+}
+
+function yamlSyntaxError(doc: Document, file: string): TopasError {
+  const problems: Problem[] = doc.errors.map((e) => {
+    const pos = e.linePos?.[0];
+    const where = pos ? `${file}:${pos.line}:${pos.col}` : file;
+    // prettyErrors appends " at line L, column C:" and a code frame; keep the sentence.
+    const sentence = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    return { path: where, message: sentence };
+  });
+  const first = problems[0];
+  return new TopasError('INVALID_APP_SPEC', `${first.path}: YAML syntax error: ${first.message}`, {
+    problems,
+    hint: doc.errors[0].message.split('\n').slice(1).join('\n').trim() || undefined,
+  });
+}
+
+function invalidSpec(doc: Document, file: string, located: LocatedProblem[]): TopasError {
+  // Report in file order, each problem once.
+  const seen = new Set<string>();
+  const withPos = located
+    .map((p, i) => ({ p, i, pos: positionOf(doc, p.segments) }))
+    .filter(({ p }) => {
+      const key = `${formatPath(p.segments)}\0${p.message}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    })
+    .sort((a, b) => a.pos - b.pos || a.i - b.i);
+  const problems = withPos.map(({ p }) => ({ path: formatPath(p.segments), message: p.message }));
+  const n = problems.length;
+  return new TopasError('INVALID_APP_SPEC', `${file}: ${n} problem${n === 1 ? '' : 's'} in the app spec`, { problems });
+}
+
+function positionOf(doc: Document, segments: readonly Segment[]): number {
+  // An unknown key has no value node of its own path in the schema sense, but
+  // the YAML has one; fall back to the closest ancestor that exists.
+  for (let len = segments.length; len >= 0; len--) {
+    const node = doc.getIn(segments.slice(0, len), true) as { range?: [number, number, number] } | undefined;
+    if (node && typeof node === 'object' && node.range) return node.range[0];
+  }
+  return Number.MAX_SAFE_INTEGER;
+}
+
+function issueProblems(issue: z.core.$ZodIssue, schema: unknown): LocatedProblem[] {
+  const segments = issue.path.filter((s): s is Segment => typeof s !== 'symbol');
+  if (issue.code === 'unrecognized_keys') {
+    const known = knownKeysAt(schema, segments);
+    return issue.keys.map((k) => ({ segments: [...segments, k], message: `unknown field${suggestion(k, known)}` }));
+  }
+  if (issue.code === 'invalid_type') {
+    const input = (issue as { input?: unknown }).input;
+    if (input === undefined) return [{ segments, message: 'required field is missing' }];
+    const expected =
+      issue.expected === 'array' ? 'a list' : issue.expected === 'object' || issue.expected === 'record' ? 'a mapping' : `a ${issue.expected}`;
+    return [{ segments, message: `expected ${expected}, got ${describeValue(input)}` }];
+  }
+  return [{ segments, message: issue.message }];
+}
+
+/** Names of services and databases as written (for hints about `${name}` typos). */
+function nameSet(body: unknown): Set<string> {
+  const out = new Set<string>();
+  if (!isMapping(body)) return out;
+  for (const list of [body.services, body.databases]) {
+    if (!Array.isArray(list)) continue;
+    for (const item of list) if (isMapping(item) && typeof item.name === 'string') out.add(item.name);
+  }
+  return out;
+}
+
+// No `${VAR-default}` form: it would swallow references to names with a dash (`${users-db.url}`).
+const ENV_PLACEHOLDER_RE = /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** Replace `${VAR}` placeholders in every string value, in place. */
+function substituteEnv(
+  node: unknown,
+  segments: Segment[],
+  env: Record<string, string | undefined>,
+  names: Set<string>,
+  problems: LocatedProblem[],
+): unknown {
+  if (typeof node === 'string') {
+    return node.replace(ENV_PLACEHOLDER_RE, (whole, escaped: string, varName: string, fallback?: string) => {
+      if (escaped) return whole.slice(1);
+      const value = env[varName];
+      if (fallback !== undefined && (value === undefined || value === '')) return fallback;
+      if (value !== undefined) return value;
+      const hint = names.has(varName) ? `; to reference ${varName}, name a field, e.g. \${${varName}.url}` : '';
+      problems.push({ segments, message: `environment variable ${varName} is not set (write \${${varName}:-default} for a default)${hint}` });
+      return whole;
+    });
+  }
+  if (Array.isArray(node)) {
+    for (let i = 0; i < node.length; i++) node[i] = substituteEnv(node[i], [...segments, i], env, names, problems);
+  } else if (isMapping(node)) {
+    for (const k of Object.keys(node)) node[k] = substituteEnv(node[k], [...segments, k], env, names, problems);
+  }
+  return node;
+}
+
+interface Entity {
+  kind: 'service' | 'database';
+  segments: Segment[];
+  raw: Record<string, unknown>;
+}
+
+/** Rules across fields and entries; tolerant of values the schema already rejected. */
+function crossChecks(
+  body: Record<string, unknown>,
+  prefix: Segment[],
+  dir: string,
+  initSQLFromFile: Map<number, string>,
+  problems: LocatedProblem[],
+): void {
+  const entities: Entity[] = [];
+  for (const kind of ['databases', 'services'] as const) {
+    const list = body[kind];
+    if (!Array.isArray(list)) continue;
+    list.forEach((raw, i) => {
+      if (isMapping(raw)) entities.push({ kind: kind === 'services' ? 'service' : 'database', segments: [...prefix, kind, i], raw });
+    });
+  }
+  if (entities.length === 0 && problems.length === 0) {
+    problems.push({ segments: [...prefix, 'services'], message: 'define at least one service or database' });
+  }
+
+  const byName = new Map<string, Entity>();
+  for (const e of entities) {
+    const n = e.raw.name;
+    if (typeof n !== 'string') continue;
+    const first = byName.get(n);
+    if (first) problems.push({ segments: [...e.segments, 'name'], message: `duplicate name "${n}" (also used by ${formatPath(first.segments)})` });
+    else byName.set(n, e);
+  }
+  const allNames = [...byName.keys()];
+
+  const graph = new Map<string, string[]>();
+  for (const e of entities) {
+    const self = typeof e.raw.name === 'string' ? e.raw.name : undefined;
+    const deps: string[] = [];
+    if (e.kind === 'service') {
+      if (e.raw.image === undefined && e.raw.command === undefined) {
+        problems.push({ segments: e.segments, message: 'needs an image (docker, kubernetes backends) or a command (local backend)' });
+      }
+      if (e.raw.env !== undefined && e.raw.envVars !== undefined) {
+        problems.push({ segments: [...e.segments, 'envVars'], message: 'use either env or envVars (an alias), not both' });
+      }
+      const explicit = e.raw.depends_on;
+      const list = typeof explicit === 'string' ? [explicit] : Array.isArray(explicit) ? explicit : [];
+      list.forEach((dep, j) => {
+        if (typeof dep !== 'string') return;
+        const at = Array.isArray(explicit) ? [...e.segments, 'depends_on', j] : [...e.segments, 'depends_on'];
+        if (dep === self) problems.push({ segments: at, message: 'a service cannot depend on itself' });
+        else if (!byName.has(dep)) problems.push({ segments: at, message: `no service or database named "${dep}"${suggestion(dep, allNames)}` });
+        else deps.push(dep);
+      });
+      for (const { segments, value } of referenceSites(e)) {
+        for (const ref of findReferences(value)) {
+          const msg = checkReference(ref.name, ref.field, ref.raw, byName, allNames);
+          if (msg) problems.push({ segments, message: msg });
+          else if (ref.name !== self) deps.push(ref.name);
+        }
+      }
+      checkReadyPort(e, problems);
+    } else {
+      checkInitSQL(e, dir, initSQLFromFile, problems);
+    }
+    if (self !== undefined && byName.get(self) === e) graph.set(self, [...new Set(deps)]);
+  }
+
+  const cycle = findCycle(graph);
+  if (cycle) problems.push({ segments: [...prefix, 'services'], message: `dependency cycle ${cycle.join(' -> ')}` });
+}
+
+/** Strings of a service that may hold `${name.field}` references: env values and command arguments. */
+function referenceSites(e: Entity): { segments: Segment[]; value: string }[] {
+  const out: { segments: Segment[]; value: string }[] = [];
+  for (const key of ['env', 'envVars']) {
+    const env = e.raw[key];
+    if (!isMapping(env)) continue;
+    for (const [k, v] of Object.entries(env)) if (typeof v === 'string') out.push({ segments: [...e.segments, key, k], value: v });
+  }
+  const cmd = e.raw.command;
+  if (typeof cmd === 'string') out.push({ segments: [...e.segments, 'command'], value: cmd });
+  else if (Array.isArray(cmd)) cmd.forEach((a, i) => typeof a === 'string' && out.push({ segments: [...e.segments, 'command', i], value: a }));
+  return out;
+}
+
+function checkReference(name: string, field: string, raw: string, byName: Map<string, Entity>, allNames: string[]): string | undefined {
+  const target = byName.get(name);
+  if (!target) return `${raw}: no service or database named "${name}"${suggestion(name, allNames)}`;
+  if (target.kind === 'database') {
+    const fields: readonly string[] = DATABASE_REFERENCE_FIELDS;
+    if (!fields.includes(field)) return `${raw}: unknown field "${field}" of database "${name}"; expected one of ${fields.join(', ')}${suggestion(field, fields)}`;
+    return undefined;
+  }
+  if (field.startsWith('ports.')) {
+    const portName = field.slice('ports.'.length);
+    const ports = target.raw.ports;
+    const known = isMapping(ports) ? Object.keys(ports) : [];
+    if (!known.includes(portName)) {
+      const have = known.length > 0 ? `; its named ports: ${known.join(', ')}` : '; it has no named ports';
+      return `${raw}: service "${name}" has no port named "${portName}"${have}${suggestion(portName, known)}`;
+    }
+    return undefined;
+  }
+  const fields: readonly string[] = SERVICE_REFERENCE_FIELDS;
+  if (!fields.includes(field)) {
+    return `${raw}: unknown field "${field}" of service "${name}"; expected one of ${fields.join(', ')}, ports.<name>${suggestion(field, fields)}`;
+  }
+  return undefined;
+}
+
+function checkReadyPort(e: Entity, problems: LocatedProblem[]): void {
+  const ready = e.raw.ready;
+  if (!isMapping(ready) || typeof ready.port !== 'string' || /^\d+$/.test(ready.port)) return;
+  const known = isMapping(e.raw.ports) ? Object.keys(e.raw.ports) : [];
+  if (!known.includes(ready.port)) {
+    const have = known.length > 0 ? `; named ports: ${known.join(', ')}` : '; the service has no named ports (ports:)';
+    problems.push({ segments: [...e.segments, 'ready', 'port'], message: `no port named "${ready.port}"${have}${suggestion(ready.port, known)}` });
+  }
+}
+
+function checkInitSQL(e: Entity, dir: string, initSQLFromFile: Map<number, string>, problems: LocatedProblem[]): void {
+  const file = e.raw.initSQLFile;
+  if (file === undefined) return;
+  if (e.raw.initSQL !== undefined) {
+    problems.push({ segments: [...e.segments, 'initSQLFile'], message: 'use either initSQL or initSQLFile, not both' });
+    return;
+  }
+  if (typeof file !== 'string' || file.trim() === '') return;
+  const abs = path.resolve(dir, file);
+  try {
+    initSQLFromFile.set(e.segments[e.segments.length - 1] as number, fs.readFileSync(abs, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    problems.push({
+      segments: [...e.segments, 'initSQLFile'],
+      message: code === 'ENOENT' ? `file not found: ${abs}` : `cannot read ${abs}: ${(err as Error).message}`,
+    });
+  }
+}
+
+function normalizeReady(r: RawReady | undefined, ports: Record<string, number>): ReadinessSpec {
+  if (!r) return { kind: 'tcp', timeoutMs: DEFAULT_READY_TIMEOUT_MS };
+  const port = typeof r.port === 'string' ? ports[r.port] : r.port;
+  const withPort = port === undefined ? {} : { port };
+  switch (r.kind) {
+    case 'http':
+      return { kind: 'http', path: r.path ?? '/', timeoutMs: r.timeoutMs, ...withPort };
+    case 'tcp':
+      return { kind: 'tcp', timeoutMs: r.timeoutMs, ...withPort };
+    case 'log':
+      return { kind: 'log', pattern: r.pattern ?? '', timeoutMs: r.timeoutMs };
+    case 'none':
+      return { kind: 'none', timeoutMs: r.timeoutMs };
+  }
+}
+
+function normalizeService(s: RawService, names: Set<string>): ServiceSpec {
+  const ports = s.ports ?? {};
+  const env = s.env ?? s.envVars ?? {};
+  const deps = [...(s.depends_on ?? [])];
+  const refStrings = [...Object.values(env), ...(s.command ?? [])];
+  for (const v of refStrings) for (const ref of findReferences(v)) if (ref.name !== s.name && names.has(ref.name)) deps.push(ref.name);
+  const out: ServiceSpec = {
+    name: s.name,
+    port: s.port,
+    ports,
+    replicas: s.replicas ?? 1,
+    env,
+    ready: normalizeReady(s.ready, ports),
+    dependsOn: [...new Set(deps)],
+  };
+  if (s.image !== undefined) out.image = s.image;
+  if (s.version !== undefined) out.version = s.version;
+  if (s.command !== undefined) out.command = s.command;
+  if (s.cwd !== undefined) out.cwd = s.cwd;
+  return out;
+}
+
+function normalizeDatabase(d: RawDatabase, initSQLFromFile: string | undefined): DatabaseSpec {
+  const out: DatabaseSpec = {
+    name: d.name,
+    engine: 'postgres',
+    port: d.port ?? DEFAULT_DATABASE_PORT,
+    credentials: {
+      user: d.credentials?.user ?? 'postgres',
+      password: d.credentials?.password ?? 'postgres',
+      dbname: d.credentials?.dbname ?? d.name,
+    },
+    ready: { timeoutMs: d.ready?.timeout ?? DEFAULT_READY_TIMEOUT_MS },
+  };
+  if (d.image !== undefined) out.image = d.image;
+  if (d.version !== undefined) out.version = d.version;
+  const sql = d.initSQL ?? initSQLFromFile;
+  if (sql !== undefined) out.initSQL = sql;
+  return out;
+}

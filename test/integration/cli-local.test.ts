@@ -1,0 +1,118 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { cli, REPO_ROOT } from '../helpers/cli';
+
+const BIN = path.join(REPO_ROOT, 'bin', 'run.js');
+
+/** pids of every process descending from `root` (read from /proc). */
+function descendants(root: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = parents.get(ppid) ?? [];
+      list.push(Number(entry));
+      parents.set(ppid, list);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    for (const c of parents.get(pid) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/\) Z /.test(stat); // zombies are dead
+  } catch {
+    return false;
+  }
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+describe('topas on the local backend, end to end', () => {
+  test('the quickstart passes and prints the table', async () => {
+    const r = await cli(['run', 'fixtures/quickstart/tests/quickstart.lua', '--app', 'fixtures/quickstart/topas.yaml', '--backend', 'local']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /quickstart\.lua/);
+    assert.match(r.stdout, /1 passed, 0 failed/);
+    assert.doesNotMatch(r.stderr + r.stdout, /s3cret|secret-password/);
+  });
+
+  test('up, ps, run reusing the SUT, down', async () => {
+    const app = ['--app', 'fixtures/cli/with-app/topas.yaml'];
+    const up = await cli(['up', ...app, '--backend', 'local', '--json']);
+    try {
+      assert.equal(up.code, 0, up.stderr);
+      const upResult = JSON.parse(up.stdout);
+      assert.equal(upResult.backend, 'local');
+      const ps = await cli(['ps', ...app, '--json']);
+      assert.equal(ps.code, 0, ps.stderr);
+      const services = JSON.parse(ps.stdout).services;
+      const api = services.find((s: { name: string }) => s.name === 'api');
+      assert.equal(api.ready, true);
+      const run = await cli(['run', 'fixtures/cli/with-app/smoke.lua', ...app]);
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      assert.match(run.stderr, /reusing the SUT/);
+      // the run did not tear down what `up` started
+      const port = Number(new URL(api.endpoints[0]).port);
+      assert.equal(await portOpen(port), true);
+      const down = await cli(['down', ...app]);
+      assert.equal(down.code, 0, down.stderr);
+      assert.equal(await portOpen(port), false);
+      const ps2 = await cli(['ps', ...app, '--json']);
+      assert.deepEqual(JSON.parse(ps2.stdout).services, []);
+    } finally {
+      await cli(['down', ...app]);
+    }
+  });
+
+  test('SIGINT during a run exits 130 and leaves no SUT process, PostgreSQL or port behind', async () => {
+    const child = spawn(process.execPath, [BIN, 'run', 'fixtures/cli/with-app/slow.lua', '--app', 'fixtures/cli/with-app/topas.yaml', '--backend', 'local'], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.on('data', () => undefined);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 60_000;
+    while (!/endpoint db /.test(stderr) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.match(stderr, /endpoint db /, 'the scenario never started');
+    const ports = [...stderr.matchAll(/endpoint \w+ \w+:\/\/(?:[^@\s]*@)?127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
+    assert.equal(ports.length, 2);
+    const pids = descendants(child.pid!);
+    assert.ok(pids.length >= 2, `expected SUT processes under topas, saw ${pids.length}`);
+    // detached service processes are not children in the tree: collect by port owner too
+    child.kill('SIGINT');
+    const code = await exited;
+    assert.equal(code, 130, stderr);
+    for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} survived`);
+    for (const port of ports) assert.equal(await portOpen(port), false, `port ${port} still open`);
+    assert.match(stderr, /tearing down/);
+  });
+});

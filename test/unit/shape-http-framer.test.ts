@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HttpRequestFramer, type RequestHead } from '../../src/shape/http-request-framer';
+
+const reqs = [
+  'GET /keep/1 HTTP/1.1\r\nHost: x\r\n\r\n',
+  'POST /drop/2 HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world',
+  'POST /keep/3 HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nabcde',
+  'PUT /drop/4 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n',
+  'PUT /keep/5 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n',
+  'GET /drop/6?q=1 HTTP/1.0\r\n\r\n',
+  'GET /keep/7 HTTP/1.1\r\nConnection: close\r\n\r\n',
+];
+const stream = Buffer.from(reqs.join(''), 'latin1');
+const expectedForward = reqs.filter((r) => r.includes('/keep/')).join('');
+
+function run(chunks: Buffer[]) {
+  const forwarded: Buffer[] = [];
+  const answered: Array<[RequestHead, number]> = [];
+  const order: string[] = [];
+  const f = new HttpRequestFramer((h) => (h.target.startsWith('/drop/') ? 503 : undefined));
+  for (const c of chunks) {
+    f.push(c, {
+      forward: (b) => {
+        forwarded.push(Buffer.from(b));
+        order.push('f');
+      },
+      answer: (h, s) => {
+        answered.push([h, s]);
+        order.push(`a${h.target}`);
+      },
+    });
+  }
+  return { forwarded: Buffer.concat(forwarded).toString('latin1'), answered, f };
+}
+
+test('frames pipelined requests: forwards kept ones byte for byte, answers dropped ones', () => {
+  const { forwarded, answered, f } = run([stream]);
+  assert.equal(forwarded, expectedForward);
+  assert.deepEqual(
+    answered.map(([h, s]) => [h.method, h.target, h.keepAlive, s]),
+    [
+      ['POST', '/drop/2', true, 503],
+      ['PUT', '/drop/4', true, 503],
+      ['GET', '/drop/6?q=1', false, 503],
+    ],
+  );
+  assert.equal(f.requests, 7);
+  assert.equal(f.isPassthrough, false);
+});
+
+test('same result for every split point and for byte-by-byte delivery', () => {
+  for (let i = 1; i < stream.length; i++) {
+    const { forwarded, answered } = run([stream.subarray(0, i), stream.subarray(i)]);
+    assert.equal(forwarded, expectedForward, `split at ${i}`);
+    assert.equal(answered.length, 3, `split at ${i}`);
+  }
+  const bytes = [...stream].map((b) => Buffer.from([b]));
+  const { forwarded, answered } = run(bytes);
+  assert.equal(forwarded, expectedForward);
+  assert.equal(answered.length, 3);
+});
+
+test('unframeable input and upgrades switch to passthrough', () => {
+  const garbage = Buffer.from('NOT HTTP\r\n\r\nmore bytes');
+  const a = run([garbage]);
+  assert.equal(a.forwarded, garbage.toString('latin1'));
+  assert.equal(a.f.isPassthrough, true);
+  const ws = 'GET /drop/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+  const up = run([Buffer.from('GET /keep/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello')]);
+  assert.equal(up.f.isPassthrough, true);
+  assert.match(up.forwarded, /hello$/);
+  // a dropped upgrade request is answered and framing continues
+  const d = run([Buffer.from(ws + reqs[0])]);
+  assert.equal(d.answered.length, 1);
+  assert.equal(d.forwarded, reqs[0]);
+});
