@@ -8,12 +8,13 @@
 //   3. node --experimental-sea-config makes the blob, postject injects it into a
 //      copy of this node binary.
 // Embedded PostgreSQL's native files stay outside (src/sea/postgres-binaries.ts finds them).
+// Needs the compiled CLI in dist/ (`npm run build:binary` builds it first).
 // Usage: node scripts/build-binary.js [--out dist/topas]
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const esbuild = require('esbuild');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -34,22 +35,10 @@ const EXTERNAL = ['*.node', 'typescript', 'pg-native', 'cpu-features', 'bufferut
 // ESM packages bundled into CommonJS read import.meta.url (fdir: createRequire(import.meta.url)).
 const BANNER = "require = require('node:module').createRequire(__filename); var __topas_import_meta_url = require('node:url').pathToFileURL(__filename).href;";
 
-/** Deep imports that a package's "exports" hides (the oclif plugin's command classes). */
-const deepImports = {
-  name: 'deep-imports',
-  setup(build) {
-    build.onResolve({ filter: /^@oclif\/plugin-autocomplete\/lib\// }, (args) => {
-      const rel = args.path.slice('@oclif/plugin-autocomplete/'.length);
-      // the package's main is lib/index.js
-      const pkgDir = path.resolve(path.dirname(require.resolve('@oclif/plugin-autocomplete', { paths: [ROOT] })), '..');
-      return { path: path.join(pkgDir, `${rel}.js`) };
-    });
-  },
-};
-
 /**
- * Until the engine, the pool and the PostgreSQL locator call src/sea/ themselves,
- * the bundle routes their three lookups through it (a no-op once they do).
+ * Until the Lua engine, the worker pool, the PostgreSQL locator and the local
+ * backend's `node` command call src/sea/ themselves, the bundle routes those
+ * lookups through it (each a no-op once its file does).
  */
 const SEA_SEAMS = [
   { file: 'src/lua/engine.ts', uses: 'getWasmLocation', from: 'new LuaFactory()', to: "new LuaFactory(require('../sea/assets').getWasmLocation())" },
@@ -65,6 +54,12 @@ const SEA_SEAMS = [
     from: 'function binDir(): string {',
     to: "function binDir(): string {\n  return require('../../sea/postgres-binaries').findPostgresBinaries().binDir;",
   },
+  {
+    file: 'src/backends/local/local-sut.ts',
+    uses: 'nodeExecutable',
+    from: 'process.execPath',
+    to: "require('../../sea/node-executable').nodeExecutable()",
+  },
 ];
 const seaSeams = {
   name: 'sea-seams',
@@ -77,7 +72,7 @@ const seaSeams = {
         if (!text.includes(seam.from)) throw new Error(`${seam.file}: neither calls ${seam.uses} (src/sea) nor contains \`${seam.from}\``);
         if (!warned.has(seam.file)) console.warn(`build-binary: ${seam.file} does not call ${seam.uses} yet; bridged in the bundle`);
         warned.add(seam.file);
-        return { contents: text.replace(seam.from, seam.to), loader: 'ts' };
+        return { contents: text.split(seam.from).join(seam.to), loader: 'ts' };
       });
     }
   },
@@ -97,8 +92,63 @@ const wasmoonNoDynamicImport = {
   },
 };
 
-async function bundle(entry, outfile, extra = {}) {
-  const result = await esbuild.build({
+/**
+ * The binary's command table, made from the compiled CLI (dist/): the oclif
+ * manifest (so --help and --version load no command) and a module with one
+ * lazy `require` per command. A command found at src/commands/<topic>/<verb>.ts
+ * is required from there; anything else through src/commands/index.ts.
+ * Plugin commands (oclif.plugins) are added from each plugin's own manifest.
+ */
+async function commandTable(pjson) {
+  const { Plugin } = require(require.resolve('@oclif/core', { paths: [ROOT] }));
+  const { COMMANDS } = require(path.join(ROOT, 'dist', 'src', 'commands', 'index.js'));
+  const classes = {};
+  const loaders = [];
+  for (const [id, cls] of Object.entries(COMMANDS)) {
+    const rel = id.split(':').join('/');
+    const compiled = path.join(ROOT, 'dist', 'src', 'commands', `${rel}.js`);
+    const source = path.join(ROOT, 'src', 'commands', `${rel}.ts`);
+    const own = fs.existsSync(compiled) && fs.existsSync(source) && require(compiled).default === cls;
+    classes[id] = cls;
+    loaders.push([id, own ? `require(${JSON.stringify(source)}).default` : `require(${JSON.stringify(path.join(ROOT, 'src', 'commands', 'index.ts'))}).COMMANDS[${JSON.stringify(id)}]`]);
+  }
+  for (const name of pjson.oclif.plugins ?? []) {
+    const pkgDir = findPackageDir(name);
+    const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, 'oclif.manifest.json'), 'utf8'));
+    for (const [id, c] of Object.entries(manifest.commands)) {
+      const file = path.join(pkgDir, ...c.relativePath);
+      classes[id] = require(file).default;
+      loaders.push([id, `require(${JSON.stringify(file)}).default`]);
+    }
+  }
+  const plugin = new Plugin({ isRoot: true, root: ROOT, ignoreManifest: true, pjson: { ...pjson, oclif: { ...pjson.oclif, plugins: [] } } });
+  plugin.commandCache = classes;
+  await plugin.load();
+  const loadersJs = `'use strict';\nmodule.exports = {\n${loaders.map(([id, expr]) => `  ${JSON.stringify(id)}: () => ${expr},`).join('\n')}\n};\n`;
+  return { manifest: plugin.manifest, loadersJs };
+}
+
+/** A package's folder even when its "exports" hide package.json. */
+function findPackageDir(name) {
+  for (let dir = path.dirname(require.resolve(name, { paths: [ROOT] })); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, 'utf8')).name === name) return dir;
+  }
+  throw new Error(`cannot find the folder of ${name}`);
+}
+
+/** `require('topas-sea:command-loaders')` in src/sea/entry.ts -> the generated module. */
+function commandLoadersModule(file) {
+  return {
+    name: 'command-loaders',
+    setup(build) {
+      build.onResolve({ filter: /^topas-sea:command-loaders$/ }, () => ({ path: file }));
+    },
+  };
+}
+
+async function bundle(entry, outfile, { define = {}, plugins = [] } = {}) {
+  return esbuild.build({
     entryPoints: [path.join(ROOT, entry)],
     outfile,
     bundle: true,
@@ -110,12 +160,10 @@ async function bundle(entry, outfile, extra = {}) {
     legalComments: 'none',
     external: EXTERNAL,
     banner: { js: BANNER },
-    plugins: [deepImports, seaSeams, wasmoonNoDynamicImport],
+    plugins: [seaSeams, wasmoonNoDynamicImport, ...plugins],
     logLevel: 'error',
-    ...extra,
-    define: { 'import.meta.url': '__topas_import_meta_url', ...(extra.define ?? {}) },
+    define: { 'import.meta.url': '__topas_import_meta_url', ...define },
   });
-  return result;
 }
 
 function sha(...buffers) {
@@ -137,8 +185,14 @@ async function main() {
   const mainJs = path.join(WORK, 'topas.js');
   const workerJs = path.join(WORK, 'scenario-worker.js');
   const oclifPjson = { name: pjson.name, version: pjson.version, description: pjson.description, oclif: pjson.oclif, dependencies: {} };
-  await bundle('src/sea/entry.ts', mainJs, { define: { __TOPAS_PJSON__: JSON.stringify(oclifPjson) } });
-  await bundle(workerEntry, workerJs, { define: { __TOPAS_PJSON__: JSON.stringify(oclifPjson) } });
+  const table = await commandTable(oclifPjson);
+  const loadersFile = path.join(WORK, 'command-loaders.js');
+  fs.writeFileSync(loadersFile, table.loadersJs);
+  await bundle('src/sea/entry.ts', mainJs, {
+    define: { __TOPAS_PJSON__: JSON.stringify(oclifPjson), __TOPAS_MANIFEST__: JSON.stringify(table.manifest) },
+    plugins: [commandLoadersModule(loadersFile)],
+  });
+  await bundle(workerEntry, workerJs);
 
   const wasmFile = require.resolve('wasmoon/dist/glue.wasm', { paths: [ROOT] });
   const typesDir = path.join(ROOT, 'lua-types');
@@ -176,7 +230,12 @@ async function main() {
   fs.copyFileSync(fs.realpathSync(process.execPath), out);
   fs.chmodSync(out, 0o755);
   const postject = require.resolve('postject/dist/cli.js', { paths: [ROOT] });
-  execFileSync(process.execPath, [postject, out, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SENTINEL_FUSE], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const injected = spawnSync(process.execPath, [postject, out, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SENTINEL_FUSE], { encoding: 'utf8' });
+  // LIEF's "Can't find string offset for section name" warnings on Node's ELF are harmless
+  const noise = /^warning: Can't find string offset for section name/;
+  const stderr = injected.stderr.split('\n').filter((l) => l && !noise.test(l)).join('\n');
+  if (injected.status !== 0) throw new Error(`postject failed (exit ${injected.status}):\n${stderr}`);
+  if (stderr) console.error(stderr);
 
   const mb = (n) => `${(n / 1024 / 1024).toFixed(1)} MB`;
   console.log(

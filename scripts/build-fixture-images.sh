@@ -117,7 +117,6 @@ build_mock_app() {
   (cd "$ROOT" && node_modules/.bin/esbuild "$src/server.js" --bundle --platform=node --target=node18 \
     --log-level=warning --outfile="$ctx/app/server.js")
   find "$src" -maxdepth 1 -name '*.proto' -exec cp {} "$ctx/app/" \;
-  cp "$ROOT/docker/mock-app/listen-all-addresses.js" "$ctx/app/"
   cp -r "$ROOT/node_modules/@grpc/reflection/build/proto" "$ctx/proto"
   for v in 1.0.0 1.1.0; do
     say "building local/mock-app:$v"

@@ -11,13 +11,15 @@ export default class Run extends BaseCommand {
     'Stands the SUT up if it is not up, runs each scenario (at most --parallel at once) in worker threads, prints the report, and tears down unless --keep or `topas up` had started it. Exit codes: 0 passed, 1 failed, 2 invalid input, 3 SUT could not start, 5 timed out, 130 interrupted.';
   static override strict = false;
   static override args = {
-    targets: Args.string({ description: 'scenario files, folders or globs', required: true }),
+    targets: Args.string({ description: 'scenario files, playbooks (.yaml), folders or globs (relative to --git-path with --git)' }),
   };
   static override examples = [
     '<%= config.bin %> run tests/smoke.lua',
     '<%= config.bin %> run tests/ --parallel 4 --reporter junit:report.xml',
     "<%= config.bin %> run 'tests/*.lua' --app topas.yaml --backend local --timeout 2m",
     '<%= config.bin %> run tests/smoke.lua --env BASE_USER=alice --keep',
+    '<%= config.bin %> run upgrade-under-load.yaml --metrics-port 9464',
+    '<%= config.bin %> run --git https://example.com/org/tests.git --git-path e2e --git-ref v1.2.0',
   ];
   static override flags = {
     app: appFlag,
@@ -29,12 +31,18 @@ export default class Run extends BaseCommand {
     env: envFlag,
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     'continue-on-failure': Flags.boolean({ description: 'run later steps after a failed step', default: false }),
+    'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running (0: any free port)', min: 0, max: 65535 }),
+    git: Flags.string({ description: 'take scripts and playbooks from this Git repository (system git, shallow, cached by commit)', helpValue: 'URL' }),
+    'git-path': Flags.string({ description: 'folder or file inside the repository', dependsOn: ['git'], helpValue: 'P' }),
+    'git-ref': Flags.string({ description: 'branch, tag or commit (default: HEAD)', dependsOn: ['git'], helpValue: 'R' }),
+    'run-id': Flags.string({ hidden: true, description: 'use this run id (set by `topas test schedule`)' }),
+    queue: Flags.boolean({ hidden: true, description: 'wait for the app lock first (set by `topas test schedule`)', default: false }),
   };
 
   async run(): Promise<void> {
     const { argv, flags } = await this.parse(Run);
     const targets = argv as string[];
-    if (targets.length === 0) throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, folder or glob');
+    if (targets.length === 0 && !flags.git) throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob');
     const outcome = await runScenarios({
       io: this.io,
       targets,
@@ -47,6 +55,10 @@ export default class Run extends BaseCommand {
       env: parseEnvFlags(flags.env),
       keep: flags.keep,
       continueOnFailure: flags['continue-on-failure'],
+      metricsPort: flags['metrics-port'],
+      git: flags.git ? { url: flags.git, path: flags['git-path'], ref: flags['git-ref'] } : undefined,
+      runId: flags['run-id'],
+      queue: flags.queue,
     });
     this.finish(outcome.exitCode);
   }

@@ -685,7 +685,8 @@ export function hasSamples(d: SeriesData): boolean {
     case 'rate':
       return d.passes + d.fails > 0;
     case 'gauge':
-      return d.ts > 0;
+      // ts can be 0 under an injected clock, so a set value counts too
+      return d.ts > 0 || d.value !== 0 || d.max !== 0;
   }
 }
 

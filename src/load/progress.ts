@@ -97,13 +97,13 @@ function formatBytes(n: number): string {
     n /= 1000;
     i++;
   }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+  return `${i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
 }
 
 function formatValue(v: number | undefined, stat: string, contains: MetricContains, type: SummaryRow['type']): string {
   if (v === undefined) return '-';
   if (type === 'rate' && stat === 'rate') return `${(v * 100).toFixed(2)}%`;
-  if (stat === 'rate') return `${v.toFixed(2)}/s`;
+  if (stat === 'rate') return contains === 'data' ? `${formatBytes(v)}/s` : `${v.toFixed(2)}/s`;
   if (contains === 'time' && stat !== 'count') return formatMs(v);
   if (contains === 'data' && stat === 'count') return formatBytes(v);
   return fmtNum(v, 2);

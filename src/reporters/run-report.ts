@@ -14,6 +14,17 @@ export interface RunReport {
   results: ScenarioResult[];
   /** what ended the run outside any scenario (SUT failed to start, interrupted, ...) */
   error?: SerializedError;
+  /** one per playbook run: Ok/Total per role */
+  playbooks?: PlaybookSummary[];
+}
+
+export interface PlaybookSummary {
+  name: string;
+  file: string;
+  state: RunState;
+  roles: { name: string; ok: number; total: number }[];
+  /** the instance whose failure failed the playbook */
+  firstFailure?: { instance: string; error?: SerializedError };
 }
 
 export interface ScenarioCounts {

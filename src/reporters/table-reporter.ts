@@ -84,6 +84,12 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
   summary += ` in ${formatDurationMs(report.durationMs)}`;
   if (report.state === 'pending' || report.state === 'running') summary += ` (${STATE_TEXT[report.state]})`;
   out.push(summary);
+  // Playbooks pass or fail as a whole; Ok/Total per role says where (Testground's outcome view).
+  for (const pb of report.playbooks ?? []) {
+    const roles = pb.roles.map((r) => `${r.name} ${paint(color, r.ok === r.total ? 'green' : 'red', `${r.ok}/${r.total}`)}`).join(', ');
+    out.push(`${symbol(pb.state, color)} playbook ${pb.name} ${STATE_TEXT[pb.state]}: ${roles}`);
+    if (pb.firstFailure) out.push(`  first failure: ${pb.firstFailure.instance}${pb.firstFailure.error ? `: ${messageWithLocation(pb.firstFailure.error)}` : ''}`);
+  }
 
   const failureBlocks: string[] = [];
   if (report.error) failureBlocks.push([paint(color, 'red', '✗ run'), ...errorLines(report.error, '  ')].join('\n'));

@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EXIT_CODES, TopasError, serializeError, type Problem, type SerializedError } from '../errors';
@@ -14,9 +13,15 @@ import { findAppSpecFile, resolveTargets } from './targets';
 import { openSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
-import type { RunReport } from '../reporters/run-report';
+import type { PlaybookSummary, RunReport } from '../reporters/run-report';
 import { renderReports, type ReporterRequest } from './render-reports';
 import { formatDurationMs } from '../util/duration';
+import { fetchGitSource, type GitSource } from './git-source';
+import { acquireAppLock, recordDirFor } from './schedule-service';
+import { RunMetrics, serveMetrics, type MetricsServer } from './run-metrics';
+import { loadPlaybook, type Playbook } from '../playbook/playbook';
+import { SyncBroker } from '../sync/sync-broker';
+import { routeRpc, type RpcHandler } from './rpc-router';
 
 export interface RunOptions {
   io: Io;
@@ -31,6 +36,15 @@ export interface RunOptions {
   keep: boolean;
   continueOnFailure?: boolean;
   memoryLimitBytes?: number;
+  /** id chosen beforehand (`topas test schedule`) */
+  runId?: string;
+  /** wait for the app's lock first: scheduled runs queue instead of colliding */
+  queue?: boolean;
+  /** serve Prometheus metrics on 127.0.0.1:<port> while running (0 = any free port) */
+  metricsPort?: number;
+  onMetricsServer?: (port: number) => void;
+  /** scripts and playbooks from Git (system git, cached by commit) */
+  git?: GitSource;
 }
 
 export interface RunOutcome {
@@ -39,37 +53,57 @@ export interface RunOutcome {
 }
 
 const DEFAULT_MEMORY_LIMIT_BYTES = 256 * 1024 * 1024;
+const DEFAULT_BARRIER_TIMEOUT_MS = 60_000;
+
+/** One entry of the run queue: a scenario, or a playbook whose instances all start together. */
+type RunUnit = { kind: 'scenario'; task: ScenarioTask } | { kind: 'playbook'; playbook: Playbook; tasks: ScenarioTask[] };
+
+interface Prepared {
+  units: RunUnit[];
+  spec?: AppSpec;
+  specFile?: string;
+  targetsForRecord: string[];
+}
 
 /**
  * `topas run`: validate everything, stand the SUT up (or reuse `topas up`'s),
- * run each scenario (at most `parallel` at once) in worker threads, report,
- * tear down. Every path out of here tears down what it started.
+ * run the scenarios and playbooks (at most `parallel` units at once) in worker
+ * threads, report, tear down. Every path out of here tears down what it started.
  */
 export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const { io } = opts;
   const startedAtMs = io.now();
-  const targets = resolveTargets(opts.targets, io.cwd);
-  if (targets.playbooks.length > 0) {
-    throw new TopasError('INVALID_PLAYBOOK', 'playbook targets are not supported by this version of topas', {
-      problems: targets.playbooks.map((p) => ({ path: path.relative(io.cwd, p), message: 'pass .lua scenarios, a folder or a glob' })),
-    });
+  let prepared: Prepared;
+  try {
+    prepared = await prepare(opts);
+  } catch (err) {
+    // a scheduled run already has a record: it must not stay "pending"
+    if (opts.runId) {
+      const store = new RunRecordStore(recordDirFor(io, opts.app));
+      if (store.hasRun(opts.runId)) {
+        store.writeRun(opts.runId, { ...store.readRun(opts.runId), state: 'error', error: serializeError(err), durationMs: io.now() - startedAtMs, exitCode: err instanceof TopasError ? err.exitCode : 1 });
+      }
+    }
+    throw err;
   }
-  const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: targets.luaFiles[0] });
-  const spec = specFile ? await loadAppSpec(specFile) : undefined;
-
-  // Lua syntax is input: reject it before anything is started.
-  const problems: Problem[] = [];
-  for (const file of targets.luaFiles) problems.push(...(await checkLuaSyntax(file, io.cwd)));
-  if (problems.length > 0) throw new TopasError('LUA_SYNTAX', `${problems.length} scenario(s) do not compile`, { problems });
-
+  const { units, spec, specFile } = prepared;
   const mask = spec ? createMasker(spec) : (s: string) => s;
   for (const [k, v] of Object.entries(opts.env)) if (/PASSWORD|SECRET|TOKEN|KEY/i.test(k)) registerSecret(v);
 
-  const recordDir = spec ? spec.dir : io.cwd;
+  const recordDir = opts.runId ? recordDirFor(io, opts.app) : spec ? spec.dir : io.cwd;
   const store = new RunRecordStore(recordDir);
-  const runId = store.createRunId();
-  const baseRecord = { runId, kind: 'run', app: spec?.name, specFile, targets: targets.luaFiles.map((f) => path.relative(io.cwd, f)), startedAt: new Date(startedAtMs).toISOString() };
-  store.writeRun(runId, { ...baseRecord, state: 'running' });
+  const runId = opts.runId ?? store.createRunId();
+  const baseRecord = {
+    runId,
+    kind: 'run',
+    app: spec?.name,
+    specFile,
+    targets: prepared.targetsForRecord,
+    startedAt: new Date(startedAtMs).toISOString(),
+    pid: process.pid,
+    results: [] as ScenarioResult[],
+    durationMs: 0,
+  };
   const log = (line: string) => {
     const masked = mask(line);
     io.stderr.write(`topas: ${masked}\n`);
@@ -77,12 +111,27 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   };
 
   const interrupts = new Interrupts(io);
+  const metrics = new RunMetrics();
+  let metricsServer: MetricsServer | undefined;
+  let releaseLock: (() => void) | undefined;
   let session: SutSession | undefined;
   let pool: ScenarioPool | undefined;
   const results: ScenarioResult[] = [];
+  const playbookSummaries: PlaybookSummary[] = [];
   let runError: SerializedError | undefined;
   let exitCode: number = EXIT_CODES.ok;
+
   try {
+    if (opts.queue && spec) {
+      store.writeRun(runId, { ...baseRecord, state: 'pending' });
+      releaseLock = await acquireAppLock(recordDir, spec.name, interrupts.signal);
+    }
+    store.writeRun(runId, { ...baseRecord, state: 'running' });
+    if (opts.metricsPort !== undefined) {
+      metricsServer = await serveMetrics(metrics, opts.metricsPort);
+      log(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
+      opts.onMetricsServer?.(metricsServer.port);
+    }
     const work = async () => {
       if (spec) {
         log(`standing up app ${spec.name}…`);
@@ -91,9 +140,12 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
       }
       if (interrupts.interrupted) return;
+      const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
+      const sutRpc: RpcHandler = session ? createSutRpcHandler(session.sut, (map) => pool?.setEndpoints(map)) : noSutRpc;
+      const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
       pool = new ScenarioPool({
-        workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), opts.parallel, targets.luaFiles.length)),
-        rpc: session ? createSutRpcHandler(session.sut, (map) => pool?.setEndpoints(map)) : noSutRpc,
+        workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
+        rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id) }),
         onLog: (line) => {
           const message = mask(line.message);
           store.appendLog(runId, { ...line, message });
@@ -105,22 +157,38 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         },
       });
       const activePool = pool;
-      interrupts.onInterrupt(() => activePool.cancelAll('interrupt'));
+      interrupts.onInterrupt(() => {
+        for (const b of brokers.values()) b.broker.close('the run was interrupted');
+        activePool.cancelAll('interrupt');
+      });
       const endpoints = session ? session.sut.endpointMap() : {};
-      const tasks: ScenarioTask[] = targets.luaFiles.map((file, i) => ({
-        runId: `${runId}-${i + 1}`,
-        file,
-        baseDir: io.cwd,
-        name: path.relative(io.cwd, file),
-        timeoutMs: opts.timeoutMs,
-        env: { ...stringEnv(io.env), ...opts.env },
-        instance: { id: `${path.basename(file, '.lua')}-1`, role: 'default', index: 1, count: 1, params: {} },
-        endpoints,
-        memoryLimitBytes: opts.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES,
-        continueOnFailure: opts.continueOnFailure ?? false,
-      }));
-      const ordered = await runLimited(tasks, opts.parallel, (task) => activePool.run(task), () => interrupts.interrupted);
-      results.push(...ordered.filter((r): r is ScenarioResult => r !== undefined));
+      const runTask = async (task: ScenarioTask): Promise<ScenarioResult> => {
+        metrics.started();
+        const r = await activePool.run({ ...task, endpoints });
+        metrics.finished(r.state, r.durationMs);
+        return r;
+      };
+      metrics.queued(maxConcurrent);
+      const unitResults = await runLimited(
+        units,
+        opts.parallel,
+        async (unit): Promise<ScenarioResult[]> => {
+          if (unit.kind === 'scenario') {
+            const broker = new SyncBroker([unit.task.instance.id], DEFAULT_BARRIER_TIMEOUT_MS);
+            brokers.set(unit.task.runId, { broker, instance: unit.task.instance.id });
+            const r = await runTask(unit.task);
+            broker.close('the scenario ended');
+            return [r];
+          }
+          const out = await runPlaybook(unit, runTask, activePool, brokers);
+          playbookSummaries.push(summarizePlaybook(unit.playbook, out, io.cwd));
+          return out;
+        },
+        () => interrupts.interrupted,
+      );
+      const started = unitResults.flat().filter((r): r is ScenarioResult => r !== undefined);
+      metrics.dropQueued(maxConcurrent - started.length);
+      results.push(...started);
     };
     await Promise.race([work(), interrupts.forced]);
   } catch (err) {
@@ -135,16 +203,17 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   async function teardown() {
     const p = pool as ScenarioPool | undefined;
     await p?.close().catch(() => undefined);
+    await metricsServer?.close().catch(() => undefined);
     const s = session as SutSession | undefined;
-    if (!s) return;
     try {
+      if (!s) return;
       if (s.owned && !opts.keep) {
         log('tearing down…');
         await Promise.race([s.sut.dispose(), interrupts.forced.then(() => s.sut.dispose())]);
       } else if (s.owned && opts.keep) {
-        writeStateFile(recordDir, s.sut.state());
+        writeStateFile(spec?.dir ?? recordDir, s.sut.state());
         await s.sut.detach();
-        log(`kept the SUT running (--keep); \`topas down\` tears it down`);
+        log('kept the SUT running (--keep); `topas down` tears it down');
       } else {
         await s.sut.detach();
       }
@@ -152,6 +221,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       log(`teardown failed: ${(err as Error).message}`);
       if (exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
     } finally {
+      releaseLock?.();
       interrupts.dispose();
     }
   }
@@ -167,6 +237,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     durationMs: io.now() - startedAtMs,
     state,
     results,
+    playbooks: playbookSummaries.length ? playbookSummaries : undefined,
     error: runError,
   };
   store.writeRun(runId, { ...baseRecord, ...report, exitCode });
@@ -174,7 +245,122 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   return { exitCode, report };
 }
 
-const noSutRpc = async (_runId: string, method: string): Promise<unknown> => {
+/** Everything that can be checked before touching a backend: targets, app spec, playbooks, Lua syntax. */
+async function prepare(opts: RunOptions): Promise<Prepared> {
+  const { io } = opts;
+  let baseDir = io.cwd;
+  let targetArgs = opts.targets;
+  if (opts.git) {
+    const fetched = await fetchGitSource(opts.git, io.env);
+    baseDir = fetched.target;
+    targetArgs = opts.targets.length ? opts.targets : ['.'];
+  } else if (targetArgs.length === 0) {
+    throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob');
+  }
+  const targets = resolveTargets(targetArgs, baseDir);
+  const playbooks = targets.playbooks.map((f) => loadPlaybook(f));
+  const appFromPlaybook = playbooks.find((p) => p.app)?.app;
+  const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
+  const spec = specFile ? await loadAppSpec(specFile) : undefined;
+
+  // Lua syntax is input: reject it before anything is started.
+  const problems: Problem[] = [];
+  const scripts = new Set([...targets.luaFiles, ...playbooks.flatMap((p) => p.roles.map((r) => r.script))]);
+  for (const file of scripts) problems.push(...(await checkLuaSyntax(file, io.cwd)));
+  if (problems.length > 0) throw new TopasError('LUA_SYNTAX', `${problems.length} scenario(s) do not compile`, { problems });
+
+  const env = { ...stringEnv(io.env), ...opts.env };
+  const common = {
+    baseDir: io.cwd,
+    env,
+    endpoints: {},
+    memoryLimitBytes: opts.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES,
+    continueOnFailure: opts.continueOnFailure ?? false,
+  };
+  let seq = 0;
+  const units: RunUnit[] = [];
+  for (const file of targets.luaFiles) {
+    seq++;
+    const name = path.relative(io.cwd, file);
+    units.push({
+      kind: 'scenario',
+      task: { ...common, runId: `s${seq}`, file, name, timeoutMs: opts.timeoutMs, instance: { id: path.basename(file, '.lua'), role: 'default', index: 1, count: 1, params: {} } },
+    });
+  }
+  for (const pb of playbooks) {
+    seq++;
+    const tasks: ScenarioTask[] = [];
+    for (const role of pb.roles) {
+      for (let i = 1; i <= role.instances; i++) {
+        tasks.push({
+          ...common,
+          runId: `p${seq}-${role.name}-${i}`,
+          file: role.script,
+          name: `${pb.name}/${role.name}#${i}`,
+          timeoutMs: pb.timeoutMs ?? opts.timeoutMs,
+          instance: { id: `${role.name}-${i}`, role: role.name, index: i, count: role.instances, params: role.params },
+        });
+      }
+    }
+    units.push({ kind: 'playbook', playbook: pb, tasks });
+  }
+  return { units, spec, specFile, targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(io.cwd, f)) };
+}
+
+/**
+ * All instances of a playbook start together (barriers need them all). The
+ * first instance that fails stops the others: waits on it fail at once, naming
+ * it, and the rest are cancelled.
+ */
+async function runPlaybook(
+  unit: Extract<RunUnit, { kind: 'playbook' }>,
+  runTask: (t: ScenarioTask) => Promise<ScenarioResult>,
+  pool: ScenarioPool,
+  brokers: Map<string, { broker: SyncBroker; instance: string }>,
+): Promise<ScenarioResult[]> {
+  const broker = new SyncBroker(
+    unit.tasks.map((t) => t.instance.id),
+    unit.playbook.barrierTimeoutMs ?? DEFAULT_BARRIER_TIMEOUT_MS,
+  );
+  for (const t of unit.tasks) brokers.set(t.runId, { broker, instance: t.instance.id });
+  let firstFailure: ScenarioResult | undefined;
+  const results = await Promise.all(
+    unit.tasks.map(async (task) => {
+      const r = await runTask(task);
+      if (r.state === 'passed') broker.instanceEnded(task.instance.id, 'it finished');
+      else {
+        const why = r.error ? `${r.state}: ${r.error.location ? `${r.error.location}: ` : ''}${r.error.message}` : r.state;
+        broker.instanceEnded(task.instance.id, why);
+        if (!firstFailure && r.state !== 'interrupted') {
+          firstFailure = r;
+          const others = unit.tasks.filter((t) => t.runId !== task.runId).map((t) => t.runId);
+          pool.cancel(others, `instance ${task.instance.id} failed (${why})`);
+        }
+      }
+      return r;
+    }),
+  );
+  broker.close('the playbook ended');
+  for (const t of unit.tasks) brokers.delete(t.runId);
+  return results;
+}
+
+function summarizePlaybook(pb: Playbook, results: ScenarioResult[], cwd: string): PlaybookSummary {
+  const roles = pb.roles.map((role) => {
+    const mine = results.filter((r) => r.instance.role === role.name);
+    return { name: role.name, ok: mine.filter((r) => r.state === 'passed').length, total: mine.length };
+  });
+  const failed = results.find((r) => r.state !== 'passed' && r.state !== 'interrupted') ?? results.find((r) => r.state !== 'passed');
+  return {
+    name: pb.name,
+    file: path.relative(cwd, pb.file),
+    state: failed ? failed.state : 'passed',
+    roles,
+    firstFailure: failed ? { instance: failed.instance.id, error: failed.error } : undefined,
+  };
+}
+
+const noSutRpc: RpcHandler = async (_runId, method) => {
   throw new TopasError('SUT_NOT_UP', `${method}: no app spec was found, so there is no system under test`, {
     hint: 'pass --app topas.yaml or put a topas.yaml next to your scenarios',
   });
@@ -205,7 +391,7 @@ function overallState(results: ScenarioResult[], interrupted: boolean, err?: Ser
   if (err) return 'error';
   if (results.some((r) => r.state === 'timedOut')) return 'timedOut';
   if (results.some((r) => r.state === 'error')) return 'error';
-  if (results.some((r) => r.state === 'failed')) return 'failed';
+  if (results.some((r) => r.state === 'failed' || r.state === 'interrupted')) return 'failed';
   return 'passed';
 }
 
@@ -220,12 +406,4 @@ function exitCodeFor(state: RunState): number {
     default:
       return EXIT_CODES.failed;
   }
-}
-
-export function describeSpec(spec: AppSpec): string {
-  return `${spec.name} (${spec.services.length} service(s), ${spec.databases.length} database(s))`;
-}
-
-export function ensureDir(dir: string): void {
-  fs.mkdirSync(dir, { recursive: true });
 }

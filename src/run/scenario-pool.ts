@@ -21,6 +21,8 @@ interface PendingRun {
   startedAt: Date;
   resolve: (r: ScenarioResult) => void;
   lastResort?: NodeJS.Timeout;
+  /** why `cancel` stopped it, put into the result's error */
+  cancelledBecause?: string;
 }
 
 interface Slot {
@@ -75,6 +77,20 @@ export class ScenarioPool {
         this.post(slot, { type: 'cancel', runId, reason });
         if (run.lastResort) clearTimeout(run.lastResort);
         run.lastResort = setTimeout(() => this.overrun(slot, runId, state), GRACE_MS);
+      }
+    }
+  }
+
+  /** Interrupts some runs (e.g. the other instances of a failed playbook unit); `why` ends up in their results. */
+  cancel(runIds: string[], why: string): void {
+    const wanted = new Set(runIds);
+    for (const slot of this.slots) {
+      for (const [runId, run] of slot.runs) {
+        if (!wanted.has(runId) || run.cancelledBecause !== undefined) continue;
+        run.cancelledBecause = why;
+        this.post(slot, { type: 'cancel', runId, reason: 'interrupt' });
+        if (run.lastResort) clearTimeout(run.lastResort);
+        run.lastResort = setTimeout(() => this.overrun(slot, runId, 'interrupted'), GRACE_MS);
       }
     }
   }
@@ -149,7 +165,11 @@ export class ScenarioPool {
         if (!run) break;
         slot.runs.delete(msg.runId);
         if (run.lastResort) clearTimeout(run.lastResort);
-        run.resolve(msg.result);
+        const result = msg.result;
+        if (run.cancelledBecause !== undefined && result.state === 'interrupted' && result.error) {
+          result.error = { ...result.error, message: `${result.error.message}: ${run.cancelledBecause}` };
+        }
+        run.resolve(result);
         break;
       }
       case 'fatal':

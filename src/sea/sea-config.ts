@@ -1,36 +1,46 @@
 import * as path from 'node:path';
-import { Config, Plugin, type Interfaces } from '@oclif/core';
-import { COMMANDS } from '../commands/index';
-// The plugin's package "exports" hide these; scripts/build-binary.js resolves them to its files.
-import AutocompleteIndex from '@oclif/plugin-autocomplete/lib/commands/autocomplete/index';
-import AutocompleteCreate from '@oclif/plugin-autocomplete/lib/commands/autocomplete/create';
-import AutocompleteScript from '@oclif/plugin-autocomplete/lib/commands/autocomplete/script';
+import { Config, Plugin, type Command, type Interfaces } from '@oclif/core';
 
 /**
- * oclif config for the single executable (scripts/build-binary.js). The
- * binary has no package on disk, so oclif gets everything handed to it: the
- * package.json (inlined at build time), and a root plugin whose command table
- * is filled in before it loads, so explicit discovery never reads a file.
- * Plugin commands (autocomplete) are bundled into that table for the same reason.
+ * oclif config for the single executable (scripts/build-binary.js). The binary
+ * has no package on disk, so oclif gets everything handed to it: the
+ * package.json and the command manifest (both made at build time), and a root
+ * plugin whose command table is filled in before it loads, so explicit
+ * discovery never reads a file. The table loads a command's module only when
+ * that command runs, so `--version` and `--help` stay cheap. Plugin commands
+ * (autocomplete) are in the same table: the binary loads no plugins from disk.
  */
-declare const __TOPAS_PJSON__: Interfaces.PJSON;
 
-export const SEA_COMMANDS = {
-  ...COMMANDS,
-  autocomplete: AutocompleteIndex,
-  'autocomplete:create': AutocompleteCreate,
-  'autocomplete:script': AutocompleteScript,
-};
+/** command id -> loads its class (the build generates one `require` per command). */
+export type CommandLoaders = Record<string, () => Command.Class>;
 
-/** `packageJson` defaults to the package.json the build inlined. */
-export async function loadSeaConfig(packageJson: Interfaces.PJSON = __TOPAS_PJSON__): Promise<Config> {
-  const pjson: Interfaces.PJSON = { ...packageJson, oclif: { ...packageJson.oclif, plugins: [] } };
-  // The folder holding the binary: oclif derives nothing from it but a root path.
-  const root = path.dirname(process.execPath);
+/** A command table whose entries load on first access. */
+export function lazyCommandTable(loaders: CommandLoaders): Record<string, Command.Class> {
+  const table: Record<string, Command.Class> = {};
+  for (const [id, load] of Object.entries(loaders)) {
+    let loaded: Command.Class | undefined;
+    Object.defineProperty(table, id, { enumerable: true, get: () => (loaded ??= load()) });
+  }
+  return table;
+}
+
+export interface SeaConfigInput {
+  pjson: Interfaces.PJSON;
+  /** oclif.manifest.json content for every command in `loaders` */
+  manifest: Interfaces.Manifest;
+  loaders: CommandLoaders;
+  /** oclif's root: the folder holding the binary (default) */
+  root?: string;
+}
+
+export async function loadSeaConfig(input: SeaConfigInput): Promise<Config> {
+  const pjson: Interfaces.PJSON = { ...input.pjson, oclif: { ...input.pjson.oclif, plugins: [] } };
+  const root = input.root ?? path.dirname(process.execPath);
   const plugin = new Plugin({ isRoot: true, pjson, root, name: pjson.name });
-  (plugin as unknown as { commandCache: Record<string, unknown> }).commandCache = SEA_COMMANDS;
+  const internals = plugin as unknown as { commandCache: Record<string, Command.Class>; _manifest: () => Promise<Interfaces.Manifest> };
+  internals.commandCache = lazyCommandTable(input.loaders);
+  internals._manifest = async () => input.manifest;
   await plugin.load();
   // plugins given up front: oclif loads no user/core plugins from disk
   return Config.load({ root, pjson, plugins: new Map([[plugin.name, plugin]]) });
 }
-

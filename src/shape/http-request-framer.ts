@@ -15,6 +15,10 @@ export interface RequestHead {
   keepAlive: boolean;
 }
 
+interface ParsedRequestHead extends RequestHead {
+  expectContinue: boolean;
+}
+
 export interface FramerSink {
   /** bytes to send to the server, in order */
   forward(bytes: Buffer): void;
@@ -29,7 +33,7 @@ const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_CHUNK_LINE_BYTES = 4 * 1024;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
-type State = 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'chunk-data-end' | 'trailer' | 'passthrough';
+type State = 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'chunk-data-end' | 'trailer' | 'passthrough' | 'discard';
 
 export class HttpRequestFramer {
   private state: State = 'head';
@@ -54,6 +58,7 @@ export class HttpRequestFramer {
       sink.forward(chunk);
       return;
     }
+    if (this.state === 'discard') return;
     // Common case: a chunk holds whole forwarded requests; it is sent as is.
     let buf = chunk;
     if (this.pending) {
@@ -101,6 +106,18 @@ export class HttpRequestFramer {
           this.afterHead = parsed.upgrade && this.dropStatus === undefined ? 'passthrough' : undefined;
           if (this.dropStatus !== undefined) skipTo(headEnd);
           pos = headEnd;
+          const hasBody = parsed.chunked || parsed.contentLength > 0;
+          if (this.dropStatus !== undefined && hasBody && parsed.head.expectContinue) {
+            // The client waits for "100 Continue" before sending the body, so we must
+            // answer now; whether the body follows anyway is unknowable, so the
+            // answer closes the connection and the rest of its input is dropped.
+            const status = this.dropStatus;
+            this.dropStatus = undefined;
+            this.head = undefined;
+            this.state = 'discard';
+            sink.answer({ method: parsed.head.method, target: parsed.head.target, keepAlive: false }, status);
+            return;
+          }
           if (this.afterHead === 'passthrough') {
             this.state = 'passthrough';
           } else if (parsed.chunked) {
@@ -186,7 +203,7 @@ export class HttpRequestFramer {
 }
 
 interface ParsedHead {
-  head: RequestHead;
+  head: ParsedRequestHead;
   contentLength: number;
   chunked: boolean;
   upgrade: boolean;
@@ -202,6 +219,7 @@ function parseHead(text: string): ParsedHead | undefined {
   let chunked = false;
   let connection = '';
   let upgradeHeader = false;
+  let expectContinue = false;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(':');
@@ -218,12 +236,14 @@ function parseHead(text: string): ParsedHead | undefined {
       connection += `${value.toLowerCase()},`;
     } else if (name === 'upgrade') {
       upgradeHeader = true;
+    } else if (name === 'expect') {
+      expectContinue = value.toLowerCase() === '100-continue';
     }
   }
   const tokens = connection.split(',').map((t) => t.trim());
   const keepAlive = minor === '1' ? !tokens.includes('close') : tokens.includes('keep-alive');
   return {
-    head: { method, target, keepAlive },
+    head: { method, target, keepAlive, expectContinue },
     contentLength: chunked ? 0 : contentLength,
     chunked,
     upgrade: method === 'CONNECT' || (upgradeHeader && tokens.includes('upgrade')),

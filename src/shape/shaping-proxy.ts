@@ -385,8 +385,12 @@ class ProxiedConnection {
     this.toClient.src = up;
     up.on('data', (chunk: Buffer) => this.toClient.push(chunk));
     up.on('end', () => this.toClient.endSource());
+    let connected = false;
+    up.once('connect', () => {
+      connected = true;
+    });
     up.on('error', () => {
-      if (up.connecting) this.proxy.counters.upstreamErrors++;
+      if (!connected) this.proxy.counters.upstreamErrors++;
       // the client sees what a dead upstream would show it: a reset
       this.reset();
     });

@@ -40,6 +40,8 @@ interface EmbeddedPostgres {
  */
 export async function startPostgres(dbname = 'topas_test'): Promise<TestPostgres> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-pg-'));
+  // the server runs as the postgres user, which must reach its data dir inside
+  fs.chmodSync(dir, 0o755);
   const port = await freePort();
   const user = 'postgres';
   const password = 'topas-test-pw';
@@ -51,6 +53,8 @@ export async function startPostgres(dbname = 'topas_test'): Promise<TestPostgres
     password,
     persistent: false,
     createPostgresUser: true,
+    // the library asks for en_US.UTF-8 messages, which slim images lack; later flags win
+    initdbFlags: ['--lc-messages=C', '--locale=C', '--encoding=UTF8'],
     onLog: () => undefined,
     onError: () => undefined,
   });

@@ -251,6 +251,36 @@ describe('ShapingProxy', () => {
     assert.equal(p.stats().totalConnections, 1);
   });
 
+  test('a faulted request with Expect: 100-continue gets its answer without sending the body', async () => {
+    const { port } = await proxy('http', { httpFault: { status: 503, rate: 1 } });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/x', method: 'POST', agent: false, headers: { expect: '100-continue', 'content-length': '5' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      // the body is only sent on "100 Continue", which must not be needed
+      req.on('continue', () => req.end('hello'));
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+    assert.equal(status, 503);
+  });
+
+  test('no target or a dead target: the client sees a reset', async () => {
+    const none = new ShapingProxy({ name: 'none', mode: 'tcp', targets: () => [] });
+    proxies.push(none);
+    await assert.rejects(get((await none.start()).port, '/x'), /ECONNRESET|socket hang up/);
+    assert.equal(none.stats().upstreamErrors, 1);
+    const dead = await startUpstream();
+    const deadPort = dead.port;
+    await dead.close();
+    const p = new ShapingProxy({ name: 'dead', mode: 'http', targets: () => [{ host: '127.0.0.1', port: deadPort }] });
+    proxies.push(p);
+    await assert.rejects(get((await p.start()).port, '/x'), /ECONNRESET|socket hang up/);
+    assert.equal(p.stats().upstreamErrors, 1);
+    assert.equal(p.stats().activeConnections, 0);
+  });
+
   test('a new replica list is used for new connections (round-robin)', async () => {
     const second = await startUpstream();
     try {

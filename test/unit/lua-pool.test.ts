@@ -159,3 +159,16 @@ test('a failing sut call raises in Lua with the call name and the scenario line'
   assert.equal(r.error?.location, 'sut-bad.lua:3');
   assert.match(r.error?.message ?? '', /^sut-bad\.lua:3: sut\.stop: /);
 });
+
+test('cancel(runIds, why) interrupts only those runs and keeps the reason', async () => {
+  const long = write('long2.lua', 'sleep(60)\n');
+  const quick = write('quick.lua', 'sleep(0.3)\nexpect(1):to_be(1)\n');
+  const victim = task(long);
+  const p = Promise.all([pool.run(victim), pool.run(task(quick))]);
+  await new Promise((r) => setTimeout(r, 100));
+  pool.cancel([victim.runId], 'instance b-1 failed');
+  const [v, q] = await p;
+  assert.equal(v.state, 'interrupted');
+  assert.match(v.error?.message ?? '', /instance b-1 failed$/);
+  assert.equal(q.state, 'passed');
+});

@@ -155,6 +155,30 @@ describe('table reporter', () => {
   });
 });
 
+describe('table reporter playbooks', () => {
+  test('Ok/Total per role and the first failure', () => {
+    const out = getReporter('table')(
+      {
+        ...report,
+        playbooks: [
+          {
+            name: 'upgrade',
+            file: 'upgrade.yaml',
+            state: 'failed',
+            roles: [
+              { name: 'client', ok: 3, total: 4 },
+              { name: 'upgrader', ok: 1, total: 1 },
+            ],
+            firstFailure: { instance: 'client#2', error: { name: 'LuaError', message: 'barrier timed out', location: 'client.lua:9' } },
+          },
+        ],
+      },
+      plain,
+    );
+    assert.match(out, /✗ playbook upgrade failed: client 3\/4, upgrader 1\/1\n {2}first failure: client#2: client\.lua:9: barrier timed out/);
+  });
+});
+
 describe('json reporter', () => {
   test('the report as JSON with sorted keys, masked, same bytes for equal reports', () => {
     const out = getReporter('json')(report, plain);

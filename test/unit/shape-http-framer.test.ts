@@ -75,3 +75,16 @@ test('unframeable input and upgrades switch to passthrough', () => {
   assert.equal(d.answered.length, 1);
   assert.equal(d.forwarded, reqs[0]);
 });
+
+test('a dropped request that expects 100-continue is answered at once and the connection closes', () => {
+  const head = 'POST /drop/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n';
+  const r = run([Buffer.from(head), Buffer.from('hello' + reqs[0])]);
+  assert.deepEqual(
+    r.answered.map(([h, s]) => [h.target, h.keepAlive, s]),
+    [['/drop/e', false, 503]],
+  );
+  assert.equal(r.forwarded, '');
+  // a forwarded one is untouched
+  const k = run([Buffer.from('POST /keep/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n'), Buffer.from('hello')]);
+  assert.equal(k.forwarded, 'POST /keep/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello');
+});

@@ -109,7 +109,7 @@ export class DockerSut implements Sut {
     for (const d of spec.databases) {
       this.dbs.set(d.name, {
         spec: d,
-        ref: imageRef(d.image ?? defaultPostgresImage()),
+        ref: d.image ? imageRef(d.image, d.version) : defaultPostgresImage(),
         ready: false,
         stopped: data?.databases[d.name]?.stopped ?? false,
         lock: Promise.resolve(),

@@ -1,0 +1,229 @@
+/**
+ * Peer throughput bench: how many req/s each load tool drives against one
+ * fixed-response HTTP server, and how much client CPU each request costs.
+ *
+ *   scripts/install-peers.sh          # wrk, autocannon, k6 into .tools/
+ *   npx tsc -p tsconfig.json && node dist/bench/load-throughput.js [--duration 3s] [--vus 64]
+ *
+ * The server runs in a child process so it never shares the client's event
+ * loop. Client CPU: for external tools, the CPU of a wrapper shell's waited-for
+ * children (utime+stime of the tool, from /proc/<shell>/stat cutime+cstime);
+ * for the in-process measurement, process.cpuUsage(). Both tools and server
+ * share the machine's cores, so absolute numbers depend on the box; the
+ * ratios are the point.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import Table from 'cli-table3';
+import { Pool } from 'undici';
+
+interface Measurement {
+  tool: string;
+  requests: number;
+  seconds: number;
+  /** client CPU time, µs */
+  cpuUs: number;
+  note?: string;
+}
+
+const repo = path.resolve(__dirname, '..', '..');
+const toolsBin = path.join(repo, '.tools', 'bin');
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
+}
+
+const SERVER_SRC = `
+const http = require('node:http');
+const body = Buffer.from(JSON.stringify({ ok: true, name: 'alice', n: 42 }));
+const server = http.createServer((req, res) => {
+  req.resume();
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+  res.end(body);
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
+`;
+
+async function startServer(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['-e', SERVER_SRC], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start in 10s')), 10_000);
+    child.stdout!.once('data', (d: Buffer) => {
+      clearTimeout(timer);
+      resolve(d.toString().trim());
+    });
+    child.once('exit', (code) => reject(new Error(`server exited (${code})`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}/api/users/alice`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+function which(tool: string): string | undefined {
+  const local = path.join(toolsBin, tool);
+  if (fs.existsSync(local)) return local;
+  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/**
+ * Run argv under `sh`, which prints its own /proc stat after the tool exits:
+ * cutime+cstime then hold exactly the tool's CPU (and its threads').
+ */
+function runMeasured(argv: string[], timeoutMs: number): { stdout: string; cpuUs: number; wallMs: number } {
+  const quoted = argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('sh', ['-c', `${quoted} 2>&1; echo "@@STAT $(cat /proc/$$/stat)"`], {
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
+    killSignal: 'SIGKILL',
+  });
+  const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.error) throw r.error;
+  const m = /@@STAT (.*)$/m.exec(r.stdout);
+  if (!m) throw new Error(`no stat line; output:\n${r.stdout.slice(-2000)}`);
+  // fields after "(comm)": state is field 3; cutime/cstime are fields 16/17
+  const rest = m[1].slice(m[1].lastIndexOf(')') + 2).split(' ');
+  const cutime = Number(rest[16 - 3]);
+  const cstime = Number(rest[17 - 3]);
+  return { stdout: r.stdout.slice(0, m.index), cpuUs: ((cutime + cstime) * 1e6) / CLK_TCK, wallMs };
+}
+
+function measureWrk(bin: string, url: string, durationMs: number, vus: number): Measurement {
+  const secs = Math.max(1, Math.round(durationMs / 1000));
+  const r = runMeasured([bin, '-t', '2', '-c', String(vus), '-d', `${secs}s`, url], durationMs + 30_000);
+  const total = /(\d+) requests in ([\d.]+)(\w+)/.exec(r.stdout);
+  if (!total) throw new Error(`cannot read wrk output:\n${r.stdout}`);
+  const unit = total[3] === 'ms' ? 1e-3 : total[3] === 'm' ? 60 : 1;
+  return { tool: 'wrk (2 threads)', requests: Number(total[1]), seconds: Number(total[2]) * unit, cpuUs: r.cpuUs };
+}
+
+function measureAutocannon(bin: string, url: string, durationMs: number, vus: number): Measurement {
+  const secs = Math.max(1, Math.round(durationMs / 1000));
+  const r = runMeasured([bin, '-c', String(vus), '-d', String(secs), '-j', url], durationMs + 30_000);
+  const json = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'), r.stdout.lastIndexOf('}') + 1));
+  return { tool: 'autocannon', requests: json.requests.total, seconds: json.duration, cpuUs: r.cpuUs };
+}
+
+function measureK6(bin: string, url: string, durationMs: number, vus: number): Measurement {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-bench-k6-'));
+  try {
+    const script = path.join(dir, 'script.js');
+    const summary = path.join(dir, 'summary.json');
+    fs.writeFileSync(script, `import http from 'k6/http';\nexport default function () { http.get(${JSON.stringify(url)}); }\n`);
+    const secs = Math.max(1, Math.round(durationMs / 1000));
+    const r = runMeasured([bin, 'run', '--quiet', '--no-color', '--no-usage-report', '--vus', String(vus), '--duration', `${secs}s`, '--summary-export', summary, script], durationMs + 60_000);
+    const s = JSON.parse(fs.readFileSync(summary, 'utf8'));
+    const count: number = s.metrics.http_reqs.count;
+    const rate: number = s.metrics.http_reqs.rate;
+    // the CPU is the whole k6 process, its startup (JS compile) included
+    return { tool: 'k6', requests: count, seconds: count / rate, cpuUs: r.cpuUs };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// >>> topas slot: replace the body of measureTopas with a `topas load` run of
+// >>> a Lua `iteration` doing net.get(url), once src/run/scenario-pool.ts can
+// >>> drive it. Until then it measures the floor topas builds on: a bare undici
+// >>> loop with `vus` requests in flight, in this process.
+// ---------------------------------------------------------------------------
+async function measureTopas(url: string, durationMs: number, vus: number): Promise<Measurement> {
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections: vus, pipelining: 1 });
+  const maxRequests = 5_000_000;
+  let requests = 0;
+  let failures = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const deadline = t0 + durationMs;
+  const loop = async () => {
+    while (performance.now() < deadline && requests < maxRequests) {
+      try {
+        const res = await pool.request({ path: u.pathname, method: 'GET' });
+        await res.body.text();
+        requests++;
+      } catch {
+        failures++;
+        if (failures > 1000) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: vus }, loop));
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  await pool.close();
+  return { tool: 'undici baseline (topas slot)', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+}
+
+async function main(): Promise<void> {
+  const durationMs = Number(arg('duration', '3s').replace(/s$/, '')) * 1000;
+  const vus = Number(arg('vus', '64'));
+  const server = await startServer();
+  const results: Measurement[] = [];
+  const skipped: string[] = [];
+  try {
+    const peers: Array<[string, (bin: string) => Measurement]> = [
+      ['wrk', (b) => measureWrk(b, server.url, durationMs, vus)],
+      ['autocannon', (b) => measureAutocannon(b, server.url, durationMs, vus)],
+      ['k6', (b) => measureK6(b, server.url, durationMs, vus)],
+    ];
+    for (const [name, fn] of peers) {
+      const bin = which(name);
+      if (!bin) {
+        skipped.push(`${name} (not installed: scripts/install-peers.sh)`);
+        continue;
+      }
+      try {
+        process.stderr.write(`measuring ${name}...\n`);
+        results.push(fn(bin));
+      } catch (e) {
+        skipped.push(`${name} (${(e as Error).message.split('\n')[0]})`);
+      }
+    }
+    process.stderr.write('measuring undici baseline...\n');
+    results.push(await measureTopas(server.url, durationMs, vus));
+  } finally {
+    await server.stop();
+  }
+
+  const ref = results.find((r) => r.tool.startsWith('undici'));
+  const table = new Table({
+    head: ['tool', 'requests', 'req/s', 'client CPU µs/req', 'req/s vs undici', 'CPU/req vs undici'],
+    style: { head: [], border: [] },
+  });
+  for (const r of results) {
+    const rps = r.requests / r.seconds;
+    const cpuPerReq = r.cpuUs / r.requests;
+    const refRps = ref ? ref.requests / ref.seconds : NaN;
+    const refCpu = ref ? ref.cpuUs / ref.requests : NaN;
+    table.push([r.tool + (r.note ? ` (${r.note})` : ''), r.requests, rps.toFixed(0), cpuPerReq.toFixed(1), `${(rps / refRps).toFixed(2)}x`, `${(cpuPerReq / refCpu).toFixed(2)}x`]);
+  }
+  process.stdout.write(`${vus} connections/VUs, ${durationMs / 1000}s each, ${os.cpus().length} cores, node ${process.version}\n`);
+  process.stdout.write(table.toString() + '\n');
+  if (skipped.length) process.stdout.write(`skipped: ${skipped.join('; ')}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack}\n`);
+  process.exitCode = 1;
+});
