@@ -1,34 +1,52 @@
 /**
- * Runs/second of the Lua scenario runtime on one thread: a trivial scenario,
- * each run in a fresh coroutine with its own _ENV. Target: >= 5000 runs/s.
- * Usage: node dist/bench/scenario-throughput.js [runs] [concurrency]
+ * Scenario throughput and footprint of the Lua runtime.
+ *
+ *   node dist/bench/scenario-throughput.js [--runs N] [--concurrency C] [--workers W] [--idle I]
+ *
+ * - one thread (default): a trivial scenario, each run a fresh coroutine with
+ *   its own _ENV, driven in-thread: runs/s (target >= 5,000).
+ * - --workers W: the same through the worker pool that `topas run` uses
+ *   (W worker threads, C runs in flight): runs/s (target >= 8,000 on 2 workers).
+ * - idle footprint: I scenarios parked in `sleep` at once on one engine; Lua
+ *   heap and process memory per idle instance (target <= 64 KB).
  */
 import path from 'node:path';
 import { LuaRuntime } from '../src/lua/engine';
+import { ScenarioPool } from '../src/run/scenario-pool';
 import type { ScenarioTask } from '../src/run/scenario-types';
 
-async function main(): Promise<void> {
-  const runs = Number(process.argv[2] ?? 20_000);
-  const concurrency = Number(process.argv[3] ?? 1);
-  const baseDir = path.resolve(__dirname, '..', '..', 'fixtures', 'lua');
-  const file = path.join(baseDir, 'trivial.lua');
-  const rt = await LuaRuntime.create({ onLog: () => undefined, onEvent: () => undefined, rpc: async () => undefined });
-  let seq = 0;
-  const task = (): ScenarioTask => ({
+const args = process.argv.slice(2);
+function flag(name: string, def: number): number {
+  const i = args.indexOf(`--${name}`);
+  if (i >= 0) return Number(args[i + 1]);
+  const positional = args.filter((a) => !a.startsWith('--') && !args[args.indexOf(a) - 1]?.startsWith('--'));
+  if (name === 'runs' && positional[0]) return Number(positional[0]);
+  if (name === 'concurrency' && positional[1]) return Number(positional[1]);
+  return def;
+}
+
+const baseDir = path.resolve(__dirname, '..', '..', 'fixtures', 'lua');
+let seq = 0;
+function task(file: string, timeoutMs = 60_000): ScenarioTask {
+  return {
     runId: `bench-${++seq}`,
-    file,
+    file: path.join(baseDir, file),
     baseDir,
-    name: 'trivial.lua',
-    timeoutMs: 10_000,
+    name: file,
+    timeoutMs,
     env: {},
-    instance: { id: 'bench-1', role: 'default', index: 1, count: 1, params: {} },
+    instance: { id: `bench-${seq}`, role: 'default', index: 1, count: 1, params: {} },
     endpoints: {},
-    memoryLimitBytes: 64 << 20,
+    memoryLimitBytes: 512 << 20,
     continueOnFailure: false,
-  });
+  };
+}
+
+async function oneThread(runs: number, concurrency: number): Promise<number> {
+  const rt = await LuaRuntime.create({ onLog: () => undefined, onEvent: () => undefined, rpc: async () => undefined });
   const lane = async (n: number) => {
     for (let i = 0; i < n; i++) {
-      const r = await rt.run(task());
+      const r = await rt.run(task('trivial.lua'));
       if (r.state !== 'passed') throw new Error(`bench run ${r.runId} ended ${r.state}: ${r.error?.message}`);
     }
   };
@@ -37,10 +55,66 @@ async function main(): Promise<void> {
   const per = Math.ceil(runs / concurrency);
   await Promise.all(Array.from({ length: concurrency }, () => lane(per)));
   const s = (performance.now() - t0) / 1000;
-  const total = per * concurrency;
-  const mem = rt.memoryUsedBytes();
   rt.close();
-  process.stdout.write(`${total} runs in ${s.toFixed(2)}s: ${Math.round(total / s)} runs/s (1 thread, concurrency ${concurrency}, lua heap after ${Math.round(mem / 1024)} KB)\n`);
+  return (per * concurrency) / s;
+}
+
+async function pooled(runs: number, concurrency: number, workers: number): Promise<number> {
+  const pool = new ScenarioPool({ workers, rpc: async () => undefined, onLog: () => undefined, onEvent: () => undefined });
+  try {
+    let next = 0;
+    const lane = async (n: number) => {
+      while (next < n) {
+        next++;
+        const r = await pool.run(task('trivial.lua'));
+        if (r.state !== 'passed') throw new Error(`bench run ${r.runId} ended ${r.state}: ${r.error?.message}`);
+      }
+    };
+    next = 0;
+    await Promise.all(Array.from({ length: concurrency }, () => lane(1000))); // warm-up every worker
+    next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: concurrency }, () => lane(runs)));
+    return runs / ((performance.now() - t0) / 1000);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function idleFootprint(instances: number): Promise<{ luaPerInstance: number; rssPerInstance: number }> {
+  const rt = await LuaRuntime.create({ onLog: () => undefined, onEvent: () => undefined, rpc: async () => undefined });
+  // warm the engine (module shims, caches) so only per-instance cost is counted
+  await rt.run(task('trivial.lua'));
+  global.gc?.();
+  const lua0 = rt.memoryUsedBytes();
+  const rss0 = process.memoryUsage().rss;
+  const running = Array.from({ length: instances }, () => rt.run(task('idle.lua')));
+  const deadline = Date.now() + 30_000;
+  while (rt.activeRuns < instances && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  global.gc?.();
+  const lua1 = rt.memoryUsedBytes();
+  const rss1 = process.memoryUsage().rss;
+  rt.cancelAll('interrupt');
+  await Promise.all(running);
+  rt.close();
+  return { luaPerInstance: (lua1 - lua0) / instances, rssPerInstance: (rss1 - rss0) / instances };
+}
+
+async function main(): Promise<void> {
+  const runs = flag('runs', 10_000);
+  const concurrency = flag('concurrency', 16);
+  const workers = flag('workers', 0);
+  const idle = flag('idle', 1000);
+  const kb = (b: number) => `${(b / 1024).toFixed(1)} KB`;
+  const single = await oneThread(runs, 1);
+  process.stdout.write(`one thread, in-thread driver:   ${Math.round(single)} runs/s (target >= 5000)\n`);
+  if (workers > 0) {
+    const multi = await pooled(runs, concurrency, workers);
+    process.stdout.write(`worker pool, ${workers} workers, ${concurrency} in flight: ${Math.round(multi)} runs/s over ${runs} runs (target >= 8000)\n`);
+  }
+  const fp = await idleFootprint(idle);
+  process.stdout.write(`${idle} idle instances on one engine: Lua heap ${kb(fp.luaPerInstance)} per instance, process RSS ${kb(fp.rssPerInstance)} per instance (target <= 64 KB)\n`);
 }
 
 main().catch((err) => {

@@ -1,4 +1,5 @@
 import type { AppSpec, ServiceSpec } from '../spec/app-spec';
+import type { ShapeController } from '../shape/shape-controller';
 
 /**
  * A backend stands a SUT up and hands back a handle to it. One small seam,
@@ -30,6 +31,13 @@ export interface StartContext {
   signal?: AbortSignal;
   /** extra env for every service (e.g. from --env) */
   env?: Record<string, string>;
+  /**
+   * Point dependents' references (`${db.url}`) at this process's shaping proxies,
+   * so `shape` calls reach service-to-service traffic too. Only for a SUT that
+   * lives no longer than this process (`topas run` without --keep): the proxies
+   * end with it. Scenarios always go through proxies.
+   */
+  shapeDependents?: boolean;
 }
 
 /** What `ps` and `sut.services()` show. */
@@ -88,6 +96,8 @@ export interface Sut {
   detach(): Promise<void>;
   /** Tear everything down. Idempotent. */
   dispose(): Promise<void>;
+  /** The traffic-shaping proxies in front of every service and database (require("shape")). */
+  shaping?(): ShapeController;
 }
 
 export interface EndpointMap {

@@ -93,7 +93,16 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
 
   const failureBlocks: string[] = [];
   if (report.error) failureBlocks.push([paint(color, 'red', '✗ run'), ...errorLines(report.error, '  ')].join('\n'));
+  // Instances stopped because another one failed say nothing new each: one line for all of them.
+  const stopped = report.results.filter((r) => r.state === 'interrupted');
+  const collapse = stopped.length > 3;
+  if (collapse) {
+    const names = stopped.map((r) => r.name);
+    const shown = names.length > 6 ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more` : names.join(', ');
+    failureBlocks.push([paint(color, 'yellow', `- ${stopped.length} stopped before finishing`), `  ${shown}`, stopped[0].error ? `  ${messageWithLocation(stopped[0].error)}` : ''].filter(Boolean).join('\n'));
+  }
   for (const r of report.results) {
+    if (collapse && r.state === 'interrupted') continue;
     for (const f of failuresOf(r)) {
       const title = f.step ? `${r.name} › ${f.step}` : r.name;
       const lines = [paint(color, 'red', `✗ ${title}`)];

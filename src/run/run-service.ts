@@ -13,7 +13,7 @@ import { findAppSpecFile, resolveTargets } from './targets';
 import { openSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
-import type { PlaybookSummary, RunReport } from '../reporters/run-report';
+import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
 import { renderReports, type ReporterRequest } from './render-reports';
 import { formatDurationMs } from '../util/duration';
 import { fetchGitSource, type GitSource } from './git-source';
@@ -329,7 +329,7 @@ async function runPlaybook(
       const r = await runTask(task);
       if (r.state === 'passed') broker.instanceEnded(task.instance.id, 'it finished');
       else {
-        const why = r.error ? `${r.state}: ${r.error.location ? `${r.error.location}: ` : ''}${r.error.message}` : r.state;
+        const why = r.error ? `${r.state}: ${messageWithLocation(r.error)}` : r.state;
         broker.instanceEnded(task.instance.id, why);
         if (!firstFailure && r.state !== 'interrupted') {
           firstFailure = r;

@@ -37,6 +37,7 @@ export async function upApp(opts: { io: Io; app?: string; backend: string; env: 
   const interrupts = new Interrupts(opts.io);
   try {
     const session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env });
+    log(`app ${spec.name} is up on backend ${session.backend} (${session.reason})`);
     try {
       if (interrupts.interrupted) throw new TopasError('INTERRUPTED', 'interrupted while standing up');
       const services = await session.sut.services();

@@ -22,3 +22,43 @@ export type FromWorker =
   | { type: 'rpc-call'; runId: string; callId: number; method: string; args: unknown[] }
   | { type: 'done'; runId: string; result: ScenarioResult }
   | { type: 'fatal'; error: SerializedError };
+
+// ---------------------------------------------------------------------------
+// `topas load` workers (src/load/load-worker.ts): their own entry, sharing the
+// rpc/log/endpoints/shutdown messages above.
+
+/** What a load worker needs to host its VUs; structured-cloneable. */
+export interface LoadWorkerInit {
+  file: string;
+  baseDir: string;
+  env: Record<string, string>;
+  endpoints: EndpointMap;
+  /** this worker's index and the worker count: it runs iterations k with k % workers == worker */
+  worker: number;
+  workers: number;
+  /** the plan's executor (src/load/schedule.ts ExecutorConfig) */
+  executor: unknown;
+  /** this worker's share of the VU pool */
+  preAllocatedVus: number;
+  maxVus: number;
+  /** setup()'s return value, handed to every VU as ctx.data */
+  data: unknown;
+}
+
+export type ToLoadWorker =
+  | { type: 'load-init'; init: LoadWorkerInit }
+  /** start the schedule at this wall-clock time (ms epoch), shared by all workers */
+  | { type: 'load-start'; startMs: number }
+  /** stop starting iterations; `abort` also interrupts those in flight */
+  | { type: 'load-stop'; abort: boolean }
+  | Extract<ToWorker, { type: 'rpc-result' | 'endpoints' | 'shutdown' }>;
+
+export type FromLoadWorker =
+  | { type: 'load-ready'; vus: number }
+  /** once a second: finished per-second buckets and the worker's cumulative snapshot (src/load/metrics.ts types) */
+  | { type: 'load-metrics'; buckets: unknown[]; snapshot: unknown; activeVus: number; allocatedVus: number }
+  /** the worker's schedule ended and its in-flight iterations finished (or were interrupted) */
+  | { type: 'load-done'; buckets: unknown[]; snapshot: unknown; errors: Array<{ message: string; count: number }> }
+  | { type: 'log'; line: LogLine }
+  | { type: 'rpc-call'; runId: string; callId: number; method: string; args: unknown[] }
+  | { type: 'fatal'; error: SerializedError };

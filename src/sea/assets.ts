@@ -62,8 +62,12 @@ function extractionDir(): string {
   if (!extractDir) {
     const { buildId } = JSON.parse(assetText(SEA_ASSETS.manifest)) as { buildId: string };
     const uid = typeof process.getuid === 'function' ? process.getuid() : 'u';
-    extractDir = path.join(os.tmpdir(), `topas-sea-${uid}-${buildId}`);
-    fs.mkdirSync(extractDir, { recursive: true, mode: 0o700 });
+    const shared = path.join(os.tmpdir(), `topas-sea-${uid}-${buildId}`);
+    fs.mkdirSync(shared, { recursive: true, mode: 0o700 });
+    const st = fs.statSync(shared);
+    // code is loaded from here: never from a folder someone else could have planted
+    const ours = typeof process.getuid !== 'function' || (st.uid === process.getuid() && (st.mode & 0o022) === 0);
+    extractDir = ours ? shared : fs.mkdtempSync(path.join(os.tmpdir(), 'topas-sea-'));
   }
   return extractDir;
 }

@@ -49,6 +49,15 @@ function systemBinDir(roots: string[]): string | undefined {
   return undefined;
 }
 
+/** A symlinked binary (e.g. /usr/local/bin/topas) still finds the node_modules beside its real file. */
+function realpathOr(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
 export interface PostgresBinaries {
   /** folder holding initdb and postgres */
   binDir: string;
@@ -83,7 +92,7 @@ export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env, opts:
   const requires: NodeRequire[] = [];
   if (opts.ownModules ?? !isSea()) requires.push(require);
   // the executable has no node_modules of its own: resolve from where it lies
-  requires.push(createRequire(path.join(path.dirname(fs.realpathSync(opts.execPath ?? process.execPath)), 'noop.js')));
+  requires.push(createRequire(path.join(path.dirname(realpathOr(opts.execPath ?? process.execPath)), 'noop.js')));
   for (const req of requires) {
     const dir = embeddedPackageBinDir(req);
     if (dir) return { binDir: dir, source: 'package' };

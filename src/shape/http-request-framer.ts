@@ -86,7 +86,8 @@ export class HttpRequestFramer {
         case 'head': {
           const end = buf.indexOf(CRLFCRLF, pos);
           if (end < 0) {
-            if (buf.length - pos > MAX_HEAD_BYTES) {
+            // a protocol that is not HTTP (a database, redis) sends short messages without a blank line: do not hold them
+            if (buf.length - pos > MAX_HEAD_BYTES || !mayStartRequestLine(buf, pos)) {
               this.state = 'passthrough';
               continue;
             }
@@ -248,4 +249,18 @@ function parseHead(text: string): ParsedHead | undefined {
     chunked,
     upgrade: method === 'CONNECT' || (upgradeHeader && tokens.includes('upgrade')),
   };
+}
+
+const TOKEN_CHAR = /[!#$%&'*+.^_`|~0-9A-Za-z-]/;
+const MAX_METHOD_CHARS = 24;
+
+/** Whether the bytes from `pos` could still be the start of an HTTP/1.x request line (`METHOD SP ...`). */
+function mayStartRequestLine(buf: Buffer, pos: number): boolean {
+  const end = Math.min(buf.length, pos + MAX_METHOD_CHARS + 1);
+  for (let i = pos; i < end; i++) {
+    const c = String.fromCharCode(buf[i]);
+    if (c === ' ') return i > pos;
+    if (!TOKEN_CHAR.test(c)) return false;
+  }
+  return end - pos <= MAX_METHOD_CHARS;
 }

@@ -26,3 +26,5 @@ export {
   type ShapeCall,
   type ShapeFunctionName,
 } from './shape-calls';
+export { ProxyFleet, proxyUrl, type ProxyFleetOptions, type ProxyPort } from './proxy-fleet';
+export { startPlaybookShaping, type PlaybookShapingOptions, type ShapeStep } from './playbook-shaping';

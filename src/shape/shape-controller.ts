@@ -36,6 +36,7 @@ interface ServiceEntry {
 export class ShapeController {
   private readonly entries = new Map<string, ServiceEntry>();
   private readonly log: ShapeHistoryEntry[] = [];
+  private readonly listeners = new Set<(entry: ShapeHistoryEntry) => void>();
   private readonly now: () => number;
 
   constructor(opts: ShapeControllerOptions = {}) {
@@ -81,8 +82,22 @@ export class ShapeController {
     if (next.httpFault?.path !== undefined) compilePathPattern(next.httpFault.path, `shape.http_fault(${service}) path`);
     e.state = next;
     for (const p of e.proxies) p.setShape(next);
-    this.log.push({ ts: this.now(), service, change: { ...change }, state: { ...next }, description: describeShape(next) });
+    const entry: ShapeHistoryEntry = { ts: this.now(), service, change: { ...change }, state: { ...next }, description: describeShape(next) };
+    this.log.push(entry);
+    for (const l of this.listeners) {
+      try {
+        l({ ...entry, change: { ...entry.change }, state: { ...entry.state } });
+      } catch {
+        /* a listener's failure is its own */
+      }
+    }
     return { ...next };
+  }
+
+  /** Called after every change (e.g. to mark a load time series). Returns unsubscribe. */
+  onChange(listener: (entry: ShapeHistoryEntry) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   applyCall(call: ShapeCall): ShapeState {

@@ -1,12 +1,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { parse as parseYaml } from 'yaml';
-import { cli } from '../helpers/cli';
+import { REPO_ROOT, cli } from '../helpers/cli';
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'topas-init-'));
@@ -133,6 +133,24 @@ describe('topas init', () => {
         if (child.exitCode === null) await once(child, 'exit');
       }
       assert.notEqual(child.exitCode ?? child.signalCode, null, 'server process is gone');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('shell completion (@oclif/plugin-autocomplete) in the npm-installed CLI', () => {
+  test('autocomplete --help and a bash script come from the plugin', () => {
+    const dir = tempDir();
+    try {
+      const env = { ...process.env, HOME: dir, XDG_CACHE_HOME: path.join(dir, 'cache') };
+      const run = (args: string[]) => spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 });
+      const help = run(['autocomplete', '--help']);
+      assert.equal(help.status, 0, help.stderr);
+      assert.match(help.stdout, /autocomplete \[SHELL\]/);
+      const script = run(['autocomplete', 'script', 'bash']);
+      assert.equal(script.status, 0, script.stderr);
+      assert.match(script.stdout, /TOPAS_AC_BASH_SETUP_PATH/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

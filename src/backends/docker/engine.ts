@@ -1,3 +1,4 @@
+import * as http from 'node:http';
 import { TopasError } from '../../errors';
 
 // The Ryuk reaper image cannot be pulled here, and topas removes what it makes
@@ -21,6 +22,9 @@ export interface Engine {
 export async function connectEngine(): Promise<Engine> {
   let client: ContainerRuntimeClient;
   try {
+    // testcontainers falls back to the default socket when DOCKER_HOST does not
+    // answer; a user who named an engine must get that engine or an error.
+    if (process.env.DOCKER_HOST) await pingDockerHost(process.env.DOCKER_HOST);
     client = await getContainerRuntimeClient();
     await client.container.dockerode.ping();
   } catch (err) {
@@ -30,6 +34,22 @@ export async function connectEngine(): Promise<Engine> {
     });
   }
   return { client, docker: client.container.dockerode };
+}
+
+/** GET /_ping on a DOCKER_HOST (unix:// or tcp://), bounded. */
+function pingDockerHost(dockerHost: string, timeoutMs = 3000): Promise<void> {
+  const url = new URL(dockerHost);
+  const target: http.RequestOptions =
+    url.protocol === 'unix:' ? { socketPath: url.pathname } : { host: url.hostname, port: Number(url.port) || 2375 };
+  return new Promise((resolve, reject) => {
+    const req = http.get({ ...target, path: '/_ping', timeout: timeoutMs }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) resolve();
+      else reject(new Error(`DOCKER_HOST ${dockerHost} answered HTTP ${res.statusCode}`));
+    });
+    req.on('timeout', () => req.destroy(new Error(`DOCKER_HOST ${dockerHost} did not answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => reject(new Error(`DOCKER_HOST ${dockerHost}: ${err.message}`)));
+  });
 }
 
 /** `image:version`; an image that already names a tag (or digest) is kept as written when no version is given. */

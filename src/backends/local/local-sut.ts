@@ -12,6 +12,9 @@ import { lastLines, sleep, waitForHttp, waitForLog, waitForTcp, type ProbeOption
 import { PostgresCluster, traversableByOthers, type PostgresClusterState } from './postgres-cluster';
 import { freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup, tailLines, waitForExit } from './processes';
 import { currentOwner, removeRunRecord, writeRunRecord, type RunRecord } from './run-registry';
+import { ShapeController } from '../../shape/shape-controller';
+import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
+import type { ProxyTarget } from '../../shape/shaping-proxy';
 
 export interface LocalSutOptions {
   /** SIGTERM -> SIGKILL grace when stopping a replica; default 5s */
@@ -141,6 +144,10 @@ export class LocalSut implements Sut {
   private readonly drainMs: number;
   private readonly reconcileIntervalMs: number;
   private readonly endpointListeners = new Set<(map: EndpointMap) => void>();
+  // traffic shaping: scenarios always reach services through these proxies; dependents when shapeDependents
+  private readonly shapes: ShapeController;
+  private readonly fleet: ProxyFleet;
+  private readonly shapeDependents: boolean;
 
   private constructor(
     readonly spec: AppSpec,
@@ -167,6 +174,9 @@ export class LocalSut implements Sut {
       });
     }
     for (const d of spec.databases) this.dbs.set(d.name, d);
+    this.shapes = new ShapeController({ services: [...this.svcs.keys(), ...this.dbs.keys()] });
+    this.fleet = new ProxyFleet({ controller: this.shapes, scenarioHost: HOST });
+    this.shapeDependents = ctx.shapeDependents === true;
   }
 
   /** Start everything; on any failure (or abort) tear down what was made, then rethrow. */
@@ -183,6 +193,7 @@ export class LocalSut implements Sut {
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, sut.opsAbort.signal]) : sut.opsAbort.signal;
     const t0 = Date.now();
     try {
+      await sut.startServiceProxies();
       await startInDependencyOrder(spec, (name) => sut.startNode(name, signal), { signal });
     } catch (e) {
       ctx.log(`local: start failed, removing what was started: ${errorMessage(e)}`);
@@ -223,8 +234,74 @@ export class LocalSut implements Sut {
     }
     fs.mkdirSync(sut.logDir, { recursive: true });
     sut.persist();
+    try {
+      await sut.startServiceProxies();
+      for (const svc of sut.svcs.values()) for (const r of svc.replicas) if (!r.exit) await sut.startReplicaProxies(svc, r);
+    } catch (e) {
+      await sut.fleet.close();
+      throw e;
+    }
     sut.startLoop();
     return sut;
+  }
+
+  // ---------------------------------------------------------------- shaping proxies
+
+  /** The ShapeController of this run: `shape.*` calls land here. */
+  shaping(): ShapeController {
+    return this.shapes;
+  }
+
+  private replicaKey(svc: ServiceRuntime, r: Replica): string {
+    return `${svc.config.name}#${r.seq}`;
+  }
+
+  /**
+   * Before anything starts: the scenario proxy of each database and, when
+   * dependents are shaped, the proxy each service's and database's references
+   * resolve to (their targets appear as replicas come up).
+   */
+  private async startServiceProxies(): Promise<void> {
+    const pgTarget = (): ProxyTarget | undefined => (this.pg ? { host: HOST, port: this.pg.state.port } : undefined);
+    for (const db of this.dbs.values()) {
+      await this.fleet.replicaProxy(db.name, `${db.name}#db`, 'db', 'tcp', pgTarget);
+      if (this.shapeDependents) await this.fleet.dependentProxy(db.name, 'db', 'tcp', () => [pgTarget()].filter((t): t is ProxyTarget => !!t));
+    }
+    if (!this.shapeDependents) return;
+    for (const svc of this.svcs.values()) {
+      const pool = () => (this.serving(svc).length ? this.serving(svc) : this.live(svc));
+      await this.fleet.dependentProxy(svc.config.name, 'main', 'http', () => pool().map((r) => ({ host: HOST, port: r.port })));
+      for (const name of Object.keys(svc.config.ports)) {
+        await this.fleet.dependentProxy(svc.config.name, name, 'tcp', () => pool().map((r) => ({ host: HOST, port: r.ports[name] })));
+      }
+    }
+  }
+
+  /** The scenario proxies of one replica: main port in HTTP mode (http_fault), named ports plain TCP. */
+  private async startReplicaProxies(svc: ServiceRuntime, r: Replica): Promise<void> {
+    const key = this.replicaKey(svc, r);
+    await this.fleet.replicaProxy(svc.config.name, key, 'main', 'http', () => ({ host: HOST, port: r.port }));
+    for (const name of Object.keys(svc.config.ports)) {
+      await this.fleet.replicaProxy(svc.config.name, key, name, 'tcp', () => ({ host: HOST, port: r.ports[name] }));
+    }
+  }
+
+  /** A replica's base URL as scenarios reach it: through its proxy (direct when it has none). */
+  private replicaUrl(svc: ServiceRuntime, r: Replica): string {
+    const a = this.fleet.replicaAddress(this.replicaKey(svc, r), 'main');
+    return a ? proxyUrl(a) : `http://${HOST}:${r.port}`;
+  }
+
+  private replicaPort(svc: ServiceRuntime, r: Replica, name: string): string {
+    const a = this.fleet.replicaAddress(this.replicaKey(svc, r), name);
+    return a ? `${a.host}:${a.port}` : `${HOST}:${r.ports[name]}`;
+  }
+
+  /** Connection info of a database as scenarios reach it (through its proxy). */
+  private dbScenarioInfo(db: DatabaseSpec): { host: string; port: number; user: string; password: string; dbname: string } {
+    const info = this.dbInfo(db);
+    const a = this.fleet.replicaAddress(`${db.name}#db`, 'db');
+    return a ? { ...info, host: a.host, port: a.port } : info;
   }
 
   // ---------------------------------------------------------------- start
@@ -297,8 +374,7 @@ export class LocalSut implements Sut {
     return { host: HOST, port: this.pg.state.port, ...db.credentials };
   }
 
-  private dbUrl(db: DatabaseSpec): string {
-    const i = this.dbInfo(db);
+  private dbUrl(db: DatabaseSpec, i = this.dbInfo(db)): string {
     return `postgres://${encodeURIComponent(i.user)}:${encodeURIComponent(i.password)}@${i.host}:${i.port}/${encodeURIComponent(i.dbname)}`;
   }
 
@@ -306,10 +382,12 @@ export class LocalSut implements Sut {
   private resolveRef = (name: string, field: string): string => {
     const db = this.dbs.get(name);
     if (db) {
-      const i = this.dbInfo(db);
+      const direct = this.dbInfo(db);
+      const via = this.shapeDependents ? this.fleet.dependentAddress(name, 'db') : undefined;
+      const i = via ? { ...direct, host: via.host, port: via.port } : direct;
       switch (field) {
         case 'url':
-          return this.dbUrl(db);
+          return this.dbUrl(db, i);
         case 'host':
           return i.host;
         case 'port':
@@ -328,6 +406,13 @@ export class LocalSut implements Sut {
     const svc = this.svcs.get(name);
     if (svc) {
       if (field === 'name') return name;
+      const viaPort = field === 'url' || field === 'host' || field === 'port' ? 'main' : field.slice(6);
+      const via = this.shapeDependents ? this.fleet.dependentAddress(name, viaPort) : undefined;
+      if (via) {
+        if (field === 'url') return proxyUrl(via);
+        if (field === 'host') return via.host;
+        return String(via.port);
+      }
       const r = this.serving(svc)[0] ?? this.live(svc)[0];
       if (!r) throw new TopasError('SUT_START_FAILED', `reference \${${name}.${field}}: service ${name} has no running replica`);
       if (field === 'url') return `http://${HOST}:${r.port}`;
@@ -426,6 +511,12 @@ export class LocalSut implements Sut {
       await this.stopReplica(svc, r, 0);
       throw new TopasError('SUT_NOT_UP', `local run ${this.runId} is shut down`);
     }
+    try {
+      await this.startReplicaProxies(svc, r);
+    } catch (e) {
+      await this.stopReplica(svc, r, 0);
+      throw e;
+    }
     return r;
   }
 
@@ -492,6 +583,7 @@ export class LocalSut implements Sut {
     r.retiring = true;
     r.ready = false;
     await stopGroup(r, graceMs);
+    await this.fleet.dropReplica(this.replicaKey(svc, r));
     svc.replicas = svc.replicas.filter((x) => x !== r);
     r.child?.removeAllListeners('exit');
     this.persist();
@@ -613,7 +705,7 @@ export class LocalSut implements Sut {
 
   endpoint(name: string, port?: string): string {
     const db = this.dbs.get(name);
-    if (db) return this.dbUrl(db);
+    if (db) return this.dbUrl(db, this.dbScenarioInfo(db));
     const svc = this.svc(name);
     if (port !== undefined && svc.config.ports[port] === undefined) {
       throw new TopasError('INVALID_APP_SPEC', `service ${name} has no port named "${port}" (ports: ${Object.keys(svc.config.ports).join(', ') || 'none'})`);
@@ -621,7 +713,7 @@ export class LocalSut implements Sut {
     const pool = this.serving(svc).length ? this.serving(svc) : this.live(svc);
     if (pool.length === 0) throw new TopasError('SUT_NOT_UP', `service ${name} has no running replica`);
     const r = pool[svc.rr++ % pool.length];
-    return port === undefined ? `http://${HOST}:${r.port}` : `${HOST}:${r.ports[port]}`;
+    return port === undefined ? this.replicaUrl(svc, r) : this.replicaPort(svc, r, port);
   }
 
   endpointMap(): EndpointMap {
@@ -629,12 +721,13 @@ export class LocalSut implements Sut {
     for (const svc of this.svcs.values()) {
       const pool = this.serving(svc).length ? this.serving(svc) : this.live(svc);
       const extra: Record<string, string[]> = {};
-      for (const name of Object.keys(svc.config.ports)) extra[name] = pool.map((r) => `${HOST}:${r.ports[name]}`);
-      map[svc.config.name] = { kind: 'service', urls: pool.map((r) => `http://${HOST}:${r.port}`), extra };
+      for (const name of Object.keys(svc.config.ports)) extra[name] = pool.map((r) => this.replicaPort(svc, r, name));
+      map[svc.config.name] = { kind: 'service', urls: pool.map((r) => this.replicaUrl(svc, r)), extra };
     }
     for (const db of this.dbs.values()) {
       if (!this.pg) continue;
-      map[db.name] = { kind: 'database', urls: [this.dbUrl(db)], extra: {}, db: this.dbInfo(db) };
+      const info = this.dbScenarioInfo(db);
+      map[db.name] = { kind: 'database', urls: [this.dbUrl(db, info)], extra: {}, db: info };
     }
     return map;
   }
@@ -882,6 +975,8 @@ export class LocalSut implements Sut {
     this.detached = true;
     for (const svc of this.svcs.values()) for (const r of svc.replicas) r.child?.removeAllListeners('exit');
     this.endpointListeners.clear();
+    // the proxies live in this process; what stays running was started with direct references
+    await this.fleet.close();
     this.persist();
   }
 
@@ -895,6 +990,7 @@ export class LocalSut implements Sut {
     if (this.loop) clearInterval(this.loop);
     this.opsAbort.abort();
     this.endpointListeners.clear();
+    await this.fleet.close();
     // starts and rollouts in flight see the abort and settle before we kill what they made
     await Promise.all([...this.svcs.values()].map((s) => s.lock.run(async () => undefined)));
     await this.pgStart?.catch(() => undefined);

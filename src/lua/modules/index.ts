@@ -2,6 +2,8 @@ import type { LuaModuleFactory } from './module-types';
 import { createNetModule } from './net';
 import { createDbModule } from './db';
 import { createSutModule } from './sut';
+import { createSyncModule } from './sync';
+import { createShapeModule } from './shape';
 
 export * from './module-types';
 
@@ -22,3 +24,5 @@ export function luaModuleNames(): string[] {
 registerLuaModule('net', createNetModule);
 registerLuaModule('db', createDbModule);
 registerLuaModule('sut', createSutModule);
+registerLuaModule('sync', createSyncModule);
+registerLuaModule('shape', createShapeModule);

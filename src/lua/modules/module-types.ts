@@ -11,6 +11,13 @@ export interface LuaModuleContext {
   log(level: LogLevel, message: string): void;
   /** aborted when the scenario ends or is cancelled */
   signal: AbortSignal;
+  /** load mode (`topas load`): where `net` records every request it makes */
+  metrics?: RequestMetricsSink;
+}
+
+/** One finished request, k6-style: tagged by name (opts.name, tags.name or the URL), method and status. */
+export interface RequestMetricsSink {
+  request(r: { name: string; method: string; status: number; durationMs: number; failed: boolean; bytesSent: number; bytesReceived: number }): void;
 }
 
 /**

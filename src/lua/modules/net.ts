@@ -4,6 +4,7 @@ import { request as undiciRequest } from 'undici';
 import type { EndpointMap } from '../../backends/backend';
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
 import { errorMessage, luaDurationMs, luaOptions } from '../lua-values';
+import { createGrpcCaller } from './grpc';
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
@@ -35,6 +36,7 @@ function M.put(url, body, opts) return wrap(js.request("PUT", url, body, opts)) 
 function M.patch(url, body, opts) return wrap(js.request("PATCH", url, body, opts)) end
 function M.wait_http(url, opts) return wrap(js.wait_http(url, opts)) end
 M.resolve = js.resolve
+M.grpc = js.grpc
 return M
 `;
 
@@ -71,8 +73,17 @@ function headerRecord(h: Record<string, string | string[] | undefined>): Record<
   return out;
 }
 
+/** k6's `name` tag: opts.name, opts.tags.name, else the URL as the script wrote it (service names kept). */
+function requestName(opts: Record<string, unknown>, url: string): string {
+  if (typeof opts.name === 'string') return opts.name;
+  const tags = opts.tags as Record<string, unknown> | undefined;
+  if (tags && typeof tags === 'object' && typeof tags.name === 'string') return tags.name;
+  return url;
+}
+
 export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
   const resolve = createUrlResolver(ctx.endpoints);
+  const grpc = createGrpcCaller(ctx);
 
   async function send(method: string, url: string, body: unknown, optsIn: unknown, what: string): Promise<NetResponse> {
     const opts = luaOptions(optsIn, what);
@@ -99,9 +110,11 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
     const timeoutMs = luaDurationMs(opts.timeout, `${what} timeout`) ?? DEFAULT_TIMEOUT_MS;
     const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
     const t0 = performance.now();
+    const sink = ctx.metrics;
     try {
       const res = await undiciRequest(target, { method: method as 'GET', headers, body: payload, signal });
       const text = method === 'HEAD' ? '' : await res.body.text();
+      if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: performance.now() - t0, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: Buffer.byteLength(text) });
       return {
         code: res.statusCode,
         status: res.statusCode,
@@ -111,6 +124,7 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
         time_ms: Math.round((performance.now() - t0) * 1000) / 1000,
       };
     } catch (err) {
+      if (sink) sink.request({ name: requestName(opts, url), method, status: 0, durationMs: performance.now() - t0, failed: true, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: 0 });
       const e = err as Error & { code?: string; cause?: Error };
       let reason = errorMessage(err);
       if (signal.aborted && !ctx.signal.aborted) reason = `timeout after ${timeoutMs}ms`;
@@ -121,7 +135,9 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
 
   return {
     shim: NET_SHIM,
+    close: () => grpc.close(),
     exports: {
+      grpc: grpc.call,
       request: (method: unknown, url: unknown, body: unknown, opts: unknown) => {
         const m = String(method ?? 'GET').toUpperCase();
         const what = `net.${m.toLowerCase()}`;

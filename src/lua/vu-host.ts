@@ -1,0 +1,477 @@
+import fs from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
+import { LuaMultiReturn, LuaReturn, LuaType, LUA_REGISTRYINDEX } from 'wasmoon';
+import type { LuaEngine, LuaGlobal, LuaThread } from 'wasmoon';
+import type { EndpointMap } from '../backends/backend';
+import type { LogLevel, ScenarioTask } from '../run/scenario-types';
+import { chunkName, luaFactory } from './engine';
+import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
+import { errorMessage, luaDurationMs, toLua } from './lua-values';
+import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance, type RequestMetricsSink } from './modules';
+import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-module';
+
+/**
+ * Virtual users for `topas load`: many VUs in one wasmoon engine, each a
+ * coroutine with its own _ENV and module instances, made once and reused for
+ * every iteration. The script's top level runs once per VU (k6's init code);
+ * then the VU waits at the end of its chunk for commands (run an iteration,
+ * setup, teardown) from this driver.
+ *
+ * The driver is callback-based rather than async/await: one iteration of a
+ * one-request script costs one resume to the request, one promise, one resume
+ * back; nothing else allocates per iteration on the JS side.
+ */
+
+/** What a VU reports after its script's top level ran. */
+export interface VuScriptInfo {
+  /** the script's global `options` (plain JS data) */
+  options: unknown;
+  hasIteration: boolean;
+  hasSetup: boolean;
+  hasTeardown: boolean;
+}
+
+export interface VuHostOptions {
+  /** absolute path of the load script */
+  file: string;
+  baseDir: string;
+  env: Record<string, string>;
+  endpoints: EndpointMap;
+  rpc(method: string, args: unknown[]): Promise<unknown>;
+  log(level: LogLevel, source: string, message: string): void;
+  /** every request `net` makes */
+  requests?: RequestMetricsSink;
+  /** check(name, ok) calls */
+  onCheck?(name: string, ok: boolean): void;
+  /** require("metrics") */
+  custom?: CustomMetricsSink;
+}
+
+export type VuCommandResult = { ok: true; value: unknown } | { ok: false; error: string };
+
+// The VU loop appended to the script. The script runs inside `do ... end` so a
+// top-level `return` ends its block, not the loop; line 1 keeps its numbering.
+const VU_PREFIX = 'local __topas_yield, __topas_xpcall, __topas_tostring = coroutine.yield, xpcall, tostring; do ';
+const VU_LOOP = String.raw`
+end
+local __topas_ctx = { vu = 0, iteration = 0 }
+local __topas_cmd, __topas_a, __topas_b = __topas_yield(-1, options, iteration ~= nil, setup ~= nil, teardown ~= nil)
+while true do
+  local ok, res = true, nil
+  local cmd = __topas_cmd
+  if cmd >= 0 then
+    __topas_ctx.iteration = cmd
+    ok, res = __topas_xpcall(iteration, __topas_tostring, __topas_ctx)
+    if ok then res = nil end
+  elseif cmd == -1 then
+    if setup ~= nil then ok, res = __topas_xpcall(setup, __topas_tostring) end
+  elseif cmd == -2 then
+    if teardown ~= nil then ok, res = __topas_xpcall(teardown, __topas_tostring, __topas_a) end
+    if ok then res = nil end
+  elseif cmd == -3 then
+    __topas_ctx.data = __topas_a
+    __topas_ctx.vu = __topas_b
+  else
+    return
+  end
+  __topas_cmd, __topas_a, __topas_b = __topas_yield(-2, ok, res)
+end
+`;
+
+const CMD_SETUP = -1;
+const CMD_TEARDOWN = -2;
+const CMD_CONTEXT = -3;
+const CMD_STOP = -4;
+const YIELD_INIT = -1;
+const YIELD_IDLE = -2;
+
+type VuState = 'init' | 'idle' | 'busy' | 'dead';
+
+export class Vu {
+  state: VuState = 'init';
+  L = 0;
+  threadRef = 0;
+  thread!: LuaThread;
+  pending: Promise<unknown> | undefined;
+  modules: LuaModuleInstance[] = [];
+  readonly abort = new AbortController();
+  /** resolves the command in progress */
+  onDone: ((r: VuCommandResult) => void) | undefined;
+  /** async calls made during the command in progress */
+  asyncCalls = 0;
+  info: VuScriptInfo | undefined;
+  /** the error that killed the VU, if it died */
+  deathError: string | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly name: string,
+  ) {}
+}
+
+export class VuHost {
+  private readonly global: LuaGlobal;
+  private readonly lua: LuaGlobal['lua'];
+  private readonly resultPtr: number;
+  private readonly mainRef: number;
+  private current: Vu | undefined;
+  private endpoints: EndpointMap;
+  private readonly vus = new Set<Vu>();
+  private source: string | undefined;
+  private readonly chunk: string;
+  private closed = false;
+
+  static async create(opts: VuHostOptions): Promise<VuHost> {
+    // no allocation tracing: it routes every Lua allocation through JS
+    const engine = await luaFactory().createEngine({ traceAllocations: false, enableProxy: false, injectObjects: false, openStandardLibs: true });
+    return new VuHost(engine, opts);
+  }
+
+  private constructor(
+    engine: LuaEngine,
+    private readonly opts: VuHostOptions,
+  ) {
+    this.global = engine.global;
+    this.lua = engine.global.lua;
+    this.endpoints = opts.endpoints;
+    this.chunk = chunkName({ file: opts.file, baseDir: opts.baseDir });
+    this.resultPtr = this.lua.module._malloc(4);
+    const G = this.global.address;
+    this.global.loadString(PRELUDE_LUA, PRELUDE_CHUNK);
+    this.global.pushValue(this.bindings());
+    const status = this.lua.lua_pcallk(G, 1, 1, 0, 0, null);
+    if (status !== LuaReturn.Ok) {
+      const msg = this.lua.lua_tolstring(G, -1, null);
+      this.global.setTop(0);
+      throw new Error(`lua prelude failed: ${msg}`);
+    }
+    this.mainRef = this.lua.luaL_ref(G, LUA_REGISTRYINDEX);
+    this.global.setTop(0);
+  }
+
+  setEndpoints(map: EndpointMap): void {
+    this.endpoints = map;
+  }
+
+  /** Makes a VU and runs the script's top level in it. */
+  async createVu(id: number): Promise<Vu> {
+    if (this.closed) throw new Error('the VU host is closed');
+    this.source ??= VU_PREFIX + fs.readFileSync(this.opts.file, 'utf8') + VU_LOOP;
+    const vu = new Vu(id, `vu-${id}`);
+    const lua = this.lua;
+    const G = this.global.address;
+    vu.L = lua.lua_newthread(G);
+    vu.threadRef = lua.luaL_ref(G, LUA_REGISTRYINDEX);
+    vu.thread = this.global.stateToThread(vu.L);
+    this.vus.add(vu);
+    const L = vu.L;
+    lua.lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.mainRef));
+    lua.lua_pushstring(L, this.source);
+    lua.lua_pushstring(L, this.chunk);
+    vu.thread.pushValue({ id: vu.name, role: 'load', index: id, count: 0, params: {} });
+    const r = await new Promise<VuCommandResult>((resolve) => {
+      vu.onDone = resolve;
+      this.step(vu, 3);
+    });
+    if (!r.ok) {
+      this.kill(vu);
+      throw new Error(r.error);
+    }
+    return vu;
+  }
+
+  /** Sets ctx.data and ctx.vu for the VU's iterations (data is copied into Lua once). */
+  setContext(vu: Vu, data: unknown, vuNumber: number): Promise<VuCommandResult> {
+    return this.command(vu, CMD_CONTEXT, [toLua(data), vuNumber]);
+  }
+
+  /** Runs iteration(ctx) once; calls done when it ended (never throws). */
+  runIteration(vu: Vu, n: number, done: (r: VuCommandResult) => void): void {
+    if (vu.state !== 'idle') {
+      done({ ok: false, error: vu.deathError ?? `VU ${vu.id} is ${vu.state}` });
+      return;
+    }
+    vu.state = 'busy';
+    vu.onDone = done;
+    vu.asyncCalls = 0;
+    this.lua.lua_pushinteger(vu.L, BigInt(n));
+    this.step(vu, 1);
+  }
+
+  setup(vu: Vu): Promise<VuCommandResult> {
+    return this.command(vu, CMD_SETUP, []);
+  }
+
+  teardown(vu: Vu, data: unknown): Promise<VuCommandResult> {
+    return this.command(vu, CMD_TEARDOWN, [toLua(data)]);
+  }
+
+  /** Aborts the VU's pending work (its next resume raises "interrupted"). */
+  interrupt(vu: Vu): void {
+    if (!vu.abort.signal.aborted) vu.abort.abort(new Error('interrupted: the load test is stopping'));
+  }
+
+  /** Releases a VU: its modules are closed, its coroutine freed. */
+  async disposeVu(vu: Vu): Promise<void> {
+    this.interrupt(vu);
+    if (vu.state === 'idle') {
+      // let the loop return, so the coroutine ends cleanly
+      await this.command(vu, CMD_STOP, []).catch(() => undefined);
+    }
+    await this.closeModules(vu);
+    this.kill(vu);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const vu of [...this.vus]) {
+      this.interrupt(vu);
+      await this.closeModules(vu);
+      this.kill(vu);
+    }
+    this.closed = true;
+    this.lua.module._free(this.resultPtr);
+    this.global.close();
+  }
+
+  get size(): number {
+    return this.vus.size;
+  }
+
+  // ------------------------------------------------------------------ driver
+
+  private command(vu: Vu, cmd: number, args: unknown[]): Promise<VuCommandResult> {
+    if (vu.state !== 'idle') return Promise.resolve({ ok: false, error: vu.deathError ?? `VU ${vu.id} is ${vu.state}` });
+    vu.state = 'busy';
+    return new Promise<VuCommandResult>((resolve) => {
+      vu.onDone = resolve;
+      this.lua.lua_pushinteger(vu.L, BigInt(cmd));
+      for (const a of args) vu.thread.pushValue(a);
+      this.step(vu, 1 + args.length);
+    });
+  }
+
+  private async closeModules(vu: Vu): Promise<void> {
+    for (const m of vu.modules.splice(0).reverse()) {
+      try {
+        await Promise.race([Promise.resolve(m.close?.()), delay(5000)]);
+      } catch (err) {
+        this.opts.log('warn', vu.name, `closing a module failed: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  private kill(vu: Vu): void {
+    if (!this.vus.has(vu)) return;
+    this.vus.delete(vu);
+    vu.state = 'dead';
+    if (!this.closed && vu.threadRef) this.lua.luaL_unref(this.global.address, LUA_REGISTRYINDEX, vu.threadRef);
+  }
+
+  private finish(vu: Vu, r: VuCommandResult): void {
+    const done = vu.onDone;
+    vu.onDone = undefined;
+    done?.(r);
+  }
+
+  /** Resumes the VU until it waits on a promise (then again later), goes idle, or ends. */
+  private step(vu: Vu, nargs: number): void {
+    const lua = this.lua;
+    const L = vu.L;
+    const prev = this.current;
+    this.current = vu;
+    this.lua.module.setValue(this.resultPtr, 0, 'i32');
+    let status: LuaReturn;
+    try {
+      status = lua.lua_resume(L, null, nargs, this.resultPtr);
+    } finally {
+      this.current = prev;
+    }
+    const nres: number = this.lua.module.getValue(this.resultPtr, 'i32');
+    if (status === LuaReturn.Yield) {
+      // absolute index of the first yielded value (wasmoon's getValue wants absolute ones)
+      const base = lua.lua_gettop(L) - nres + 1;
+      const t = nres > 0 ? lua.lua_type(L, base) : LuaType.None;
+      if (t === LuaType.String) {
+        const first = lua.lua_tolstring(L, base, null);
+        lua.lua_settop(L, 0);
+        if (first === ASYNC_MARK) {
+          const p = vu.pending!;
+          vu.pending = undefined;
+          vu.asyncCalls++;
+          p.then(
+            (value) => this.resumeWith(vu, true, value),
+            (err) => this.resumeWith(vu, false, err),
+          );
+          return;
+        }
+      } else if (t === LuaType.Number) {
+        const mark = lua.lua_tonumberx(L, base, null);
+        if (mark === YIELD_IDLE) {
+          const ok = lua.lua_toboolean(L, base + 1) !== 0;
+          const value = nres > 2 ? vu.thread.getValue(base + 2) : undefined;
+          lua.lua_settop(L, 0);
+          vu.state = 'idle';
+          this.finish(vu, ok ? { ok: true, value: value ?? undefined } : { ok: false, error: String(value ?? 'error') });
+          return;
+        }
+        if (mark === YIELD_INIT && vu.state === 'init') {
+          vu.info = {
+            options: vu.thread.getValue(base + 1) ?? undefined,
+            hasIteration: lua.lua_toboolean(L, base + 2) !== 0,
+            hasSetup: lua.lua_toboolean(L, base + 3) !== 0,
+            hasTeardown: lua.lua_toboolean(L, base + 4) !== 0,
+          };
+          lua.lua_settop(L, 0);
+          vu.state = 'idle';
+          this.finish(vu, { ok: true, value: vu.info });
+          return;
+        }
+      }
+      // a bare coroutine.yield() in the script: let others run, then go on
+      lua.lua_settop(L, 0);
+      setImmediate(() => this.step(vu, 0));
+      return;
+    }
+    if (status === LuaReturn.Ok) {
+      // scenario_main returned: the loop ended (stop), or the top level failed
+      const vals = vu.thread.getStackValues(lua.lua_gettop(L) - nres);
+      lua.lua_settop(L, 0);
+      const failed = vals[0] === 'error';
+      vu.deathError = failed ? String(vals[1] ?? 'error') : 'the VU ended';
+      vu.state = 'dead';
+      this.finish(vu, failed ? { ok: false, error: vu.deathError } : { ok: true, value: undefined });
+      return;
+    }
+    const message = lua.lua_type(L, -1) === LuaType.String ? lua.lua_tolstring(L, -1, null) : `Lua error (${LuaReturn[status]})`;
+    lua.lua_settop(L, 0);
+    vu.deathError = message;
+    vu.state = 'dead';
+    this.finish(vu, { ok: false, error: message });
+  }
+
+  private resumeWith(vu: Vu, ok: boolean, value: unknown): void {
+    if (vu.state === 'dead') return;
+    const thread = vu.thread;
+    let n: number;
+    if (vu.abort.signal.aborted) {
+      thread.pushValue(false);
+      thread.pushValue('interrupted');
+      n = 2;
+    } else if (ok) {
+      thread.pushValue(true);
+      n = 1;
+      if (value instanceof LuaMultiReturn) {
+        for (const v of value) thread.pushValue(toLua(v));
+        n += value.length;
+      } else if (value !== undefined) {
+        thread.pushValue(toLua(value));
+        n++;
+      }
+    } else {
+      thread.pushValue(value instanceof LuaAssertionError ? 'assert' : false);
+      thread.pushValue(errorMessage(value));
+      n = 2;
+    }
+    this.step(vu, n);
+  }
+
+  // ------------------------------------------------------------------ bindings
+
+  /** Wraps a JS function for Lua: promises become ASYNC, throws become ERR/ASSERT. */
+  private wrapJs(fn: (...args: any[]) => unknown): (...args: unknown[]) => unknown {
+    return (...args: unknown[]) => {
+      const vu = this.current;
+      try {
+        const r = fn(...args);
+        if (r instanceof Promise) {
+          if (!vu) throw new Error('async call outside a VU');
+          vu.pending = r;
+          return ASYNC_MARK;
+        }
+        if (r instanceof LuaMultiReturn) return LuaMultiReturn.of(...r.map((v) => toLua(v)));
+        return toLua(r);
+      } catch (err) {
+        return LuaMultiReturn.of(err instanceof LuaAssertionError ? ASSERT_MARK : ERR_MARK, errorMessage(err));
+      }
+    };
+  }
+
+  private bindings(): Record<string, unknown> {
+    const need = (): Vu => {
+      const vu = this.current;
+      if (!vu) throw new Error('called outside a VU');
+      return vu;
+    };
+    const opts = this.opts;
+    return {
+      ASYNC: ASYNC_MARK,
+      ERR: ERR_MARK,
+      ASSERT: ASSERT_MARK,
+      log: (level: LogLevel, message: string) => opts.log(level, this.current?.name ?? 'load', message),
+      check: (name: string, ok: boolean) => opts.onCheck?.(name, ok),
+      assert_failed: (message: string) => opts.onCheck?.(message, false),
+      assertion: () => undefined,
+      // steps are plain calls under load: their failure fails the iteration
+      step_begin: () => true,
+      step_end: () => false,
+      sleep: this.wrapJs((d: unknown) => {
+        const vu = need();
+        const ms = luaDurationMs(d, 'sleep') ?? 0;
+        return delay(ms, undefined, { signal: vu.abort.signal });
+      }),
+      env: (name: string) => opts.env[name],
+      json_encode: this.wrapJs((v: unknown) => {
+        const s = JSON.stringify(v === null ? null : v);
+        return s === undefined ? 'null' : s;
+      }),
+      json_decode: this.wrapJs((s: unknown) => {
+        if (typeof s !== 'string') throw new Error(`json.decode: expected a string, got ${s === null ? 'nil' : typeof s}`);
+        try {
+          return JSON.parse(s);
+        } catch (err) {
+          throw new Error(`json.decode: ${errorMessage(err)}`);
+        }
+      }),
+      require: this.wrapJs((name: string) => {
+        const vu = need();
+        const factory = name === 'metrics' ? undefined : getLuaModule(name);
+        let inst: LuaModuleInstance;
+        if (name === 'metrics') {
+          if (!opts.custom) throw new Error("module 'metrics' is only available under `topas load`");
+          inst = createVuMetricsModule(opts.custom);
+        } else {
+          if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
+          const ctx: LuaModuleContext = {
+            task: this.taskFor(vu),
+            endpoints: () => this.endpoints,
+            rpc: (method, args) => opts.rpc(method, args),
+            log: (level, message) => opts.log(level, vu.name, message),
+            signal: vu.abort.signal,
+            metrics: opts.requests,
+          };
+          inst = factory(ctx);
+        }
+        vu.modules.push(inst);
+        const exportsTable: Record<string, unknown> = {};
+        for (const [k, f] of Object.entries(inst.exports)) exportsTable[k] = this.wrapJs(f);
+        return LuaMultiReturn.of<unknown>(exportsTable, inst.shim);
+      }),
+    };
+  }
+
+  private taskFor(vu: Vu): ScenarioTask {
+    return {
+      runId: vu.name,
+      file: this.opts.file,
+      baseDir: this.opts.baseDir,
+      name: vu.name,
+      timeoutMs: Infinity,
+      env: this.opts.env,
+      instance: { id: vu.name, role: 'load', index: vu.id, count: 0, params: {} },
+      endpoints: this.endpoints,
+      memoryLimitBytes: 0,
+      continueOnFailure: true,
+    };
+  }
+}

@@ -1,0 +1,120 @@
+import type { ShapeController } from './shape-controller';
+import { ShapingProxy, type ProxyMode, type ProxyTarget } from './shaping-proxy';
+
+/** `main` for a service's main port, a port name for a named extra port, `db` for a database. */
+export type ProxyPort = string;
+
+export interface ProxyFleetOptions {
+  controller: ShapeController;
+  /** where scenario-facing proxies listen (scenarios run on this machine) */
+  scenarioHost?: string;
+  /** where the proxies dependents reach listen (docker: the run network's gateway address) */
+  dependentHost?: string;
+}
+
+/**
+ * The shaping proxies of one SUT, all registered with one ShapeController so a
+ * shape set on a service reaches every one of them.
+ *
+ * Two kinds per service port:
+ * - a dependent proxy, which other services' `${name.url}` references point at;
+ *   it round-robins new connections over the replicas `targets()` lists, so it
+ *   follows scaling and rollouts like a Service VIP would;
+ * - one scenario proxy per replica, listed in the endpoint map, so that
+ *   scenarios keep choosing a replica themselves and a retiring replica leaves
+ *   their rotation before it stops (keep-alive connections never straddle it).
+ *
+ * Backend-neutral: the kubernetes backend can run the same fleet next to a
+ * port-forward or inside a runner pod.
+ */
+export class ProxyFleet {
+  readonly controller: ShapeController;
+  private readonly scenarioHost: string;
+  private readonly dependentHost: string;
+  private readonly dependents = new Map<string, ShapingProxy>();
+  private readonly replicas = new Map<string, { service: string; proxies: Map<ProxyPort, ShapingProxy> }>();
+  private closed = false;
+
+  constructor(opts: ProxyFleetOptions) {
+    this.controller = opts.controller;
+    this.scenarioHost = opts.scenarioHost ?? '127.0.0.1';
+    this.dependentHost = opts.dependentHost ?? this.scenarioHost;
+  }
+
+  /** Start (once) the proxy that dependents of `service` reach on `port`. */
+  async dependentProxy(service: string, port: ProxyPort, mode: ProxyMode, targets: () => ProxyTarget[], listenHost = this.dependentHost): Promise<ProxyTarget> {
+    const key = `${service}\u0000${port}`;
+    const existing = this.dependents.get(key);
+    if (existing) return existing.stats().address!;
+    const proxy = new ShapingProxy({ name: `${service}:${port} (dependents)`, mode, targets, listenHost });
+    const address = await this.startProxy(service, proxy);
+    this.dependents.set(key, proxy);
+    return address;
+  }
+
+  dependentAddress(service: string, port: ProxyPort): ProxyTarget | undefined {
+    return this.dependents.get(`${service}\u0000${port}`)?.stats().address;
+  }
+
+  /** Start (once) the scenario proxy of one replica's port. `replica` is any key unique within the run. */
+  async replicaProxy(service: string, replica: string, port: ProxyPort, mode: ProxyMode, target: () => ProxyTarget | undefined): Promise<ProxyTarget> {
+    let entry = this.replicas.get(replica);
+    if (!entry) {
+      entry = { service, proxies: new Map() };
+      this.replicas.set(replica, entry);
+    }
+    const existing = entry.proxies.get(port);
+    if (existing) return existing.stats().address!;
+    const proxy = new ShapingProxy({
+      name: `${service}:${port} (replica ${replica})`,
+      mode,
+      listenHost: this.scenarioHost,
+      targets: () => {
+        const t = target();
+        return t ? [t] : [];
+      },
+    });
+    const address = await this.startProxy(service, proxy);
+    entry.proxies.set(port, proxy);
+    return address;
+  }
+
+  replicaAddress(replica: string, port: ProxyPort): ProxyTarget | undefined {
+    return this.replicas.get(replica)?.proxies.get(port)?.stats().address;
+  }
+
+  /** The replica is gone: close its scenario proxies (their connections die with it). */
+  async dropReplica(replica: string): Promise<void> {
+    const entry = this.replicas.get(replica);
+    if (!entry) return;
+    this.replicas.delete(replica);
+    for (const p of entry.proxies.values()) this.controller.unregister(entry.service, p);
+    await Promise.all([...entry.proxies.values()].map((p) => p.close()));
+  }
+
+  /** Close every proxy; the controller keeps its history. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.dependents.values(), ...[...this.replicas.values()].flatMap((e) => [...e.proxies.values()])];
+    this.dependents.clear();
+    this.replicas.clear();
+    await this.controller.close();
+    await Promise.all(all.map((p) => p.close()));
+  }
+
+  private async startProxy(service: string, proxy: ShapingProxy): Promise<ProxyTarget> {
+    if (this.closed) throw new Error(`shaping proxies of this run are closed (service ${service})`);
+    const address = await proxy.start();
+    if (this.closed) {
+      await proxy.close();
+      throw new Error(`shaping proxies of this run are closed (service ${service})`);
+    }
+    this.controller.register(service, proxy);
+    return address;
+  }
+}
+
+/** `http://host:port` for an address (IPv6 in brackets). */
+export function proxyUrl(a: ProxyTarget, scheme = 'http'): string {
+  return `${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}

@@ -1,0 +1,122 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { REPO_ROOT } from '../helpers/cli';
+
+// The single executable, built once for this file into a temp folder, run from
+// empty folders with no node_modules anywhere above them.
+const BUILD_TIMEOUT_MS = 5 * 60_000;
+const RUN_TIMEOUT_MS = 2 * 60_000;
+
+let root: string;
+let binary: string;
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, LANG: 'C' };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  return env;
+}
+
+function topas(args: string[], cwd: string, env: NodeJS.ProcessEnv = cleanEnv()): SpawnSyncReturns<string> {
+  const r = spawnSync(binary, args, { cwd, env, encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
+  assert.equal(r.error, undefined, `spawn ${args.join(' ')}: ${r.error}`);
+  return r;
+}
+
+function emptyDir(name: string): string {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir);
+  return dir;
+}
+
+describe('single executable (dist/topas via Node SEA)', () => {
+  before(() => {
+    root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'topas-binary-')));
+    binary = path.join(root, 'bin', 'topas');
+    const build = spawnSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'build-binary.js'), '--out', binary], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+      timeout: BUILD_TIMEOUT_MS,
+    });
+    assert.equal(build.status, 0, `build-binary failed:\n${build.stdout}\n${build.stderr}`);
+    for (let d = root; d !== path.dirname(d); d = path.dirname(d)) {
+      assert.equal(fs.existsSync(path.join(d, 'node_modules')), false, `${d}/node_modules would let the binary lean on packages`);
+    }
+  });
+
+  after(() => {
+    if (root) fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  test('--version prints what the npm-installed CLI prints', () => {
+    const r = topas(['--version'], emptyDir('version'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^topas\/\d+\.\d+\.\d+ linux-x64 node-v\d+/);
+    const viaNode = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), '--version'], { encoding: 'utf8', cwd: REPO_ROOT });
+    assert.equal(r.stdout, viaNode.stdout);
+  });
+
+  test('--help lists the commands, including the bundled autocomplete plugin', () => {
+    const dir = emptyDir('help');
+    const r = topas(['--help'], dir);
+    assert.equal(r.status, 0, r.stderr);
+    for (const cmd of ['init', 'run', 'up', 'down', 'autocomplete']) assert.match(r.stdout, new RegExp(`^\\s+${cmd}\\s`, 'm'), cmd);
+    const run = topas(['run', '--help'], dir);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /--parallel/);
+    const ac = topas(['autocomplete', '--help'], dir);
+    assert.equal(ac.status, 0, ac.stderr);
+    assert.match(ac.stdout, /autocomplete \[SHELL\]/);
+  });
+
+  test('autocomplete script for bash is generated from the bundled commands', () => {
+    const dir = emptyDir('autocomplete');
+    const env = { ...cleanEnv(), XDG_CACHE_HOME: path.join(dir, 'cache'), HOME: dir };
+    const r = topas(['autocomplete', 'script', 'bash'], dir, env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /TOPAS_AC_BASH_SETUP_PATH/);
+  });
+
+  test('runs a Lua scenario without an app: the worker and the Lua VM come out of the binary', () => {
+    const dir = emptyDir('scenario');
+    fs.writeFileSync(
+      path.join(dir, 'pure.lua'),
+      [
+        'step("json", function()',
+        '  local v = json.decode(json.encode({ n = 41, list = { "a", "b" } }))',
+        '  expect(v.n + 1):to_be(42)',
+        '  expect(v.list):to_equal({ "a", "b" })',
+        '  check("two items", #v.list == 2)',
+        'end)',
+        '',
+      ].join('\n'),
+    );
+    const r = topas(['run', 'pure.lua', '--json'], dir);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.state, 'passed');
+    assert.equal(report.results[0].steps[0].name, 'json');
+  });
+
+  test('a failing expect in the binary fails the run with exit 1 and the Lua line', () => {
+    const dir = emptyDir('failing');
+    fs.writeFileSync(path.join(dir, 'bad.lua'), 'step("math", function()\n  expect(1 + 1):to_be(3)\nend)\n');
+    const r = topas(['run', 'bad.lua', '--json'], dir);
+    assert.equal(r.status, 1, r.stderr + r.stdout);
+    assert.match(JSON.parse(r.stdout).results[0].error.location, /bad\.lua:2/);
+  });
+
+  test('init from the binary writes the Lua type files into .topas/lua-types for the editor', () => {
+    const dir = emptyDir('init');
+    const r = topas(['init', '--json'], dir);
+    assert.equal(r.status, 0, r.stderr);
+    const rc = JSON.parse(fs.readFileSync(path.join(dir, '.luarc.json'), 'utf8'));
+    assert.deepEqual(rc.workspace.library, ['.topas/lua-types']);
+    for (const f of ['globals.lua', 'net.lua', 'db.lua', 'sut.lua']) {
+      assert.equal(fs.readFileSync(path.join(dir, '.topas', 'lua-types', f), 'utf8'), fs.readFileSync(path.join(REPO_ROOT, 'lua-types', f), 'utf8'));
+    }
+  });
+});
