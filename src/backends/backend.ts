@@ -1,4 +1,4 @@
-import type { AppSpec, ServiceSpec } from '../spec/app-spec';
+import type { AppSpec } from '../spec/app-spec';
 import type { ShapeController } from '../shape/shape-controller';
 
 /**
@@ -90,6 +90,11 @@ export interface Sut {
   kill(name: string, opts?: KillOptions): Promise<void>;
   logs(name: string, opts?: { tail?: number }): Promise<string>;
   exec(name: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /**
+   * Called whenever the set of answering replicas changes (rollout, scale,
+   * kill, heal), so scenarios in worker threads follow a rollout as it happens.
+   */
+  onEndpointsChange?(listener: (map: EndpointMap) => void): () => void;
   /** State to persist in .topas/state.json so `attach` can reopen it. */
   state(): SutState;
   /** Stop watching (self-healing loop) without removing anything: used after `topas up`. */
@@ -120,4 +125,3 @@ export interface SutState {
   data: unknown;
 }
 
-export type ServiceSpecOf<S extends AppSpec> = S['services'][number] & ServiceSpec;

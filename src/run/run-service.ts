@@ -22,6 +22,10 @@ import { RunMetrics, serveMetrics, type MetricsServer } from './run-metrics';
 import { loadPlaybook, type Playbook } from '../playbook/playbook';
 import { SyncBroker } from '../sync/sync-broker';
 import { routeRpc, type RpcHandler } from './rpc-router';
+import { watchEndpoints } from './watch-endpoints';
+// traffic shaping (src/shape): the SUT owns the proxies; the run routes shape.* to them, runs playbook shaping, records history
+import { startPlaybookShaping } from '../shape/playbook-shaping';
+import type { ShapeController } from '../shape/shape-controller';
 
 export interface RunOptions {
   io: Io;
@@ -120,6 +124,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const playbookSummaries: PlaybookSummary[] = [];
   let runError: SerializedError | undefined;
   let exitCode: number = EXIT_CODES.ok;
+  const cleanups: Array<() => void> = [];
 
   try {
     if (opts.queue && spec) {
@@ -136,8 +141,9 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       if (spec) {
         log(`standing up app ${spec.name}…`);
         const t0 = io.now();
-        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env });
+        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep });
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
+        session.sut.shaping?.().onChange((e) => log(`shape: ${e.service} -> ${e.description}`));
       }
       if (interrupts.interrupted) return;
       const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
@@ -145,7 +151,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
       pool = new ScenarioPool({
         workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
-        rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id) }),
+        rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id), shape: () => (session as SutSession | undefined)?.sut.shaping?.() }),
         onLog: (line) => {
           const message = mask(line.message);
           store.appendLog(runId, { ...line, message });
@@ -157,6 +163,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         },
       });
       const activePool = pool;
+      const unsubscribeEndpoints = session ? watchEndpoints(session.sut, (map) => activePool.setEndpoints(map)) : undefined;
+      cleanups.push(() => unsubscribeEndpoints?.());
       interrupts.onInterrupt(() => {
         for (const b of brokers.values()) b.broker.close('the run was interrupted');
         activePool.cancelAll('interrupt');
@@ -180,7 +188,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
             broker.close('the scenario ended');
             return [r];
           }
-          const out = await runPlaybook(unit, runTask, activePool, brokers);
+          const out = await runPlaybook(unit, runTask, activePool, brokers, (session as SutSession | undefined)?.sut.shaping?.(), log);
           playbookSummaries.push(summarizePlaybook(unit.playbook, out, io.cwd));
           return out;
         },
@@ -201,6 +209,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   }
 
   async function teardown() {
+    for (const c of cleanups) c();
     const p = pool as ScenarioPool | undefined;
     await p?.close().catch(() => undefined);
     await metricsServer?.close().catch(() => undefined);
@@ -240,7 +249,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     playbooks: playbookSummaries.length ? playbookSummaries : undefined,
     error: runError,
   };
-  store.writeRun(runId, { ...baseRecord, ...report, exitCode });
+  const shaping = (session as SutSession | undefined)?.sut.shaping?.().history();
+  store.writeRun(runId, { ...baseRecord, ...report, exitCode, ...(shaping?.length ? { shaping } : {}) });
   renderReports(report, opts.reporters, { io, mask });
   return { exitCode, report };
 }
@@ -317,12 +327,20 @@ async function runPlaybook(
   runTask: (t: ScenarioTask) => Promise<ScenarioResult>,
   pool: ScenarioPool,
   brokers: Map<string, { broker: SyncBroker; instance: string }>,
+  shapes?: ShapeController,
+  log?: (line: string) => void,
 ): Promise<ScenarioResult[]> {
   const broker = new SyncBroker(
     unit.tasks.map((t) => t.instance.id),
     unit.playbook.barrierTimeoutMs ?? DEFAULT_BARRIER_TIMEOUT_MS,
   );
   for (const t of unit.tasks) brokers.set(t.runId, { broker, instance: t.instance.id });
+  // declarative `shaping:` steps (at: / on:), stopped when the playbook ends
+  const playbookTimeoutMs = unit.playbook.timeoutMs ?? unit.tasks[0]?.timeoutMs ?? DEFAULT_BARRIER_TIMEOUT_MS;
+  const shaping =
+    unit.playbook.shaping.length > 0 && shapes
+      ? startPlaybookShaping(unit.playbook.shaping, { controller: shapes, waitSignal: (name) => broker.waitSignal('playbook-shaping', name, 1, playbookTimeoutMs), log: log ?? (() => undefined) })
+      : undefined;
   let firstFailure: ScenarioResult | undefined;
   const results = await Promise.all(
     unit.tasks.map(async (task) => {
@@ -340,6 +358,7 @@ async function runPlaybook(
       return r;
     }),
   );
+  shaping?.stop();
   broker.close('the playbook ended');
   for (const t of unit.tasks) brokers.delete(t.runId);
   return results;
