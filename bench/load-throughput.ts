@@ -142,12 +142,40 @@ function measureK6(bin: string, url: string, durationMs: number, vus: number): M
 }
 
 // ---------------------------------------------------------------------------
-// >>> topas slot: replace the body of measureTopas with a `topas load` run of
-// >>> a Lua `iteration` doing net.get(url), once src/run/scenario-pool.ts can
-// >>> drive it. Until then it measures the floor topas builds on: a bare undici
-// >>> loop with `vus` requests in flight, in this process.
+// topas: a real `topas load` run (in this process, so the CPU figure is
+// process.cpuUsage() of the main thread and its worker threads together),
+// of fixtures/load/bench.lua: 64 constant VUs, one net.get per iteration.
 // ---------------------------------------------------------------------------
 async function measureTopas(url: string, durationMs: number, vus: number): Promise<Measurement> {
+  const { runLoad } = await import('../src/load/load-service');
+  let out = '';
+  const io = {
+    stdout: { write: (c: string) => ((out += c), true), isTTY: false },
+    stderr: { write: (_c: string) => true, isTTY: false },
+    env: { ...process.env, TARGET: url, VUS: String(vus), DURATION: `${durationMs / 1000}s` },
+    cwd: repo,
+    now: () => Date.now(),
+    onSignal: () => () => undefined,
+  };
+  const workers = Number(arg('workers', '0')) || undefined;
+  const cpu0 = process.cpuUsage();
+  const outcome = await runLoad({ io, file: path.join(repo, 'fixtures', 'load', 'bench.lua'), backend: 'local', flags: {}, env: {}, json: true, workers });
+  const cpu = process.cpuUsage(cpu0);
+  const summary = outcome.summary;
+  const requests = summary.metrics.http_reqs?.values.count ?? 0;
+  const failed = summary.metrics.http_req_failed?.values.passes ?? 0;
+  fs.rmSync(path.join(repo, '.topas', 'runs', outcome.runId), { recursive: true, force: true });
+  return {
+    tool: `topas load (${vus} VUs${workers ? `, ${workers} workers` : ''})`,
+    requests,
+    seconds: summary.durationMs / 1000,
+    cpuUs: cpu.user + cpu.system,
+    note: failed ? `${failed} failed` : undefined,
+  };
+}
+
+/** The floor topas builds on: a bare undici loop with `vus` requests in flight, in this process. */
+async function measureUndici(url: string, durationMs: number, vus: number): Promise<Measurement> {
   const u = new URL(url);
   const pool = new Pool(u.origin, { connections: vus, pipelining: 1 });
   const maxRequests = 5_000_000;
@@ -172,7 +200,7 @@ async function measureTopas(url: string, durationMs: number, vus: number): Promi
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   await pool.close();
-  return { tool: 'undici baseline (topas slot)', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+  return { tool: 'undici baseline', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
 }
 
 async function main(): Promise<void> {
@@ -201,25 +229,39 @@ async function main(): Promise<void> {
       }
     }
     process.stderr.write('measuring undici baseline...\n');
-    results.push(await measureTopas(server.url, durationMs, vus));
+    results.push(await measureUndici(server.url, durationMs, vus));
+    process.stderr.write('measuring topas load...\n');
+    try {
+      results.push(await measureTopas(server.url, durationMs, vus));
+    } catch (e) {
+      skipped.push(`topas (${(e as Error).message.split('\n')[0]})`);
+    }
   } finally {
     await server.stop();
   }
 
   const ref = results.find((r) => r.tool.startsWith('undici'));
+  const wrk = results.find((r) => r.tool.startsWith('wrk'));
   const table = new Table({
-    head: ['tool', 'requests', 'req/s', 'client CPU µs/req', 'req/s vs undici', 'CPU/req vs undici'],
+    head: ['tool', 'requests', 'req/s', 'client CPU µs/req', 'req/s vs wrk', 'req/s vs undici', 'CPU/req vs undici'],
     style: { head: [], border: [] },
   });
+  const rpsOf = (r: Measurement | undefined) => (r ? r.requests / r.seconds : NaN);
   for (const r of results) {
-    const rps = r.requests / r.seconds;
+    const rps = rpsOf(r);
     const cpuPerReq = r.cpuUs / r.requests;
-    const refRps = ref ? ref.requests / ref.seconds : NaN;
     const refCpu = ref ? ref.cpuUs / ref.requests : NaN;
-    table.push([r.tool + (r.note ? ` (${r.note})` : ''), r.requests, rps.toFixed(0), cpuPerReq.toFixed(1), `${(rps / refRps).toFixed(2)}x`, `${(cpuPerReq / refCpu).toFixed(2)}x`]);
+    table.push([r.tool + (r.note ? ` (${r.note})` : ''), r.requests, rps.toFixed(0), cpuPerReq.toFixed(1), `${(rps / rpsOf(wrk)).toFixed(2)}x`, `${(rps / rpsOf(ref)).toFixed(2)}x`, `${(cpuPerReq / refCpu).toFixed(2)}x`]);
   }
   process.stdout.write(`${vus} connections/VUs, ${durationMs / 1000}s each, ${os.cpus().length} cores, node ${process.version}\n`);
   process.stdout.write(table.toString() + '\n');
+  const topas = results.find((r) => r.tool.startsWith('topas'));
+  const k6 = results.find((r) => r.tool === 'k6');
+  if (topas) {
+    const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
+    const cpu = topas.cpuUs / topas.requests;
+    process.stdout.write(`targets: topas >= 60% of wrk req/s: ${wrk ? `${verdict(rpsOf(topas) >= 0.6 * rpsOf(wrk))} (${((rpsOf(topas) / rpsOf(wrk)) * 100).toFixed(0)}%)` : 'no wrk'}; ahead of k6: ${k6 ? verdict(rpsOf(topas) > rpsOf(k6)) : 'no k6'}; <= 25 µs CPU/req: ${verdict(cpu <= 25)} (${cpu.toFixed(1)} µs; undici floor ${ref ? (ref.cpuUs / ref.requests).toFixed(1) : '?'} µs)\n`);
+  }
   if (skipped.length) process.stdout.write(`skipped: ${skipped.join('; ')}\n`);
 }
 

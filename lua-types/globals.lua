@@ -120,8 +120,6 @@ instance = {}
 ---Per-iteration context.
 ---@class topas.IterationContext
 ---@field data any what `setup()` returned
----@field vu integer virtual user number
----@field iteration integer iteration number
 
 ---Load defaults; `topas load` flags override them.
 ---@class topas.LoadOptions

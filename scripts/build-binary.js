@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 'use strict';
 // Builds dist/topas: a single executable for this platform (Node SEA), offline.
-//   1. esbuild bundles src/sea/entry.ts (the CLI) and src/run/scenario-worker.ts
-//      (the worker thread script) into CommonJS files with every package inlined;
-//   2. the worker, wasmoon's glue.wasm and lua-types/ become SEA assets
+//   1. esbuild bundles src/sea/entry.ts (the CLI, with a command table and the
+//      oclif manifest made from dist/) and each worker-thread script (WORKERS)
+//      into CommonJS files with every package inlined;
+//   2. the workers, wasmoon's glue.wasm and lua-types/ become SEA assets
 //      (src/sea/assets.ts reads them back);
-//   3. node --experimental-sea-config makes the blob, postject injects it into a
-//      copy of this node binary.
+//   3. node --experimental-sea-config makes the blob (with V8 code cache), postject
+//      injects it into a stripped copy of this node binary.
 // Embedded PostgreSQL's native files stay outside (src/sea/postgres-binaries.ts finds them).
 // Needs the compiled CLI in dist/ (`npm run build:binary` builds it first).
-// Usage: node scripts/build-binary.js [--out dist/topas]
+// Usage: node scripts/build-binary.js [--out dist/topas] [--no-strip]
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -19,6 +20,8 @@ const esbuild = require('esbuild');
 
 const ROOT = path.resolve(__dirname, '..');
 const WORK = path.join(ROOT, 'dist', 'sea-build');
+/** Worker-thread scripts, bundled each on its own and started from SEA assets (src/sea/assets.ts getWorkerPath). */
+const WORKERS = ['src/run/scenario-worker.ts', 'src/load/load-worker.ts'];
 const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
 function outPath() {
@@ -27,8 +30,9 @@ function outPath() {
 }
 
 // Left to a runtime require (and allowed to fail there): native addons and optional peers;
-// typescript is what @oclif/core reads tsconfig with in development only.
-const EXTERNAL = ['*.node', 'typescript', 'pg-native', 'cpu-features', 'bufferutil', 'utf-8-validate', 'ts-node', 'tsx', '@swc/core'];
+// typescript is what @oclif/core reads tsconfig with in development only; terser is what
+// postman-sandbox builds its boot bundle with, at development time only.
+const EXTERNAL = ['*.node', 'terser', 'typescript', 'pg-native', 'cpu-features', 'bufferutil', 'utf-8-validate', 'ts-node', 'tsx', '@swc/core'];
 
 // In the SEA main script `require` only loads builtins; packages left external (and any
 // require of a path at run time) should resolve from where the file lies instead.
@@ -42,12 +46,6 @@ const BANNER = "require = require('node:module').createRequire(__filename); var 
  */
 const SEA_SEAMS = [
   { file: 'src/lua/engine.ts', uses: 'getWasmLocation', from: 'new LuaFactory()', to: "new LuaFactory(require('../sea/assets').getWasmLocation())" },
-  {
-    file: 'src/run/scenario-pool.ts',
-    uses: 'getScenarioWorkerPath',
-    from: "path.join(__dirname, 'scenario-worker.js')",
-    to: "require('../sea/assets').getScenarioWorkerPath(path.join(__dirname, 'scenario-worker.js'))",
-  },
   {
     file: 'src/backends/local/postgres-cluster.ts',
     uses: 'findPostgresBinaries',
@@ -78,6 +76,24 @@ const seaSeams = {
   },
 };
 const warned = new Set();
+
+/** Any `path.join(__dirname, '<name>-worker.js')` in src/ goes through getWorkerPath (unless the file calls it already). */
+const workerPaths = {
+  name: 'worker-paths',
+  setup(build) {
+    const srcDir = path.join(ROOT, 'src');
+    build.onLoad({ filter: /\.ts$/ }, (args) => {
+      if (!args.path.startsWith(srcDir + path.sep) || args.path.startsWith(path.join(srcDir, 'sea') + path.sep)) return undefined;
+      const text = fs.readFileSync(args.path, 'utf8');
+      const re = /path\.join\(__dirname, '([\w-]+-worker\.js)'\)/g;
+      if (!re.test(text) || /getWorkerPath|getScenarioWorkerPath/.test(text)) return undefined;
+      let assets = path.relative(path.dirname(args.path), path.join(srcDir, 'sea', 'assets')).split(path.sep).join('/');
+      if (!assets.startsWith('.')) assets = `./${assets}`;
+      console.warn(`build-binary: ${path.relative(ROOT, args.path)} does not call getWorkerPath yet; bridged in the bundle`);
+      return { contents: text.replace(re, (m) => `require('${assets}').getWorkerPath(${m})`), loader: 'ts' };
+    });
+  },
+};
 
 /** wasmoon's emscripten glue does `await import('module')`, which a SEA main script cannot (no dynamic import there). */
 const wasmoonNoDynamicImport = {
@@ -160,7 +176,7 @@ async function bundle(entry, outfile, { define = {}, plugins = [] } = {}) {
     legalComments: 'none',
     external: EXTERNAL,
     banner: { js: BANNER },
-    plugins: [seaSeams, wasmoonNoDynamicImport, ...plugins],
+    plugins: [seaSeams, workerPaths, wasmoonNoDynamicImport, ...plugins],
     logLevel: 'error',
     define: { 'import.meta.url': '__topas_import_meta_url', ...define },
   });
@@ -179,11 +195,10 @@ async function main() {
   fs.mkdirSync(WORK, { recursive: true });
   const pjson = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
 
-  const workerEntry = 'src/run/scenario-worker.ts';
-  if (!fs.existsSync(path.join(ROOT, workerEntry))) throw new Error(`${workerEntry} is missing: scenarios could not run in the binary`);
+  if (!fs.existsSync(path.join(ROOT, WORKERS[0]))) throw new Error(`${WORKERS[0]} is missing: scenarios could not run in the binary`);
+  const workerEntries = WORKERS.filter((w) => fs.existsSync(path.join(ROOT, w)));
 
   const mainJs = path.join(WORK, 'topas.js');
-  const workerJs = path.join(WORK, 'scenario-worker.js');
   const oclifPjson = { name: pjson.name, version: pjson.version, description: pjson.description, oclif: pjson.oclif, dependencies: {} };
   const table = await commandTable(oclifPjson);
   const loadersFile = path.join(WORK, 'command-loaders.js');
@@ -192,7 +207,13 @@ async function main() {
     define: { __TOPAS_PJSON__: JSON.stringify(oclifPjson), __TOPAS_MANIFEST__: JSON.stringify(table.manifest) },
     plugins: [commandLoadersModule(loadersFile)],
   });
-  await bundle(workerEntry, workerJs);
+  const workerAssets = {};
+  for (const entry of workerEntries) {
+    const name = `${path.basename(entry, '.ts')}.js`;
+    const file = path.join(WORK, 'workers', name);
+    await bundle(entry, file);
+    workerAssets[`workers/${name}`] = file;
+  }
 
   const wasmFile = require.resolve('wasmoon/dist/glue.wasm', { paths: [ROOT] });
   const typesDir = path.join(ROOT, 'lua-types');
@@ -201,7 +222,7 @@ async function main() {
   const luaTypesJson = path.join(WORK, 'lua-types.json');
   fs.writeFileSync(luaTypesJson, JSON.stringify(luaTypes));
 
-  const workerCode = fs.readFileSync(workerJs);
+  const workerCode = Buffer.concat(Object.values(workerAssets).map((f) => fs.readFileSync(f)));
   const wasm = fs.readFileSync(wasmFile);
   const manifest = path.join(WORK, 'manifest.json');
   fs.writeFileSync(manifest, JSON.stringify({ version: pjson.version, buildId: `${pjson.version}-${sha(workerCode, wasm, fs.readFileSync(luaTypesJson))}` }));
@@ -217,7 +238,7 @@ async function main() {
         disableExperimentalSEAWarning: true,
         useCodeCache: true,
         // names shared with src/sea/assets.ts (SEA_ASSETS)
-        assets: { 'manifest.json': manifest, 'glue.wasm': wasmFile, 'scenario-worker.js': workerJs, 'lua-types.json': luaTypesJson },
+        assets: { 'manifest.json': manifest, 'glue.wasm': wasmFile, 'lua-types.json': luaTypesJson, ...workerAssets },
       },
       null,
       2,
@@ -229,6 +250,11 @@ async function main() {
   fs.rmSync(out, { force: true });
   fs.copyFileSync(fs.realpathSync(process.execPath), out);
   fs.chmodSync(out, 0o755);
+  // Node's own debug symbols are ~13 MB of the binary; strip before injecting (never after)
+  if (process.platform === 'linux' && !process.argv.includes('--no-strip')) {
+    const stripped = spawnSync('strip', [out], { encoding: 'utf8' });
+    if (stripped.error || stripped.status !== 0) console.warn(`build-binary: not stripped (${stripped.error?.message ?? stripped.stderr.trim()})`);
+  }
   const postject = require.resolve('postject/dist/cli.js', { paths: [ROOT] });
   const injected = spawnSync(process.execPath, [postject, out, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SENTINEL_FUSE], { encoding: 'utf8' });
   // LIEF's "Can't find string offset for section name" warnings on Node's ELF are harmless
@@ -239,7 +265,7 @@ async function main() {
 
   const mb = (n) => `${(n / 1024 / 1024).toFixed(1)} MB`;
   console.log(
-    `built ${path.relative(process.cwd(), out)}: ${mb(fs.statSync(out).size)} (bundle ${mb(fs.statSync(mainJs).size)}, worker ${mb(workerCode.length)}, blob ${mb(fs.statSync(blob).size)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    `built ${path.relative(process.cwd(), out)}: ${mb(fs.statSync(out).size)} (bundle ${mb(fs.statSync(mainJs).size)}, workers ${mb(workerCode.length)}, blob ${mb(fs.statSync(blob).size)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
   );
 }
 

@@ -1,4 +1,6 @@
 import Down from './down';
+import Init from './init';
+import Load from './load';
 import Ps from './ps';
 import Run from './run';
 import Up from './up';
@@ -8,8 +10,9 @@ import TestStatus from './test/status';
 
 /** oclif explicit command discovery: the single binary never looks commands up on disk. */
 export const COMMANDS = {
-  init: (require('./init') as typeof import('./init')).default,
   down: Down,
+  init: Init,
+  load: Load,
   ps: Ps,
   run: Run,
   up: Up,

@@ -7,6 +7,7 @@ import type { EndpointMap } from '../backends/backend';
 import type { SerializedError } from '../errors';
 import type { CheckTally, LogLevel, LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask, StepResult } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
+import { getWasmLocation } from '../sea/assets';
 import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
 import { errorMessage, luaDurationMs, toLua } from './lua-values';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance } from './modules';
@@ -63,7 +64,7 @@ const MEMORY_ERROR = 'not enough memory';
 // one wasm module per thread; engines made from it are cheap
 let sharedFactory: LuaFactory | undefined;
 export function luaFactory(): LuaFactory {
-  sharedFactory ??= new LuaFactory();
+  sharedFactory ??= new LuaFactory(getWasmLocation());
   return sharedFactory;
 }
 

@@ -9,6 +9,7 @@ import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from '.
 import { errorMessage, luaDurationMs, toLua } from './lua-values';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance, type RequestMetricsSink } from './modules';
 import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-module';
+import { FastLua } from './vu-lua-api';
 
 /**
  * Virtual users for `topas load`: many VUs in one wasmoon engine, each a
@@ -112,7 +113,10 @@ export class Vu {
 export class VuHost {
   private readonly global: LuaGlobal;
   private readonly lua: LuaGlobal['lua'];
-  private readonly resultPtr: number;
+  private readonly fast: FastLua;
+  /** one C function for every raw binding; its upvalue indexes rawFns */
+  private readonly dispatchPtr: number;
+  private readonly rawFns: Array<(L: number) => number> = [];
   private readonly mainRef: number;
   private current: Vu | undefined;
   private endpoints: EndpointMap;
@@ -135,10 +139,16 @@ export class VuHost {
     this.lua = engine.global.lua;
     this.endpoints = opts.endpoints;
     this.chunk = chunkName({ file: opts.file, baseDir: opts.baseDir });
-    this.resultPtr = this.lua.module._malloc(4);
+    this.fast = new FastLua(this.global);
+    this.dispatchPtr = this.lua.module.addFunction((L: number) => this.dispatch(L), 'ii');
     const G = this.global.address;
     this.global.loadString(PRELUDE_LUA, PRELUDE_CHUNK);
     this.global.pushValue(this.bindings());
+    // the per-iteration bindings bypass wasmoon's function wrapper
+    this.fast.pushclosure(G, this.dispatchPtr, this.register((L) => this.rawRequire(L)));
+    this.fast.setfield(G, -2, 'require');
+    this.fast.pushclosure(G, this.dispatchPtr, this.register((L) => this.rawCheck(L)));
+    this.fast.setfield(G, -2, 'check');
     const status = this.lua.lua_pcallk(G, 1, 1, 0, 0, null);
     if (status !== LuaReturn.Ok) {
       const msg = this.lua.lua_tolstring(G, -1, null);
@@ -182,7 +192,7 @@ export class VuHost {
 
   /** Sets ctx.data and ctx.vu for the VU's iterations (data is copied into Lua once). */
   setContext(vu: Vu, data: unknown, vuNumber: number): Promise<VuCommandResult> {
-    return this.command(vu, CMD_CONTEXT, [toLua(data), vuNumber]);
+    return this.command(vu, CMD_CONTEXT, [data, vuNumber]);
   }
 
   /** Runs iteration(ctx) once; calls done when it ended (never throws). */
@@ -194,7 +204,7 @@ export class VuHost {
     vu.state = 'busy';
     vu.onDone = done;
     vu.asyncCalls = 0;
-    this.lua.lua_pushinteger(vu.L, BigInt(n));
+    this.fast.pushinteger(vu.L, n);
     this.step(vu, 1);
   }
 
@@ -203,7 +213,7 @@ export class VuHost {
   }
 
   teardown(vu: Vu, data: unknown): Promise<VuCommandResult> {
-    return this.command(vu, CMD_TEARDOWN, [toLua(data)]);
+    return this.command(vu, CMD_TEARDOWN, [data]);
   }
 
   /** Aborts the VU's pending work (its next resume raises "interrupted"). */
@@ -230,7 +240,8 @@ export class VuHost {
       this.kill(vu);
     }
     this.closed = true;
-    this.lua.module._free(this.resultPtr);
+    this.fast.dispose();
+    this.lua.module.removeFunction(this.dispatchPtr);
     this.global.close();
   }
 
@@ -245,8 +256,8 @@ export class VuHost {
     vu.state = 'busy';
     return new Promise<VuCommandResult>((resolve) => {
       vu.onDone = resolve;
-      this.lua.lua_pushinteger(vu.L, BigInt(cmd));
-      for (const a of args) vu.thread.pushValue(a);
+      this.fast.pushinteger(vu.L, cmd);
+      for (const a of args) this.fast.push(vu.L, a);
       this.step(vu, 1 + args.length);
     });
   }
@@ -276,25 +287,24 @@ export class VuHost {
 
   /** Resumes the VU until it waits on a promise (then again later), goes idle, or ends. */
   private step(vu: Vu, nargs: number): void {
-    const lua = this.lua;
+    const f = this.fast;
     const L = vu.L;
     const prev = this.current;
     this.current = vu;
-    this.lua.module.setValue(this.resultPtr, 0, 'i32');
-    let status: LuaReturn;
+    let r: { status: number; nres: number };
     try {
-      status = lua.lua_resume(L, null, nargs, this.resultPtr);
+      r = f.resume(L, nargs);
     } finally {
       this.current = prev;
     }
-    const nres: number = this.lua.module.getValue(this.resultPtr, 'i32');
+    const { status, nres } = r;
     if (status === LuaReturn.Yield) {
-      // absolute index of the first yielded value (wasmoon's getValue wants absolute ones)
-      const base = lua.lua_gettop(L) - nres + 1;
-      const t = nres > 0 ? lua.lua_type(L, base) : LuaType.None;
+      // absolute index of the first yielded value
+      const base = f.gettop(L) - nres + 1;
+      const t = nres > 0 ? f.type(L, base) : LuaType.None;
       if (t === LuaType.String) {
-        const first = lua.lua_tolstring(L, base, null);
-        lua.lua_settop(L, 0);
+        const first = f.tostring(L, base);
+        f.settop(L, 0);
         if (first === ASYNC_MARK) {
           const p = vu.pending!;
           vu.pending = undefined;
@@ -306,45 +316,47 @@ export class VuHost {
           return;
         }
       } else if (t === LuaType.Number) {
-        const mark = lua.lua_tonumberx(L, base, null);
+        const mark = f.tonumber(L, base);
         if (mark === YIELD_IDLE) {
-          const ok = lua.lua_toboolean(L, base + 1) !== 0;
-          const value = nres > 2 ? vu.thread.getValue(base + 2) : undefined;
-          lua.lua_settop(L, 0);
+          const ok = f.toboolean(L, base + 1);
+          const value = nres > 2 ? f.read(L, base + 2) : undefined;
+          f.settop(L, 0);
           vu.state = 'idle';
-          this.finish(vu, ok ? { ok: true, value: value ?? undefined } : { ok: false, error: String(value ?? 'error') });
+          this.finish(vu, ok ? { ok: true, value } : { ok: false, error: String(value ?? 'error') });
           return;
         }
         if (mark === YIELD_INIT && vu.state === 'init') {
           vu.info = {
-            options: vu.thread.getValue(base + 1) ?? undefined,
-            hasIteration: lua.lua_toboolean(L, base + 2) !== 0,
-            hasSetup: lua.lua_toboolean(L, base + 3) !== 0,
-            hasTeardown: lua.lua_toboolean(L, base + 4) !== 0,
+            options: f.read(L, base + 1),
+            hasIteration: f.toboolean(L, base + 2),
+            hasSetup: f.toboolean(L, base + 3),
+            hasTeardown: f.toboolean(L, base + 4),
           };
-          lua.lua_settop(L, 0);
+          f.settop(L, 0);
           vu.state = 'idle';
           this.finish(vu, { ok: true, value: vu.info });
           return;
         }
       }
       // a bare coroutine.yield() in the script: let others run, then go on
-      lua.lua_settop(L, 0);
+      f.settop(L, 0);
       setImmediate(() => this.step(vu, 0));
       return;
     }
     if (status === LuaReturn.Ok) {
       // scenario_main returned: the loop ended (stop), or the top level failed
-      const vals = vu.thread.getStackValues(lua.lua_gettop(L) - nres);
-      lua.lua_settop(L, 0);
-      const failed = vals[0] === 'error';
-      vu.deathError = failed ? String(vals[1] ?? 'error') : 'the VU ended';
+      const top = f.gettop(L);
+      const kind = nres > 0 ? f.read(L, top - nres + 1) : undefined;
+      const message = nres > 1 ? f.read(L, top - nres + 2) : undefined;
+      f.settop(L, 0);
+      const failed = kind === 'error';
+      vu.deathError = failed ? String(message ?? 'error') : 'the VU ended';
       vu.state = 'dead';
       this.finish(vu, failed ? { ok: false, error: vu.deathError } : { ok: true, value: undefined });
       return;
     }
-    const message = lua.lua_type(L, -1) === LuaType.String ? lua.lua_tolstring(L, -1, null) : `Lua error (${LuaReturn[status]})`;
-    lua.lua_settop(L, 0);
+    const message = f.type(L, -1) === LuaType.String ? f.tostring(L, -1) : `Lua error (${LuaReturn[status]})`;
+    f.settop(L, 0);
     vu.deathError = message;
     vu.state = 'dead';
     this.finish(vu, { ok: false, error: message });
@@ -352,28 +364,120 @@ export class VuHost {
 
   private resumeWith(vu: Vu, ok: boolean, value: unknown): void {
     if (vu.state === 'dead') return;
-    const thread = vu.thread;
+    const f = this.fast;
+    const L = vu.L;
     let n: number;
     if (vu.abort.signal.aborted) {
-      thread.pushValue(false);
-      thread.pushValue('interrupted');
+      f.pushboolean(L, false);
+      f.pushstring(L, 'interrupted');
       n = 2;
     } else if (ok) {
-      thread.pushValue(true);
+      f.pushboolean(L, true);
       n = 1;
       if (value instanceof LuaMultiReturn) {
-        for (const v of value) thread.pushValue(toLua(v));
+        for (const v of value) f.push(L, v);
         n += value.length;
       } else if (value !== undefined) {
-        thread.pushValue(toLua(value));
+        f.push(L, value);
         n++;
       }
     } else {
-      thread.pushValue(value instanceof LuaAssertionError ? 'assert' : false);
-      thread.pushValue(errorMessage(value));
+      if (value instanceof LuaAssertionError) f.pushstring(L, 'assert');
+      else f.pushboolean(L, false);
+      f.pushstring(L, errorMessage(value));
       n = 2;
     }
     this.step(vu, n);
+  }
+
+  // ------------------------------------------------------------------ raw bindings
+
+  private register(fn: (L: number) => number): number {
+    this.rawFns.push(fn);
+    return this.rawFns.length - 1;
+  }
+
+  /** The one C function behind every raw binding: never lets a JS exception unwind through wasm. */
+  private dispatch(L: number): number {
+    try {
+      return this.rawFns[this.fast.upvalue(L)](L);
+    } catch (err) {
+      this.fast.pushstring(L, ERR_MARK);
+      this.fast.pushstring(L, errorMessage(err));
+      return 2;
+    }
+  }
+
+  /** A module export as a raw binding: same contract as wrapJs (ASYNC / ERR / ASSERT). */
+  private rawExport(fn: (...args: any[]) => unknown): (L: number) => number {
+    const f = this.fast;
+    return (L: number) => {
+      const n = f.gettop(L);
+      const args: unknown[] = new Array(n);
+      for (let i = 0; i < n; i++) args[i] = f.read(L, i + 1);
+      try {
+        const r = fn(...args);
+        if (r instanceof Promise) {
+          const vu = this.current;
+          if (!vu) throw new Error('async call outside a VU');
+          vu.pending = r;
+          f.pushstring(L, ASYNC_MARK);
+          return 1;
+        }
+        if (r instanceof LuaMultiReturn) {
+          for (const v of r) f.push(L, v);
+          return r.length;
+        }
+        f.push(L, r);
+        return 1;
+      } catch (err) {
+        f.pushstring(L, err instanceof LuaAssertionError ? ASSERT_MARK : ERR_MARK);
+        f.pushstring(L, errorMessage(err));
+        return 2;
+      }
+    };
+  }
+
+  private rawCheck(L: number): number {
+    const name = this.fast.tostring(L, 1);
+    this.opts.onCheck?.(name, this.fast.toboolean(L, 2));
+    return 0;
+  }
+
+  private rawRequire(L: number): number {
+    const f = this.fast;
+    const name = String(f.read(L, 1));
+    const vu = this.current;
+    if (!vu) throw new Error('require called outside a VU');
+    const inst = this.moduleInstance(vu, name);
+    vu.modules.push(inst);
+    f.newtable(L);
+    for (const [k, fn] of Object.entries(inst.exports)) {
+      f.pushclosure(L, this.dispatchPtr, this.register(this.rawExport(fn)));
+      f.setfield(L, -2, k);
+    }
+    if (inst.shim) f.pushstring(L, inst.shim);
+    else f.pushnil(L);
+    return 2;
+  }
+
+  private moduleInstance(vu: Vu, name: string): LuaModuleInstance {
+    const opts = this.opts;
+    if (name === 'metrics') {
+      if (!opts.custom) throw new Error("module 'metrics' is only available under `topas load`");
+      return createVuMetricsModule(opts.custom);
+    }
+    const factory = getLuaModule(name);
+    if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
+    const ctx: LuaModuleContext = {
+      task: this.taskFor(vu),
+      endpoints: () => this.endpoints,
+      rpc: (method, args) => opts.rpc(method, args),
+      log: (level, message) => opts.log(level, vu.name, message),
+      signal: vu.abort.signal,
+      metrics: opts.requests,
+    };
+    return factory(ctx);
   }
 
   // ------------------------------------------------------------------ bindings
@@ -432,30 +536,6 @@ export class VuHost {
         } catch (err) {
           throw new Error(`json.decode: ${errorMessage(err)}`);
         }
-      }),
-      require: this.wrapJs((name: string) => {
-        const vu = need();
-        const factory = name === 'metrics' ? undefined : getLuaModule(name);
-        let inst: LuaModuleInstance;
-        if (name === 'metrics') {
-          if (!opts.custom) throw new Error("module 'metrics' is only available under `topas load`");
-          inst = createVuMetricsModule(opts.custom);
-        } else {
-          if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
-          const ctx: LuaModuleContext = {
-            task: this.taskFor(vu),
-            endpoints: () => this.endpoints,
-            rpc: (method, args) => opts.rpc(method, args),
-            log: (level, message) => opts.log(level, vu.name, message),
-            signal: vu.abort.signal,
-            metrics: opts.requests,
-          };
-          inst = factory(ctx);
-        }
-        vu.modules.push(inst);
-        const exportsTable: Record<string, unknown> = {};
-        for (const [k, f] of Object.entries(inst.exports)) exportsTable[k] = this.wrapJs(f);
-        return LuaMultiReturn.of<unknown>(exportsTable, inst.shim);
       }),
     };
   }

@@ -143,7 +143,12 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         const t0 = io.now();
         session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep });
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
-        session.sut.shaping?.().onChange((e) => log(`shape: ${e.service} -> ${e.description}`));
+        const sut = session.sut;
+        // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
+        sut.shaping?.().onChange((e) => {
+          log(`shape: ${e.service} -> ${e.description}`);
+          pool?.setEndpoints(sut.endpointMap());
+        });
       }
       if (interrupts.interrupted) return;
       const brokers = new Map<string, { broker: SyncBroker; instance: string }>();

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { getWorkerPath } from '../sea/assets';
 import type { EndpointMap } from '../backends/backend';
 import { serializeError, type SerializedError } from '../errors';
 import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
@@ -121,7 +122,7 @@ export class ScenarioPool {
   // ------------------------------------------------------------------ internals
 
   private spawn(): Slot {
-    const worker = new Worker(this.workerFile);
+    const worker = new Worker(getWorkerPath(this.workerFile));
     const slot: Slot = { id: this.nextSlotId++, worker, runs: new Map(), gone: false };
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
     worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`, serializeError(err)));

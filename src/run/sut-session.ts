@@ -65,6 +65,8 @@ export async function openSut(opts: {
   log: (line: string) => void;
   signal?: AbortSignal;
   env?: Record<string, string>;
+  /** route dependents through this process's shaping proxies (StartContext.shapeDependents) */
+  shapeDependents?: boolean;
 }): Promise<SutSession> {
   const { spec } = opts;
   const state = readStateFile(spec.dir);
@@ -82,7 +84,7 @@ export async function openSut(opts: {
   await choice.backend.sweep({ app: spec.name, log: opts.log }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-${spec.name}-`));
   try {
-    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env });
+    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, shapeDependents: opts.shapeDependents });
     return { sut, owned: true, backend: choice.backend.name, reason: choice.reason };
   } catch (err) {
     fs.rmSync(workDir, { recursive: true, force: true });

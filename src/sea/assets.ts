@@ -10,13 +10,14 @@ import * as path from 'node:path';
  * Asset names (scripts/build-binary.js writes them):
  *   manifest.json        {buildId}: names the extraction folder
  *   glue.wasm            wasmoon's Lua VM
- *   scenario-worker.js   the bundled worker-thread script for scenarios
+ *   workers/<name>.js    bundled worker-thread scripts (scenario-worker.js, load-worker.js)
  *   lua-types.json       {file name: text} of lua-types/ for `topas init`
  */
 export const SEA_ASSETS = {
   manifest: 'manifest.json',
   wasm: 'glue.wasm',
-  worker: 'scenario-worker.js',
+  /** + the worker's file name */
+  workerPrefix: 'workers/',
   luaTypes: 'lua-types.json',
 } as const;
 
@@ -103,15 +104,21 @@ export function getWasmLocation(): string | undefined {
 }
 
 /**
- * The file to hand to `new Worker(...)` for scenarios: `defaultPath` (the
- * compiled dist/src/run/scenario-worker.js) normally; inside the executable
- * the bundled worker extracted from it. Also makes sure glue.wasm is on disk
- * before any worker asks for it.
+ * The file to hand to `new Worker(...)`: `defaultPath` (a compiled worker
+ * script such as dist/src/run/scenario-worker.js) normally; inside the
+ * executable the bundled copy of the worker with that file name, extracted
+ * from it. Also makes sure glue.wasm is on disk before any worker asks for it.
  */
-export function getScenarioWorkerPath(defaultPath: string): string {
+export function getWorkerPath(defaultPath: string): string {
   if (!isSea()) return defaultPath;
   getWasmLocation();
-  return extractAsset(SEA_ASSETS.worker, 'scenario-worker.js');
+  const name = path.basename(defaultPath);
+  return extractAsset(`${SEA_ASSETS.workerPrefix}${name}`, name);
+}
+
+/** getWorkerPath for the scenario pool's worker. */
+export function getScenarioWorkerPath(defaultPath: string): string {
+  return getWorkerPath(defaultPath);
 }
 
 /** lua-types/ files carried by the executable (name -> text); undefined outside it. */

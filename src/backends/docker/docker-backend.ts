@@ -47,6 +47,7 @@ export class DockerBackend implements Backend {
         CheckDuplicate: true,
         Labels: { ...runLabels(spec.name, ctx.runId), [LABEL.service]: '' },
       });
+      await sut.startShaping(ctx.shapeDependents ? await networkGateway(engine, network, ctx.log) : undefined);
       await startInDependencyOrder(spec, (name) => sut.startComponent(name, ctx.signal), { signal: ctx.signal });
       if (ctx.signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
     } catch (err) {
@@ -71,6 +72,8 @@ export class DockerBackend implements Backend {
     const network = data?.network ?? dockerName('topas', spec.name, state.runId);
     const sut = new DockerSut(spec, state.runId, engine, ctx, network, state.startedAt, data);
     await sut.adopt();
+    // containers started by another process keep their direct references: only scenario traffic is shaped
+    await sut.startShaping(undefined);
     sut.startReconcile();
     return sut;
   }
@@ -113,4 +116,16 @@ export class DockerBackend implements Backend {
     }
     return { removed };
   }
+}
+
+/**
+ * The host's address on the run's bridge network: containers reach this
+ * process's shaping proxies there. Undefined (dependents then talk directly)
+ * when the engine reports none, e.g. a network without IPAM config.
+ */
+async function networkGateway(engine: Engine, network: string, log: (line: string) => void): Promise<string | undefined> {
+  const info = (await engine.docker.getNetwork(network).inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
+  const gateway = info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
+  if (!gateway) log(`docker: network ${network} reports no gateway; service-to-service traffic is not shaped`);
+  return gateway;
 }

@@ -8,6 +8,9 @@ import { lastLines, sleep, waitForHttp } from '../readiness';
 import { containerLogs, ensureImage, imageRef, versionOf, type Engine } from './engine';
 import { ExitWatch, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
 import { LABEL, clearDetached, dockerName, markDetached, runLabels } from './labels';
+import { ShapeController } from '../../shape/shape-controller';
+import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
+import type { ProxyTarget } from '../../shape/shaping-proxy';
 
 /** Image for a database without one: overridable because a machine may only have a local build. */
 export function defaultPostgresImage(): string {
@@ -77,6 +80,11 @@ export class DockerSut implements Sut {
   private reconcileTimer?: NodeJS.Timeout;
   private reconciling = false;
   private readonly docker;
+  // traffic shaping: scenarios reach replicas through per-replica proxies on 127.0.0.1; containers reach
+  // the dependents' proxies on the run network's gateway address (set by startShaping)
+  private readonly shapes: ShapeController;
+  private readonly fleet: ProxyFleet;
+  private gateway?: string;
 
   constructor(
     readonly spec: AppSpec,
@@ -116,6 +124,48 @@ export class DockerSut implements Sut {
         busy: 0,
       });
     }
+    this.shapes = new ShapeController({ services: [...this.svcs.keys(), ...this.dbs.keys()] });
+    this.fleet = new ProxyFleet({ controller: this.shapes, scenarioHost: '127.0.0.1' });
+  }
+
+  // ---- shaping proxies -----------------------------------------------------
+
+  /** The ShapeController of this run: `shape.*` calls land here. */
+  shaping(): ShapeController {
+    return this.shapes;
+  }
+
+  /**
+   * Before anything starts (or right after attach): the scenario proxy of each
+   * database and, given the network's gateway address (dependents shaped), the
+   * proxies that containers' `${name.url}` references resolve to. They listen on
+   * the gateway address, which is this host's side of the run's bridge network,
+   * and forward to the replicas' ports published on 127.0.0.1.
+   */
+  async startShaping(gateway?: string): Promise<void> {
+    const dbTarget = (db: DatabaseRt): ProxyTarget | undefined => (db.hostPort && db.ready ? { host: '127.0.0.1', port: db.hostPort } : undefined);
+    for (const db of this.dbs.values()) await this.fleet.replicaProxy(db.spec.name, `${db.spec.name}#db`, 'db', 'tcp', () => dbTarget(db));
+    for (const svc of this.svcs.values()) for (const r of svc.replicas) if (!r.gone) await this.startReplicaProxies(svc, r);
+    if (!gateway) return;
+    this.gateway = gateway;
+    for (const db of this.dbs.values()) {
+      await this.fleet.dependentProxy(db.spec.name, 'db', 'tcp', () => [dbTarget(db)].filter((t): t is ProxyTarget => !!t), gateway);
+    }
+    for (const svc of this.svcs.values()) {
+      const pool = (): Replica[] => {
+        const ready = this.readyReplicas(svc);
+        return ready.length ? ready : svc.replicas.filter((r) => !r.gone);
+      };
+      const targets = (port: number) => () => pool().flatMap((r) => (r.hostPorts.get(port) ? [{ host: '127.0.0.1', port: r.hostPorts.get(port)! }] : []));
+      await this.fleet.dependentProxy(svc.spec.name, 'main', 'http', targets(svc.spec.port), gateway);
+      for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.dependentProxy(svc.spec.name, pn, 'tcp', targets(p), gateway);
+    }
+  }
+
+  private async startReplicaProxies(svc: ServiceRt, r: Replica): Promise<void> {
+    const hostPort = (p: number) => (): ProxyTarget | undefined => (r.hostPorts.get(p) ? { host: '127.0.0.1', port: r.hostPorts.get(p)! } : undefined);
+    await this.fleet.replicaProxy(svc.spec.name, r.id, 'main', 'http', hostPort(svc.spec.port));
+    for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.replicaProxy(svc.spec.name, r.id, pn, 'tcp', hostPort(p));
   }
 
   /** Image references the spec needs, for checking them all before anything starts. */
@@ -245,6 +295,7 @@ export class DockerSut implements Sut {
         },
       });
       const replica: Replica = { slot, id: started.id, name, ref, hostPorts: started.hostPorts, ready: false, gone: false };
+      await this.startReplicaProxies(svc, replica);
       if (ready.kind === 'http') {
         const watch = new ExitWatch(this.docker, started.id);
         try {
@@ -284,6 +335,16 @@ export class DockerSut implements Sut {
 
   /** `${name.field}` as seen from inside the run network. */
   private resolveInNetwork(name: string, field: string): string {
+    const viaPort = this.dbs.has(name) ? 'db' : field.startsWith('ports.') ? field.slice(6) : 'main';
+    const via = this.gateway && (field === 'url' || field === 'host' || field === 'port' || field.startsWith('ports.')) ? this.fleet.dependentAddress(name, viaPort) : undefined;
+    if (via) {
+      if (field === 'host') return via.host;
+      if (field === 'port' || field.startsWith('ports.')) return String(via.port);
+      const db = this.dbs.get(name);
+      if (!db) return proxyUrl(via);
+      const c = db.spec.credentials;
+      return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${via.host}:${via.port}/${encodeURIComponent(c.dbname)}`;
+    }
     const db = this.dbs.get(name);
     if (db) {
       const d = db.spec;
@@ -509,6 +570,7 @@ export class DockerSut implements Sut {
   }
 
   private async removeContainer(id: string): Promise<void> {
+    await this.fleet.dropReplica(id);
     try {
       await this.docker.getContainer(id).remove({ force: true, v: true });
     } catch {
@@ -541,7 +603,7 @@ export class DockerSut implements Sut {
         ready: db.ready,
         image: db.ref,
         version: versionOf(db.ref),
-        endpoints: db.hostPort ? [this.dbUrl(db)] : [],
+        endpoints: db.hostPort ? [this.dbUrl(db, true)] : [],
       });
     }
     for (const svc of this.svcs.values()) {
@@ -556,7 +618,7 @@ export class DockerSut implements Sut {
         ready: this.isReady(svc),
         image: ref,
         version: svc.version ?? (ref ? versionOf(ref) : undefined),
-        endpoints: ready.map((r) => this.replicaUrl(svc, r)),
+        endpoints: ready.map((r) => this.directUrl(svc, r)),
         ...(Object.keys(extraEndpoints).length ? { extraEndpoints } : {}),
       });
     }
@@ -581,24 +643,25 @@ export class DockerSut implements Sut {
         hint: `named ports: ${Object.keys(svc.spec.ports).join(', ') || 'none'}`,
       });
     }
-    return `127.0.0.1:${r.hostPorts.get(p)}`;
+    return this.replicaHostPort(r, port, p);
   }
 
   endpointMap(): EndpointMap {
     const map: EndpointMap = {};
     for (const db of this.dbs.values()) {
       const c = db.spec.credentials;
+      const via = this.fleet.replicaAddress(`${db.spec.name}#db`, 'db');
       map[db.spec.name] = {
         kind: 'database',
         urls: db.hostPort ? [this.dbUrl(db)] : [],
         extra: {},
-        db: { host: '127.0.0.1', port: db.hostPort ?? 0, user: c.user, password: c.password, dbname: c.dbname },
+        db: { host: via?.host ?? '127.0.0.1', port: via?.port ?? db.hostPort ?? 0, user: c.user, password: c.password, dbname: c.dbname },
       };
     }
     for (const svc of this.svcs.values()) {
       const ready = this.readyReplicas(svc);
       const extra: Record<string, string[]> = {};
-      for (const [pn, p] of Object.entries(svc.spec.ports)) extra[pn] = ready.map((r) => `127.0.0.1:${r.hostPorts.get(p)}`);
+      for (const [pn, p] of Object.entries(svc.spec.ports)) extra[pn] = ready.map((r) => this.replicaHostPort(r, pn, p));
       map[svc.spec.name] = { kind: 'service', urls: ready.map((r) => this.replicaUrl(svc, r)), extra };
     }
     return map;
@@ -801,6 +864,8 @@ export class DockerSut implements Sut {
 
   async detach(): Promise<void> {
     this.stopReconcile();
+    // the proxies live in this process; what stays running was started with direct references
+    await this.fleet.close();
     markDetached(this.runId);
   }
 
@@ -813,6 +878,7 @@ export class DockerSut implements Sut {
   /** Stop a start in progress: remove what exists now so pending waits fail at once. */
   abortStart(): void {
     this.disposed = true;
+    void this.fleet.close();
     void removeRun(this.engine, this.runId).catch(() => {});
   }
 
@@ -824,6 +890,7 @@ export class DockerSut implements Sut {
       Promise.allSettled([...this.svcs.values(), ...this.dbs.values()].map((rt) => rt.lock)),
       sleep(2000),
     ]);
+    await this.fleet.close();
     await removeRun(this.engine, this.runId);
     clearDetached(this.runId);
     this.ctx.log(`docker: removed the containers and network of run ${this.runId}`);
@@ -849,13 +916,28 @@ export class DockerSut implements Sut {
     return svc.busy === 0 && this.readyReplicas(svc).length >= svc.declared && svc.replicas.every((r) => !r.gone);
   }
 
+  /** A replica's base URL as scenarios reach it: through its shaping proxy (direct when it has none). */
   private replicaUrl(svc: ServiceRt, r: Replica): string {
+    const a = this.fleet.replicaAddress(r.id, 'main');
+    return a ? proxyUrl(a) : this.directUrl(svc, r);
+  }
+
+  /** Unproxied, for `ps`/`sut.services()` and diagnostics. */
+  private directUrl(svc: ServiceRt, r: Replica): string {
     return `http://127.0.0.1:${r.hostPorts.get(svc.spec.port)}`;
   }
 
-  private dbUrl(db: DatabaseRt): string {
+  private replicaHostPort(r: Replica, portName: string, port: number): string {
+    const a = this.fleet.replicaAddress(r.id, portName);
+    return a ? `${a.host}:${a.port}` : `127.0.0.1:${r.hostPorts.get(port)}`;
+  }
+
+  /** As scenarios reach the database (its proxy), or `direct`. */
+  private dbUrl(db: DatabaseRt, direct = false): string {
     const c = db.spec.credentials;
-    return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@127.0.0.1:${db.hostPort}/${encodeURIComponent(c.dbname)}`;
+    const via = direct ? undefined : this.fleet.replicaAddress(`${db.spec.name}#db`, 'db');
+    const hostPort = via ? `${via.host}:${via.port}` : `127.0.0.1:${db.hostPort}`;
+    return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${hostPort}/${encodeURIComponent(c.dbname)}`;
   }
 }
 

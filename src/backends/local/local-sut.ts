@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { nodeExecutable } from '../../sea/node-executable';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -454,7 +455,7 @@ export class LocalSut implements Sut {
   private argv(svc: ServiceRuntime): string[] {
     const argv = (svc.config.command ?? []).map((a) => resolveReferences(a, this.resolveRef));
     // same node as topas: works without node on PATH and matches the tested version
-    if (argv[0] === 'node') argv[0] = process.execPath;
+    if (argv[0] === 'node') argv[0] = nodeExecutable();
     return argv;
   }
 
@@ -899,7 +900,7 @@ export class LocalSut implements Sut {
       env = this.replicaEnv(svc, r?.index ?? 1, r?.port, r?.ports ?? {});
     }
     return new Promise((resolve) => {
-      const child = spawn(argv[0] === 'node' ? process.execPath : argv[0], argv.slice(1), { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(argv[0] === 'node' ? nodeExecutable() : argv[0], argv.slice(1), { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

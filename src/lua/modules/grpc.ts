@@ -169,7 +169,7 @@ function reflectFilesWith(client: grpc.Client, service: string, symbol: string, 
       }
       if (outstanding === 0) finish();
     });
-    call.on('error', (err: grpc.ServiceError) => finish(new StatusError(err.code ?? grpc.status.UNKNOWN, err.details || err.message)));
+    call.on('error', (err: grpc.ServiceError) => finish(new StatusError(err.code ?? grpc.status.UNKNOWN, (err.details || err.message).replace(/\s*Resolution note:\s*$/, ''))));
     call.on('end', () => finish(outstanding === 0 ? undefined : new Error('reflection: the server closed the stream early')));
     ask({ file_containing_symbol: symbol });
   });
@@ -227,6 +227,7 @@ export function createGrpcTargetResolver(endpoints: () => EndpointMap): (target:
     const bare = raw.replace(/^(grpc|https?|dns):\/{0,3}/, '').replace(/\/+$/, '');
     const m = /^([^:/]+)(?::([^:/]+))?$/.exec(bare);
     const svc = m ? endpoints()[m[1]] : undefined;
+    if (svc && svc.kind === 'database') throw new Error(`"${m?.[1]}" is a database of the app, not a service`);
     if (!m || !svc || svc.kind !== 'service') {
       if (!/:\d+$/.test(bare)) throw new Error(`"${raw}" is neither a service of the app nor host:port`);
       return { address: bare, label: raw };
@@ -275,7 +276,7 @@ export interface GrpcCaller {
   close(): void;
 }
 
-export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'signal' | 'task'>): GrpcCaller {
+export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'signal' | 'task' | 'metrics'>): GrpcCaller {
   const resolve = createGrpcTargetResolver(ctx.endpoints);
   const clients = new Map<string, grpc.Client>();
 
@@ -328,7 +329,17 @@ export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'sign
         def = findMethod(await reflected(client, address, service), service, method, `the server's reflection (${address})`);
       }
       if (def.requestStream) throw new Error(`${service}/${method} is ${def.responseStream ? 'bidirectional' : 'client'}-streaming; net.grpc makes unary and server-streaming calls`);
-      return await invoke(client, def, request, metadataFrom(opts.metadata, 'net.grpc'), timeoutMs);
+      const t0 = performance.now();
+      const name = typeof opts.name === 'string' ? opts.name : `${service}/${method}`;
+      try {
+        const out = await invoke(client, def, request, metadataFrom(opts.metadata, 'net.grpc'), timeoutMs);
+        ctx.metrics?.request({ name, method: 'GRPC', status: grpc.status.OK, durationMs: performance.now() - t0, failed: false, bytesSent: 0, bytesReceived: 0 });
+        return out;
+      } catch (err) {
+        const code = err instanceof StatusError ? err.code : grpc.status.UNKNOWN;
+        ctx.metrics?.request({ name, method: 'GRPC', status: code, durationMs: performance.now() - t0, failed: true, bytesSent: 0, bytesReceived: 0 });
+        throw err;
+      }
     } catch (err) {
       if (ctx.signal.aborted) throw new Error(`${what}: cancelled`);
       throw new Error(`${what}: ${errorMessage(err)}`);
@@ -337,7 +348,7 @@ export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'sign
 
   function invoke(client: grpc.Client, def: MethodDef, request: object, metadata: grpc.Metadata, timeoutMs: number): Promise<unknown> {
     const options: grpc.CallOptions = { deadline: Date.now() + timeoutMs };
-    const statusError = (err: grpc.ServiceError) => new StatusError(err.code ?? grpc.status.UNKNOWN, err.details || err.message);
+    const statusError = (err: grpc.ServiceError) => new StatusError(err.code ?? grpc.status.UNKNOWN, (err.details || err.message).replace(/\s*Resolution note:\s*$/, ''));
     return new Promise((resolveCall, reject) => {
       let cancel: () => void = () => undefined;
       const onAbort = () => cancel();

@@ -26,3 +26,4 @@ registerLuaModule('db', createDbModule);
 registerLuaModule('sut', createSutModule);
 registerLuaModule('sync', createSyncModule);
 registerLuaModule('shape', createShapeModule);
+registerLuaModule('postman', (ctx) => (require('./postman') as typeof import('./postman')).createPostmanModule(ctx));

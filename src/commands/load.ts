@@ -1,0 +1,64 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand } from '../cli/base-command';
+import { appFlag, backendFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
+import { runLoad } from '../load/load-service';
+import { TopasError } from '../errors';
+
+export default class Load extends BaseCommand {
+  static override summary = 'Load test: open-model arrival rate, live progress, summary; thresholds decide the exit code';
+  static override description =
+    'Runs a Lua load script (options, setup(), iteration(ctx), teardown(data)) against the SUT, standing it up as `topas run` does. ' +
+    'Executors: constant arrival rate (--rate), ramping arrival rate (--ramp or options.stages), constant VUs (options.vus). ' +
+    'Iterations start on schedule whether or not earlier ones finished; when no VU is free and max VUs are in use an iteration is dropped and counted. ' +
+    'Thresholds use k6 syntax (METRIC:EXPR, e.g. "http_req_duration:p(95)<250", "http_req_failed:rate<0.01", "iterations:rate>190"). ' +
+    'Exit codes: 0 passed, 1 the script failed, 2 invalid input, 3 SUT could not start, 4 thresholds failed or baseline regressed, 130 interrupted.';
+  static override args = {
+    file: Args.string({ description: 'the load script (.lua)', required: true }),
+  };
+  static override examples = [
+    '<%= config.bin %> load tests/load.lua --rate 200/s --duration 30s',
+    '<%= config.bin %> load tests/load.lua --rate 1000/s --ramp 10s --duration 1m --max-vus 500',
+    '<%= config.bin %> load tests/load.lua --threshold "http_req_duration:p(95)<250" --threshold "http_req_failed:rate<0.01"',
+    '<%= config.bin %> load tests/load.lua --baseline 20250131-120501-123-10-a1b2c3 --max-regression 5%',
+    '<%= config.bin %> load tests/load.lua --json > summary.json',
+  ];
+  static override flags = {
+    rate: Flags.string({ description: 'iterations started per time unit (open model), e.g. 200/s, 1000/m, 50/100ms', helpValue: '200/s' }),
+    duration: Flags.string({ description: 'how long to start iterations (default: options.duration or 30s)', helpValue: '30s' }),
+    ramp: Flags.string({ description: 'ramp linearly from 0 to --rate over this long', helpValue: '5s' }),
+    'max-vus': Flags.integer({ description: 'VU pool cap; iterations due while all are busy are dropped', min: 1 }),
+    threshold: Flags.string({ description: 'METRIC:EXPR in k6 syntax (repeatable); replaces the script\'s thresholds on that metric', multiple: true, default: [], helpValue: 'http_req_duration:p(95)<250' }),
+    workers: Flags.integer({ description: 'worker threads (default: cores)', min: 1 }),
+    baseline: Flags.string({ description: 'compare with an earlier run (run id or JSON file); fail when p95 or the error rate regressed', helpValue: 'RUN|FILE' }),
+    'max-regression': Flags.string({ description: 'allowed regression against --baseline, e.g. 10% or 0.1', default: '10%' }),
+    app: appFlag,
+    backend: backendFlag,
+    env: envFlag,
+    keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Load);
+    const outcome = await runLoad({
+      io: this.io,
+      file: args.file,
+      app: flags.app,
+      backend: flags.backend,
+      flags: { rate: flags.rate, duration: flags.duration, ramp: flags.ramp, maxVus: flags['max-vus'], threshold: flags.threshold },
+      workers: flags.workers,
+      baseline: flags.baseline,
+      maxRegression: parseRegression(flags['max-regression']),
+      env: parseEnvFlags(flags.env),
+      keep: flags.keep,
+      json: flags.json,
+    });
+    this.finish(outcome.exitCode);
+  }
+}
+
+/** `10%` or `0.1` -> 0.1 */
+export function parseRegression(v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$/.exec(v);
+  if (!m) throw new TopasError('INVALID_FLAGS', `--max-regression: expected a percentage like 10% or a fraction like 0.1, got "${v}"`);
+  return m[2] ? Number(m[1]) / 100 : Number(m[1]);
+}

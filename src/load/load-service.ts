@@ -1,0 +1,519 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { EXIT_CODES, TopasError, serializeError, type SerializedError } from '../errors';
+import type { Io } from '../io';
+import type { AppSpec } from '../spec/app-spec';
+import { loadAppSpec } from '../spec/load-app-spec';
+import { createMasker, registerSecret } from '../spec/secrets';
+import { checkLuaSyntax } from '../lua/syntax-check';
+import { VuHost, type Vu } from '../lua/vu-host';
+import { RunRecordStore, writeStateFile } from '../run/run-record';
+import { findAppSpecFile } from '../run/targets';
+import { openSut, type SutSession } from '../run/sut-session';
+import { Interrupts } from '../run/interrupts';
+import { createSutRpcHandler } from '../run/sut-rpc';
+import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
+import type { LogLevel } from '../run/scenario-types';
+import { formatDurationMs } from '../util/duration';
+import { mergeSnapshots, selectSeries, SeriesStats, TimeSeriesBuilder, toSummaryFile, type MetricType, type MetricsSnapshot, type SecondBucket, type TimeSeries } from './metrics';
+import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFlags, type LoadPlan } from './schedule';
+import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
+import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
+import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
+
+export interface LoadOptions {
+  io: Io;
+  /** the load script (relative to io.cwd or absolute) */
+  file: string;
+  app?: string;
+  backend: string;
+  flags: LoadFlags;
+  /** worker threads (default: cores, at most the VU count) */
+  workers?: number;
+  /** a run id or a JSON file (run.json, summary JSON, k6 summary) */
+  baseline?: string;
+  /** 0.1 = 10% */
+  maxRegression?: number;
+  env: Record<string, string>;
+  keep?: boolean;
+  /** --json: the summary as JSON on stdout */
+  json?: boolean;
+  /** how often the live line is redrawn (default 1s) */
+  progressEveryMs?: number;
+}
+
+export interface LoadSummaryJson {
+  runId: string;
+  state: 'passed' | 'failed' | 'interrupted' | 'error';
+  exitCode: number;
+  durationMs: number;
+  executor: LoadPlan['executor'];
+  /** k6 handleSummary shape: metrics[key].values[stat] */
+  metrics: ReturnType<typeof toSummaryFile>['metrics'];
+  thresholds: ThresholdResult[];
+  baseline?: BaselineComparison;
+  aborted?: string;
+  errors: Array<{ message: string; count: number }>;
+}
+
+export interface LoadOutcome {
+  exitCode: number;
+  runId: string;
+  snapshot: MetricsSnapshot;
+  timeSeries: TimeSeries;
+  summary: LoadSummaryJson;
+}
+
+const GRACE_MS = 5000;
+const MUTATING = new Set(['sut.applyService', 'sut.scale', 'sut.stop', 'sut.start', 'sut.restart', 'sut.kill']);
+
+/**
+ * `topas load`: validate the script and options, stand the SUT up (as `topas
+ * run` does), run setup once, spread the load over worker threads, merge their
+ * metrics every second (progress, abort_on_fail), run teardown once, write the
+ * run record and decide the exit code from the thresholds and the baseline.
+ */
+export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
+  const { io } = opts;
+  const startedAtMs = io.now();
+  const file = path.resolve(io.cwd, opts.file);
+  if (!fs.existsSync(file)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
+  const syntax = await checkLuaSyntax(file, io.cwd);
+  if (syntax.length) throw new TopasError('LUA_SYNTAX', `${opts.file} does not compile`, { problems: syntax });
+  const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: file });
+  const spec: AppSpec | undefined = specFile ? await loadAppSpec(specFile) : undefined;
+  const mask = spec ? createMasker(spec) : (s: string) => s;
+  for (const [k, v] of Object.entries(opts.env)) if (/PASSWORD|SECRET|TOKEN|KEY/i.test(k)) registerSecret(v);
+  const env = { ...stringEnv(io.env), ...opts.env };
+  const baselineFigures = opts.baseline !== undefined ? readBaseline(opts.baseline, spec?.dir ?? io.cwd, io.cwd) : undefined;
+  if (opts.maxRegression !== undefined && !(opts.maxRegression >= 0)) throw new TopasError('INVALID_FLAGS', `--max-regression must be >= 0, got ${opts.maxRegression}`);
+
+  // the main thread's own VU: reads `options`, runs setup and teardown
+  let rpcImpl: (method: string, args: unknown[]) => Promise<unknown> = async (method) => {
+    throw new TopasError('SUT_NOT_UP', `${method}: the system under test is not up yet (the script's top level runs before it is)`);
+  };
+  const customTypes: Record<string, MetricType> = {};
+  const recordDir = spec ? spec.dir : io.cwd;
+  const store = new RunRecordStore(recordDir);
+  const runId = store.createRunId();
+  const log = (line: string) => {
+    const masked = mask(line);
+    io.stderr.write(`topas: ${masked}\n`);
+    store.appendLog(runId, { ts: io.now(), runId, source: 'topas', level: 'info', message: masked });
+  };
+  const scriptLog = (level: LogLevel, source: string, message: string) => {
+    const m = mask(message);
+    store.appendLog(runId, { ts: io.now(), runId, source, level, message: m });
+    io.stderr.write(`[${source}] ${level === 'info' ? '' : `${level.toUpperCase()} `}${m}\n`);
+  };
+  const host = await VuHost.create({
+    file,
+    baseDir: io.cwd,
+    env,
+    endpoints: {},
+    rpc: (method, args) => rpcImpl(method, args),
+    log: scriptLog,
+    custom: { define: (name, type) => void (customTypes[name] = type), add: () => undefined },
+  });
+  let plan: LoadPlan;
+  let mainVu: Vu | undefined;
+  try {
+    let info;
+    try {
+      mainVu = await host.createVu(0);
+      info = mainVu.info!;
+    } catch (err) {
+      throw new TopasError('SCENARIO_FAILED', `the top level of ${opts.file} failed: ${(err as Error).message}`, {
+        hint: 'the top level runs once per VU before load starts (k6 init code); call the SUT from setup() or iteration()',
+      });
+    }
+    if (!info.hasIteration) throw new TopasError('INVALID_FLAGS', `${opts.file} defines no iteration(ctx) function`, { hint: 'a load script defines `function iteration(ctx) ... end`' });
+    plan = resolveLoadPlan(info.options, opts.flags, customTypes);
+  } catch (err) {
+    await host.close();
+    throw err;
+  }
+  const ex = plan.executor;
+  const schedule = ex.executor === 'constant-vus' ? undefined : new ArrivalSchedule(ex);
+  const maxVus = ex.executor === 'constant-vus' ? ex.vus : ex.maxVus;
+  const workers = Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxVus));
+
+  const baseRecord = { runId, kind: 'load', app: spec?.name, specFile, file: path.relative(io.cwd, file), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
+  store.writeRun(runId, { ...baseRecord, state: 'running', load: { plan } });
+
+  const interrupts = new Interrupts(io);
+  let session: SutSession | undefined;
+  const slots: WorkerSlot[] = [];
+  let runError: (SerializedError & { exitCode?: number }) | undefined;
+  let exitCode: number = EXIT_CODES.ok;
+  let loadStartMs = 0;
+  let loadEndMs = 0;
+  let aborted: string | undefined;
+  let timeSeries = new TimeSeriesBuilder(io.now());
+  let merged: MetricsSnapshot = mergeSnapshots([]);
+  const errors = new Map<string, number>();
+  const progress = new ProgressRenderer(io.stderr, { tty: !!io.stderr.isTTY });
+  let progressTimer: NodeJS.Timeout | undefined;
+  let data: unknown;
+  let setupDone = false;
+
+  try {
+    const work = async () => {
+      if (spec) {
+        log(`standing up app ${spec.name}…`);
+        const t0 = io.now();
+        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env });
+        log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
+        const sutRpc = createSutRpcHandler(session.sut, (map) => {
+          host.setEndpoints(map);
+          for (const s of slots) post(s, { type: 'endpoints', endpoints: map });
+        });
+        host.setEndpoints(session.sut.endpointMap());
+        rpcImpl = async (method, args) => {
+          if (!method.startsWith('sut.')) throw new TopasError('INTERNAL', `${method} is not available under \`topas load\``);
+          const mutating = MUTATING.has(method);
+          if (mutating) timeSeries.mark(io.now(), `${method}(${describeArgs(args)})`);
+          try {
+            return await sutRpc(runId, method, args);
+          } finally {
+            if (mutating) timeSeries.mark(io.now(), `${method} done`);
+          }
+        };
+      } else {
+        rpcImpl = async (method) => {
+          throw new TopasError('SUT_NOT_UP', `${method}: no app spec was found, so there is no system under test`, { hint: 'pass --app topas.yaml or put a topas.yaml next to the script' });
+        };
+      }
+      if (interrupts.interrupted) return;
+
+      const setup = await host.setup(mainVu!);
+      if (!setup.ok) throw new TopasError('SCENARIO_FAILED', `setup() failed: ${setup.error}`);
+      data = setup.value;
+      setupDone = true;
+      try {
+        structuredClone(data);
+      } catch {
+        throw new TopasError('SCENARIO_FAILED', 'setup() returned something that cannot be handed to the VUs (functions or userdata); return plain tables, strings and numbers');
+      }
+      if (interrupts.interrupted) return;
+
+      const endpoints = session ? session.sut.endpointMap() : {};
+      for (let w = 0; w < workers; w++) {
+        const init: LoadWorkerInit = {
+          file,
+          baseDir: io.cwd,
+          env,
+          endpoints,
+          worker: w,
+          workers,
+          executor: ex,
+          preAllocatedVus: ex.executor === 'constant-vus' ? 0 : Math.max(1, splitCount(ex.preAllocatedVus, workers, w)),
+          maxVus: ex.executor === 'constant-vus' ? 0 : Math.max(1, splitCount(ex.maxVus, workers, w)),
+          data,
+        };
+        slots.push(spawnWorker(w, init));
+      }
+      const slotEvents = (s: WorkerSlot) => s.events;
+      const failed = (s: WorkerSlot) =>
+        new Promise<never>((_, reject) => {
+          s.onFatal = (e) => reject(new TopasError('INTERNAL', `load worker ${s.index} failed: ${e.message}`));
+        });
+      const anyFatal = Promise.race(slots.map(failed));
+      anyFatal.catch(() => undefined);
+      const stopOnInterrupt = () => {
+        for (const s of slots) post(s, { type: 'load-stop', abort: true });
+      };
+      interrupts.onInterrupt(stopOnInterrupt);
+      await Promise.race([Promise.all(slots.map((s) => slotEvents(s).ready)), anyFatal, abortedPromise(interrupts.signal)]);
+      if (interrupts.interrupted) return;
+
+      loadStartMs = Math.ceil(performance.timeOrigin + performance.now()) + 50;
+      timeSeries = new TimeSeriesBuilder(loadStartMs);
+      for (const s of slots) post(s, { type: 'load-start', startMs: loadStartMs });
+      log(`load: ${describePlan(plan)} on ${workers} worker thread${workers > 1 ? 's' : ''}`);
+
+      const rateAt = (sec: number) => targetRateAt(ex, schedule, sec * 1000);
+      const refresh = (final: boolean) => {
+        merged = mergeSnapshots(slots.map((s) => s.snapshot).filter((s): s is MetricsSnapshot => !!s));
+        const elapsedMs = Math.max(0, Date.now() - loadStartMs);
+        const state = progressState(merged, timeSeries, elapsedMs, plan.durationMs, rateAt, slots, maxVus);
+        if (final) progress.finish(state);
+        else progress.update(state);
+        if (!aborted && !final) {
+          const bad = abortingThreshold(plan.thresholds, merged, elapsedMs, { durationMs: Math.max(1, elapsedMs) });
+          if (bad) {
+            aborted = `threshold ${bad.key} ${bad.expression} failed (abort_on_fail)`;
+            log(`aborting: ${aborted}`);
+            for (const s of slots) post(s, { type: 'load-stop', abort: true });
+          }
+        }
+      };
+      for (const s of slots) {
+        s.onMetrics = (buckets) => timeSeries.add(buckets);
+      }
+      progressTimer = setInterval(() => refresh(false), opts.progressEveryMs ?? 1000);
+      await Promise.race([Promise.all(slots.map((s) => slotEvents(s).done)), anyFatal]);
+      loadEndMs = Date.now();
+      clearInterval(progressTimer);
+      progressTimer = undefined;
+      for (const s of slots) for (const e of s.errors) errors.set(e.message, (errors.get(e.message) ?? 0) + e.count);
+      refresh(true);
+    };
+    await Promise.race([work(), interrupts.forced]);
+  } catch (err) {
+    runError = serializeError(err);
+    exitCode = err instanceof TopasError ? err.exitCode : EXIT_CODES.failed;
+    if (err instanceof TopasError) log(err.format());
+    else log(`unexpected error: ${(err as Error).stack ?? String(err)}`);
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+    await teardown();
+  }
+
+  async function teardown() {
+    // the script's teardown(data) runs once, while the SUT is still up
+    // k6 semantics: teardown(data) runs when setup succeeded, also after an abort or Ctrl-C
+    if (setupDone && mainVu?.info?.hasTeardown) {
+      const t = await Promise.race([host.teardown(mainVu, data), interrupts.forced.then(() => ({ ok: false as const, error: 'forced' }))]);
+      if (!t.ok) log(`teardown() failed: ${t.error}`);
+    }
+    await host.close().catch(() => undefined);
+    await Promise.all(slots.map((s) => closeWorker(s)));
+    const s = session as SutSession | undefined;
+    try {
+      if (!s) return;
+      if (s.owned && !opts.keep) {
+        log('tearing down…');
+        await Promise.race([s.sut.dispose(), interrupts.forced.then(() => s.sut.dispose())]);
+      } else if (s.owned && opts.keep) {
+        writeStateFile(spec?.dir ?? recordDir, s.sut.state());
+        await s.sut.detach();
+        log('kept the SUT running (--keep); `topas down` tears it down');
+      } else {
+        await s.sut.detach();
+      }
+    } catch (err) {
+      log(`teardown failed: ${(err as Error).message}`);
+      if (exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
+    } finally {
+      interrupts.dispose();
+    }
+  }
+
+  // the rate of counters is per second of load: the schedule's length when it ran to its end
+  const ranToEnd = loadStartMs > 0 && !aborted && !interrupts.interrupted && !runError;
+  const durationMs = loadStartMs === 0 ? 0 : ranToEnd ? plan.durationMs : Math.max(1, (loadEndMs || Date.now()) - loadStartMs);
+  const thresholds = loadStartMs > 0 && !runError ? evaluateThresholds(plan.thresholds, merged, { durationMs }) : [];
+  let baseline: BaselineComparison | undefined;
+  if (baselineFigures && loadStartMs > 0 && !runError) baseline = compareWithBaseline(figuresFromSnapshot(merged, durationMs), baselineFigures, { maxRegression: opts.maxRegression });
+  const failedGate = !thresholdsPassed(thresholds) || (baseline !== undefined && !baseline.ok) || aborted !== undefined;
+  if (interrupts.interrupted) exitCode = EXIT_CODES.interrupted;
+  else if (!runError && failedGate) exitCode = EXIT_CODES.thresholdsFailed;
+  const state: LoadSummaryJson['state'] = interrupts.interrupted ? 'interrupted' : runError ? 'error' : failedGate ? 'failed' : 'passed';
+  const series = timeSeries.build((sec) => targetRateAt(ex, schedule, sec * 1000));
+  const summaryFile = toSummaryFile(merged, { durationMs: Math.max(1, durationMs) });
+  const summary: LoadSummaryJson = {
+    runId,
+    state,
+    exitCode,
+    durationMs,
+    executor: ex,
+    metrics: summaryFile.metrics,
+    thresholds,
+    ...(baseline ? { baseline } : {}),
+    ...(aborted ? { aborted } : {}),
+    errors: [...errors].map(([message, count]) => ({ message: mask(message), count })),
+  };
+  store.writeRun(runId, {
+    ...baseRecord,
+    state: state === 'interrupted' ? 'interrupted' : state === 'error' ? 'error' : state === 'failed' ? 'failed' : 'passed',
+    backend: (session as SutSession | undefined)?.backend,
+    durationMs: io.now() - startedAtMs,
+    exitCode,
+    ...(runError ? { error: runError } : {}),
+    load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors },
+  });
+
+  if (opts.json) io.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+  else if (loadStartMs > 0) {
+    io.stdout.write(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline }));
+    if (aborted) io.stdout.write(`aborted: ${aborted}\n`);
+    if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
+    io.stdout.write(`run ${runId}: ${state}\n`);
+  }
+  return { exitCode, runId, snapshot: merged, timeSeries: series, summary };
+
+  // ------------------------------------------------------------------ workers
+
+  function spawnWorker(index: number, init: LoadWorkerInit): WorkerSlot {
+    const worker = new Worker(path.join(__dirname, 'load-worker.js'));
+    let readyResolve!: () => void;
+    let doneResolve!: () => void;
+    const slot: WorkerSlot = {
+      index,
+      worker,
+      gone: false,
+      errors: [],
+      events: { ready: new Promise<void>((r) => (readyResolve = r)), done: new Promise<void>((r) => (doneResolve = r)) },
+    };
+    worker.on('message', (msg: FromLoadWorker) => {
+      switch (msg.type) {
+        case 'load-ready':
+          readyResolve();
+          break;
+        case 'load-metrics':
+          slot.snapshot = msg.snapshot as MetricsSnapshot;
+          slot.activeVus = msg.activeVus;
+          slot.onMetrics?.(msg.buckets as SecondBucket[]);
+          break;
+        case 'load-done':
+          slot.snapshot = msg.snapshot as MetricsSnapshot;
+          slot.activeVus = 0;
+          slot.errors = msg.errors;
+          slot.onMetrics?.(msg.buckets as SecondBucket[]);
+          doneResolve();
+          break;
+        case 'log':
+          scriptLog(msg.line.level, msg.line.source, msg.line.message);
+          break;
+        case 'rpc-call':
+          rpcImpl(msg.method, msg.args).then(
+            (value) => post(slot, { type: 'rpc-result', callId: msg.callId, ok: true, value }),
+            (err) => post(slot, { type: 'rpc-result', callId: msg.callId, ok: false, error: serializeError(err) }),
+          );
+          break;
+        case 'fatal':
+          slot.onFatal?.(msg.error);
+          break;
+      }
+    });
+    worker.on('error', (err) => slot.onFatal?.(serializeError(err)));
+    worker.on('exit', (code) => {
+      if (!slot.gone) slot.onFatal?.({ name: 'WorkerError', message: `exited unexpectedly (code ${code})` });
+      slot.gone = true;
+    });
+    post(slot, { type: 'load-init', init });
+    return slot;
+  }
+}
+
+interface WorkerSlot {
+  index: number;
+  worker: Worker;
+  gone: boolean;
+  snapshot?: MetricsSnapshot;
+  activeVus?: number;
+  errors: Array<{ message: string; count: number }>;
+  events: { ready: Promise<void>; done: Promise<void> };
+  onMetrics?: (buckets: SecondBucket[]) => void;
+  onFatal?: (e: SerializedError) => void;
+}
+
+function post(slot: WorkerSlot, msg: ToLoadWorker): void {
+  if (slot.gone) return;
+  try {
+    slot.worker.postMessage(msg);
+  } catch {
+    // gone already
+  }
+}
+
+async function closeWorker(slot: WorkerSlot): Promise<void> {
+  if (slot.gone) return;
+  const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
+  slot.gone = true;
+  try {
+    slot.worker.postMessage({ type: 'shutdown' } satisfies ToLoadWorker);
+  } catch {
+    // already gone
+  }
+  const timer = setTimeout(() => void slot.worker.terminate(), GRACE_MS);
+  await exited;
+  clearTimeout(timer);
+}
+
+function abortedPromise(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+function progressState(
+  merged: MetricsSnapshot,
+  ts: TimeSeriesBuilder,
+  elapsedMs: number,
+  totalMs: number,
+  rateAt: (sec: number) => number,
+  slots: WorkerSlot[],
+  maxVus: number,
+): ProgressState {
+  const sec = Math.floor(elapsedMs / 1000) - 1;
+  const last = sec >= 0 ? ts.point(sec, rateAt) : undefined;
+  const get = (metric: string, stat: string) => {
+    const sel = selectSeries(merged, metric);
+    return sel ? new SeriesStats(sel.data, Math.max(1, elapsedMs)).get(stat) : undefined;
+  };
+  const reqFailed = selectSeries(merged, 'http_req_failed');
+  const failedIterations = 0;
+  return {
+    elapsedMs: Math.min(elapsedMs, Math.max(totalMs, elapsedMs)),
+    totalMs,
+    targetRate: rateAt(Math.min(elapsedMs, Math.max(0, totalMs - 1)) / 1000),
+    achievedRate: last?.achievedRate ?? 0,
+    activeVus: slots.reduce((n, s) => n + (s.activeVus ?? 0), 0),
+    maxVus,
+    p95Ms: last?.p95Ms ?? get('http_req_duration', 'p(95)'),
+    errors: (reqFailed && reqFailed.data.kind === 'rate' ? reqFailed.data.passes : 0) + failedIterations,
+    requests: get('http_reqs', 'count') ?? 0,
+    dropped: get('dropped_iterations', 'count') ?? 0,
+  };
+}
+
+function describePlan(p: LoadPlan): string {
+  const e = p.executor;
+  const per = (rate: number, unitMs: number) => `${rate}/${unitMs === 1000 ? 's' : formatDurationMs(unitMs)}`;
+  switch (e.executor) {
+    case 'constant-arrival-rate':
+      return `constant arrival rate ${per(e.rate, e.timeUnitMs)} for ${formatDurationMs(e.durationMs)}, up to ${e.maxVus} VUs`;
+    case 'ramping-arrival-rate':
+      return `ramping arrival rate (${e.stages.map((s) => `${per(s.target, e.timeUnitMs)} in ${formatDurationMs(s.durationMs)}`).join(', ')}), up to ${e.maxVus} VUs`;
+    case 'constant-vus':
+      return `${e.vus} constant VUs for ${formatDurationMs(e.durationMs)}`;
+  }
+}
+
+function describeArgs(args: unknown[]): string {
+  const s = args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(', ');
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+/** --baseline: an existing file, else a run id of this app's records. */
+function readBaseline(value: string, recordDir: string, cwd: string): Figures {
+  const asFile = path.resolve(cwd, value);
+  if (fs.existsSync(asFile) && fs.statSync(asFile).isFile()) {
+    let json: unknown;
+    try {
+      json = JSON.parse(fs.readFileSync(asFile, 'utf8'));
+    } catch (err) {
+      throw new TopasError('INVALID_FLAGS', `--baseline ${value}: not JSON (${(err as Error).message})`);
+    }
+    return figuresFromBaselineJson(json, `--baseline ${value}`);
+  }
+  const store = new RunRecordStore(recordDir);
+  let record;
+  try {
+    record = store.readRun(value);
+  } catch {
+    throw new TopasError('INVALID_FLAGS', `--baseline ${value}: no such file, and no run "${value}" in ${store.runsDir}`, { hint: 'pass a run id from `topas test status` or a JSON file' });
+  }
+  return figuresFromBaselineJson(record, `--baseline ${value}`);
+}
+
+function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+  return out;
+}

@@ -1,0 +1,64 @@
+/**
+ * Worker-thread entry for `topas load`: hosts one LoadRunner (a VU pool in one
+ * Lua engine) and talks to the main thread with the messages of
+ * worker-protocol.ts (ToLoadWorker / FromLoadWorker).
+ */
+import { parentPort } from 'node:worker_threads';
+import { deserializeError, serializeError } from '../errors';
+import type { FromLoadWorker, ToLoadWorker } from '../run/worker-protocol';
+import { LoadRunner } from './load-runner';
+
+if (!parentPort) throw new Error('load-worker must run in a worker thread');
+const port = parentPort;
+const post = (msg: FromLoadWorker) => port.postMessage(msg);
+
+const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+let nextCallId = 1;
+let runner: LoadRunner | undefined;
+
+function fatal(err: unknown): void {
+  post({ type: 'fatal', error: serializeError(err) });
+}
+
+port.on('message', (msg: ToLoadWorker) => {
+  switch (msg.type) {
+    case 'load-init': {
+      const r = new LoadRunner(msg.init, {
+        log: (level, source, message) => post({ type: 'log', line: { ts: Date.now(), runId: source, source, level, message } }),
+        rpc: (method, args) =>
+          new Promise((resolve, reject) => {
+            const callId = nextCallId++;
+            calls.set(callId, { resolve, reject });
+            post({ type: 'rpc-call', runId: `load-${msg.init.worker}`, callId, method, args });
+          }),
+        metrics: (m) => post({ type: 'load-metrics', ...m }),
+        done: (m) => post({ type: 'load-done', ...m }),
+      });
+      runner = r;
+      r.prepare().then((vus) => post({ type: 'load-ready', vus }), fatal);
+      break;
+    }
+    case 'load-start':
+      runner?.start(msg.startMs);
+      break;
+    case 'load-stop':
+      runner?.stop(msg.abort);
+      break;
+    case 'rpc-result': {
+      const c = calls.get(msg.callId);
+      if (!c) break;
+      calls.delete(msg.callId);
+      if (msg.ok) c.resolve(msg.value);
+      else c.reject(deserializeError(msg.error));
+      break;
+    }
+    case 'endpoints':
+      runner?.setEndpoints(msg.endpoints);
+      break;
+    case 'shutdown':
+      Promise.resolve(runner?.close())
+        .catch(() => undefined)
+        .finally(() => port.close());
+      break;
+  }
+});
