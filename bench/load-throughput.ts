@@ -144,7 +144,7 @@ function measureK6(bin: string, url: string, durationMs: number, vus: number): M
 // ---------------------------------------------------------------------------
 // topas: a real `topas load` run (in this process, so the CPU figure is
 // process.cpuUsage() of the main thread and its worker threads together),
-// of fixtures/load/bench.lua: 64 constant VUs, one net.get per iteration.
+// of fixtures/load/no-app/bench.lua: 64 constant VUs, one net.get per iteration.
 // ---------------------------------------------------------------------------
 async function measureTopas(url: string, durationMs: number, vus: number): Promise<Measurement> {
   const { runLoad } = await import('../src/load/load-service');
@@ -159,7 +159,7 @@ async function measureTopas(url: string, durationMs: number, vus: number): Promi
   };
   const workers = Number(arg('workers', '0')) || undefined;
   const cpu0 = process.cpuUsage();
-  const outcome = await runLoad({ io, file: path.join(repo, 'fixtures', 'load', 'bench.lua'), backend: 'local', flags: {}, env: {}, json: true, workers });
+  const outcome = await runLoad({ io, file: path.join(repo, 'fixtures', 'load', 'no-app', 'bench.lua'), backend: 'local', flags: {}, env: {}, json: true, workers });
   const cpu = process.cpuUsage(cpu0);
   const summary = outcome.summary;
   const requests = summary.metrics.http_reqs?.values.count ?? 0;

@@ -13,7 +13,7 @@ export default class Load extends BaseCommand {
     'Thresholds use k6 syntax (METRIC:EXPR, e.g. "http_req_duration:p(95)<250", "http_req_failed:rate<0.01", "iterations:rate>190"). ' +
     'Exit codes: 0 passed, 1 the script failed, 2 invalid input, 3 SUT could not start, 4 thresholds failed or baseline regressed, 130 interrupted.';
   static override args = {
-    file: Args.string({ description: 'the load script (.lua)', required: true }),
+    file: Args.string({ description: 'the load script (.lua), or a Postman collection (.json) to run as the iteration', required: true }),
   };
   static override examples = [
     '<%= config.bin %> load tests/load.lua --rate 200/s --duration 30s',
@@ -21,6 +21,7 @@ export default class Load extends BaseCommand {
     '<%= config.bin %> load tests/load.lua --threshold "http_req_duration:p(95)<250" --threshold "http_req_failed:rate<0.01"',
     '<%= config.bin %> load tests/load.lua --baseline 20250131-120501-123-10-a1b2c3 --max-regression 5%',
     '<%= config.bin %> load tests/load.lua --json > summary.json',
+    '<%= config.bin %> load api.postman_collection.json --folder users --rate 100/s --duration 30s',
   ];
   static override flags = {
     rate: Flags.string({ description: 'iterations started per time unit (open model), e.g. 200/s, 1000/m, 50/100ms', helpValue: '200/s' }),
@@ -35,6 +36,8 @@ export default class Load extends BaseCommand {
     backend: backendFlag,
     env: envFlag,
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
+    folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
+    environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
   };
 
   async run(): Promise<void> {
@@ -50,6 +53,7 @@ export default class Load extends BaseCommand {
       maxRegression: parseRegression(flags['max-regression']),
       env: parseEnvFlags(flags.env),
       keep: flags.keep,
+      postman: { folder: flags.folder, environment: flags.environment },
       json: flags.json,
     });
     this.finish(outcome.exitCode);

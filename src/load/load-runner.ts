@@ -92,7 +92,11 @@ export class LoadRunner {
     this.registry = reg;
     const delayMs = Math.max(0, startMs - wallNowMs());
     this.timer = setTimeout(() => this.begin(), delayMs);
-    this.flushTimer = setInterval(() => this.flush(), 1000);
+    // flush just after each second of the run completes, so its bucket goes out at once
+    this.flushTimer = setTimeout(() => {
+      this.flush();
+      this.flushTimer = setInterval(() => this.flush(), 1000);
+    }, delayMs + 1020);
   }
 
   /** Stops starting iterations; `abort` also interrupts those in flight. */
@@ -108,7 +112,7 @@ export class LoadRunner {
 
   async close(): Promise<void> {
     for (const t of [this.timer, this.graceTimer]) if (t) clearTimeout(t);
-    if (this.flushTimer) clearInterval(this.flushTimer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
     await this.host?.close();
   }
 
@@ -261,8 +265,7 @@ export class LoadRunner {
   private maybeFinish(): void {
     if (!this.stopping || this.finished || this.inFlight > 0) return;
     this.finished = true;
-    for (const t of [this.timer, this.graceTimer]) if (t) clearTimeout(t);
-    if (this.flushTimer) clearInterval(this.flushTimer);
+    for (const t of [this.timer, this.graceTimer, this.flushTimer]) if (t) clearTimeout(t);
     this.sampleVus();
     this.events.done({
       buckets: this.registry.takeSeconds(true),

@@ -22,6 +22,7 @@ import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFl
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
 import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
 import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
+import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
 
 export interface LoadOptions {
   io: Io;
@@ -38,6 +39,8 @@ export interface LoadOptions {
   maxRegression?: number;
   env: Record<string, string>;
   keep?: boolean;
+  /** when `file` is a Postman collection: which folder, which environment */
+  postman?: CollectionLoadOptions;
   /** --json: the summary as JSON on stdout */
   json?: boolean;
   /** how often the live line is redrawn (default 1s) */
@@ -78,11 +81,16 @@ const MUTATING = new Set(['sut.applyService', 'sut.scale', 'sut.stop', 'sut.star
 export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const { io } = opts;
   const startedAtMs = io.now();
-  const file = path.resolve(io.cwd, opts.file);
-  if (!fs.existsSync(file)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
+  const requested = path.resolve(io.cwd, opts.file);
+  if (!fs.existsSync(requested)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
+  // a Postman collection runs as the iteration, through a generated load script
+  const file = isPostmanCollectionFile(requested) ? writeCollectionLoadScript(requested, opts.postman ?? {}, io.cwd) : requested;
+  if (file === requested && (opts.postman?.folder !== undefined || opts.postman?.environment !== undefined)) {
+    throw new TopasError('INVALID_FLAGS', `--folder and --environment apply to a Postman collection; ${opts.file} is not one`);
+  }
   const syntax = await checkLuaSyntax(file, io.cwd);
   if (syntax.length) throw new TopasError('LUA_SYNTAX', `${opts.file} does not compile`, { problems: syntax });
-  const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: file });
+  const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: requested });
   const spec: AppSpec | undefined = specFile ? await loadAppSpec(specFile) : undefined;
   const mask = spec ? createMasker(spec) : (s: string) => s;
   for (const [k, v] of Object.entries(opts.env)) if (/PASSWORD|SECRET|TOKEN|KEY/i.test(k)) registerSecret(v);
@@ -140,7 +148,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const maxVus = ex.executor === 'constant-vus' ? ex.vus : ex.maxVus;
   const workers = Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxVus));
 
-  const baseRecord = { runId, kind: 'load', app: spec?.name, specFile, file: path.relative(io.cwd, file), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
+  const baseRecord = { runId, kind: 'load', app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
   store.writeRun(runId, { ...baseRecord, state: 'running', load: { plan } });
 
   const interrupts = new Interrupts(io);
@@ -253,10 +261,15 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       for (const s of slots) {
         s.onMetrics = (buckets) => timeSeries.add(buckets);
       }
-      progressTimer = setInterval(() => refresh(false), opts.progressEveryMs ?? 1000);
+      // redraw just after each second of the run, once the workers sent it
+      const everyMs = opts.progressEveryMs ?? 1000;
+      progressTimer = setTimeout(() => {
+        refresh(false);
+        progressTimer = setInterval(() => refresh(false), everyMs);
+      }, Math.max(0, loadStartMs - Date.now()) + 1100);
       await Promise.race([Promise.all(slots.map((s) => slotEvents(s).done)), anyFatal]);
       loadEndMs = Date.now();
-      clearInterval(progressTimer);
+      clearTimeout(progressTimer);
       progressTimer = undefined;
       for (const s of slots) for (const e of s.errors) errors.set(e.message, (errors.get(e.message) ?? 0) + e.count);
       refresh(true);
@@ -268,7 +281,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     if (err instanceof TopasError) log(err.format());
     else log(`unexpected error: ${(err as Error).stack ?? String(err)}`);
   } finally {
-    if (progressTimer) clearInterval(progressTimer);
+    if (progressTimer) clearTimeout(progressTimer);
     await teardown();
   }
 

@@ -318,7 +318,64 @@ export class MetricsRegistry {
     entry.series.add(v, nowMs);
   }
 
+  /** The tagged series of a metric (made on first use); undefined when the metric has too many tag sets. */
+  private seriesFor(m: LiveMetric, tags: Tags): LiveSeries | undefined {
+    const key = tagsKey(tags);
+    let entry = m.byTags.get(key);
+    if (!entry) {
+      if (m.byTags.size >= this.maxTagSets) return undefined;
+      entry = { tags: { ...tags }, series: new LiveSeries(m.info.type, m.gaugeMerge()) };
+      m.byTags.set(key, entry);
+    }
+    return entry.series;
+  }
+
+  // the hot path of a load test: one lookup per request instead of five tag-set keys
+  private iterationSeries?: { it?: LiveSeries; dur?: LiveSeries };
+  private readonly requestSeries = new Map<string, { reqs?: LiveSeries; dur?: LiveSeries; failed?: LiveSeries; sent?: LiveSeries; received?: LiveSeries }>();
+
   recordRequest(r: RequestSample): void {
+    if (r.tags) return this.recordTaggedRequest(r);
+    const key = `${r.name}\u0001${r.method}\u0001${r.status}`;
+    let s = this.requestSeries.get(key);
+    const reqs = this.metrics.get('http_reqs')!;
+    const dur = this.metrics.get('http_req_duration')!;
+    const failed = this.metrics.get('http_req_failed')!;
+    const sent = this.metrics.get('data_sent')!;
+    const received = this.metrics.get('data_received')!;
+    if (!s) {
+      const tags: Tags = { name: r.name, method: r.method.toUpperCase(), status: String(r.status) };
+      s = { reqs: this.seriesFor(reqs, tags), dur: this.seriesFor(dur, tags), failed: this.seriesFor(failed, tags), sent: this.seriesFor(sent, { name: r.name }), received: this.seriesFor(received, { name: r.name }) };
+      if (this.requestSeries.size < 10_000) this.requestSeries.set(key, s);
+    }
+    const nowMs = 0; // only gauges keep the time
+    const ms = Number.isFinite(r.durationMs) ? r.durationMs : 0;
+    reqs.total.add(1, nowMs);
+    dur.total.add(ms, nowMs);
+    failed.total.add(r.failed ? 1 : 0, nowMs);
+    if (s.reqs) s.reqs.add(1, nowMs);
+    else reqs.overflowSamples++;
+    if (s.dur) s.dur.add(ms, nowMs);
+    else dur.overflowSamples++;
+    if (s.failed) s.failed.add(r.failed ? 1 : 0, nowMs);
+    else failed.overflowSamples++;
+    if (r.bytesSent) {
+      sent.total.add(r.bytesSent, nowMs);
+      if (s.sent) s.sent.add(r.bytesSent, nowMs);
+      else sent.overflowSamples++;
+    }
+    if (r.bytesReceived) {
+      received.total.add(r.bytesReceived, nowMs);
+      if (s.received) s.received.add(r.bytesReceived, nowMs);
+      else received.overflowSamples++;
+    }
+    const b = this.currentBucket();
+    b.b.requests++;
+    if (r.failed) b.b.errors++;
+    (b.hist ??= newHistogram()).recordValue(toMicros(ms));
+  }
+
+  private recordTaggedRequest(r: RequestSample): void {
     const tags: Tags = { ...r.tags, name: r.name, method: r.method.toUpperCase(), status: String(r.status) };
     this.add('http_reqs', 1, tags);
     this.add('http_req_duration', r.durationMs, tags);
@@ -332,8 +389,20 @@ export class MetricsRegistry {
   }
 
   recordIteration(durationMs: number, opts: { failed?: boolean; tags?: Tags } = {}): void {
-    this.add('iterations', 1, opts.tags);
-    this.add('iteration_duration', durationMs, opts.tags);
+    if (opts.tags) {
+      this.add('iterations', 1, opts.tags);
+      this.add('iteration_duration', durationMs, opts.tags);
+    } else {
+      // untagged: the total and the one empty-tag series, without building keys
+      const it = this.metrics.get('iterations')!;
+      const dur = this.metrics.get('iteration_duration')!;
+      this.iterationSeries ??= { it: this.seriesFor(it, {}), dur: this.seriesFor(dur, {}) };
+      const ms = Number.isFinite(durationMs) ? durationMs : 0;
+      it.total.add(1, 0);
+      dur.total.add(ms, 0);
+      this.iterationSeries.it?.add(1, 0);
+      this.iterationSeries.dur?.add(ms, 0);
+    }
     const b = this.currentBucket();
     b.b.iterations++;
     if (opts.failed) b.b.errors++;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LuaMultiReturn, LuaReturn, LuaType, LUA_REGISTRYINDEX } from 'wasmoon';
-import type { LuaEngine, LuaGlobal, LuaThread } from 'wasmoon';
+import type { LuaEngine, LuaGlobal } from 'wasmoon';
 import type { EndpointMap } from '../backends/backend';
 import type { LogLevel, ScenarioTask } from '../run/scenario-types';
 import { chunkName, luaFactory } from './engine';
@@ -56,43 +56,48 @@ const VU_PREFIX = 'local __topas_yield, __topas_xpcall, __topas_tostring = corou
 const VU_LOOP = String.raw`
 end
 local __topas_ctx = { vu = 0, iteration = 0 }
-local __topas_cmd, __topas_a, __topas_b = __topas_yield(-1, options, iteration ~= nil, setup ~= nil, teardown ~= nil)
-while true do
-  local ok, res = true, nil
-  local cmd = __topas_cmd
+-- every command runs in a fresh coroutine that returns when done: ending a
+-- coroutine is cheap, while a yield unwinds the wasm stack (a JS exception)
+local function __topas_run(cmd, a, b)
   if cmd >= 0 then
     __topas_ctx.iteration = cmd
-    ok, res = __topas_xpcall(iteration, __topas_tostring, __topas_ctx)
-    if ok then res = nil end
+    local ok, res = __topas_xpcall(iteration, __topas_tostring, __topas_ctx)
+    if ok then return true end
+    return false, res
   elseif cmd == -1 then
-    if setup ~= nil then ok, res = __topas_xpcall(setup, __topas_tostring) end
+    if setup ~= nil then return __topas_xpcall(setup, __topas_tostring) end
+    return true
   elseif cmd == -2 then
-    if teardown ~= nil then ok, res = __topas_xpcall(teardown, __topas_tostring, __topas_a) end
-    if ok then res = nil end
+    if teardown ~= nil then
+      local ok, res = __topas_xpcall(teardown, __topas_tostring, a)
+      if ok then return true end
+      return false, res
+    end
+    return true
   elseif cmd == -3 then
-    __topas_ctx.data = __topas_a
-    __topas_ctx.vu = __topas_b
-  else
-    return
+    __topas_ctx.data = a
+    __topas_ctx.vu = b
   end
-  __topas_cmd, __topas_a, __topas_b = __topas_yield(-2, ok, res)
+  return true
 end
+__topas_yield(-1, options, iteration ~= nil, setup ~= nil, teardown ~= nil, __topas_run)
 `;
 
 const CMD_SETUP = -1;
 const CMD_TEARDOWN = -2;
 const CMD_CONTEXT = -3;
-const CMD_STOP = -4;
 const YIELD_INIT = -1;
-const YIELD_IDLE = -2;
 
 type VuState = 'init' | 'idle' | 'busy' | 'dead';
 
 export class Vu {
   state: VuState = 'init';
+  /** the coroutine running now: the init one, then one per command */
   L = 0;
-  threadRef = 0;
-  thread!: LuaThread;
+  /** registry refs: the init coroutine, the VU's command function, the command coroutine */
+  initRef = 0;
+  runRef = 0;
+  cmdRef = 0;
   pending: Promise<unknown> | undefined;
   modules: LuaModuleInstance[] = [];
   readonly abort = new AbortController();
@@ -168,17 +173,16 @@ export class VuHost {
     if (this.closed) throw new Error('the VU host is closed');
     this.source ??= VU_PREFIX + fs.readFileSync(this.opts.file, 'utf8') + VU_LOOP;
     const vu = new Vu(id, `vu-${id}`);
-    const lua = this.lua;
-    const G = this.global.address;
-    vu.L = lua.lua_newthread(G);
-    vu.threadRef = lua.luaL_ref(G, LUA_REGISTRYINDEX);
-    vu.thread = this.global.stateToThread(vu.L);
+    const f = this.fast;
+    const t = f.newthread(this.global.address);
+    vu.L = t.L;
+    vu.initRef = t.ref;
     this.vus.add(vu);
     const L = vu.L;
-    lua.lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.mainRef));
-    lua.lua_pushstring(L, this.source);
-    lua.lua_pushstring(L, this.chunk);
-    vu.thread.pushValue({ id: vu.name, role: 'load', index: id, count: 0, params: {} });
+    f.pushref(L, this.mainRef);
+    f.pushstring(L, this.source);
+    f.pushstring(L, this.chunk);
+    f.push(L, { id: vu.name, role: 'load', index: id, count: 0, params: {} });
     const r = await new Promise<VuCommandResult>((resolve) => {
       vu.onDone = resolve;
       this.step(vu, 3);
@@ -204,7 +208,7 @@ export class VuHost {
     vu.state = 'busy';
     vu.onDone = done;
     vu.asyncCalls = 0;
-    this.fast.pushinteger(vu.L, n);
+    this.startCommand(vu, n);
     this.step(vu, 1);
   }
 
@@ -224,10 +228,6 @@ export class VuHost {
   /** Releases a VU: its modules are closed, its coroutine freed. */
   async disposeVu(vu: Vu): Promise<void> {
     this.interrupt(vu);
-    if (vu.state === 'idle') {
-      // let the loop return, so the coroutine ends cleanly
-      await this.command(vu, CMD_STOP, []).catch(() => undefined);
-    }
     await this.closeModules(vu);
     this.kill(vu);
   }
@@ -256,7 +256,7 @@ export class VuHost {
     vu.state = 'busy';
     return new Promise<VuCommandResult>((resolve) => {
       vu.onDone = resolve;
-      this.fast.pushinteger(vu.L, cmd);
+      this.startCommand(vu, cmd);
       for (const a of args) this.fast.push(vu.L, a);
       this.step(vu, 1 + args.length);
     });
@@ -265,18 +265,38 @@ export class VuHost {
   private async closeModules(vu: Vu): Promise<void> {
     for (const m of vu.modules.splice(0).reverse()) {
       try {
-        await Promise.race([Promise.resolve(m.close?.()), delay(5000)]);
+        let timer: NodeJS.Timeout | undefined;
+        const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)));
+        await Promise.race([Promise.resolve(m.close?.()), limit]).finally(() => clearTimeout(timer));
       } catch (err) {
         this.opts.log('warn', vu.name, `closing a module failed: ${errorMessage(err)}`);
       }
     }
   }
 
+  /** A fresh coroutine for one command, running the VU's command function; pushes cmd. */
+  private startCommand(vu: Vu, cmd: number): void {
+    const f = this.fast;
+    const t = f.newthread(this.global.address);
+    vu.L = t.L;
+    vu.cmdRef = t.ref;
+    f.pushref(t.L, vu.runRef);
+    f.pushinteger(t.L, cmd);
+  }
+
+  private endCommand(vu: Vu): void {
+    if (vu.cmdRef) this.fast.unref(this.global.address, vu.cmdRef);
+    vu.cmdRef = 0;
+  }
+
   private kill(vu: Vu): void {
     if (!this.vus.has(vu)) return;
     this.vus.delete(vu);
     vu.state = 'dead';
-    if (!this.closed && vu.threadRef) this.lua.luaL_unref(this.global.address, LUA_REGISTRYINDEX, vu.threadRef);
+    if (this.closed) return;
+    const G = this.global.address;
+    for (const ref of [vu.initRef, vu.runRef, vu.cmdRef]) if (ref) this.fast.unref(G, ref);
+    vu.initRef = vu.runRef = vu.cmdRef = 0;
   }
 
   private finish(vu: Vu, r: VuCommandResult): void {
@@ -315,28 +335,20 @@ export class VuHost {
           );
           return;
         }
-      } else if (t === LuaType.Number) {
-        const mark = f.tonumber(L, base);
-        if (mark === YIELD_IDLE) {
-          const ok = f.toboolean(L, base + 1);
-          const value = nres > 2 ? f.read(L, base + 2) : undefined;
-          f.settop(L, 0);
-          vu.state = 'idle';
-          this.finish(vu, ok ? { ok: true, value } : { ok: false, error: String(value ?? 'error') });
-          return;
-        }
-        if (mark === YIELD_INIT && vu.state === 'init') {
-          vu.info = {
-            options: f.read(L, base + 1),
-            hasIteration: f.toboolean(L, base + 2),
-            hasSetup: f.toboolean(L, base + 3),
-            hasTeardown: f.toboolean(L, base + 4),
-          };
-          f.settop(L, 0);
-          vu.state = 'idle';
-          this.finish(vu, { ok: true, value: vu.info });
-          return;
-        }
+      } else if (t === LuaType.Number && vu.state === 'init' && f.tonumber(L, base) === YIELD_INIT) {
+        vu.info = {
+          options: f.read(L, base + 1),
+          hasIteration: f.toboolean(L, base + 2),
+          hasSetup: f.toboolean(L, base + 3),
+          hasTeardown: f.toboolean(L, base + 4),
+        };
+        // the command function is the last value yielded: keep it in the registry
+        f.settop(L, base + 5);
+        vu.runRef = f.ref(L);
+        f.settop(L, 0);
+        vu.state = 'idle';
+        this.finish(vu, { ok: true, value: vu.info });
+        return;
       }
       // a bare coroutine.yield() in the script: let others run, then go on
       f.settop(L, 0);
@@ -344,19 +356,32 @@ export class VuHost {
       return;
     }
     if (status === LuaReturn.Ok) {
-      // scenario_main returned: the loop ended (stop), or the top level failed
       const top = f.gettop(L);
-      const kind = nres > 0 ? f.read(L, top - nres + 1) : undefined;
-      const message = nres > 1 ? f.read(L, top - nres + 2) : undefined;
+      const first = nres > 0 ? f.read(L, top - nres + 1) : undefined;
+      const second = nres > 1 ? f.read(L, top - nres + 2) : undefined;
       f.settop(L, 0);
-      const failed = kind === 'error';
-      vu.deathError = failed ? String(message ?? 'error') : 'the VU ended';
+      if (vu.state === 'busy') {
+        // a command ended: (ok, value-or-message)
+        this.endCommand(vu);
+        vu.state = 'idle';
+        this.finish(vu, first === true ? { ok: true, value: second } : { ok: false, error: String(second ?? 'error') });
+        return;
+      }
+      // scenario_main returned during init: the script's top level failed
+      vu.deathError = first === 'error' ? String(second ?? 'error') : 'the script ended before its VU loop';
       vu.state = 'dead';
-      this.finish(vu, failed ? { ok: false, error: vu.deathError } : { ok: true, value: undefined });
+      this.finish(vu, { ok: false, error: vu.deathError });
       return;
     }
     const message = f.type(L, -1) === LuaType.String ? f.tostring(L, -1) : `Lua error (${LuaReturn[status]})`;
     f.settop(L, 0);
+    if (vu.state === 'busy') {
+      // the command's coroutine died (e.g. out of memory); the VU itself lives on
+      this.endCommand(vu);
+      vu.state = 'idle';
+      this.finish(vu, { ok: false, error: message });
+      return;
+    }
     vu.deathError = message;
     vu.state = 'dead';
     this.finish(vu, { ok: false, error: message });

@@ -47,6 +47,10 @@ export class FastLua {
   private readonly _pushcclosure: (L: number, fn: number, n: number) => void;
   private readonly _setfield: (L: number, i: number, k: number) => void;
   private readonly resultPtr: number;
+  private readonly _newthread: (L: number) => number;
+  private readonly _ref: (L: number, t: number) => number;
+  private readonly _unref: (L: number, t: number, ref: number) => void;
+  private readonly _rawgeti: (L: number, i: number, n: bigint) => number;
 
   constructor(private readonly global: LuaGlobal) {
     this.m = global.lua.module as unknown as EmModule;
@@ -71,6 +75,30 @@ export class FastLua {
     this._resume = m._lua_resume;
     this._pushcclosure = m._lua_pushcclosure;
     this._setfield = m._lua_setfield;
+    this._newthread = m._lua_newthread;
+    this._ref = m._luaL_ref;
+    this._unref = m._luaL_unref;
+    this._rawgeti = m._lua_rawgeti;
+  }
+
+  /** A new coroutine, kept alive by a registry reference until unref. */
+  newthread(G: number): { L: number; ref: number } {
+    const L = this._newthread(G);
+    const ref = this._ref(G, LUA_REGISTRYINDEX);
+    return { L, ref };
+  }
+
+  /** Pops the top value of L into the registry; returns its reference. */
+  ref(L: number): number {
+    return this._ref(L, LUA_REGISTRYINDEX);
+  }
+
+  unref(L: number, ref: number): void {
+    this._unref(L, LUA_REGISTRYINDEX, ref);
+  }
+
+  pushref(L: number, ref: number): void {
+    this._rawgeti(L, LUA_REGISTRYINDEX, BigInt(ref));
   }
 
   dispose(): void {

@@ -125,12 +125,16 @@ describe('single executable (dist/topas via Node SEA)', () => {
     fs.cpSync(path.join(REPO_ROOT, 'fixtures', 'quickstart'), path.join(dir, 'quickstart'), { recursive: true });
     const app = path.join(dir, 'apps', 'mock-app');
     fs.mkdirSync(app, { recursive: true });
-    const bundle = spawnSync(
-      process.execPath,
-      [require.resolve('esbuild/bin/esbuild', { paths: [REPO_ROOT] }), path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'server.js'), '--bundle', '--platform=node', '--target=node18', `--outfile=${path.join(app, 'server.js')}`, '--log-level=warning'],
-      { encoding: 'utf8' },
-    );
-    assert.equal(bundle.status, 0, bundle.stderr);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const esbuild = require(require.resolve('esbuild', { paths: [REPO_ROOT] })) as typeof import('esbuild');
+    esbuild.buildSync({
+      entryPoints: [path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'server.js')],
+      bundle: true,
+      platform: 'node',
+      target: 'node18',
+      outfile: path.join(app, 'server.js'),
+      logLevel: 'warning',
+    });
     fs.copyFileSync(path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'echo.proto'), path.join(app, 'echo.proto'));
     // @grpc/reflection reads its own .proto files relative to the bundle: ../../proto
     fs.cpSync(path.join(REPO_ROOT, 'node_modules', '@grpc', 'reflection', 'build', 'proto'), path.join(dir, 'proto'), { recursive: true });

@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import { spawn, execFileSync } from 'node:child_process';
 import { findPostgresBinaries } from '../../sea/postgres-binaries';
 import crypto from 'node:crypto';
@@ -74,10 +75,10 @@ export class PostgresCluster {
 
   /** initdb + start + wait until it accepts connections. On failure nothing is left running. */
   static async start(baseDir: string, opts: { /** highest folder we may chmod (the run's workDir) */ ownedRoot: string; timeoutMs: number; signal?: AbortSignal; onStarted?: (s: PostgresClusterState) => void }): Promise<PostgresCluster> {
-    const bin = binDir();
+    const user = postgresUser();
+    const bin = user ? reachableBinDir(binDir()) : binDir();
     const dataDir = path.join(baseDir, 'data');
     const logFile = path.join(baseDir, 'postgres.log');
-    const user = postgresUser();
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     if (user) {
       fs.chownSync(dataDir, user.uid, user.gid);
@@ -222,6 +223,32 @@ export function traversableByOthers(dir: string): boolean {
     }
     if (d === path.dirname(d)) return true;
   }
+}
+
+/**
+ * As root, postgres runs as the `postgres` user, which cannot reach binaries
+ * installed under a private folder (an npx cache in /root/.npm, a 0700 temp
+ * dir). Then use a copy of the installation in a shared cache folder, made
+ * once per installation and reused by later runs.
+ */
+function reachableBinDir(bin: string): string {
+  if (traversableByOthers(bin)) return bin;
+  const installRoot = path.resolve(bin, '..');
+  const st = fs.statSync(path.join(bin, 'postgres'));
+  const key = crypto.createHash('sha256').update(`${installRoot}\0${st.size}\0${st.mtimeMs}`).digest('hex').slice(0, 16);
+  const cacheRoot = path.join(os.tmpdir(), 'topas-pg-binaries');
+  const target = path.join(cacheRoot, key);
+  if (!fs.existsSync(path.join(target, '.complete'))) {
+    fs.mkdirSync(cacheRoot, { recursive: true, mode: 0o755 });
+    fs.chmodSync(cacheRoot, 0o755);
+    const tmp = fs.mkdtempSync(path.join(cacheRoot, 'copy-'));
+    fs.chmodSync(tmp, 0o755);
+    fs.cpSync(installRoot, tmp, { recursive: true, verbatimSymlinks: true });
+    fs.writeFileSync(path.join(tmp, '.complete'), installRoot + '\n');
+    fs.rmSync(target, { recursive: true, force: true });
+    fs.renameSync(tmp, target);
+  }
+  return path.join(target, path.basename(bin));
 }
 
 export function postgresBinariesAvailable(): boolean {

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { request as undiciRequest } from 'undici';
+import { getGlobalDispatcher } from 'undici';
 import type { EndpointMap } from '../../backends/backend';
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
 import { errorMessage, luaDurationMs, luaOptions } from '../lua-values';
@@ -64,6 +64,31 @@ export function createUrlResolver(endpoints: () => EndpointMap): (url: string) =
   };
 }
 
+interface ParsedUrl {
+  hostname: string;
+  origin: string;
+  pathname: string;
+  /** pathname + search */
+  path: string;
+}
+
+// load tests request the same few URLs millions of times: parse each once
+const parsedUrls = new Map<string, ParsedUrl>();
+function parseUrlCached(raw: string): ParsedUrl {
+  const hit = parsedUrls.get(raw);
+  if (hit) return hit;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new Error(`invalid URL "${raw}"`);
+  }
+  const p = { hostname: u.hostname, origin: u.origin, pathname: u.pathname, path: `${u.pathname}${u.search}` };
+  if (parsedUrls.size >= 1000) parsedUrls.clear();
+  parsedUrls.set(raw, p);
+  return p;
+}
+
 function headerRecord(h: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(h)) {
@@ -83,6 +108,7 @@ function requestName(opts: Record<string, unknown>, url: string): string {
 
 export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
   const resolve = createUrlResolver(ctx.endpoints);
+  const next = new Map<string, number>();
   const grpc = createGrpcCaller(ctx);
 
   async function send(method: string, url: string, body: unknown, optsIn: unknown, what: string): Promise<NetResponse> {
@@ -98,14 +124,26 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
     } else if (body !== undefined && body !== null) {
       payload = String(body);
     }
-    let target = resolve(url);
+    // same resolution as createUrlResolver, without parsing URLs per request
+    const parsed = parseUrlCached(url);
+    let origin = parsed.origin;
+    let path = parsed.path;
+    const svc = ctx.endpoints()[parsed.hostname];
+    if (svc && svc.kind === 'service') {
+      if (svc.urls.length === 0) throw new Error(`service "${parsed.hostname}" has no ready endpoint`);
+      const i = next.get(parsed.hostname) ?? 0;
+      next.set(parsed.hostname, i + 1);
+      const base = parseUrlCached(svc.urls[i % svc.urls.length]);
+      origin = base.origin;
+      path = `${base.pathname.replace(/\/$/, '')}${parsed.path}`;
+    }
     if (opts.query !== undefined && opts.query !== null) {
-      const u = new URL(target);
+      const u = new URL(origin + path);
       for (const [k, v] of Object.entries(luaOptions(opts.query, `${what} query`))) {
         if (Array.isArray(v)) for (const x of v) u.searchParams.append(k, String(x));
         else if (v !== undefined && v !== null) u.searchParams.append(k, String(v));
       }
-      target = u.toString();
+      path = `${u.pathname}${u.search}`;
     }
     const timeoutMs = luaDurationMs(opts.timeout, `${what} timeout`) ?? DEFAULT_TIMEOUT_MS;
     // undici's own timeouts: a per-request AbortSignal.any + AbortSignal.timeout costs more than the request under load
@@ -113,7 +151,7 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
     const t0 = performance.now();
     const sink = ctx.metrics;
     try {
-      const res = await undiciRequest(target, { method: method as 'GET', headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+      const res = await getGlobalDispatcher().request({ origin, path, method: method as 'GET', headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
       const text = method === 'HEAD' ? '' : await res.body.text();
       if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: performance.now() - t0, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: Buffer.byteLength(text) });
       return {
