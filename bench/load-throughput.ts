@@ -3,7 +3,7 @@
  * fixed-response HTTP server, and how much client CPU each request costs.
  *
  *   scripts/install-peers.sh          # wrk, autocannon, k6 into .tools/
- *   npx tsc -p tsconfig.json && node dist/bench/load-throughput.js [--duration 3s] [--vus 64]
+ *   npx tsc -p tsconfig.json && node dist/bench/load-throughput.js [--duration 3s] [--vus 64] [--workers N] [--tools wrk,k6,topas]
  *
  * The server runs in a child process so it never shares the client's event
  * loop. Client CPU: for external tools, the CPU of a wrapper shell's waited-for
@@ -215,7 +215,11 @@ async function main(): Promise<void> {
       ['autocannon', (b) => measureAutocannon(b, server.url, durationMs, vus)],
       ['k6', (b) => measureK6(b, server.url, durationMs, vus)],
     ];
+    // --tools k6,topas: measure only these (default: all)
+    const only = arg('tools', '').split(',').filter(Boolean);
+    const wanted = (name: string) => only.length === 0 || only.includes(name);
     for (const [name, fn] of peers) {
+      if (!wanted(name)) continue;
       const bin = which(name);
       if (!bin) {
         skipped.push(`${name} (not installed: scripts/install-peers.sh)`);
@@ -228,13 +232,17 @@ async function main(): Promise<void> {
         skipped.push(`${name} (${(e as Error).message.split('\n')[0]})`);
       }
     }
-    process.stderr.write('measuring undici baseline...\n');
-    results.push(await measureUndici(server.url, durationMs, vus));
-    process.stderr.write('measuring topas load...\n');
-    try {
-      results.push(await measureTopas(server.url, durationMs, vus));
-    } catch (e) {
-      skipped.push(`topas (${(e as Error).message.split('\n')[0]})`);
+    if (wanted('undici')) {
+      process.stderr.write('measuring undici baseline...\n');
+      results.push(await measureUndici(server.url, durationMs, vus));
+    }
+    if (wanted('topas')) {
+      process.stderr.write('measuring topas load...\n');
+      try {
+        results.push(await measureTopas(server.url, durationMs, vus));
+      } catch (e) {
+        skipped.push(`topas (${(e as Error).message.split('\n')[0]})`);
+      }
     }
   } finally {
     await server.stop();

@@ -71,4 +71,22 @@ function db.seed(spec) end
 ---@param spec topas.ExpectRowsSpec
 function db.expect(spec) end
 
+---`query` on the connection made by the last `db.connect`.
+---@param sql string
+---@param params? any[]
+---@return table[]
+function db.query(sql, params) end
+
+---`exec` on the connection made by the last `db.connect`.
+---@param sql string
+---@param params? any[]
+---@return integer
+function db.exec(sql, params) end
+
+---`transaction` on the connection made by the last `db.connect`: commit when
+---`fn` returns, roll back when it raises.
+---@param fn fun(c: topas.DbConnection): any
+---@return any
+function db.transaction(fn) end
+
 return db

@@ -75,7 +75,10 @@ function net.head(url, opts) end
 ---@return topas.HttpResponse
 function net.request(req) end
 
----Calls a unary gRPC method. `target` may be a service name.
+---Calls a gRPC method. `target` may be a service name. Without `opts.proto` the
+---server's reflection service describes the method. A unary call returns the
+---response table; a server-streaming call returns the list of messages. A
+---non-OK status raises an error naming the code (e.g. `UNIMPLEMENTED (12)`).
 ---@param target string
 ---@param method string `"pkg.Service/Method"`
 ---@param request table

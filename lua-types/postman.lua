@@ -7,6 +7,7 @@
 ---@field folder? string run only this folder
 ---@field iterations? integer
 ---@field vars? table<string, string> `{{name}}` variables; values may name services
+---@field timeout? string|number per-request timeout
 
 ---@class topas.PostmanFailure
 ---@field name string
@@ -24,5 +25,12 @@ local postman = {}
 ---@return boolean passed
 ---@return topas.PostmanReport report
 function postman.run(opts) end
+
+---Replays the collection's requests without newman (the fast path used under
+---load): each request and each Postman test becomes a check.
+---@param opts topas.PostmanRunOptions
+---@return boolean passed
+---@return topas.PostmanReport report
+function postman.replay(opts) end
 
 return postman

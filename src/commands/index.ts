@@ -2,6 +2,7 @@ import Down from './down';
 import Init from './init';
 import Load from './load';
 import Ps from './ps';
+import Report from './report';
 import Run from './run';
 import Up from './up';
 import TestLogs from './test/logs';
@@ -14,6 +15,7 @@ export const COMMANDS = {
   init: Init,
   load: Load,
   ps: Ps,
+  report: Report,
   run: Run,
   up: Up,
   'test:logs': TestLogs,

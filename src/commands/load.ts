@@ -29,7 +29,7 @@ export default class Load extends BaseCommand {
     ramp: Flags.string({ description: 'ramp linearly from 0 to --rate over this long', helpValue: '5s' }),
     'max-vus': Flags.integer({ description: 'VU pool cap; iterations due while all are busy are dropped', min: 1 }),
     threshold: Flags.string({ description: 'METRIC:EXPR in k6 syntax (repeatable); replaces the script\'s thresholds on that metric', multiple: true, default: [], helpValue: 'http_req_duration:p(95)<250' }),
-    workers: Flags.integer({ description: 'worker threads (default: cores)', min: 1 }),
+    workers: Flags.integer({ description: 'worker threads hosting the VUs (default: cores - 1, at least 1)', min: 1 }),
     baseline: Flags.string({ description: 'compare with an earlier run (run id or JSON file); fail when p95 or the error rate regressed', helpValue: 'RUN|FILE' }),
     'max-regression': Flags.string({ description: 'allowed regression against --baseline, e.g. 10% or 0.1', default: '10%' }),
     app: appFlag,

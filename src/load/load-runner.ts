@@ -137,21 +137,33 @@ export class LoadRunner {
     if (ex.executor === 'constant-vus') {
       let k = this.init.worker;
       const W = this.init.workers;
-      const loop = (slot: number) => {
-        if (this.stopping || this.relNow() >= endMs) return this.maybeFinish();
+      // each VU loops on its own; its two callbacks are made once, not per iteration
+      for (let slot = 0; slot < this.vus.length; slot++) {
         const vu = this.vus[slot] as Vu;
-        const n = k;
-        k += W;
-        this.busyVus++;
-        this.runOne(vu, n, (r, async) => {
+        let t0 = 0;
+        const next = (): void => {
+          if (this.stopping || this.relNow() >= endMs) return this.maybeFinish();
+          const n = k;
+          k += W;
+          this.busyVus++;
+          this.inFlight++;
+          t0 = performance.now();
+          this.host.runIteration(vu, n, done);
+        };
+        const done = (r: VuCommandResult): void => {
+          this.inFlight--;
           this.busyVus--;
-          if (!r.ok && vu.state === 'dead') return this.maybeFinish();
+          this.registry.recordIteration(performance.now() - t0, r.ok ? NO_OPTS : FAILED);
+          if (!r.ok) {
+            this.noteError(r.error);
+            if (vu.state === 'dead') return this.maybeFinish();
+          }
           // an iteration that never waited would otherwise starve the event loop
-          if (async) loop(slot);
-          else setImmediate(() => loop(slot));
-        });
-      };
-      for (let slot = 0; slot < this.vus.length; slot++) loop(slot);
+          if (vu.asyncCalls > 0) next();
+          else setImmediate(next);
+        };
+        next();
+      }
       this.timer = setTimeout(() => this.stop(false), endMs);
       return;
     }
@@ -218,7 +230,7 @@ export class LoadRunner {
     const t0 = performance.now();
     this.host.runIteration(vu, n, (r) => {
       this.inFlight--;
-      this.registry.recordIteration(performance.now() - t0, r.ok ? undefined : FAILED);
+      this.registry.recordIteration(performance.now() - t0, r.ok ? NO_OPTS : FAILED);
       if (!r.ok) this.noteError(r.error);
       then(r, vu.asyncCalls > 0);
     });
@@ -275,4 +287,5 @@ export class LoadRunner {
   }
 }
 
-const FAILED = { failed: true };
+const FAILED = Object.freeze({ failed: true });
+const NO_OPTS = Object.freeze({});

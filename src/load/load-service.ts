@@ -22,6 +22,7 @@ import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFl
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
 import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
 import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
+import { wallNowMs } from './load-runner';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
 
 export interface LoadOptions {
@@ -146,7 +147,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const ex = plan.executor;
   const schedule = ex.executor === 'constant-vus' ? undefined : new ArrivalSchedule(ex);
   const maxVus = ex.executor === 'constant-vus' ? ex.vus : ex.maxVus;
-  const workers = Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxVus));
+  // one core stays for the main thread and, often, the SUT itself (the local backend runs it here)
+  const workers = Math.max(1, Math.min(opts.workers ?? os.availableParallelism() - 1, maxVus));
 
   const baseRecord = { runId, kind: 'load', app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
   store.writeRun(runId, { ...baseRecord, state: 'running', load: { plan } });
@@ -237,7 +239,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       await Promise.race([Promise.all(slots.map((s) => slotEvents(s).ready)), anyFatal, abortedPromise(interrupts.signal)]);
       if (interrupts.interrupted) return;
 
-      loadStartMs = Math.ceil(performance.timeOrigin + performance.now()) + 50;
+      loadStartMs = Math.ceil(wallNowMs()) + 50;
       timeSeries = new TimeSeriesBuilder(loadStartMs);
       for (const s of slots) post(s, { type: 'load-start', startMs: loadStartMs });
       log(`load: ${describePlan(plan)} on ${workers} worker thread${workers > 1 ? 's' : ''}`);
@@ -245,7 +247,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       const rateAt = (sec: number) => targetRateAt(ex, schedule, sec * 1000);
       const refresh = (final: boolean) => {
         merged = mergeSnapshots(slots.map((s) => s.snapshot).filter((s): s is MetricsSnapshot => !!s));
-        const elapsedMs = Math.max(0, Date.now() - loadStartMs);
+        let elapsedMs = Math.max(0, wallNowMs() - loadStartMs);
+        // a run that went to its end shows the full schedule, not the ms its clock read short
+        if (final && !aborted && !interrupts.interrupted) elapsedMs = Math.max(elapsedMs, plan.durationMs);
         const state = progressState(merged, timeSeries, elapsedMs, plan.durationMs, rateAt, slots, maxVus);
         if (final) progress.finish(state);
         else progress.update(state);
@@ -266,9 +270,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       progressTimer = setTimeout(() => {
         refresh(false);
         progressTimer = setInterval(() => refresh(false), everyMs);
-      }, Math.max(0, loadStartMs - Date.now()) + 1100);
+      }, Math.max(0, loadStartMs - wallNowMs()) + 1100);
       await Promise.race([Promise.all(slots.map((s) => slotEvents(s).done)), anyFatal]);
-      loadEndMs = Date.now();
+      loadEndMs = wallNowMs();
       clearTimeout(progressTimer);
       progressTimer = undefined;
       for (const s of slots) for (const e of s.errors) errors.set(e.message, (errors.get(e.message) ?? 0) + e.count);
@@ -317,7 +321,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
 
   // the rate of counters is per second of load: the schedule's length when it ran to its end
   const ranToEnd = loadStartMs > 0 && !aborted && !interrupts.interrupted && !runError;
-  const durationMs = loadStartMs === 0 ? 0 : ranToEnd ? plan.durationMs : Math.max(1, (loadEndMs || Date.now()) - loadStartMs);
+  const durationMs = loadStartMs === 0 ? 0 : ranToEnd ? plan.durationMs : Math.max(1, Math.round((loadEndMs || wallNowMs()) - loadStartMs));
   const thresholds = loadStartMs > 0 && !runError ? evaluateThresholds(plan.thresholds, merged, { durationMs }) : [];
   let baseline: BaselineComparison | undefined;
   if (baselineFigures && loadStartMs > 0 && !runError) baseline = compareWithBaseline(figuresFromSnapshot(merged, durationMs), baselineFigures, { maxRegression: opts.maxRegression });

@@ -152,6 +152,14 @@ function toMicros(ms: number): number {
   return us > HDR_HIGHEST_US ? HDR_HIGHEST_US : us;
 }
 
+interface RequestSeries {
+  reqs?: LiveSeries;
+  dur?: LiveSeries;
+  failed?: LiveSeries;
+  sent?: LiveSeries;
+  received?: LiveSeries;
+}
+
 /** A live series inside a registry. */
 class LiveSeries {
   samples = 0;
@@ -332,12 +340,22 @@ export class MetricsRegistry {
 
   // the hot path of a load test: one lookup per request instead of five tag-set keys
   private iterationSeries?: { it?: LiveSeries; dur?: LiveSeries };
-  private readonly requestSeries = new Map<string, { reqs?: LiveSeries; dur?: LiveSeries; failed?: LiveSeries; sent?: LiveSeries; received?: LiveSeries }>();
+  private readonly requestSeries = new Map<string, Map<string, Map<number, RequestSeries>>>();
 
   recordRequest(r: RequestSample): void {
     if (r.tags) return this.recordTaggedRequest(r);
-    const key = `${r.name}\u0001${r.method}\u0001${r.status}`;
-    let s = this.requestSeries.get(key);
+    // name -> method -> status: no key string built per request
+    let byMethod = this.requestSeries.get(r.name);
+    if (!byMethod) {
+      byMethod = new Map();
+      if (this.requestSeries.size < 10_000) this.requestSeries.set(r.name, byMethod);
+    }
+    let byStatus = byMethod.get(r.method);
+    if (!byStatus) {
+      byStatus = new Map();
+      byMethod.set(r.method, byStatus);
+    }
+    let s = byStatus.get(r.status);
     const reqs = this.metrics.get('http_reqs')!;
     const dur = this.metrics.get('http_req_duration')!;
     const failed = this.metrics.get('http_req_failed')!;
@@ -346,7 +364,7 @@ export class MetricsRegistry {
     if (!s) {
       const tags: Tags = { name: r.name, method: r.method.toUpperCase(), status: String(r.status) };
       s = { reqs: this.seriesFor(reqs, tags), dur: this.seriesFor(dur, tags), failed: this.seriesFor(failed, tags), sent: this.seriesFor(sent, { name: r.name }), received: this.seriesFor(received, { name: r.name }) };
-      if (this.requestSeries.size < 10_000) this.requestSeries.set(key, s);
+      byStatus.set(r.status, s);
     }
     const nowMs = 0; // only gauges keep the time
     const ms = Number.isFinite(r.durationMs) ? r.durationMs : 0;

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LuaMultiReturn, LuaReturn, LuaType, LUA_REGISTRYINDEX } from 'wasmoon';
@@ -83,6 +84,7 @@ end
 __topas_yield(-1, options, iteration ~= nil, setup ~= nil, teardown ~= nil, __topas_run)
 `;
 
+const OK: VuCommandResult = Object.freeze({ ok: true, value: undefined }) as VuCommandResult;
 const CMD_SETUP = -1;
 const CMD_TEARDOWN = -2;
 const CMD_CONTEXT = -3;
@@ -98,6 +100,7 @@ export class Vu {
   initRef = 0;
   runRef = 0;
   cmdRef = 0;
+  cmdL = 0;
   pending: Promise<unknown> | undefined;
   modules: LuaModuleInstance[] = [];
   readonly abort = new AbortController();
@@ -106,13 +109,18 @@ export class Vu {
   /** async calls made during the command in progress */
   asyncCalls = 0;
   info: VuScriptInfo | undefined;
+  onResolved: (value: unknown) => void = () => undefined;
+  onRejected: (err: unknown) => void = () => undefined;
   /** the error that killed the VU, if it died */
   deathError: string | undefined;
 
   constructor(
     readonly id: number,
     readonly name: string,
-  ) {}
+  ) {
+    // every request in flight listens on it; a VU may run many at once from coroutines
+    setMaxListeners(0, this.abort.signal);
+  }
 }
 
 export class VuHost {
@@ -173,6 +181,9 @@ export class VuHost {
     if (this.closed) throw new Error('the VU host is closed');
     this.source ??= VU_PREFIX + fs.readFileSync(this.opts.file, 'utf8') + VU_LOOP;
     const vu = new Vu(id, `vu-${id}`);
+    // made once per VU: the promise callbacks of every async call it makes
+    vu.onResolved = (value: unknown) => this.resumeWith(vu, true, value);
+    vu.onRejected = (err: unknown) => this.resumeWith(vu, false, err);
     const f = this.fast;
     const t = f.newthread(this.global.address);
     vu.L = t.L;
@@ -274,19 +285,26 @@ export class VuHost {
     }
   }
 
-  /** A fresh coroutine for one command, running the VU's command function; pushes cmd. */
+  /**
+   * Starts a command in the VU's command coroutine: one per VU, made once. A
+   * coroutine whose function returned is empty and can start another
+   * function; ending it costs nothing, while a yield unwinds the wasm stack.
+   */
   private startCommand(vu: Vu, cmd: number): void {
     const f = this.fast;
-    const t = f.newthread(this.global.address);
-    vu.L = t.L;
-    vu.cmdRef = t.ref;
-    f.pushref(t.L, vu.runRef);
-    f.pushinteger(t.L, cmd);
+    if (!vu.cmdRef) {
+      const t = f.newthread(this.global.address);
+      vu.cmdL = t.L;
+      vu.cmdRef = t.ref;
+    }
+    vu.L = vu.cmdL;
+    f.pushref(vu.L, vu.runRef);
+    f.pushinteger(vu.L, cmd);
   }
 
-  private endCommand(vu: Vu): void {
-    if (vu.cmdRef) this.fast.unref(this.global.address, vu.cmdRef);
-    vu.cmdRef = 0;
+  /** After a command failed outside its xpcall (memory, a cancelled yield): reset the coroutine. */
+  private resetCommand(vu: Vu): void {
+    if (vu.cmdL) this.fast.resetthread(vu.cmdL);
   }
 
   private kill(vu: Vu): void {
@@ -311,13 +329,13 @@ export class VuHost {
     const L = vu.L;
     const prev = this.current;
     this.current = vu;
-    let r: { status: number; nres: number };
+    let status: number;
     try {
-      r = f.resume(L, nargs);
+      status = f.resume(L, nargs);
     } finally {
       this.current = prev;
     }
-    const { status, nres } = r;
+    const nres = f.nres;
     if (status === LuaReturn.Yield) {
       // absolute index of the first yielded value
       const base = f.gettop(L) - nres + 1;
@@ -329,10 +347,7 @@ export class VuHost {
           const p = vu.pending!;
           vu.pending = undefined;
           vu.asyncCalls++;
-          p.then(
-            (value) => this.resumeWith(vu, true, value),
-            (err) => this.resumeWith(vu, false, err),
-          );
+          p.then(vu.onResolved, vu.onRejected);
           return;
         }
       } else if (t === LuaType.Number && vu.state === 'init' && f.tonumber(L, base) === YIELD_INIT) {
@@ -362,9 +377,8 @@ export class VuHost {
       f.settop(L, 0);
       if (vu.state === 'busy') {
         // a command ended: (ok, value-or-message)
-        this.endCommand(vu);
         vu.state = 'idle';
-        this.finish(vu, first === true ? { ok: true, value: second } : { ok: false, error: String(second ?? 'error') });
+        this.finish(vu, first === true ? (second === undefined ? OK : { ok: true, value: second }) : { ok: false, error: String(second ?? 'error') });
         return;
       }
       // scenario_main returned during init: the script's top level failed
@@ -377,7 +391,7 @@ export class VuHost {
     f.settop(L, 0);
     if (vu.state === 'busy') {
       // the command's coroutine died (e.g. out of memory); the VU itself lives on
-      this.endCommand(vu);
+      this.resetCommand(vu);
       vu.state = 'idle';
       this.finish(vu, { ok: false, error: message });
       return;
@@ -438,10 +452,19 @@ export class VuHost {
     const f = this.fast;
     return (L: number) => {
       const n = f.gettop(L);
-      const args: unknown[] = new Array(n);
-      for (let i = 0; i < n; i++) args[i] = f.read(L, i + 1);
       try {
-        const r = fn(...args);
+        let r: unknown;
+        // the common cases without an arguments array, with the arity Lua called with
+        if (n === 0) r = fn();
+        else if (n === 1) r = fn(f.read(L, 1));
+        else if (n === 2) r = fn(f.read(L, 1), f.read(L, 2));
+        else if (n === 3) r = fn(f.read(L, 1), f.read(L, 2), f.read(L, 3));
+        else if (n === 4) r = fn(f.read(L, 1), f.read(L, 2), f.read(L, 3), f.read(L, 4));
+        else {
+          const args: unknown[] = new Array(n);
+          for (let i = 0; i < n; i++) args[i] = f.read(L, i + 1);
+          r = fn(...args);
+        }
         if (r instanceof Promise) {
           const vu = this.current;
           if (!vu) throw new Error('async call outside a VU');

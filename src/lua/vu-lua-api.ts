@@ -51,6 +51,7 @@ export class FastLua {
   private readonly _ref: (L: number, t: number) => number;
   private readonly _unref: (L: number, t: number, ref: number) => void;
   private readonly _rawgeti: (L: number, i: number, n: bigint) => number;
+  private readonly _resetthread: (L: number) => number;
 
   constructor(private readonly global: LuaGlobal) {
     this.m = global.lua.module as unknown as EmModule;
@@ -79,6 +80,13 @@ export class FastLua {
     this._ref = m._luaL_ref;
     this._unref = m._luaL_unref;
     this._rawgeti = m._lua_rawgeti;
+    this._resetthread = m._lua_resetthread;
+  }
+
+  /** Makes a coroutine that ended in an error usable again. */
+  resetthread(L: number): void {
+    this._resetthread(L);
+    this._settop(L, 0);
   }
 
   /** A new coroutine, kept alive by a registry reference until unref. */
@@ -107,13 +115,17 @@ export class FastLua {
     this.m._free(this.resultPtr);
   }
 
-  /** lua_resume: its status and the number of values yielded or returned. */
-  resume(L: number, nargs: number): { status: number; nres: number } {
+  /** lua_resume: returns its status; the number of values yielded or returned is in `nres` after. */
+  resume(L: number, nargs: number): number {
     const m = this.m;
     m.HEAP32[this.resultPtr >> 2] = 0;
     const status = this._resume(L, 0, nargs, this.resultPtr);
-    return { status, nres: m.HEAP32[this.resultPtr >> 2] };
+    this.nres = m.HEAP32[this.resultPtr >> 2];
+    return status;
   }
+
+  /** values on the stack after the last resume */
+  nres = 0;
 
   settop(L: number, n: number): void {
     this._settop(L, n);
@@ -151,7 +163,23 @@ export class FastLua {
 
   pushstring(L: number, s: string): void {
     const m = this.m;
-    const max = s.length * 3;
+    const n = s.length;
+    if (n <= 256) {
+      // short strings are mostly ASCII: copy the bytes, no encoder call, no view allocated
+      const heap = m.HEAPU8;
+      const p = this.scratch;
+      let j = 0;
+      for (; j < n; j++) {
+        const c = s.charCodeAt(j);
+        if (c >= 0x80) break;
+        heap[p + j] = c;
+      }
+      if (j === n) {
+        this._pushlstring(L, p, n);
+        return;
+      }
+    }
+    const max = n * 3;
     if (max <= SCRATCH_BYTES) {
       const { written } = encoder.encodeInto(s, m.HEAPU8.subarray(this.scratch, this.scratch + SCRATCH_BYTES));
       this._pushlstring(L, this.scratch, written);

@@ -72,3 +72,21 @@ describe('topas run: invalid input and failures, in-process', () => {
     assert.match(report.results[0].error.location, /fail\.lua:7/);
   });
 });
+
+describe('topas report', () => {
+  test('renders a past run as junit from its record', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-report-'));
+    try {
+      fs.copyFileSync('fixtures/cli/no-app/fail.lua', path.join(dir, 'fail.lua'));
+      const run = await cli(['run', 'fail.lua', '--json'], { cwd: dir });
+      const id = JSON.parse(run.stdout).runId;
+      const r = await cli(['report', id, '--format', 'junit'], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /<testcase[^>]*name="totals add up"/);
+      const missing = await cli(['report', '20200101-000000-000-10-000000'], { cwd: dir });
+      assert.equal(missing.code, 2);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

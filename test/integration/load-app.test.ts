@@ -30,13 +30,14 @@ function portOpen(port: number): Promise<boolean> {
 
 describe('topas load against the fixture app', () => {
   test('--rate 1000/s --duration 10s: the achieved rate is the target and nothing is dropped', async () => {
-    const r = await cli(['load', path.join(APP_DIR, 'fixed.lua'), ...APP, '--rate', '1000/s', '--duration', '10s', '--json']);
+    // VUs to spare: a scheduler hiccup on a shared machine must not turn into drops
+    const r = await cli(['load', path.join(APP_DIR, 'fixed.lua'), ...APP, '--rate', '1000/s', '--duration', '10s', '--max-vus', '500', '--json']);
     const s = JSON.parse(r.stdout);
     try {
       assert.equal(r.code, 0, r.stderr);
       const iterations = s.metrics.iterations.values;
       // every scheduled iteration started and finished: 10000 in 10s
-      assert.ok(Math.abs(iterations.count - 10_000) <= 100, `${iterations.count} iterations`);
+      assert.ok(Math.abs(iterations.count - 10_000) <= 100, `${iterations.count} iterations, ${JSON.stringify(s.metrics.dropped_iterations)} dropped`);
       assert.ok(Math.abs(iterations.rate - 1000) <= 10, `achieved ${iterations.rate}/s`);
       assert.equal(s.metrics.dropped_iterations?.values.count ?? 0, 0);
       assert.equal(s.metrics.http_req_failed.values.passes, 0);
@@ -71,6 +72,25 @@ describe('topas load against the fixture app', () => {
       assert.equal(s.thresholds.find((t: { metric: string }) => t.metric === 'http_req_failed').ok, true);
       assert.ok(s.metrics['http_req_duration{name:slow}'] === undefined || s.metrics['http_req_duration{name:slow}'].values['p(95)'] >= 200);
       assert.ok(s.metrics.http_req_duration.values.med >= 200);
+    } finally {
+      removeRun(s.runId);
+    }
+  });
+
+  test('the SUT changing under load is marked in the time series', async () => {
+    const r = await cli(['load', path.join(APP_DIR, 'sut-change.lua'), ...APP, '--json']);
+    const s = JSON.parse(r.stdout);
+    try {
+      assert.equal(r.code, 0, r.stderr);
+      const record = JSON.parse(fs.readFileSync(path.join(APP_DIR, '.topas', 'runs', s.runId, 'run.json'), 'utf8'));
+      const markers = record.load.timeSeries.markers as Array<{ tMs: number; text: string }>;
+      const start = markers.find((m) => m.text === 'sut.restart(api)');
+      const done = markers.find((m) => m.text === 'sut.restart done');
+      assert.ok(start && done, JSON.stringify(markers));
+      // iteration 40 of 40/s starts at 1s
+      assert.ok(start.tMs >= 900 && start.tMs <= done.tMs, JSON.stringify(markers));
+      // every scheduled iteration still started: 160 in 4s
+      assert.equal(s.metrics.iterations.values.count + (s.metrics.dropped_iterations?.values.count ?? 0), 160);
     } finally {
       removeRun(s.runId);
     }
