@@ -13,15 +13,17 @@ import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-modu
 import { FastLua } from './vu-lua-api';
 
 /**
- * Virtual users for `topas load`: many VUs in one wasmoon engine, each a
- * coroutine with its own _ENV and module instances, made once and reused for
- * every iteration. The script's top level runs once per VU (k6's init code);
- * then the VU waits at the end of its chunk for commands (run an iteration,
- * setup, teardown) from this driver.
+ * Virtual users for `topas load`: many VUs in one wasmoon engine, each with
+ * its own _ENV and module instances, made once and reused for every
+ * iteration. The script's top level runs once per VU (k6's init code) and
+ * hands back a command function (run an iteration, setup, teardown); each VU
+ * runs its commands in one coroutine of its own, reused after every command.
  *
  * The driver is callback-based rather than async/await: one iteration of a
  * one-request script costs one resume to the request, one promise, one resume
- * back; nothing else allocates per iteration on the JS side.
+ * back. Lua's yields are JS exceptions in this wasm build (emscripten
+ * setjmp/longjmp), so a command ends by returning, never by yielding, and the
+ * iteration is called without a pcall frame (fewer wasm frames to unwind).
  */
 
 /** What a VU reports after its script's top level ran. */
@@ -51,8 +53,8 @@ export interface VuHostOptions {
 
 export type VuCommandResult = { ok: true; value: unknown } | { ok: false; error: string };
 
-// The VU loop appended to the script. The script runs inside `do ... end` so a
-// top-level `return` ends its block, not the loop; line 1 keeps its numbering.
+// Appended to the script, which runs inside `do ... end` so a top-level
+// `return` ends its block, not the VU setup; line 1 keeps its numbering.
 const VU_PREFIX = 'local __topas_yield, __topas_xpcall, __topas_tostring = coroutine.yield, xpcall, tostring; do ';
 const VU_LOOP = String.raw`
 end
@@ -61,10 +63,10 @@ local __topas_ctx = { vu = 0, iteration = 0 }
 -- coroutine is cheap, while a yield unwinds the wasm stack (a JS exception)
 local function __topas_run(cmd, a, b)
   if cmd >= 0 then
+    -- no pcall: an error ends this coroutine, which the driver resets (one C frame less to unwind per yield)
     __topas_ctx.iteration = cmd
-    local ok, res = __topas_xpcall(iteration, __topas_tostring, __topas_ctx)
-    if ok then return true end
-    return false, res
+    iteration(__topas_ctx)
+    return true
   elseif cmd == -1 then
     if setup ~= nil then return __topas_xpcall(setup, __topas_tostring) end
     return true
@@ -382,7 +384,7 @@ export class VuHost {
         return;
       }
       // scenario_main returned during init: the script's top level failed
-      vu.deathError = first === 'error' ? String(second ?? 'error') : 'the script ended before its VU loop';
+      vu.deathError = first === 'error' ? String(second ?? 'error') : 'the script ended before its VU was set up';
       vu.state = 'dead';
       this.finish(vu, { ok: false, error: vu.deathError });
       return;

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { getWorkerPath } from '../sea/assets';
+import { MessageBatcher } from './message-batcher';
 import type { EndpointMap } from '../backends/backend';
 import { serializeError, type SerializedError } from '../errors';
 import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
@@ -31,6 +32,7 @@ interface Slot {
   worker: Worker;
   runs: Map<string, PendingRun>;
   gone: boolean;
+  outbox: MessageBatcher<ToWorker>;
 }
 
 /**
@@ -123,7 +125,13 @@ export class ScenarioPool {
 
   private spawn(): Slot {
     const worker = new Worker(getWorkerPath(this.workerFile));
-    const slot: Slot = { id: this.nextSlotId++, worker, runs: new Map(), gone: false };
+    const slot: Slot = {
+      id: this.nextSlotId++,
+      worker,
+      runs: new Map(),
+      gone: false,
+      outbox: new MessageBatcher<ToWorker>((messages) => this.send(slot, messages.length === 1 ? messages[0] : { type: 'batch', messages })),
+    };
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
     worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`, serializeError(err)));
     worker.on('exit', (code) => {
@@ -138,6 +146,14 @@ export class ScenarioPool {
   }
 
   private postRaw(slot: Slot, msg: ToWorker): void {
+    // shutdown must not wait behind a turn of the loop
+    if (msg.type === 'shutdown') {
+      slot.outbox.flush();
+      this.send(slot, msg);
+    } else slot.outbox.push(msg);
+  }
+
+  private send(slot: Slot, msg: ToWorker): void {
     try {
       slot.worker.postMessage(msg);
     } catch {
@@ -147,6 +163,9 @@ export class ScenarioPool {
 
   private onMessage(slot: Slot, msg: FromWorker): void {
     switch (msg.type) {
+      case 'batch':
+        for (const m of msg.messages) this.onMessage(slot, m);
+        break;
       case 'ready':
         break;
       case 'log':

@@ -6,10 +6,12 @@ import { parentPort } from 'node:worker_threads';
 import { deserializeError, serializeError } from '../errors';
 import { LuaRuntime } from '../lua/engine';
 import type { FromWorker, ToWorker } from './worker-protocol';
+import { MessageBatcher } from './message-batcher';
 
 if (!parentPort) throw new Error('scenario-worker must run in a worker thread');
 const port = parentPort;
-const post = (msg: FromWorker) => port.postMessage(msg);
+const batcher = new MessageBatcher<FromWorker>((messages) => port.postMessage(messages.length === 1 ? messages[0] : { type: 'batch', messages }));
+const post = (msg: FromWorker) => batcher.push(msg);
 
 const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 let nextCallId = 1;
@@ -30,8 +32,13 @@ ready.then(
   (err) => post({ type: 'fatal', error: serializeError(err) }),
 );
 
-port.on('message', (msg: ToWorker) => {
+port.on('message', onMessage);
+
+function onMessage(msg: ToWorker): void {
   switch (msg.type) {
+    case 'batch':
+      for (const m of msg.messages) onMessage(m);
+      break;
     case 'run':
       ready
         .then((rt) => rt.run(msg.task))
@@ -64,4 +71,4 @@ port.on('message', (msg: ToWorker) => {
       );
       break;
   }
-});
+}

@@ -12,7 +12,9 @@ export type ToWorker =
   | { type: 'rpc-result'; callId: number; ok: true; value: unknown }
   | { type: 'rpc-result'; callId: number; ok: false; error: SerializedError }
   | { type: 'endpoints'; endpoints: EndpointMap }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /** several of the above in order, posted as one (see MessageBatcher) */
+  | { type: 'batch'; messages: ToWorker[] };
 
 export type FromWorker =
   | { type: 'ready' }
@@ -21,7 +23,8 @@ export type FromWorker =
   /** a module call that the main thread must serve (e.g. `sut.apply_service`): method like `sut.applyService` */
   | { type: 'rpc-call'; runId: string; callId: number; method: string; args: unknown[] }
   | { type: 'done'; runId: string; result: ScenarioResult }
-  | { type: 'fatal'; error: SerializedError };
+  | { type: 'fatal'; error: SerializedError }
+  | { type: 'batch'; messages: FromWorker[] };
 
 // ---------------------------------------------------------------------------
 // `topas load` workers (src/load/load-worker.ts): their own entry, sharing the

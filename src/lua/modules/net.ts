@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { getGlobalDispatcher } from 'undici';
+import { leanRequest } from '../vu-http';
 import type { EndpointMap } from '../../backends/backend';
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
 import { errorMessage, luaDurationMs, luaOptions } from '../lua-values';
@@ -151,8 +152,8 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
     const t0 = performance.now();
     const sink = ctx.metrics;
     try {
-      const res = await getGlobalDispatcher().request({ origin, path, method: method as 'GET', headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-      const text = method === 'HEAD' ? '' : await res.body.text();
+      const res = await leanRequest(getGlobalDispatcher(), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+      const text = method === 'HEAD' ? '' : res.body;
       if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: performance.now() - t0, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: Buffer.byteLength(text) });
       return {
         code: res.statusCode,

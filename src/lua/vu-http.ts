@@ -1,0 +1,80 @@
+import type { Dispatcher } from 'undici';
+
+/** What `net` needs of a response: status, lower-cased headers, the body as text. */
+export interface LeanResponse {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface LeanRequest {
+  origin: string;
+  /** path and query */
+  path: string;
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  signal: AbortSignal;
+  headersTimeout: number;
+  bodyTimeout: number;
+}
+
+/**
+ * One HTTP request through undici's dispatcher with a plain handler: no
+ * response stream, no per-request AbortSignal plumbing. Under load the stream
+ * machinery of `request()` + `body.text()` costs about as much as the request
+ * itself. Same dispatcher, timeouts and errors as `dispatcher.request`; an
+ * abort of `signal` fails the request with the signal's reason.
+ */
+export function leanRequest(dispatcher: Dispatcher, req: LeanRequest): Promise<LeanResponse> {
+  return new Promise<LeanResponse>((resolve, reject) => {
+    const { signal } = req;
+    let statusCode = 0;
+    let raw: Buffer[] | string[] | null = null;
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
+    let onAbort: (() => void) | undefined;
+    const cleanup = () => {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+      onAbort = undefined;
+    };
+    const handler: Dispatcher.DispatchHandler = {
+      onConnect(abort: (err?: Error) => void) {
+        if (signal.aborted) return abort(signal.reason as Error);
+        onAbort = () => abort(signal.reason as Error);
+        signal.addEventListener('abort', onAbort, { once: true });
+      },
+      onHeaders(status: number, rawHeaders: Buffer[] | string[]) {
+        statusCode = status;
+        raw = rawHeaders;
+        return true;
+      },
+      onData(chunk: Buffer) {
+        if (!first) first = chunk;
+        else (more ??= [first]).push(chunk);
+        return true;
+      },
+      onComplete() {
+        cleanup();
+        const headers: Record<string, string> = {};
+        const h = raw ?? [];
+        for (let i = 0; i + 1 < h.length; i += 2) {
+          const k = h[i].toString().toLowerCase();
+          const v = h[i + 1].toString();
+          headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+        }
+        let body = more ? Buffer.concat(more).toString('utf8') : first ? first.toString('utf8') : '';
+        if (body.charCodeAt(0) === 0xfeff) body = body.slice(1);
+        resolve({ statusCode, headers, body });
+      },
+      onError(err: Error) {
+        cleanup();
+        reject(err);
+      },
+    };
+    dispatcher.dispatch(
+      { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body, headersTimeout: req.headersTimeout, bodyTimeout: req.bodyTimeout },
+      handler,
+    );
+  });
+}
