@@ -9,9 +9,9 @@ import { loadAppSpec } from '../spec/load-app-spec';
 import { createMasker, registerSecret } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { VuHost, type Vu } from '../lua/vu-host';
-import { RunRecordStore, writeStateFile } from '../run/run-record';
+import { RunRecordStore } from '../run/run-record';
 import { findAppSpecFile } from '../run/targets';
-import { openSut, type SutSession } from '../run/sut-session';
+import { openSut, releaseSut, type SutSession } from '../run/sut-session';
 import { Interrupts } from '../run/interrupts';
 import { createSutRpcHandler } from '../run/sut-rpc';
 import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
@@ -301,16 +301,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     const s = session as SutSession | undefined;
     try {
       if (!s) return;
-      if (s.owned && !opts.keep) {
-        log('tearing down…');
-        await Promise.race([s.sut.dispose(), interrupts.forced.then(() => s.sut.dispose())]);
-      } else if (s.owned && opts.keep) {
-        writeStateFile(spec?.dir ?? recordDir, s.sut.state());
-        await s.sut.detach();
-        log('kept the SUT running (--keep); `topas down` tears it down');
-      } else {
-        await s.sut.detach();
-      }
+      await releaseSut(s, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
     } catch (err) {
       log(`teardown failed: ${(err as Error).message}`);
       if (exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;

@@ -8,9 +8,9 @@ import { createMasker, registerSecret } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { createSutRpcHandler } from './sut-rpc';
-import { RunRecordStore, writeStateFile } from './run-record';
+import { RunRecordStore } from './run-record';
 import { findAppSpecFile, resolveTargets } from './targets';
-import { openSut, type SutSession } from './sut-session';
+import { openSut, releaseSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
 import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
@@ -221,16 +221,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     const s = session as SutSession | undefined;
     try {
       if (!s) return;
-      if (s.owned && !opts.keep) {
-        log('tearing down…');
-        await Promise.race([s.sut.dispose(), interrupts.forced.then(() => s.sut.dispose())]);
-      } else if (s.owned && opts.keep) {
-        writeStateFile(spec?.dir ?? recordDir, s.sut.state());
-        await s.sut.detach();
-        log('kept the SUT running (--keep); `topas down` tears it down');
-      } else {
-        await s.sut.detach();
-      }
+      await releaseSut(s, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
     } catch (err) {
       log(`teardown failed: ${(err as Error).message}`);
       if (exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;

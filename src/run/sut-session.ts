@@ -6,7 +6,7 @@ import { getBackend } from '../backends/registry';
 import '../backends/index';
 import { TopasError } from '../errors';
 import type { AppSpec } from '../spec/app-spec';
-import { readStateFile, removeStateFile } from './run-record';
+import { readStateFile, removeStateFile, writeStateFile } from './run-record';
 
 export interface BackendChoice {
   backend: Backend;
@@ -89,5 +89,25 @@ export async function openSut(opts: {
   } catch (err) {
     fs.rmSync(workDir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * The end of a command that opened a SUT: dispose what this process started
+ * (unless --keep, which records it for `topas down`), or just let go of one
+ * that `topas up` started. A second Ctrl-C (`forced`) does not wait for a
+ * graceful dispose already under way.
+ */
+export async function releaseSut(session: SutSession, opts: { keep: boolean; stateDir: string; log: (line: string) => void; forced: Promise<void> }): Promise<void> {
+  const { sut } = session;
+  if (session.owned && !opts.keep) {
+    opts.log('tearing down…');
+    await Promise.race([sut.dispose(), opts.forced.then(() => sut.dispose())]);
+  } else if (session.owned) {
+    writeStateFile(opts.stateDir, sut.state());
+    await sut.detach();
+    opts.log('kept the SUT running (--keep); `topas down` tears it down');
+  } else {
+    await sut.detach();
   }
 }
