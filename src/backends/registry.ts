@@ -1,7 +1,7 @@
 import type { Backend } from './backend';
 import { TopasError } from '../errors';
 
-/** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `topas:backends` hook. */
+/** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `backends` oclif hook (plugin-backends.ts). */
 const factories = new Map<string, () => Backend>();
 
 export function registerBackend(name: string, factory: () => Backend): void {

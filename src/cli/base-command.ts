@@ -1,5 +1,6 @@
 import { Command, Flags } from '@oclif/core';
 import { cliIo } from './cli-io';
+import { registerPluginBackends } from '../backends/plugin-backends';
 import { EXIT_CODES, TopasError } from '../errors';
 import type { Io } from '../io';
 import { maskSecrets } from '../spec/secrets';
@@ -12,6 +13,11 @@ export abstract class BaseCommand extends Command {
   static override baseFlags = {
     json: Flags.boolean({ description: 'print machine-readable JSON on stdout', default: false }),
   };
+
+  protected override async init(): Promise<void> {
+    await super.init();
+    await registerPluginBackends(this.config);
+  }
 
   protected get io(): Io {
     return cliIo();
