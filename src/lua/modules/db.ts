@@ -1,4 +1,7 @@
-import pg from 'pg';
+import type pgTypes from 'pg';
+// loaded on first use: most scripts (and every load worker without db) never need it
+let pgModule: typeof pgTypes | undefined;
+const pgLib = (): typeof pgTypes => (pgModule ??= require('pg') as typeof pgTypes);
 import { LuaMultiReturn } from 'wasmoon';
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
 import { LuaAssertionError } from './module-types';
@@ -74,7 +77,7 @@ const typeParsers = {
       const n = Number(v);
       return Number.isSafeInteger(n) || oid === 1700 ? n : v;
     };
-    return pg.types.getTypeParser(oid, format as 'text');
+    return pgLib().types.getTypeParser(oid, format as 'text');
   },
 };
 
@@ -115,7 +118,7 @@ const POOL_MAX = 10;
 const POOL_IDLE_MS = 10_000;
 
 interface Conn {
-  client: pg.PoolClient;
+  client: pgTypes.PoolClient;
   name: string;
   /** open transaction() levels: 1 = BEGIN, more = savepoints */
   txDepth: number;
@@ -123,15 +126,15 @@ interface Conn {
 
 export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
   // connections are pooled per scenario and database: connect/close in a loop reuses sessions
-  const pools = new Map<string, pg.Pool>();
+  const pools = new Map<string, pgTypes.Pool>();
   const conns = new Map<number, Conn>();
   let nextId = 1;
 
-  function poolFor(info: ConnInfo, name: string): pg.Pool {
+  function poolFor(info: ConnInfo, name: string): pgTypes.Pool {
     const key = JSON.stringify(info);
     let pool = pools.get(key);
     if (!pool) {
-      pool = new pg.Pool({ ...info, max: POOL_MAX, idleTimeoutMillis: POOL_IDLE_MS, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
+      pool = new (pgLib().Pool)({ ...info, max: POOL_MAX, idleTimeoutMillis: POOL_IDLE_MS, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
       // a dead server emits 'error' on an idle client; an unhandled 'error' event would kill the worker
       pool.on('error', (err) => ctx.log('warn', `db ${name}: ${err.message}`));
       pools.set(key, pool);
@@ -186,9 +189,9 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
     if (!c) throw new Error(`db.${fn}: the connection is closed`);
     return c;
   }
-  const conn = (id: unknown, fn: string): pg.PoolClient => connOf(id, fn).client;
+  const conn = (id: unknown, fn: string): pgTypes.PoolClient => connOf(id, fn).client;
 
-  async function run(fn: string, id: unknown, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  async function run(fn: string, id: unknown, sql: string, params: unknown[] = []): Promise<pgTypes.QueryResult> {
     const client = conn(id, fn);
     try {
       return await client.query({ text: sql, values: params.map((p) => (typeof p === 'object' && p !== null ? JSON.stringify(p) : p)), types: typeParsers });
@@ -219,7 +222,7 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
     exports: {
       connect: async (target: unknown) => {
         const { info, name } = resolveTarget(target);
-        let client: pg.PoolClient;
+        let client: pgTypes.PoolClient;
         try {
           client = await poolFor(info, name).connect();
         } catch (err) {

@@ -1,13 +1,36 @@
 import { STATUS_CODES } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { getGlobalDispatcher } from 'undici';
-import { leanRequest } from '../vu-http';
+import type { Dispatcher } from 'undici';
+import { leanRequest, type LeanResponse } from '../vu-http';
+import { rawHttpClient } from '../vu-raw-http';
 import type { EndpointMap } from '../../backends/backend';
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
 import { errorMessage, luaDurationMs, luaOptions } from '../lua-values';
-import { createGrpcCaller } from './grpc';
+import type { GrpcCaller } from './grpc';
 
 const DEFAULT_TIMEOUT_MS = 60_000;
+
+// The raw client stands in for undici's default dispatcher only: a dispatcher
+// set by someone else (proxy, mock) is used as is. undici is loaded on the
+// first request the raw client leaves to it (it costs a load worker ~70 ms).
+const DISPATCHER_KEY = Symbol.for('undici.globalDispatcher.1');
+const g = globalThis as unknown as Record<symbol, Dispatcher | undefined>;
+let defaultDispatcher: Dispatcher | undefined = g[DISPATCHER_KEY];
+let undiciModule: typeof import('undici') | undefined;
+function globalDispatcher(): Dispatcher {
+  if (!undiciModule) {
+    const before = g[DISPATCHER_KEY];
+    undiciModule = require('undici') as typeof import('undici');
+    if (before === undefined) defaultDispatcher = g[DISPATCHER_KEY];
+  }
+  return undiciModule.getGlobalDispatcher();
+}
+const rawEnabled = process.env.TOPAS_RAW_HTTP !== '0';
+function rawAllowed(): boolean {
+  if (!rawEnabled) return false;
+  const d = g[DISPATCHER_KEY];
+  return d === undefined || d === defaultDispatcher;
+}
 
 export interface NetResponse {
   code: number;
@@ -90,15 +113,6 @@ function parseUrlCached(raw: string): ParsedUrl {
   return p;
 }
 
-function headerRecord(h: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined) continue;
-    out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
-  }
-  return out;
-}
-
 /** k6's `name` tag: opts.name, opts.tags.name, else the URL as the script wrote it (service names kept). */
 function requestName(opts: Record<string, unknown>, url: string): string {
   if (typeof opts.name === 'string') return opts.name;
@@ -107,16 +121,35 @@ function requestName(opts: Record<string, unknown>, url: string): string {
   return url;
 }
 
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS']);
+const whats = new Map<string, string>();
+/** `net.get` for GET: made once per method */
+function whatOf(method: string): string {
+  let w = whats.get(method);
+  if (w === undefined) {
+    w = `net.${method.toLowerCase()}`;
+    if (whats.size < 100) whats.set(method, w);
+  }
+  return w;
+}
+
 export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
   const resolve = createUrlResolver(ctx.endpoints);
   const next = new Map<string, number>();
-  const grpc = createGrpcCaller(ctx);
+  // @grpc/grpc-js and protobufjs load on the first net.grpc call
+  let grpcCaller: GrpcCaller | undefined;
+  const grpc = (): GrpcCaller => (grpcCaller ??= (require('./grpc') as typeof import('./grpc')).createGrpcCaller(ctx));
 
   async function send(method: string, url: string, body: unknown, optsIn: unknown, what: string): Promise<NetResponse> {
     const opts = luaOptions(optsIn, what);
     const headers: Record<string, string> = {};
-    const given = luaOptions(opts.headers, `${what} headers`);
-    for (const [k, v] of Object.entries(given)) if (v !== undefined && v !== null) headers[k.toLowerCase()] = String(v);
+    if (opts.headers !== undefined && opts.headers !== null) {
+      const given = luaOptions(opts.headers, `${what} headers`);
+      for (const k in given) {
+        const v = given[k];
+        if (v !== undefined && v !== null) headers[k.toLowerCase()] = String(v);
+      }
+    }
     let payload: string | undefined;
     const json = opts.json !== undefined && opts.json !== null ? opts.json : typeof body === 'object' && body !== null ? body : undefined;
     if (json !== undefined) {
@@ -146,22 +179,25 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
       }
       path = `${u.pathname}${u.search}`;
     }
-    const timeoutMs = luaDurationMs(opts.timeout, `${what} timeout`) ?? DEFAULT_TIMEOUT_MS;
+    const timeoutMs = opts.timeout === undefined || opts.timeout === null ? DEFAULT_TIMEOUT_MS : (luaDurationMs(opts.timeout, `${what} timeout`) ?? DEFAULT_TIMEOUT_MS);
     // undici's own timeouts: a per-request AbortSignal.any + AbortSignal.timeout costs more than the request under load
     const signal = ctx.signal;
     const t0 = performance.now();
     const sink = ctx.metrics;
     try {
-      const res = await leanRequest(getGlobalDispatcher(), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+      const res: LeanResponse = await ((rawAllowed() ? rawHttpClient().request({ origin, path, method, headers, body: payload, signal, timeoutMs }) : undefined) ??
+        leanRequest(globalDispatcher(), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }));
       const text = method === 'HEAD' ? '' : res.body;
-      if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: performance.now() - t0, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: Buffer.byteLength(text) });
+      const dt = performance.now() - t0;
+      if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: dt, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: Buffer.byteLength(text) });
       return {
         code: res.statusCode,
         status: res.statusCode,
         status_text: STATUS_CODES[res.statusCode] ?? '',
-        headers: headerRecord(res.headers),
+        // both clients hand back lower-cased names with repeated headers joined
+        headers: res.headers,
         body: text,
-        time_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+        time_ms: Math.round(dt * 1000) / 1000,
       };
     } catch (err) {
       if (sink) sink.request({ name: requestName(opts, url), method, status: 0, durationMs: performance.now() - t0, failed: true, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: 0 });
@@ -175,12 +211,12 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
 
   return {
     shim: NET_SHIM,
-    close: () => grpc.close(),
+    close: () => grpcCaller?.close(),
     exports: {
-      grpc: grpc.call,
+      grpc: (target: unknown, method: unknown, request: unknown, opts: unknown) => grpc().call(target, method, request, opts),
       request: (method: unknown, url: unknown, body: unknown, opts: unknown) => {
-        const m = String(method ?? 'GET').toUpperCase();
-        const what = `net.${m.toLowerCase()}`;
+        const m = typeof method === 'string' && KNOWN_METHODS.has(method) ? method : String(method ?? 'GET').toUpperCase();
+        const what = whatOf(m);
         if (typeof url !== 'string' || url === '') throw new Error(`${what}: expected a URL string, got ${url === null || url === undefined ? 'nil' : typeof url}`);
         return send(m, url, body, opts, what);
       },

@@ -1,0 +1,620 @@
+import net from 'node:net';
+import type { LeanResponse } from './vu-http';
+
+/**
+ * A minimal HTTP/1.1 keep-alive client for the load hot path: plain http://
+ * origins, string bodies, one request in flight per socket. It sends what
+ * undici's dispatcher would send (host, connection: keep-alive, the caller's
+ * headers, content-length) and parses the response itself: status line,
+ * headers, Content-Length, chunked, read-until-close, HEAD/1xx/204/304.
+ *
+ * Why: under load undici's machinery (request objects, llhttp in wasm, the
+ * socket's stream plumbing) costs more than the request itself. Sockets read
+ * into one reusable buffer (`onread`), so a response costs no stream events.
+ *
+ * `rawRequest` returns undefined for what it does not handle (https, special
+ * headers like host/expect/upgrade, big or unexpected bodies): the caller then
+ * takes the undici path. Errors carry undici's codes where net.ts looks at them
+ * (UND_ERR_HEADERS_TIMEOUT, UND_ERR_BODY_TIMEOUT, UND_ERR_SOCKET).
+ */
+
+export interface RawRequest {
+  /** `http://host:port` */
+  origin: string;
+  /** path and query */
+  path: string;
+  method: string;
+  /** lower-cased names */
+  headers: Record<string, string>;
+  body?: string;
+  signal: AbortSignal;
+  /** headers timeout and body idle timeout, ms */
+  timeoutMs: number;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+/** undici's default when the server sends no Keep-Alive hint */
+const DEFAULT_KEEP_ALIVE_MS = 4_000;
+/** undici's margin before a server's Keep-Alive timeout */
+const KEEP_ALIVE_THRESHOLD_MS = 2_000;
+const MAX_HEADER_BYTES = 16 * 1024;
+const MAX_BODY_BYTES = 1024 * 1024;
+const MAX_CACHED_HEADS = 1000;
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// undici rejects these characters in header values
+const BAD_VALUE_RE = /[^\t\x20-\x7e\x80-\xff]/;
+const BAD_PATH_RE = /[^\u0021-\u00ff]/;
+// headers undici treats specially (or rejects): leave them to undici
+const SPECIAL_HEADERS = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'expect', 'te', 'trailer', 'proxy-connection']);
+const SIMPLE_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
+const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'PUT']);
+
+/** 1 to 15 ASCII digits */
+function isDigits(s: string): boolean {
+  const n = s.length;
+  if (n === 0 || n > 15) return false;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+export class RawHttpError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'RawHttpError';
+  }
+}
+
+const enum St {
+  /** waiting for the status line and headers */
+  Head,
+  /** Content-Length body: `remaining` bytes left */
+  Length,
+  ChunkSize,
+  ChunkData,
+  /** the CRLF after a chunk's data: `remaining` bytes of it left */
+  ChunkEnd,
+  Trailers,
+  /** body until the server closes */
+  Eof,
+  /** no request in flight */
+  Idle,
+}
+
+interface Req {
+  origin: Origin;
+  method: string;
+  head: Buffer;
+  signal: AbortSignal;
+  timeoutMs: number;
+  deadline: number;
+  /** what the deadline guards: connect, headers or body */
+  phase: 0 | 1 | 2;
+  retried: boolean;
+  resolve: (r: LeanResponse) => void;
+  reject: (e: Error) => void;
+  conn: Conn | undefined;
+}
+
+interface Origin {
+  host: string;
+  port: number;
+  hostHeader: string;
+  idle: Conn[];
+}
+
+class Conn {
+  readonly socket: net.Socket;
+  req: Req | undefined;
+  st: St = St.Idle;
+  connected = false;
+  /** served a response already: a failure before any byte of the next one may be a stale keep-alive */
+  reused = false;
+  gotBytes = false;
+  idleUntil = 0;
+  keepAliveMs = DEFAULT_KEEP_ALIVE_MS;
+  keepAliveHint = '';
+  closeAfter = false;
+  closed = false;
+  error: Error | undefined;
+  // response in progress
+  status = 0;
+  headers: Record<string, string> = {};
+  remaining = 0;
+  pending: Buffer | undefined;
+  line = '';
+  body: Buffer[] | undefined;
+  bodyStr: string | undefined;
+  bodyBytes = 0;
+
+  constructor(
+    readonly client: RawHttpClient,
+    readonly origin: Origin,
+  ) {
+    this.socket = net.connect({
+      host: origin.host,
+      port: origin.port,
+      noDelay: true,
+      onread: { buffer: client.readBuffer, callback: (n: number, buf: Uint8Array) => this.onData(buf as Buffer, n) },
+    });
+    this.socket.on('connect', () => {
+      this.connected = true;
+      const r = this.req;
+      if (r) this.client.sent(r);
+    });
+    this.socket.on('error', (err: Error) => {
+      this.error ??= err;
+    });
+    this.socket.on('close', () => this.onClose());
+  }
+
+  onData(buf: Buffer, n: number): boolean {
+    const r = this.req;
+    if (!r) {
+      // bytes with no request in flight: the connection is out of step
+      this.socket.destroy();
+      return false;
+    }
+    this.gotBytes = true;
+    try {
+      this.parse(buf, 0, n);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+    return true;
+  }
+
+  private parse(buf: Buffer, pos: number, end: number): void {
+    while (pos < end || this.st === St.Length || this.st === St.ChunkData) {
+      switch (this.st) {
+        case St.Head: {
+          let data = buf;
+          let from = pos;
+          let to = end;
+          if (this.pending) {
+            data = Buffer.concat([this.pending, buf.subarray(pos, end)]);
+            from = 0;
+            to = data.length;
+            this.pending = undefined;
+          }
+          const at = data.indexOf(CRLFCRLF, from);
+          if (at < 0 || at >= to) {
+            if (to - from > MAX_HEADER_BYTES) throw new RawHttpError('Headers Overflow Error', 'UND_ERR_HEADERS_OVERFLOW');
+            this.pending = Buffer.from(data.subarray(from, to));
+            return;
+          }
+          const info = this.head(data.toString('utf8', from, at));
+          if (info) {
+            // an interim response (100, 103): skip it
+            if (data !== buf) {
+              buf = data;
+              end = to;
+            }
+            pos = at + 4;
+            continue;
+          }
+          if (data !== buf) {
+            buf = data;
+            end = to;
+          }
+          pos = at + 4;
+          if ((this.st as St) === St.Idle) {
+            // no body: the response is complete
+            if (pos < end) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (unexpected data after response)', 'HPE_INVALID_CONSTANT');
+            this.complete();
+            return;
+          }
+          continue;
+        }
+        case St.Length: {
+          const take = Math.min(this.remaining, end - pos);
+          if (take > 0) this.addBody(buf, pos, pos + take, take === this.remaining && this.bodyBytes === 0);
+          pos += take;
+          this.remaining -= take;
+          if (this.remaining > 0) {
+            this.touch();
+            return;
+          }
+          if (pos < end) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (unexpected data after response)', 'HPE_INVALID_CONSTANT');
+          this.complete();
+          return;
+        }
+        case St.ChunkSize:
+        case St.Trailers: {
+          const nl = buf.indexOf(10, pos);
+          if (nl < 0 || nl >= end) {
+            this.line += buf.toString('latin1', pos, end);
+            if (this.line.length > MAX_HEADER_BYTES) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (chunk line too long)', 'HPE_INVALID_CHUNK_SIZE');
+            this.touch();
+            return;
+          }
+          let line = this.line + buf.toString('latin1', pos, nl);
+          this.line = '';
+          pos = nl + 1;
+          if (line.endsWith('\r')) line = line.slice(0, -1);
+          if (this.st === St.Trailers) {
+            if (line === '') {
+              if (pos < end) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (unexpected data after response)', 'HPE_INVALID_CONSTANT');
+              this.complete();
+              return;
+            }
+            continue;
+          }
+          const semi = line.indexOf(';');
+          const hex = (semi >= 0 ? line.slice(0, semi) : line).trim();
+          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid character in chunk size)', 'HPE_INVALID_CHUNK_SIZE');
+          const size = parseInt(hex, 16);
+          if (size === 0) this.st = St.Trailers;
+          else {
+            this.remaining = size;
+            this.st = St.ChunkData;
+          }
+          continue;
+        }
+        case St.ChunkData: {
+          if (pos >= end) {
+            this.touch();
+            return;
+          }
+          const take = Math.min(this.remaining, end - pos);
+          this.addBody(buf, pos, pos + take, false);
+          pos += take;
+          this.remaining -= take;
+          if (this.remaining === 0) {
+            this.st = St.ChunkEnd;
+            this.remaining = 2;
+          }
+          continue;
+        }
+        case St.ChunkEnd: {
+          const c = buf[pos];
+          if ((this.remaining === 2 && c === 13) || c === 10) {
+            pos++;
+            if (c === 10) {
+              this.st = St.ChunkSize;
+            } else this.remaining = 1;
+            continue;
+          }
+          throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Expected LF after chunk data)', 'HPE_STRICT');
+        }
+        case St.Eof:
+          this.addBody(buf, pos, end, false);
+          this.touch();
+          return;
+        case St.Idle:
+          throw new RawHttpError('Response does not match the HTTP/1.1 protocol (unexpected data after response)', 'HPE_INVALID_CONSTANT');
+      }
+    }
+    if (this.st !== St.Idle) this.touch();
+  }
+
+  /** Parses the status line and headers; returns true for an interim (1xx) response to skip. */
+  private head(text: string): boolean {
+    const r = this.req!;
+    let eol = text.indexOf('\r\n');
+    if (eol < 0) eol = text.length;
+    // HTTP/1.x NNN reason
+    if (!text.startsWith('HTTP/1.') || text.charCodeAt(8) !== 32) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Expected HTTP/)', 'HPE_INVALID_CONSTANT');
+    const http10 = text.charCodeAt(7) === 48;
+    const status = Number(text.slice(9, 12));
+    if (!(status >= 100 && status <= 999) || (eol > 12 && text.charCodeAt(12) !== 32)) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid status code)', 'HPE_INVALID_STATUS');
+    const headers: Record<string, string> = {};
+    let length = -1;
+    let chunked = false;
+    let te = false;
+    let connection = '';
+    let pos = eol + 2;
+    while (pos < text.length) {
+      let next = text.indexOf('\r\n', pos);
+      if (next < 0) next = text.length;
+      const colon = text.indexOf(':', pos);
+      if (colon < 0 || colon > next || colon === pos) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid header token)', 'HPE_INVALID_HEADER_TOKEN');
+      const c0 = text.charCodeAt(pos);
+      if (c0 === 32 || c0 === 9) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid header token)', 'HPE_INVALID_HEADER_TOKEN');
+      const name = text.slice(pos, colon).toLowerCase();
+      const value = text.slice(colon + 1, next).trim();
+      const prev = headers[name];
+      headers[name] = prev === undefined ? value : `${prev}, ${value}`;
+      pos = next + 2;
+      switch (name) {
+        case 'content-length': {
+          const n = isDigits(value) ? Number(value) : NaN;
+          if (Number.isNaN(n) || (length >= 0 && length !== n)) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid content-length)', 'HPE_INVALID_CONTENT_LENGTH');
+          length = n;
+          break;
+        }
+        case 'transfer-encoding':
+          te = true;
+          chunked = /(^|,)\s*chunked\s*$/i.test(headers[name]);
+          break;
+        case 'connection':
+          connection = headers[name].toLowerCase();
+          break;
+        case 'keep-alive': {
+          // servers send the same hint every time: parse it once
+          if (value === this.keepAliveHint) break;
+          this.keepAliveHint = value;
+          const m = /timeout=(\d+)/i.exec(value);
+          if (m) this.keepAliveMs = Math.max(0, Number(m[1]) * 1000 - KEEP_ALIVE_THRESHOLD_MS);
+          break;
+        }
+      }
+    }
+    if (status < 200) {
+      if (status === 101) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (unexpected upgrade)', 'HPE_INVALID_CONSTANT');
+      return true;
+    }
+    if (te && length >= 0) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Content-Length can\'t be present with Transfer-Encoding)', 'HPE_UNEXPECTED_CONTENT_LENGTH');
+    this.status = status;
+    this.headers = headers;
+    this.closeAfter = connection === '' ? http10 : connection === 'keep-alive' ? false : http10 ? !/(^|,)\s*keep-alive\s*(,|$)/.test(connection) : /(^|,)\s*close\s*(,|$)/.test(connection);
+    r.phase = 2;
+    if (r.method === 'HEAD' || status === 204 || status === 304) this.st = St.Idle;
+    else if (chunked) this.st = St.ChunkSize;
+    else if (te) {
+      this.st = St.Eof;
+      this.closeAfter = true;
+    } else if (length >= 0) {
+      this.remaining = length;
+      this.st = length === 0 ? St.Idle : St.Length;
+    } else {
+      this.st = St.Eof;
+      this.closeAfter = true;
+    }
+    return false;
+  }
+
+  private addBody(buf: Buffer, from: number, to: number, whole: boolean): void {
+    if (to <= from) return;
+    if (whole) this.bodyStr = buf.toString('utf8', from, to);
+    else (this.body ??= []).push(Buffer.from(buf.subarray(from, to)));
+    this.bodyBytes += to - from;
+  }
+
+  /** Body progress: the idle timeout starts over. */
+  private touch(): void {
+    const r = this.req;
+    if (r) r.deadline = performance.now() + r.timeoutMs;
+  }
+
+  private complete(): void {
+    const r = this.req!;
+    let body = this.bodyStr ?? (this.body ? (this.body.length === 1 ? this.body[0].toString('utf8') : Buffer.concat(this.body).toString('utf8')) : '');
+    if (body.charCodeAt(0) === 0xfeff) body = body.slice(1);
+    const res: LeanResponse = { statusCode: this.status, headers: this.headers, body };
+    this.reset();
+    this.req = undefined;
+    this.client.done(r);
+    if (this.closeAfter || this.keepAliveMs <= 0) this.socket.destroy();
+    else {
+      this.reused = true;
+      this.gotBytes = false;
+      this.idleUntil = performance.now() + this.keepAliveMs;
+      this.socket.unref();
+      this.origin.idle.push(this);
+    }
+    r.resolve(res);
+  }
+
+  private reset(): void {
+    this.st = St.Idle;
+    this.status = 0;
+    this.remaining = 0;
+    this.pending = undefined;
+    this.line = '';
+    this.body = undefined;
+    this.bodyStr = undefined;
+    this.bodyBytes = 0;
+  }
+
+  /** Fails the request in flight and drops the connection. */
+  fail(err: Error): void {
+    const r = this.req;
+    this.req = undefined;
+    this.closed = true;
+    this.socket.destroy();
+    if (r) {
+      this.client.done(r);
+      r.reject(err);
+    }
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    const idle = this.origin.idle;
+    const i = idle.indexOf(this);
+    if (i >= 0) idle.splice(i, 1);
+    const r = this.req;
+    if (!r) return;
+    if (this.st === St.Eof) {
+      this.closeAfter = true;
+      this.complete();
+      return;
+    }
+    this.req = undefined;
+    this.client.done(r);
+    // a keep-alive socket the server closed as we reused it: once more on a fresh one
+    if (this.reused && !this.gotBytes && !r.retried && IDEMPOTENT.has(r.method) && !r.signal.aborted) {
+      r.retried = true;
+      this.client.start(r);
+      return;
+    }
+    const e = this.error;
+    r.reject(e && !this.gotBytes ? e : new RawHttpError('other side closed', 'UND_ERR_SOCKET'));
+  }
+}
+
+export class RawHttpClient {
+  /** every socket reads into this; whatever outlives a read is copied */
+  readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
+  private readonly origins = new Map<string, Origin>();
+  private readonly heads = new Map<string, Buffer>();
+  private readonly active = new Set<Req>();
+  private readonly signals = new WeakSet<AbortSignal>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+
+  /** Sends the request, or returns undefined when it is not for this client. */
+  request(q: RawRequest): Promise<LeanResponse> | undefined {
+    const origin = this.originOf(q.origin);
+    if (!origin) return undefined;
+    const head = this.headOf(q, origin);
+    if (!head) return undefined;
+    const signal = q.signal;
+    if (!this.signals.has(signal)) {
+      this.signals.add(signal);
+      signal.addEventListener('abort', () => this.abortAll(signal), { once: true });
+    }
+    return new Promise<LeanResponse>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason as Error);
+      this.start({ origin, method: q.method, head, signal, timeoutMs: q.timeoutMs, deadline: 0, phase: 0, retried: false, resolve, reject, conn: undefined });
+    });
+  }
+
+  /** Closes every idle connection. */
+  close(): void {
+    for (const o of this.origins.values()) for (const c of o.idle.splice(0)) c.socket.destroy();
+  }
+
+  start(r: Req): void {
+    const o = r.origin;
+    const now = performance.now();
+    let conn: Conn | undefined;
+    while ((conn = o.idle.pop())) {
+      if (!conn.closed && conn.idleUntil > now) break;
+      conn.socket.destroy();
+    }
+    this.active.add(r);
+    if (conn) {
+      conn.socket.ref();
+      conn.req = r;
+      conn.st = St.Head;
+      r.conn = conn;
+      this.sent(r, now);
+      return;
+    }
+    conn = new Conn(this, o);
+    conn.req = r;
+    conn.st = St.Head;
+    r.conn = conn;
+    r.phase = 0;
+    this.arm(r, now + CONNECT_TIMEOUT_MS);
+  }
+
+  /** The connection is up: write the request, the headers timeout starts. */
+  sent(r: Req, now = performance.now()): void {
+    r.phase = 1;
+    r.conn!.socket.write(r.head);
+    this.arm(r, now + r.timeoutMs);
+  }
+
+  done(r: Req): void {
+    this.active.delete(r);
+  }
+
+  private arm(r: Req, deadline: number): void {
+    r.deadline = deadline;
+    if (deadline >= this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = deadline;
+    this.timer = setTimeout(this.sweep, Math.max(1, Math.ceil(deadline - performance.now())));
+    this.timer.unref();
+  }
+
+  private readonly sweep = (): void => {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const r of this.active) {
+      if (r.deadline <= now) {
+        const c = r.conn!;
+        const err =
+          r.phase === 0
+            ? new RawHttpError(`Connect Timeout Error (attempted address: ${r.origin.host}:${r.origin.port}, timeout: ${CONNECT_TIMEOUT_MS}ms)`, 'UND_ERR_CONNECT_TIMEOUT')
+            : r.phase === 1
+              ? new RawHttpError('Headers Timeout Error', 'UND_ERR_HEADERS_TIMEOUT')
+              : new RawHttpError('Body Timeout Error', 'UND_ERR_BODY_TIMEOUT');
+        c.fail(err);
+      } else if (r.deadline < next) next = r.deadline;
+    }
+    if (next < Infinity) {
+      this.timerAt = next;
+      this.timer = setTimeout(this.sweep, Math.max(1, Math.ceil(next - now)));
+      this.timer.unref();
+    }
+  };
+
+  private abortAll(signal: AbortSignal): void {
+    for (const r of this.active) if (r.signal === signal) r.conn!.fail(signal.reason as Error);
+  }
+
+  private originOf(raw: string): Origin | undefined {
+    let o = this.origins.get(raw);
+    if (o) return o;
+    if (!raw.startsWith('http://')) return undefined;
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      return undefined;
+    }
+    if (u.protocol !== 'http:' || u.username || u.password) return undefined;
+    const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    o = { host, port: u.port ? Number(u.port) : 80, hostHeader: u.host, idle: [] };
+    this.origins.set(raw, o);
+    return o;
+  }
+
+  /** The request's bytes: cached for requests without headers or body. */
+  private headOf(q: RawRequest, o: Origin): Buffer | undefined {
+    const { method, path, headers, body } = q;
+    let simple = body === undefined;
+    for (const _ in headers) {
+      simple = false;
+      break;
+    }
+    const key = simple ? `${method} ${q.origin}${path}` : '';
+    if (simple) {
+      const hit = this.heads.get(key);
+      if (hit) return hit;
+    }
+    if (!TOKEN_RE.test(method) || BAD_PATH_RE.test(path) || path[0] !== '/') return undefined;
+    if (body !== undefined ? !PAYLOAD_METHODS.has(method) || body.length > MAX_BODY_BYTES : !SIMPLE_METHODS.has(method) && !PAYLOAD_METHODS.has(method)) return undefined;
+    let h = `${method} ${path} HTTP/1.1\r\nhost: ${o.hostHeader}\r\nconnection: keep-alive\r\n`;
+    for (const k in headers) {
+      const v = headers[k];
+      if (SPECIAL_HEADERS.has(k) || !TOKEN_RE.test(k) || BAD_VALUE_RE.test(v)) return undefined;
+      h += `${k}: ${v}\r\n`;
+    }
+    if (body === undefined) {
+      h += PAYLOAD_METHODS.has(method) ? 'content-length: 0\r\n\r\n' : '\r\n';
+      const buf = Buffer.from(h, 'latin1');
+      if (simple) {
+        if (this.heads.size >= MAX_CACHED_HEADS) this.heads.clear();
+        this.heads.set(key, buf);
+      }
+      return buf;
+    }
+    const bl = Buffer.byteLength(body);
+    h += `content-length: ${bl}\r\n\r\n`;
+    const buf = Buffer.allocUnsafe(h.length + bl);
+    buf.write(h, 0, 'latin1');
+    buf.write(body, h.length, 'utf8');
+    return buf;
+  }
+}
+
+let shared: RawHttpClient | undefined;
+/** The thread's client (like undici's global dispatcher). */
+export function rawHttpClient(): RawHttpClient {
+  return (shared ??= new RawHttpClient());
+}
