@@ -6,31 +6,17 @@ import path from 'node:path';
 import pg from 'pg';
 import { LuaRuntime } from '../../src/lua/engine';
 import type { EndpointMap } from '../../src/backends/backend';
-import type { ScenarioResult, ScenarioTask } from '../../src/run/scenario-types';
+import type { ScenarioResult } from '../../src/run/scenario-types';
+import { runLuaSource } from '../helpers/lua-scenario';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 
 let dir: string;
 let rt: LuaRuntime;
 let db: TestPostgres;
 let endpoints: EndpointMap;
-let seq = 0;
 
-async function runLua(name: string, source: string): Promise<ScenarioResult> {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, source);
-  const task: ScenarioTask = {
-    runId: `dbtx-${++seq}`,
-    file,
-    baseDir: dir,
-    name,
-    timeoutMs: 30_000,
-    env: {},
-    instance: { id: 'i', role: 'default', index: 1, count: 1, params: {} },
-    endpoints,
-    memoryLimitBytes: 32 << 20,
-    continueOnFailure: false,
-  };
-  return rt.run(task);
+function runLua(name: string, source: string): Promise<ScenarioResult> {
+  return runLuaSource(rt, dir, name, source, endpoints);
 }
 
 async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {

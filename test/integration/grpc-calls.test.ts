@@ -9,11 +9,13 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { LuaRuntime } from '../../src/lua/engine';
 import type { EndpointMap } from '../../src/backends/backend';
-import type { ScenarioResult, ScenarioTask } from '../../src/run/scenario-types';
+import type { ScenarioResult } from '../../src/run/scenario-types';
 import { createGrpcTargetResolver } from '../../src/lua/modules/grpc';
 import { REPO_ROOT } from '../helpers/cli';
 
 const ECHO_PROTO = path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'echo.proto');
+import { runLuaSource } from '../helpers/lua-scenario';
+
 let dir: string;
 let rt: LuaRuntime;
 let app: ChildProcess;
@@ -21,7 +23,6 @@ let appGrpc: string;
 let custom: grpc.Server;
 let customAddr: string;
 let endpoints: EndpointMap;
-let seq = 0;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -34,22 +35,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function runLua(name: string, source: string): Promise<ScenarioResult> {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, source);
-  const task: ScenarioTask = {
-    runId: `grpc-${++seq}`,
-    file,
-    baseDir: dir,
-    name,
-    timeoutMs: 30_000,
-    env: {},
-    instance: { id: 'i', role: 'default', index: 1, count: 1, params: {} },
-    endpoints,
-    memoryLimitBytes: 32 << 20,
-    continueOnFailure: false,
-  };
-  return rt.run(task);
+function runLua(name: string, source: string): Promise<ScenarioResult> {
+  return runLuaSource(rt, dir, name, source, endpoints);
 }
 
 /** The mock app as its own process (gRPC needs no database). */
