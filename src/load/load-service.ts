@@ -298,13 +298,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     }
     await host.close().catch(() => undefined);
     await Promise.all(slots.map((s) => closeWorker(s)));
-    const s = session as SutSession | undefined;
     try {
-      if (!s) return;
-      await releaseSut(s, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
-    } catch (err) {
-      log(`teardown failed: ${(err as Error).message}`);
-      if (exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
+      const released = await releaseSut(session as SutSession | undefined, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
+      if (!released && exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
     } finally {
       interrupts.dispose();
     }

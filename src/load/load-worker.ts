@@ -3,8 +3,9 @@
  * Lua engine) and talks to the main thread with the messages of
  * worker-protocol.ts (ToLoadWorker / FromLoadWorker).
  */
+import { RpcClient } from '../run/rpc-client';
 import { parentPort } from 'node:worker_threads';
-import { deserializeError, serializeError } from '../errors';
+import { serializeError } from '../errors';
 import type { FromLoadWorker, ToLoadWorker } from '../run/worker-protocol';
 import { LoadRunner } from './load-runner';
 
@@ -12,8 +13,7 @@ if (!parentPort) throw new Error('load-worker must run in a worker thread');
 const port = parentPort;
 const post = (msg: FromLoadWorker) => port.postMessage(msg);
 
-const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-let nextCallId = 1;
+const rpc = new RpcClient((msg) => post(msg));
 let runner: LoadRunner | undefined;
 
 function fatal(err: unknown): void {
@@ -26,11 +26,7 @@ port.on('message', (msg: ToLoadWorker) => {
       const r = new LoadRunner(msg.init, {
         log: (level, source, message) => post({ type: 'log', line: { ts: Date.now(), runId: source, source, level, message } }),
         rpc: (method, args) =>
-          new Promise((resolve, reject) => {
-            const callId = nextCallId++;
-            calls.set(callId, { resolve, reject });
-            post({ type: 'rpc-call', runId: `load-${msg.init.worker}`, callId, method, args });
-          }),
+          rpc.call(`load-${msg.init.worker}`, method, args),
         metrics: (m) => post({ type: 'load-metrics', ...m }),
         done: (m) => post({ type: 'load-done', ...m }),
       });
@@ -44,14 +40,9 @@ port.on('message', (msg: ToLoadWorker) => {
     case 'load-stop':
       runner?.stop(msg.abort);
       break;
-    case 'rpc-result': {
-      const c = calls.get(msg.callId);
-      if (!c) break;
-      calls.delete(msg.callId);
-      if (msg.ok) c.resolve(msg.value);
-      else c.reject(deserializeError(msg.error));
+    case 'rpc-result':
+      rpc.settle(msg);
       break;
-    }
     case 'endpoints':
       runner?.setEndpoints(msg.endpoints);
       break;

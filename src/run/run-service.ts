@@ -218,13 +218,9 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     const p = pool as ScenarioPool | undefined;
     await p?.close().catch(() => undefined);
     await metricsServer?.close().catch(() => undefined);
-    const s = session as SutSession | undefined;
     try {
-      if (!s) return;
-      await releaseSut(s, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
-    } catch (err) {
-      log(`teardown failed: ${(err as Error).message}`);
-      if (exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
+      const released = await releaseSut(session as SutSession | undefined, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
+      if (!released && exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
     } finally {
       releaseLock?.();
       interrupts.dispose();

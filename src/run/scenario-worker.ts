@@ -2,8 +2,9 @@
  * Worker-thread entry: one Lua engine hosting many scenario coroutines.
  * Talks to the main thread only through the messages in worker-protocol.ts.
  */
+import { RpcClient } from './rpc-client';
 import { parentPort } from 'node:worker_threads';
-import { deserializeError, serializeError } from '../errors';
+import { serializeError } from '../errors';
 import { LuaRuntime } from '../lua/engine';
 import type { FromWorker, ToWorker } from './worker-protocol';
 import { MessageBatcher } from './message-batcher';
@@ -13,18 +14,13 @@ const port = parentPort;
 const batcher = new MessageBatcher<FromWorker>((messages) => port.postMessage(messages.length === 1 ? messages[0] : { type: 'batch', messages }));
 const post = (msg: FromWorker) => batcher.push(msg);
 
-const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-let nextCallId = 1;
+const rpc = new RpcClient((msg) => post(msg));
 
 const ready = LuaRuntime.create({
   onLog: (line) => post({ type: 'log', line }),
   onEvent: (runId, event) => post({ type: 'event', runId, event }),
   rpc: (runId, method, args) =>
-    new Promise((resolve, reject) => {
-      const callId = nextCallId++;
-      calls.set(callId, { resolve, reject });
-      post({ type: 'rpc-call', runId, callId, method, args });
-    }),
+    rpc.call(runId, method, args),
 });
 
 ready.then(
@@ -50,14 +46,9 @@ function onMessage(msg: ToWorker): void {
     case 'cancel':
       void ready.then((rt) => rt.cancel(msg.runId, msg.reason));
       break;
-    case 'rpc-result': {
-      const c = calls.get(msg.callId);
-      if (!c) break;
-      calls.delete(msg.callId);
-      if (msg.ok) c.resolve(msg.value);
-      else c.reject(deserializeError(msg.error));
+    case 'rpc-result':
+      rpc.settle(msg);
       break;
-    }
     case 'endpoints':
       void ready.then((rt) => rt.setEndpoints(msg.endpoints));
       break;

@@ -96,18 +96,26 @@ export async function openSut(opts: {
  * The end of a command that opened a SUT: dispose what this process started
  * (unless --keep, which records it for `topas down`), or just let go of one
  * that `topas up` started. A second Ctrl-C (`forced`) does not wait for a
- * graceful dispose already under way.
+ * graceful dispose already under way. Resolves false (after logging why) when
+ * teardown failed, so the caller can turn a passing run into exit 3.
  */
-export async function releaseSut(session: SutSession, opts: { keep: boolean; stateDir: string; log: (line: string) => void; forced: Promise<void> }): Promise<void> {
+export async function releaseSut(session: SutSession | undefined, opts: { keep: boolean; stateDir: string; log: (line: string) => void; forced: Promise<void> }): Promise<boolean> {
+  if (!session) return true;
   const { sut } = session;
-  if (session.owned && !opts.keep) {
-    opts.log('tearing down…');
-    await Promise.race([sut.dispose(), opts.forced.then(() => sut.dispose())]);
-  } else if (session.owned) {
-    writeStateFile(opts.stateDir, sut.state());
-    await sut.detach();
-    opts.log('kept the SUT running (--keep); `topas down` tears it down');
-  } else {
-    await sut.detach();
+  try {
+    if (session.owned && !opts.keep) {
+      opts.log('tearing down…');
+      await Promise.race([sut.dispose(), opts.forced.then(() => sut.dispose())]);
+    } else if (session.owned) {
+      writeStateFile(opts.stateDir, sut.state());
+      await sut.detach();
+      opts.log('kept the SUT running (--keep); `topas down` tears it down');
+    } else {
+      await sut.detach();
+    }
+    return true;
+  } catch (err) {
+    opts.log(`teardown failed: ${(err as Error).message}`);
+    return false;
   }
 }

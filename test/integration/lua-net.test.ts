@@ -1,35 +1,21 @@
 import { test, before, after } from 'node:test';
+import { runLuaSource } from '../helpers/lua-scenario';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LuaRuntime } from '../../src/lua/engine';
 import type { EndpointMap } from '../../src/backends/backend';
-import type { ScenarioResult, ScenarioTask } from '../../src/run/scenario-types';
+import type { ScenarioResult } from '../../src/run/scenario-types';
 import { startHttpServer, type TestHttpServer } from '../helpers/http-server';
 
 let dir: string;
 let rt: LuaRuntime;
 let a: TestHttpServer;
 let b: TestHttpServer;
-let seq = 0;
 
-async function runLua(name: string, source: string, endpoints: EndpointMap = {}): Promise<ScenarioResult> {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, source);
-  const task: ScenarioTask = {
-    runId: `net-${++seq}`,
-    file,
-    baseDir: dir,
-    name,
-    timeoutMs: 20_000,
-    env: {},
-    instance: { id: 'i', role: 'default', index: 1, count: 1, params: {} },
-    endpoints,
-    memoryLimitBytes: 32 << 20,
-    continueOnFailure: false,
-  };
-  return rt.run(task);
+function runLua(name: string, source: string, endpoints: EndpointMap = {}): Promise<ScenarioResult> {
+  return runLuaSource(rt, dir, name, source, endpoints);
 }
 
 before(async () => {
