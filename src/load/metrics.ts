@@ -1,4 +1,4 @@
-import * as hdr from 'hdr-histogram-js';
+import { buildHistogram, decodeHistogram as decodeHdr, encodeHistogram, type Histogram } from './hdr';
 import { TopasError } from '../errors';
 
 /**
@@ -130,19 +130,12 @@ export interface MetricsRegistryOptions {
   maxTagSets?: number;
 }
 
-function newHistogram(): hdr.Histogram {
-  return hdr.build({
-    lowestDiscernibleValue: HDR_LOWEST_US,
-    highestTrackableValue: HDR_HIGHEST_US,
-    numberOfSignificantValueDigits: HDR_SIGNIFICANT_DIGITS,
-    bitBucketSize: 32,
-    autoResize: false,
-    useWebAssembly: false,
-  });
+function newHistogram(): Histogram {
+  return buildHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_DIGITS);
 }
 
-function decodeHistogram(b64: string): hdr.Histogram {
-  return hdr.decodeFromCompressedBase64(b64, 32, false);
+function decodeHistogram(b64: string): Histogram {
+  return decodeHdr(b64);
 }
 
 /** ms -> histogram units (µs), clamped into the trackable range. */
@@ -170,13 +163,15 @@ class LiveSeries {
   fails = 0;
   value = 0;
   ts = 0;
-  hist?: hdr.Histogram;
+  hist?: Histogram;
 
+  /** withHist false: a metric's total, whose histogram is made from its series' when read */
   constructor(
     readonly type: MetricType,
     readonly gaugeMerge: 'sum' | 'last',
+    withHist = true,
   ) {
-    if (type === 'trend') this.hist = newHistogram();
+    if (type === 'trend' && withHist) this.hist = newHistogram();
   }
 
   add(v: number, nowMs: number): void {
@@ -190,7 +185,7 @@ class LiveSeries {
         this.sum += v;
         if (v < this.min) this.min = v;
         if (v > this.max) this.max = v;
-        this.hist!.recordValue(toMicros(v));
+        this.hist?.recordValue(toMicros(v));
         return;
       case 'rate':
         if (v) this.passes++;
@@ -206,7 +201,7 @@ class LiveSeries {
     }
   }
 
-  toData(): SeriesData {
+  toData(hist = this.hist): SeriesData {
     switch (this.type) {
       case 'counter':
         return { kind: 'counter', samples: this.samples, sum: this.sum };
@@ -217,7 +212,7 @@ class LiveSeries {
           sum: this.sum,
           min: this.samples ? this.min : 0,
           max: this.samples ? this.max : 0,
-          hdr: hdr.encodeIntoCompressedBase64(this.hist!),
+          hdr: encodeHistogram(hist ?? newHistogram()),
         };
       case 'rate':
         return { kind: 'rate', passes: this.passes, fails: this.fails };
@@ -235,15 +230,36 @@ class LiveSeries {
 }
 
 class LiveMetric {
+  /**
+   * Every sample. A trend's total keeps no histogram of its own: each sample
+   * is recorded once, in its series or in `overflowHist`, and the total's
+   * histogram is their sum when read (recording twice cost a load test ~1 µs
+   * per request).
+   */
   readonly total: LiveSeries;
   readonly byTags = new Map<string, { tags: Tags; series: LiveSeries }>();
   overflowSamples = 0;
+  private overflowHist: Histogram | undefined;
 
   constructor(
     readonly name: string,
     readonly info: MetricInfo,
   ) {
-    this.total = new LiveSeries(info.type, this.gaugeMerge());
+    this.total = new LiveSeries(info.type, this.gaugeMerge(), false);
+  }
+
+  /** A sample whose tag set is not kept: in the total only. */
+  overflow(v: number): void {
+    this.overflowSamples++;
+    if (this.info.type === 'trend') (this.overflowHist ??= newHistogram()).recordValue(toMicros(v));
+  }
+
+  totalData(): SeriesData {
+    if (this.info.type !== 'trend') return this.total.toData();
+    const sum = newHistogram();
+    for (const e of this.byTags.values()) if (e.series.hist) sum.add(e.series.hist);
+    if (this.overflowHist) sum.add(this.overflowHist);
+    return this.total.toData(sum);
   }
 
   gaugeMerge(): 'sum' | 'last' {
@@ -269,7 +285,7 @@ export class MetricsRegistry {
   private readonly now: () => number;
   private readonly maxTagSets: number;
   readonly startMs: number;
-  private bucket?: { sec: number; b: Omit<SecondBucket, 'hdr'>; hist?: hdr.Histogram };
+  private bucket?: { sec: number; b: Omit<SecondBucket, 'hdr'>; hist?: Histogram };
   private readonly completed: SecondBucket[] = [];
   private activeVus = 0;
 
@@ -317,7 +333,7 @@ export class MetricsRegistry {
     let entry = m.byTags.get(key);
     if (!entry) {
       if (m.byTags.size >= this.maxTagSets) {
-        m.overflowSamples++;
+        m.overflow(v);
         return;
       }
       entry = { tags: tags ? { ...tags } : {}, series: new LiveSeries(m.info.type, m.gaugeMerge()) };
@@ -374,7 +390,7 @@ export class MetricsRegistry {
     if (s.reqs) s.reqs.add(1, nowMs);
     else reqs.overflowSamples++;
     if (s.dur) s.dur.add(ms, nowMs);
-    else dur.overflowSamples++;
+    else dur.overflow(ms);
     if (s.failed) s.failed.add(r.failed ? 1 : 0, nowMs);
     else failed.overflowSamples++;
     if (r.bytesSent) {
@@ -419,7 +435,8 @@ export class MetricsRegistry {
       it.total.add(1, 0);
       dur.total.add(ms, 0);
       this.iterationSeries.it?.add(1, 0);
-      this.iterationSeries.dur?.add(ms, 0);
+      if (this.iterationSeries.dur) this.iterationSeries.dur.add(ms, 0);
+      else dur.overflow(ms);
     }
     const b = this.currentBucket();
     b.b.iterations++;
@@ -450,7 +467,7 @@ export class MetricsRegistry {
       metrics[name] = {
         type: m.info.type,
         contains: m.info.contains,
-        total: m.total.toData(),
+        total: m.totalData(),
         series: [...m.byTags.values()].map((e) => ({ tags: { ...e.tags }, data: e.series.toData() })),
         overflowSamples: m.overflowSamples,
       };
@@ -483,7 +500,7 @@ export class MetricsRegistry {
 
   private closeBucket(): void {
     const cur = this.bucket!;
-    this.completed.push({ ...cur.b, hdr: cur.hist ? hdr.encodeIntoCompressedBase64(cur.hist) : '' });
+    this.completed.push({ ...cur.b, hdr: cur.hist ? encodeHistogram(cur.hist) : '' });
     this.bucket = undefined;
   }
 }
@@ -518,7 +535,7 @@ function mergeSeries(a: SeriesData, b: SeriesData): SeriesData {
 
 function mergeTrends(list: TrendData[]): TrendData {
   const nonEmpty = list.filter((t) => t.count > 0);
-  if (nonEmpty.length === 0) return list[0] ?? { kind: 'trend', count: 0, sum: 0, min: 0, max: 0, hdr: hdr.encodeIntoCompressedBase64(newHistogram()) };
+  if (nonEmpty.length === 0) return list[0] ?? { kind: 'trend', count: 0, sum: 0, min: 0, max: 0, hdr: encodeHistogram(newHistogram()) };
   if (nonEmpty.length === 1) return nonEmpty[0];
   const h = newHistogram();
   let count = 0;
@@ -532,7 +549,7 @@ function mergeTrends(list: TrendData[]): TrendData {
     min = Math.min(min, t.min);
     max = Math.max(max, t.max);
   }
-  return { kind: 'trend', count, sum, min, max, hdr: hdr.encodeIntoCompressedBase64(h) };
+  return { kind: 'trend', count, sum, min, max, hdr: encodeHistogram(h) };
 }
 
 function mergeSeriesList(list: SeriesData[]): SeriesData {
@@ -617,7 +634,7 @@ function emptyData(type: MetricType, like: SeriesData): SeriesData {
     case 'gauge':
       return { kind: 'gauge', value: 0, min: 0, max: 0, ts: 0, merge: (like as GaugeData).merge };
     case 'trend':
-      return { kind: 'trend', count: 0, sum: 0, min: 0, max: 0, hdr: hdr.encodeIntoCompressedBase64(newHistogram()) };
+      return { kind: 'trend', count: 0, sum: 0, min: 0, max: 0, hdr: encodeHistogram(newHistogram()) };
   }
 }
 
@@ -636,7 +653,7 @@ const PERCENTILE_RE = /^p\((\d+(?:\.\d+)?)\)$/;
  * histogram (µs, ~0.1% relative error); avg/min/max/count are exact.
  */
 export class SeriesStats {
-  private hist?: hdr.Histogram;
+  private hist?: Histogram;
 
   constructor(
     readonly data: SeriesData,

@@ -11,6 +11,7 @@ import { errorMessage, luaDurationMs, toLua } from './lua-values';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance, type RequestMetricsSink } from './modules';
 import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-module';
 import { FastLua } from './vu-lua-api';
+import { Deferred } from './deferred';
 
 /**
  * Virtual users for `topas load`: many VUs in one wasmoon engine, each with
@@ -103,7 +104,7 @@ export class Vu {
   runRef = 0;
   cmdRef = 0;
   cmdL = 0;
-  pending: Promise<unknown> | undefined;
+  pending: PromiseLike<unknown> | undefined;
   modules: LuaModuleInstance[] = [];
   readonly abort = new AbortController();
   /** resolves the command in progress */
@@ -349,7 +350,8 @@ export class VuHost {
           const p = vu.pending!;
           vu.pending = undefined;
           vu.asyncCalls++;
-          p.then(vu.onResolved, vu.onRejected);
+          if (p instanceof Deferred) p.subscribe(vu.onResolved, vu.onRejected);
+          else p.then(vu.onResolved, vu.onRejected);
           return;
         }
       } else if (t === LuaType.Number && vu.state === 'init' && f.tonumber(L, base) === YIELD_INIT) {
@@ -416,8 +418,9 @@ export class VuHost {
       f.pushboolean(L, true);
       n = 1;
       if (value instanceof LuaMultiReturn) {
-        for (const v of value) f.push(L, v);
-        n += value.length;
+        const k = value.length;
+        for (let i = 0; i < k; i++) f.push(L, value[i]);
+        n += k;
       } else if (value !== undefined) {
         f.push(L, value);
         n++;
@@ -467,7 +470,7 @@ export class VuHost {
           for (let i = 0; i < n; i++) args[i] = f.read(L, i + 1);
           r = fn(...args);
         }
-        if (r instanceof Promise) {
+        if (r instanceof Deferred || r instanceof Promise) {
           const vu = this.current;
           if (!vu) throw new Error('async call outside a VU');
           vu.pending = r;
@@ -538,7 +541,7 @@ export class VuHost {
       const vu = this.current;
       try {
         const r = fn(...args);
-        if (r instanceof Promise) {
+        if (r instanceof Deferred || r instanceof Promise) {
           if (!vu) throw new Error('async call outside a VU');
           vu.pending = r;
           return ASYNC_MARK;

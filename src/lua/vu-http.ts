@@ -1,10 +1,34 @@
 import type { Dispatcher } from 'undici';
 
-/** What `net` needs of a response: status, lower-cased headers, the body as text. */
+/**
+ * What `net` needs of a response: status, the header block as received
+ * (`Name: value` lines joined by CRLF, parsed only when a script reads
+ * headers), the body as text and its size on the wire.
+ */
 export interface LeanResponse {
   statusCode: number;
-  headers: Record<string, string>;
+  rawHeaders: string;
   body: string;
+  bodyBytes: number;
+}
+
+/** A header block -> lower-cased names, repeated headers joined with ", " (undici's way). */
+export function parseHeaderBlock(raw: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  let pos = 0;
+  while (pos < raw.length) {
+    let next = raw.indexOf('\r\n', pos);
+    if (next < 0) next = raw.length;
+    const colon = raw.indexOf(':', pos);
+    if (colon > pos && colon < next) {
+      const name = raw.slice(pos, colon).toLowerCase();
+      const value = raw.slice(colon + 1, next).trim();
+      const prev = headers[name];
+      headers[name] = prev === undefined ? value : `${prev}, ${value}`;
+    }
+    pos = next + 2;
+  }
+  return headers;
 }
 
 export interface LeanRequest {
@@ -33,6 +57,7 @@ export function leanRequest(dispatcher: Dispatcher, req: LeanRequest): Promise<L
     let raw: Buffer[] | string[] | null = null;
     let first: Buffer | undefined;
     let more: Buffer[] | undefined;
+    let bodyBytes = 0;
     let onAbort: (() => void) | undefined;
     const cleanup = () => {
       if (onAbort) signal.removeEventListener('abort', onAbort);
@@ -50,22 +75,19 @@ export function leanRequest(dispatcher: Dispatcher, req: LeanRequest): Promise<L
         return true;
       },
       onData(chunk: Buffer) {
+        bodyBytes += chunk.length;
         if (!first) first = chunk;
         else (more ??= [first]).push(chunk);
         return true;
       },
       onComplete() {
         cleanup();
-        const headers: Record<string, string> = {};
         const h = raw ?? [];
-        for (let i = 0; i + 1 < h.length; i += 2) {
-          const k = h[i].toString().toLowerCase();
-          const v = h[i + 1].toString();
-          headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
-        }
+        let rawHeaders = '';
+        for (let i = 0; i + 1 < h.length; i += 2) rawHeaders += `${i ? '\r\n' : ''}${h[i].toString()}: ${h[i + 1].toString()}`;
         let body = more ? Buffer.concat(more).toString('utf8') : first ? first.toString('utf8') : '';
         if (body.charCodeAt(0) === 0xfeff) body = body.slice(1);
-        resolve({ statusCode, headers, body });
+        resolve({ statusCode, rawHeaders, body, bodyBytes });
       },
       onError(err: Error) {
         cleanup();

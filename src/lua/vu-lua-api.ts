@@ -1,6 +1,9 @@
 import { LUA_REGISTRYINDEX, LuaType } from 'wasmoon';
 import type { LuaGlobal } from 'wasmoon';
 import { toLua } from './lua-values';
+import { luaWasmExports } from './engine';
+
+type WasmFn = (...args: any[]) => any;
 
 /**
  * Direct calls into the Lua C API of a wasmoon engine, for the VU hot path.
@@ -56,31 +59,34 @@ export class FastLua {
   constructor(private readonly global: LuaGlobal) {
     this.m = global.lua.module as unknown as EmModule;
     const m = this.m;
+    // the raw wasm exports when available: emscripten's wrappers cost ~6x per call
+    const raw = luaWasmExports();
+    const fn = (name: string): WasmFn => raw?.[name] ?? (m as unknown as Record<string, WasmFn>)[`_${name}`];
     this.scratch = m._malloc(SCRATCH_BYTES);
     this.lenPtr = m._malloc(8);
     this.resultPtr = m._malloc(4);
-    this._settop = m._lua_settop;
-    this._gettop = m._lua_gettop;
-    this._type = m._lua_type;
-    this._toboolean = m._lua_toboolean;
-    this._tonumberx = m._lua_tonumberx;
-    this._tolstring = m._lua_tolstring;
-    this._pushnil = m._lua_pushnil;
-    this._pushnumber = m._lua_pushnumber;
-    this._pushinteger = m._lua_pushinteger;
-    this._pushboolean = m._lua_pushboolean;
-    this._pushlstring = m._lua_pushlstring;
-    this._createtable = m._lua_createtable;
-    this._rawset = m._lua_rawset;
-    this._rawseti = m._lua_rawseti;
-    this._resume = m._lua_resume;
-    this._pushcclosure = m._lua_pushcclosure;
-    this._setfield = m._lua_setfield;
-    this._newthread = m._lua_newthread;
-    this._ref = m._luaL_ref;
-    this._unref = m._luaL_unref;
-    this._rawgeti = m._lua_rawgeti;
-    this._resetthread = m._lua_resetthread;
+    this._settop = fn('lua_settop');
+    this._gettop = fn('lua_gettop');
+    this._type = fn('lua_type');
+    this._toboolean = fn('lua_toboolean');
+    this._tonumberx = fn('lua_tonumberx');
+    this._tolstring = fn('lua_tolstring');
+    this._pushnil = fn('lua_pushnil');
+    this._pushnumber = fn('lua_pushnumber');
+    this._pushinteger = fn('lua_pushinteger');
+    this._pushboolean = fn('lua_pushboolean');
+    this._pushlstring = fn('lua_pushlstring');
+    this._createtable = fn('lua_createtable');
+    this._rawset = fn('lua_rawset');
+    this._rawseti = fn('lua_rawseti');
+    this._resume = fn('lua_resume');
+    this._pushcclosure = fn('lua_pushcclosure');
+    this._setfield = fn('lua_setfield');
+    this._newthread = fn('lua_newthread');
+    this._ref = fn('luaL_ref');
+    this._unref = fn('luaL_unref');
+    this._rawgeti = fn('lua_rawgeti');
+    this._resetthread = fn('lua_resetthread');
   }
 
   /** Makes a coroutine that ended in an error usable again. */

@@ -99,8 +99,8 @@ interface Req {
   /** what the deadline guards: connect, headers or body */
   phase: 0 | 1 | 2;
   retried: boolean;
-  resolve: (r: LeanResponse) => void;
-  reject: (e: Error) => void;
+  onOk: (r: LeanResponse) => void;
+  onErr: (e: Error) => void;
   conn: Conn | undefined;
 }
 
@@ -127,7 +127,7 @@ class Conn {
   error: Error | undefined;
   // response in progress
   status = 0;
-  headers: Record<string, string> = {};
+  rawHeaders = '';
   remaining = 0;
   pending: Buffer | undefined;
   line = '';
@@ -306,12 +306,13 @@ class Conn {
     const http10 = text.charCodeAt(7) === 48;
     const status = Number(text.slice(9, 12));
     if (!(status >= 100 && status <= 999) || (eol > 12 && text.charCodeAt(12) !== 32)) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid status code)', 'HPE_INVALID_STATUS');
-    const headers: Record<string, string> = {};
     let length = -1;
     let chunked = false;
     let te = false;
     let connection = '';
     let pos = eol + 2;
+    const block = pos < text.length ? text.slice(pos) : '';
+    // only the framing headers are looked at here; scripts parse the block when they read headers
     while (pos < text.length) {
       let next = text.indexOf('\r\n', pos);
       if (next < 0) next = text.length;
@@ -319,34 +320,36 @@ class Conn {
       if (colon < 0 || colon > next || colon === pos) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid header token)', 'HPE_INVALID_HEADER_TOKEN');
       const c0 = text.charCodeAt(pos);
       if (c0 === 32 || c0 === 9) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid header token)', 'HPE_INVALID_HEADER_TOKEN');
-      const name = text.slice(pos, colon).toLowerCase();
-      const value = text.slice(colon + 1, next).trim();
-      const prev = headers[name];
-      headers[name] = prev === undefined ? value : `${prev}, ${value}`;
-      pos = next + 2;
-      switch (name) {
-        case 'content-length': {
-          const n = isDigits(value) ? Number(value) : NaN;
-          if (Number.isNaN(n) || (length >= 0 && length !== n)) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid content-length)', 'HPE_INVALID_CONTENT_LENGTH');
-          length = n;
-          break;
-        }
-        case 'transfer-encoding':
-          te = true;
-          chunked = /(^|,)\s*chunked\s*$/i.test(headers[name]);
-          break;
-        case 'connection':
-          connection = headers[name].toLowerCase();
-          break;
-        case 'keep-alive': {
-          // servers send the same hint every time: parse it once
-          if (value === this.keepAliveHint) break;
-          this.keepAliveHint = value;
-          const m = /timeout=(\d+)/i.exec(value);
-          if (m) this.keepAliveMs = Math.max(0, Number(m[1]) * 1000 - KEEP_ALIVE_THRESHOLD_MS);
-          break;
+      const len = colon - pos;
+      if (len === 14 || len === 17 || len === 10) {
+        const name = text.slice(pos, colon).toLowerCase();
+        const value = text.slice(colon + 1, next).trim();
+        switch (name) {
+          case 'content-length': {
+            const n = isDigits(value) ? Number(value) : NaN;
+            if (Number.isNaN(n) || (length >= 0 && length !== n)) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Invalid content-length)', 'HPE_INVALID_CONTENT_LENGTH');
+            length = n;
+            break;
+          }
+          case 'transfer-encoding':
+            // the last coding decides, across repeated headers too
+            te = true;
+            chunked = /(^|,)\s*chunked\s*$/i.test(value);
+            break;
+          case 'connection':
+            connection = connection ? `${connection}, ${value.toLowerCase()}` : value.toLowerCase();
+            break;
+          case 'keep-alive': {
+            // servers send the same hint every time: parse it once
+            if (value === this.keepAliveHint) break;
+            this.keepAliveHint = value;
+            const m = /timeout=(\d+)/i.exec(value);
+            if (m) this.keepAliveMs = Math.max(0, Number(m[1]) * 1000 - KEEP_ALIVE_THRESHOLD_MS);
+            break;
+          }
         }
       }
+      pos = next + 2;
     }
     if (status < 200) {
       if (status === 101) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (unexpected upgrade)', 'HPE_INVALID_CONSTANT');
@@ -354,7 +357,7 @@ class Conn {
     }
     if (te && length >= 0) throw new RawHttpError('Response does not match the HTTP/1.1 protocol (Content-Length can\'t be present with Transfer-Encoding)', 'HPE_UNEXPECTED_CONTENT_LENGTH');
     this.status = status;
-    this.headers = headers;
+    this.rawHeaders = block;
     this.closeAfter = connection === '' ? http10 : connection === 'keep-alive' ? false : http10 ? !/(^|,)\s*keep-alive\s*(,|$)/.test(connection) : /(^|,)\s*close\s*(,|$)/.test(connection);
     r.phase = 2;
     if (r.method === 'HEAD' || status === 204 || status === 304) this.st = St.Idle;
@@ -389,7 +392,7 @@ class Conn {
     const r = this.req!;
     let body = this.bodyStr ?? (this.body ? (this.body.length === 1 ? this.body[0].toString('utf8') : Buffer.concat(this.body).toString('utf8')) : '');
     if (body.charCodeAt(0) === 0xfeff) body = body.slice(1);
-    const res: LeanResponse = { statusCode: this.status, headers: this.headers, body };
+    const res: LeanResponse = { statusCode: this.status, rawHeaders: this.rawHeaders, body, bodyBytes: this.bodyBytes };
     this.reset();
     this.req = undefined;
     this.client.done(r);
@@ -401,12 +404,13 @@ class Conn {
       this.socket.unref();
       this.origin.idle.push(this);
     }
-    r.resolve(res);
+    r.onOk(res);
   }
 
   private reset(): void {
     this.st = St.Idle;
     this.status = 0;
+    this.rawHeaders = '';
     this.remaining = 0;
     this.pending = undefined;
     this.line = '';
@@ -423,7 +427,7 @@ class Conn {
     this.socket.destroy();
     if (r) {
       this.client.done(r);
-      r.reject(err);
+      r.onErr(err);
     }
   }
 
@@ -448,7 +452,7 @@ class Conn {
       return;
     }
     const e = this.error;
-    r.reject(e && !this.gotBytes ? e : new RawHttpError('other side closed', 'UND_ERR_SOCKET'));
+    r.onErr(e && !this.gotBytes ? e : new RawHttpError('other side closed', 'UND_ERR_SOCKET'));
   }
 }
 
@@ -458,25 +462,38 @@ export class RawHttpClient {
   private readonly origins = new Map<string, Origin>();
   private readonly heads = new Map<string, Buffer>();
   private readonly active = new Set<Req>();
+  private outbox: Req[] = [];
   private readonly signals = new WeakSet<AbortSignal>();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
 
-  /** Sends the request, or returns undefined when it is not for this client. */
-  request(q: RawRequest): Promise<LeanResponse> | undefined {
+  /**
+   * Sends the request and returns true, or returns false when it is not for
+   * this client. Exactly one of the callbacks is called, never synchronously.
+   */
+  send(q: RawRequest, onOk: (r: LeanResponse) => void, onErr: (e: Error) => void): boolean {
     const origin = this.originOf(q.origin);
-    if (!origin) return undefined;
+    if (!origin) return false;
     const head = this.headOf(q, origin);
-    if (!head) return undefined;
+    if (!head) return false;
     const signal = q.signal;
     if (!this.signals.has(signal)) {
       this.signals.add(signal);
       signal.addEventListener('abort', () => this.abortAll(signal), { once: true });
     }
-    return new Promise<LeanResponse>((resolve, reject) => {
-      if (signal.aborted) return reject(signal.reason as Error);
-      this.start({ origin, method: q.method, head, signal, timeoutMs: q.timeoutMs, deadline: 0, phase: 0, retried: false, resolve, reject, conn: undefined });
-    });
+    if (signal.aborted) {
+      queueMicrotask(() => onErr(signal.reason as Error));
+      return true;
+    }
+    this.start({ origin, method: q.method, head, signal, timeoutMs: q.timeoutMs, deadline: 0, phase: 0, retried: false, onOk, onErr, conn: undefined });
+    return true;
+  }
+
+  /** `send` as a promise, or undefined when the request is not for this client. */
+  request(q: RawRequest): Promise<LeanResponse> | undefined {
+    let settle: { ok: (r: LeanResponse) => void; err: (e: Error) => void } | undefined;
+    const p = new Promise<LeanResponse>((ok, err) => (settle = { ok, err }));
+    return this.send(q, (r) => settle!.ok(r), (e) => settle!.err(e)) ? p : undefined;
   }
 
   /** Closes every idle connection. */
@@ -512,9 +529,26 @@ export class RawHttpClient {
   /** The connection is up: write the request, the headers timeout starts. */
   sent(r: Req, now = performance.now()): void {
     r.phase = 1;
-    r.conn!.socket.write(r.head);
+    this.outbox.push(r);
+    if (this.outbox.length === 1) setImmediate(this.flush);
     this.arm(r, now + r.timeoutMs);
   }
+
+  /**
+   * Writes every request queued in this event-loop turn back to back. Under
+   * load, many responses arrive in one poll phase and each starts the next
+   * request; writing them together means the server wakes once for the batch
+   * rather than once per request (on loopback a write does the receiver's
+   * TCP work and wake-up inline, and that dominated the client's CPU).
+   */
+  private readonly flush = (): void => {
+    const batch = this.outbox;
+    this.outbox = [];
+    for (const r of batch) {
+      const c = r.conn;
+      if (c && c.req === r && !c.closed) c.socket.write(r.head);
+    }
+  };
 
   done(r: Req): void {
     this.active.delete(r);

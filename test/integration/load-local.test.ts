@@ -72,7 +72,8 @@ describe('topas load against a local server', () => {
     assert.equal(summary.metrics.samples_seen.values.count, 600);
     assert.equal(summary.metrics.http_reqs.values.count, 600);
     assert.equal(summary.metrics.http_req_duration.values.count, 600);
-    assert.equal(summary.metrics.checks.values.passes, 600);
+    assert.equal(summary.metrics.checks.values.passes, 1200);
+    assert.equal(summary.metrics.checks.values.fails, 0);
     const trend = summary.metrics.served_ms.values;
     const sorted = [...served].sort((a, b) => a - b);
     assert.equal(trend.count, 600);

@@ -63,6 +63,29 @@ test('get/post/put/patch/delete/head against a real server', async () => {
   assert.equal(r.state, 'passed', r.error?.message);
 });
 
+test('the response table: headers and status_text filled in on first use, by pairs() too, raw_headers as received', async () => {
+  const r = await runLua(
+    'response.lua',
+    [
+      `local net = require("net")`,
+      `local r = net.get("${a.url}/status/404")`,
+      `expect(rawget(r, "headers")):to_be(nil)`,
+      `expect(r.raw_headers):to_match("[Xx]%-[Ss]erved%-[Bb]y: %d+")`,
+      `local keys = {}`,
+      `for k in pairs(r) do keys[#keys + 1] = k end`,
+      `table.sort(keys)`,
+      `expect(table.concat(keys, ",")):to_be("body,code,headers,raw_headers,status,status_text,time_ms")`,
+      `expect(r.headers["x-served-by"]):to_be("${new URL(a.url).port}")`,
+      `expect(r.status_text):to_be("Not Found")`,
+      `expect(type(r.json)):to_be("function")`,
+      `local g = net.get("${a.url}/x")`,
+      `expect(g.status_text):to_be("OK")`,
+      `expect(g.headers["content-type"]):to_be("application/json")`,
+    ].join('\n'),
+  );
+  assert.equal(r.state, 'passed', r.error?.message);
+});
+
 test('a service name resolves to its endpoints, round-robin over replicas', async () => {
   const endpoints: EndpointMap = { api: { kind: 'service', urls: [a.url, b.url], extra: {} } };
   const r = await runLua(

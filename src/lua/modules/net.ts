@@ -1,7 +1,9 @@
 import { STATUS_CODES } from 'node:http';
+import { LuaMultiReturn } from 'wasmoon';
+import { Deferred } from '../deferred';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
-import { leanRequest, type LeanResponse } from '../vu-http';
+import { leanRequest, parseHeaderBlock, type LeanResponse } from '../vu-http';
 import { rawHttpClient } from '../vu-raw-http';
 import type { EndpointMap } from '../../backends/backend';
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
@@ -32,33 +34,52 @@ function rawAllowed(): boolean {
   return d === undefined || d === defaultDispatcher;
 }
 
-export interface NetResponse {
-  code: number;
-  status: number;
-  status_text: string;
-  headers: Record<string, string>;
-  body: string;
-  time_ms: number;
-}
 
-/** Lua-side sugar: verbs, response:json(). Runs once per engine. */
+/**
+ * Lua-side sugar: verbs and the response table. JS hands back (status, body,
+ * time_ms, raw header block); the table is made here, and `headers` and
+ * `status_text` are filled in on first use (also by pairs()), because under
+ * load pushing every header into Lua cost more than the request itself.
+ */
 const NET_SHIM = String.raw`
 local js, h = ...
 local decode = h.json.decode
+local parse_headers, status_text = js.parse_headers, js.status_text
+local rawget, rawset, setmetatable, next = rawget, rawset, setmetatable, next
 local function json_method(self) return decode(self.body) end
-local function wrap(r) r.json = json_method; return r end
+local function fill(t)
+  if rawget(t, "headers") == nil then rawset(t, "headers", parse_headers(rawget(t, "raw_headers") or "")) end
+  if rawget(t, "status_text") == nil then rawset(t, "status_text", status_text(rawget(t, "status"))) end
+end
+local RESPONSE = {
+  __index = function(t, k)
+    if k == "json" then return json_method end
+    if k == "headers" or k == "status_text" then
+      fill(t)
+      return rawget(t, k)
+    end
+    return nil
+  end,
+  __pairs = function(t)
+    fill(t)
+    return next, t, nil
+  end,
+}
+local function response(status, body, time_ms, raw)
+  return setmetatable({ code = status, status = status, body = body, time_ms = time_ms, raw_headers = raw }, RESPONSE)
+end
 local M = {}
 function M.request(o)
   if type(o) ~= "table" then h.raise("net.request: expected a table {method=, url=, ...}") end
-  return wrap(js.request(o.method or "GET", o.url, o.body, o))
+  return response(js.request(o.method or "GET", o.url, o.body, o))
 end
-function M.get(url, opts) return wrap(js.request("GET", url, nil, opts)) end
-function M.head(url, opts) return wrap(js.request("HEAD", url, nil, opts)) end
-function M.delete(url, opts) return wrap(js.request("DELETE", url, nil, opts)) end
-function M.post(url, body, opts) return wrap(js.request("POST", url, body, opts)) end
-function M.put(url, body, opts) return wrap(js.request("PUT", url, body, opts)) end
-function M.patch(url, body, opts) return wrap(js.request("PATCH", url, body, opts)) end
-function M.wait_http(url, opts) return wrap(js.wait_http(url, opts)) end
+function M.get(url, opts) return response(js.request("GET", url, nil, opts)) end
+function M.head(url, opts) return response(js.request("HEAD", url, nil, opts)) end
+function M.delete(url, opts) return response(js.request("DELETE", url, nil, opts)) end
+function M.post(url, body, opts) return response(js.request("POST", url, body, opts)) end
+function M.put(url, body, opts) return response(js.request("PUT", url, body, opts)) end
+function M.patch(url, body, opts) return response(js.request("PATCH", url, body, opts)) end
+function M.wait_http(url, opts) return response(js.wait_http(url, opts)) end
 M.resolve = js.resolve
 M.grpc = js.grpc
 return M
@@ -140,7 +161,7 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
   let grpcCaller: GrpcCaller | undefined;
   const grpc = (): GrpcCaller => (grpcCaller ??= (require('./grpc') as typeof import('./grpc')).createGrpcCaller(ctx));
 
-  async function send(method: string, url: string, body: unknown, optsIn: unknown, what: string): Promise<NetResponse> {
+  function send(method: string, url: string, body: unknown, optsIn: unknown, what: string): Deferred<LuaMultiReturn> {
     const opts = luaOptions(optsIn, what);
     const headers: Record<string, string> = {};
     if (opts.headers !== undefined && opts.headers !== null) {
@@ -184,29 +205,33 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
     const signal = ctx.signal;
     const t0 = performance.now();
     const sink = ctx.metrics;
-    try {
-      const res: LeanResponse = await ((rawAllowed() ? rawHttpClient().request({ origin, path, method, headers, body: payload, signal, timeoutMs }) : undefined) ??
-        leanRequest(globalDispatcher(), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }));
-      const text = method === 'HEAD' ? '' : res.body;
+    const bytesSent = payload ? Buffer.byteLength(payload) : 0;
+    const out = new Deferred<LuaMultiReturn>();
+    const onOk = (res: LeanResponse): void => {
       const dt = performance.now() - t0;
-      if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: dt, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: Buffer.byteLength(text) });
-      return {
-        code: res.statusCode,
-        status: res.statusCode,
-        status_text: STATUS_CODES[res.statusCode] ?? '',
-        // both clients hand back lower-cased names with repeated headers joined
-        headers: res.headers,
-        body: text,
-        time_ms: Math.round(dt * 1000) / 1000,
-      };
-    } catch (err) {
-      if (sink) sink.request({ name: requestName(opts, url), method, status: 0, durationMs: performance.now() - t0, failed: true, bytesSent: payload ? Buffer.byteLength(payload) : 0, bytesReceived: 0 });
+      const head = method === 'HEAD';
+      if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: dt, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent, bytesReceived: head ? 0 : res.bodyBytes });
+      // the shim makes the response table: (status, body, time_ms, raw header block)
+      // (LuaMultiReturn.of costs ~1 µs: Array.of on a subclass takes V8's slow path)
+      const values = new LuaMultiReturn(4);
+      values[0] = res.statusCode;
+      values[1] = head ? '' : res.body;
+      values[2] = Math.round(dt * 1000) / 1000;
+      values[3] = res.rawHeaders;
+      out.resolve(values);
+    };
+    const onErr = (err: Error): void => {
+      if (sink) sink.request({ name: requestName(opts, url), method, status: 0, durationMs: performance.now() - t0, failed: true, bytesSent, bytesReceived: 0 });
       const e = err as Error & { code?: string; cause?: Error };
       let reason = errorMessage(err);
       if (!ctx.signal.aborted && (e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT')) reason = `timeout after ${timeoutMs}ms`;
       else if (e.cause instanceof Error && !reason.includes(e.cause.message)) reason = `${reason}: ${e.cause.message}`;
-      throw new Error(`${what} ${url}: ${reason}`);
+      out.reject(new Error(`${what} ${url}: ${reason}`));
+    };
+    if (!(rawAllowed() && rawHttpClient().send({ origin, path, method, headers, body: payload, signal, timeoutMs }, onOk, onErr))) {
+      leanRequest(globalDispatcher(), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).then(onOk, onErr);
     }
+    return out;
   }
 
   return {
@@ -221,6 +246,8 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
         return send(m, url, body, opts, what);
       },
       resolve: (url: unknown) => resolve(String(url)),
+      parse_headers: (raw: unknown) => parseHeaderBlock(typeof raw === 'string' ? raw : ''),
+      status_text: (status: unknown) => STATUS_CODES[Number(status)] ?? '',
       wait_http: async (url: unknown, optsIn: unknown) => {
         if (typeof url !== 'string') throw new Error('net.wait_http: expected a URL string');
         const opts = luaOptions(optsIn, 'net.wait_http');
@@ -234,8 +261,8 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
           if (left <= 0) break;
           try {
             const r = await send('GET', url, undefined, { timeout: Math.min(left, 5000) / 1000 }, 'net.wait_http');
-            if (r.code === want) return r;
-            last = `status ${r.code}`;
+            if (r[0] === want) return r;
+            last = `status ${String(r[0])}`;
           } catch (err) {
             last = errorMessage(err).replace(/^net\.wait_http \S+: /, '');
           }
