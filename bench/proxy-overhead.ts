@@ -1,20 +1,31 @@
 /**
- * Proxy overhead: req/s and p99 of a fixed-response local HTTP server, direct vs
- * through an unshaped ShapingProxy (tcp mode and http mode), in one run.
- * `pipe` is the floor any in-process Node proxy starts from: a bare
- * `socket.pipe()` relay, no shaping code at all; compare tcp/http to it to see
- * what the shaping layer itself costs.
- * The server and the load generator run in their own child processes so the
- * proxy (in this process, as in topas) does not share a thread with either.
+ * Proxy overhead: req/s and p99 of a fixed-response local HTTP server, direct
+ * vs through an unshaped topas ShapingProxy (tcp and http mode), in one run,
+ * beside two peers measured the same way:
+ * - toxiproxy: Shopify's Go proxy (scripts/install-peers.sh builds it), the
+ *   tool topas's shaping replaces;
+ * - pipe: a bare Node `socket.pipe()` relay, the floor of any in-process Node
+ *   proxy.
  *
- * The machine is shared, so configurations are measured in short interleaved
- * bursts and each one is summarized by its median burst.
+ * Two load generators, each against every path:
+ * - wrk (C, one thread): costs the least CPU per request, so what the proxy
+ *   costs shows as itself — the usual way proxies are benchmarked;
+ * - undici (Node, own process): a client as heavy as the server.
+ * Server, load generator and proxy share the machine's cores; the topas proxy
+ * runs in this process, as in topas, and the server in a child process.
  *
- *   node dist/bench/proxy-overhead.js [--seconds 1] [--connections 32] [--rounds 7]
+ * The machine is shared, so paths are measured in short interleaved bursts
+ * and each is summarized by its median burst.
+ *
+ *   scripts/install-peers.sh   # wrk, toxiproxy
+ *   node dist/bench/proxy-overhead.js [--seconds 2] [--connections 32] [--rounds 5] [--clients wrk,undici]
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
+import Table from 'cli-table3';
 import { Pool } from 'undici';
 import { ShapingProxy, type ProxyMode } from '../src/shape/shaping-proxy';
 
@@ -22,13 +33,21 @@ interface LoadResult {
   requests: number;
   errors: number;
   rps: number;
-  p50Ms: number;
   p99Ms: number;
 }
 
-function arg(name: string, dflt: number): number {
+const repo = path.resolve(__dirname, '..', '..');
+
+function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
+}
+
+function which(tool: string): string | undefined {
+  const local = path.join(repo, '.tools', 'bin', tool);
+  if (fs.existsSync(local)) return local;
+  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
 async function runServer(): Promise<void> {
@@ -42,7 +61,7 @@ async function runServer(): Promise<void> {
   process.on('disconnect', () => process.exit(0));
 }
 
-async function runLoad(port: number, connections: number, durationMs: number): Promise<LoadResult> {
+async function runUndiciLoad(port: number, connections: number, durationMs: number): Promise<LoadResult> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
   const latencies: number[] = [];
   let errors = 0;
@@ -66,8 +85,8 @@ async function runLoad(port: number, connections: number, durationMs: number): P
   const elapsed = performance.now() - t0;
   await pool.close();
   latencies.sort((a, b) => a - b);
-  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
-  return { requests: latencies.length, errors, rps: (latencies.length / elapsed) * 1000, p50Ms: q(0.5), p99Ms: q(0.99) };
+  const p99 = latencies[Math.min(latencies.length - 1, Math.floor(0.99 * latencies.length))] ?? NaN;
+  return { requests: latencies.length, errors, rps: (latencies.length / elapsed) * 1000, p99Ms: p99 };
 }
 
 function child(role: string): ChildProcess {
@@ -81,7 +100,7 @@ function once<T>(cp: ChildProcess): Promise<T> {
   });
 }
 
-async function measure(port: number, connections: number, durationMs: number): Promise<LoadResult> {
+async function measureUndici(port: number, connections: number, durationMs: number): Promise<LoadResult> {
   const load = child('load');
   const result = once<LoadResult>(load);
   load.send({ port, connections, durationMs });
@@ -90,21 +109,102 @@ async function measure(port: number, connections: number, durationMs: number): P
   return r;
 }
 
+function toMs(v: string, unit: string): number {
+  return unit === 'us' ? Number(v) / 1000 : unit === 's' ? Number(v) * 1000 : Number(v);
+}
+
+function measureWrk(bin: string, port: number, connections: number, durationMs: number): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const secs = Math.max(1, Math.round(durationMs / 1000));
+    const p = spawn(bin, ['-t', '1', '-c', String(connections), '-d', `${secs}s`, '--latency', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const kill = setTimeout(() => p.kill('SIGKILL'), durationMs + 30_000);
+    p.on('close', () => {
+      clearTimeout(kill);
+      const total = /(\d+) requests in ([\d.]+)(\w+)/.exec(out);
+      const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)/m.exec(out);
+      if (!total) return reject(new Error(`cannot read wrk output:\n${out}`));
+      const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      const seconds = toMs(total[2], total[3]) / 1000;
+      resolve({
+        requests: Number(total[1]),
+        errors: (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
+        rps: Number(total[1]) / seconds,
+        p99Ms: p99 ? toMs(p99[1], p99[2]) : NaN,
+      });
+    });
+  });
+}
+
+/** Toxiproxy's server with one proxy to `upstreamPort`; resolves to its listen port. */
+async function startToxiproxy(bin: string, upstreamPort: number): Promise<{ port: number; stop: () => void }> {
+  const free = () =>
+    new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+  const apiPort = await free();
+  const listenPort = await free();
+  const proc = spawn(bin, ['-host', '127.0.0.1', '-port', String(apiPort)], { stdio: 'ignore' });
+  const stop = () => proc.kill('SIGKILL');
+  try {
+    // bounded wait for the API
+    for (let i = 0; i < 100; i++) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${apiPort}/proxies`, {
+          method: 'POST',
+          body: JSON.stringify({ name: 'bench', listen: `127.0.0.1:${listenPort}`, upstream: `127.0.0.1:${upstreamPort}`, enabled: true }),
+        });
+        if (res.ok) return { port: listenPort, stop };
+        throw new Error(`toxiproxy answered ${res.status}: ${await res.text()}`);
+      } catch (e) {
+        if (i === 99) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw new Error('toxiproxy did not start');
+  } catch (e) {
+    stop();
+    throw e;
+  }
+}
+
 async function main(): Promise<void> {
-  const seconds = arg('seconds', 1);
-  const connections = arg('connections', 32);
-  const rounds = arg('rounds', 7);
+  const seconds = Number(arg('seconds', '2'));
+  const connections = Number(arg('connections', '32'));
+  const rounds = Number(arg('rounds', '5'));
+  const wrkBin = which('wrk');
+  const toxiBin = which('toxiproxy-server');
+  const clients = arg('clients', 'wrk,undici')
+    .split(',')
+    .filter((c) => c === 'undici' || (c === 'wrk' && wrkBin));
+  const skipped: string[] = [];
+  if (!wrkBin) skipped.push('wrk client (not installed: scripts/install-peers.sh)');
+  if (!toxiBin) skipped.push('toxiproxy (not installed: scripts/install-peers.sh)');
   const server = child('server');
   const proxies: ShapingProxy[] = [];
-  const closers: Array<() => Promise<void>> = [];
+  const closers: Array<() => void> = [];
   try {
     const { port } = await once<{ port: number }>(server);
     const targets = () => [{ host: '127.0.0.1', port }];
-    const ports: Record<string, number> = { direct: port };
+    const paths: Record<string, number> = { direct: port };
     for (const mode of ['tcp', 'http'] as ProxyMode[]) {
       const p = new ShapingProxy({ name: `bench-${mode}`, mode, targets });
       proxies.push(p);
-      ports[mode] = (await p.start()).port;
+      paths[`topas ${mode}`] = (await p.start()).port;
+    }
+    if (toxiBin) {
+      try {
+        const t = await startToxiproxy(toxiBin, port);
+        closers.push(t.stop);
+        paths.toxiproxy = t.port;
+      } catch (e) {
+        skipped.push(`toxiproxy (${(e as Error).message.split('\n')[0]})`);
+      }
     }
     const pipe = net.createServer((c) => {
       const up = net.connect({ host: '127.0.0.1', port, noDelay: true });
@@ -114,37 +214,43 @@ async function main(): Promise<void> {
       up.on('error', () => c.destroy());
     });
     await new Promise<void>((r) => pipe.listen(0, '127.0.0.1', () => r()));
-    ports.pipe = (pipe.address() as net.AddressInfo).port;
-    closers.push(
-      () =>
-        new Promise<void>((r) => {
-          pipe.close(() => r());
-        }),
-    );
+    paths['node pipe'] = (pipe.address() as net.AddressInfo).port;
+    closers.push(() => pipe.close());
+
+    const measure = (client: string, p: number, ms: number) => (client === 'wrk' ? measureWrk(wrkBin!, p, connections, ms) : measureUndici(p, connections, ms));
     // warm up every path (JIT, connection setup)
-    for (const name of Object.keys(ports)) await measure(ports[name], connections, 1000);
+    for (const client of clients) for (const name of Object.keys(paths)) await measure(client, paths[name], 1000);
     const runs: Record<string, LoadResult[]> = {};
     for (let round = 0; round < rounds; round++) {
-      for (const name of Object.keys(ports)) {
-        const r = await measure(ports[name], connections, seconds * 1000);
-        console.log(`round ${round + 1} ${name.padEnd(6)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50Ms.toFixed(2)}ms  p99 ${r.p99Ms.toFixed(2)}ms  errors ${r.errors}`);
-        (runs[name] ??= []).push(r);
+      for (const client of clients) {
+        for (const name of Object.keys(paths)) {
+          const r = await measure(client, paths[name], seconds * 1000);
+          process.stderr.write(`round ${round + 1} ${client.padEnd(6)} ${name.padEnd(10)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99Ms.toFixed(2)}ms  errors ${r.errors}\n`);
+          (runs[`${client}|${name}`] ??= []).push(r);
+        }
       }
     }
-    const best: Record<string, LoadResult> = {};
-    for (const [name, rs] of Object.entries(runs)) best[name] = [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)];
-    console.log(`\nmedian of ${rounds} interleaved bursts, ${connections} connections, ${seconds}s each:`);
-    for (const name of Object.keys(ports)) {
-      const r = best[name];
-      const ratio = r.rps / best.direct.rps;
-      console.log(
-        `${name.padEnd(6)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99Ms.toFixed(2).padStart(6)}ms  ratio ${ratio.toFixed(2)}  vs pipe ${(r.rps / best.pipe.rps).toFixed(2)}${name === 'direct' ? '' : ratio >= 0.8 ? '  (>= 0.8 ok)' : '  (below 0.8 target)'}`,
-      );
+    const median = (rs: LoadResult[]) => [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)];
+    process.stdout.write(`\nmedian of ${rounds} interleaved ${seconds}s bursts, ${connections} connections\n`);
+    const table = new Table({ head: ['client', 'path', 'req/s', 'p99 ms', 'errors', 'vs direct', 'vs toxiproxy'], style: { head: [], border: [] } });
+    const verdicts: string[] = [];
+    for (const client of clients) {
+      const direct = median(runs[`${client}|direct`]);
+      const toxi = runs[`${client}|toxiproxy`] ? median(runs[`${client}|toxiproxy`]) : undefined;
+      for (const name of Object.keys(paths)) {
+        const r = median(runs[`${client}|${name}`]);
+        const errors = runs[`${client}|${name}`].reduce((n, x) => n + x.errors, 0);
+        table.push([client, name, r.rps.toFixed(0), r.p99Ms.toFixed(2), errors, `${(r.rps / direct.rps).toFixed(2)}x`, toxi ? `${(r.rps / toxi.rps).toFixed(2)}x` : '-']);
+        if (name.startsWith('topas')) verdicts.push(`${client} ${name}: ${((r.rps / direct.rps) * 100).toFixed(0)}% of direct${toxi ? `, ${(r.rps / toxi.rps).toFixed(2)}x toxiproxy` : ''}`);
+      }
     }
+    process.stdout.write(`${table.toString()}\n`);
+    process.stdout.write(`target >= 80% of direct: ${verdicts.join('; ')}\n`);
+    if (skipped.length) process.stdout.write(`skipped: ${skipped.join('; ')}\n`);
   } finally {
     await Promise.all(proxies.map((p) => p.close()));
     server.kill();
-    for (const c of closers) void c();
+    for (const c of closers) c();
   }
 }
 
@@ -153,7 +259,7 @@ if (role === 'server') {
   void runServer();
 } else if (role === 'load') {
   process.once('message', (m: { port: number; connections: number; durationMs: number }) => {
-    void runLoad(m.port, m.connections, m.durationMs).then((r) => process.send!(r));
+    void runUndiciLoad(m.port, m.connections, m.durationMs).then((r) => process.send!(r));
   });
   process.on('disconnect', () => process.exit(0));
 } else {

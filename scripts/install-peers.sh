@@ -7,6 +7,7 @@
 #   wrk        apt-get (system package)
 #   autocannon npm, into .tools/node (never touches package.json / node_modules)
 #   k6         go install, binary in .tools/bin
+#   toxiproxy  go install (server + cli), binaries in .tools/bin (bench/proxy-overhead.ts)
 #   locust     pip, in a venv at .tools/venv (only with --with-locust)
 set -u
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -68,6 +69,23 @@ elif command -v go >/dev/null 2>&1; then
   fi
 else
   say "k6: skipped (no go toolchain)"; status=1
+fi
+
+# --- toxiproxy ----------------------------------------------------------
+TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-latest}"
+if [ -x "$tools/bin/toxiproxy-server" ]; then
+  say "toxiproxy: present"
+elif command -v go >/dev/null 2>&1; then
+  say "toxiproxy: building github.com/Shopify/toxiproxy/v2@$TOXIPROXY_VERSION (up to ${K6_TIMEOUT}s)"
+  gobin="$tools/go-toxiproxy"
+  if GOBIN="$gobin" GOFLAGS=-mod=mod timeout "$K6_TIMEOUT" go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION" >"$tools/toxiproxy-install.log" 2>&1; then
+    mv "$gobin/server" "$tools/bin/toxiproxy-server" && rmdir "$gobin" 2>/dev/null
+    say "toxiproxy: installed"
+  else
+    say "toxiproxy: install failed or timed out (see $tools/toxiproxy-install.log)"; status=1
+  fi
+else
+  say "toxiproxy: skipped (no go toolchain)"; status=1
 fi
 
 # --- locust (optional) -------------------------------------------------

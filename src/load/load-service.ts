@@ -11,6 +11,8 @@ import { VuHost, type Vu } from '../lua/vu-host';
 import { RunRecordStore } from '../run/run-record';
 import { findAppSpecFile } from '../run/targets';
 import type { SutSession } from '../run/sut-session';
+import type { EndpointMap } from '../backends/backend';
+import type { ShapeCall } from '../shape/shape-calls';
 import { Interrupts } from '../run/interrupts';
 import { createSutRpcHandler } from '../run/sut-rpc';
 import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
@@ -175,14 +177,28 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         log(`standing up app ${spec.name}…`);
         const t0 = io.now();
         const { openSut } = await import('../run/sut-session');
-        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env });
+        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep });
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
-        const sutRpc = createSutRpcHandler(session.sut, (map) => {
+        const sut = session.sut;
+        const pushEndpoints = (map: EndpointMap) => {
           host.setEndpoints(map);
           for (const s of slots) post(s, { type: 'endpoints', endpoints: map });
+        };
+        const sutRpc = createSutRpcHandler(sut, pushEndpoints);
+        host.setEndpoints(sut.endpointMap());
+        const shaping = sut.shaping?.();
+        // a shaped service is reached through its proxies, an unshaped one directly: re-point the VUs on every change, and mark it in the time series
+        shaping?.onChange((e) => {
+          log(`shape: ${e.service} -> ${e.description}${e.note ? ` (${e.note})` : ''}`);
+          timeSeries.mark(io.now(), `shape ${e.service}: ${e.description}`);
+          pushEndpoints(sut.endpointMap());
         });
-        host.setEndpoints(session.sut.endpointMap());
         rpcImpl = async (method, args) => {
+          if (method === 'shape.apply') {
+            if (!shaping) throw new TopasError('SUT_NOT_UP', `${method}: backend ${session?.backend} has no shaping proxies`);
+            shaping.applyCall(args[0] as ShapeCall);
+            return undefined;
+          }
           if (!method.startsWith('sut.')) throw new TopasError('INTERNAL', `${method} is not available under \`topas load\``);
           const mutating = MUTATING.has(method);
           if (mutating) timeSeries.mark(io.now(), `${method}(${describeArgs(args)})`);

@@ -146,7 +146,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         const sut = session.sut;
         // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
         sut.shaping?.().onChange((e) => {
-          log(`shape: ${e.service} -> ${e.description}`);
+          log(`shape: ${e.service} -> ${e.description}${e.note ? ` (${e.note})` : ''}`);
           pool?.setEndpoints(sut.endpointMap());
         });
       }

@@ -14,6 +14,8 @@ export interface ShapeHistoryEntry {
   state: ShapeState;
   /** e.g. `latency 200ms, loss 5%` or `none` */
   description: string;
+  /** set when the shape cannot reach all of the service's traffic (dependents that bypass the proxies) */
+  note?: string;
 }
 
 export interface ShapeControllerOptions {
@@ -38,6 +40,8 @@ export class ShapeController {
   private readonly log: ShapeHistoryEntry[] = [];
   private readonly listeners = new Set<(entry: ShapeHistoryEntry) => void>();
   private readonly now: () => number;
+  /** service -> dependents that reach it directly, not through a shaping proxy */
+  private readonly bypass = new Map<string, string[]>();
 
   constructor(opts: ShapeControllerOptions = {}) {
     this.now = opts.now ?? Date.now;
@@ -47,6 +51,15 @@ export class ShapeController {
   /** Make a service name known (shapeable) without a proxy yet. */
   declareService(service: string): void {
     this.entry(service);
+  }
+
+  /**
+   * Record that these dependents reach the service directly (a SUT started by
+   * `topas up` or with --keep: its services outlive this process, so they were
+   * not pointed at its proxies). Shapes then say they reach scenario traffic only.
+   */
+  dependentsBypass(service: string, dependents: string[]): void {
+    if (dependents.length) this.bypass.set(service, [...dependents]);
   }
 
   /** Add a proxy for a service; it takes on the service's current shape. */
@@ -83,6 +96,10 @@ export class ShapeController {
     e.state = next;
     for (const p of e.proxies) p.setShape(next);
     const entry: ShapeHistoryEntry = { ts: this.now(), service, change: { ...change }, state: { ...next }, description: describeShape(next) };
+    const direct = this.bypass.get(service);
+    if (direct && change.kind !== 'reset') {
+      entry.note = `scenario traffic only: ${direct.join(', ')} reach${direct.length === 1 ? 'es' : ''} ${service} directly (dependents go through shaping proxies only when the run starts the SUT itself, not with \`topas up\` or --keep)`;
+    }
     this.log.push(entry);
     for (const l of this.listeners) {
       try {
@@ -147,4 +164,11 @@ export class ShapeController {
       hint: this.entries.size ? `services: ${[...this.entries.keys()].join(', ')}` : 'no services are shaped by this run',
     });
   }
+}
+
+/** Tell the controller which dependents of each service bypass its proxies (from the spec's dependency graph). */
+export function markDependentsBypass(controller: ShapeController, spec: { services: Array<{ name: string; dependsOn: string[] }> }): void {
+  const dependents = new Map<string, string[]>();
+  for (const s of spec.services) for (const d of s.dependsOn) (dependents.get(d) ?? dependents.set(d, []).get(d)!).push(s.name);
+  for (const [service, list] of dependents) controller.dependentsBypass(service, list);
 }

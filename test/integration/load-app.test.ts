@@ -96,6 +96,31 @@ describe('topas load against the fixture app', () => {
     }
   });
 
+  test('shape.* from the load script: requests slow down while shaped, the time series marks each change', async () => {
+    const r = await cli(['load', path.join(APP_DIR, 'shape-latency.lua'), ...APP, '--json']);
+    const s = JSON.parse(r.stdout);
+    try {
+      assert.equal(r.code, 0, r.stderr);
+      const record = JSON.parse(fs.readFileSync(path.join(APP_DIR, '.topas', 'runs', s.runId, 'run.json'), 'utf8'));
+      const markers = (record.load.timeSeries.markers as Array<{ tMs: number; text: string }>).map((m) => m.text);
+      assert.ok(markers.some((t) => /^shape api: latency 150ms/.test(t)), JSON.stringify(markers));
+      assert.ok(markers.some((t) => /^shape api: (reset|unshaped|none)/.test(t)), JSON.stringify(markers));
+      const p50 = (name: string) => {
+        const row = Object.entries(s.metrics as Record<string, { values: Record<string, number> }>).find(([k]) => k.startsWith('http_req_duration{') && k.includes(`name:${name}`));
+        assert.ok(row, `no http_req_duration row for ${name}: ${Object.keys(s.metrics).join(', ')}`);
+        return row[1].values.med;
+      };
+      const before = p50('before');
+      const shaped = p50('shaped');
+      const after = p50('after');
+      // +150ms on the response path, within 10%
+      assert.ok(shaped - before >= 135 && shaped - before <= 165 + 20, `before ${before}ms, shaped ${shaped}ms`);
+      assert.ok(after < before + 50, `after ${after}ms vs before ${before}ms`);
+    } finally {
+      removeRun(s.runId);
+    }
+  });
+
   test('Ctrl-C: exit 130, teardown() runs and the SUT is torn down', async () => {
     const cap = captureIo({ cwd: REPO_ROOT });
     const running = runCli(['load', path.join(APP_DIR, 'interrupt.lua'), ...APP], cap.io);

@@ -8,7 +8,7 @@ import { lastLines, sleep, waitForHttp } from '../readiness';
 import { containerLogs, ensureImage, imageRef, versionOf, type Engine } from './engine';
 import { ExitWatch, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
 import { LABEL, clearDetached, dockerName, markDetached, runLabels } from './labels';
-import { ShapeController } from '../../shape/shape-controller';
+import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
 
@@ -146,7 +146,10 @@ export class DockerSut implements Sut {
     const dbTarget = (db: DatabaseRt): ProxyTarget | undefined => (db.hostPort && db.ready ? { host: '127.0.0.1', port: db.hostPort } : undefined);
     for (const db of this.dbs.values()) await this.fleet.replicaProxy(db.spec.name, `${db.spec.name}#db`, 'db', 'tcp', () => dbTarget(db));
     for (const svc of this.svcs.values()) for (const r of svc.replicas) if (!r.gone) await this.startReplicaProxies(svc, r);
-    if (!gateway) return;
+    if (!gateway) {
+      markDependentsBypass(this.shapes, this.spec);
+      return;
+    }
     this.gateway = gateway;
     for (const db of this.dbs.values()) {
       await this.fleet.dependentProxy(db.spec.name, 'db', 'tcp', () => [dbTarget(db)].filter((t): t is ProxyTarget => !!t), gateway);

@@ -13,7 +13,7 @@ import { lastLines, sleep, waitForHttp, waitForLog, waitForTcp, type ProbeOption
 import { PostgresCluster, traversableByOthers, type PostgresClusterState } from './postgres-cluster';
 import { freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup, tailLines, waitForExit } from './processes';
 import { currentOwner, removeRunRecord, writeRunRecord, type RunRecord } from './run-registry';
-import { ShapeController } from '../../shape/shape-controller';
+import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
 
@@ -178,6 +178,7 @@ export class LocalSut implements Sut {
     this.shapes = new ShapeController({ services: [...this.svcs.keys(), ...this.dbs.keys()] });
     this.fleet = new ProxyFleet({ controller: this.shapes, scenarioHost: HOST });
     this.shapeDependents = ctx.shapeDependents === true;
+    if (!this.shapeDependents) markDependentsBypass(this.shapes, spec);
   }
 
   /** Start everything; on any failure (or abort) tear down what was made, then rethrow. */
@@ -211,7 +212,8 @@ export class LocalSut implements Sut {
   static async attach(spec: AppSpec, state: SutState, ctx: StartContext, opts: LocalSutOptions = {}): Promise<LocalSut> {
     if (state.backend !== 'local') throw new TopasError('SUT_NOT_UP', `state belongs to backend "${state.backend}", not local`);
     const data = state.data as LocalStateData;
-    const sut = new LocalSut(spec, { ...ctx, runId: state.runId, workDir: data.workDir }, opts);
+    // the services were started by another process: their references do not point at this run's proxies
+    const sut = new LocalSut(spec, { ...ctx, runId: state.runId, workDir: data.workDir, shapeDependents: false }, opts);
     sut.startedAt = state.startedAt;
     sut.extraDirs = [...data.extraDirs];
     sut.extraEnv = { ...data.extraEnv, ...(ctx.env ?? {}) };
