@@ -10,6 +10,9 @@ export interface LeanResponse {
   rawHeaders: string;
   body: string;
   bodyBytes: number;
+  /** the request and the response on the wire, head included (k6's data_sent / data_received) */
+  wireBytesSent: number;
+  wireBytesReceived: number;
 }
 
 /** A header block -> lower-cased names, repeated headers joined with ", " (undici's way). */
@@ -87,7 +90,12 @@ export function leanRequest(dispatcher: Dispatcher, req: LeanRequest): Promise<L
         for (let i = 0; i + 1 < h.length; i += 2) rawHeaders += `${i ? '\r\n' : ''}${h[i].toString()}: ${h[i + 1].toString()}`;
         let body = more ? Buffer.concat(more).toString('utf8') : first ? first.toString('utf8') : '';
         if (body.charCodeAt(0) === 0xfeff) body = body.slice(1);
-        resolve({ statusCode, rawHeaders, body, bodyBytes });
+        // undici does not say what it wrote and read: the HTTP/1.1 bytes of the same exchange
+        let sent = Buffer.byteLength(`${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.origin.replace(/^\w+:\/\//, '')}\r\nconnection: keep-alive\r\n\r\n`);
+        for (const k in req.headers) sent += Buffer.byteLength(`${k}: ${req.headers[k]}\r\n`);
+        if (req.body !== undefined) sent += Buffer.byteLength(req.body) + `content-length: ${Buffer.byteLength(req.body)}\r\n`.length;
+        const received = Buffer.byteLength(`HTTP/1.1 ${statusCode} \r\n${rawHeaders}\r\n\r\n`) + bodyBytes;
+        resolve({ statusCode, rawHeaders, body, bodyBytes, wireBytesSent: sent, wireBytesReceived: received });
       },
       onError(err: Error) {
         cleanup();

@@ -134,6 +134,8 @@ class Conn {
   body: Buffer[] | undefined;
   bodyStr: string | undefined;
   bodyBytes = 0;
+  /** every byte read for the request in flight: status line, headers, framing, body */
+  wireBytes = 0;
 
   constructor(
     readonly client: RawHttpClient,
@@ -164,6 +166,7 @@ class Conn {
       return false;
     }
     this.gotBytes = true;
+    this.wireBytes += n;
     try {
       this.parse(buf, 0, n);
     } catch (err) {
@@ -392,7 +395,7 @@ class Conn {
     const r = this.req!;
     let body = this.bodyStr ?? (this.body ? (this.body.length === 1 ? this.body[0].toString('utf8') : Buffer.concat(this.body).toString('utf8')) : '');
     if (body.charCodeAt(0) === 0xfeff) body = body.slice(1);
-    const res: LeanResponse = { statusCode: this.status, rawHeaders: this.rawHeaders, body, bodyBytes: this.bodyBytes };
+    const res: LeanResponse = { statusCode: this.status, rawHeaders: this.rawHeaders, body, bodyBytes: this.bodyBytes, wireBytesSent: r.head.length, wireBytesReceived: this.wireBytes };
     this.reset();
     this.req = undefined;
     this.client.done(r);
@@ -417,6 +420,7 @@ class Conn {
     this.body = undefined;
     this.bodyStr = undefined;
     this.bodyBytes = 0;
+    this.wireBytes = 0;
   }
 
   /** Fails the request in flight and drops the connection. */

@@ -74,6 +74,11 @@ describe('topas load against a local server', () => {
     assert.equal(summary.metrics.http_req_duration.values.count, 600);
     assert.equal(summary.metrics.checks.values.passes, 1200);
     assert.equal(summary.metrics.checks.values.fails, 0);
+    // data_sent / data_received count the wire, heads included (as k6 does): a GET of /sample is
+    // > 40 bytes out, and every answer has a status line and headers besides its short body
+    const bodyBytes = served.reduce((n, v) => n + String(v).length, 0);
+    assert.ok(summary.metrics.data_sent.values.count >= 600 * 40, JSON.stringify(summary.metrics.data_sent));
+    assert.ok(summary.metrics.data_received.values.count >= bodyBytes + 600 * 60, `${JSON.stringify(summary.metrics.data_received)} vs bodies ${bodyBytes}`);
     const trend = summary.metrics.served_ms.values;
     const sorted = [...served].sort((a, b) => a - b);
     assert.equal(trend.count, 600);

@@ -210,7 +210,7 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
     const onOk = (res: LeanResponse): void => {
       const dt = performance.now() - t0;
       const head = method === 'HEAD';
-      if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: dt, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent, bytesReceived: head ? 0 : res.bodyBytes });
+      if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: dt, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: res.wireBytesSent, bytesReceived: res.wireBytesReceived });
       // the shim makes the response table: (status, body, time_ms, raw header block)
       // (LuaMultiReturn.of costs ~1 µs: Array.of on a subclass takes V8's slow path)
       const values = new LuaMultiReturn(4);
