@@ -341,7 +341,10 @@ local function new_env(instance)
         if not make then error(err, 0) end
         shim_cache[name] = make
       end
-      m = make(wrapped, { inspect = inspect, raise = raise, raise_assert = raise_assert, json = json, env = env })
+      -- raw: the unwrapped exports with the protocol parts, for shims whose hot
+      -- calls settle results themselves (no vararg frames per call)
+      m = make(wrapped, { inspect = inspect, raise = raise, raise_assert = raise_assert, json = json, env = env,
+        raw = exports, ASYNC = ASYNC, ERR = ERR, ASSERT = ASSERT, yield = co_yield })
     else
       m = wrapped
     end

@@ -134,6 +134,9 @@ export class VuHost {
   private readonly dispatchPtr: number;
   private readonly rawFns: Array<(L: number) => number> = [];
   private readonly mainRef: number;
+  /** ASYNC_MARK as a Lua string kept in the registry: pushed by reference, recognized by address */
+  private readonly asyncRef: number;
+  private readonly asyncPtr: number;
   private current: Vu | undefined;
   private endpoints: EndpointMap;
   private readonly vus = new Set<Vu>();
@@ -173,6 +176,10 @@ export class VuHost {
     }
     this.mainRef = this.lua.luaL_ref(G, LUA_REGISTRYINDEX);
     this.global.setTop(0);
+    // short strings are interned, so every ASYNC the prelude or a binding yields is this one string
+    this.fast.pushstring(G, ASYNC_MARK);
+    this.asyncPtr = this.fast.stringptr(G, -1);
+    this.asyncRef = this.fast.ref(G);
   }
 
   setEndpoints(map: EndpointMap): void {
@@ -344,9 +351,9 @@ export class VuHost {
       const base = f.gettop(L) - nres + 1;
       const t = nres > 0 ? f.type(L, base) : LuaType.None;
       if (t === LuaType.String) {
-        const first = f.tostring(L, base);
+        const isAsync = f.stringptr(L, base) === this.asyncPtr;
         f.settop(L, 0);
-        if (first === ASYNC_MARK) {
+        if (isAsync) {
           const p = vu.pending!;
           vu.pending = undefined;
           vu.asyncCalls++;
@@ -474,7 +481,7 @@ export class VuHost {
           const vu = this.current;
           if (!vu) throw new Error('async call outside a VU');
           vu.pending = r;
-          f.pushstring(L, ASYNC_MARK);
+          f.pushref(L, this.asyncRef);
           return 1;
         }
         if (r instanceof LuaMultiReturn) {

@@ -149,6 +149,11 @@ export class FastLua {
     return this._tonumberx(L, i, 0);
   }
 
+  /** The address of the string at i (0 if it is not one): equal addresses, equal interned strings. */
+  stringptr(L: number, i: number): number {
+    return this._tolstring(L, i, 0);
+  }
+
   tostring(L: number, i: number): string {
     const p = this._tolstring(L, i, this.lenPtr);
     const m = this.m;

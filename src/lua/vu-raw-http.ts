@@ -464,7 +464,9 @@ export class RawHttpClient {
   /** every socket reads into this; whatever outlives a read is copied */
   readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
   private readonly origins = new Map<string, Origin>();
-  private readonly heads = new Map<string, Buffer>();
+  /** origin -> path -> method -> the request's bytes, for requests without headers or body */
+  private readonly heads = new Map<string, Map<string, Map<string, Buffer>>>();
+  private cachedHeads = 0;
   private readonly active = new Set<Req>();
   private outbox: Req[] = [];
   private readonly signals = new WeakSet<AbortSignal>();
@@ -620,9 +622,13 @@ export class RawHttpClient {
       simple = false;
       break;
     }
-    const key = simple ? `${method} ${q.origin}${path}` : '';
+    // keyed by the very strings net passes (its URL cache hands out the same objects): no key is built per request
+    let byPath: Map<string, Map<string, Buffer>> | undefined;
+    let byMethod: Map<string, Buffer> | undefined;
     if (simple) {
-      const hit = this.heads.get(key);
+      byPath = this.heads.get(q.origin);
+      byMethod = byPath?.get(path);
+      const hit = byMethod?.get(method);
       if (hit) return hit;
     }
     if (!TOKEN_RE.test(method) || BAD_PATH_RE.test(path) || path[0] !== '/') return undefined;
@@ -637,8 +643,15 @@ export class RawHttpClient {
       h += PAYLOAD_METHODS.has(method) ? 'content-length: 0\r\n\r\n' : '\r\n';
       const buf = Buffer.from(h, 'latin1');
       if (simple) {
-        if (this.heads.size >= MAX_CACHED_HEADS) this.heads.clear();
-        this.heads.set(key, buf);
+        if (this.cachedHeads >= MAX_CACHED_HEADS) {
+          this.heads.clear();
+          this.cachedHeads = 0;
+          byPath = byMethod = undefined;
+        }
+        if (!byPath) this.heads.set(q.origin, (byPath = new Map()));
+        if (!byMethod) byPath.set(path, (byMethod = new Map()));
+        byMethod.set(method, buf);
+        this.cachedHeads++;
       }
       return buf;
     }

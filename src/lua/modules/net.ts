@@ -68,17 +68,35 @@ local RESPONSE = {
 local function response(status, body, time_ms, raw)
   return setmetatable({ code = status, status = status, body = body, time_ms = time_ms, raw_headers = raw }, RESPONSE)
 end
+-- the hot call, settled here rather than through the generic wrapper
+local raw_request, ASYNC, ERR, ASSERT, co_yield, raise, raise_assert = h.raw.request, h.ASYNC, h.ERR, h.ASSERT, h.yield, h.raise, h.raise_assert
+local function request(method, url, body, opts)
+  local a, b, c, d = raw_request(method, url, body, opts)
+  if a == ASYNC then
+    local ok
+    ok, a, b, c, d = co_yield(ASYNC)
+    if ok ~= true then
+      if ok == "assert" then raise_assert(a) end
+      raise(a)
+    end
+  elseif a == ERR then
+    raise(b)
+  elseif a == ASSERT then
+    raise_assert(b)
+  end
+  return setmetatable({ code = a, status = a, body = b, time_ms = c, raw_headers = d }, RESPONSE)
+end
 local M = {}
 function M.request(o)
   if type(o) ~= "table" then h.raise("net.request: expected a table {method=, url=, ...}") end
-  return response(js.request(o.method or "GET", o.url, o.body, o))
+  return request(o.method or "GET", o.url, o.body, o)
 end
-function M.get(url, opts) return response(js.request("GET", url, nil, opts)) end
-function M.head(url, opts) return response(js.request("HEAD", url, nil, opts)) end
-function M.delete(url, opts) return response(js.request("DELETE", url, nil, opts)) end
-function M.post(url, body, opts) return response(js.request("POST", url, body, opts)) end
-function M.put(url, body, opts) return response(js.request("PUT", url, body, opts)) end
-function M.patch(url, body, opts) return response(js.request("PATCH", url, body, opts)) end
+function M.get(url, opts) return request("GET", url, nil, opts) end
+function M.head(url, opts) return request("HEAD", url, nil, opts) end
+function M.delete(url, opts) return request("DELETE", url, nil, opts) end
+function M.post(url, body, opts) return request("POST", url, body, opts) end
+function M.put(url, body, opts) return request("PUT", url, body, opts) end
+function M.patch(url, body, opts) return request("PATCH", url, body, opts) end
 function M.wait_http(url, opts) return response(js.wait_http(url, opts)) end
 M.resolve = js.resolve
 M.grpc = js.grpc
