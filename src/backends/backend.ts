@@ -38,6 +38,12 @@ export interface StartContext {
    * end with it. Scenarios always go through proxies.
    */
   shapeDependents?: boolean;
+  /**
+   * The SUT outlives this process (`topas up`, --keep): put the dependents'
+   * proxies in a detached proxy host that lives as long as the SUT, so later
+   * runs shape service-to-service traffic too. Backends without one ignore it.
+   */
+  proxyHost?: boolean;
 }
 
 /** What `ps` and `sut.services()` show. */

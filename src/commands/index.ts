@@ -1,6 +1,7 @@
 import Down from './down';
 import Init from './init';
 import Load from './load';
+import ProxyHost from './proxy-host';
 import Ps from './ps';
 import Report from './report';
 import Run from './run';
@@ -14,6 +15,7 @@ export const COMMANDS = {
   down: Down,
   init: Init,
   load: Load,
+  'proxy-host': ProxyHost,
   ps: Ps,
   report: Report,
   run: Run,

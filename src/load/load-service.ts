@@ -177,7 +177,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         log(`standing up app ${spec.name}…`);
         const t0 = io.now();
         const { openSut } = await import('../run/sut-session');
-        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep });
+        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep, proxyHost: Boolean(opts.keep) });
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
         const sut = session.sut;
         const pushEndpoints = (map: EndpointMap) => {
@@ -197,6 +197,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
           if (method === 'shape.apply') {
             if (!shaping) throw new TopasError('SUT_NOT_UP', `${method}: backend ${session?.backend} has no shaping proxies`);
             shaping.applyCall(args[0] as ShapeCall);
+            await shaping.settled();
             return undefined;
           }
           if (!method.startsWith('sut.')) throw new TopasError('INTERNAL', `${method} is not available under \`topas load\``);

@@ -26,6 +26,7 @@ export function routeRpc(routes: {
       }
       if (method !== 'shape.apply') throw new TopasError('INTERNAL', `unknown shape call ${method}`);
       controller.applyCall(args[0] as ShapeCall);
+      await controller.settled();
       return undefined;
     }
     if (method.startsWith('sync.')) {

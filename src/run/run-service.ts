@@ -141,7 +141,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       if (spec) {
         log(`standing up app ${spec.name}…`);
         const t0 = io.now();
-        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep });
+        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep, proxyHost: Boolean(opts.keep) });
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
         const sut = session.sut;
         // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TopasError } from '../errors';
 import type { Io } from '../io';
-import { PACKAGE_ROOT } from '../cli/main';
 import { RunRecordStore, TOPAS_DIR, type RunRecord } from './run-record';
 import type { LogLine } from './scenario-types';
+import { selfCommand } from '../util/self-command';
 import { findAppSpecFile } from './targets';
 
 /** The states `topas test status` shows (the seed's kctrl vocabulary). */
@@ -19,11 +19,7 @@ export function recordDirFor(io: Io, app?: string): string {
   return spec ? path.dirname(spec) : io.cwd;
 }
 
-/** argv that starts this same topas (script or single executable). */
-export function selfCommand(): string[] {
-  const script = path.join(PACKAGE_ROOT, 'bin', 'run.js');
-  return fs.existsSync(script) ? [process.execPath, script] : [process.execPath];
-}
+export { selfCommand } from '../util/self-command';
 
 /**
  * `topas test schedule`: records a pending run and starts a detached `topas run`

@@ -36,7 +36,7 @@ export async function upApp(opts: { io: Io; app?: string; backend: string; env: 
   const runId = existing?.runId ?? new RunRecordStore(spec.dir).createRunId();
   const interrupts = new Interrupts(opts.io);
   try {
-    const session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env });
+    const session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, proxyHost: true });
     log(`app ${spec.name} is up on backend ${session.backend} (${session.reason})`);
     try {
       if (interrupts.interrupted) throw new TopasError('INTERRUPTED', 'interrupted while standing up');

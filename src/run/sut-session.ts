@@ -67,6 +67,8 @@ export async function openSut(opts: {
   env?: Record<string, string>;
   /** route dependents through this process's shaping proxies (StartContext.shapeDependents) */
   shapeDependents?: boolean;
+  /** the SUT will outlive this process: dependents' proxies in a detached host (StartContext.proxyHost) */
+  proxyHost?: boolean;
 }): Promise<SutSession> {
   const { spec } = opts;
   const state = readStateFile(spec.dir);
@@ -84,7 +86,7 @@ export async function openSut(opts: {
   await choice.backend.sweep({ app: spec.name, log: opts.log }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-${spec.name}-`));
   try {
-    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, shapeDependents: opts.shapeDependents });
+    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, shapeDependents: opts.shapeDependents, proxyHost: opts.proxyHost });
     return { sut, owned: true, backend: choice.backend.name, reason: choice.reason };
   } catch (err) {
     fs.rmSync(workDir, { recursive: true, force: true });

@@ -1,6 +1,34 @@
-import type { ShapeController } from './shape-controller';
-import { ShapingProxy, type ProxyMode, type ProxyTarget } from './shaping-proxy';
-import { isUnshaped } from './shape-state';
+import type { ShapeController, ShapeTarget } from './shape-controller';
+import type { ProxyHostClient } from './proxy-host';
+import { ShapingProxy, type ProxyMode, type ProxyTarget, type ShapingProxyStats } from './shaping-proxy';
+import { isUnshaped, type ShapeState } from './shape-state';
+
+// how often a run holding a hosted SUT sends the host changed upstream lists
+const HOST_SYNC_INTERVAL_MS = 200;
+
+/** A dependents' proxy that lives in a proxy host: shapes and stats go through the host's control API. */
+class HostedProxy implements ShapeTarget {
+  private shape: ShapeState = {};
+  constructor(
+    private readonly host: ProxyHostClient,
+    private readonly service: string,
+    private readonly key: string,
+    private readonly mode: ProxyMode,
+    readonly address: ProxyTarget,
+  ) {}
+
+  setShape(state: ShapeState): Promise<void> {
+    this.shape = { ...state };
+    return this.host.setShape(this.service, state);
+  }
+
+  stats(): ShapingProxyStats {
+    return { name: `${this.key} (dependents, proxy host)`, mode: this.mode, address: { ...this.address }, shape: { ...this.shape }, activeConnections: 0, totalConnections: 0, resetConnections: 0, heldConnections: 0, upstreamErrors: 0, bytesToServer: 0, bytesToClient: 0, httpRequests: 0, faultedRequests: 0 };
+  }
+
+  /** The host's proxies outlive this run: closing the stand-in leaves them be. */
+  async close(): Promise<void> {}
+}
 
 /** `main` for a service's main port, a port name for a named extra port, `db` for a database. */
 export type ProxyPort = string;
@@ -35,6 +63,12 @@ export class ProxyFleet {
   private readonly dependents = new Map<string, ShapingProxy>();
   private readonly replicas = new Map<string, { service: string; proxies: Map<ProxyPort, ShapingProxy> }>();
   private closed = false;
+  // dependents' proxies in a detached host (a kept SUT), with the upstream lists last sent to it
+  private host: ProxyHostClient | undefined;
+  private readonly hosted = new Map<string, { proxy: HostedProxy; targets: () => ProxyTarget[] }>();
+  private sentTargets = '';
+  private syncTimer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
 
   constructor(opts: ProxyFleetOptions) {
     this.controller = opts.controller;
@@ -42,11 +76,50 @@ export class ProxyFleet {
     this.dependentHost = opts.dependentHost ?? this.scenarioHost;
   }
 
+  /**
+   * Dependents' proxies from now on live in this proxy host (the SUT is kept
+   * running): `dependentProxy` creates them there, and while this run holds
+   * the SUT it sends the host every change of their upstream replicas.
+   */
+  useHost(host: ProxyHostClient): void {
+    this.host = host;
+    this.syncTimer ??= setInterval(() => void this.syncHost(), HOST_SYNC_INTERVAL_MS);
+    this.syncTimer.unref();
+  }
+
+  /** Sends the host the upstream lists that changed since the last call (also from the timer). */
+  syncHost(): Promise<void> {
+    const host = this.host;
+    if (!host || this.closed) return Promise.resolve();
+    const run = async () => {
+      const all: Record<string, ProxyTarget[]> = {};
+      for (const [key, h] of this.hosted) all[key] = h.targets();
+      const text = JSON.stringify(all);
+      if (text === this.sentTargets) return;
+      await host.setTargets(all);
+      this.sentTargets = text;
+    };
+    // one at a time, in order
+    this.syncing = (this.syncing ?? Promise.resolve()).then(run, run).catch(() => undefined);
+    return this.syncing;
+  }
+
   /** Start (once) the proxy that dependents of `service` reach on `port`. */
   async dependentProxy(service: string, port: ProxyPort, mode: ProxyMode, targets: () => ProxyTarget[], listenHost = this.dependentHost): Promise<ProxyTarget> {
     const key = `${service}\u0000${port}`;
     const existing = this.dependents.get(key);
     if (existing) return existing.stats().address!;
+    if (this.host) {
+      const hostKey = `${service}:${port}`;
+      const known = this.hosted.get(hostKey);
+      if (known) return { ...known.proxy.address };
+      const address = await this.host.addProxy(hostKey, service, mode, listenHost);
+      const proxy = new HostedProxy(this.host, service, hostKey, mode, address);
+      this.hosted.set(hostKey, { proxy, targets });
+      this.controller.register(service, proxy);
+      await this.syncHost();
+      return { ...address };
+    }
     const proxy = new ShapingProxy({ name: `${service}:${port} (dependents)`, mode, targets, listenHost });
     const address = await this.startProxy(service, proxy);
     this.dependents.set(key, proxy);
@@ -54,6 +127,8 @@ export class ProxyFleet {
   }
 
   dependentAddress(service: string, port: ProxyPort): ProxyTarget | undefined {
+    const hosted = this.hosted.get(`${service}:${port}`);
+    if (hosted) return { ...hosted.proxy.address };
     return this.dependents.get(`${service}\u0000${port}`)?.stats().address;
   }
 
@@ -103,6 +178,10 @@ export class ProxyFleet {
 
   /** Close every proxy; the controller keeps its history. Idempotent. */
   async close(): Promise<void> {
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.syncTimer = undefined;
+    // the host keeps the last upstream lists this run knew
+    await this.syncHost();
     this.closed = true;
     const all = [...this.dependents.values(), ...[...this.replicas.values()].flatMap((e) => [...e.proxies.values()])];
     this.dependents.clear();

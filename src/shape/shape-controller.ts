@@ -2,7 +2,14 @@ import { TopasError } from '../errors';
 import { didYouMean } from '../spec/did-you-mean';
 import type { ShapeCall } from './shape-calls';
 import { applyShapeChange, compilePathPattern, describeShape, type ShapeChange, type ShapeState } from './shape-state';
-import type { ShapingProxy, ShapingProxyStats } from './shaping-proxy';
+import type { ShapingProxyStats } from './shaping-proxy';
+
+/** What a shape is set on: a ShapingProxy, or a stand-in for one in a proxy host (setShape then settles later). */
+export interface ShapeTarget {
+  setShape(state: ShapeState): void | Promise<void>;
+  stats(): ShapingProxyStats;
+  close(): Promise<void>;
+}
 
 /** One shaping change, timestamped so reports and load time series can mark it. */
 export interface ShapeHistoryEntry {
@@ -26,7 +33,7 @@ export interface ShapeControllerOptions {
 
 interface ServiceEntry {
   state: ShapeState;
-  proxies: ShapingProxy[];
+  proxies: ShapeTarget[];
 }
 
 /**
@@ -42,6 +49,7 @@ export class ShapeController {
   private readonly now: () => number;
   /** service -> dependents that reach it directly, not through a shaping proxy */
   private readonly bypass = new Map<string, string[]>();
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(opts: ShapeControllerOptions = {}) {
     this.now = opts.now ?? Date.now;
@@ -63,14 +71,14 @@ export class ShapeController {
   }
 
   /** Add a proxy for a service; it takes on the service's current shape. */
-  register(service: string, proxy: ShapingProxy): void {
+  register(service: string, proxy: ShapeTarget): void {
     const e = this.entry(service);
     if (!e.proxies.includes(proxy)) e.proxies.push(proxy);
-    proxy.setShape(e.state);
+    this.track(proxy.setShape(e.state));
   }
 
   /** Remove a proxy (its replica went away); does not close it. */
-  unregister(service: string, proxy: ShapingProxy): void {
+  unregister(service: string, proxy: ShapeTarget): void {
     const e = this.entries.get(service);
     if (!e) return;
     e.proxies = e.proxies.filter((p) => p !== proxy);
@@ -80,7 +88,7 @@ export class ShapeController {
     return [...this.entries.keys()];
   }
 
-  proxies(service: string): readonly ShapingProxy[] {
+  proxies(service: string): readonly ShapeTarget[] {
     return [...(this.entries.get(service)?.proxies ?? [])];
   }
 
@@ -94,11 +102,11 @@ export class ShapeController {
     const next = applyShapeChange(e.state, change);
     if (next.httpFault?.path !== undefined) compilePathPattern(next.httpFault.path, `shape.http_fault(${service}) path`);
     e.state = next;
-    for (const p of e.proxies) p.setShape(next);
+    for (const p of e.proxies) this.track(p.setShape(next));
     const entry: ShapeHistoryEntry = { ts: this.now(), service, change: { ...change }, state: { ...next }, description: describeShape(next) };
     const direct = this.bypass.get(service);
     if (direct && change.kind !== 'reset') {
-      entry.note = `scenario traffic only: ${direct.join(', ')} reach${direct.length === 1 ? 'es' : ''} ${service} directly (dependents go through shaping proxies only when the run starts the SUT itself, not with \`topas up\` or --keep)`;
+      entry.note = `scenario traffic only: ${direct.join(', ')} reach${direct.length === 1 ? 'es' : ''} ${service} directly (this SUT was kept running by \`topas up\` or --keep on a backend without a proxy host, so its dependents were not pointed at shaping proxies)`;
     }
     this.log.push(entry);
     for (const l of this.listeners) {
@@ -109,6 +117,25 @@ export class ShapeController {
       }
     }
     return { ...next };
+  }
+
+  /** Resolves once every shape set so far has reached every proxy (those in a proxy host answer later). */
+  async settled(): Promise<void> {
+    while (this.pending.size) {
+      const batch = [...this.pending];
+      this.pending.clear();
+      const results = await Promise.allSettled(batch);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw new TopasError('SCENARIO_FAILED', `shape: ${failed.reason instanceof Error ? failed.reason.message : String(failed.reason)}`);
+    }
+  }
+
+  private track(r: void | Promise<void>): void {
+    if (r instanceof Promise) {
+      this.pending.add(r);
+      // settled() reports the failure; nothing is left unhandled meanwhile
+      r.catch(() => undefined);
+    }
   }
 
   /** Called after every change (e.g. to mark a load time series). Returns unsubscribe. */

@@ -15,6 +15,8 @@ import { freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup,
 import { currentOwner, removeRunRecord, writeRunRecord, type RunRecord } from './run-registry';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
+import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
+import { selfCommand } from '../../util/self-command';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
 
 export interface LocalSutOptions {
@@ -78,6 +80,8 @@ export interface LocalStateData {
   postgres?: PostgresClusterState;
   extraEnv: Record<string, string>;
   seq: number;
+  /** the detached host of the dependents' shaping proxies (a SUT kept by `topas up` / --keep) */
+  proxyHost?: ProxyHostInfo;
   services: Record<
     string,
     { declared: number; lastDeclared: number; version?: string; image?: string; env: Record<string, string>; replicas: PersistedReplica[] }
@@ -149,6 +153,7 @@ export class LocalSut implements Sut {
   private readonly shapes: ShapeController;
   private readonly fleet: ProxyFleet;
   private readonly shapeDependents: boolean;
+  private proxyHost: ProxyHostClient | undefined;
 
   private constructor(
     readonly spec: AppSpec,
@@ -177,7 +182,7 @@ export class LocalSut implements Sut {
     for (const d of spec.databases) this.dbs.set(d.name, d);
     this.shapes = new ShapeController({ services: [...this.svcs.keys(), ...this.dbs.keys()] });
     this.fleet = new ProxyFleet({ controller: this.shapes, scenarioHost: HOST });
-    this.shapeDependents = ctx.shapeDependents === true;
+    this.shapeDependents = ctx.shapeDependents === true || ctx.proxyHost === true;
     if (!this.shapeDependents) markDependentsBypass(this.shapes, spec);
   }
 
@@ -195,6 +200,11 @@ export class LocalSut implements Sut {
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, sut.opsAbort.signal]) : sut.opsAbort.signal;
     const t0 = Date.now();
     try {
+      if (ctx.proxyHost) {
+        sut.proxyHost = await ProxyHostClient.start({ watchDir: sut.workDir, command: selfCommand() });
+        sut.fleet.useHost(sut.proxyHost);
+        sut.persist();
+      }
       await sut.startServiceProxies();
       await startInDependencyOrder(spec, (name) => sut.startNode(name, signal), { signal });
     } catch (e) {
@@ -212,8 +222,14 @@ export class LocalSut implements Sut {
   static async attach(spec: AppSpec, state: SutState, ctx: StartContext, opts: LocalSutOptions = {}): Promise<LocalSut> {
     if (state.backend !== 'local') throw new TopasError('SUT_NOT_UP', `state belongs to backend "${state.backend}", not local`);
     const data = state.data as LocalStateData;
-    // the services were started by another process: their references do not point at this run's proxies
-    const sut = new LocalSut(spec, { ...ctx, runId: state.runId, workDir: data.workDir, shapeDependents: false }, opts);
+    // the services were started by another process: their references point at its proxy host, if it made one, else directly at replicas
+    const host = data.proxyHost ? new ProxyHostClient(data.proxyHost) : undefined;
+    const hosted = host?.alive() === true;
+    const sut = new LocalSut(spec, { ...ctx, runId: state.runId, workDir: data.workDir, shapeDependents: false, proxyHost: hosted }, opts);
+    if (host && hosted) {
+      sut.proxyHost = host;
+      sut.fleet.useHost(host);
+    }
     sut.startedAt = state.startedAt;
     sut.extraDirs = [...data.extraDirs];
     sut.extraEnv = { ...data.extraEnv, ...(ctx.env ?? {}) };
@@ -947,6 +963,7 @@ export class LocalSut implements Sut {
       extraEnv: { ...this.extraEnv },
       seq: this.seq,
       services,
+      proxyHost: this.proxyHost?.info,
     };
     return { backend: 'local', runId: this.runId, app: this.spec.name, specFile: this.spec.file, startedAt: this.startedAt, data };
   }
@@ -978,7 +995,7 @@ export class LocalSut implements Sut {
     this.detached = true;
     for (const svc of this.svcs.values()) for (const r of svc.replicas) r.child?.removeAllListeners('exit');
     this.endpointListeners.clear();
-    // the proxies live in this process; what stays running was started with direct references
+    // scenario proxies end with this process; dependents' proxies, if any, live on in the proxy host
     await this.fleet.close();
     this.persist();
   }
@@ -1002,6 +1019,7 @@ export class LocalSut implements Sut {
     for (const r of all) r.child?.removeAllListeners('exit');
     for (const s of this.svcs.values()) s.replicas = [];
     if (this.pg) await this.pg.stop();
+    await this.proxyHost?.exit();
     for (const d of [this.workDir, ...this.extraDirs]) fs.rmSync(d, { recursive: true, force: true });
     removeRunRecord(this.runId);
   }

@@ -1,0 +1,227 @@
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { TopasError } from '../errors';
+import { ShapingProxy, type ProxyMode, type ProxyTarget } from './shaping-proxy';
+import type { ShapeState } from './shape-state';
+
+/**
+ * The dependents' shaping proxies of a SUT that outlives the topas process
+ * that started it (`topas up`, `--keep`): they live in a small detached
+ * process of their own, so `${db.url}` references keep pointing at proxies
+ * after `topas up` returns, and a later `topas run` shapes service-to-service
+ * traffic too. Every run that holds the SUT talks to it over a loopback
+ * control API (token in a header): it creates proxies, pushes each proxy's
+ * upstream replicas whenever they change, and sets shapes.
+ *
+ * The host exits on `POST /exit` (`topas down`), on SIGTERM, and by itself
+ * once the SUT's work directory is gone (a sweep after a crash), so it never
+ * outlives its SUT.
+ */
+
+export interface ProxyHostInfo {
+  pid: number;
+  controlPort: number;
+  token: string;
+}
+
+export const PROXY_HOST_TOKEN_ENV = 'TOPAS_PROXY_HOST_TOKEN';
+const START_TIMEOUT_MS = 15_000;
+const WATCH_INTERVAL_MS = 1_000;
+const CALL_TIMEOUT_MS = 5_000;
+
+interface Hosted {
+  service: string;
+  proxy: ShapingProxy;
+  targets: ProxyTarget[];
+}
+
+/** The host process: serves until told to exit or its SUT's work directory disappears. */
+export async function runProxyHost(opts: { watchDir: string; readyFile: string; token: string }): Promise<void> {
+  const hosted = new Map<string, Hosted>();
+  const shapes = new Map<string, ShapeState>();
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(watch);
+    await Promise.all([...hosted.values()].map((h) => h.proxy.close()));
+    server.close();
+    process.exit(0);
+  };
+  const server = http.createServer((req, res) => {
+    const reply = (code: number, value: unknown) => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(value ?? null));
+    };
+    if (req.headers['x-topas-token'] !== opts.token) return reply(403, { error: 'bad token' });
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      void (async () => {
+        const msg = body ? (JSON.parse(body) as Record<string, unknown>) : {};
+        switch (`${req.method} ${req.url}`) {
+          case 'POST /proxies': {
+            const key = String(msg.key);
+            let h = hosted.get(key);
+            if (!h) {
+              const entry: Hosted = { service: String(msg.service), targets: [], proxy: undefined as unknown as ShapingProxy };
+              entry.proxy = new ShapingProxy({ name: `${key} (dependents)`, mode: msg.mode as ProxyMode, listenHost: String(msg.listenHost), targets: () => entry.targets });
+              await entry.proxy.start();
+              entry.proxy.setShape(shapes.get(entry.service) ?? {});
+              hosted.set(key, entry);
+              h = entry;
+            }
+            return reply(200, h.proxy.stats().address);
+          }
+          case 'PUT /targets':
+            for (const [key, targets] of Object.entries(msg)) {
+              const h = hosted.get(key);
+              if (h && Array.isArray(targets)) h.targets = targets as ProxyTarget[];
+            }
+            return reply(200, {});
+          case 'PUT /shape': {
+            const service = String(msg.service);
+            const state = (msg.state ?? {}) as ShapeState;
+            shapes.set(service, state);
+            for (const h of hosted.values()) if (h.service === service) h.proxy.setShape(state);
+            return reply(200, {});
+          }
+          case 'GET /stats':
+            return reply(200, [...hosted.values()].map((h) => h.proxy.stats()));
+          case 'POST /exit':
+            reply(200, {});
+            return void stop();
+          default:
+            return reply(404, { error: `unknown call ${req.method} ${req.url}` });
+        }
+      })().catch((err: unknown) => reply(500, { error: err instanceof Error ? err.message : String(err) }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const watch = setInterval(() => {
+    if (!fs.existsSync(opts.watchDir)) void stop();
+  }, WATCH_INTERVAL_MS);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void stop());
+  const info = { pid: process.pid, controlPort: (server.address() as { port: number }).port };
+  const tmp = `${opts.readyFile}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(info));
+  fs.renameSync(tmp, opts.readyFile);
+}
+
+/** A run's handle on a proxy host. */
+export class ProxyHostClient {
+  constructor(readonly info: ProxyHostInfo) {}
+
+  /**
+   * Starts a detached host for the SUT whose work directory is `watchDir`.
+   * `command` is the argv that starts this topas (script or single executable).
+   */
+  static async start(opts: { watchDir: string; command: string[] }): Promise<ProxyHostClient> {
+    const token = crypto.randomBytes(18).toString('base64url');
+    const readyFile = path.join(opts.watchDir, `proxy-host-${crypto.randomBytes(4).toString('hex')}.json`);
+    const logFd = fs.openSync(path.join(opts.watchDir, 'proxy-host.log'), 'a');
+    const [cmd, ...pre] = opts.command;
+    const child = spawn(cmd, [...pre, 'proxy-host', '--watch', opts.watchDir, '--ready', readyFile], {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      env: { ...process.env, [PROXY_HOST_TOKEN_ENV]: token },
+    });
+    fs.closeSync(logFd);
+    let exited: string | undefined;
+    child.once('exit', (code, signal) => (exited = `exited (${signal ?? code})`));
+    child.once('error', (err) => (exited = err.message));
+    child.unref();
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline && !exited) {
+      if (fs.existsSync(readyFile)) {
+        const ready = JSON.parse(fs.readFileSync(readyFile, 'utf8')) as { pid: number; controlPort: number };
+        fs.rmSync(readyFile, { force: true });
+        return new ProxyHostClient({ pid: ready.pid, controlPort: ready.controlPort, token });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      if (child.pid) process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    throw new TopasError('SUT_START_FAILED', `the shaping proxy host did not start: ${exited ?? `no answer in ${START_TIMEOUT_MS}ms`}`, {
+      hint: `see ${path.join(opts.watchDir, 'proxy-host.log')}`,
+    });
+  }
+
+  addProxy(key: string, service: string, mode: ProxyMode, listenHost: string): Promise<ProxyTarget> {
+    return this.call('POST', '/proxies', { key, service, mode, listenHost }) as Promise<ProxyTarget>;
+  }
+
+  async setTargets(targets: Record<string, ProxyTarget[]>): Promise<void> {
+    await this.call('PUT', '/targets', targets);
+  }
+
+  async setShape(service: string, state: ShapeState): Promise<void> {
+    await this.call('PUT', '/shape', { service, state });
+  }
+
+  /** Asks the host to exit; kills it if it does not answer. */
+  async exit(): Promise<void> {
+    try {
+      await this.call('POST', '/exit', {});
+    } catch {
+      /* killed below */
+    }
+    for (let i = 0; i < 40 && alive(this.info.pid); i++) await new Promise((r) => setTimeout(r, 50));
+    if (alive(this.info.pid)) {
+      try {
+        process.kill(this.info.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+
+  alive(): boolean {
+    return alive(this.info.pid);
+  }
+
+  private call(method: string, pathName: string, body: unknown): Promise<unknown> {
+    const payload = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: this.info.controlPort,
+          method,
+          path: pathName,
+          timeout: CALL_TIMEOUT_MS,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'x-topas-token': this.info.token },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => {
+            const value = text ? (JSON.parse(text) as unknown) : null;
+            if (res.statusCode === 200) resolve(value);
+            else reject(new Error(`shaping proxy host: ${(value as { error?: string } | null)?.error ?? `status ${res.statusCode}`}`));
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`shaping proxy host: no answer in ${CALL_TIMEOUT_MS}ms`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
