@@ -1,4 +1,4 @@
-import { describe, test, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { cli, REPO_ROOT } from '../helpers/cli';
 
 /**
- * A SUT kept by `topas up` outlives the process that started it; its
+ * On both backends: a SUT kept by `topas up` outlives the process that started it; its
  * dependents' shaping proxies live in a detached proxy host, so a later
  * `topas run` shapes service-to-service traffic too, and the host goes with
  * the SUT (`topas down`, or a sweep after the state was lost).
@@ -37,21 +37,34 @@ async function gone(pid: number, withinMs: number): Promise<boolean> {
   return !alive(pid);
 }
 
-function appProcesses(): string {
+function leftovers(): string {
+  let out = '';
   try {
-    return execFileSync('pgrep', ['-fa', 'proxy-host|apps/mock-app/server.js'], { encoding: 'utf8' }).trim();
+    out += execFileSync('pgrep', ['-fa', 'proxy-host|apps/mock-app/server.js'], { encoding: 'utf8' }).trim();
   } catch {
-    return '';
+    /* none */
   }
+  try {
+    out += execFileSync('docker', ['ps', '-aq', '--filter', 'label=topas.app=shapeapp'], { encoding: 'utf8' }).trim();
+  } catch {
+    /* no docker */
+  }
+  return out;
 }
 
-describe('shaping a SUT kept by topas up (local)', () => {
+for (const backend of ['local', 'docker'] as const) describe(`shaping a SUT kept by topas up (${backend})`, () => {
+  before(() => {
+    if (backend === 'docker') {
+      execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-docker.sh')], { stdio: 'inherit' });
+      execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-fixture-images.sh')], { stdio: 'inherit' });
+    }
+  });
   after(async () => {
     await cli(['down', '--app', APP]);
   });
 
   test('db down reaches the api (its dependent) from a later run; down takes the proxy host with it', async () => {
-    const up = await cli(['up', '--app', APP, '--backend', 'local']);
+    const up = await cli(['up', '--app', APP, '--backend', backend]);
     assert.equal(up.code, 0, up.stdout + up.stderr);
     const pid = hostPid();
     assert.ok(alive(pid), 'the proxy host runs after `topas up` returned');
@@ -63,18 +76,18 @@ describe('shaping a SUT kept by topas up (local)', () => {
     const down = await cli(['down', '--app', APP]);
     assert.equal(down.code, 0, down.stdout + down.stderr);
     assert.ok(await gone(pid, 3000), `proxy host ${pid} still running after topas down`);
-    assert.equal(appProcesses(), '');
+    assert.equal(leftovers(), '');
   });
 
   test('a sweep after the state was lost: the proxy host leaves with its SUT', async () => {
-    const up = await cli(['up', '--app', APP, '--backend', 'local']);
+    const up = await cli(['up', '--app', APP, '--backend', backend]);
     assert.equal(up.code, 0, up.stdout + up.stderr);
     const pid = hostPid();
     fs.rmSync(STATE);
     const sweep = await cli(['down', '--all']);
     assert.equal(sweep.code, 0, sweep.stdout + sweep.stderr);
-    // the host watches the SUT's work directory, which the sweep removed
+    // the host watches a folder of the run, which the sweep removed
     assert.ok(await gone(pid, 5000), `proxy host ${pid} outlived its SUT`);
-    assert.equal(appProcesses(), '');
+    assert.equal(leftovers(), '');
   });
 });

@@ -1,10 +1,13 @@
+import * as fs from 'node:fs';
 import type { AppSpec } from '../../spec/app-spec';
 import type { Backend, StartContext, Sut, SutState } from '../backend';
 import { TopasError } from '../../errors';
 import { startInDependencyOrder } from '../../spec/dependency-graph';
 import { connectEngine, ensureImage, ENGINE_HINT, type Engine } from './engine';
 import { DockerSut, removeRun, type DockerSutData } from './docker-sut';
-import { LABEL, clearDetached, dockerName, runIsOwned, runLabels } from './labels';
+import { LABEL, clearDetached, dockerName, proxyHostDir, removeProxyHostDir, runIsOwned, runLabels } from './labels';
+import { ProxyHostClient } from '../../shape/proxy-host';
+import { selfCommand } from '../../util/self-command';
 
 const PROBE_TIMEOUT_MS = 3000;
 
@@ -47,7 +50,14 @@ export class DockerBackend implements Backend {
         CheckDuplicate: true,
         Labels: { ...runLabels(spec.name, ctx.runId), [LABEL.service]: '' },
       });
-      await sut.startShaping(ctx.shapeDependents ? await networkGateway(engine, network, ctx.log) : undefined);
+      const gateway = ctx.shapeDependents || ctx.proxyHost ? await networkGateway(engine, network, ctx.log) : undefined;
+      if (gateway && ctx.proxyHost) {
+        // the SUT outlives this process: its dependents' proxies go to a host that lives as long as the run
+        const dir = proxyHostDir(ctx.runId);
+        fs.mkdirSync(dir, { recursive: true });
+        sut.useProxyHost(await ProxyHostClient.start({ watchDir: dir, command: selfCommand() }));
+      }
+      await sut.startShaping(gateway);
       await startInDependencyOrder(spec, (name) => sut.startComponent(name, ctx.signal), { signal: ctx.signal });
       if (ctx.signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
     } catch (err) {
@@ -72,8 +82,12 @@ export class DockerBackend implements Backend {
     const network = data?.network ?? dockerName('topas', spec.name, state.runId);
     const sut = new DockerSut(spec, state.runId, engine, ctx, network, state.startedAt, data);
     await sut.adopt();
-    // containers started by another process keep their direct references: only scenario traffic is shaped
-    await sut.startShaping(undefined);
+    // containers started by another process reach its proxy host, if it made one, else each other directly
+    const host = data?.proxyHost ? new ProxyHostClient(data.proxyHost) : undefined;
+    if (host?.alive() && data?.gateway) {
+      sut.useProxyHost(host);
+      await sut.startShaping(data.gateway);
+    } else await sut.startShaping(undefined);
     sut.startReconcile();
     return sut;
   }
@@ -110,6 +124,7 @@ export class DockerBackend implements Backend {
       if (!opts.all && runIsOwned(runId, r.labels)) continue;
       const res = await removeRun(engine, runId);
       clearDetached(runId);
+      removeProxyHostDir(runId);
       const what = `docker run ${runId} (app ${r.app}): ${res.containers} container(s), ${res.networks} network(s)`;
       opts.log?.(`swept ${what}`);
       removed.push(what);

@@ -7,7 +7,8 @@ import { resolveReferences } from '../../spec/references';
 import { lastLines, sleep, waitForHttp } from '../readiness';
 import { containerLogs, ensureImage, imageRef, versionOf, type Engine } from './engine';
 import { ExitWatch, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
-import { LABEL, clearDetached, dockerName, markDetached, runLabels } from './labels';
+import { LABEL, clearDetached, dockerName, markDetached, removeProxyHostDir, runLabels } from './labels';
+import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
@@ -65,6 +66,9 @@ interface DatabaseRt {
 /** What `state()` persists so `attach` in another process can reopen the SUT. */
 export interface DockerSutData {
   network: string;
+  /** a kept run's proxy host and the gateway address its proxies listen on */
+  proxyHost?: ProxyHostInfo;
+  gateway?: string;
   services: Record<string, { declared: number; stopped: boolean; image: string; version?: string; envOverrides: Record<string, string> }>;
   databases: Record<string, { stopped: boolean }>;
 }
@@ -85,6 +89,7 @@ export class DockerSut implements Sut {
   private readonly shapes: ShapeController;
   private readonly fleet: ProxyFleet;
   private gateway?: string;
+  private proxyHost: ProxyHostClient | undefined;
 
   constructor(
     readonly spec: AppSpec,
@@ -857,7 +862,7 @@ export class DockerSut implements Sut {
   }
 
   state(): SutState {
-    const data: DockerSutData = { network: this.network, services: {}, databases: {} };
+    const data: DockerSutData = { network: this.network, services: {}, databases: {}, proxyHost: this.proxyHost?.info, gateway: this.proxyHost ? this.gateway : undefined };
     for (const [n, s] of this.svcs) {
       data.services[n] = { declared: s.declared, stopped: s.stopped, image: s.image, version: s.version, envOverrides: s.envOverrides };
     }
@@ -865,9 +870,15 @@ export class DockerSut implements Sut {
     return { backend: 'docker', runId: this.runId, app: this.spec.name, specFile: this.spec.file, startedAt: this.startedAt, data };
   }
 
+  /** Dependents' proxies go to this proxy host (a kept run). */
+  useProxyHost(host: ProxyHostClient): void {
+    this.proxyHost = host;
+    this.fleet.useHost(host);
+  }
+
   async detach(): Promise<void> {
     this.stopReconcile();
-    // the proxies live in this process; what stays running was started with direct references
+    // scenario proxies end with this process; dependents' proxies, if any, live on in the proxy host
     await this.fleet.close();
     markDetached(this.runId);
   }
@@ -895,6 +906,8 @@ export class DockerSut implements Sut {
     ]);
     await this.fleet.close();
     await removeRun(this.engine, this.runId);
+    await this.proxyHost?.exit();
+    removeProxyHostDir(this.runId);
     clearDetached(this.runId);
     this.ctx.log(`docker: removed the containers and network of run ${this.runId}`);
   }

@@ -59,6 +59,18 @@ export function isDetached(runId: string): boolean {
   return fs.existsSync(markerFile(runId));
 }
 
+/**
+ * A kept run's proxy host watches this folder and exits once it is gone, so
+ * removing a run (down, a sweep) also ends its host.
+ */
+export function proxyHostDir(runId: string): string {
+  return path.join(os.tmpdir(), 'topas-docker', 'proxy-hosts', runId.replace(/[^A-Za-z0-9._-]/g, '_'));
+}
+
+export function removeProxyHostDir(runId: string): void {
+  fs.rmSync(proxyHostDir(runId), { recursive: true, force: true });
+}
+
 /** Owned = its owner process lives, or it was detached on purpose. */
 export function runIsOwned(runId: string, labels: Record<string, string> | undefined): boolean {
   if (isDetached(runId)) return true;
