@@ -1,3 +1,5 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/src/cli/main').main(process.argv.slice(2));
+// the detached shaping proxy host (started by topas itself) skips the CLI framework
+if (process.argv[2] === 'proxy-host') require('../dist/src/shape/proxy-host').proxyHostMain(process.argv.slice(3));
+else require('../dist/src/cli/main').main(process.argv.slice(2));

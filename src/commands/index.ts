@@ -1,7 +1,6 @@
 import Down from './down';
 import Init from './init';
 import Load from './load';
-import ProxyHost from './proxy-host';
 import Ps from './ps';
 import Report from './report';
 import Run from './run';
@@ -15,7 +14,6 @@ export const COMMANDS = {
   down: Down,
   init: Init,
   load: Load,
-  'proxy-host': ProxyHost,
   ps: Ps,
   report: Report,
   run: Run,

@@ -23,6 +23,11 @@ let flushOclif: (() => Promise<void>) | undefined;
 
 /** Same contract as runCli (src/cli/main.ts): resolves to the exit code. */
 export async function seaMain(argv: string[]): Promise<number> {
+  if (argv[0] === 'proxy-host') {
+    // the detached shaping proxy host: no CLI framework, it serves until told to exit
+    (require('../shape/proxy-host') as typeof import('../shape/proxy-host')).proxyHostMain(argv.slice(1));
+    return new Promise<number>(() => undefined);
+  }
   const version = fastVersionLine(argv, __TOPAS_PJSON__);
   if (version) {
     process.stdout.write(`${version}\n`);

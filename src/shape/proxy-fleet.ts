@@ -3,8 +3,9 @@ import type { ProxyHostClient } from './proxy-host';
 import { ShapingProxy, type ProxyMode, type ProxyTarget, type ShapingProxyStats } from './shaping-proxy';
 import { isUnshaped, type ShapeState } from './shape-state';
 
-// how often a run holding a hosted SUT sends the host changed upstream lists
-const HOST_SYNC_INTERVAL_MS = 200;
+// how often a run holding a hosted SUT sends the host changed upstream lists: well
+// inside the 250 ms a rollout drains a replica before stopping it
+const HOST_SYNC_INTERVAL_MS = 100;
 
 /** A dependents' proxy that lives in a proxy host: shapes and stats go through the host's control API. */
 class HostedProxy implements ShapeTarget {

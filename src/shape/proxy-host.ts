@@ -112,6 +112,30 @@ export async function runProxyHost(opts: { watchDir: string; readyFile: string; 
   fs.renameSync(tmp, opts.readyFile);
 }
 
+/**
+ * `topas proxy-host --watch DIR --ready FILE` (token in TOPAS_PROXY_HOST_TOKEN):
+ * the host's entry. Both entry points (bin/run.js, the single executable) call
+ * it before loading the CLI framework, so a host is up in the time Node boots.
+ */
+export function proxyHostMain(argv: string[]): void {
+  const flag = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const watchDir = flag('watch');
+  const readyFile = flag('ready');
+  const token = process.env[PROXY_HOST_TOKEN_ENV];
+  if (!watchDir || !readyFile || !token) {
+    process.stderr.write(`topas proxy-host: internal command, started by topas itself (needs --watch DIR --ready FILE and ${PROXY_HOST_TOKEN_ENV})\n`);
+    process.exitCode = 2;
+    return;
+  }
+  runProxyHost({ watchDir, readyFile, token }).catch((err: unknown) => {
+    process.stderr.write(`topas proxy-host: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+}
+
 /** A run's handle on a proxy host. */
 export class ProxyHostClient {
   constructor(readonly info: ProxyHostInfo) {}

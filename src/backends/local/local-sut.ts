@@ -762,6 +762,8 @@ export class LocalSut implements Sut {
   }
 
   private notifyEndpoints(): void {
+    // a proxy host learns the new replicas at once (its timer would, within 100 ms)
+    void this.fleet.syncHost();
     if (this.endpointListeners.size === 0) return;
     const map = this.endpointMap();
     for (const l of this.endpointListeners) {

@@ -113,30 +113,57 @@ async function waitReaped(ref: ProcessRef, timeoutMs: number): Promise<void> {
 const recentPorts = new Map<number, number>();
 const RECENT_PORT_MS = 30_000;
 
+/** Binds `port` (0: any) on 127.0.0.1 and releases it: the port, or undefined when taken. */
+function probePort(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(undefined));
+    srv.listen(port, '127.0.0.1', () => {
+      const addr = srv.address();
+      const p = typeof addr === 'object' && addr ? addr.port : undefined;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
 /**
- * A free TCP port on 127.0.0.1. The OS hands it out; ports given out in the last
+ * Ports below the kernel's ephemeral range: a port picked there cannot be
+ * taken by an outgoing connection between the check and the service's own
+ * bind (a port from the ephemeral range can, and under connection churn it
+ * was: EADDRINUSE in a replica started during a load). Undefined where the
+ * range is unknown or leaves no room.
+ */
+function portsOutsideEphemeral(): { lo: number; hi: number } | undefined {
+  try {
+    const [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (lo > 12_000) return { lo: 10_000, hi: lo - 1 };
+    if (hi < 63_000) return { lo: hi + 1, hi: 65_535 };
+  } catch {
+    /* not Linux */
+  }
+  return undefined;
+}
+const SAFE_PORTS = portsOutsideEphemeral();
+
+/**
+ * A free TCP port on 127.0.0.1, outside the ephemeral range when the kernel
+ * says where that is (else the OS hands one out). Ports given out in the last
  * 30s are skipped so two replicas started at once never get the same one.
  */
 export async function freePort(): Promise<number> {
   const now = Date.now();
   for (const [p, t] of recentPorts) if (now - t > RECENT_PORT_MS) recentPorts.delete(p);
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.unref();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const addr = srv.address();
-        const p = typeof addr === 'object' && addr ? addr.port : 0;
-        srv.close(() => resolve(p));
-      });
-    });
-    if (!recentPorts.has(port)) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const wanted = SAFE_PORTS && attempt < 50 ? SAFE_PORTS.lo + Math.floor(Math.random() * (SAFE_PORTS.hi - SAFE_PORTS.lo + 1)) : 0;
+    if (wanted && recentPorts.has(wanted)) continue;
+    const port = await probePort(wanted);
+    if (port && !recentPorts.has(port)) {
       recentPorts.set(port, now);
       return port;
     }
   }
-  throw new Error('no free TCP port found on 127.0.0.1 after 50 attempts');
+  throw new Error('no free TCP port found on 127.0.0.1 after 100 attempts');
 }
 
 /** Last `bytes` of a file as text ('' when missing). */
