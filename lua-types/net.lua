@@ -16,7 +16,9 @@
 ---@class topas.HttpResponse
 ---@field code integer HTTP status code
 ---@field status integer same as `code`
----@field headers table<string, string> lower-case names
+---@field headers table<string, string> lower-case names, repeated headers joined with ", " (filled in on first use)
+---@field status_text string reason phrase for `status`, e.g. "Not Found"
+---@field raw_headers string the header block as received (`Name: value` lines joined by CRLF)
 ---@field body string
 ---@field time_ms number
 local HttpResponse = {}

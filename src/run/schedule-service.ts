@@ -175,10 +175,13 @@ export async function acquireAppLock(dir: string, app: string, signal?: AbortSig
   fs.mkdirSync(lockDir, { recursive: true });
   const file = path.join(lockDir, `${app}.lock`);
   for (;;) {
+    // the lock appears with its owner's pid already in it (link is atomic and fails
+    // when the lock exists): a waiter must never read an empty lock and take it for stale
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    fs.writeFileSync(tmp, String(process.pid));
     try {
-      const fd = fs.openSync(file, 'wx');
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
+      fs.linkSync(tmp, file);
+      fs.rmSync(tmp, { force: true });
       return () => {
         try {
           if (fs.readFileSync(file, 'utf8') === String(process.pid)) fs.unlinkSync(file);
@@ -187,11 +190,14 @@ export async function acquireAppLock(dir: string, app: string, signal?: AbortSig
         }
       };
     } catch (err) {
+      fs.rmSync(tmp, { force: true });
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     let owner = NaN;
+    let raw = '';
     try {
-      owner = Number(fs.readFileSync(file, 'utf8'));
+      raw = fs.readFileSync(file, 'utf8');
+      owner = Number(raw);
     } catch {
       continue;
     }
@@ -205,7 +211,8 @@ export async function acquireAppLock(dir: string, app: string, signal?: AbortSig
     }
     if (!ownerAlive) {
       try {
-        fs.unlinkSync(file);
+        // only the stale lock we read: another waiter may have replaced it meanwhile
+        if (fs.readFileSync(file, 'utf8') === raw) fs.unlinkSync(file);
       } catch {
         // another waiter took it over first
       }
