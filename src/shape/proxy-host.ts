@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { TopasError } from '../errors';
+import { isAlive } from '../backends/local/processes';
 import { ShapingProxy, type ProxyMode, type ProxyTarget } from './shaping-proxy';
 import type { ShapeState } from './shape-state';
 
@@ -242,10 +243,5 @@ export class ProxyHostClient {
 }
 
 function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return isAlive({ pid });
 }
