@@ -13,6 +13,7 @@ import { findAppSpecFile } from '../run/targets';
 import type { SutSession } from '../run/sut-session';
 import type { EndpointMap } from '../backends/backend';
 import type { ShapeCall } from '../shape/shape-calls';
+import { shapeChangeLine } from '../shape/shape-controller';
 import { Interrupts } from '../run/interrupts';
 import { createSutRpcHandler } from '../run/sut-rpc';
 import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
@@ -189,7 +190,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         const shaping = sut.shaping?.();
         // a shaped service is reached through its proxies, an unshaped one directly: re-point the VUs on every change, and mark it in the time series
         shaping?.onChange((e) => {
-          log(`shape: ${e.service} -> ${e.description}${e.note ? ` (${e.note})` : ''}`);
+          log(shapeChangeLine(e));
           timeSeries.mark(io.now(), `shape ${e.service}: ${e.description}`);
           pushEndpoints(sut.endpointMap());
         });

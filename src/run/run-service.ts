@@ -25,7 +25,7 @@ import { routeRpc, type RpcHandler } from './rpc-router';
 import { watchEndpoints } from './watch-endpoints';
 // traffic shaping (src/shape): the SUT owns the proxies; the run routes shape.* to them, runs playbook shaping, records history
 import { startPlaybookShaping } from '../shape/playbook-shaping';
-import type { ShapeController } from '../shape/shape-controller';
+import { shapeChangeLine, type ShapeController } from '../shape/shape-controller';
 
 export interface RunOptions {
   io: Io;
@@ -146,7 +146,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         const sut = session.sut;
         // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
         sut.shaping?.().onChange((e) => {
-          log(`shape: ${e.service} -> ${e.description}${e.note ? ` (${e.note})` : ''}`);
+          log(shapeChangeLine(e));
           pool?.setEndpoints(sut.endpointMap());
         });
       }

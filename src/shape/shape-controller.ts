@@ -199,3 +199,8 @@ export function markDependentsBypass(controller: ShapeController, spec: { servic
   for (const s of spec.services) for (const d of s.dependsOn) (dependents.get(d) ?? dependents.set(d, []).get(d)!).push(s.name);
   for (const [service, list] of dependents) controller.dependentsBypass(service, list);
 }
+
+/** The log line of a shape change: `shape: api -> latency 200ms`, plus its note if any. */
+export function shapeChangeLine(e: ShapeHistoryEntry): string {
+  return `shape: ${e.service} -> ${e.description}${e.note ? ` (${e.note})` : ''}`;
+}

@@ -84,7 +84,7 @@ local function request(method, url, body, opts)
   elseif a == ASSERT then
     raise_assert(b)
   end
-  return setmetatable({ code = a, status = a, body = b, time_ms = c, raw_headers = d }, RESPONSE)
+  return response(a, b, c, d)
 end
 local M = {}
 function M.request(o)
