@@ -5,6 +5,7 @@
 // time), and ends with one `N passed, N failed` line that CI can read.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
@@ -14,6 +15,9 @@ const tiers = [
   { name: 'integration', concurrency: 1 },
 ];
 const wanted = process.argv.slice(2);
+// Other topas runs may share the machine: the suite gets a private TMPDIR (0700,
+// as mktemp -d makes it), so its run registries and sweeps see only its own runs.
+const privateTmp = fs.mkdtempSync(path.join(process.env.TMPDIR || os.tmpdir(), 'topas-tests-'));
 let passed = 0;
 let failed = 0;
 let skipped = 0;
@@ -37,7 +41,7 @@ for (const tier of tiers) {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 256 * 1024 * 1024,
-    env: { ...process.env, TESTCONTAINERS_RYUK_DISABLED: 'true' },
+    env: { ...process.env, TMPDIR: privateTmp, TESTCONTAINERS_RYUK_DISABLED: 'true' },
   });
   process.stdout.write(r.stdout);
   const num = (label) => {
@@ -55,6 +59,9 @@ for (const tier of tiers) {
   failed += empty.length;
   passed -= empty.length;
 }
+
+// best effort: a leftover here is reported by the tests that check for leftovers
+fs.rmSync(privateTmp, { recursive: true, force: true, maxRetries: 3 });
 
 process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
 process.exitCode = failed > 0 ? 1 : 0;
