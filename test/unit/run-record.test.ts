@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { TopasError } from '../../src/errors';
 import type { SutState } from '../../src/backends/backend';
 import { clearRegisteredSecrets, registerSecret } from '../../src/spec/secrets';
+import { acquireAppLock } from '../../src/run/schedule-service';
 import {
   RunRecordStore,
   createRunId,
@@ -204,6 +205,17 @@ describe('secrets and permissions at rest', () => {
     assert.equal(modeOf(dir), '755', 'the app folder is the user\'s');
     for (const d of [path.join(dir, '.topas'), store.runsDir, store.runDir(id)]) assert.equal(modeOf(d), '700', d);
     for (const f of [store.runPath(id), store.logPath(id), stateFilePath(dir)]) assert.equal(modeOf(f), '600', f);
+  });
+
+  test('the app lock of queued runs is private too', async () => {
+    const release = await acquireAppLock(dir, 'shop');
+    try {
+      assert.equal(modeOf(path.join(dir, '.topas')), '700');
+      assert.equal(modeOf(path.join(dir, '.topas', 'locks')), '700');
+      assert.equal(modeOf(path.join(dir, '.topas', 'locks', 'shop.lock')), '600');
+    } finally {
+      release();
+    }
   });
 });
 
