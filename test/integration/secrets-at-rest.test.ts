@@ -157,6 +157,11 @@ describe('secrets are never stored or printed', () => {
       assertNoSecrets(`stdout of ${what}`, r.stdout);
       assertNoSecrets(`stderr of ${what}`, r.stderr);
     }
+    // the secrets did reach the record, masked: debug lines and events included
+    const runLog = fs.readFileSync(path.join(appDir, '.topas', 'runs', runId, 'log.ndjson'), 'utf8');
+    assert.match(runLog, /"level":"debug","message":"secret key \*\*\*"/);
+    assert.match(runLog, /step-end.*call with \*\*\*/);
+    assert.match(fs.readFileSync(path.join(appDir, '.topas', 'runs', summary.runId, 'run.json'), 'utf8'), /ok \*\*\*/);
     const { files, dirs } = walk(path.join(appDir, '.topas'));
     assert.ok(files.some((f) => f.endsWith('run.json')) && files.some((f) => f.endsWith('log.ndjson')), files.join('\n'));
     for (const f of files) {
