@@ -39,7 +39,7 @@ export function ensurePrivateDir(dir: string): void {
   fs.mkdirSync(abs, { recursive: true, mode: PRIVATE_DIR_MODE });
   const parts = abs.split(path.sep);
   const top = parts.lastIndexOf(TOPAS_DIR);
-  const chain = top < 0 ? [abs] : parts.slice(top).map((_, i) => parts.slice(0, top + i + 1).join(path.sep));
+  const chain = top < 0 ? [] : parts.slice(top).map((_, i) => parts.slice(0, top + i + 1).join(path.sep));
   for (const d of chain) {
     try {
       if ((fs.statSync(d).mode & 0o777) !== PRIVATE_DIR_MODE) fs.chmodSync(d, PRIVATE_DIR_MODE);
@@ -48,6 +48,7 @@ export function ensurePrivateDir(dir: string): void {
     }
   }
 }
+
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 let lastIdMs = 0;
