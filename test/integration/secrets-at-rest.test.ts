@@ -26,7 +26,7 @@ const xmlEscape = (s: string, apos: string) => s.replace(/&/g, '&amp;').replace(
 const entities = (s: string, hex: boolean) => s.replace(/[&<>"']/g, (c) => (hex ? `&#x${c.charCodeAt(0).toString(16)};` : `&#${c.charCodeAt(0)};`));
 
 /** The forms a secret takes in URLs, JSON, XML and HTML (and their common combinations). */
-export function encodingsOf(secret: string): Map<string, string> {
+function encodingsOf(secret: string): Map<string, string> {
   const out = new Map<string, string>();
   const add = (name: string, value: string) => {
     if (![...out.values()].includes(value)) out.set(name, value);
