@@ -16,6 +16,6 @@ export default class Report extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Report);
-    reportRun({ io: this.io, id: args.id, app: flags.app, format: flags.json ? 'json' : flags.format, file: flags.output });
+    await reportRun({ io: this.io, id: args.id, app: flags.app, format: flags.json ? 'json' : flags.format, file: flags.output });
   }
 }

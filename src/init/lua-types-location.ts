@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getEmbeddedLuaTypes } from '../sea/assets';
+import { PRIVATE_FILE_MODE, ensurePrivateDir } from '../run/run-record';
 
 /** Where the package keeps lua-types/ (dist/src/init -> package root). */
 export const SHIPPED_LUA_TYPES_DIR = path.resolve(__dirname, '..', '..', '..', 'lua-types');
@@ -22,8 +23,8 @@ export function resolveLuaTypesLibrary(projectDir: string): LuaTypesLibrary {
   const embedded = getEmbeddedLuaTypes();
   if (embedded) {
     const dir = path.join(projectDir, '.topas', 'lua-types');
-    fs.mkdirSync(dir, { recursive: true });
-    for (const [name, text] of Object.entries(embedded)) fs.writeFileSync(path.join(dir, path.basename(name)), text);
+    ensurePrivateDir(dir);
+    for (const [name, text] of Object.entries(embedded)) fs.writeFileSync(path.join(dir, path.basename(name)), text, { mode: PRIVATE_FILE_MODE });
     return { library: '.topas/lua-types', extracted: true };
   }
   return { library: libraryPath(projectDir, SHIPPED_LUA_TYPES_DIR), extracted: false };

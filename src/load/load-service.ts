@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { EXIT_CODES, TopasError, serializeError, type SerializedError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
-import { createMasker, registerSecret } from '../spec/secrets';
+import { createMasker, maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { VuHost, type Vu } from '../lua/vu-host';
 import { RunRecordStore } from '../run/run-record';
@@ -96,8 +96,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: requested });
   // the spec's schema, YAML and the backends load only when there is an app (~190 ms of start-up otherwise)
   const spec: AppSpec | undefined = specFile ? await (await import('../spec/load-app-spec')).loadAppSpec(specFile) : undefined;
+  // process-wide: the run record, log, summary and console mask them too
+  if (spec) registerSpecSecrets(spec);
+  registerEnvSecrets(opts.env);
   const mask = spec ? createMasker(spec) : (s: string) => s;
-  for (const [k, v] of Object.entries(opts.env)) if (/PASSWORD|SECRET|TOKEN|KEY/i.test(k)) registerSecret(v);
   const env = { ...stringEnv(io.env), ...opts.env };
   const baselineFigures = opts.baseline !== undefined ? readBaseline(opts.baseline, spec?.dir ?? io.cwd, io.cwd) : undefined;
   if (opts.maxRegression !== undefined && !(opts.maxRegression >= 0)) throw new TopasError('INVALID_FLAGS', `--max-regression must be >= 0, got ${opts.maxRegression}`);
@@ -337,7 +339,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const state: LoadSummaryJson['state'] = interrupts.interrupted ? 'interrupted' : runError ? 'error' : failedGate ? 'failed' : 'passed';
   const series = timeSeries.build((sec) => targetRateAt(ex, schedule, sec * 1000));
   const summaryFile = toSummaryFile(merged, { durationMs: Math.max(1, durationMs) });
-  const summary: LoadSummaryJson = {
+  // metric names carry URLs, errors carry messages: masked before they are stored or printed
+  const summary: LoadSummaryJson = maskDeep<LoadSummaryJson>({
     runId,
     state,
     exitCode,
@@ -348,7 +351,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     ...(baseline ? { baseline } : {}),
     ...(aborted ? { aborted } : {}),
     errors: [...errors].map(([message, count]) => ({ message: mask(message), count })),
-  };
+  }, mask);
   store.writeRun(runId, {
     ...baseRecord,
     state: state === 'interrupted' ? 'interrupted' : state === 'error' ? 'error' : state === 'failed' ? 'failed' : 'passed',
@@ -359,10 +362,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors },
   });
 
-  if (opts.json) io.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+  if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
   else if (loadStartMs > 0) {
-    io.stdout.write(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline }));
-    if (aborted) io.stdout.write(`aborted: ${aborted}\n`);
+    io.stdout.write(mask(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline })));
+    if (aborted) io.stdout.write(`aborted: ${mask(aborted)}\n`);
     if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
     io.stdout.write(`run ${runId}: ${state}\n`);
   }

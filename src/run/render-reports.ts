@@ -27,9 +27,14 @@ export function parseReporterFlags(values: string[], json: boolean): ReporterReq
   return requests;
 }
 
+/**
+ * Every reporter masks what it renders before encoding it (a secret escaped
+ * for XML or JSON no longer looks like itself); its output is masked once more
+ * here, for the encoded forms and for reporters registered from elsewhere.
+ */
 export function renderReports(report: RunReport, requests: ReporterRequest[], ctx: { io: Io; mask: (s: string) => string }): void {
   for (const r of requests) {
-    const text = getReporter(r.name)(report, { color: Boolean(ctx.io.stdout.isTTY) && !r.file, mask: ctx.mask });
+    const text = ctx.mask(getReporter(r.name)(report, { color: Boolean(ctx.io.stdout.isTTY) && !r.file, mask: ctx.mask }));
     if (r.file) {
       const file = path.resolve(ctx.io.cwd, r.file);
       fs.mkdirSync(path.dirname(file), { recursive: true });

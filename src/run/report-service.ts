@@ -1,16 +1,22 @@
+import * as fs from 'node:fs';
 import { TopasError } from '../errors';
 import type { Io } from '../io';
 import type { RunReport } from '../reporters/run-report';
-import { maskSecrets } from '../spec/secrets';
+import { maskSecrets, registerSpecSecrets } from '../spec/secrets';
 import { renderReports } from './render-reports';
 import { RunRecordStore } from './run-record';
 import { recordDirFor } from './schedule-service';
 
-/** `topas report <id>`: render a finished run from its record, with any reporter. */
-export function reportRun(opts: { io: Io; id: string; app?: string; format: string; file?: string }): RunReport {
+/**
+ * `topas report <id>`: render a finished run from its record, with any reporter.
+ * Records are masked when written; the spec's secrets are masked again here,
+ * for records an older topas wrote unmasked.
+ */
+export async function reportRun(opts: { io: Io; id: string; app?: string; format: string; file?: string }): Promise<RunReport> {
   const store = new RunRecordStore(recordDirFor(opts.io, opts.app));
   const record = store.readRun(opts.id);
   if (!Array.isArray(record.results)) throw new TopasError('FILE_NOT_FOUND', `run ${opts.id} holds no scenario results (kind ${String(record.kind ?? 'run')})`);
+  await registerRecordSpecSecrets(record.specFile);
   const report: RunReport = {
     runId: record.runId,
     app: record.app,
@@ -24,4 +30,14 @@ export function reportRun(opts: { io: Io; id: string; app?: string; format: stri
   };
   renderReports(report, [{ name: opts.format, file: opts.file }], { io: opts.io, mask: maskSecrets });
   return report;
+}
+
+async function registerRecordSpecSecrets(specFile: unknown): Promise<void> {
+  if (typeof specFile !== 'string' || !fs.existsSync(specFile)) return;
+  try {
+    const { loadAppSpec } = await import('../spec/load-app-spec');
+    registerSpecSecrets(await loadAppSpec(specFile));
+  } catch {
+    // a spec that no longer loads: the record was masked when it was written
+  }
 }

@@ -4,13 +4,15 @@ import * as path from 'node:path';
 import { TopasError } from '../errors';
 import type { SutState } from '../backends/backend';
 import type { RunReport } from '../reporters/run-report';
-import { maskSecrets } from '../spec/secrets';
+import { maskedJson, maskSecrets } from '../spec/secrets';
 import type { LogLine } from './scenario-types';
 
 /**
  * Run records live in `<dir>/.topas/runs/<id>/`: `run.json` (written atomically,
  * so a crash never leaves half a record) and `log.ndjson` (one JSON line per
- * log line, appended). `<dir>` is the folder of the app spec.
+ * log line, appended). `<dir>` is the folder of the app spec. Both are masked
+ * as they are written; everything under `.topas/` is private to the user
+ * (files 0600, folders 0700): state.json holds real credentials.
  */
 
 /**
@@ -24,6 +26,29 @@ export interface RunRecord extends Partial<RunReport> {
 }
 
 export const TOPAS_DIR = '.topas';
+export const PRIVATE_FILE_MODE = 0o600;
+export const PRIVATE_DIR_MODE = 0o700;
+
+/**
+ * Creates `dir` and makes it and every folder between it and the `.topas`
+ * above it 0700 (also ones an older topas made 0755). Folders above `.topas`
+ * are the user's and stay as they are.
+ */
+export function ensurePrivateDir(dir: string): void {
+  const abs = path.resolve(dir);
+  fs.mkdirSync(abs, { recursive: true, mode: PRIVATE_DIR_MODE });
+  const parts = abs.split(path.sep);
+  const top = parts.lastIndexOf(TOPAS_DIR);
+  const chain = top < 0 ? [] : parts.slice(top).map((_, i) => parts.slice(0, top + i + 1).join(path.sep));
+  for (const d of chain) {
+    try {
+      if ((fs.statSync(d).mode & 0o777) !== PRIVATE_DIR_MODE) fs.chmodSync(d, PRIVATE_DIR_MODE);
+    } catch {
+      // not ours to change (another user's folder): leave it
+    }
+  }
+}
+
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 let lastIdMs = 0;
@@ -60,11 +85,11 @@ export function createRunId(nowMs: number = Date.now()): string {
  */
 export function writeFileAtomic(file: string, data: string): void {
   const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
+  ensurePrivateDir(dir);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
-    fd = fs.openSync(tmp, 'wx', 0o644);
+    fd = fs.openSync(tmp, 'wx', PRIVATE_FILE_MODE);
     fs.writeFileSync(fd, data, 'utf8');
     fs.fsyncSync(fd);
     fs.closeSync(fd);
@@ -102,9 +127,16 @@ function readJson<T>(file: string): T | undefined {
 export class RunRecordStore {
   /** `<dir>/.topas/runs` */
   readonly runsDir: string;
+  /** applied to everything written (default: the process-wide registry, which run and load fill with the spec's secrets) */
+  private readonly mask: (s: string) => string;
+  private readonly privateDirs = new Set<string>();
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    opts: { mask?: (s: string) => string } = {},
+  ) {
     this.runsDir = path.join(dir, TOPAS_DIR, 'runs');
+    this.mask = opts.mask ?? maskSecrets;
   }
 
   createRunId(nowMs?: number): string {
@@ -124,8 +156,19 @@ export class RunRecordStore {
     return path.join(this.runDir(id), 'log.ndjson');
   }
 
+  /** Secrets masked in every string and key before encoding, and in the JSON text after. */
   writeRun(id: string, run: RunRecord): void {
-    writeFileAtomic(this.runPath(id), JSON.stringify(run, null, 2) + '\n');
+    writeFileAtomic(this.runPath(id), maskedJson(run, this.mask, 2) + '\n');
+  }
+
+  /** The run's folder, private; checked once per store. */
+  ensureRunDir(id: string): string {
+    const dir = this.runDir(id);
+    if (!this.privateDirs.has(dir)) {
+      ensurePrivateDir(dir);
+      this.privateDirs.add(dir);
+    }
+    return dir;
   }
 
   /** Throws FILE_NOT_FOUND when there is no such run (or it has no run.json yet). */
@@ -158,15 +201,16 @@ export class RunRecordStore {
   }
 
   /**
-   * Append one line to log.ndjson, with secrets masked. The line is a single
-   * write to a file opened with O_APPEND, so lines from other writers (threads,
-   * processes) land before or after it, never inside it.
+   * Append one line to log.ndjson, with secrets masked (every field, before and
+   * after encoding). The line is a single write to a file opened with O_APPEND,
+   * so lines from other writers (threads, processes) land before or after it,
+   * never inside it.
    */
   appendLog(id: string, line: LogLine): void {
     const file = this.logPath(id);
-    const data = JSON.stringify({ ...line, message: maskSecrets(line.message) }) + '\n';
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.appendFileSync(file, data, 'utf8');
+    const data = maskedJson(line, this.mask) + '\n';
+    this.ensureRunDir(id);
+    fs.appendFileSync(file, data, { encoding: 'utf8', mode: PRIVATE_FILE_MODE });
   }
 
   /** The log lines written so far; a partly written last line (a writer mid-append) is left out. */

@@ -4,7 +4,7 @@ import { EXIT_CODES, TopasError, serializeError, type Problem, type SerializedEr
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
 import { loadAppSpec } from '../spec/load-app-spec';
-import { createMasker, registerSecret } from '../spec/secrets';
+import { createMasker, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { createSutRpcHandler } from './sut-rpc';
@@ -77,6 +77,7 @@ interface Prepared {
 export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const { io } = opts;
   const startedAtMs = io.now();
+  registerEnvSecrets(opts.env);
   let prepared: Prepared;
   try {
     prepared = await prepare(opts);
@@ -91,8 +92,9 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     throw err;
   }
   const { units, spec, specFile } = prepared;
+  // process-wide: the run record, log, reports and console mask them too
+  if (spec) registerSpecSecrets(spec);
   const mask = spec ? createMasker(spec) : (s: string) => s;
-  for (const [k, v] of Object.entries(opts.env)) if (/PASSWORD|SECRET|TOKEN|KEY/i.test(k)) registerSecret(v);
 
   const recordDir = opts.runId ? recordDirFor(io, opts.app) : spec ? spec.dir : io.cwd;
   const store = new RunRecordStore(recordDir);

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TopasError } from '../errors';
 import type { Io } from '../io';
-import { RunRecordStore, TOPAS_DIR, type RunRecord } from './run-record';
+import { PRIVATE_FILE_MODE, RunRecordStore, TOPAS_DIR, ensurePrivateDir, type RunRecord } from './run-record';
 import type { LogLine } from './scenario-types';
 import { selfCommand } from '../util/self-command';
 import { findAppSpecFile } from './targets';
@@ -32,8 +32,8 @@ export function scheduleRun(opts: { io: Io; runArgv: string[]; app?: string }): 
   const runId = store.createRunId();
   store.writeRun(runId, { runId, kind: 'run', state: 'pending', startedAt: new Date(opts.io.now()).toISOString(), argv: opts.runArgv, results: [], durationMs: 0 });
   const [cmd, ...pre] = selfCommand();
-  const outFile = path.join(store.runDir(runId), 'runner.out');
-  const out = fs.openSync(outFile, 'a');
+  const outFile = path.join(store.ensureRunDir(runId), 'runner.out');
+  const out = fs.openSync(outFile, 'a', PRIVATE_FILE_MODE);
   const child = spawn(cmd, [...pre, 'run', ...opts.runArgv, '--run-id', runId, '--queue'], {
     cwd: opts.io.cwd,
     detached: true,
@@ -172,13 +172,13 @@ export async function streamLogs(opts: { io: Io; id: string; app?: string; follo
  */
 export async function acquireAppLock(dir: string, app: string, signal?: AbortSignal): Promise<() => void> {
   const lockDir = path.join(dir, TOPAS_DIR, 'locks');
-  fs.mkdirSync(lockDir, { recursive: true });
+  ensurePrivateDir(lockDir);
   const file = path.join(lockDir, `${app}.lock`);
   for (;;) {
     // the lock appears with its owner's pid already in it (link is atomic and fails
     // when the lock exists): a waiter must never read an empty lock and take it for stale
     const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-    fs.writeFileSync(tmp, String(process.pid));
+    fs.writeFileSync(tmp, String(process.pid), { mode: PRIVATE_FILE_MODE });
     try {
       fs.linkSync(tmp, file);
       fs.rmSync(tmp, { force: true });

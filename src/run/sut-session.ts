@@ -6,6 +6,7 @@ import { getBackend } from '../backends/registry';
 import '../backends/index';
 import { TopasError } from '../errors';
 import type { AppSpec } from '../spec/app-spec';
+import { registerSecretsIn, registerSpecSecrets } from '../spec/secrets';
 import { readStateFile, removeStateFile, writeStateFile } from './run-record';
 
 export interface BackendChoice {
@@ -71,11 +72,14 @@ export async function openSut(opts: {
   proxyHost?: boolean;
 }): Promise<SutSession> {
   const { spec } = opts;
+  // the spec's secrets now; what the backend makes up (superuser passwords, proxy host tokens) once the SUT exists
+  registerSpecSecrets(spec);
   const state = readStateFile(spec.dir);
   if (state && state.app === spec.name && (opts.backend === 'auto' || opts.backend === state.backend)) {
     try {
       const backend = getBackend(state.backend);
       const sut = await backend.attach(spec, state, { runId: opts.runId, workDir: '', log: opts.log, signal: opts.signal, env: opts.env });
+      registerSecretsIn(sut.state());
       return { sut, owned: false, backend: state.backend, reason: `reusing the SUT started by \`topas up\` (run ${state.runId})` };
     } catch (err) {
       opts.log(`the SUT recorded in .topas/state.json is gone (${(err as Error).message}); starting a new one`);
@@ -87,6 +91,7 @@ export async function openSut(opts: {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-${spec.name}-`));
   try {
     const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, shapeDependents: opts.shapeDependents, proxyHost: opts.proxyHost });
+    registerSecretsIn(sut.state());
     return { sut, owned: true, backend: choice.backend.name, reason: choice.reason };
   } catch (err) {
     fs.rmSync(workDir, { recursive: true, force: true });

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { TopasError } from '../../src/errors';
 import type { SutState } from '../../src/backends/backend';
 import { clearRegisteredSecrets, registerSecret } from '../../src/spec/secrets';
+import { acquireAppLock } from '../../src/run/schedule-service';
 import {
   RunRecordStore,
   createRunId,
@@ -159,6 +160,62 @@ describe('RunRecordStore', () => {
     fs.appendFileSync(store.logPath(id), '{"ts":2,"runId"');
     assert.deepEqual(store.readLog(id), [{ ts: 1, runId: id, source: 's', level: 'warn', message: 'one' }]);
     assert.deepEqual(store.readLog('20990101-000000-000-10-000000'), []);
+  });
+});
+
+describe('secrets and permissions at rest', () => {
+  const SECRET = `tok&<>"' %/+9`;
+  const modeOf = (p: string) => (fs.statSync(p).mode & 0o777).toString(8);
+
+  test('writeRun masks every string and key, before and after encoding', () => {
+    registerSecret(SECRET);
+    const store = new RunRecordStore(dir);
+    const id = store.createRunId();
+    const step = { name: `call ${SECRET}`, state: 'failed', durationMs: 1, checks: [{ name: `check ${encodeURIComponent(SECRET)}`, passed: 1, failed: 0 }], error: { name: 'Error', message: `boom ${SECRET}`, stack: `Error: boom ${JSON.stringify(SECRET)}` } };
+    store.writeRun(id, record(id, { results: [{ steps: [step] }] as never, load: { metrics: { [`http_reqs{name:/x?t=${encodeURIComponent(SECRET).toLowerCase()}}`]: 1 } } }));
+    const text = fs.readFileSync(store.runPath(id), 'utf8');
+    assert.doesNotMatch(text, /tok/);
+    const back = store.readRun(id) as RunRecord & { results: Array<{ steps: Array<typeof step> }>; load: { metrics: Record<string, number> } };
+    assert.equal(back.results[0].steps[0].name, 'call ***');
+    assert.equal(back.results[0].steps[0].checks[0].name, 'check ***');
+    assert.equal(back.results[0].steps[0].error.stack, 'Error: boom "***"');
+    assert.deepEqual(Object.keys(back.load.metrics), ['http_reqs{name:/x?t=***}']);
+  });
+
+  test('appendLog masks every field of a line, debug lines too', () => {
+    registerSecret(SECRET);
+    const store = new RunRecordStore(dir);
+    const id = store.createRunId();
+    store.appendLog(id, { ts: 1, runId: id, source: `vu ${SECRET}`, level: 'debug', message: JSON.stringify({ kind: 'step-end', name: `step ${SECRET}` }) });
+    const text = fs.readFileSync(store.logPath(id), 'utf8');
+    assert.doesNotMatch(text, /tok/);
+    assert.deepEqual(store.readLog(id)[0], { ts: 1, runId: id, source: 'vu ***', level: 'debug', message: '{"kind":"step-end","name":"step ***"}' });
+  });
+
+  test('everything under .topas/ is 0600, every folder 0700, also folders an older topas made 0755', () => {
+    fs.mkdirSync(path.join(dir, '.topas', 'runs'), { recursive: true, mode: 0o755 });
+    fs.chmodSync(path.join(dir, '.topas'), 0o755);
+    fs.chmodSync(path.join(dir, '.topas', 'runs'), 0o755);
+    fs.chmodSync(dir, 0o755);
+    const store = new RunRecordStore(dir);
+    const id = store.createRunId();
+    store.writeRun(id, record(id));
+    store.appendLog(id, { ts: 1, runId: id, source: 's', level: 'info', message: 'm' });
+    writeStateFile(dir, { backend: 'local', runId: 'r1', app: 'shop', specFile: '/x/topas.yaml', startedAt: '2025-01-31T12:00:00.000Z', data: { superPassword: 'pw' } });
+    assert.equal(modeOf(dir), '755', 'the app folder is the user\'s');
+    for (const d of [path.join(dir, '.topas'), store.runsDir, store.runDir(id)]) assert.equal(modeOf(d), '700', d);
+    for (const f of [store.runPath(id), store.logPath(id), stateFilePath(dir)]) assert.equal(modeOf(f), '600', f);
+  });
+
+  test('the app lock of queued runs is private too', async () => {
+    const release = await acquireAppLock(dir, 'shop');
+    try {
+      assert.equal(modeOf(path.join(dir, '.topas')), '700');
+      assert.equal(modeOf(path.join(dir, '.topas', 'locks')), '700');
+      assert.equal(modeOf(path.join(dir, '.topas', 'locks', 'shop.lock')), '600');
+    } finally {
+      release();
+    }
   });
 });
 

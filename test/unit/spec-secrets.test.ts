@@ -1,7 +1,8 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AppSpec } from '../../src/spec/app-spec';
-import { clearRegisteredSecrets, createMasker, maskSecrets, registerSecret } from '../../src/spec/secrets';
+import { clearRegisteredSecrets, createMasker, maskDeep, maskedJson, maskSecrets, registerSecret, registerSecretsIn } from '../../src/spec/secrets';
+import { escapeXmlAttr, escapeXmlText } from '../../src/reporters/junit-reporter';
 
 const spec: AppSpec = {
   name: 'shop',
@@ -52,4 +53,59 @@ describe('secret masking', () => {
     registerSecret('abcdef');
     assert.equal(maskSecrets('abcdef abc'), '*** ***');
   });
+
+  const SECRET = `pw&<>"' %/+x\\y`;
+  const lowerHex = (t: string) => t.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
+  const forms: Record<string, string> = {
+    raw: SECRET,
+    encodeURIComponent: encodeURIComponent(SECRET),
+    'encodeURIComponent, lowercase hex': lowerHex(encodeURIComponent(SECRET)),
+    'form encoding (+ for space)': new URLSearchParams({ x: SECRET }).toString().slice(2),
+    'form encoding, lowercase hex': lowerHex(new URLSearchParams({ x: SECRET }).toString().slice(2)),
+    encodeURI: encodeURI(SECRET),
+    'URL path': new URL(`http://h/${SECRET}`).pathname.slice(1),
+    'URL query': new URL(`http://h/?${SECRET}`).search.slice(1),
+    'encoded twice': encodeURIComponent(encodeURIComponent(SECRET)),
+    JSON: JSON.stringify(SECRET).slice(1, -1),
+    'JSON in JSON': JSON.stringify(JSON.stringify(SECRET).slice(1, -1)).slice(1, -1),
+    'JSON, \\u escapes (Go)': JSON.stringify(SECRET).slice(1, -1).replace(/[&<>']/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+    'XML text': escapeXmlText(SECRET),
+    'XML attribute': escapeXmlAttr(SECRET),
+    'HTML (&#39;)': SECRET.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;'),
+    'numeric entities': SECRET.replace(/[&<>"'\\]/g, (c) => `&#${c.charCodeAt(0)};`),
+    'hex entities': SECRET.replace(/[&<>"'\\]/g, (c) => `&#x${c.charCodeAt(0).toString(16).toUpperCase()};`),
+    'XML escaped twice': escapeXmlAttr(escapeXmlAttr(SECRET)),
+    'XML of JSON': escapeXmlAttr(JSON.stringify(SECRET).slice(1, -1)),
+  };
+
+  for (const [name, form] of Object.entries(forms)) {
+    test(`masks a secret with & < > " ' % / + space \\ in its ${name} form`, () => {
+      registerSecret(SECRET);
+      assert.equal(maskSecrets(`before ${form} after`), 'before *** after', form);
+      assert.equal(createMasker(spec, [SECRET])(`[${form}]`), '[***]');
+    });
+  }
+
+  test('masking keeps JSON and XML well-formed', () => {
+    registerSecret(SECRET);
+    const doc = { a: `x${SECRET}y`, [`k ${SECRET}`]: [SECRET, `\\${SECRET}\\`], n: 1 };
+    const text = maskSecrets(JSON.stringify(doc));
+    assert.deepEqual(JSON.parse(text), { a: 'x***y', 'k ***': ['***', '\\***\\'], n: 1 });
+    const xml = `<a b="${escapeXmlAttr(SECRET)}">${escapeXmlText(`<${SECRET}>`)}</a>`;
+    assert.equal(maskSecrets(xml), '<a b="***">&lt;***&gt;</a>');
+  });
+
+  test('maskDeep masks values and keys and keeps keys that mask alike apart', () => {
+    registerSecret('tok-1234');
+    registerSecret('tok-5678');
+    const out = maskDeep({ 'http_reqs{name:/a?t=tok-1234}': { v: 1 }, 'http_reqs{name:/a?t=tok-5678}': { v: 2 }, list: ['tok-1234', 3, null, true] });
+    assert.deepEqual(out, { 'http_reqs{name:/a?t=***}': { v: 1 }, 'http_reqs{name:/a?t=***} (2)': { v: 2 }, list: ['***', 3, null, true] });
+    assert.equal(maskedJson({ e: new Error('x'), t: 'tok-5678' }), '{"e":{},"t":"***"}');
+  });
+
+  test('registerSecretsIn registers strings under secret-looking keys of a backend state', () => {
+    registerSecretsIn({ postgres: { superPassword: 'gen-pass-1', port: 5432 }, proxyHost: { token: 'tok-host-2', pid: 1 }, services: { api: { env: { API_TOKEN: 'apitok', MODE: 'production' } } } });
+    assert.equal(maskSecrets('gen-pass-1 tok-host-2 apitok production'), '*** *** *** production');
+  });
 });
+

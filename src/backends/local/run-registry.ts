@@ -34,7 +34,7 @@ export function writeRunRecord(rec: RunRecord): void {
   const file = registryFile(rec.runId);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(rec, null, 2));
+  fs.writeFileSync(tmp, JSON.stringify(rec, null, 2), { mode: 0o600 });
   fs.renameSync(tmp, file);
 }
 
