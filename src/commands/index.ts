@@ -1,4 +1,5 @@
 import Down from './down';
+import Export from './export';
 import Init from './init';
 import Load from './load';
 import Ps from './ps';
@@ -12,6 +13,7 @@ import TestStatus from './test/status';
 /** oclif explicit command discovery: the single binary never looks commands up on disk. */
 export const COMMANDS = {
   down: Down,
+  export: Export,
   init: Init,
   load: Load,
   ps: Ps,

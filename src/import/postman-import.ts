@@ -1,0 +1,3 @@
+export function postmanToLua(_opts: { collection: string; environment?: string }): { source: string } {
+  throw new Error('not yet');
+}
