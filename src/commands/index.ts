@@ -1,5 +1,6 @@
 import Down from './down';
 import Export from './export';
+import Import from './import';
 import Init from './init';
 import Load from './load';
 import Ps from './ps';
@@ -14,6 +15,7 @@ import TestStatus from './test/status';
 export const COMMANDS = {
   down: Down,
   export: Export,
+  import: Import,
   init: Init,
   load: Load,
   ps: Ps,

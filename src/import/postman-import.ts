@@ -1,3 +1,117 @@
-export function postmanToLua(_opts: { collection: string; environment?: string }): { source: string } {
-  throw new Error('not yet');
+import path from 'node:path';
+import { TopasError } from '../errors';
+import { readPostmanJson } from '../postman/newman-run';
+import { lua, writeLuaScenario, type ImportedCheck, type ImportedRequest } from './lua-writer';
+
+interface PmItem {
+  name?: string;
+  item?: PmItem[];
+  request?: {
+    method?: string;
+    url?: string | { raw?: string };
+    header?: Array<{ key: string; value: string; disabled?: boolean }>;
+    body?: { mode?: string; raw?: string; options?: { raw?: { language?: string } } };
+  };
+  event?: Array<{ listen: string; script?: { exec?: string[] | string } }>;
+}
+
+export interface PostmanImportResult {
+  source: string;
+  /** test and pre-request script lines that were not translated */
+  dropped: string[];
+}
+
+/**
+ * `topas import postman` (and `topas export` of a collection): the
+ * collection's requests in order, its variables resolved from the collection
+ * and the environment (each one still overridable with `--env NAME=...`),
+ * and the obvious parts of its test scripts: status assertions, equality on
+ * a JSON field, and `pm.environment.set(name, pm.response.json().path)`.
+ */
+export function postmanToLua(opts: { collection: string; environment?: string; folder?: string }): PostmanImportResult {
+  const json = readPostmanJson(opts.collection, 'collection') as unknown as PmItem & { variable?: Array<{ key: string; value: unknown }> };
+  const values = new Map<string, string>();
+  for (const v of json.variable ?? []) values.set(v.key, String(v.value ?? ''));
+  if (opts.environment) {
+    const env = readPostmanJson(opts.environment, 'environment') as unknown as { values?: Array<{ key: string; value: unknown; enabled?: boolean }> };
+    for (const v of env.values ?? []) if (v.enabled !== false) values.set(v.key, String(v.value ?? ''));
+  }
+  let items: PmItem[] = [];
+  const flatten = (node: PmItem, inFolder: boolean) => {
+    for (const it of node.item ?? []) {
+      const match = inFolder || opts.folder === undefined || it.name === opts.folder;
+      if (it.item) flatten(it, match);
+      else if (match && it.request) items.push(it);
+    }
+  };
+  flatten(json, false);
+  if (opts.folder !== undefined && !items.length) throw new TopasError('INVALID_FLAGS', `--folder ${opts.folder}: no folder or request of that name in ${path.basename(opts.collection)}`);
+  items = items.filter((i) => i.request);
+  const dropped: string[] = [];
+  const setBy = new Set<string>();
+  const used = new Set<string>();
+  const requests: ImportedRequest[] = items.map((it) => {
+    const r = it.request!;
+    const url = typeof r.url === 'string' ? r.url : (r.url?.raw ?? '');
+    const headers = (r.header ?? []).filter((h) => !h.disabled).map((h) => [h.key, h.value] as [string, string]);
+    const bodyText = r.body?.mode === 'raw' ? r.body.raw : undefined;
+    const isJson = r.body?.options?.raw?.language === 'json' || headers.some(([k, v]) => /^content-type$/i.test(k) && /json/i.test(v));
+    const checks: ImportedCheck[] = [];
+    const sets: Array<{ variable: string; path: Array<string | number> }> = [];
+    for (const ev of it.event ?? []) {
+      const src = Array.isArray(ev.script?.exec) ? ev.script!.exec.join('\n') : (ev.script?.exec ?? '');
+      if (ev.listen === 'test') translateTests(src, it.name ?? url, checks, sets, dropped);
+      else if (src.trim()) {
+        for (const m of src.matchAll(/pm\.(?:variables|environment|collectionVariables|globals)\.set\(\s*["']([^"']+)["']/g)) setBy.add(m[1]);
+        dropped.push(`${it.name}: pre-request script not translated`);
+      }
+    }
+    for (const text of [url, bodyText ?? '', ...headers.map((h) => h[1])]) for (const m of text.matchAll(/\{\{([^}]+)\}\}/g)) used.add(m[1]);
+    return { name: it.name ?? url, method: r.method ?? 'GET', url, headers, body: bodyText !== undefined ? { text: bodyText, mimeType: isJson ? 'application/json' : 'text/plain' } : undefined, checks, sets };
+  });
+  // known values are inlined (the URL origin becomes BASE_URL); the others are env() locals
+  const resolve = (s: string) => s.replace(/\{\{([^}]+)\}\}/g, (m, name: string) => (values.has(name) && values.get(name) !== '' ? values.get(name)! : m));
+  const setInFlow = new Set(requests.flatMap((r) => (r.sets ?? []).map((s) => s.variable)));
+  const variables: Record<string, string> = {};
+  for (const name of used) {
+    if (values.has(name) && values.get(name) !== '') continue;
+    if (setInFlow.has(name)) continue;
+    variables[name] = '';
+    if (setBy.has(name)) dropped.push(`{{${name}}} is set by a pre-request script: the scenario reads it from env("${name}")`);
+  }
+  for (const r of requests) {
+    r.url = resolve(r.url);
+    r.headers = r.headers.map(([k, v]) => [k, resolve(v)]);
+    if (r.body) r.body.text = resolve(r.body.text);
+  }
+  const source = writeLuaScenario(requests, {
+    header: [`generated by topas import postman from ${path.basename(opts.collection)}${opts.folder ? ` (folder ${opts.folder})` : ''}`, 'run: topas load THIS_FILE --env BASE_URL=http://HOST:PORT'],
+    variables,
+  });
+  return { source, dropped };
+}
+
+/** pm.test("name", ...) blocks whose assertion is one we can say in Lua. */
+function translateTests(src: string, request: string, checks: ImportedCheck[], sets: Array<{ variable: string; path: Array<string | number> }>, dropped: string[]): void {
+  const tests = [...src.matchAll(/pm\.test\(\s*(["'])(.*?)\1\s*,\s*function\s*\(\s*\)\s*\{([\s\S]*?)\}\s*\)\s*;?/g)];
+  for (const t of tests) {
+    const name = t[2];
+    const body = t[3].trim();
+    let m = /^pm\.response\.to\.have\.status\((\d{3})\);?$/.exec(body) ?? /^pm\.expect\(pm\.response\.code\)\.to\.(?:eql|equal)\((\d{3})\);?$/.exec(body);
+    if (m) {
+      checks.push({ name, cond: `$r.code == ${m[1]}` });
+      continue;
+    }
+    m = /^pm\.expect\(pm\.response\.json\(\)((?:\.[A-Za-z_]\w*)+)\)\.to\.(?:eql|equal)\((".*?"|'.*?'|-?\d+(?:\.\d+)?|true|false)\);?$/.exec(body);
+    if (m) {
+      const lit = m[2].startsWith("'") ? lua(m[2].slice(1, -1)) : m[2].startsWith('"') ? lua(JSON.parse(m[2])) : m[2];
+      checks.push({ name, cond: `$r:json()${m[1]} == ${lit}` });
+      continue;
+    }
+    dropped.push(`${request}: test "${name}" not translated`);
+  }
+  for (const s of src.matchAll(/pm\.(?:environment|collectionVariables|variables|globals)\.set\(\s*["']([^"']+)["']\s*,\s*pm\.response\.json\(\)((?:\.[A-Za-z_]\w*|\[\d+\])+)\s*\)/g)) {
+    const pathParts = [...s[2].matchAll(/\.([A-Za-z_]\w*)|\[(\d+)\]/g)].map((p) => (p[1] !== undefined ? p[1] : Number(p[2])));
+    sets.push({ variable: s[1], path: pathParts });
+  }
 }
