@@ -460,6 +460,8 @@ class FlowBuilder {
           if (inner.k === 'body') return { k: 'json', resp: inner.resp, path: [] };
         }
         if (this.request(n)) throw new Unsupported(n, 'a request inside an expression (assign it to a local first)');
+        const mod = this.moduleOf(n.base);
+        if (mod && mod !== 'net') throw new Unsupported(n, `${calleeText(n)}: ${UNSUPPORTED_MODULES[mod] ?? mod} has no equivalent`);
         throw new Unsupported(n, `call ${calleeText(n)} (arbitrary Lua)`);
       }
       case 'MemberExpression':
