@@ -53,15 +53,11 @@ export async function runExport(opts: ExportOptions): Promise<ExportOutcome> {
   const { chunk, problems } = parseLua(source, rel);
   if (!chunk) throw new TopasError('LUA_SYNTAX', `${opts.file} does not parse`, { problems });
   const model = buildFlowModel(chunk);
-  if (!model.flow.length && !model.skipped.some((s) => /iteration/.test(s.what))) {
+  if (!model.hasIteration) {
     throw new TopasError('INVALID_FLAGS', `${opts.file} defines no iteration(ctx) function with HTTP requests to export`, { hint: 'a load script defines `function iteration(ctx) ... end`' });
   }
-  let plan: LoadPlan;
-  try {
-    plan = resolveLoadPlan(model.options, opts.flags);
-  } catch (err) {
-    throw err;
-  }
+  // the same merge of options and flags as `topas load` (and the same INVALID_FLAGS problems)
+  let plan: LoadPlan = resolveLoadPlan(model.options, opts.flags);
   const serviceProblems = rewriteServiceUrls(model, opts.baseUrl);
   if (serviceProblems.length) {
     throw new TopasError('INVALID_FLAGS', `${opts.file} calls services by name; the exported script needs their address`, {

@@ -65,6 +65,7 @@ export interface FlowModel {
   /** the line of `options = {...}` (thresholds are reported there) */
   optionsLine: number;
   flow: Stmt[];
+  hasIteration: boolean;
   skipped: Skipped[];
   /** names of the locals that hold responses (per target: the place a capture lands) */
   responses: Set<string>;
@@ -92,7 +93,7 @@ class Unsupported extends Error {
 const line = (n: LuaNode) => n.loc?.start.line ?? 0;
 
 export function buildFlowModel(chunk: LuaChunk): FlowModel {
-  const model: FlowModel = { constants: [], options: undefined, optionsLine: 0, flow: [], skipped: [], responses: new Set() };
+  const model: FlowModel = { constants: [], options: undefined, optionsLine: 0, flow: [], hasIteration: false, skipped: [], responses: new Set() };
   /** local name -> module it was required as */
   const modules = new Map<string, string>();
   const skip = (node: LuaNode, what: string) => model.skipped.push({ line: line(node), what });
@@ -122,6 +123,7 @@ export function buildFlowModel(chunk: LuaChunk): FlowModel {
         const fname: string = st.identifier.name;
         if (fname === 'iteration') {
           b.ctxName = st.parameters[0]?.name;
+          model.hasIteration = true;
           model.flow = b.block(st.body);
           continue;
         }
@@ -190,7 +192,7 @@ function calleeText(n: LuaNode): string {
 }
 
 /** A literal table/number/string/bool as plain data (for `options`). */
-export function literal(n: LuaNode): unknown {
+export function literal(n: LuaNode, what = 'options must be a literal table (computed options do not translate)'): unknown {
   switch (n.type) {
     case 'StringLiteral':
       return stringValue(n);
@@ -202,7 +204,7 @@ export function literal(n: LuaNode): unknown {
       return undefined;
     case 'UnaryExpression':
       if (n.operator === '-') {
-        const v = literal(n.argument);
+        const v = literal(n.argument, what);
         if (typeof v === 'number') return -v;
       }
       break;
@@ -210,16 +212,16 @@ export function literal(n: LuaNode): unknown {
       const list: unknown[] = [];
       const rec: Record<string, unknown> = {};
       for (const f of n.fields) {
-        if (f.type === 'TableValue') list.push(literal(f.value));
-        else if (f.type === 'TableKeyString') rec[f.key.name] = literal(f.value);
-        else if (f.type === 'TableKey') rec[String(literal(f.key))] = literal(f.value);
+        if (f.type === 'TableValue') list.push(literal(f.value, what));
+        else if (f.type === 'TableKeyString') rec[f.key.name] = literal(f.value, what);
+        else if (f.type === 'TableKey') rec[String(literal(f.key, what))] = literal(f.value, what);
       }
       if (list.length && !Object.keys(rec).length) return list;
       list.forEach((v, i) => (rec[String(i + 1)] = v));
       return rec;
     }
   }
-  throw new Unsupported(n, 'options must be a literal table (computed options do not translate)');
+  throw new Unsupported(n, what);
 }
 
 class FlowBuilder {
@@ -283,7 +285,7 @@ class FlowBuilder {
           return;
         }
         if (callee.name === 'sleep' && args.length === 1) {
-          const v = literal(args[0]);
+          const v = literal(args[0], 'sleep with a computed duration');
           if (typeof v !== 'number' && typeof v !== 'string') throw new Unsupported(st, 'sleep with a computed duration');
           out.push({ k: 'sleep', line: line(st), seconds: parseDurationMs(v) / 1000 });
           return;
@@ -334,9 +336,10 @@ class FlowBuilder {
       return;
     }
     if (st.type === 'ForNumericStatement') {
-      const from = literal(st.start);
-      const to = literal(st.end);
-      if (typeof from !== 'number' || typeof to !== 'number' || (st.step && literal(st.step) !== 1)) throw new Unsupported(st, 'for loop with computed bounds or a step (only `for i = A, B` with numbers translates)');
+      const bounds = 'for loop with computed bounds or a step (only `for i = A, B` with numbers translates)';
+      const from = literal(st.start, bounds);
+      const to = literal(st.end, bounds);
+      if (typeof from !== 'number' || typeof to !== 'number' || (st.step && literal(st.step, bounds) !== 1)) throw new Unsupported(st, 'for loop with computed bounds or a step (only `for i = A, B` with numbers translates)');
       this.locals.add(st.variable.name);
       out.push({ k: 'for', line: line(st), var: st.variable.name, from, to, body: this.block(st.body) });
       return;
@@ -366,7 +369,7 @@ class FlowBuilder {
       const t = args[0];
       if (t?.type !== 'TableConstructorExpression') throw new Unsupported(call, 'net.request with a computed table');
       const f = tableFields(t);
-      const m = f.method ? literal(f.method) : 'GET';
+      const m = f.method ? literal(f.method, 'net.request with a computed method') : 'GET';
       if (typeof m !== 'string' || !METHODS[m.toLowerCase()]) throw new Unsupported(call, `net.request method ${String(m)}`);
       method = METHODS[m.toLowerCase()];
       if (!f.url) throw new Unsupported(call, 'net.request without url');
@@ -399,9 +402,15 @@ class FlowBuilder {
           req[k] = t.fields;
         } else if (k === 'json') req.body = { json: this.expr(v) };
         else if (k === 'name') {
-          const n = literal(v);
-          if (typeof n !== 'string') throw new Unsupported(v, 'a request name computed at run time');
-          req.name = n;
+          let n: unknown;
+          try {
+            n = literal(v);
+          } catch {
+            n = undefined;
+          }
+          // the request itself still translates: only its name is lost
+          if (typeof n === 'string') req.name = n;
+          else this.skipped.push({ line: line(v), what: 'a request name computed at run time (the request is kept, named by its URL)' });
         } else if (k === 'timeout' || k === 'cookies' || k === 'tags') {
           // timeouts and the cookie jar behave alike in every target; tags other than name are not exported
         } else throw new Unsupported(v, `request option ${k}`);
@@ -466,7 +475,7 @@ class FlowBuilder {
       }
       case 'MemberExpression':
       case 'IndexExpression': {
-        const key = n.type === 'MemberExpression' ? n.identifier.name : literal(n.index);
+        const key = n.type === 'MemberExpression' ? n.identifier.name : literal(n.index, 'an index computed at run time');
         if (typeof key !== 'string' && typeof key !== 'number') throw new Unsupported(n, 'an index computed at run time');
         // ctx.data / ctx.iteration are topas-specific
         if (n.base.type === 'Identifier' && n.base.name === this.ctxName) throw new Unsupported(n, `${this.ctxName}.${key} (per-iteration context has no equivalent)`);
@@ -477,7 +486,7 @@ class FlowBuilder {
           throw new Unsupported(n, `response field ${key}`);
         }
         if ((n.base.type === 'MemberExpression' || n.base.type === 'IndexExpression') && n.base.base.type === 'Identifier' && this.responses.has(n.base.base.name)) {
-          const field = n.base.type === 'MemberExpression' ? n.base.identifier.name : literal(n.base.index);
+          const field = n.base.type === 'MemberExpression' ? n.base.identifier.name : literal(n.base.index, 'an index computed at run time');
           if (field === 'headers' && typeof key === 'string') return { k: 'header', resp: n.base.base.name, name: key.toLowerCase() };
         }
         const base = this.expr(n.base);
