@@ -135,7 +135,7 @@ if [ "$with_artillery" = 1 ]; then
   else
     mkdir -p "$tools/artillery"
     [ -f "$tools/artillery/package.json" ] || echo '{"name":"topas-peer-artillery","private":true}' > "$tools/artillery/package.json"
-    if (cd "$tools/artillery" && timeout 900 npm install --no-save --no-audit --no-fund --loglevel=error "artillery@$ARTILLERY_VERSION" >"$tools/artillery-install.log" 2>&1); then
+    if (cd "$tools/artillery" && timeout "${ARTILLERY_TIMEOUT:-1800}" npm install --no-save --no-audit --no-fund --ignore-scripts --loglevel=error "artillery@$ARTILLERY_VERSION" >"$tools/artillery-install.log" 2>&1); then
       say "artillery: installed $ARTILLERY_VERSION"
     else
       say "artillery: install failed (npm, see $tools/artillery-install.log)"; status=1

@@ -31,13 +31,13 @@ export function toLocust(input: ExportInput): ExportResult {
   out.push(`SEGMENTS = ${JSON.stringify(shape.segments)}`);
   out.push(`PER_USER_RATE = ${shape.perUser === undefined ? 'None' : shape.perUser}`);
   out.push(`MAX_USERS = ${shape.maxUsers}`);
-  out.push('CHECKS = {}', 'ITERATIONS = [0]', '');
+  out.push('CHECKS = {}', 'ITERATIONS = [0]', 'STARTED = [None]', '');
   out.push(PY_HELPERS);
   for (const c of model.constants) out.push(`${pyName(c.name)} = ${py(c.value)}`);
   out.push('', '', 'class TopasUser(HttpUser):');
   out.push('    host = "http://127.0.0.1"  # Locust wants a host; every URL below is absolute');
   out.push(`    wait_time = ${shape.perUser === undefined ? 'constant(0)' : 'constant_throughput(PER_USER_RATE)'}`, '');
-  out.push('    @task', '    def iteration(self):', '        ITERATIONS[0] += 1', '        try:');
+  out.push('    @task', '    def iteration(self):', '        # no iteration starts after the plan ends (the shape stops users only at its next tick)', '        if STARTED[0] is not None and time.monotonic() - STARTED[0] >= DURATION_S:', '            gevent.sleep(0.05)', '            return', '        ITERATIONS[0] += 1', '        try:');
   const body: string[] = [];
   block(model.flow, 3, body);
   if (!body.length) body.push('            pass');
@@ -274,6 +274,11 @@ def _t_entry(env, name):
 `;
 
 const SHAPE_CLASS = `
+@events.test_start.add_listener
+def topas_started(environment, **_kwargs):
+    STARTED[0] = time.monotonic()
+
+
 class TopasShape(LoadTestShape):
     """users over time: the plan's rate divided by what one user runs per second"""
 
