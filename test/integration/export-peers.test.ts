@@ -222,7 +222,9 @@ describe('import har', () => {
     assert.match(imp.stderr, /static asset: GET \S+\/static\/app\.js/);
     const src = fs.readFileSync(scenario, 'utf8');
     // think time from the recording, correlation of the service name
-    assert.match(src, /sleep\("(1[5-9]|2\d)0ms"\)/);
+    // the client waited 200 ms between its first two requests (more on a busy machine)
+    const think = /local service = r1:json\(\)\.service\n {2}sleep\("(\d+)ms"\)/.exec(src);
+    assert.ok(think && Number(think[1]) >= 150 && Number(think[1]) < 5000, src);
     assert.match(src, /local service = r1:json\(\)\.service/);
     assert.match(src, /"\/slow\?ms=1&svc=" \.\. service/);
     assert.match(src, /\{ service = service, n = 1 \}/);
