@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
+import { TopasError } from '../errors';
 import { runExport } from '../export/export-service';
 import { EXPORT_TARGETS, type ExportTarget } from '../export/targets';
 
@@ -34,6 +35,8 @@ export default class Export extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Export);
+    // the script goes to stdout without -o: JSON would be mixed into it
+    if (flags.json && !flags.output) throw new TopasError('INVALID_FLAGS', '--json needs -o FILE (without it the script itself is printed on stdout)');
     const outcome = await runExport({
       io: this.io,
       target: args.target as ExportTarget,

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
+import { TopasError } from '../errors';
 import { IMPORT_FORMATS, runImport, type ImportFormat } from '../import/import-service';
 
 export default class Import extends BaseCommand {
@@ -26,6 +27,7 @@ export default class Import extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Import);
+    if (flags.json && !flags.output) throw new TopasError('INVALID_FLAGS', '--json needs -o FILE (without it the scenario itself is printed on stdout)');
     const r = await runImport({
       io: this.io,
       format: args.format as ImportFormat,
