@@ -1,4 +1,6 @@
 import Down from './down';
+import Export from './export';
+import Import from './import';
 import Init from './init';
 import Load from './load';
 import Ps from './ps';
@@ -12,6 +14,8 @@ import TestStatus from './test/status';
 /** oclif explicit command discovery: the single binary never looks commands up on disk. */
 export const COMMANDS = {
   down: Down,
+  export: Export,
+  import: Import,
   init: Init,
   load: Load,
   ps: Ps,
