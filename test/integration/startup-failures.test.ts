@@ -68,16 +68,18 @@ function readRegistry(tmp: string): RunRecord[] {
 
 /**
  * Runs the CLI as a child; while it runs, collects what its local runs record
- * in the registry. `onRunning` may act on the child (e.g. send SIGINT) once
- * `ready(child)` says so.
+ * in the registry, and sends it SIGINT once `interruptWhen` says so.
  */
 async function runTopas(
   args: string[],
   opts: { tmp: string; cwd?: string; timeoutMs?: number; interruptWhen?: (c: Child) => boolean } = { tmp: privateTmp() },
 ): Promise<Child> {
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: opts.tmp, TESTCONTAINERS_RYUK_DISABLED: 'true' };
+  // the child is the CLI, not a test file
+  delete env.NODE_TEST_CONTEXT;
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: opts.cwd ?? REPO_ROOT,
-    env: { ...process.env, TMPDIR: opts.tmp, TESTCONTAINERS_RYUK_DISABLED: 'true', NODE_TEST_CONTEXT: '' },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const res: Child = { code: null, stdout: '', stderr: '', recorded: [], runIds: new Set() };
