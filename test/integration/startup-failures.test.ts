@@ -330,14 +330,14 @@ describe('stand-up failures on the docker backend', { skip: dockerAvailable() ? 
     }
   }
 
-  test('Ctrl-C while standing up (topas up): exit 130, says so, no stack, no container or network of the run left', async () => {
-    const app = `sf-dctrlc-${process.pid}`;
+  for (const cmd of COMMANDS) test(`Ctrl-C while standing up (topas ${cmd.name}): exit 130, says so, no stack, no container or network of the run left`, async () => {
+    const app = `sf-dctrlc-${cmd.name}-${process.pid}`;
     const dir = appDir(app, `name: ${app}\nservices:\n  - name: api\n    image: local/mock-app\n    version: "1.0.0"\n    port: 8080\n    replicas: 2\n    ready: { http: /no-such-path, timeout: 60s }\n`);
     const tmp = privateTmp();
     const runIds = new Set<string>();
     try {
       let polls = 0;
-      const r = await runTopas(['up', '--app', path.join(dir, 'topas.yaml'), '--backend', 'docker'], {
+      const r = await runTopas([...cmd.args(dir), '--backend', 'docker'], {
         tmp,
         // once both replicas' containers exist (docker is asked every 10th poll)
         interruptWhen: () => {
