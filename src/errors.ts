@@ -89,6 +89,24 @@ export class TopasError extends Error {
   }
 }
 
+/** An error that is not a TopasError, as users see it without --debug: one line. */
+export function internalLine(err: unknown): string {
+  const message = err instanceof Error ? `${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}` : String(err);
+  return `${message.split('\n')[0]} (run with --debug for the stack)`;
+}
+
+/** For --debug: the stack, then the stacks of its causes. */
+export function stackOf(err: unknown): string {
+  const parts: string[] = [];
+  const seen = new Set<unknown>();
+  for (let e: unknown = err; e !== undefined && e !== null && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+    seen.add(e);
+    const text = e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e);
+    parts.push(parts.length === 0 ? text : `caused by: ${text}`);
+  }
+  return parts.join('\n');
+}
+
 export function exitCodeFor(code: ErrorCode): ExitCode {
   return EXIT_BY_CODE[code];
 }
@@ -117,6 +135,15 @@ export function serializeError(err: unknown): SerializedError {
     return out;
   }
   return { name: 'Error', message: String(err) };
+}
+
+/** A run's own error as reports show it: its JS stack only with --debug (scenario errors keep their Lua tracebacks). */
+export function reportedError(err: unknown, debug = false): SerializedError {
+  const s = serializeError(err);
+  if (debug) s.stack = stackOf(err);
+  else delete s.stack;
+  if (!(err instanceof TopasError) && !debug) s.message = internalLine(err);
+  return s;
 }
 
 export function deserializeError(s: SerializedError): Error {

@@ -1,7 +1,7 @@
 import { Command, Flags } from '@oclif/core';
 import { cliIo } from './cli-io';
 import { registerPluginBackends } from '../backends/plugin-backends';
-import { EXIT_CODES, TopasError } from '../errors';
+import { EXIT_CODES, TopasError, internalLine, stackOf } from '../errors';
 import type { Io } from '../io';
 import { maskSecrets } from '../spec/secrets';
 
@@ -12,6 +12,7 @@ import { maskSecrets } from '../spec/secrets';
 export abstract class BaseCommand extends Command {
   static override baseFlags = {
     json: Flags.boolean({ description: 'print machine-readable JSON on stdout', default: false }),
+    debug: Flags.boolean({ description: 'print the stack trace of an error', default: false }),
   };
 
   protected override async init(): Promise<void> {
@@ -40,9 +41,15 @@ export abstract class BaseCommand extends Command {
     if (code !== 0) this.exit(code);
   }
 
+  /** --debug: errors come with their stacks (parsed flags may not exist yet when parsing failed). */
+  protected get debugRequested(): boolean {
+    return this.argv.includes('--debug');
+  }
+
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (err instanceof TopasError) {
       this.err(maskSecrets(`error [${err.code}]: ${err.format()}`));
+      if (this.debugRequested) this.err(maskSecrets(stackOf(err)));
       this.exit(err.exitCode);
     }
     // oclif's own exit and parse errors: flags are invalid input
@@ -51,7 +58,9 @@ export abstract class BaseCommand extends Command {
       this.err(`error [INVALID_FLAGS]: ${err.message}`);
       this.exit(EXIT_CODES.invalidInput);
     }
-    this.err(maskSecrets(`error [INTERNAL]: ${err.stack ?? err.message}`));
+    // a bug, not a user's mistake: one line unless --debug
+    if (this.debugRequested) this.err(maskSecrets(`error [INTERNAL]: ${stackOf(err)}`));
+    else this.err(maskSecrets(`error [INTERNAL]: ${internalLine(err)}`));
     this.exit(EXIT_CODES.failed);
   }
 }

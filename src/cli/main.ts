@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { run, flush, Errors } from '@oclif/core';
 import { setCliIo } from './cli-io';
 import type { Io } from '../io';
+import { internalLine, stackOf } from '../errors';
 
 /** Repo/package root: holds package.json with the oclif config. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -23,7 +24,8 @@ export async function runCli(argv: string[], io?: Io): Promise<number> {
       }
       return e.oclif.exit;
     }
-    (io?.stderr ?? process.stderr).write(`error: ${e.stack ?? String(err)}\n`);
+    // reached only when oclif itself failed before a command could render the error
+    (io?.stderr ?? process.stderr).write(`error [INTERNAL]: ${argv.includes('--debug') ? stackOf(err) : internalLine(err)}\n`);
     return 1;
   } finally {
     if (io) setCliIo(undefined);

@@ -55,6 +55,7 @@ export default class Load extends BaseCommand {
       keep: flags.keep,
       postman: { folder: flags.folder, environment: flags.environment },
       json: flags.json,
+      debug: flags.debug,
     });
     this.finish(outcome.exitCode);
   }

@@ -59,6 +59,7 @@ export default class Run extends BaseCommand {
       git: flags.git ? { url: flags.git, path: flags['git-path'], ref: flags['git-ref'] } : undefined,
       runId: flags['run-id'],
       queue: flags.queue,
+      debug: flags.debug,
     });
     this.finish(outcome.exitCode);
   }

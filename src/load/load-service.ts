@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { EXIT_CODES, TopasError, serializeError, type SerializedError } from '../errors';
+import { EXIT_CODES, TopasError, internalLine, reportedError, serializeError, stackOf, type SerializedError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
 import { createMasker, maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
@@ -48,6 +48,8 @@ export interface LoadOptions {
   json?: boolean;
   /** how often the live line is redrawn (default 1s) */
   progressEveryMs?: number;
+  /** --debug: a run error keeps its JS stack */
+  debug?: boolean;
 }
 
 export interface LoadSummaryJson {
@@ -173,6 +175,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let progressTimer: NodeJS.Timeout | undefined;
   let data: unknown;
   let setupDone = false;
+  let standingUp = false;
 
   try {
     const work = async () => {
@@ -180,7 +183,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         log(`standing up app ${spec.name}…`);
         const t0 = io.now();
         const { openSut } = await import('../run/sut-session');
+        standingUp = true;
         session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep, proxyHost: Boolean(opts.keep) });
+        standingUp = false;
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
         const sut = session.sut;
         const pushEndpoints = (map: EndpointMap) => {
@@ -300,11 +305,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       refresh(true);
     };
     await Promise.race([work(), interrupts.forced]);
-  } catch (err) {
-    runError = serializeError(err);
+  } catch (caught) {
+    // a start that failed disposed what it made before it threw
+    const err = standingUp && interrupts.interrupted ? new TopasError('INTERRUPTED', 'interrupted while standing up; everything started was torn down', { cause: caught }) : caught;
+    runError = reportedError(err, opts.debug);
     exitCode = err instanceof TopasError ? err.exitCode : EXIT_CODES.failed;
     if (err instanceof TopasError) log(err.format());
-    else log(`unexpected error: ${(err as Error).stack ?? String(err)}`);
+    else log(`error [INTERNAL]: ${internalLine(err)}`);
+    if (opts.debug) log(stackOf(err));
   } finally {
     if (progressTimer) clearTimeout(progressTimer);
     await teardown();

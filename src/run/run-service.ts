@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EXIT_CODES, TopasError, serializeError, type Problem, type SerializedError } from '../errors';
+import { EXIT_CODES, TopasError, internalLine, reportedError, serializeError, stackOf, type Problem, type SerializedError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
 import { loadAppSpec } from '../spec/load-app-spec';
@@ -49,6 +49,8 @@ export interface RunOptions {
   onMetricsServer?: (port: number) => void;
   /** scripts and playbooks from Git (system git, cached by commit) */
   git?: GitSource;
+  /** --debug: a run error keeps its JS stack in the report and on stderr */
+  debug?: boolean;
 }
 
 export interface RunOutcome {
@@ -127,6 +129,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   let runError: SerializedError | undefined;
   let exitCode: number = EXIT_CODES.ok;
   const cleanups: Array<() => void> = [];
+  let standingUp = false;
 
   try {
     if (opts.queue && spec) {
@@ -143,7 +146,9 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       if (spec) {
         log(`standing up app ${spec.name}…`);
         const t0 = io.now();
+        standingUp = true;
         session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep, proxyHost: Boolean(opts.keep) });
+        standingUp = false;
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
         const sut = session.sut;
         // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
@@ -206,11 +211,14 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       results.push(...started);
     };
     await Promise.race([work(), interrupts.forced]);
-  } catch (err) {
-    runError = serializeError(err);
+  } catch (caught) {
+    // a start that failed disposed what it made before it threw
+    const err = standingUp && interrupts.interrupted ? new TopasError('INTERRUPTED', 'interrupted while standing up; everything started was torn down', { cause: caught }) : caught;
+    runError = reportedError(err, opts.debug);
     exitCode = err instanceof TopasError ? err.exitCode : EXIT_CODES.failed;
     if (err instanceof TopasError) log(err.format());
-    else log(`unexpected error: ${(err as Error).stack ?? String(err)}`);
+    else log(`error [INTERNAL]: ${internalLine(err)}`);
+    if (opts.debug) log(stackOf(err));
   } finally {
     await teardown();
   }

@@ -49,7 +49,7 @@ export async function upApp(opts: { io: Io; app?: string; backend: string; env: 
       throw err;
     }
   } catch (err) {
-    if (interrupts.interrupted) throw new TopasError('INTERRUPTED', 'interrupted: everything started was torn down');
+    if (interrupts.interrupted) throw new TopasError('INTERRUPTED', 'interrupted while standing up; everything started was torn down', { cause: err });
     throw err;
   } finally {
     interrupts.dispose();

@@ -95,7 +95,12 @@ export async function openSut(opts: {
     return { sut, owned: true, backend: choice.backend.name, reason: choice.reason };
   } catch (err) {
     fs.rmSync(workDir, { recursive: true, force: true });
-    throw err;
+    if (err instanceof TopasError) throw err;
+    // a backend's own failure (a plugin's plain Error) is still "could not stand up": exit 3, one line
+    throw new TopasError('SUT_START_FAILED', `backend ${choice.backend.name}: ${err instanceof Error ? err.message : String(err)}`, {
+      hint: 'run with --debug for the stack',
+      cause: err,
+    });
   }
 }
 

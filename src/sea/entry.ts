@@ -48,7 +48,8 @@ export async function seaMain(argv: string[]): Promise<number> {
       if (e.oclif.exit !== 0 && !(err instanceof Errors.ExitError)) process.stderr.write(`error: ${e.message}\n`);
       return e.oclif.exit;
     }
-    process.stderr.write(`error: ${e.stack ?? String(err)}\n`);
+    const { internalLine, stackOf } = require('../errors') as typeof import('../errors');
+    process.stderr.write(`error [INTERNAL]: ${argv.includes('--debug') ? stackOf(err) : internalLine(err)}\n`);
     return 1;
   }
 }

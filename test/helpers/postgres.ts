@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PostgresCluster } from '../../src/backends/local/postgres-cluster';
+import { PostgresCluster, postgresBaseDir } from '../../src/backends/local/postgres-cluster';
 
 export interface TestPostgres {
   host: string;
@@ -22,16 +22,22 @@ export interface TestPostgres {
  * `stop()` stops it and removes its files.
  */
 export async function startPostgres(dbname = 'topas_test'): Promise<TestPostgres> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-pg-'));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-pg-'));
+  // under a private (0700) TMPDIR, as root, the postgres user's files go to a reachable temp folder
+  const { dir } = postgresBaseDir(path.join(tmp, 'pg'), tmp, 'test');
+  const removeDirs = () => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
   const user = 'topas_test_user';
   const password = 'topas-test-pw';
   let cluster: PostgresCluster | undefined;
   try {
-    cluster = await PostgresCluster.start(dir, { ownedRoot: dir, timeoutMs: 60_000 });
+    cluster = await PostgresCluster.start(dir, { ownedRoot: dir === path.join(tmp, 'pg') ? tmp : dir, timeoutMs: 60_000 });
     await cluster.createDatabase({ name: 'test', engine: 'postgres', port: 5432, credentials: { user, password, dbname }, ready: { timeoutMs: 60_000 } });
   } catch (err) {
     await cluster?.stop().catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeDirs();
     throw err;
   }
   const port = cluster.state.port;
@@ -45,7 +51,7 @@ export async function startPostgres(dbname = 'topas_test'): Promise<TestPostgres
     url: `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${dbname}`,
     async stop() {
       await running.stop().catch(() => undefined);
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeDirs();
     },
   };
 }

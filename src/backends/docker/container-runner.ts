@@ -163,15 +163,23 @@ export class ExitWatch {
   }
 }
 
-export function startFailed(label: string, err: unknown, timeoutMs: number, logs: string): TopasError {
-  if (err instanceof TopasError) {
-    return logs && !err.message.includes(logs)
-      ? new TopasError(err.code, `${err.message}\nlast log lines:\n${logs}`, { hint: err.hint, cause: err })
-      : err;
-  }
+/** A start error as a TopasError (testcontainers throws plain errors); the caller adds log lines and hints. */
+export function startFailed(label: string, err: unknown, timeoutMs: number): TopasError {
+  if (err instanceof TopasError) return err;
   const msg = (err as Error)?.message ?? String(err);
   if (/timed out|timeout/i.test(msg)) {
-    return new TopasError('READINESS_TIMEOUT', `${label}: not ready after ${formatDurationMs(timeoutMs)} (${msg})${logs ? `\nlast log lines:\n${logs}` : ''}`, { cause: err });
+    return new TopasError('READINESS_TIMEOUT', `${label}: not ready after ${formatDurationMs(timeoutMs)} (${msg})`, { cause: err });
   }
-  return new TopasError('SUT_START_FAILED', `${label}: ${msg}${logs ? `\nlast log lines:\n${logs}` : ''}`, { cause: err });
+  return new TopasError('SUT_START_FAILED', `${label}: ${msg}`, { cause: err });
+}
+
+/** How a container ended (`exit code 1`), or undefined while it runs (or cannot be asked). */
+export async function exitOf(docker: Dockerode, id: string): Promise<string | undefined> {
+  try {
+    const info = await docker.getContainer(id).inspect();
+    if (info.State && !info.State.Running && !info.State.Restarting && info.State.Status !== 'created') return `exit code ${info.State.ExitCode}`;
+    return undefined;
+  } catch {
+    return 'container is gone';
+  }
 }

@@ -34,6 +34,8 @@ export class DockerBackend implements Backend {
   }
 
   async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
+    // containers keep their own files: the run folder made for us would only stay behind, empty, in TMPDIR
+    if (ctx.workDir) removeEmptyDir(ctx.workDir);
     const engine = await connectEngine();
     const startedAt = new Date().toISOString();
     const network = dockerName('topas', spec.name, ctx.runId);
@@ -143,4 +145,12 @@ async function networkGateway(engine: Engine, network: string, log: (line: strin
   const gateway = info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
   if (!gateway) log(`docker: network ${network} reports no gateway; service-to-service traffic is not shaped`);
   return gateway;
+}
+
+function removeEmptyDir(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // gone already, or someone put files there: not ours to remove
+  }
 }

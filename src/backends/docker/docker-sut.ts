@@ -4,9 +4,10 @@ import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, Start
 import { TopasError } from '../../errors';
 import { formatDurationMs } from '../../util/duration';
 import { resolveReferences } from '../../spec/references';
-import { lastLines, sleep, waitForHttp } from '../readiness';
+import { sleep, waitForHttp } from '../readiness';
 import { containerLogs, ensureImage, imageRef, versionOf, type Engine } from './engine';
-import { ExitWatch, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
+import { ExitWatch, exitOf, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
+import { initSqlFailure, logExcerpt, replicaStartFailure, withDetails } from '../start-errors';
 import { LABEL, clearDetached, dockerName, markDetached, removeProxyHostDir, runLabels } from './labels';
 import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
@@ -224,8 +225,9 @@ export class DockerSut implements Sut {
       db.ready = true;
       this.ctx.log(`docker: ${label} ready on 127.0.0.1:${db.hostPort} (${db.ref})`);
     } catch (err) {
-      const logs = createdId ? lastLines(await containerLogs(this.docker, createdId, 40), 10) : '';
-      throw startFailed(label, err, d.ready.timeoutMs, logs);
+      const failed = startFailed(label, err, d.ready.timeoutMs);
+      if (!createdId || failed.code === 'INTERRUPTED') throw failed;
+      throw withDetails(failed, { excerpt: logExcerpt(await containerLogs(this.docker, createdId, 100), d.name, 10) });
     }
   }
 
@@ -266,7 +268,7 @@ export class DockerSut implements Sut {
     try {
       await c.query(db.spec.initSQL!);
     } catch (err) {
-      throw new TopasError('SUT_START_FAILED', `database ${db.spec.name}: initSQL failed: ${(err as Error).message}`, { cause: err });
+      throw initSqlFailure(this.spec, db.spec, err);
     } finally {
       await c.end().catch(() => {});
     }
@@ -323,9 +325,12 @@ export class DockerSut implements Sut {
       this.ctx.log(`docker: ${label} ready on 127.0.0.1:${started.hostPorts.get(s.port)} (${ref})`);
       return replica;
     } catch (err) {
-      const logs = createdId ? lastLines(await containerLogs(this.docker, createdId, 40), 10) : '';
-      if (createdId) await this.removeContainer(createdId);
-      throw startFailed(label, err, ready.timeoutMs, logs);
+      const failed = startFailed(label, err, ready.timeoutMs);
+      if (!createdId) throw failed;
+      // read before removing: the cause, the container's last log lines, what to check in topas.yaml
+      const [logs, exited] = await Promise.all([containerLogs(this.docker, createdId, 100), exitOf(this.docker, createdId)]);
+      await this.removeContainer(createdId);
+      throw replicaStartFailure(failed, { spec: this.spec, service: s, replica: slot, backend: 'docker', exited, logs });
     }
   }
 

@@ -9,8 +9,9 @@ import { startInDependencyOrder } from '../../spec/dependency-graph';
 import { resolveReferences } from '../../spec/references';
 import { formatDurationMs } from '../../util/duration';
 import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, StartContext, Sut, SutState } from '../backend';
-import { lastLines, sleep, waitForHttp, waitForLog, waitForTcp, type ProbeOptions } from '../readiness';
-import { PostgresCluster, traversableByOthers, type PostgresClusterState } from './postgres-cluster';
+import { sleep, waitForHttp, waitForLog, waitForTcp, type ProbeOptions } from '../readiness';
+import { commandHint, replicaStartFailure } from '../start-errors';
+import { PostgresCluster, postgresBaseDir, type PostgresClusterState } from './postgres-cluster';
 import { freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup, tailLines, waitForExit } from './processes';
 import { currentOwner, removeRunRecord, writeRunRecord, type RunRecord } from './run-registry';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
@@ -208,7 +209,7 @@ export class LocalSut implements Sut {
       await sut.startServiceProxies();
       await startInDependencyOrder(spec, (name) => sut.startNode(name, signal), { signal });
     } catch (e) {
-      ctx.log(`local: start failed, removing what was started: ${errorMessage(e)}`);
+      ctx.log(`local: start failed (${errorMessage(e).split('\n')[0]}); removing what was started`);
       await sut.dispose();
       if (e instanceof TopasError) throw e;
       throw new TopasError('SUT_START_FAILED', `local backend: ${errorMessage(e)}`, { cause: e });
@@ -329,7 +330,7 @@ export class LocalSut implements Sut {
     const db = this.dbs.get(name);
     if (db) {
       const pg = await this.ensurePostgres(signal);
-      await pg.createDatabase(db);
+      await pg.createDatabase(db, this.spec);
       this.ctx.log(`local: database ${name} ready on ${HOST}:${pg.state.port}`);
       return;
     }
@@ -340,17 +341,9 @@ export class LocalSut implements Sut {
 
   private ensurePostgres(signal: AbortSignal): Promise<PostgresCluster> {
     if (!this.pgStart) {
-      let base = path.join(this.workDir, 'postgres');
-      const root = typeof process.getuid === 'function' && process.getuid() === 0;
-      if (root && !traversableByOthers(path.dirname(this.workDir))) {
-        // postgres runs as its own user and could not reach a data dir under a private folder
-        const tmpBase = path.join(os.tmpdir(), 'topas-local');
-        fs.mkdirSync(tmpBase, { recursive: true });
-        base = fs.mkdtempSync(path.join(tmpBase, `pg-${this.runId}-`));
-        this.extraDirs.push(base);
-      } else {
-        fs.mkdirSync(base, { recursive: true });
-      }
+      // as root, postgres runs as its own user: its files go where it can reach them
+      const { dir: base, outside } = postgresBaseDir(path.join(this.workDir, 'postgres'), this.workDir, this.runId);
+      if (outside) this.extraDirs.push(base);
       const timeoutMs = Math.max(...this.spec.databases.map((d) => d.ready.timeoutMs), 30_000);
       this.pgStart = PostgresCluster.start(base, {
         ownedRoot: this.extraDirs.includes(base) ? base : this.workDir,
@@ -499,8 +492,12 @@ export class LocalSut implements Sut {
     const label = `service ${svc.config.name} replica ${index}`;
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
-      child.once('error', (e) =>
-        reject(new TopasError('SUT_START_FAILED', `${label}: cannot start \`${svc.config.command!.join(' ')}\` in ${this.serviceCwd(svc)}: ${e.message}`)),
+      child.once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          new TopasError('SUT_START_FAILED', `${label}: cannot start \`${svc.config.command!.join(' ')}\` in ${this.serviceCwd(svc)}: ${e.message}`, {
+            hint: commandHint(this.spec, svc.config, this.serviceCwd(svc), e.code),
+          }),
+        ),
       );
     });
     const r: Replica = {
@@ -551,14 +548,23 @@ export class LocalSut implements Sut {
 
   private async waitReplicaReady(svc: ServiceRuntime, r: Replica, signal: AbortSignal): Promise<void> {
     const ready = svc.config.ready;
-    const logs = (): string => lastLines(readTail(r.logFile), 15);
     const opts: ProbeOptions = {
       timeoutMs: ready.timeoutMs,
       signal,
       label: `service ${svc.config.name} replica ${r.index}`,
-      liveness: () => (this.replicaGone(r) ? `${describeExit(r.exit)}; last log lines:\n${logs() || '(no output)'}` : undefined),
-      context: () => `last log lines:\n${logs() || '(no output)'}`,
+      liveness: () => (this.replicaGone(r) ? describeExit(r.exit) : undefined),
     };
+    try {
+      await this.probeReplica(svc, r, opts);
+    } catch (e) {
+      // the cause, the replica's last log lines and what to check in topas.yaml
+      throw replicaStartFailure(e, { spec: this.spec, service: svc.config, replica: r.index, backend: 'local', exited: r.exit ? describeExit(r.exit) : undefined, logs: readTail(r.logFile) });
+    }
+    r.ready = true;
+  }
+
+  private async probeReplica(svc: ServiceRuntime, r: Replica, opts: ProbeOptions): Promise<void> {
+    const ready = svc.config.ready;
     let port = r.port;
     if (ready.kind === 'http' || ready.kind === 'tcp') {
       // a readiness port is written as the declared (container) port: map it to this replica's local one
@@ -581,7 +587,6 @@ export class LocalSut implements Sut {
         break;
       }
     }
-    r.ready = true;
   }
 
   /** Spawn a replica into a slot and wait until it is ready; on failure it is stopped and removed. */

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { TopasError } from '../../errors';
-import type { DatabaseSpec } from '../../spec/app-spec';
+import type { AppSpec, DatabaseSpec } from '../../spec/app-spec';
+import { initSqlFailure } from '../start-errors';
 import { lastLines, sleep } from '../readiness';
 import { freePort, isAlive, processStartTicks, readTail, stopGroup, waitForExit } from './processes';
 
@@ -55,7 +56,7 @@ function postgresUser(): { uid: number; gid: number } | undefined {
   }
 }
 
-function runToEnd(cmd: string, args: string[], opts: { uid?: number; gid?: number; env: NodeJS.ProcessEnv }): Promise<{ code: number; output: string }> {
+function runToEnd(cmd: string, args: string[], opts: { uid?: number; gid?: number; env: NodeJS.ProcessEnv; cwd?: string }): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -90,16 +91,22 @@ export class PostgresCluster {
       }
     }
     const superPassword = crypto.randomBytes(18).toString('base64url');
+    // readable by the postgres user only (0600, its own), and only while initdb runs
     const pwFile = path.join(baseDir, 'pwfile');
     fs.writeFileSync(pwFile, superPassword + '\n', { mode: 0o600 });
-    if (user) fs.chownSync(pwFile, user.uid, user.gid);
     const env = { LC_ALL: 'C', LANG: 'C', PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    const init = await runToEnd(
-      path.join(bin, 'initdb'),
-      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'],
-      { ...user, env },
-    );
-    fs.rmSync(pwFile, { force: true });
+    let init: { code: number; output: string };
+    try {
+      if (user) fs.chownSync(pwFile, user.uid, user.gid);
+      init = await runToEnd(
+        path.join(bin, 'initdb'),
+        [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'],
+        // cwd: the postgres user may not be able to read the caller's (initdb looks its directory up)
+        { ...user, env, cwd: baseDir },
+      );
+    } finally {
+      fs.rmSync(pwFile, { force: true });
+    }
     if (init.code !== 0) {
       throw new TopasError('SUT_START_FAILED', `local backend: initdb failed (exit ${init.code}):\n${lastLines(init.output, 15)}`);
     }
@@ -111,7 +118,7 @@ export class PostgresCluster {
     const child = spawn(
       path.join(bin, 'postgres'),
       ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'],
-      { ...user, env, detached: true, stdio: ['ignore', logFd, logFd] },
+      { ...user, env, cwd: baseDir, detached: true, stdio: ['ignore', logFd, logFd] },
     );
     fs.closeSync(logFd);
     child.unref();
@@ -178,7 +185,7 @@ export class PostgresCluster {
   }
 
   /** The spec's user (with its password) and database owned by it, then initSQL run as that user. */
-  async createDatabase(db: DatabaseSpec): Promise<void> {
+  async createDatabase(db: DatabaseSpec, spec?: AppSpec): Promise<void> {
     const { user, password, dbname } = db.credentials;
     try {
       await this.withClient('postgres', async (c) => {
@@ -197,7 +204,7 @@ export class PostgresCluster {
       try {
         await this.withClient(dbname, (c) => c.query(db.initSQL!), { user, password });
       } catch (e) {
-        throw new TopasError('SUT_START_FAILED', `database ${db.name}: initSQL failed: ${(e as Error).message}`, { cause: e });
+        throw initSqlFailure(spec, db, e);
       }
     }
   }
@@ -226,6 +233,34 @@ export function traversableByOthers(dir: string): boolean {
 }
 
 /**
+ * A temp folder the postgres user can walk into: $TMPDIR when it is open to
+ * others, else the system's (a private TMPDIR, as `mktemp -d` makes it, is 0700).
+ */
+export function reachableTmpRoot(): string {
+  for (const dir of [os.tmpdir(), '/tmp', '/var/tmp']) if (traversableByOthers(dir)) return dir;
+  throw new TopasError('BACKEND_UNAVAILABLE', `local backend: PostgreSQL runs as the postgres user, which can reach no temp folder (${os.tmpdir()}, /tmp, /var/tmp)`, {
+    hint: 'point TMPDIR at a folder others may traverse (chmod o+x), or run topas as a user other than root',
+  });
+}
+
+/**
+ * Where a run's PostgreSQL files go (data dir, log, the password file while
+ * initdb runs): `preferred` (created), unless we are root and the postgres user
+ * could not reach it because a folder above `ownedRoot` is private (a 0700
+ * TMPDIR, /root). Then a fresh private folder in a reachable temp root, which
+ * the caller removes with the run (`outside: true`).
+ */
+export function postgresBaseDir(preferred: string, ownedRoot: string, tag: string): { dir: string; outside: boolean } {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!root || traversableByOthers(path.dirname(ownedRoot))) {
+    fs.mkdirSync(preferred, { recursive: true });
+    return { dir: preferred, outside: false };
+  }
+  const dir = fs.mkdtempSync(path.join(reachableTmpRoot(), `topas-pg-${tag.replace(/[^A-Za-z0-9._-]/g, '_')}-`));
+  return { dir, outside: true };
+}
+
+/**
  * As root, postgres runs as the `postgres` user, which cannot reach binaries
  * installed under a private folder (an npx cache in /root/.npm, a 0700 temp
  * dir). Then use a copy of the installation in a shared cache folder, made
@@ -236,7 +271,7 @@ function reachableBinDir(bin: string): string {
   const installRoot = path.resolve(bin, '..');
   const st = fs.statSync(path.join(bin, 'postgres'));
   const key = crypto.createHash('sha256').update(`${installRoot}\0${st.size}\0${st.mtimeMs}`).digest('hex').slice(0, 16);
-  const cacheRoot = path.join(os.tmpdir(), 'topas-pg-binaries');
+  const cacheRoot = path.join(reachableTmpRoot(), 'topas-pg-binaries');
   const target = path.join(cacheRoot, key);
   if (!fs.existsSync(path.join(target, '.complete'))) {
     fs.mkdirSync(cacheRoot, { recursive: true, mode: 0o755 });
