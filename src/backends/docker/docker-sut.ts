@@ -970,6 +970,11 @@ export async function removeRun(engine: Engine, runId: string): Promise<{ contai
         .catch(() => {}),
     ),
   );
+  // a removal already under way elsewhere (409) is not done yet: wait for it, bounded, so `down` returns when all is gone
+  for (let attempt = 0; attempt < 50 && containers.length > 0; attempt++) {
+    if ((await docker.listContainers({ all: true, filters: filter })).length === 0) break;
+    await sleep(100);
+  }
   const networks = await docker.listNetworks({ filters: filter });
   let removedNetworks = 0;
   for (const n of networks) {
