@@ -1,5 +1,6 @@
 import type { AppSpec } from '../spec/app-spec';
 import type { ShapeController } from '../shape/shape-controller';
+import type { SweepOptions } from './ownership';
 
 /**
  * A backend stands a SUT up and hands back a handle to it. One small seam,
@@ -18,8 +19,12 @@ export interface Backend {
   start(spec: AppSpec, ctx: StartContext): Promise<Sut>;
   /** Re-open a SUT that an earlier process started (`topas up` then `topas run`). */
   attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut>;
-  /** Remove everything labelled with this app (or everything of topas when app is undefined) that no live run owns. */
-  sweep(opts: { app?: string; all?: boolean; log?: (line: string) => void }): Promise<{ removed: string[] }>;
+  /**
+   * Remove what runs whose owner process is gone left behind (of `app`, or of
+   * every app with `all`), plus the SUTs kept for `kept` (same app name and spec
+   * file). Never a run whose owner lives, never another app's kept SUT.
+   */
+  sweep(opts: SweepOptions): Promise<{ removed: string[] }>;
 }
 
 export interface StartContext {

@@ -5,9 +5,15 @@ import { downApp } from '../run/sut-service';
 
 export default class Down extends BaseCommand {
   static override summary = 'Tear the system under test down';
-  static override description = 'Removes the SUT recorded by `topas up` and anything earlier runs of the same app left behind; --all also sweeps everything any crashed topas run left (containers, networks, processes, embedded PostgreSQL).';
+  static override description = [
+    'Without --all: removes the SUT `topas up` (or `run --keep`) left running for the app in this folder (or --app): every kept SUT recorded with this app name and this spec file, and what runs of an app with this name left behind when their topas process died.',
+    '',
+    "With --all, also what any run left behind when its topas process died (killed, crashed: its pid is gone, or was reused by another process), whatever its app: service processes, embedded PostgreSQL, shaping proxy hosts, work folders, containers and networks.",
+    '',
+    "Never removed: a run whose topas process still runs (another terminal, a test suite beside you), and a SUT kept by `topas up` for another app (another spec file, even with the same name): run `topas down` in its folder. Local runs are found in $TMPDIR/topas-local, so --all sees the runs of processes with the same TMPDIR; containers an older topas made (no topas.spec label) are left to `topas down` in their folder.",
+  ].join('\n');
   static override examples = ['<%= config.bin %> down', '<%= config.bin %> down --all'];
-  static override flags = { app: appFlag, all: Flags.boolean({ description: 'sweep everything topas left behind, for every app', default: false }) };
+  static override flags = { app: appFlag, all: Flags.boolean({ description: 'also remove what runs of any app left behind when their topas process died (never a live run, never another app’s kept SUT)', default: false }) };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Down);

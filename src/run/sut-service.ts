@@ -56,15 +56,31 @@ export async function upApp(opts: { io: Io; app?: string; backend: string; env: 
   }
 }
 
-/** `topas down [--all]` */
+/**
+ * `topas down [--all]`. Plain: the SUT recorded in .topas/state.json, the SUTs
+ * kept for this app (same name and spec file), and what runs of this app whose
+ * owner process is gone left behind. `--all`: the same, plus what runs of any
+ * app whose owner process is gone left behind. Never a run whose owner lives,
+ * never a SUT another app (or the same name in another folder) kept.
+ */
 export async function downApp(opts: { io: Io; app?: string; all: boolean }): Promise<{ removed: string[]; tornDown?: string }> {
   const log = (line: string) => opts.io.stderr.write(`topas: ${line}\n`);
   const removed: string[] = [];
   let tornDown: string | undefined;
   const file = findAppSpecFile({ app: opts.app, cwd: opts.io.cwd });
-  if (!file && !opts.all) throw new TopasError('FILE_NOT_FOUND', 'no topas.yaml here', { hint: 'pass --app path/to/topas.yaml, or `topas down --all` to sweep everything topas left behind' });
+  if (!file && !opts.all) throw new TopasError('FILE_NOT_FOUND', 'no topas.yaml here', { hint: 'pass --app path/to/topas.yaml, or `topas down --all` to sweep what crashed topas runs left behind' });
+  let spec: AppSpec | undefined;
   if (file) {
-    const spec = await loadAppSpec(file);
+    try {
+      spec = await loadAppSpec(file);
+    } catch (err) {
+      // --all still sweeps the leftovers of crashed runs; this app's kept SUT stays, as its spec cannot be read
+      if (!opts.all) throw err;
+      log(`${file}: not read (${(err as Error).message}); its kept SUT, if any, is left alone`);
+    }
+  }
+  let backends = backendNames();
+  if (spec) {
     const state = readStateFile(spec.dir);
     if (state) {
       try {
@@ -75,23 +91,17 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean }): Pro
         log(`the recorded SUT could not be reopened (${(err as Error).message}); sweeping instead`);
       }
       removeStateFile(spec.dir);
-    }
-    if (!opts.all) {
-      const backend = state?.backend;
-      for (const name of backend ? [backend] : backendNames()) {
-        const r = await getBackend(name).sweep({ app: spec.name, log }).catch(() => ({ removed: [] as string[] }));
-        removed.push(...r.removed);
-      }
+      // a plain down need not wake a backend the app did not use
+      if (!opts.all) backends = [state.backend];
     }
   }
-  if (opts.all) {
-    for (const name of backendNames()) {
-      try {
-        const r = await getBackend(name).sweep({ all: true, log });
-        removed.push(...r.removed);
-      } catch (err) {
-        log(`${name}: sweep skipped (${(err as Error).message})`);
-      }
+  const kept = spec ? { app: spec.name, specFile: spec.file } : undefined;
+  for (const name of backends) {
+    try {
+      const r = await getBackend(name).sweep({ app: spec?.name, all: opts.all, kept, log });
+      removed.push(...r.removed);
+    } catch (err) {
+      log(`${name}: sweep skipped (${(err as Error).message})`);
     }
   }
   return { removed, tornDown };

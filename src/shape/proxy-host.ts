@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { TopasError } from '../errors';
-import { isAlive } from '../backends/local/processes';
+import { isAlive, processStartTicks } from '../backends/local/processes';
 import { ShapingProxy, type ProxyMode, type ProxyTarget } from './shaping-proxy';
 import type { ShapeState } from './shape-state';
 
@@ -24,6 +24,8 @@ import type { ShapeState } from './shape-state';
 
 export interface ProxyHostInfo {
   pid: number;
+  /** kernel start time of the host (processStartTicks), so a recycled pid is not taken for it */
+  startTicks?: number;
   controlPort: number;
   token: string;
 }
@@ -107,7 +109,7 @@ export async function runProxyHost(opts: { watchDir: string; readyFile: string; 
     if (!fs.existsSync(opts.watchDir)) void stop();
   }, WATCH_INTERVAL_MS);
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void stop());
-  const info = { pid: process.pid, controlPort: (server.address() as { port: number }).port };
+  const info = { pid: process.pid, startTicks: processStartTicks(process.pid), controlPort: (server.address() as { port: number }).port };
   const tmp = `${opts.readyFile}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(info));
   fs.renameSync(tmp, opts.readyFile);
@@ -163,9 +165,9 @@ export class ProxyHostClient {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline && !exited) {
       if (fs.existsSync(readyFile)) {
-        const ready = JSON.parse(fs.readFileSync(readyFile, 'utf8')) as { pid: number; controlPort: number };
+        const ready = JSON.parse(fs.readFileSync(readyFile, 'utf8')) as { pid: number; startTicks?: number; controlPort: number };
         fs.rmSync(readyFile, { force: true });
-        return new ProxyHostClient({ pid: ready.pid, controlPort: ready.controlPort, token });
+        return new ProxyHostClient({ pid: ready.pid, startTicks: ready.startTicks, controlPort: ready.controlPort, token });
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -198,8 +200,8 @@ export class ProxyHostClient {
     } catch {
       /* killed below */
     }
-    for (let i = 0; i < 40 && alive(this.info.pid); i++) await new Promise((r) => setTimeout(r, 50));
-    if (alive(this.info.pid)) {
+    for (let i = 0; i < 40 && this.alive(); i++) await new Promise((r) => setTimeout(r, 50));
+    if (this.alive()) {
       try {
         process.kill(this.info.pid, 'SIGKILL');
       } catch {
@@ -209,7 +211,7 @@ export class ProxyHostClient {
   }
 
   alive(): boolean {
-    return alive(this.info.pid);
+    return isAlive({ pid: this.info.pid, startTicks: this.info.startTicks });
   }
 
   private call(method: string, pathName: string, body: unknown): Promise<unknown> {
@@ -240,8 +242,4 @@ export class ProxyHostClient {
       req.end(payload);
     });
   }
-}
-
-function alive(pid: number): boolean {
-  return isAlive({ pid });
 }

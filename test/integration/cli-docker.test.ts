@@ -12,28 +12,35 @@ function docker(...args: string[]): string {
   return execFileSync('docker', args, { encoding: 'utf8' }).trim();
 }
 
-/** Containers and networks any topas run labelled, as `docker ps`/`network ls` list them. */
-function leftovers(): { containers: string[]; networks: string[] } {
-  const containers = docker('ps', '-aq', '--filter', 'label=topas.app').split('\n').filter(Boolean);
-  const networks = docker('network', 'ls', '-q', '--filter', 'label=topas.app').split('\n').filter(Boolean);
+/** The spec label topas puts on what it makes for the app of `specFile` (absolute, symlinks resolved). */
+function specLabel(specFile: string): string {
+  return `label=topas.spec=${fs.realpathSync(path.resolve(REPO_ROOT, specFile))}`;
+}
+
+/** Containers and networks this test's runs of the app of `specFile` left, by the app's spec label. */
+function leftovers(specFile: string): { containers: string[]; networks: string[] } {
+  const containers = docker('ps', '-aq', '--filter', specLabel(specFile)).split('\n').filter(Boolean);
+  const networks = docker('network', 'ls', '-q', '--filter', specLabel(specFile)).split('\n').filter(Boolean);
   return { containers, networks };
 }
 
-const APP = ['--app', 'fixtures/cli/with-app/topas.yaml', '--backend', 'docker'];
+const WITH_APP = 'fixtures/cli/with-app/topas.yaml';
+const QUICKSTART = 'fixtures/quickstart/topas.yaml';
+const APP = ['--app', WITH_APP, '--backend', 'docker'];
 
 describe('topas on the docker backend, end to end', () => {
   before(() => {
     execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-docker.sh')], { stdio: 'inherit' });
     execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-fixture-images.sh')], { stdio: 'inherit' });
-    // earlier, crashed test runs must not count against this one
-    execFileSync(process.execPath, [BIN, 'down', '--all'], { cwd: REPO_ROOT, stdio: 'ignore' });
+    // what earlier, crashed runs of these apps left must not count against this one (never other apps' runs)
+    for (const app of [WITH_APP, QUICKSTART]) execFileSync(process.execPath, [BIN, 'down', '--app', app], { cwd: REPO_ROOT, stdio: 'ignore' });
   });
 
   test('the quickstart passes with --backend docker', async () => {
     const r = await cli(['run', 'fixtures/quickstart/tests/quickstart.lua', '--app', 'fixtures/quickstart/topas.yaml', '--backend', 'docker']);
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /1 passed, 0 failed/);
-    assert.deepEqual(leftovers(), { containers: [], networks: [] });
+    assert.deepEqual(leftovers(QUICKSTART), { containers: [], networks: [] });
   });
 
   test('after a failing run nothing is left', async () => {
@@ -43,7 +50,7 @@ describe('topas on the docker backend, end to end', () => {
     try {
       const r = await cli(['run', scenario, ...APP]);
       assert.equal(r.code, 1, r.stderr + r.stdout);
-      assert.deepEqual(leftovers(), { containers: [], networks: [] });
+      assert.deepEqual(leftovers(WITH_APP), { containers: [], networks: [] });
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -58,10 +65,10 @@ describe('topas on the docker backend, end to end', () => {
     const deadline = Date.now() + 120_000;
     while (!/endpoint db /.test(stderr) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.match(stderr, /endpoint db /, 'the scenario never started');
-    assert.ok(leftovers().containers.length >= 2);
+    assert.ok(leftovers(WITH_APP).containers.length >= 2);
     child.kill('SIGINT');
     assert.equal(await exited, 130, stderr);
-    assert.deepEqual(leftovers(), { containers: [], networks: [] });
+    assert.deepEqual(leftovers(WITH_APP), { containers: [], networks: [] });
   });
 
   test('kill -9 of topas, then `topas down --all`, leaves nothing', async () => {
@@ -75,10 +82,11 @@ describe('topas on the docker backend, end to end', () => {
     assert.match(stderr, /endpoint db /);
     child.kill('SIGKILL');
     await exited;
-    assert.ok(leftovers().containers.length >= 2, 'kill -9 cannot clean up: containers should still be there');
-    const down = await cli(['down', '--all']);
+    assert.ok(leftovers(WITH_APP).containers.length >= 2, 'kill -9 cannot clean up: containers should still be there');
+    // from a folder without an app: --all removes what runs whose owner is gone left, of any app
+    const down = await cli(['down', '--all'], { cwd: path.join(REPO_ROOT, 'fixtures', 'apps') });
     assert.equal(down.code, 0, down.stderr);
-    assert.deepEqual(leftovers(), { containers: [], networks: [] });
+    assert.deepEqual(leftovers(WITH_APP), { containers: [], networks: [] });
   });
 
   test('a missing image gives exit 3 and says how to build it', async () => {
@@ -90,7 +98,7 @@ describe('topas on the docker backend, end to end', () => {
       assert.equal(r.code, 3, r.stderr);
       assert.match(r.stderr, /local\/mock-app:9\.9\.9/);
       assert.match(r.stderr, /docker build|build-fixture-images/);
-      assert.deepEqual(leftovers(), { containers: [], networks: [] });
+      assert.deepEqual(leftovers(path.join(dir, 'topas.yaml')), { containers: [], networks: [] });
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -116,6 +124,6 @@ describe('topas on the docker backend, end to end', () => {
     } finally {
       await cli(['down', '--app', 'fixtures/cli/with-app/topas.yaml']);
     }
-    assert.deepEqual(leftovers(), { containers: [], networks: [] });
+    assert.deepEqual(leftovers(WITH_APP), { containers: [], networks: [] });
   });
 });

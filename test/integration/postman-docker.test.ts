@@ -1,21 +1,25 @@
 import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cli, REPO_ROOT } from '../helpers/cli';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'run.js');
 const APP = ['--app', 'fixtures/postman/topas.yaml', '--backend', 'docker'];
 
+/** Containers of this checkout's runs of the app (by the spec label topas puts on them), not another's. */
 function leftovers(): string[] {
-  return execFileSync('docker', ['ps', '-aq', '--filter', 'label=topas.app=postman-mock-app'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  const spec = fs.realpathSync(path.join(REPO_ROOT, 'fixtures', 'postman', 'topas.yaml'));
+  return execFileSync('docker', ['ps', '-aq', '--filter', `label=topas.spec=${spec}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
 }
 
 describe('Postman, gRPC and db against the mock app on the docker backend', () => {
   before(() => {
     execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-docker.sh')], { stdio: 'inherit' });
     execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-fixture-images.sh')], { stdio: 'inherit' });
-    execFileSync(process.execPath, [BIN, 'down', '--all'], { cwd: REPO_ROOT, stdio: 'ignore' });
+    // what earlier, crashed runs of this app left (never other apps' runs)
+    execFileSync(process.execPath, [BIN, 'down', ...APP.slice(0, 2)], { cwd: REPO_ROOT, stdio: 'ignore' });
   });
 
   test('collection, folder, iterations, vars; SQL state with transactions; gRPC by reflection and proto', async () => {

@@ -5,7 +5,9 @@ import { TopasError } from '../../errors';
 import { startInDependencyOrder } from '../../spec/dependency-graph';
 import { connectEngine, ensureImage, ENGINE_HINT, type Engine } from './engine';
 import { DockerSut, removeRun, type DockerSutData } from './docker-sut';
-import { LABEL, clearDetached, dockerName, proxyHostDir, removeProxyHostDir, runIsOwned, runLabels } from './labels';
+import { KEPT_KIND, LABEL, clearDetached, dockerName, hasLegacyMarker, ownerGone, proxyHostDir, proxyHostOf, removeProxyHostDir, runLabels } from './labels';
+import { isKeptApp, type SweepOptions } from '../ownership';
+import { isAlive, stopGroup, type ProcessRef } from '../local/processes';
 import { ProxyHostClient } from '../../shape/proxy-host';
 import { selfCommand } from '../../util/self-command';
 
@@ -50,7 +52,7 @@ export class DockerBackend implements Backend {
         Name: network,
         Driver: 'bridge',
         CheckDuplicate: true,
-        Labels: { ...runLabels(spec.name, ctx.runId), [LABEL.service]: '' },
+        Labels: { ...runLabels(spec.name, ctx.runId, spec.file), [LABEL.service]: '' },
       });
       const gateway = ctx.shapeDependents || ctx.proxyHost ? await networkGateway(engine, network, ctx.log) : undefined;
       if (gateway && ctx.proxyHost) {
@@ -94,7 +96,12 @@ export class DockerBackend implements Backend {
     return sut;
   }
 
-  async sweep(opts: { app?: string; all?: boolean; log?: (line: string) => void }): Promise<{ removed: string[] }> {
+  /**
+   * Every object (container, network, kept marker) is grouped by its run. A run
+   * is removed when every owner that labelled it is gone and it was not kept,
+   * or when it is a SUT kept for `opts.kept` (same app name and spec file).
+   */
+  async sweep(opts: SweepOptions): Promise<{ removed: string[] }> {
     let engine: Engine;
     try {
       engine = await connectEngine();
@@ -103,31 +110,65 @@ export class DockerBackend implements Backend {
       if (opts.all) opts.log?.(`docker: not swept (${(err as Error).message}); hint: ${ENGINE_HINT}`);
       return { removed: [] };
     }
-    const filter = { label: [opts.app !== undefined ? `${LABEL.app}=${opts.app}` : LABEL.app] };
-    const [containers, networks] = await Promise.all([
+    const filter = { label: [!opts.all && opts.app !== undefined ? `${LABEL.app}=${opts.app}` : LABEL.app] };
+    const keptFilter = opts.kept ? { label: [`${LABEL.app}=${opts.kept.app}`] } : undefined;
+    const [containers, networks, volumes, keptContainers] = await Promise.all([
       engine.docker.listContainers({ all: true, filters: filter }),
       engine.docker.listNetworks({ filters: filter }),
+      engine.docker.listVolumes({ filters: { label: [LABEL.app, `${LABEL.kind}=${KEPT_KIND}`] } }),
+      keptFilter ? engine.docker.listContainers({ all: true, filters: keptFilter }) : Promise.resolve([]),
     ]);
-    const runs = new Map<string, { app: string; labels: Record<string, string>; containers: number }>();
-    for (const c of containers) {
-      const l = c.Labels ?? {};
+    interface RunObjects {
+      app: string;
+      spec?: string;
+      containers: number;
+      /** some owner that labelled the run still lives (or cannot be judged from here) */
+      owned: boolean;
+      proxyHosts: ProcessRef[];
+    }
+    const runs = new Map<string, RunObjects>();
+    const add = (labels: Record<string, string> | undefined, container: boolean): void => {
+      const l = labels ?? {};
       const run = l[LABEL.run] ?? '';
-      const entry = runs.get(run) ?? { app: l[LABEL.app], labels: l, containers: 0 };
-      entry.containers++;
+      const entry = runs.get(run) ?? { app: l[LABEL.app], spec: l[LABEL.spec], containers: 0, owned: false, proxyHosts: [] };
+      if (container) entry.containers++;
+      entry.spec ??= l[LABEL.spec];
+      if (!ownerGone(l)) entry.owned = true;
+      const host = proxyHostOf(l);
+      if (host && !entry.proxyHosts.some((h) => h.pid === host.pid)) entry.proxyHosts.push(host);
       runs.set(run, entry);
+    };
+    const seen = new Set<string>();
+    for (const c of [...containers, ...keptContainers]) {
+      if (seen.has(c.Id)) continue;
+      seen.add(c.Id);
+      add(c.Labels, true);
     }
-    for (const n of networks) {
-      const l = n.Labels ?? {};
-      const run = l[LABEL.run] ?? '';
-      if (!runs.has(run)) runs.set(run, { app: l[LABEL.app], labels: l, containers: 0 });
-    }
+    for (const n of networks) add(n.Labels, false);
+    const kept = new Set((volumes.Volumes ?? []).map((v) => v.Labels?.[LABEL.run] ?? ''));
+    // a kept marker whose containers are gone is still removed with its app
+    for (const v of volumes.Volumes ?? []) if (!runs.has(v.Labels?.[LABEL.run] ?? '')) add(v.Labels, false);
     const removed: string[] = [];
     for (const [runId, r] of runs) {
-      if (!opts.all && runIsOwned(runId, r.labels)) continue;
+      let reason: string;
+      if (kept.has(runId) || hasLegacyMarker(runId)) {
+        if (!isKeptApp(opts.kept, r.app, r.spec)) continue;
+        reason = 'kept SUT of this app';
+      } else {
+        if (r.owned) continue;
+        if (opts.app === undefined || r.app !== opts.app) {
+          if (!opts.all) continue;
+          // labelled by a topas that kept its "kept" marker in its own TMPDIR: a kept SUT cannot be told from a crash here
+          if (r.spec === undefined) continue;
+        }
+        reason = 'owner gone';
+      }
       const res = await removeRun(engine, runId);
-      clearDetached(runId);
+      await clearDetached(engine.docker, runId).catch((err: Error) => opts.log?.(`docker: kept marker of run ${runId} not removed: ${err.message}`));
+      const hosts = r.proxyHosts.filter((h) => isAlive(h));
+      await Promise.all(hosts.map((h) => stopGroup(h, 2000)));
       removeProxyHostDir(runId);
-      const what = `docker run ${runId} (app ${r.app}): ${res.containers} container(s), ${res.networks} network(s)`;
+      const what = `docker run ${runId} (app ${r.app}, ${reason}): ${res.containers} container(s), ${res.networks} network(s)${hosts.length ? ', proxy host' : ''}`;
       opts.log?.(`swept ${what}`);
       removed.push(what);
     }

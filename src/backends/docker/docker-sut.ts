@@ -391,7 +391,7 @@ export class DockerSut implements Sut {
 
   private labels(service: string, kind: 'service' | 'database', slot: number, ref: string): Record<string, string> {
     return {
-      ...runLabels(this.spec.name, this.runId),
+      ...runLabels(this.spec.name, this.runId, this.spec.file, this.proxyHost?.info),
       [LABEL.service]: service,
       [LABEL.kind]: kind,
       [LABEL.replica]: String(slot),
@@ -885,7 +885,7 @@ export class DockerSut implements Sut {
     this.stopReconcile();
     // scenario proxies end with this process; dependents' proxies, if any, live on in the proxy host
     await this.fleet.close();
-    markDetached(this.runId);
+    await markDetached(this.docker, this.spec.name, this.runId, this.spec.file);
   }
 
   /** Remove every container and the network of this run (by label, so also what a crash left). Idempotent. */
@@ -913,7 +913,7 @@ export class DockerSut implements Sut {
     await removeRun(this.engine, this.runId);
     await this.proxyHost?.exit();
     removeProxyHostDir(this.runId);
-    clearDetached(this.runId);
+    await clearDetached(this.docker, this.runId).catch((err: Error) => this.ctx.log(`docker: kept marker of run ${this.runId} not removed: ${err.message}`));
     this.ctx.log(`docker: removed the containers and network of run ${this.runId}`);
   }
 
@@ -975,6 +975,11 @@ export async function removeRun(engine: Engine, runId: string): Promise<{ contai
         .catch(() => {}),
     ),
   );
+  // a removal already under way elsewhere (409) is not done yet: wait for it, bounded, so `down` returns when all is gone
+  for (let attempt = 0; attempt < 50 && containers.length > 0; attempt++) {
+    if ((await docker.listContainers({ all: true, filters: filter })).length === 0) break;
+    await sleep(100);
+  }
   const networks = await docker.listNetworks({ filters: filter });
   let removedNetworks = 0;
   for (const n of networks) {

@@ -1,5 +1,6 @@
 import type { AppSpec } from '../../spec/app-spec';
 import type { Backend, StartContext, Sut, SutState } from '../backend';
+import type { SweepOptions } from '../ownership';
 import { LocalSut, type LocalSutOptions } from './local-sut';
 import { postgresBinariesAvailable } from './postgres-cluster';
 import { sweepRuns } from './run-registry';
@@ -31,7 +32,7 @@ export class LocalBackend implements Backend {
     return LocalSut.attach(spec, state, ctx, this.opts);
   }
 
-  sweep(opts: { app?: string; all?: boolean; log?: (line: string) => void }): Promise<{ removed: string[] }> {
+  sweep(opts: SweepOptions): Promise<{ removed: string[] }> {
     return sweepRuns(opts);
   }
 }

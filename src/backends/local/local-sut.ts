@@ -980,12 +980,14 @@ export class LocalSut implements Sut {
     const rec: RunRecord = {
       runId: this.runId,
       app: this.spec.name,
+      specFile: this.spec.file,
       owner: currentOwner(),
       detached: this.detached,
       workDir: this.workDir,
       extraDirs: [...this.extraDirs],
       processes: [...this.svcs.values()].flatMap((s) => s.replicas.map((r) => ({ pid: r.pid, startTicks: r.startTicks }))),
       postgres: this.pg ? { dataDir: this.pg.state.dataDir, pid: this.pg.state.pid, startTicks: this.pg.state.startTicks } : undefined,
+      proxyHost: this.proxyHost ? { pid: this.proxyHost.info.pid, startTicks: this.proxyHost.info.startTicks } : undefined,
     };
     try {
       writeRunRecord(rec);
