@@ -84,6 +84,11 @@ export class DockerBackend implements Backend {
     await sut.adopt();
     // containers started by another process reach its proxy host, if it made one, else each other directly
     const host = data?.proxyHost ? new ProxyHostClient(data.proxyHost) : undefined;
+    if (ctx.readOnly) {
+      // looks (ps) or tears down (down): no proxies, no healing
+      if (host?.alive()) sut.keepProxyHost(host);
+      return sut;
+    }
     if (host?.alive() && data?.gateway) {
       sut.useProxyHost(host);
       await sut.startShaping(data.gateway);
