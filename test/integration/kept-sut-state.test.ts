@@ -226,7 +226,14 @@ for (const backend of ['local', 'docker'] as const) {
     });
 
     after(async () => {
+      let hostPid: number | undefined;
+      try {
+        hostPid = (JSON.parse(fs.readFileSync(path.join(dir, '.topas', 'state.json'), 'utf8')) as { data: { proxyHost?: ProxyHostInfo } }).data.proxyHost?.pid;
+      } catch {
+        /* not up */
+      }
       await cli(['down', '--app', app]);
+      if (hostPid && alive(hostPid)) process.kill(hostPid, 'SIGKILL');
       // whatever a failed test left: only what this test saw by pid / run id
       for (const pid of [...everPids, ...(runId ? runProcesses(runId).keys() : [])]) {
         try {
@@ -319,6 +326,28 @@ for (const backend of ['local', 'docker'] as const) {
       } else {
         assert.deepEqual(runContainers(runId), [], 'containers of the run left after down');
       }
+      assert.ok(!fs.existsSync(path.join(dir, '.topas', 'state.json')), 'state.json left after down');
+    });
+
+    test('every replica gone behind its back: ps shows none, down still ends the proxy host', async () => {
+      const up = await cli(['up', '--app', app, '--backend', backend]);
+      assert.equal(up.code, 0, up.stdout + up.stderr);
+      runId = (await ps()).runId!;
+      const state = JSON.parse(fs.readFileSync(path.join(dir, '.topas', 'state.json'), 'utf8')) as { data: { proxyHost?: ProxyHostInfo } };
+      const hostPid = state.data.proxyHost?.pid;
+      assert.ok(hostPid && alive(hostPid), 'a proxy host runs for the kept SUT');
+      if (backend === 'local') {
+        for (const pid of actual()) process.kill(-Number(pid), 'SIGKILL');
+      } else {
+        execFileSync('docker', ['rm', '-f', ...runContainers(runId).map((c) => c.id)], { stdio: 'ignore' });
+      }
+      await eventually('the replicas are gone', () => actual().length === 0, 10_000);
+      const s = api(await ps());
+      assert.equal(s.replicas, 0, JSON.stringify(s));
+      assert.equal(s.ready, false, JSON.stringify(s));
+      const down = await cli(['down', '--app', app]);
+      assert.equal(down.code, 0, down.stdout + down.stderr);
+      await eventually(`proxy host ${hostPid} ends with its SUT`, () => !alive(hostPid), 10_000);
       assert.ok(!fs.existsSync(path.join(dir, '.topas', 'state.json')), 'state.json left after down');
     });
   });

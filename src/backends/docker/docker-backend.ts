@@ -74,7 +74,8 @@ export class DockerBackend implements Backend {
     const engine = await connectEngine();
     const data = state.data as DockerSutData | undefined;
     const found = await engine.docker.listContainers({ all: true, filters: { label: [`${LABEL.run}=${state.runId}`] } });
-    if (found.length === 0) {
+    // a reader (ps, down) takes it as it is: nothing runs, but `down` still ends its proxy host
+    if (found.length === 0 && !ctx.readOnly) {
       throw new TopasError('SUT_NOT_UP', `no containers of run ${state.runId} (app ${state.app}) exist any more`, {
         hint: 'start it again with `topas up`',
       });

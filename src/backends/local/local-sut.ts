@@ -250,7 +250,8 @@ export class LocalSut implements Sut {
     sut.seq = data.seq;
     if (data.postgres) {
       sut.pg = PostgresCluster.fromState(data.postgres);
-      if (!sut.pg.alive()) throw new TopasError('SUT_NOT_UP', `local run ${state.runId}: its PostgreSQL (pid ${data.postgres.pid}) is not running`);
+      // a reader shows it gone and `down` still removes the rest (replicas, proxy host, folders)
+      if (!sut.pg.alive() && !readOnly) throw new TopasError('SUT_NOT_UP', `local run ${state.runId}: its PostgreSQL (pid ${data.postgres.pid}) is not running`);
     }
     const retiring: Array<[ServiceRuntime, Replica]> = [];
     for (const [name, s] of Object.entries(data.services)) {
