@@ -6,7 +6,7 @@ import { getBackend } from '../backends/registry';
 import '../backends/index';
 import { TopasError } from '../errors';
 import type { AppSpec } from '../spec/app-spec';
-import { readStateFile, removeStateFile, writeStateFile } from './run-record';
+import { readStateFile, removeStateFile, updateStateFile, writeStateFile } from './run-record';
 
 export interface BackendChoice {
   backend: Backend;
@@ -77,7 +77,7 @@ export async function openSut(opts: {
       const backend = getBackend(state.backend);
       // every change this run makes to the kept SUT reaches state.json as it happens, so `ps`,
       // the next run and `down` see what runs, even if this process dies midway
-      const onState = (next: SutState) => writeStateFile(spec.dir, next);
+      const onState = (next: SutState) => void updateStateFile(spec.dir, next);
       const sut = await backend.attach(spec, state, { runId: opts.runId, workDir: '', log: opts.log, signal: opts.signal, env: opts.env, onState });
       return { sut, owned: false, backend: state.backend, reason: `reusing the SUT started by \`topas up\` (run ${state.runId})` };
     } catch (err) {
@@ -118,7 +118,7 @@ export async function releaseSut(session: SutSession | undefined, opts: { keep: 
     } else {
       await sut.detach();
       // what this run left the kept SUT as (a backend without onState records it here)
-      writeStateFile(opts.stateDir, sut.state());
+      updateStateFile(opts.stateDir, sut.state());
     }
     return true;
   } catch (err) {
