@@ -94,6 +94,7 @@ export class DockerBackend implements Backend {
       sut.useProxyHost(host);
       await sut.startShaping(data.gateway);
     } else await sut.startShaping(undefined);
+    sut.awaitUnready();
     sut.startReconcile();
     return sut;
   }

@@ -458,6 +458,34 @@ export class DockerSut implements Sut {
     }
   }
 
+  /**
+   * After adopt: replicas found running but not answering (a run died while they
+   * started) get their readiness timeout, then the reconcile loop replaces them.
+   */
+  awaitUnready(): void {
+    for (const svc of this.svcs.values()) {
+      const ready = svc.spec.ready;
+      if (ready.kind !== 'http') continue;
+      for (const r of svc.replicas.filter((x) => !x.gone && !x.ready)) {
+        void this.withLock(svc, async () => {
+          if (r.gone || r.ready || this.disposed) return;
+          const label = `service ${svc.spec.name} replica ${r.slot}`;
+          const watch = new ExitWatch(this.docker, r.id);
+          try {
+            await waitForHttp(`http://127.0.0.1:${r.hostPorts.get(ready.port ?? svc.spec.port)}`, { path: ready.path, timeoutMs: ready.timeoutMs, label, liveness: watch.liveness });
+            r.ready = true;
+          } catch (err) {
+            if (this.disposed) return;
+            this.ctx.log(`docker: ${label} did not become ready (${(err as Error).message}); replacing it`);
+            r.gone = true;
+          } finally {
+            watch.stop();
+          }
+        }).catch(() => {});
+      }
+    }
+  }
+
   /** An attached run of a kept SUT records every change of what is declared (StartContext.onState). */
   private saveState(): void {
     if (!this.ctx.onState || this.ctx.readOnly) return;

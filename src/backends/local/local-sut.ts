@@ -1140,7 +1140,8 @@ export class LocalSut implements Sut {
     await Promise.all([...all, ...strays].map((r) => stopGroup(r, Math.min(this.graceMs, 3000))));
     for (const r of all) r.child?.removeAllListeners('exit');
     for (const s of this.svcs.values()) s.replicas = [];
-    if (this.pg) await this.pg.stop();
+    // only a live one: the group of a PostgreSQL that died long ago (attach) may be someone else's by now
+    if (this.pg && (this.pgStart || this.pg.alive())) await this.pg.stop();
     await this.proxyHost?.exit();
     for (const d of [this.workDir, ...this.extraDirs]) fs.rmSync(d, { recursive: true, force: true });
     removeRunRecord(this.runId);
