@@ -313,9 +313,12 @@ for (const backend of ['local', 'docker'] as const) {
         last = `ps ${JSON.stringify(s)}, running ${actual().join(', ')}`;
         return s.replicas === actual().length;
       }).catch((err: Error) => assert.fail(`${err.message}: ${last}; killed run's stderr: ${stderr}`));
+      const afterCrash = actual();
       const next = await cli(['run', path.join(dir, 'look.lua'), '--app', app]);
       assert.equal(next.code, 0, next.stdout + next.stderr);
       const kept = actual();
+      // it finishes the scale the killed run declared, and restarts none of what runs
+      assert.deepEqual(afterCrash.filter((x) => !kept.includes(x)), [], `replicas the next run replaced (running now: ${kept.join(', ')})`);
       const down = await cli(['down', '--app', app]);
       assert.equal(down.code, 0, down.stdout + down.stderr);
       assert.ok(kept.length >= before, `replicas that run: ${kept.join(', ')}`);
