@@ -49,6 +49,18 @@ export interface StartContext {
    * runs shape service-to-service traffic too. Backends without one ignore it.
    */
   proxyHost?: boolean;
+  /**
+   * Attach only to look (`ps`) or to tear down (`down`): no proxies, no
+   * self-healing, nothing written back, so a reader never overwrites what a run
+   * holding the SUT records. Readiness is probed once instead of assumed.
+   */
+  readOnly?: boolean;
+  /**
+   * An attached run of a kept SUT: called with `state()` whenever what runs
+   * changes (a replica spawned or stopped, a scale, a rollout), so
+   * .topas/state.json follows the SUT even if this process dies midway.
+   */
+  onState?: (state: SutState) => void;
 }
 
 /** What `ps` and `sut.services()` show. */

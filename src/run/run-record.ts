@@ -246,6 +246,23 @@ export function writeStateFile(dir: string, state: SutState): void {
   writeFileAtomic(stateFilePath(dir), JSON.stringify(state, null, 2) + '\n');
 }
 
+/**
+ * Record a change of the kept SUT that a run attached to it made, but only while
+ * state.json still names that SUT: after a `topas down` (or a new `topas up`)
+ * in between, a run that was attached must not bring back a state of its own.
+ */
+export function updateStateFile(dir: string, state: SutState): boolean {
+  let current: SutState | undefined;
+  try {
+    current = readStateFile(dir);
+  } catch {
+    current = undefined;
+  }
+  if (current?.runId !== state.runId || current.backend !== state.backend) return false;
+  writeStateFile(dir, state);
+  return true;
+}
+
 export function readStateFile(dir: string): SutState | undefined {
   return readJson<SutState>(stateFilePath(dir));
 }

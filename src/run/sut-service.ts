@@ -84,7 +84,7 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean }): Pro
     const state = readStateFile(spec.dir);
     if (state) {
       try {
-        const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log });
+        const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log, readOnly: true });
         await sut.dispose();
         tornDown = `${spec.name} (${state.backend}, run ${state.runId})`;
       } catch (err) {
@@ -113,7 +113,8 @@ export async function psApp(opts: { io: Io; app?: string }): Promise<{ app: stri
   const state = readStateFile(spec.dir);
   if (!state) return { app: spec.name, services: [] };
   const log = (line: string) => opts.io.stderr.write(`topas: ${line}\n`);
-  const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log });
+  // looks only: probes what runs, writes nothing (a run holding the SUT records its own changes)
+  const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log, readOnly: true });
   try {
     return { app: spec.name, backend: state.backend, runId: state.runId, services: await sut.services() };
   } finally {

@@ -1,13 +1,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Backend, Sut } from '../backends/backend';
+import type { Backend, Sut, SutState } from '../backends/backend';
 import { getBackend } from '../backends/registry';
 import '../backends/index';
 import { TopasError } from '../errors';
 import type { AppSpec } from '../spec/app-spec';
 import { registerSecretsIn, registerSpecSecrets } from '../spec/secrets';
-import { readStateFile, removeStateFile, writeStateFile } from './run-record';
+import { readStateFile, removeStateFile, updateStateFile, writeStateFile } from './run-record';
 
 export interface BackendChoice {
   backend: Backend;
@@ -78,7 +78,10 @@ export async function openSut(opts: {
   if (state && state.app === spec.name && (opts.backend === 'auto' || opts.backend === state.backend)) {
     try {
       const backend = getBackend(state.backend);
-      const sut = await backend.attach(spec, state, { runId: opts.runId, workDir: '', log: opts.log, signal: opts.signal, env: opts.env });
+      // every change this run makes to the kept SUT reaches state.json as it happens, so `ps`,
+      // the next run and `down` see what runs, even if this process dies midway
+      const onState = (next: SutState) => void updateStateFile(spec.dir, next);
+      const sut = await backend.attach(spec, state, { runId: opts.runId, workDir: '', log: opts.log, signal: opts.signal, env: opts.env, onState });
       registerSecretsIn(sut.state());
       return { sut, owned: false, backend: state.backend, reason: `reusing the SUT started by \`topas up\` (run ${state.runId})` };
     } catch (err) {
@@ -124,6 +127,8 @@ export async function releaseSut(session: SutSession | undefined, opts: { keep: 
       opts.log('kept the SUT running (--keep); `topas down` tears it down');
     } else {
       await sut.detach();
+      // what this run left the kept SUT as (a backend without onState records it here)
+      updateStateFile(opts.stateDir, sut.state());
     }
     return true;
   } catch (err) {

@@ -14,6 +14,7 @@ import {
   readStateFile,
   removeStateFile,
   stateFilePath,
+  updateStateFile,
   writeFileAtomic,
   writeStateFile,
   type RunRecord,
@@ -230,5 +231,17 @@ describe('state file', () => {
     removeStateFile(dir);
     removeStateFile(dir);
     assert.equal(readStateFile(dir), undefined);
+  });
+
+  test('an attached run updates the state only while it still names its SUT (a down in between wins)', () => {
+    const state: SutState = { backend: 'local', runId: 'r1', app: 'shop', specFile: '/x/topas.yaml', startedAt: '2025-01-31T12:00:00.000Z', data: { n: 1 } };
+    assert.equal(updateStateFile(dir, state), false, 'no state: nothing to update');
+    assert.equal(readStateFile(dir), undefined);
+    writeStateFile(dir, state);
+    assert.equal(updateStateFile(dir, { ...state, data: { n: 2 } }), true);
+    assert.deepEqual(readStateFile(dir)?.data, { n: 2 });
+    writeStateFile(dir, { ...state, runId: 'r2' });
+    assert.equal(updateStateFile(dir, { ...state, data: { n: 3 } }), false, 'another SUT is up now');
+    assert.equal(readStateFile(dir)?.runId, 'r2');
   });
 });

@@ -78,7 +78,8 @@ export class DockerBackend implements Backend {
     const engine = await connectEngine();
     const data = state.data as DockerSutData | undefined;
     const found = await engine.docker.listContainers({ all: true, filters: { label: [`${LABEL.run}=${state.runId}`] } });
-    if (found.length === 0) {
+    // a reader (ps, down) takes it as it is: nothing runs, but `down` still ends its proxy host
+    if (found.length === 0 && !ctx.readOnly) {
       throw new TopasError('SUT_NOT_UP', `no containers of run ${state.runId} (app ${state.app}) exist any more`, {
         hint: 'start it again with `topas up`',
       });
@@ -88,10 +89,16 @@ export class DockerBackend implements Backend {
     await sut.adopt();
     // containers started by another process reach its proxy host, if it made one, else each other directly
     const host = data?.proxyHost ? new ProxyHostClient(data.proxyHost) : undefined;
+    if (ctx.readOnly) {
+      // looks (ps) or tears down (down): no proxies, no healing
+      if (host?.alive()) sut.keepProxyHost(host);
+      return sut;
+    }
     if (host?.alive() && data?.gateway) {
       sut.useProxyHost(host);
       await sut.startShaping(data.gateway);
     } else await sut.startShaping(undefined);
+    sut.awaitUnready();
     sut.startReconcile();
     return sut;
   }

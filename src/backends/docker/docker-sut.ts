@@ -24,6 +24,8 @@ const RECONCILE_INTERVAL_MS = 500;
 const DRAIN_MS = 250;
 const STOP_GRACE_S = 10;
 const MAX_HEAL_BACKOFF_MS = 30_000;
+/** one readiness attempt of a replica found running (attach, ps) */
+const PROBE_ONCE_MS = 2000;
 
 interface Replica {
   slot: number;
@@ -408,9 +410,14 @@ export class DockerSut implements Sut {
 
   // ---- attach ------------------------------------------------------------
 
-  /** Rebuild replica tables from the containers labelled with this run (another process started them). */
+  /**
+   * Rebuild replica tables from the containers labelled with this run (another
+   * process started them): what runs is the truth, whatever the state file says.
+   * A running replica counts as ready once its readiness check answers now.
+   */
   async adopt(): Promise<void> {
     const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL.run}=${this.runId}`] } });
+    const probes: Promise<void>[] = [];
     for (const info of list) {
       const l = info.Labels ?? {};
       const name = l[LABEL.service];
@@ -426,7 +433,7 @@ export class DockerSut implements Sut {
       const svc = this.svcs.get(name);
       if (!svc) continue;
       const slot = Number(l[LABEL.replica]) || svc.replicas.length + 1;
-      svc.replicas.push({
+      const replica: Replica = {
         slot,
         id: info.Id,
         name: (info.Names?.[0] ?? '').replace(/^\//, ''),
@@ -434,9 +441,63 @@ export class DockerSut implements Sut {
         hostPorts,
         ready: running,
         gone: !running,
-      });
+      };
+      svc.replicas.push(replica);
+      if (running) probes.push(this.probeReady(svc, replica));
       const n = /-(\d+)$/.exec(info.Names?.[0] ?? '');
       if (n) this.counter = Math.max(this.counter, Number(n[1]));
+    }
+    await Promise.all(probes);
+  }
+
+  /** One http readiness attempt of an adopted replica (others: running is ready, as docker's wait strategies are start-time only). */
+  private async probeReady(svc: ServiceRt, r: Replica): Promise<void> {
+    const ready = svc.spec.ready;
+    if (ready.kind !== 'http') return;
+    const port = r.hostPorts.get(ready.port ?? svc.spec.port);
+    try {
+      if (!port) throw new Error('port not published');
+      await waitForHttp(`http://127.0.0.1:${port}`, { path: ready.path, timeoutMs: 1, attemptTimeoutMs: PROBE_ONCE_MS, label: `service ${svc.spec.name} replica ${r.slot}` });
+    } catch {
+      r.ready = false;
+    }
+  }
+
+  /**
+   * After adopt: replicas found running but not answering (a run died while they
+   * started) get their readiness timeout, then the reconcile loop replaces them.
+   */
+  awaitUnready(): void {
+    for (const svc of this.svcs.values()) {
+      const ready = svc.spec.ready;
+      if (ready.kind !== 'http') continue;
+      for (const r of svc.replicas.filter((x) => !x.gone && !x.ready)) {
+        void this.withLock(svc, async () => {
+          if (r.gone || r.ready || this.disposed) return;
+          const label = `service ${svc.spec.name} replica ${r.slot}`;
+          const watch = new ExitWatch(this.docker, r.id);
+          try {
+            await waitForHttp(`http://127.0.0.1:${r.hostPorts.get(ready.port ?? svc.spec.port)}`, { path: ready.path, timeoutMs: ready.timeoutMs, label, liveness: watch.liveness });
+            r.ready = true;
+          } catch (err) {
+            if (this.disposed) return;
+            this.ctx.log(`docker: ${label} did not become ready (${(err as Error).message}); replacing it`);
+            r.gone = true;
+          } finally {
+            watch.stop();
+          }
+        }).catch(() => {});
+      }
+    }
+  }
+
+  /** An attached run of a kept SUT records every change of what is declared (StartContext.onState). */
+  private saveState(): void {
+    if (!this.ctx.onState || this.ctx.readOnly) return;
+    try {
+      this.ctx.onState(this.state());
+    } catch (err) {
+      this.ctx.log(`docker: cannot record the state of the kept SUT: ${(err as Error).message}`);
     }
   }
 
@@ -543,7 +604,9 @@ export class DockerSut implements Sut {
       const failed = results.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
     } else if (n < live.length) {
-      const victims = [...live].sort((a, b) => b.slot - a.slot).slice(0, live.length - n);
+      // replicas of an older image first (a rollout a dead run left half done), then the highest slots
+      const current = this.refOf(svc);
+      const victims = [...live].sort((a, b) => Number(a.ref === current) - Number(b.ref === current) || b.slot - a.slot).slice(0, live.length - n);
       for (const v of victims) v.ready = false;
       svc.replicas = svc.replicas.filter((r) => !victims.includes(r));
       await sleep(DRAIN_MS);
@@ -624,13 +687,16 @@ export class DockerSut implements Sut {
       const extraEndpoints: Record<string, string[]> = {};
       for (const [pn, p] of Object.entries(svc.spec.ports)) extraEndpoints[pn] = ready.map((r) => `127.0.0.1:${r.hostPorts.get(p)}`);
       const ref = svc.image ? this.refOf(svc) : undefined;
+      const live = svc.replicas.filter((r) => !r.gone);
+      // the versions that run (two during a rollout), else the declared one
+      const running = [...new Set(live.map((r) => versionOf(r.ref)))];
       out.push({
         name: svc.spec.name,
         kind: 'service',
-        replicas: svc.replicas.filter((r) => !r.gone).length,
+        replicas: live.length,
         ready: this.isReady(svc),
         image: ref,
-        version: svc.version ?? (ref ? versionOf(ref) : undefined),
+        version: running.length ? running.join(', ') : (svc.version ?? (ref ? versionOf(ref) : undefined)),
         endpoints: ready.map((r) => this.directUrl(svc, r)),
         ...(Object.keys(extraEndpoints).length ? { extraEndpoints } : {}),
       });
@@ -697,16 +763,20 @@ export class DockerSut implements Sut {
       svc.declared = target;
       if (svc.stopped) {
         Object.assign(svc, { image, version, envOverrides });
+        this.saveState();
         return;
       }
+      // recorded before the work: a run that dies midway leaves the intent, and the next attach finishes it
+      if (changed) Object.assign(svc, { image, version, envOverrides });
+      this.saveState();
       if (target < svc.replicas.length) await this.scaleTo(svc, target);
       if (changed) {
-        Object.assign(svc, { image, version, envOverrides });
         try {
           await this.rollAll(svc);
         } catch (err) {
           // replicas not yet replaced keep the old config, and so do later heals
           Object.assign(svc, before);
+          this.saveState();
           throw err;
         }
         this.ctx.log(`docker: service ${name} rolled out to ${newRef}`);
@@ -741,6 +811,7 @@ export class DockerSut implements Sut {
       await this.withLock(db, async () => {
         db.stopped = true;
         db.ready = false;
+        this.saveState();
         if (db.id) await this.docker.getContainer(db.id).stop({ t: STOP_GRACE_S }).catch(() => {});
       });
       return;
@@ -748,6 +819,7 @@ export class DockerSut implements Sut {
     const svc = this.svc(name);
     await this.withLock(svc, async () => {
       svc.stopped = true;
+      this.saveState();
       const victims = svc.replicas;
       for (const v of victims) v.ready = false;
       svc.replicas = [];
@@ -761,6 +833,7 @@ export class DockerSut implements Sut {
     if (db) {
       await this.withLock(db, async () => {
         db.stopped = false;
+        this.saveState();
         if (db.id) await this.restartDatabaseContainer(db, false);
         else await this.startDatabase(db, undefined, true);
       });
@@ -769,6 +842,7 @@ export class DockerSut implements Sut {
     const svc = this.svc(name);
     await this.withLock(svc, async () => {
       svc.stopped = false;
+      this.saveState();
       await this.scaleTo(svc, svc.declared);
     });
   }
@@ -778,6 +852,7 @@ export class DockerSut implements Sut {
     if (db) {
       await this.withLock(db, async () => {
         db.stopped = false;
+        this.saveState();
         if (db.id) await this.restartDatabaseContainer(db, true);
         else await this.startDatabase(db, undefined, true);
       });
@@ -786,6 +861,7 @@ export class DockerSut implements Sut {
     const svc = this.svc(name);
     await this.withLock(svc, async () => {
       svc.stopped = false;
+      this.saveState();
       await this.rollAll(svc);
       await this.scaleTo(svc, svc.declared);
     });
@@ -885,7 +961,12 @@ export class DockerSut implements Sut {
     this.stopReconcile();
     // scenario proxies end with this process; dependents' proxies, if any, live on in the proxy host
     await this.fleet.close();
-    await markDetached(this.docker, this.spec.name, this.runId, this.spec.file);
+    if (!this.ctx.readOnly) await markDetached(this.docker, this.spec.name, this.runId, this.spec.file);
+  }
+
+  /** `down` of a kept run: the host goes with it, though a reader never talked to it. */
+  keepProxyHost(host: ProxyHostClient): void {
+    this.proxyHost = host;
   }
 
   /** Remove every container and the network of this run (by label, so also what a crash left). Idempotent. */

@@ -12,8 +12,8 @@ import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, Start
 import { sleep, waitForHttp, waitForLog, waitForTcp, type ProbeOptions } from '../readiness';
 import { commandHint, replicaStartFailure } from '../start-errors';
 import { PostgresCluster, postgresBaseDir, type PostgresClusterState } from './postgres-cluster';
-import { freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup, tailLines, waitForExit } from './processes';
-import { currentOwner, removeRunRecord, writeRunRecord, type RunRecord } from './run-registry';
+import { findRunProcesses, freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup, tailLines, waitForExit } from './processes';
+import { currentOwner, readRunRecords, removeRunRecord, writeRunRecord, type RunRecord } from './run-registry';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
@@ -71,6 +71,8 @@ interface PersistedReplica {
   ports: Record<string, number>;
   logFile: string;
   version?: string;
+  /** replaced or scaled away, being stopped: an attach finishes the stop */
+  retiring?: boolean;
 }
 
 /** `SutState.data` of the local backend. */
@@ -106,6 +108,8 @@ class Mutex {
 const HOST = '127.0.0.1';
 const EXEC_TIMEOUT_MS = 120_000;
 const DEFAULT_WAIT_READY_MS = 60_000;
+/** a single readiness attempt (attach, ps): the time one answer may take */
+const PROBE_ONCE_MS = 2000;
 
 function portEnvName(name: string): string {
   return `PORT_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
@@ -143,6 +147,10 @@ export class LocalSut implements Sut {
   private loop?: NodeJS.Timeout;
   private closed = false;
   private detached = false;
+  /** attached to a SUT kept by `topas up` / --keep: it stays kept (detached) in the registry */
+  private kept = false;
+  /** attached only to look or tear down (StartContext.readOnly) */
+  private readonly readOnly: boolean;
   private disposing?: Promise<void>;
   /** aborted by dispose/detach: every readiness wait in flight stops */
   private readonly opsAbort = new AbortController();
@@ -168,6 +176,7 @@ export class LocalSut implements Sut {
     this.graceMs = opts.graceMs ?? 5000;
     this.drainMs = opts.drainMs ?? 300;
     this.reconcileIntervalMs = opts.reconcileIntervalMs ?? 200;
+    this.readOnly = ctx.readOnly === true;
     for (const s of spec.services) {
       this.svcs.set(s.name, {
         config: { ...s, env: { ...s.env }, ports: { ...s.ports } },
@@ -219,26 +228,33 @@ export class LocalSut implements Sut {
     return sut;
   }
 
-  /** Reopen a run from its persisted state (another process started it); operations work by pid. */
+  /**
+   * Reopen a run from its persisted state (another process started it); operations work by pid.
+   * Replicas are taken as they are: alive ones are kept (probed for readiness, not restarted),
+   * dead ones replaced by the loop, ones a crashed run was retiring stopped.
+   */
   static async attach(spec: AppSpec, state: SutState, ctx: StartContext, opts: LocalSutOptions = {}): Promise<LocalSut> {
     if (state.backend !== 'local') throw new TopasError('SUT_NOT_UP', `state belongs to backend "${state.backend}", not local`);
     const data = state.data as LocalStateData;
     // the services were started by another process: their references point at its proxy host, if it made one, else directly at replicas
     const host = data.proxyHost ? new ProxyHostClient(data.proxyHost) : undefined;
     const hosted = host?.alive() === true;
-    const sut = new LocalSut(spec, { ...ctx, runId: state.runId, workDir: data.workDir, shapeDependents: false, proxyHost: hosted }, opts);
-    if (host && hosted) {
-      sut.proxyHost = host;
-      sut.fleet.useHost(host);
-    }
+    const readOnly = ctx.readOnly === true;
+    const sut = new LocalSut(spec, { ...ctx, runId: state.runId, workDir: data.workDir, shapeDependents: false, proxyHost: hosted && !readOnly }, opts);
+    sut.kept = true;
+    // a reader does not talk to the host, but `down` must still end it
+    if (host && hosted) sut.proxyHost = host;
+    if (host && hosted && !readOnly) sut.fleet.useHost(host);
     sut.startedAt = state.startedAt;
     sut.extraDirs = [...data.extraDirs];
     sut.extraEnv = { ...data.extraEnv, ...(ctx.env ?? {}) };
     sut.seq = data.seq;
     if (data.postgres) {
       sut.pg = PostgresCluster.fromState(data.postgres);
-      if (!sut.pg.alive()) throw new TopasError('SUT_NOT_UP', `local run ${state.runId}: its PostgreSQL (pid ${data.postgres.pid}) is not running`);
+      // a reader shows it gone and `down` still removes the rest (replicas, proxy host, folders)
+      if (!sut.pg.alive() && !readOnly) throw new TopasError('SUT_NOT_UP', `local run ${state.runId}: its PostgreSQL (pid ${data.postgres.pid}) is not running`);
     }
+    const retiring: Array<[ServiceRuntime, Replica]> = [];
     for (const [name, s] of Object.entries(data.services)) {
       const svc = sut.svcs.get(name);
       if (!svc) continue;
@@ -247,22 +263,86 @@ export class LocalSut implements Sut {
       svc.config.version = s.version;
       svc.config.image = s.image;
       svc.config.env = { ...s.env };
-      for (const r of s.replicas) {
-        const alive = isAlive(r);
-        svc.replicas.push({ ...r, ready: alive, retiring: false, exit: alive ? undefined : { code: null, signal: null } });
+      for (const p of s.replicas) {
+        const alive = isAlive(p);
+        const r: Replica = { ...p, retiring: p.retiring === true, ready: false, exit: alive ? undefined : { code: null, signal: null } };
+        svc.replicas.push(r);
+        if (r.retiring && alive) retiring.push([svc, r]);
       }
     }
+    sut.adoptUnrecorded();
+    // readiness as it is now, not as it was when the state was written
+    await Promise.all([...sut.svcs.values()].flatMap((svc) => sut.live(svc).map((r) => sut.probeReady(svc, r))));
+    if (readOnly) return sut;
     fs.mkdirSync(sut.logDir, { recursive: true });
     sut.persist();
     try {
       await sut.startServiceProxies();
-      for (const svc of sut.svcs.values()) for (const r of svc.replicas) if (!r.exit) await sut.startReplicaProxies(svc, r);
+      for (const svc of sut.svcs.values()) for (const r of svc.replicas) if (!r.exit && !r.retiring) await sut.startReplicaProxies(svc, r);
     } catch (e) {
       await sut.fleet.close();
       throw e;
     }
+    // what a run that died midway was replacing or scaling away
+    for (const [svc, r] of retiring) void svc.lock.run(() => sut.stopReplica(svc, r)).catch(() => undefined);
+    // alive but not answering (a run died while it started): give it its readiness timeout, then replace it
+    for (const svc of sut.svcs.values()) {
+      for (const r of sut.live(svc).filter((x) => !x.ready)) {
+        void svc.lock
+          .run(async () => {
+            if (r.exit || r.retiring || r.ready) return;
+            try {
+              await sut.waitReplicaReady(svc, r, sut.opsAbort.signal);
+              sut.notifyEndpoints();
+            } catch (e) {
+              if (sut.closed) return;
+              sut.ctx.log(`local: service ${svc.config.name} replica ${r.index} (pid ${r.pid}) did not become ready (${errorMessage(e)}); replacing it`);
+              await sut.stopReplica(svc, r, 0);
+            }
+          })
+          .catch(() => undefined);
+      }
+    }
     sut.startLoop();
     return sut;
+  }
+
+  /**
+   * Replicas that run but that no state lists: a run attached to the kept SUT was
+   * killed between spawning one and recording it. They carry the run id, their
+   * service, slot and ports in their environment: take them on as they are.
+   */
+  private adoptUnrecorded(): void {
+    const known = new Set([...this.svcs.values()].flatMap((svc) => svc.replicas.map((r) => r.pid)));
+    for (const p of findRunProcesses(this.runId)) {
+      const svc = this.svcs.get(p.env.TOPAS_SERVICE ?? '');
+      if (known.has(p.pid) || !svc) continue;
+      const ports: Record<string, number> = {};
+      for (const name of Object.keys(svc.config.ports)) ports[name] = Number(p.env[portEnvName(name)]);
+      const r: Replica = {
+        index: Number(p.env.TOPAS_REPLICA) || 1,
+        seq: ++this.seq,
+        pid: p.pid,
+        startTicks: p.startTicks,
+        port: Number(p.env.PORT),
+        ports,
+        logFile: p.stdout ?? path.join(this.logDir, `${svc.config.name}-${p.env.TOPAS_REPLICA ?? 'x'}-${p.pid}.log`),
+        version: p.env.TOPAS_VERSION,
+        ready: false,
+        retiring: false,
+      };
+      svc.replicas.push(r);
+      this.ctx.log(`local: service ${svc.config.name} replica ${r.index} (pid ${r.pid}) runs but was not recorded; taking it on`);
+    }
+  }
+
+  /** One readiness check of a replica found running (attach): sets `ready` to what it answers now. */
+  private async probeReady(svc: ServiceRuntime, r: Replica): Promise<void> {
+    try {
+      await this.waitReplicaReady(svc, r, this.opsAbort.signal, PROBE_ONCE_MS);
+    } catch {
+      r.ready = false;
+    }
   }
 
   // ---------------------------------------------------------------- shaping proxies
@@ -490,7 +570,7 @@ export class LocalSut implements Sut {
     }
     child.unref();
     const label = `service ${svc.config.name} replica ${index}`;
-    await new Promise<void>((resolve, reject) => {
+    const spawned = new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', (e: NodeJS.ErrnoException) =>
         reject(
@@ -500,19 +580,38 @@ export class LocalSut implements Sut {
         ),
       );
     });
-    const r: Replica = {
-      index,
-      seq,
-      pid: child.pid!,
-      startTicks: processStartTicks(child.pid!),
-      port,
-      ports,
-      logFile,
-      version: svc.config.version,
-      child,
-      ready: false,
-      retiring: false,
-    };
+    // recorded the moment it has a pid, before anything is awaited: a run killed right
+    // after this still leaves it in the registry and the kept state, for `down` to find
+    const r: Replica | undefined =
+      child.pid === undefined
+        ? undefined
+        : {
+            index,
+            seq,
+            pid: child.pid,
+            startTicks: processStartTicks(child.pid),
+            port,
+            ports,
+            logFile,
+            version: svc.config.version,
+            child,
+            ready: false,
+            retiring: false,
+          };
+    if (r) {
+      svc.replicas.push(r);
+      this.persist();
+    }
+    try {
+      await spawned;
+    } catch (e) {
+      if (r) {
+        svc.replicas = svc.replicas.filter((x) => x !== r);
+        this.persist();
+      }
+      throw e;
+    }
+    if (!r) throw new TopasError('SUT_START_FAILED', `${label}: cannot start \`${svc.config.command!.join(' ')}\`: no pid`);
     child.on('exit', (code, sig) => {
       r.exit = { code, signal: sig };
       r.ready = false;
@@ -521,8 +620,6 @@ export class LocalSut implements Sut {
         this.notifyEndpoints();
       }
     });
-    svc.replicas.push(r);
-    this.persist();
     if (this.closed) {
       await this.stopReplica(svc, r, 0);
       throw new TopasError('SUT_NOT_UP', `local run ${this.runId} is shut down`);
@@ -546,16 +643,18 @@ export class LocalSut implements Sut {
     return false;
   }
 
-  private async waitReplicaReady(svc: ServiceRuntime, r: Replica, signal: AbortSignal): Promise<void> {
+  /** Until the replica is ready; with `onceMs`, one attempt that may take that long. */
+  private async waitReplicaReady(svc: ServiceRuntime, r: Replica, signal: AbortSignal, onceMs?: number): Promise<void> {
     const ready = svc.config.ready;
     const opts: ProbeOptions = {
-      timeoutMs: ready.timeoutMs,
+      // a deadline already passed after the first attempt: poll makes exactly one
+      timeoutMs: onceMs !== undefined ? 1 : ready.timeoutMs,
       signal,
       label: `service ${svc.config.name} replica ${r.index}`,
       liveness: () => (this.replicaGone(r) ? describeExit(r.exit) : undefined),
     };
     try {
-      await this.probeReplica(svc, r, opts);
+      await this.probeReplica(svc, r, opts, onceMs);
     } catch (e) {
       // the cause, the replica's last log lines and what to check in topas.yaml
       throw replicaStartFailure(e, { spec: this.spec, service: svc.config, replica: r.index, backend: 'local', exited: r.exit ? describeExit(r.exit) : undefined, logs: readTail(r.logFile) });
@@ -563,7 +662,7 @@ export class LocalSut implements Sut {
     r.ready = true;
   }
 
-  private async probeReplica(svc: ServiceRuntime, r: Replica, opts: ProbeOptions): Promise<void> {
+  private async probeReplica(svc: ServiceRuntime, r: Replica, opts: ProbeOptions, onceMs?: number): Promise<void> {
     const ready = svc.config.ready;
     let port = r.port;
     if (ready.kind === 'http' || ready.kind === 'tcp') {
@@ -573,10 +672,10 @@ export class LocalSut implements Sut {
     }
     switch (ready.kind) {
       case 'http':
-        await waitForHttp(`http://${HOST}:${port}`, { ...opts, path: ready.path });
+        await waitForHttp(`http://${HOST}:${port}`, { ...opts, path: ready.path, ...(onceMs !== undefined ? { attemptTimeoutMs: onceMs } : {}) });
         break;
       case 'tcp':
-        await waitForTcp(HOST, port, opts);
+        await waitForTcp(HOST, port, onceMs !== undefined ? { ...opts, timeoutMs: onceMs } : opts);
         break;
       case 'log':
         await waitForLog(() => readTail(r.logFile), ready.pattern, opts);
@@ -624,6 +723,8 @@ export class LocalSut implements Sut {
   private async scaleTo(svc: ServiceRuntime, n: number, signal: AbortSignal): Promise<void> {
     svc.declared = n;
     if (n > 0) svc.lastDeclared = n;
+    // what is declared is recorded before the work: a run that dies midway leaves the intent, and the next one finishes it
+    this.persist();
     await this.removeDead(svc);
     const live = this.live(svc);
     if (live.length > n) {
@@ -951,7 +1052,8 @@ export class LocalSut implements Sut {
         version: svc.config.version,
         image: svc.config.image,
         env: { ...svc.config.env },
-        replicas: this.live(svc).map((r) => ({
+        // retiring ones too (flagged): an attach after a crash finishes stopping them
+        replicas: svc.replicas.filter((r) => !r.exit).sort((a, b) => a.index - b.index || a.seq - b.seq).map((r) => ({
           index: r.index,
           seq: r.seq,
           pid: r.pid,
@@ -960,6 +1062,7 @@ export class LocalSut implements Sut {
           ports: { ...r.ports },
           logFile: r.logFile,
           version: r.version,
+          ...(r.retiring ? { retiring: true } : {}),
         })),
       };
     }
@@ -975,14 +1078,20 @@ export class LocalSut implements Sut {
     return { backend: 'local', runId: this.runId, app: this.spec.name, specFile: this.spec.file, startedAt: this.startedAt, data };
   }
 
+  /**
+   * Record what runs: the run registry (for sweeps) and, for an attached run of
+   * a kept SUT, its state (StartContext.onState). Synchronous, so a replica is
+   * on disk before the next await.
+   */
   private persist(): void {
-    if (this.disposing) return;
+    if (this.disposing || this.readOnly) return;
     const rec: RunRecord = {
       runId: this.runId,
       app: this.spec.name,
       specFile: this.spec.file,
       owner: currentOwner(),
-      detached: this.detached,
+      // a kept SUT stays kept while a run is attached to it: a sweep must not take it when that run dies
+      detached: this.detached || this.kept,
       workDir: this.workDir,
       extraDirs: [...this.extraDirs],
       processes: [...this.svcs.values()].flatMap((s) => s.replicas.map((r) => ({ pid: r.pid, startTicks: r.startTicks }))),
@@ -993,6 +1102,13 @@ export class LocalSut implements Sut {
       writeRunRecord(rec);
     } catch (e) {
       this.ctx.log(`local: cannot write run registry: ${errorMessage(e)}`);
+    }
+    if (this.ctx.onState) {
+      try {
+        this.ctx.onState(this.state());
+      } catch (e) {
+        this.ctx.log(`local: cannot record the state of the kept SUT: ${errorMessage(e)}`);
+      }
     }
   }
 
@@ -1024,10 +1140,15 @@ export class LocalSut implements Sut {
     await Promise.all([...this.svcs.values()].map((s) => s.lock.run(async () => undefined)));
     await this.pgStart?.catch(() => undefined);
     const all = [...this.svcs.values()].flatMap((s) => s.replicas);
-    await Promise.all(all.map((r) => stopGroup(r, Math.min(this.graceMs, 3000))));
+    // and what the registry lists that this process does not know (a run attached to a kept SUT died before its state was written)
+    const known = new Set(all.map((r) => r.pid));
+    const recorded = readRunRecords().find((rec) => rec.runId === this.runId);
+    const strays = (recorded?.processes ?? []).filter((p) => !known.has(p.pid) && isAlive(p));
+    await Promise.all([...all, ...strays].map((r) => stopGroup(r, Math.min(this.graceMs, 3000))));
     for (const r of all) r.child?.removeAllListeners('exit');
     for (const s of this.svcs.values()) s.replicas = [];
-    if (this.pg) await this.pg.stop();
+    // only a live one: the group of a PostgreSQL that died long ago (attach) may be someone else's by now
+    if (this.pg && (this.pgStart || this.pg.alive())) await this.pg.stop();
     await this.proxyHost?.exit();
     for (const d of [this.workDir, ...this.extraDirs]) fs.rmSync(d, { recursive: true, force: true });
     removeRunRecord(this.runId);

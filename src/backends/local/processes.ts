@@ -47,6 +47,59 @@ export function isAlive(ref: ProcessRef): boolean {
   return true;
 }
 
+/** A live process found by what its environment says, with where its stdout goes. */
+export interface TaggedProcess extends ProcessRef {
+  env: Record<string, string>;
+  /** the file its stdout is written to, when it can be read */
+  stdout?: string;
+}
+
+/**
+ * Linux: the live process-group leaders (each replica runs in a group of its
+ * own) of this user whose environment has `TOPAS_RUN_ID=runId`: every replica a
+ * run started, recorded or not (a run killed between a spawn and its record).
+ * Empty where there is no /proc.
+ */
+export function findRunProcesses(runId: string): TaggedProcess[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const marker = `TOPAS_RUN_ID=${runId}`;
+  const out: TaggedProcess[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    let raw: string;
+    try {
+      raw = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
+    } catch {
+      continue; // another user's, or gone
+    }
+    const vars = raw.split('\0');
+    if (!vars.includes(marker)) continue;
+    const stat = readStat(pid);
+    if (!stat) continue;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X' || Number(fields[2]) !== pid) continue;
+    const env: Record<string, string> = {};
+    for (const v of vars) {
+      const eq = v.indexOf('=');
+      if (eq > 0) env[v.slice(0, eq)] = v.slice(eq + 1);
+    }
+    let stdout: string | undefined;
+    try {
+      stdout = fs.readlinkSync(`/proc/${pid}/fd/1`);
+    } catch {
+      stdout = undefined;
+    }
+    out.push({ pid, startTicks: Number(fields[19]), env, stdout });
+  }
+  return out;
+}
+
 /** Signal a whole process group; false when nothing was there. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   try {
