@@ -287,7 +287,34 @@ local log = {
 
 local js_sleep = wrap_js(js.sleep)
 local js_env = js.env
-local json = { encode = wrap_js(js.json_encode), decode = wrap_js(js.json_decode) }
+-- json.encode measures the nesting first (wasmoon moves tables recursively,
+-- with no limit of its own) and hands the depth to JS, which makes room on the
+-- Lua stack for it; a table that contains itself is refused here too
+local JSON_MAX_DEPTH = 1000
+local function json_depth(v, memo, d)
+  local h = memo[v]
+  if h == false then raise("json.encode: the table contains itself") end
+  if h then return h end
+  if d > JSON_MAX_DEPTH then raise("json.encode: nesting deeper than " .. JSON_MAX_DEPTH) end
+  memo[v] = false
+  local max = 0
+  for _, x in next, v do
+    if type(x) == "table" then
+      local hx = json_depth(x, memo, d + 1)
+      if hx > max then max = hx end
+    end
+  end
+  memo[v] = max + 1
+  return max + 1
+end
+local js_json_encode = js.json_encode
+local json = {
+  encode = function(v)
+    if type(v) ~= "table" then return settle(js_json_encode(v)) end
+    return settle(js_json_encode(v, json_depth(v, {}, 1)))
+  end,
+  decode = wrap_js(js.json_decode),
+}
 
 local function check(name, cond)
   js_check(tostring(name), cond and true or false)

@@ -50,4 +50,15 @@ describe('topas run: hostile input never runs commands', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test('one scenario can neither crash nor patch the engine for the next (--parallel 1: one worker)', async (t) => {
+    const r = await cli(['run', 'fixtures/hostile/a-crash.lua', 'fixtures/hostile/b-deep-json.lua', 'fixtures/hostile/c-patch-libs.lua', 'fixtures/hostile/d-victim.lua', '--parallel', '1', '--reporter', 'json']);
+    t.diagnostic(`elapsed ${r.elapsedMs} ms`);
+    assert.equal(r.code, 1, r.stderr + r.stdout);
+    const report = JSON.parse(r.stdout) as { results: Array<{ file: string; state: string; error?: { message: string } }> };
+    const byFile = new Map(report.results.map((x) => [path.basename(x.file), x]));
+    assert.equal(byFile.get('a-crash.lua')?.state, 'error');
+    assert.match(byFile.get('a-crash.lua')?.error?.message ?? '', /crashed the Lua engine/);
+    for (const f of ['b-deep-json.lua', 'c-patch-libs.lua', 'd-victim.lua']) assert.equal(byFile.get(f)?.state, 'passed', `${f}: ${byFile.get(f)?.error?.message}`);
+  });
 });

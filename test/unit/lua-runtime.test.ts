@@ -229,6 +229,36 @@ describe('isolation and limits', () => {
     assert.equal(r.state, 'passed', r.error?.message);
   });
 
+  test('json nesting: 1000 levels both ways, deeper is an error pcall catches, and the engine keeps working', async () => {
+    const r = await runLua(
+      'deep-json.lua',
+      [
+        // wasmoon moves nested tables without growing the Lua stack: 60 levels used to write over the heap
+        'for i = 1, 20 do local v = json.decode(string.rep("[", 60) .. string.rep("]", 60)) end',
+        'local t = {}; for i = 1, 60 do t = { t } end',
+        'for i = 1, 20 do json.encode(t) end',
+        'local v = json.decode(string.rep("[", 1000) .. string.rep("]", 1000))',
+        'local d = 0; while v do d = d + 1; v = v[1] end',
+        'expect(d):to_be(1000)',
+        'local ok, e = pcall(json.decode, string.rep("[", 2e5) .. string.rep("]", 2e5))',
+        'expect(ok):to_be(false)',
+        'expect(e):to_contain("json.decode: nesting deeper than 1000")',
+        'local deep = {}; for i = 1, 1e4 do deep = { deep } end',
+        'ok, e = pcall(json.encode, deep)',
+        'expect(ok):to_be(false)',
+        'expect(e):to_contain("json.encode: nesting deeper than 1000")',
+        'local loop = {}; loop.self = loop',
+        'ok, e = pcall(json.encode, loop)',
+        'expect(e):to_contain("json.encode: the table contains itself")',
+        'local shared = { 1 }',
+        'expect(json.encode({ shared, shared })):to_be("[[1],[1]]")',
+      ].join('\n'),
+    );
+    assert.equal(r.state, 'passed', r.error?.message);
+    const after = await runLua('after-json.lua', 'expect(string.upper("a")):to_be("A")\nexpect(json.encode({ a = { 1, 2 } })):to_be(\'{"a":[1,2]}\')\n');
+    assert.equal(after.state, 'passed', after.error?.message);
+  });
+
   test('while true do end is stopped by the timeout', async () => {
     const r = await runLua('spin.lua', 'local n = 0\nwhile true do n = n + 1 end\n', { timeoutMs: 1000 });
     assert.equal(r.state, 'timedOut');
