@@ -11,6 +11,7 @@ import { getWasmLocation } from '../sea/assets';
 import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
 import { errorMessage, luaDurationMs, toLua, TO_LUA_STACK_SLOTS } from './lua-values';
 import { jsonBindings } from './lua-json';
+import { CheckedTableReader } from './lua-table-reader';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance } from './modules';
 
 export interface LuaRuntimeOptions {
@@ -127,6 +128,7 @@ export class LuaRuntime {
   ) {
     this.global = engine.global;
     this.lua = engine.global.lua;
+    this.global.registerTypeExtension(2, new CheckedTableReader(this.global));
     this.hookCount = opts.hookInstructionCount ?? 1000;
     this.resultPtr = this.lua.module._malloc(4);
     this.hookPtr = this.lua.module.addFunction((L: number) => this.onHook(L), 'vii');

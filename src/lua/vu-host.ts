@@ -12,6 +12,7 @@ import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext,
 import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-module';
 import { FastLua } from './vu-lua-api';
 import { jsonBindings } from './lua-json';
+import { CheckedTableReader } from './lua-table-reader';
 import { Deferred } from './deferred';
 
 /**
@@ -157,6 +158,7 @@ export class VuHost {
   ) {
     this.global = engine.global;
     this.lua = engine.global.lua;
+    this.global.registerTypeExtension(2, new CheckedTableReader(this.global));
     this.endpoints = opts.endpoints;
     this.chunk = chunkName({ file: opts.file, baseDir: opts.baseDir });
     this.fast = new FastLua(this.global);

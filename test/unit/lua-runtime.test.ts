@@ -259,6 +259,23 @@ describe('isolation and limits', () => {
     assert.equal(after.state, 'passed', after.error?.message);
   });
 
+  test('nested tables passed to JS functions never write over the engine', async () => {
+    const r = await runLua(
+      'deep-args.lua',
+      [
+        // wasmoon read table arguments without growing the Lua stack: 60 levels wrote over the heap
+        'local t = {}; for i = 1, 60 do t = { t } end',
+        'for i = 1, 200 do pcall(sleep, t) end',
+        'local shared = { 1 }; local cyc = { a = shared, b = shared }; cyc.self = cyc',
+        'expect(pcall(sleep, cyc)):to_be(false)',
+      ].join('\n'),
+    );
+    assert.equal(r.state, 'passed', r.error?.message);
+    assert.equal(rt.crashed, undefined);
+    const after = await runLua('after-args.lua', 'local x = {}\nfor j = 1, 1000 do x[j] = tostring(j) end\nexpect(string.upper("a")):to_be("A")\n');
+    assert.equal(after.state, 'passed', after.error?.message);
+  });
+
   test('while true do end is stopped by the timeout', async () => {
     const r = await runLua('spin.lua', 'local n = 0\nwhile true do n = n + 1 end\n', { timeoutMs: 1000 });
     assert.equal(r.state, 'timedOut');
