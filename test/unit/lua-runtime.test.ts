@@ -181,6 +181,7 @@ describe('isolation and limits', () => {
         'string.rep = function() return "HACKED" end',
         'json.encode = function() return "HACKED" end',
         'coroutine.wrap = nil',
+        'require("net").get = nil',
         // last: from here on every global of this scenario reads "HACKED"
         'getmetatable(_G).__index = function() return "HACKED" end',
       ].join('\n'),
@@ -199,6 +200,7 @@ describe('isolation and limits', () => {
         'expect(string.rep("x", 2)):to_be("xx")',
         'expect(json.encode({1})):to_be("[1]")',
         'expect(type(coroutine.wrap)):to_be("function")',
+        'expect(type(require("net").get)):to_be("function")',
         'local ok = pcall(function() expect(1):to_be(2) end)',
         'expect(ok):to_be(false)',
       ].join('\n'),
