@@ -120,6 +120,15 @@ test('a scenario that breaks its Lua engine fails alone with a clear message; th
     assert.equal(b.state, 'passed', b.error?.message);
     assert.equal(a.state, 'error');
     assert.match(a.error?.message ?? '', /^trap\.lua crashed the Lua engine \(.+\); the engine was discarded/);
+    // a scenario sharing the broken engine cannot go on (one wasm memory per worker): it fails naming the culprit
+    const waiting = one.run(task(write('bystander.lua', 'sleep(1)\n')));
+    await new Promise((r) => setTimeout(r, 100));
+    const [again, bystander] = await Promise.all([one.run(task(trap)), waiting]);
+    assert.match(again.error?.message ?? '', /crashed the Lua engine/);
+    assert.equal(bystander.state, 'error');
+    assert.match(bystander.error?.message ?? '', /the Lua engine crashed while running trap\.lua/);
+    const c = await one.run(task(write('fine2.lua', 'expect(1):to_be(1)\n')));
+    assert.equal(c.state, 'passed', c.error?.message);
   } finally {
     await one.close();
   }
