@@ -294,6 +294,8 @@ export class LuaRuntime {
     lua.lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.mainRef));
     lua.lua_pushstring(L, run.source);
     lua.lua_pushstring(L, chunkName(run.task));
+    // instance params come from a playbook: any nesting toLua keeps needs room
+    this.makeRoom(L, 4);
     thread.pushValue(toLua(run.task.instance));
     let nargs = 3;
     for (;;) {

@@ -278,6 +278,19 @@ describe('isolation and limits', () => {
     assert.equal(after.state, 'passed', after.error?.message);
   });
 
+  test('deeply nested instance params (from a playbook) reach the scenario without writing over the engine', async () => {
+    let params: Record<string, unknown> = { leaf: 'yes' };
+    for (let i = 0; i < 40; i++) params = { next: params };
+    const source = 'local p, d = instance.params, 0\nwhile p.next do p = p.next; d = d + 1 end\nexpect(d):to_be(40)\nexpect(p.leaf):to_be("yes")\n';
+    for (let i = 0; i < 20; i++) {
+      const r = await runLua('deep-params.lua', source, { instance: { id: 'i', role: 'r', index: 1, count: 1, params } });
+      assert.equal(r.state, 'passed', r.error?.message);
+    }
+    const after = await runLua('after-params.lua', 'local x = {}\nfor j = 1, 1000 do x[j] = tostring(j) end\nexpect(#x):to_be(1000)\n');
+    assert.equal(after.state, 'passed', after.error?.message);
+    assert.equal(rt.crashed, undefined);
+  });
+
   test('while true do end is stopped by the timeout', async () => {
     const r = await runLua('spin.lua', 'local n = 0\nwhile true do n = n + 1 end\n', { timeoutMs: 1000 });
     assert.equal(r.state, 'timedOut');
