@@ -1,15 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { LuaFactory, LuaMultiReturn, LuaReturn, LuaType, LuaEventMasks, LUA_REGISTRYINDEX } from 'wasmoon';
-import type { LuaEngine, LuaGlobal } from 'wasmoon';
+import { decorateFunction, LuaFactory, LuaMultiReturn, LuaReturn, LuaType, LuaEventMasks, LUA_REGISTRYINDEX } from 'wasmoon';
+import type { LuaEngine, LuaGlobal, LuaThread } from 'wasmoon';
 import type { EndpointMap } from '../backends/backend';
 import type { SerializedError } from '../errors';
 import type { CheckTally, LogLevel, LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask, StepResult } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
 import { getWasmLocation } from '../sea/assets';
 import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
-import { errorMessage, luaDurationMs, toLua } from './lua-values';
+import { errorMessage, luaDurationMs, toLua, TO_LUA_STACK_SLOTS } from './lua-values';
+import { jsonBindings } from './lua-json';
+import { CheckedTableReader } from './lua-table-reader';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance } from './modules';
 
 export interface LuaRuntimeOptions {
@@ -111,6 +113,7 @@ export class LuaRuntime {
   private readonly baselineBytes: number;
   private endpoints: EndpointMap | undefined;
   private closed = false;
+  private crash: { runId: string; scenario: string; reason: string } | undefined;
 
   static async create(opts: LuaRuntimeOptions): Promise<LuaRuntime> {
     const engine = await luaFactory().createEngine({ traceAllocations: true, enableProxy: false, injectObjects: false, openStandardLibs: true });
@@ -125,6 +128,7 @@ export class LuaRuntime {
   ) {
     this.global = engine.global;
     this.lua = engine.global.lua;
+    this.global.registerTypeExtension(2, new CheckedTableReader(this.global));
     this.hookCount = opts.hookInstructionCount ?? 1000;
     this.resultPtr = this.lua.module._malloc(4);
     this.hookPtr = this.lua.module.addFunction((L: number) => this.onHook(L), 'vii');
@@ -143,9 +147,21 @@ export class LuaRuntime {
     this.baselineBytes = this.global.getMemoryUsed();
   }
 
+  /**
+   * Why the engine is unusable, if it is: a wasm trap (memory access out of
+   * bounds, unreachable...) or a JS exception thrown through Lua's C frames
+   * leaves the Lua state half-updated. The scenario that caused it fails, the
+   * others on this engine stop, and the owner must make a fresh engine, in a
+   * fresh thread: every engine of a thread shares one wasm memory.
+   */
+  get crashed(): string | undefined {
+    return this.crash ? `the Lua engine crashed while running ${this.crash.scenario} (${this.crash.reason})` : undefined;
+  }
+
   /** Runs one scenario to its end; never rejects (failures are in the result). */
   async run(task: ScenarioTask): Promise<ScenarioResult> {
     if (this.closed) throw new Error('lua runtime is closed');
+    if (this.crash) throw new Error(`${this.crashed}; this engine takes no more scenarios`);
     if (this.runs.has(task.runId)) throw new Error(`run ${task.runId} is already running`);
     const startedMs = Date.now();
     let wake!: () => void;
@@ -180,6 +196,8 @@ export class LuaRuntime {
       }
       outcome = await this.drive(run);
     } catch (err) {
+      // a trap outside resume (pushing values, making the coroutine) breaks the engine as well
+      if (err instanceof (globalThis as unknown as { WebAssembly: { RuntimeError: new () => Error } }).WebAssembly.RuntimeError) this.crashedBy(run, err);
       outcome = { kind: 'error', message: errorMessage(err) };
     }
     return this.finish(run, outcome);
@@ -215,6 +233,8 @@ export class LuaRuntime {
     if (this.closed) return;
     this.closed = true;
     this.cancelAll('interrupt');
+    // lua_close on a broken state traps again; the thread's end frees it all
+    if (this.crash) return;
     this.lua.module.removeFunction(this.hookPtr);
     this.lua.module._free(this.resultPtr);
     this.global.close();
@@ -239,6 +259,15 @@ export class LuaRuntime {
     }
   }
 
+  private crashedBy(run: ActiveRun, err: unknown): void {
+    if (this.crash) return;
+    const reason = err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err);
+    this.crash = { runId: run.task.runId, scenario: run.task.name, reason };
+    this.opts.onLog({ ts: Date.now(), runId: run.task.runId, source: run.task.name, level: 'error', message: `${this.crashed}; the engine is discarded` });
+    // the others stop at their next await; none resumes on the broken state
+    for (const other of this.runs.values()) if (other !== run) other.wake();
+  }
+
   private updateMemoryMax(): void {
     let limit = 0;
     for (const r of this.runs.values()) limit = Math.max(limit, r.task.memoryLimitBytes || 0);
@@ -254,6 +283,7 @@ export class LuaRuntime {
   private async drive(run: ActiveRun): Promise<MainOutcome> {
     const lua = this.lua;
     const G = this.global.address;
+    if (this.crash) return { kind: 'error', message: 'stopped' };
     // pushes allocate outside any protected call: never let the cap hit there
     this.global.setMemoryMax(undefined);
     run.L = lua.lua_newthread(G);
@@ -264,6 +294,8 @@ export class LuaRuntime {
     lua.lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.mainRef));
     lua.lua_pushstring(L, run.source);
     lua.lua_pushstring(L, chunkName(run.task));
+    // instance params come from a playbook: any nesting toLua keeps needs room
+    this.makeRoom(L, 4);
     thread.pushValue(toLua(run.task.instance));
     let nargs = 3;
     for (;;) {
@@ -272,9 +304,14 @@ export class LuaRuntime {
       let res: { status: LuaReturn; nres: number };
       try {
         res = this.resume(L, nargs);
+      } catch (err) {
+        // a throw out of lua_resume skipped Lua's own unwinding: the state is broken
+        this.current = undefined;
+        this.crashedBy(run, err);
+        return { kind: 'error', message: errorMessage(err) };
       } finally {
         this.current = undefined;
-        this.global.setMemoryMax(undefined);
+        if (!this.crash) this.global.setMemoryMax(undefined);
       }
       if (res.status === LuaReturn.Yield) {
         const first = res.nres > 0 && lua.lua_type(L, -res.nres) === LuaType.String ? lua.lua_tolstring(L, -res.nres, null) : undefined;
@@ -290,6 +327,7 @@ export class LuaRuntime {
           nargs = 0;
         }
         if (run.cancelReason) return { kind: 'error', message: cancelMessage(run) };
+        if (this.crash) return { kind: 'error', message: 'stopped' };
         continue;
       }
       if (res.status === LuaReturn.Ok) {
@@ -310,12 +348,14 @@ export class LuaRuntime {
     let pushes: unknown[];
     try {
       const value = await Promise.race([pending, run.cancelled]);
-      if (run.cancelReason) return 0;
+      if (run.cancelReason || this.crash) return 0;
       if (value instanceof LuaMultiReturn) pushes = [true, ...value.map((v) => toLua(v))];
       else pushes = [true, toLua(value)];
     } catch (err) {
       pushes = [err instanceof LuaAssertionError ? 'assert' : false, errorMessage(err)];
     }
+    if (this.crash) return 0;
+    if (pushes.some(isTable)) this.makeRoom(thread.address, pushes.length);
     for (const v of pushes) thread.pushValue(v);
     return pushes.length;
   }
@@ -331,12 +371,21 @@ export class LuaRuntime {
         this.emitLog(run, 'warn', `closing a module failed: ${errorMessage(err)}`);
       }
     }
-    if (run.threadRef) this.lua.luaL_unref(this.global.address, LUA_REGISTRYINDEX, run.threadRef);
+    if (run.threadRef && !this.crash) this.lua.luaL_unref(this.global.address, LUA_REGISTRYINDEX, run.threadRef);
     this.runs.delete(task.runId);
 
     let state: RunState;
     let error: SerializedError | undefined;
-    if (run.cancelReason) {
+    if (this.crash) {
+      state = 'error';
+      const mine = this.crash.runId === task.runId;
+      error = {
+        name: 'LuaEngineCrash',
+        message: mine
+          ? `${task.name} crashed the Lua engine (${this.crash.reason}); the engine was discarded and later scenarios run on a fresh one`
+          : `${task.name} was stopped: ${this.crashed}`,
+      };
+    } else if (run.cancelReason) {
       state = run.cancelReason === 'timeout' ? 'timedOut' : 'interrupted';
       const loc = outcome.kind === 'error' ? outcome.location : undefined;
       error = {
@@ -409,8 +458,9 @@ export class LuaRuntime {
   }
 
   /** Wraps a JS function for Lua: promises become ASYNC, throws become ERR/ASSERT. */
-  private wrapJs(fn: (...args: any[]) => unknown): (...args: unknown[]) => unknown {
-    return (...args: unknown[]) => {
+  private wrapJs(fn: (...args: any[]) => unknown): unknown {
+    // the calling coroutine: a nested table result needs room on its stack
+    return decorateFunction((thread: LuaThread, ...args: unknown[]) => {
       const run = this.current;
       try {
         const r = fn(...args);
@@ -422,12 +472,22 @@ export class LuaRuntime {
           p.catch(() => undefined);
           return ASYNC_MARK;
         }
-        if (r instanceof LuaMultiReturn) return LuaMultiReturn.of(...r.map((v) => toLua(v)));
-        return toLua(r);
+        if (r instanceof LuaMultiReturn) {
+          const vals = r.map((v) => toLua(v));
+          if (vals.some(isTable)) this.makeRoom(thread.address, vals.length);
+          return LuaMultiReturn.of(...vals);
+        }
+        const v = toLua(r);
+        if (isTable(v)) this.makeRoom(thread.address, 1);
+        return v;
       } catch (err) {
         return LuaMultiReturn.of(err instanceof LuaAssertionError ? ASSERT_MARK : ERR_MARK, errorMessage(err));
       }
-    };
+    }, { receiveThread: true });
+  }
+
+  private makeRoom(L: number, values: number): void {
+    if (!this.lua.lua_checkstack(L, TO_LUA_STACK_SLOTS + values)) throw new Error('not enough Lua stack for the result');
   }
 
   private preludeBindings(): Record<string, unknown> {
@@ -497,18 +557,7 @@ export class LuaRuntime {
         const v = need().task.env[name];
         return v === undefined ? undefined : v;
       },
-      json_encode: this.wrapJs((v: unknown) => {
-        const s = JSON.stringify(v === null ? null : v);
-        return s === undefined ? 'null' : s;
-      }),
-      json_decode: this.wrapJs((s: unknown) => {
-        if (typeof s !== 'string') throw new Error(`json.decode: expected a string, got ${s === null ? 'nil' : typeof s}`);
-        try {
-          return JSON.parse(s);
-        } catch (err) {
-          throw new Error(`json.decode: ${errorMessage(err)}`);
-        }
-      }),
+      ...jsonBindings(),
       require: this.wrapJs((name: string) => {
         const run = need();
         const factory = getLuaModule(name);
@@ -528,6 +577,10 @@ export class LuaRuntime {
       }),
     };
   }
+}
+
+function isTable(v: unknown): boolean {
+  return typeof v === 'object' && v !== null;
 }
 
 function cancelMessage(run: ActiveRun): string {

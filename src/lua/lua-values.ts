@@ -1,3 +1,4 @@
+import { Decoration } from 'wasmoon';
 import { parseDurationMs } from '../util/duration';
 
 /**
@@ -5,6 +6,16 @@ import { parseDurationMs } from '../util/duration';
  * knows nothing of Date/Buffer/bigint, so values are normalized first:
  * null -> nil, Date -> ISO string, bytes -> UTF-8 string, bigint -> number.
  */
+/** Deepest nesting toLua keeps (deeper values become nil). */
+export const TO_LUA_MAX_DEPTH = 64;
+
+/**
+ * Lua stack slots wasmoon may need to push a value toLua made: it moves
+ * tables recursively, a few slots per level, and never grows the stack
+ * itself (a C function has 20 slots; past them it writes over the heap).
+ */
+export const TO_LUA_STACK_SLOTS = 4 * (TO_LUA_MAX_DEPTH + 2) + 20;
+
 export function toLua(value: unknown, depth = 0): unknown {
   if (value === null || value === undefined) return undefined;
   switch (typeof value) {
@@ -15,7 +26,9 @@ export function toLua(value: unknown, depth = 0): unknown {
     default:
       return value;
   }
-  if (depth > 64) return undefined;
+  if (depth > TO_LUA_MAX_DEPTH) return undefined;
+  // a JS function with wasmoon options (the runtime's wrapped bindings)
+  if (value instanceof Decoration) return value;
   if (value instanceof Date) return value.toISOString();
   if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
   if (Array.isArray(value)) return value.map((v) => toLua(v, depth + 1));

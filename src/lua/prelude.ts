@@ -28,6 +28,47 @@ local concat, sort, unpack = table.concat, table.sort, table.unpack
 local sfind, smatch, sformat, srep, ssub = string.find, string.match, string.format, string.rep, string.sub
 local math_type = math.type
 
+-- no bytecode, ever: loading a (mutated) binary chunk can corrupt the engine,
+-- so nothing can make one and every load below is text-only
+string.dump = nil
+
+-- ---------------------------------------------------------------- shared tables
+-- One engine hosts many scenarios, one after the other and at once. What they
+-- all reach (the string metatable, expect's methods) is shown to them through
+-- read-only views, and rawset refuses those views.
+local read_only = setmetatable({}, { __mode = "k" })
+local function readonly_view(t, what)
+  local view = setmetatable({}, {
+    __index = t,
+    __newindex = function() error(what .. " is read-only (shared by every scenario)", 2) end,
+    __pairs = function()
+      local k
+      return function()
+        local v
+        k, v = next(t, k)
+        return k, v
+      end
+    end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+  read_only[view] = true
+  return view
+end
+local function safe_rawset(t, k, v)
+  if read_only[t] then error("attempt to change a read-only table (shared by every scenario)", 2) end
+  return rawset(t, k, v)
+end
+
+do
+  -- getmetatable("") hands out a view whose __index is a view of the string library
+  local string_mt = getmetatable("")
+  local fields = {}
+  for k, v in pairs(string_mt) do fields[k] = v end
+  fields.__index = readonly_view(string, "the string library behind string methods")
+  string_mt.__metatable = readonly_view(fields, "the string metatable")
+end
+
 -- sources of scenario chunks ("@rel/path.lua"): only these count as user frames
 local user_sources = {}
 
@@ -149,6 +190,7 @@ end
 -- ---------------------------------------------------------------- expect
 local Expect = {}
 Expect.__index = Expect
+Expect.__metatable = readonly_view(Expect, "expect's methods")
 
 local function verdict(self, ok, what, expected)
   local negate = self.negated
@@ -245,7 +287,34 @@ local log = {
 
 local js_sleep = wrap_js(js.sleep)
 local js_env = js.env
-local json = { encode = wrap_js(js.json_encode), decode = wrap_js(js.json_decode) }
+-- json.encode measures the nesting first (wasmoon moves tables recursively,
+-- with no limit of its own) and hands the depth to JS, which makes room on the
+-- Lua stack for it; a table that contains itself is refused here too
+local JSON_MAX_DEPTH = 1000
+local function json_depth(v, memo, d)
+  local h = memo[v]
+  if h == false then raise("json.encode: the table contains itself") end
+  if h then return h end
+  if d > JSON_MAX_DEPTH then raise("json.encode: nesting deeper than " .. JSON_MAX_DEPTH) end
+  memo[v] = false
+  local max = 0
+  for _, x in next, v do
+    if type(x) == "table" then
+      local hx = json_depth(x, memo, d + 1)
+      if hx > max then max = hx end
+    end
+  end
+  memo[v] = max + 1
+  return max + 1
+end
+local js_json_encode = js.json_encode
+local json = {
+  encode = function(v)
+    if type(v) ~= "table" then return settle(js_json_encode(v)) end
+    return settle(js_json_encode(v, json_depth(v, {}, 1)))
+  end,
+  decode = wrap_js(js.json_decode),
+}
 
 local function check(name, cond)
   js_check(tostring(name), cond and true or false)
@@ -283,7 +352,7 @@ end
 local base = {
   assert = lua_assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
   xpcall = xpcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
-  rawequal = rawequal, rawget = rawget, rawset = rawset, rawlen = rawlen, setmetatable = setmetatable,
+  rawequal = rawequal, rawget = rawget, rawset = safe_rawset, rawlen = rawlen, setmetatable = setmetatable,
   getmetatable = getmetatable, unpack = unpack, _VERSION = _VERSION,
   print = log.info, sleep = js_sleep, json = json, expect = expect, check = check, step = step, log = log,
   string = string, table = table, math = math, utf8 = utf8, coroutine = user_coroutine,
@@ -304,27 +373,27 @@ local function shallow_copy(t)
   for k, v in pairs(t) do c[k] = v end
   return c
 end
-local env_mt = {
-  __index = function(t, k)
-    local v = base[k]
-    if v ~= nil and copied[k] then
-      v = shallow_copy(v)
-      rawset(t, k, v)
-    end
-    return v
-  end,
-}
+-- every env gets a metatable of its own: a scenario may change it (strict globals...)
+local function env_index(t, k)
+  local v = base[k]
+  if v ~= nil and copied[k] then
+    v = shallow_copy(v)
+    rawset(t, k, v)
+  end
+  return v
+end
 
 local js_require = js.require
 local shim_cache = {}
 
 local function new_env(instance)
-  local env = setmetatable({}, env_mt)
+  local env = setmetatable({}, { __index = env_index })
   local modules = {}
   env._G = env
   env.instance = instance
   env.load = function(chunk, name, mode, e)
-    return load(chunk, name, mode or "t", e or env)
+    -- text only, whatever mode is asked for: bytecode is never loaded
+    return load(chunk, name, "t", e or env)
   end
   env.require = function(name)
     name = tostring(name)

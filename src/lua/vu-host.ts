@@ -11,6 +11,8 @@ import { errorMessage, luaDurationMs, toLua } from './lua-values';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance, type RequestMetricsSink } from './modules';
 import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-module';
 import { FastLua } from './vu-lua-api';
+import { jsonBindings } from './lua-json';
+import { CheckedTableReader } from './lua-table-reader';
 import { Deferred } from './deferred';
 
 /**
@@ -156,6 +158,7 @@ export class VuHost {
   ) {
     this.global = engine.global;
     this.lua = engine.global.lua;
+    this.global.registerTypeExtension(2, new CheckedTableReader(this.global));
     this.endpoints = opts.endpoints;
     this.chunk = chunkName({ file: opts.file, baseDir: opts.baseDir });
     this.fast = new FastLua(this.global);
@@ -585,18 +588,7 @@ export class VuHost {
         return delay(ms, undefined, { signal: vu.abort.signal });
       }),
       env: (name: string) => opts.env[name],
-      json_encode: this.wrapJs((v: unknown) => {
-        const s = JSON.stringify(v === null ? null : v);
-        return s === undefined ? 'null' : s;
-      }),
-      json_decode: this.wrapJs((s: unknown) => {
-        if (typeof s !== 'string') throw new Error(`json.decode: expected a string, got ${s === null ? 'nil' : typeof s}`);
-        try {
-          return JSON.parse(s);
-        } catch (err) {
-          throw new Error(`json.decode: ${errorMessage(err)}`);
-        }
-      }),
+      ...jsonBindings(),
     };
   }
 

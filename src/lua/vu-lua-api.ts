@@ -1,6 +1,6 @@
 import { LUA_REGISTRYINDEX, LuaType } from 'wasmoon';
 import type { LuaGlobal } from 'wasmoon';
-import { toLua } from './lua-values';
+import { toLua, TO_LUA_STACK_SLOTS } from './lua-values';
 import { luaWasmExports } from './engine';
 
 type WasmFn = (...args: any[]) => any;
@@ -55,6 +55,7 @@ export class FastLua {
   private readonly _unref: (L: number, t: number, ref: number) => void;
   private readonly _rawgeti: (L: number, i: number, n: bigint) => number;
   private readonly _resetthread: (L: number) => number;
+  private readonly _checkstack: (L: number, n: number) => number;
 
   constructor(private readonly global: LuaGlobal) {
     this.m = global.lua.module as unknown as EmModule;
@@ -87,6 +88,7 @@ export class FastLua {
     this._unref = fn('luaL_unref');
     this._rawgeti = fn('lua_rawgeti');
     this._resetthread = fn('lua_resetthread');
+    this._checkstack = fn('lua_checkstack');
   }
 
   /** Makes a coroutine that ended in an error usable again. */
@@ -254,6 +256,8 @@ export class FastLua {
       case 'object': {
         if (v === null) return this._pushnil(L);
         if (depth > 64) return this._pushnil(L);
+        // a nested table takes a few stack slots per level: make room once (a C function only has 20)
+        if (depth === 0 && !this._checkstack(L, TO_LUA_STACK_SLOTS)) throw new Error('not enough Lua stack for the value');
         if (Array.isArray(v)) {
           this._createtable(L, v.length, 0);
           for (let i = 0; i < v.length; i++) {

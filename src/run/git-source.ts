@@ -29,9 +29,58 @@ function cacheRoot(env: NodeJS.ProcessEnv): string {
   return path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'topas', 'git');
 }
 
+/** Transports git may use, also for redirects and submodules: never ext:: (runs commands) or fd::. */
+const ALLOWED_PROTOCOLS = 'http:https:ssh:git:file';
+
+const SCHEME_URL = /^(https?|ssh|git|file):\/\/(.*)$/i;
+// user@host:path as git reads it: no slash before the first colon; host starts with a letter or digit
+const SCP_URL = /^(?:[A-Za-z0-9._~%+-]+@)?(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):(?!:)[^]+$/;
+
+/**
+ * The URL and ref end up as arguments of git: a value that starts with "-"
+ * would be read as an option (`--upload-pack=...` runs a command), and
+ * transports like `ext::` run commands by design. Both are refused here,
+ * before git is started; git calls also put `--` before user values.
+ */
+export function validateGitSource(source: GitSource): void {
+  const url = source.url;
+  const badUrl = (why: string) =>
+    new TopasError('INVALID_FLAGS', `--git ${JSON.stringify(url)}: ${why}`, {
+      hint: 'use an http(s)://, ssh://, git:// or file:// URL, or user@host:path',
+    });
+  if (!url) throw badUrl('is empty');
+  if (url.startsWith('-')) throw badUrl('must not start with "-"');
+  const scheme = SCHEME_URL.exec(url);
+  if (!scheme && (url.includes('::') || /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url))) {
+    throw badUrl('only the http, https, ssh, git and file transports are allowed');
+  }
+  if (/[\x00-\x20\x7f]/.test(url)) throw badUrl('must not contain spaces or control characters');
+  if (scheme) {
+    // ssh://-oProxyCommand=... : a host that git would hand to ssh as an option
+    if (/^(?:[^/@]*@)?-/.test(scheme[2])) throw badUrl('the host must not start with "-"');
+  } else if (!SCP_URL.test(url)) {
+    throw badUrl('is not a URL (a local repository is file:///absolute/path)');
+  }
+  const ref = source.ref;
+  if (ref !== undefined) {
+    const badRef = (why: string) => new TopasError('INVALID_FLAGS', `--git-ref ${JSON.stringify(ref)}: ${why}`, { hint: 'give a branch, tag or commit' });
+    if (!ref) throw badRef('is empty');
+    if (ref.startsWith('-')) throw badRef('must not start with "-"');
+    // git check-ref-format's rules, enough to keep it a plain name
+    if (/[\x00-\x20\x7f~^:?*[\\]/.test(ref) || ref.includes('..') || ref.includes('@{') || ref.includes('//') || ref.endsWith('/') || ref.endsWith('.') || ref.endsWith('.lock')) {
+      throw badRef('is not a valid branch, tag or commit name');
+    }
+  }
+}
+
 async function git(args: string[], cwd?: string): Promise<string> {
   try {
-    const { stdout } = await execFileAsync('git', args, { cwd, timeout: 120_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } });
+    const { stdout } = await execFileAsync('git', args, {
+      cwd,
+      timeout: 120_000,
+      maxBuffer: 16 * 1024 * 1024,
+      env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ALLOW_PROTOCOL: ALLOWED_PROTOCOLS },
+    });
     return stdout.trim();
   } catch (err) {
     const e = err as Error & { stderr?: string; code?: string };
@@ -46,6 +95,7 @@ async function git(args: string[], cwd?: string): Promise<string> {
  * commit (a commit never changes, so the cache never goes stale).
  */
 export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv = process.env): Promise<FetchedGitSource> {
+  validateGitSource(source);
   const repoKey = createHash('sha256').update(source.url).digest('hex').slice(0, 16);
   const root = path.join(cacheRoot(env), repoKey);
   fs.mkdirSync(root, { recursive: true });
@@ -53,26 +103,28 @@ export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv =
   let commit: string | undefined;
   if (/^[0-9a-f]{40}$/i.test(ref)) commit = ref.toLowerCase();
   else {
-    const out = await git(['ls-remote', source.url, ref, `refs/tags/${ref}^{}`]);
+    const out = await git(['ls-remote', '--', source.url, ref, `refs/tags/${ref}^{}`]);
     const lines = out.split('\n').filter(Boolean);
     // an annotated tag's peeled line names the commit; prefer it
     const line = lines.find((l) => l.endsWith('^{}')) ?? lines[0];
     if (!line) throw new TopasError('FILE_NOT_FOUND', `git ref "${ref}" not found in ${source.url}`);
     commit = line.split(/\s+/)[0];
+    // it becomes an argument of checkout and a folder name: only an object id will do
+    if (!/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(commit)) throw new TopasError('FILE_NOT_FOUND', `git ls-remote ${source.url} answered an unexpected line: ${line.slice(0, 80)}`);
   }
   const dir = path.join(root, commit);
   let cached = fs.existsSync(path.join(dir, '.topas-complete'));
   if (!cached) {
     const tmp = fs.mkdtempSync(path.join(root, 'fetch-'));
     try {
-      await git(['init', '-q', tmp]);
+      await git(['init', '-q', '--', tmp]);
       try {
-        await git(['fetch', '-q', '--depth', '1', source.url, commit], tmp);
+        await git(['fetch', '-q', '--depth', '1', '--', source.url, commit], tmp);
       } catch {
         // servers that refuse fetching by commit: fetch the ref instead
-        await git(['fetch', '-q', '--depth', '1', source.url, ref], tmp);
+        await git(['fetch', '-q', '--depth', '1', '--', source.url, ref], tmp);
       }
-      await git(['-c', 'advice.detachedHead=false', 'checkout', '-q', commit], tmp);
+      await git(['-c', 'advice.detachedHead=false', 'checkout', '-q', commit, '--'], tmp);
       fs.writeFileSync(path.join(tmp, '.topas-complete'), `${source.url}\n`);
       fs.rmSync(dir, { recursive: true, force: true });
       fs.renameSync(tmp, dir);

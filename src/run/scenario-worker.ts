@@ -39,7 +39,13 @@ function onMessage(msg: ToWorker): void {
       ready
         .then((rt) => rt.run(msg.task))
         .then(
-          (result) => post({ type: 'done', runId: msg.task.runId, result }),
+          (result) => {
+            post({ type: 'done', runId: msg.task.runId, result });
+            // a crashed engine is never reused: the pool replaces this worker (and its wasm memory)
+            void ready.then((rt) => {
+              if (rt.crashed) post({ type: 'fatal', error: { name: 'LuaEngineCrash', message: rt.crashed } });
+            });
+          },
           (err) => post({ type: 'fatal', error: serializeError(err) }),
         );
       break;

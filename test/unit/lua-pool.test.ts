@@ -110,6 +110,30 @@ test('a timed-out while-true loop resolves as timedOut and the worker stays usab
   assert.equal(again.state, 'passed');
 });
 
+test('a scenario that breaks its Lua engine fails alone with a clear message; the next one runs on a fresh engine', async () => {
+  const one = new ScenarioPool({ workers: 1, rpc: async () => undefined, onLog: () => undefined, onEvent: () => undefined });
+  try {
+    // wasmoon reads a table argument recursively in JS: 1e5 levels throw through Lua's C frames
+    const trap = write('trap.lua', 'local t = {}\nfor i = 1, 1e5 do t = { t } end\npcall(sleep, t)\n');
+    const a = await one.run(task(trap));
+    const b = await one.run(task(write('fine.lua', 'expect(("a"):upper()):to_be("A")\nexpect(json.decode("[1]")[1]):to_be(1)\n')));
+    assert.equal(b.state, 'passed', b.error?.message);
+    assert.equal(a.state, 'error');
+    assert.match(a.error?.message ?? '', /^trap\.lua crashed the Lua engine \(.+\); the engine was discarded/);
+    // a scenario sharing the broken engine cannot go on (one wasm memory per worker): it fails naming the culprit
+    const waiting = one.run(task(write('bystander.lua', 'sleep(1)\n')));
+    await new Promise((r) => setTimeout(r, 100));
+    const [again, bystander] = await Promise.all([one.run(task(trap)), waiting]);
+    assert.match(again.error?.message ?? '', /crashed the Lua engine/);
+    assert.equal(bystander.state, 'error');
+    assert.match(bystander.error?.message ?? '', /the Lua engine crashed while running trap\.lua/);
+    const c = await one.run(task(write('fine2.lua', 'expect(1):to_be(1)\n')));
+    assert.equal(c.state, 'passed', c.error?.message);
+  } finally {
+    await one.close();
+  }
+});
+
 test('cancelAll resolves running scenarios as interrupted', async () => {
   const long = write('long.lua', 'sleep(60)\n');
   const p = Promise.all([pool.run(task(long)), pool.run(task(long))]);

@@ -144,6 +144,153 @@ describe('isolation and limits', () => {
     assert.equal(again.state, 'passed', again.error?.message);
   });
 
+  test('bytecode never loads: load is text-only whatever mode is asked, and string.dump is gone', async () => {
+    const r = await runLua(
+      'bytecode.lua',
+      [
+        'expect(string.dump):to_be_nil()',
+        'expect(("").dump):to_be_nil()',
+        'expect(loadstring):to_be_nil()',
+        'expect(dofile):to_be_nil()',
+        'expect(loadfile):to_be_nil()',
+        // a binary chunk (it starts with ESC "Lua") is refused even with mode "b"
+        'local f, err = load("\\27Lua\\x54\\x00", "x", "b")',
+        'expect(f):to_be_nil()',
+        'expect(err):to_match("attempt to load a binary chunk")',
+        'local g = load("return 1 + 1", "x", "b")',
+        'expect(g()):to_be(2)',
+      ].join('\n'),
+    );
+    assert.equal(r.state, 'passed', r.error?.message);
+  });
+
+  test('shared libraries cannot be changed for the next scenario: string metatable, _G metatable, expect, math, table, os', async () => {
+    const hostile = await runLua(
+      'hostile.lua',
+      [
+        'local function try(f) local ok, e = pcall(f); return ok, e end',
+        'try(function() getmetatable("").__index.upper = function() return "HACKED" end end)',
+        'try(function() rawset(getmetatable("").__index, "upper", function() return "HACKED" end) end)',
+        'try(function() rawset(getmetatable(""), "__index", { upper = function() return "HACKED" end }) end)',
+        'try(function() setmetatable(getmetatable(""), nil) end)',
+        'try(function() getmetatable(expect(1)).to_be = function(self) return self end end)',
+        'try(function() rawset(getmetatable(expect(1)), "to_be", function(self) return self end) end)',
+        'math.random = function() return 4 end',
+        'table.insert = function() end',
+        'os.time = function() return 0 end',
+        'string.rep = function() return "HACKED" end',
+        'json.encode = function() return "HACKED" end',
+        'coroutine.wrap = nil',
+        'require("net").get = nil',
+        // last: from here on every global of this scenario reads "HACKED"
+        'getmetatable(_G).__index = function() return "HACKED" end',
+      ].join('\n'),
+    );
+    assert.equal(hostile.state, 'passed', hostile.error?.message);
+    const r = await runLua(
+      'victim.lua',
+      [
+        'expect(("a"):upper()):to_be("A")',
+        'expect(string.upper("a")):to_be("A")',
+        'expect(getmetatable("").__index.upper("b")):to_be("B")',
+        'expect(undefined_global):to_be_nil()',
+        'expect(math.random(1, 1)):to_be(1)',
+        'local t = {}; table.insert(t, 1); expect(#t):to_be(1)',
+        'expect(os.time()):to_be_greater_than(0)',
+        'expect(string.rep("x", 2)):to_be("xx")',
+        'expect(json.encode({1})):to_be("[1]")',
+        'expect(type(coroutine.wrap)):to_be("function")',
+        'expect(type(require("net").get)):to_be("function")',
+        'local ok = pcall(function() expect(1):to_be(2) end)',
+        'expect(ok):to_be(false)',
+      ].join('\n'),
+    );
+    assert.equal(r.state, 'passed', r.error?.message);
+  });
+
+  test('the shared metatables say so when written; a scenario\'s own stay writable', async () => {
+    const r = await runLua(
+      'ro.lua',
+      [
+        'local ok, e = pcall(function() getmetatable("").__index.upper = nil end)',
+        'expect(ok):to_be(false)',
+        'expect(e):to_contain("read-only")',
+        'ok, e = pcall(function() getmetatable(expect(1)).to_be = nil end)',
+        'expect(ok):to_be(false)',
+        'expect(e):to_contain("read-only")',
+        // a scenario's own _G metatable is its own to change
+        'local mt = getmetatable(_G); local lookup = mt.__index',
+        'mt.__index = function(t, k) local v = lookup(t, k); if v == nil then error("undefined global " .. k, 2) end; return v end',
+        'expect(pcall(function() return nope end)):to_be(false)',
+        // the scenario's own globals and libraries stay writable
+        'string.shout = function(s) return s:upper() .. "!" end',
+        'expect(string.shout("a")):to_be("A!")',
+        'local mt = {}; local t = setmetatable({}, mt); expect(getmetatable(t)):to_be(mt)',
+      ].join('\n'),
+    );
+    assert.equal(r.state, 'passed', r.error?.message);
+  });
+
+  test('json nesting: 1000 levels both ways, deeper is an error pcall catches, and the engine keeps working', async () => {
+    const r = await runLua(
+      'deep-json.lua',
+      [
+        // wasmoon moves nested tables without growing the Lua stack: 60 levels used to write over the heap
+        'for i = 1, 20 do local v = json.decode(string.rep("[", 60) .. string.rep("]", 60)) end',
+        'local t = {}; for i = 1, 60 do t = { t } end',
+        'for i = 1, 20 do json.encode(t) end',
+        'local v = json.decode(string.rep("[", 1000) .. string.rep("]", 1000))',
+        'local d = 0; while v do d = d + 1; v = v[1] end',
+        'expect(d):to_be(1000)',
+        'local ok, e = pcall(json.decode, string.rep("[", 2e5) .. string.rep("]", 2e5))',
+        'expect(ok):to_be(false)',
+        'expect(e):to_contain("json.decode: nesting deeper than 1000")',
+        'local deep = {}; for i = 1, 1e4 do deep = { deep } end',
+        'ok, e = pcall(json.encode, deep)',
+        'expect(ok):to_be(false)',
+        'expect(e):to_contain("json.encode: nesting deeper than 1000")',
+        'local loop = {}; loop.self = loop',
+        'ok, e = pcall(json.encode, loop)',
+        'expect(e):to_contain("json.encode: the table contains itself")',
+        'local shared = { 1 }',
+        'expect(json.encode({ shared, shared })):to_be("[[1],[1]]")',
+      ].join('\n'),
+    );
+    assert.equal(r.state, 'passed', r.error?.message);
+    const after = await runLua('after-json.lua', 'expect(string.upper("a")):to_be("A")\nexpect(json.encode({ a = { 1, 2 } })):to_be(\'{"a":[1,2]}\')\n');
+    assert.equal(after.state, 'passed', after.error?.message);
+  });
+
+  test('nested tables passed to JS functions never write over the engine', async () => {
+    const r = await runLua(
+      'deep-args.lua',
+      [
+        // wasmoon read table arguments without growing the Lua stack: 60 levels wrote over the heap
+        'local t = {}; for i = 1, 60 do t = { t } end',
+        'for i = 1, 200 do pcall(sleep, t) end',
+        'local shared = { 1 }; local cyc = { a = shared, b = shared }; cyc.self = cyc',
+        'expect(pcall(sleep, cyc)):to_be(false)',
+      ].join('\n'),
+    );
+    assert.equal(r.state, 'passed', r.error?.message);
+    assert.equal(rt.crashed, undefined);
+    const after = await runLua('after-args.lua', 'local x = {}\nfor j = 1, 1000 do x[j] = tostring(j) end\nexpect(string.upper("a")):to_be("A")\n');
+    assert.equal(after.state, 'passed', after.error?.message);
+  });
+
+  test('deeply nested instance params (from a playbook) reach the scenario without writing over the engine', async () => {
+    let params: Record<string, unknown> = { leaf: 'yes' };
+    for (let i = 0; i < 40; i++) params = { next: params };
+    const source = 'local p, d = instance.params, 0\nwhile p.next do p = p.next; d = d + 1 end\nexpect(d):to_be(40)\nexpect(p.leaf):to_be("yes")\n';
+    for (let i = 0; i < 20; i++) {
+      const r = await runLua('deep-params.lua', source, { instance: { id: 'i', role: 'r', index: 1, count: 1, params } });
+      assert.equal(r.state, 'passed', r.error?.message);
+    }
+    const after = await runLua('after-params.lua', 'local x = {}\nfor j = 1, 1000 do x[j] = tostring(j) end\nexpect(#x):to_be(1000)\n');
+    assert.equal(after.state, 'passed', after.error?.message);
+    assert.equal(rt.crashed, undefined);
+  });
+
   test('while true do end is stopped by the timeout', async () => {
     const r = await runLua('spin.lua', 'local n = 0\nwhile true do n = n + 1 end\n', { timeoutMs: 1000 });
     assert.equal(r.state, 'timedOut');
