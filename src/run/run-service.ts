@@ -14,7 +14,7 @@ import { openSut, releaseSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
 import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
-import { renderReports, type ReporterRequest } from './render-reports';
+import { checkReporterOutputs, renderReports, type ReporterRequest } from './render-reports';
 import { formatDurationMs } from '../util/duration';
 import { fetchGitSource, type GitSource } from './git-source';
 import { acquireAppLock, recordDirFor } from './schedule-service';
@@ -250,6 +250,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
 /** Everything that can be checked before touching a backend: targets, app spec, playbooks, Lua syntax. */
 async function prepare(opts: RunOptions): Promise<Prepared> {
   const { io } = opts;
+  checkReporterOutputs(opts.reporters, io.cwd);
   let baseDir = io.cwd;
   let targetArgs = opts.targets;
   if (opts.git) {
