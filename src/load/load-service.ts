@@ -86,6 +86,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const startedAtMs = io.now();
   const requested = path.resolve(io.cwd, opts.file);
   if (!fs.existsSync(requested)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
+  if (fs.statSync(requested).isDirectory()) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} is a folder; give a .lua load script or a Postman collection`);
   // a Postman collection runs as the iteration, through a generated load script
   const file = isPostmanCollectionFile(requested) ? writeCollectionLoadScript(requested, opts.postman ?? {}, io.cwd) : requested;
   if (file === requested && (opts.postman?.folder !== undefined || opts.postman?.environment !== undefined)) {
@@ -96,6 +97,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: requested });
   // the spec's schema, YAML and the backends load only when there is an app (~190 ms of start-up otherwise)
   const spec: AppSpec | undefined = specFile ? await (await import('../spec/load-app-spec')).loadAppSpec(specFile) : undefined;
+  if (spec) {
+    await import('../backends/index');
+    (await import('../backends/registry')).checkBackendName(opts.backend);
+  }
   const mask = spec ? createMasker(spec) : (s: string) => s;
   for (const [k, v] of Object.entries(opts.env)) if (/PASSWORD|SECRET|TOKEN|KEY/i.test(k)) registerSecret(v);
   const env = { ...stringEnv(io.env), ...opts.env };

@@ -54,10 +54,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 export function parsePlaybook(text: string, file: string): Playbook {
   const problems: Problem[] = [];
-  const doc = parseDocument(text, { prettyErrors: false });
+  // prettyErrors gives each error its line and column
+  const doc = parseDocument(text, { prettyErrors: true });
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];
-    const message = e.message.split('\n')[0];
+    const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
     problems.push({ path: `${path.basename(file)}${pos ? `:${pos.line}:${pos.col}` : ''}`, message: /Maximum call stack/.test(message) ? 'nested too deeply' : message });
   }
   if (problems.length) throw new TopasError('INVALID_PLAYBOOK', `playbook ${file} is not valid YAML`, { problems });

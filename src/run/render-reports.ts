@@ -17,7 +17,16 @@ export function parseReporterFlags(values: string[], json: boolean): ReporterReq
     const i = v.indexOf(':');
     return i < 0 ? { name: v } : { name: v.slice(0, i), file: v.slice(i + 1) };
   });
-  for (const r of requests) getReporter(r.name); // throws INVALID_FLAGS with the known names
+  const problems: Problem[] = [];
+  for (const r of requests) {
+    try {
+      getReporter(r.name);
+    } catch (err) {
+      if (!(err instanceof TopasError)) throw err;
+      problems.push({ path: `--reporter ${r.name}${r.file === undefined ? '' : `:${r.file}`}`, message: `${err.message}${err.hint ? ` (${err.hint})` : ''}` });
+    }
+  }
+  if (problems.length) throw new TopasError('INVALID_FLAGS', `--reporter: ${problems.length === 1 ? problems[0].message : 'unknown reporters'}`, { problems });
   const toStdout = requests.filter((r) => !r.file);
   if (json) {
     if (toStdout.some((r) => r.name !== 'json')) throw new TopasError('INVALID_FLAGS', '--json prints JSON on stdout; give other reporters a file (--reporter junit:report.xml)');

@@ -8,6 +8,7 @@ import { createMasker, registerSecret } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { createSutRpcHandler } from './sut-rpc';
+import { checkBackendName } from '../backends/registry';
 import { RunRecordStore } from './run-record';
 import { findAppSpecFile, resolveTargets } from './targets';
 import { openSut, releaseSut, type SutSession } from './sut-session';
@@ -265,6 +266,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const appFromPlaybook = playbooks.find((p) => p.app)?.app;
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
   const spec = specFile ? await loadAppSpec(specFile) : undefined;
+  if (spec) checkBackendName(opts.backend);
 
   // Lua syntax is input: reject it before anything is started.
   const problems: Problem[] = [];

@@ -120,5 +120,14 @@ function firstInvalidUtf8(buf: Buffer): number {
       hi = mid;
     }
   }
-  return Math.min(lo, buf.length - 1);
+  let bad = Math.min(lo, buf.length - 1);
+  // a lead byte whose sequence is cut short fails only at the byte after it: point at the lead byte
+  for (let i = bad - 1; i >= Math.max(0, bad - 3); i--) {
+    if (buf[i] >= 0xc0) {
+      bad = i;
+      break;
+    }
+    if (buf[i] < 0x80) break;
+  }
+  return bad;
 }
