@@ -423,7 +423,8 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
   let executor: ExecutorConfig | undefined;
   const total = durationMs ?? DEFAULT_DURATION_MS;
   if (executorName === 'constant-vus') {
-    if (!vus) problems.push({ path: 'options.vus', message: 'the constant-vus executor needs vus' });
+    // a vus given but invalid is reported once, above
+    if (!vus && o.vus === undefined) problems.push({ path: 'options.vus', message: 'the constant-vus executor needs vus' });
     executor = { executor: 'constant-vus', vus: vus ?? 1, durationMs: total };
   } else {
     let ex: ExecutorConfig | undefined;
@@ -431,7 +432,8 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
       if (flags.duration !== undefined || o.duration !== undefined) problems.push({ path: flags.duration !== undefined ? '--duration' : 'options.duration', message: 'stages set the duration; give one or the other' });
       ex = { executor: 'ramping-arrival-rate', startRate, timeUnitMs, stages, preAllocatedVus: 0, maxVus: 0 };
     } else if (!rate) {
-      problems.push({ path: 'options.rate', message: 'missing: give options.rate or --rate (e.g. 200/s), or stages' });
+      // a rate given but invalid is reported once, above
+      if (flags.rate === undefined && o.rate === undefined) problems.push({ path: 'options.rate', message: 'missing: give options.rate or --rate (e.g. 200/s), or stages' });
     } else if (rampMs) {
       if (rampMs > total) problems.push({ path: flags.ramp !== undefined ? '--ramp' : 'options.ramp', message: `the ramp (${rampMs}ms) is longer than the duration (${total}ms)` });
       const st: Stage[] = [{ target: rate.rate, durationMs: rampMs }];
