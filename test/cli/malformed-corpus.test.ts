@@ -140,6 +140,12 @@ function tableCases(): Case[] {
     c('run --app folder without topas.yaml', () => ['run', TRIVIAL, '--app', t('folder-without-spec')], 'folder-without-spec/topas.yaml'),
     c('run: a folder named like a script', () => ['run', 'fixtures/malformed/playbooks/folder.lua'], 'folder.lua: folder holds no .lua scenario'),
 
+    // topas test schedule: the same flags, refused before anything is queued
+    c('test schedule --timeout 99999h', () => ['test', 'schedule', TRIVIAL, '--timeout', '99999h'], '--timeout: expected at most 7 days'),
+    c('test schedule --env BIG=<3 MB>', () => ['test', 'schedule', TRIVIAL, '--env', `BIG=${bigValue()}`], '--env BIG'),
+    c('test schedule --reporter junit:<folder>', () => ['test', 'schedule', TRIVIAL, '--reporter', `junit:${t('empty-folder')}`], '--reporter junit:', 'is a folder'),
+    c('test schedule --parallel 0', () => ['test', 'schedule', TRIVIAL, '--parallel', '0'], '--parallel'),
+
     // topas load: flags
     c('load --rate 1000000000000/s', load('--rate', '1000000000000/s', '--duration', '1s'), '--rate: at most 1,000,000 iterations per second'),
     c('load --rate 2000/1ms', load('--rate', '2000/1ms'), '--rate: at most 1,000,000'),
