@@ -6,6 +6,7 @@ import { suggestion } from '../spec/did-you-mean';
 import { tryParseDurationMs } from '../util/duration';
 import { LIMITS, formatLimitDuration, readTextInput } from '../util/limits';
 import { yamlToJs } from '../util/yaml-input';
+import { parseShapeCall } from '../shape/shape-calls';
 
 /**
  * A playbook: roles, each running one Lua script in N concurrent instances that
@@ -137,6 +138,14 @@ export function parsePlaybook(text: string, file: string): Playbook {
         const action = actions[0];
         const value = s[action];
         const args: unknown[] = action === 'latency' ? [value, s.jitter === undefined ? {} : { jitter: s.jitter }] : action === 'down' || action === 'timeout' || action === 'reset' ? [] : [value];
+        // the same checks as the Lua shape module, now rather than when the step fires
+        if (typeof s.service === 'string') {
+          try {
+            parseShapeCall(action, [s.service, ...args]);
+          } catch (err) {
+            problems.push({ path: `${at}.${action}`, message: (err as Error).message });
+          }
+        }
         shaping.push({ atMs, on, service: String(s.service), action, args });
       });
   }

@@ -267,6 +267,14 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
   const spec = specFile ? await loadAppSpec(specFile) : undefined;
   if (spec) checkBackendName(opts.backend);
+  const shapingProblems: Problem[] = [];
+  for (const pb of playbooks) {
+    pb.shaping.forEach((step, i) => {
+      const names = spec ? [...spec.services, ...spec.databases].map((e) => e.name) : [];
+      if (spec && !names.includes(step.service)) shapingProblems.push({ path: `${path.basename(pb.file)}: shaping[${i}].service`, message: `app ${spec.name} has no service or database named "${step.service}"` });
+    });
+  }
+  if (shapingProblems.length) throw new TopasError('INVALID_PLAYBOOK', `${shapingProblems.length} shaping step(s) name no service of the app`, { problems: shapingProblems });
 
   // Lua syntax is input: reject it before anything is started.
   const problems: Problem[] = [];
