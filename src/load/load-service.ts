@@ -19,6 +19,7 @@ import { createSutRpcHandler } from '../run/sut-rpc';
 import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
 import type { LogLevel } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
+import { checkServiceEnvWithFlags } from '../util/limits';
 import { mergeSnapshots, selectSeries, SeriesStats, TimeSeriesBuilder, toSummaryFile, type MetricType, type MetricsSnapshot, type SecondBucket, type TimeSeries } from './metrics';
 import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFlags, type LoadPlan } from './schedule';
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
@@ -100,6 +101,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   if (spec) {
     await import('../backends/index');
     (await import('../backends/registry')).checkBackendName(opts.backend);
+    checkServiceEnvWithFlags(spec.services, opts.env);
   }
   const mask = spec ? createMasker(spec) : (s: string) => s;
   for (const [k, v] of Object.entries(opts.env)) if (/PASSWORD|SECRET|TOKEN|KEY/i.test(k)) registerSecret(v);

@@ -9,6 +9,7 @@ import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { createSutRpcHandler } from './sut-rpc';
 import { checkBackendName } from '../backends/registry';
+import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
 import { findAppSpecFile, resolveTargets } from './targets';
 import { openSut, releaseSut, type SutSession } from './sut-session';
@@ -267,6 +268,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
   const spec = specFile ? await loadAppSpec(specFile) : undefined;
   if (spec) checkBackendName(opts.backend);
+  if (spec) checkServiceEnvWithFlags(spec.services, opts.env);
   const shapingProblems: Problem[] = [];
   for (const pb of playbooks) {
     pb.shaping.forEach((step, i) => {

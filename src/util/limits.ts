@@ -62,6 +62,21 @@ export function envSizeProblems(env: Record<string, string>): Array<{ name?: str
 }
 
 /**
+ * `--env` values reach every service too: a service's own env and --env together
+ * must stay within the total, or the service fails at spawn (E2BIG).
+ */
+export function checkServiceEnvWithFlags(services: Array<{ name: string; env: Record<string, string> }>, flagEnv: Record<string, string>): void {
+  if (Object.keys(flagEnv).length === 0) return;
+  const problems = [];
+  for (const [i, s] of services.entries()) {
+    for (const p of envSizeProblems({ ...s.env, ...flagEnv })) {
+      if (p.name === undefined) problems.push({ path: `services[${i}].env + --env`, message: `${p.message} (service ${s.name} gets both)` });
+    }
+  }
+  if (problems.length) throw new TopasError('INVALID_FLAGS', `--env: too much environment for ${problems.length} service(s)`, { problems });
+}
+
+/**
  * Reads a YAML input file (topas.yaml, a playbook) as text: refuses one past
  * the size limit, binary content (NUL bytes) and bytes that are not UTF-8,
  * naming the file and where.

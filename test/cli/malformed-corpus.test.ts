@@ -79,6 +79,7 @@ function makeScratch(): void {
   fs.writeFileSync(t('env-from-environment.yaml'), service('      BLOB: ${TOPAS_CORPUS_BLOB}\n'));
   fs.writeFileSync(t('too-large.yaml'), `${service('      A: "1"\n')}${`# padding ${'z'.repeat(1000)}\n`.repeat(5 * 1024)}`);
   fs.writeFileSync(t('too-large-playbook.yaml'), `roles:\n  - name: a\n    script: a.lua\n${`# ${'z'.repeat(1000)}\n`.repeat(5 * 1024)}`);
+  fs.writeFileSync(t('env-600k.yaml'), service(Array.from({ length: 5 }, (_, i) => `      S${i}: "${'s'.repeat(120 * 1024)}"\n`).join('')));
   fs.writeFileSync(t('a-file.lua'), 'local x = 1\n');
   fs.writeFileSync(t('notes.txt'), 'not a scenario\n');
   fs.writeFileSync(t('existing.xml'), '');
@@ -87,7 +88,7 @@ function makeScratch(): void {
 }
 
 const bigValue = () => 'v'.repeat(3 * MiB);
-const manyEnv = () => Array.from({ length: 10 }, (_, i) => ['--env', `E${i}=${'w'.repeat(120 * 1024)}`]).flat();
+const manyEnv = (n = 10) => Array.from({ length: n }, (_, i) => ['--env', `E${i}=${'w'.repeat(120 * 1024)}`]).flat();
 
 function tableCases(): Case[] {
   const run = (...flags: string[]) => () => ['run', TRIVIAL, ...flags];
@@ -104,6 +105,9 @@ function tableCases(): Case[] {
     c('up: unclosed reference', () => ['up', '--app', 'fixtures/malformed/specs/unclosed-reference.yaml', '--backend', 'local'], 'services[0].env.DATABASE_URL: unclosed reference "${db.url"'),
     c('up: alias bomb', () => ['up', '--app', 'fixtures/malformed/specs/yaml-alias-bomb.yaml'], 'too many YAML alias'),
     c('up: --env without =', () => ['up', '--app', 'fixtures/malformed/specs/replicas-101.yaml', '--env', 'NOEQUALS'], '--env: expected K=V'),
+    c('run: spec env and --env together past 1 MiB', () => ['run', TRIVIAL, '--app', t('env-600k.yaml'), ...manyEnv(5)], 'services[0].env + --env: the variables add up to'),
+    c('up: spec env and --env together past 1 MiB', () => ['up', '--app', t('env-600k.yaml'), ...manyEnv(5)], 'services[0].env + --env'),
+    c('load: spec env and --env together past 1 MiB', () => ['load', LOAD_OK, '--app', t('env-600k.yaml'), ...manyEnv(5)], 'services[0].env + --env'),
     c('load: app spec with replicas 1000000000', load('--app', 'fixtures/malformed/specs/replicas-billion.yaml'), 'services[0].replicas'),
 
     // topas run: flags
