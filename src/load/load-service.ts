@@ -89,6 +89,12 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   if (!fs.existsSync(requested)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
   if (fs.statSync(requested).isDirectory()) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} is a folder; give a .lua load script or a Postman collection`);
   // a Postman collection runs as the iteration, through a generated load script
+  if (/\.json$/i.test(requested) && !isPostmanCollectionFile(requested)) {
+    throw new TopasError('INVALID_FLAGS', `${opts.file} is not a Postman collection (v2 JSON with info.schema)`, {
+      problems: [{ path: opts.file, message: describeJsonProblem(requested) }],
+      hint: 'give a .lua load script, or a collection exported from Postman',
+    });
+  }
   const file = isPostmanCollectionFile(requested) ? writeCollectionLoadScript(requested, opts.postman ?? {}, io.cwd) : requested;
   if (file === requested && (opts.postman?.folder !== undefined || opts.postman?.environment !== undefined)) {
     throw new TopasError('INVALID_FLAGS', `--folder and --environment apply to a Postman collection; ${opts.file} is not one`);
@@ -546,4 +552,21 @@ function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+/** Why a .json file is not a Postman collection, for the message. */
+function describeJsonProblem(file: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    return `cannot read: ${(err as Error).message}`;
+  }
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    // the parser quotes the input: binary bytes must not reach the terminal
+    return `not valid JSON: ${(err as Error).message.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?')}`;
+  }
+  return 'valid JSON, but no Postman collection schema in info.schema';
 }

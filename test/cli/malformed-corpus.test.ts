@@ -35,6 +35,9 @@ const NOT_CASES = new Set(['playbooks/role.lua', 'playbooks/broken-role.lua', 'p
 const TABLE_EXPECT: Record<string, string[]> = {
   'specs/empty.yaml': ['empty.yaml: the app spec is empty'],
   'specs/utf16.yaml': ['utf16.yaml', 'not a text file'],
+  'load/broken.postman_collection.json': ['broken.postman_collection.json: not valid JSON'],
+  'load/not-a-collection.json': ['not-a-collection.json: valid JSON, but no Postman collection schema'],
+  'load/binary.json': ['binary.json: not valid JSON'],
 };
 
 function expectationsOf(rel: string): string[] {
@@ -57,7 +60,7 @@ function fileCases(): Case[] {
   for (const kind of Object.keys(argvFor)) {
     for (const f of fs.readdirSync(path.join(CORPUS, kind)).sort()) {
       const rel = `${kind}/${f}`;
-      if (NOT_CASES.has(rel) || !/\.(ya?ml|lua)$/.test(f)) continue;
+      if (NOT_CASES.has(rel) || !/\.(ya?ml|lua|json)$/.test(f)) continue;
       const expect = expectationsOf(rel);
       assert.ok(expect.length > 0, `${rel} has no "expect:" line and no entry in TABLE_EXPECT`);
       out.push({ name: rel, argv: () => argvFor[kind](`fixtures/malformed/${rel}`), expect });
