@@ -87,7 +87,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const startedAtMs = io.now();
   const requested = path.resolve(io.cwd, opts.file);
   if (!fs.existsSync(requested)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
-  if (fs.statSync(requested).isDirectory()) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} is a folder; give a .lua load script or a Postman collection`);
+  const stat = fs.statSync(requested);
+  if (stat.isDirectory()) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} is a folder; give a .lua load script or a Postman collection`);
+  if (!stat.isFile()) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} is not a regular file`);
   // a Postman collection runs as the iteration, through a generated load script
   if (/\.json$/i.test(requested) && !isPostmanCollectionFile(requested)) {
     throw new TopasError('INVALID_FLAGS', `${opts.file} is not a Postman collection (v2 JSON with info.schema)`, {

@@ -17,7 +17,7 @@ import {
 import { suggestion } from './did-you-mean';
 import { findCycle } from './dependency-graph';
 import { DATABASE_REFERENCE_FIELDS, SERVICE_REFERENCE_FIELDS, findReferences, findUnclosedReference } from './references';
-import { readTextInput } from '../util/limits';
+import { LIMITS, formatBytes, readTextInput } from '../util/limits';
 import { yamlToJs } from '../util/yaml-input';
 
 export interface LoadAppSpecOptions {
@@ -389,6 +389,15 @@ function checkInitSQL(e: Entity, dir: string, initSQLFromFile: Map<number, strin
   if (typeof file !== 'string' || file.trim() === '') return;
   const abs = path.resolve(dir, file);
   try {
+    const stat = fs.statSync(abs);
+    if (!stat.isFile()) {
+      problems.push({ segments: [...e.segments, 'initSQLFile'], message: `${file} is not a regular file` });
+      return;
+    }
+    if (stat.size > LIMITS.initSqlFileBytes) {
+      problems.push({ segments: [...e.segments, 'initSQLFile'], message: `${file} is ${formatBytes(stat.size)}; at most ${formatBytes(LIMITS.initSqlFileBytes)}` });
+      return;
+    }
     initSQLFromFile.set(e.segments[e.segments.length - 1] as number, fs.readFileSync(abs, 'utf8'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

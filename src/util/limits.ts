@@ -26,6 +26,8 @@ export const LIMITS = {
   envTotalBytes: 1024 * 1024,
   /** topas.yaml and playbook files */
   specFileBytes: 4 * 1024 * 1024,
+  /** a database's initSQLFile (a schema dump can be large; it is held in memory) */
+  initSqlFileBytes: 64 * 1024 * 1024,
   /** --parallel: units (scenarios, playbooks) at once */
   parallel: 1000,
   /** --workers: worker threads */
@@ -82,7 +84,10 @@ export function checkServiceEnvWithFlags(services: Array<{ name: string; env: Re
  * naming the file and where.
  */
 export function readTextInput(file: string, shown: string, code: ErrorCode, what: string): string {
-  const size = fs.statSync(file).size;
+  const stat = fs.statSync(file);
+  // a device or FIFO (/dev/zero, /dev/stdin) would be read forever
+  if (!stat.isFile()) throw new TopasError(code, `${shown}: ${what} is not a regular file`, { problems: [{ path: shown, message: 'not a regular file' }] });
+  const size = stat.size;
   if (size > LIMITS.specFileBytes) {
     throw new TopasError(code, `${shown}: ${what} is ${formatBytes(size)}; at most ${formatBytes(LIMITS.specFileBytes)}`, {
       problems: [{ path: shown, message: `file too large (${formatBytes(size)}; limit ${formatBytes(LIMITS.specFileBytes)})` }],
