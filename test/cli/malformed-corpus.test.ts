@@ -303,3 +303,25 @@ describe('malformed input corpus: exit 2, the field named, no stack, nothing sta
     }
   });
 });
+
+describe('absurd values in calls made while running', () => {
+  for (const [file, message] of [
+    ['scale-billion.lua', 'sut.scale: replicas must be an integer 0-100, got 1000000000'],
+    ['apply-billion.lua', 'sut.apply_service: replicas must be an integer 0-100, got 1000000000'],
+  ]) {
+    test(`${file}: the step fails naming the call, nothing is started`, async () => {
+      // a run that starts writes its record under cwd: a private one
+      const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-runtime-'));
+      let r;
+      try {
+        r = await cli(['run', path.join(CORPUS, 'runtime', file), '--json'], { cwd });
+      } finally {
+        fs.rmSync(cwd, { recursive: true, force: true });
+      }
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.ok(r.stdout.includes(message), r.stdout);
+      assert.doesNotMatch(r.stderr, STACK_LINE);
+    });
+  }
+});
+
