@@ -278,6 +278,13 @@ function crossChecks(
       if (isMapping(raw)) entities.push({ kind: kind === 'services' ? 'service' : 'database', segments: [...prefix, kind, i], raw });
     });
   }
+  if (entities.length > LIMITS.appEntries) {
+    problems.push({ segments: [...prefix, 'services'], message: `${entities.length} services and databases; an app has at most ${LIMITS.appEntries}` });
+  }
+  const totalReplicas = entities.reduce((n, e) => n + (e.kind === 'service' && typeof e.raw.replicas === 'number' && e.raw.replicas <= LIMITS.replicas ? e.raw.replicas : e.kind === 'service' ? 1 : 0), 0);
+  if (totalReplicas > LIMITS.appReplicas) {
+    problems.push({ segments: [...prefix, 'services'], message: `${totalReplicas} replicas in all; an app runs at most ${LIMITS.appReplicas}` });
+  }
   if (entities.length === 0 && problems.length === 0) {
     problems.push({ segments: [...prefix, 'services'], message: 'define at least one service or database' });
   }

@@ -9,6 +9,10 @@ import { TopasError, type ErrorCode } from '../errors';
 export const LIMITS = {
   /** replicas of one service: each is a process or container */
   replicas: 100,
+  /** services and databases of one app together */
+  appEntries: 200,
+  /** replicas of all services of one app together */
+  appReplicas: 1000,
   /** instances of one playbook (all roles together): each is a Lua VM in a worker thread */
   playbookInstances: 1000,
   /** arrival rate, iterations per second (peak of --rate, options.rate, stages, start_rate) */

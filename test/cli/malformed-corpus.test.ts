@@ -83,6 +83,9 @@ function makeScratch(): void {
   fs.writeFileSync(t('too-large.yaml'), `${service('      A: "1"\n')}${`# padding ${'z'.repeat(1000)}\n`.repeat(5 * 1024)}`);
   fs.writeFileSync(t('too-large-playbook.yaml'), `roles:\n  - name: a\n    script: a.lua\n${`# ${'z'.repeat(1000)}\n`.repeat(5 * 1024)}`);
   fs.writeFileSync(t('env-600k.yaml'), service(Array.from({ length: 5 }, (_, i) => `      S${i}: "${'s'.repeat(120 * 1024)}"\n`).join('')));
+  const entry = (i: number, replicas: number) => `  - name: s${i}\n    command: [node]\n    port: ${10000 + i}\n    replicas: ${replicas}\n`;
+  fs.writeFileSync(t('many-services.yaml'), `services:\n${Array.from({ length: 201 }, (_, i) => entry(i, 1)).join('')}`);
+  fs.writeFileSync(t('many-replicas.yaml'), `services:\n${Array.from({ length: 11 }, (_, i) => entry(i, 100)).join('')}`);
   fs.writeFileSync(t('a-file.lua'), 'local x = 1\n');
   fs.writeFileSync(t('notes.txt'), 'not a scenario\n');
   fs.writeFileSync(t('existing.xml'), '');
@@ -102,6 +105,8 @@ function tableCases(): Case[] {
     c('spec: a 3 MB env value', () => ['run', TRIVIAL, '--app', t('big-env-value.yaml')], 'services[0].env.BLOB: the value is 3 MiB', 'at most 128 KiB'),
     c('spec: env adding up past 1 MiB', () => ['run', TRIVIAL, '--app', t('env-total.yaml')], 'services[0].env: the variables add up to', 'at most 1 MiB'),
     { name: 'spec: a 3 MB value from ${VAR}', argv: () => ['run', TRIVIAL, '--app', t('env-from-environment.yaml')], expect: ['services[0].env.BLOB: the value is 3 MiB'], processEnv: { TOPAS_CORPUS_BLOB: 'b'.repeat(3 * MiB) } },
+    c('spec: 201 services', () => ['run', TRIVIAL, '--app', t('many-services.yaml')], 'services: 201 services and databases; an app has at most 200'),
+    c('spec: 1100 replicas in all', () => ['run', TRIVIAL, '--app', t('many-replicas.yaml')], 'services: 1100 replicas in all; an app runs at most 1000'),
     c('spec: a 5 MB file', () => ['run', TRIVIAL, '--app', t('too-large.yaml')], 'too-large.yaml', 'at most 4 MiB'),
     c('playbook: a 5 MB file', () => ['run', t('too-large-playbook.yaml')], 'too-large-playbook.yaml', 'at most 4 MiB'),
     c('up: replicas 1000000000', () => ['up', '--app', 'fixtures/malformed/specs/replicas-billion.yaml', '--backend', 'local'], 'services[0].replicas: expected integer 0-100'),
