@@ -7,6 +7,7 @@ import { tryParseDurationMs } from '../util/duration';
 import { LIMITS, formatLimitDuration, readTextInput } from '../util/limits';
 import { yamlToJs } from '../util/yaml-input';
 import { parseShapeCall } from '../shape/shape-calls';
+import type { AppSpec } from '../spec/app-spec';
 
 /**
  * A playbook: roles, each running one Lua script in N concurrent instances that
@@ -163,6 +164,20 @@ export function loadPlaybook(file: string): Playbook {
     throw new TopasError('FILE_NOT_FOUND', `playbook ${file} does not exist`);
   }
   return parsePlaybook(text, file);
+}
+
+/** Shaping steps must name a service or database of the app the playbook runs against. */
+export function checkShapingTargets(playbooks: Playbook[], spec: Pick<AppSpec, 'name' | 'services' | 'databases'>): void {
+  const names = [...spec.services, ...spec.databases].map((e) => e.name);
+  const problems: Problem[] = [];
+  for (const pb of playbooks) {
+    pb.shaping.forEach((step, i) => {
+      if (!names.includes(step.service)) {
+        problems.push({ path: `${path.basename(pb.file)}: shaping[${i}].service`, message: `app ${spec.name} has no service or database named "${step.service}"${suggestion(step.service, names)}` });
+      }
+    });
+  }
+  if (problems.length) throw new TopasError('INVALID_PLAYBOOK', `${problems.length} shaping step(s) name no service of the app`, { problems });
 }
 
 /** A YAML target is a playbook when it has `roles:`; anything else is rejected by the caller. */

@@ -21,7 +21,7 @@ import { formatDurationMs } from '../util/duration';
 import { fetchGitSource, type GitSource } from './git-source';
 import { acquireAppLock, recordDirFor } from './schedule-service';
 import { RunMetrics, serveMetrics, type MetricsServer } from './run-metrics';
-import { loadPlaybook, type Playbook } from '../playbook/playbook';
+import { checkShapingTargets, loadPlaybook, type Playbook } from '../playbook/playbook';
 import { SyncBroker } from '../sync/sync-broker';
 import { routeRpc, type RpcHandler } from './rpc-router';
 import { watchEndpoints } from './watch-endpoints';
@@ -269,14 +269,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const spec = specFile ? await loadAppSpec(specFile) : undefined;
   if (spec) checkBackendName(opts.backend);
   if (spec) checkServiceEnvWithFlags(spec.services, opts.env);
-  const shapingProblems: Problem[] = [];
-  for (const pb of playbooks) {
-    pb.shaping.forEach((step, i) => {
-      const names = spec ? [...spec.services, ...spec.databases].map((e) => e.name) : [];
-      if (spec && !names.includes(step.service)) shapingProblems.push({ path: `${path.basename(pb.file)}: shaping[${i}].service`, message: `app ${spec.name} has no service or database named "${step.service}"` });
-    });
-  }
-  if (shapingProblems.length) throw new TopasError('INVALID_PLAYBOOK', `${shapingProblems.length} shaping step(s) name no service of the app`, { problems: shapingProblems });
+  if (spec) checkShapingTargets(playbooks, spec);
 
   // Lua syntax is input: reject it before anything is started.
   const problems: Problem[] = [];
