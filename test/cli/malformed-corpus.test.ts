@@ -239,7 +239,7 @@ function runRecordDirs(roots: string[]): string[] {
 }
 
 const STACK_LINE = /^\s+at .+(\(|:\d+)/m;
-const JS_ERROR = /\b(?:Type|Range|Reference|Syntax|Eval|URI)?Error: /;
+const JS_ERROR = /\b(?:Type|Range|Reference|Syntax|Eval|URI|Topas)?Error: /;
 
 describe('malformed input corpus: exit 2, the field named, no stack, nothing started', () => {
   before(makeScratch);
