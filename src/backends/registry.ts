@@ -21,3 +21,12 @@ export function getBackend(name: string): Backend {
   }
   return f();
 }
+
+/** Before anything starts: `auto` or a registered backend, else INVALID_FLAGS naming --backend. */
+export function checkBackendName(name: string): void {
+  if (name === 'auto' || factories.has(name)) return;
+  const known = [...factories.keys(), 'auto'];
+  throw new TopasError('INVALID_FLAGS', `--backend: unknown backend "${name}"`, {
+    problems: [{ path: '--backend', message: `unknown backend "${name}"; available: ${known.join(', ')}` }],
+  });
+}

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { TopasError } from '../errors';
 import { parseDurationMs } from '../util/duration';
+import { LIMITS, envSizeProblems, formatBytes, formatLimitDuration } from '../util/limits';
 
 export const appFlag = Flags.string({ description: 'path to the app spec (default: topas.yaml here or next to the scenarios)', helpValue: 'topas.yaml' });
 export const backendFlag = Flags.string({
@@ -8,24 +9,35 @@ export const backendFlag = Flags.string({
   default: 'auto',
   helpValue: 'auto|local|docker|kubernetes',
 });
-export const envFlag = Flags.string({ description: 'variable for scenarios and services (repeatable)', multiple: true, helpValue: 'K=V', default: [] });
+export const envFlag = Flags.string({
+  description: `variable for scenarios and services (repeatable; at most ${formatBytes(LIMITS.envEntryBytes)} each, ${formatBytes(LIMITS.envTotalBytes)} in all)`,
+  multiple: true,
+  helpValue: 'K=V',
+  default: [],
+});
 
 export function parseEnvFlags(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   const problems = [];
   for (const v of values) {
     const i = v.indexOf('=');
-    if (i <= 0) problems.push({ path: '--env', message: `expected K=V, got "${v}"` });
+    if (i <= 0) problems.push({ path: '--env', message: `expected K=V, got ${JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v)}` });
     else out[v.slice(0, i)] = v.slice(i + 1);
   }
+  for (const p of envSizeProblems(out)) problems.push({ path: p.name === undefined ? '--env' : `--env ${p.name}`, message: p.message });
   if (problems.length) throw new TopasError('INVALID_FLAGS', 'invalid --env', { problems });
   return out;
 }
 
 export function parseDurationFlag(value: string, flag: string): number {
+  let ms: number;
   try {
-    return parseDurationMs(value, flag);
+    ms = parseDurationMs(value, flag);
   } catch (err) {
-    throw new TopasError('INVALID_FLAGS', (err as Error).message);
+    throw new TopasError('INVALID_FLAGS', (err as Error).message, { problems: [{ path: flag, message: `expected a duration like "30s" or "2m", got ${JSON.stringify(value)}` }] });
   }
+  if (ms > LIMITS.durationMs) {
+    throw new TopasError('INVALID_FLAGS', `${flag}: expected at most ${formatLimitDuration(LIMITS.durationMs)}, got "${value}"`, { problems: [{ path: flag, message: `at most ${formatLimitDuration(LIMITS.durationMs)}` }] });
+  }
+  return ms;
 }

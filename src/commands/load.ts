@@ -3,6 +3,7 @@ import { BaseCommand } from '../cli/base-command';
 import { appFlag, backendFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
 import { runLoad } from '../load/load-service';
 import { TopasError } from '../errors';
+import { LIMITS, formatLimitDuration } from '../util/limits';
 
 export default class Load extends BaseCommand {
   static override summary = 'Load test: open-model arrival rate, live progress, summary; thresholds decide the exit code';
@@ -24,12 +25,12 @@ export default class Load extends BaseCommand {
     '<%= config.bin %> load api.postman_collection.json --folder users --rate 100/s --duration 30s',
   ];
   static override flags = {
-    rate: Flags.string({ description: 'iterations started per time unit (open model), e.g. 200/s, 1000/m, 50/100ms', helpValue: '200/s' }),
-    duration: Flags.string({ description: 'how long to start iterations (default: options.duration or 30s)', helpValue: '30s' }),
-    ramp: Flags.string({ description: 'ramp linearly from 0 to --rate over this long', helpValue: '5s' }),
-    'max-vus': Flags.integer({ description: 'VU pool cap; iterations due while all are busy are dropped', min: 1 }),
+    rate: Flags.string({ description: `iterations started per time unit (open model), e.g. 200/s, 1000/m, 50/100ms; at most ${LIMITS.ratePerSecond.toLocaleString('en-US')}/s`, helpValue: '200/s' }),
+    duration: Flags.string({ description: `how long to start iterations (default: options.duration or 30s; at most ${formatLimitDuration(LIMITS.durationMs)})`, helpValue: '30s' }),
+    ramp: Flags.string({ description: 'ramp linearly from 0 to --rate over this long (at most --duration)', helpValue: '5s' }),
+    'max-vus': Flags.integer({ description: `VU pool cap (1-${LIMITS.vus.toLocaleString('en-US')}); iterations due while all are busy are dropped`, min: 1, max: LIMITS.vus }),
     threshold: Flags.string({ description: 'METRIC:EXPR in k6 syntax (repeatable); replaces the script\'s thresholds on that metric', multiple: true, default: [], helpValue: 'http_req_duration:p(95)<250' }),
-    workers: Flags.integer({ description: 'worker threads hosting the VUs (default: cores - 1, at least 1)', min: 1 }),
+    workers: Flags.integer({ description: `worker threads hosting the VUs (default: cores - 1, at least 1; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
     baseline: Flags.string({ description: 'compare with an earlier run (run id or JSON file); fail when p95 or the error rate regressed', helpValue: 'RUN|FILE' }),
     'max-regression': Flags.string({ description: 'allowed regression against --baseline, e.g. 10% or 0.1', default: '10%' }),
     app: appFlag,

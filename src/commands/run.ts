@@ -4,6 +4,7 @@ import { appFlag, backendFlag, envFlag, parseDurationFlag, parseEnvFlags } from 
 import { runScenarios } from '../run/run-service';
 import { parseReporterFlags } from '../run/render-reports';
 import { TopasError } from '../errors';
+import { LIMITS, formatLimitDuration } from '../util/limits';
 
 export default class Run extends BaseCommand {
   static override summary = 'Run Lua scenarios as test runs against the SUT';
@@ -24,10 +25,10 @@ export default class Run extends BaseCommand {
   static override flags = {
     app: appFlag,
     backend: backendFlag,
-    parallel: Flags.integer({ description: 'scenarios at once', default: 1, min: 1 }),
-    workers: Flags.integer({ description: 'worker threads hosting scenarios (default: cores)', min: 1 }),
-    timeout: Flags.string({ description: 'per-scenario timeout; a hard stop', default: '5m' }),
-    reporter: Flags.string({ description: 'table | json | junit, optionally with :path (repeatable)', multiple: true, default: [] }),
+    parallel: Flags.integer({ description: `scenarios at once (1-${LIMITS.parallel})`, default: 1, min: 1, max: LIMITS.parallel }),
+    workers: Flags.integer({ description: `worker threads hosting scenarios (default: cores; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
+    timeout: Flags.string({ description: `per-scenario timeout; a hard stop (at most ${formatLimitDuration(LIMITS.durationMs)})`, default: '5m' }),
+    reporter: Flags.string({ description: 'table | json | junit, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
     env: envFlag,
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     'continue-on-failure': Flags.boolean({ description: 'run later steps after a failed step', default: false }),

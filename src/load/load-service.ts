@@ -19,6 +19,7 @@ import { createSutRpcHandler } from '../run/sut-rpc';
 import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
 import type { LogLevel } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
+import { checkServiceEnvWithFlags } from '../util/limits';
 import { mergeSnapshots, selectSeries, SeriesStats, TimeSeriesBuilder, toSummaryFile, type MetricType, type MetricsSnapshot, type SecondBucket, type TimeSeries } from './metrics';
 import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFlags, type LoadPlan } from './schedule';
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
@@ -88,7 +89,16 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const startedAtMs = io.now();
   const requested = path.resolve(io.cwd, opts.file);
   if (!fs.existsSync(requested)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
+  const stat = fs.statSync(requested);
+  if (stat.isDirectory()) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} is a folder; give a .lua load script or a Postman collection`);
+  if (!stat.isFile()) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} is not a regular file`);
   // a Postman collection runs as the iteration, through a generated load script
+  if (/\.json$/i.test(requested) && !isPostmanCollectionFile(requested)) {
+    throw new TopasError('INVALID_FLAGS', `${opts.file} is not a Postman collection (v2 JSON with info.schema)`, {
+      problems: [{ path: opts.file, message: describeJsonProblem(requested) }],
+      hint: 'give a .lua load script, or a collection exported from Postman',
+    });
+  }
   const file = isPostmanCollectionFile(requested) ? writeCollectionLoadScript(requested, opts.postman ?? {}, io.cwd) : requested;
   if (file === requested && (opts.postman?.folder !== undefined || opts.postman?.environment !== undefined)) {
     throw new TopasError('INVALID_FLAGS', `--folder and --environment apply to a Postman collection; ${opts.file} is not one`);
@@ -101,6 +111,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   // process-wide: the run record, log, summary and console mask them too
   if (spec) registerSpecSecrets(spec);
   registerEnvSecrets(opts.env);
+  if (spec) {
+    await import('../backends/index');
+    (await import('../backends/registry')).checkBackendName(opts.backend);
+    checkServiceEnvWithFlags(spec.services, opts.env);
+  }
   const mask = spec ? createMasker(spec) : (s: string) => s;
   const env = { ...stringEnv(io.env), ...opts.env };
   const baselineFigures = opts.baseline !== undefined ? readBaseline(opts.baseline, spec?.dir ?? io.cwd, io.cwd) : undefined;
@@ -550,4 +565,21 @@ function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+/** Why a .json file is not a Postman collection, for the message. */
+function describeJsonProblem(file: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    return `cannot read: ${(err as Error).message}`;
+  }
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    // the parser quotes the input: binary bytes must not reach the terminal
+    return `not valid JSON: ${(err as Error).message.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?')}`;
+  }
+  return 'valid JSON, but no Postman collection schema in info.schema';
 }

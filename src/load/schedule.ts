@@ -1,5 +1,6 @@
 import type { Problem } from '../errors';
 import { parseDurationMs } from '../util/duration';
+import { LIMITS, formatLimitDuration } from '../util/limits';
 import { didYouMean } from '../spec/did-you-mean';
 import { collectThresholdFlags, collectThresholds, invalid, luaList, type ThresholdDef } from './thresholds';
 import type { MetricType } from './metrics';
@@ -277,6 +278,7 @@ const DEFAULT_DURATION_MS = 30_000;
 export function parseRate(value: unknown): { rate: number; timeUnitMs: number } {
   if (typeof value === 'number') {
     if (!(Number.isFinite(value) && value > 0)) throw new Error(`expected a rate above 0, got ${value}`);
+    checkRatePerSecond(value, 1000, String(value));
     return { rate: value, timeUnitMs: 1000 };
   }
   if (typeof value !== 'string') throw new Error(`expected a rate like "200/s", got ${JSON.stringify(value)}`);
@@ -293,27 +295,39 @@ export function parseRate(value: unknown): { rate: number; timeUnitMs: number } 
     throw new Error(`expected a rate like "200/s" or "1000/m", got "${value}"`);
   }
   if (!(timeUnitMs > 0)) throw new Error(`the time unit of "${value}" must be above 0`);
+  checkRatePerSecond(rate, timeUnitMs, `"${value}"`);
   return { rate, timeUnitMs };
 }
 
-function positiveInt(v: unknown, path: string, problems: Problem[]): number | undefined {
+/** Rates past LIMITS.ratePerSecond are refused: the schedule would fall behind at once while memory fills. */
+function checkRatePerSecond(rate: number, timeUnitMs: number, shown: string): void {
+  const perSecond = (rate * 1000) / timeUnitMs;
+  if (perSecond > LIMITS.ratePerSecond) throw new Error(`at most ${LIMITS.ratePerSecond.toLocaleString('en-US')} iterations per second, got ${shown}`);
+}
+
+function positiveInt(v: unknown, path: string, problems: Problem[], max: number = LIMITS.vus): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
-  if (typeof v === 'string' && /^\d+$/.test(v) && Number(v) > 0) return Number(v);
-  problems.push({ path, message: `expected a whole number above 0, got ${JSON.stringify(v)}` });
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= max) return n;
+  problems.push({ path, message: `expected a whole number 1-${max.toLocaleString('en-US')}, got ${JSON.stringify(v)}` });
   return undefined;
 }
 
 function duration(v: unknown, path: string, problems: Problem[], allowZero = false): number | undefined {
   if (v === undefined || v === null) return undefined;
+  let ms: number;
   try {
-    const ms = parseDurationMs(v as string | number);
+    ms = parseDurationMs(v as string | number);
     if (!allowZero && ms <= 0) throw new Error('zero');
-    return ms;
   } catch {
     problems.push({ path, message: `expected a duration like "30s" or "2m"${allowZero ? '' : ' above 0'}, got ${JSON.stringify(v)}` });
     return undefined;
   }
+  if (ms > LIMITS.durationMs) {
+    problems.push({ path, message: `expected at most ${formatLimitDuration(LIMITS.durationMs)}, got ${JSON.stringify(v)}` });
+    return undefined;
+  }
+  return ms;
 }
 
 /**
@@ -348,7 +362,14 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
   const optRate = o.rate !== undefined ? rateFrom(o.rate, 'options.rate') : undefined;
   let timeUnitMs = 1000;
   if (o.time_unit !== undefined) timeUnitMs = duration(o.time_unit, 'options.time_unit', problems) ?? 1000;
-  if (optRate && typeof o.rate === 'number') optRate.timeUnitMs = timeUnitMs;
+  if (optRate && typeof o.rate === 'number') {
+    optRate.timeUnitMs = timeUnitMs;
+    try {
+      checkRatePerSecond(optRate.rate, timeUnitMs, `${optRate.rate} per ${timeUnitMs}ms`);
+    } catch (e) {
+      problems.push({ path: 'options.rate', message: (e as Error).message });
+    }
+  }
   rate = flagRate ?? optRate;
 
   const durationMs = flags.duration !== undefined ? duration(flags.duration, '--duration', problems) : duration(o.duration, 'options.duration', problems);
@@ -358,6 +379,10 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
   const preVus = positiveInt(o.pre_allocated_vus, 'options.pre_allocated_vus', problems);
   const vus = positiveInt(o.vus, 'options.vus', problems);
   const startRate = o.start_rate === undefined ? 0 : typeof o.start_rate === 'number' && o.start_rate >= 0 ? o.start_rate : (problems.push({ path: 'options.start_rate', message: 'expected a number >= 0' }), 0);
+  /** a stage target or start rate is per time_unit */
+  const overRate = (r: number) => (r * 1000) / timeUnitMs > LIMITS.ratePerSecond;
+  const rateLimitMessage = (r: unknown) => `at most ${LIMITS.ratePerSecond.toLocaleString('en-US')} iterations per second, got ${JSON.stringify(r)} per ${timeUnitMs}ms`;
+  if (startRate > 0 && overRate(startRate)) problems.push({ path: 'options.start_rate', message: rateLimitMessage(startRate) });
 
   let stages: Stage[] | undefined;
   if (o.stages !== undefined) {
@@ -375,10 +400,13 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
         for (const k of Object.keys(st)) if (k !== 'target' && k !== 'duration') problems.push({ path: `${p}.${k}`, message: 'unknown field (expected target, duration)' });
         const target = st.target;
         if (typeof target !== 'number' || !(target >= 0) || !Number.isFinite(target)) problems.push({ path: `${p}.target`, message: `expected a rate >= 0, got ${JSON.stringify(target)}` });
+        else if (overRate(target)) problems.push({ path: `${p}.target`, message: rateLimitMessage(target) });
         const d = duration(st.duration, `${p}.duration`, problems);
         if (st.duration === undefined) problems.push({ path: `${p}.duration`, message: 'missing' });
         if (typeof target === 'number' && d !== undefined) stages!.push({ target, durationMs: d });
       });
+      const stagesMs = stages.reduce((n, st) => n + st.durationMs, 0);
+      if (stagesMs > LIMITS.durationMs) problems.push({ path: 'options.stages', message: `the stages last ${stagesMs}ms; at most ${formatLimitDuration(LIMITS.durationMs)} in all` });
     }
   }
 
@@ -395,7 +423,8 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
   let executor: ExecutorConfig | undefined;
   const total = durationMs ?? DEFAULT_DURATION_MS;
   if (executorName === 'constant-vus') {
-    if (!vus) problems.push({ path: 'options.vus', message: 'the constant-vus executor needs vus' });
+    // a vus given but invalid is reported once, above
+    if (!vus && o.vus === undefined) problems.push({ path: 'options.vus', message: 'the constant-vus executor needs vus' });
     executor = { executor: 'constant-vus', vus: vus ?? 1, durationMs: total };
   } else {
     let ex: ExecutorConfig | undefined;
@@ -403,7 +432,8 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
       if (flags.duration !== undefined || o.duration !== undefined) problems.push({ path: flags.duration !== undefined ? '--duration' : 'options.duration', message: 'stages set the duration; give one or the other' });
       ex = { executor: 'ramping-arrival-rate', startRate, timeUnitMs, stages, preAllocatedVus: 0, maxVus: 0 };
     } else if (!rate) {
-      problems.push({ path: 'options.rate', message: 'missing: give options.rate or --rate (e.g. 200/s), or stages' });
+      // a rate given but invalid is reported once, above
+      if (flags.rate === undefined && o.rate === undefined) problems.push({ path: 'options.rate', message: 'missing: give options.rate or --rate (e.g. 200/s), or stages' });
     } else if (rampMs) {
       if (rampMs > total) problems.push({ path: flags.ramp !== undefined ? '--ramp' : 'options.ramp', message: `the ramp (${rampMs}ms) is longer than the duration (${total}ms)` });
       const st: Stage[] = [{ target: rate.rate, durationMs: rampMs }];
@@ -416,7 +446,7 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
       const peakPerSec =
         ex.executor === 'constant-arrival-rate' ? (ex.rate * 1000) / ex.timeUnitMs : (Math.max(ex.startRate, ...ex.stages.map((s) => s.target)) * 1000) / ex.timeUnitMs;
       // enough VUs for iterations of up to 1s at the peak rate, unless told otherwise
-      ex.maxVus = maxVus ?? Math.max(50, Math.ceil(peakPerSec));
+      ex.maxVus = maxVus ?? Math.min(LIMITS.vus, Math.max(50, Math.ceil(peakPerSec)));
       ex.preAllocatedVus = Math.min(ex.maxVus, preVus ?? Math.max(1, Math.ceil(peakPerSec / 10)));
       if (preVus !== undefined && preVus > ex.maxVus) problems.push({ path: 'options.pre_allocated_vus', message: `is above max_vus (${ex.maxVus})` });
       executor = ex;

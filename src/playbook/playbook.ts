@@ -4,6 +4,10 @@ import { parseDocument } from 'yaml';
 import { TopasError, type Problem } from '../errors';
 import { suggestion } from '../spec/did-you-mean';
 import { tryParseDurationMs } from '../util/duration';
+import { LIMITS, formatLimitDuration, readTextInput } from '../util/limits';
+import { yamlToJs } from '../util/yaml-input';
+import { parseShapeCall } from '../shape/shape-calls';
+import type { AppSpec } from '../spec/app-spec';
 
 /**
  * A playbook: roles, each running one Lua script in N concurrent instances that
@@ -52,14 +56,18 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 export function parsePlaybook(text: string, file: string): Playbook {
   const problems: Problem[] = [];
-  const doc = parseDocument(text, { prettyErrors: false });
+  // prettyErrors gives each error its line and column
+  const doc = parseDocument(text, { prettyErrors: true });
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];
-    problems.push({ path: `${path.basename(file)}${pos ? `:${pos.line}:${pos.col}` : ''}`, message: e.message.split('\n')[0] });
+    const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    problems.push({ path: `${path.basename(file)}${pos ? `:${pos.line}:${pos.col}` : ''}`, message: /Maximum call stack/.test(message) ? 'nested too deeply' : message });
   }
   if (problems.length) throw new TopasError('INVALID_PLAYBOOK', `playbook ${file} is not valid YAML`, { problems });
-  const raw = doc.toJS() as unknown;
-  if (!isRecord(raw)) throw new TopasError('INVALID_PLAYBOOK', `playbook ${file}: expected a mapping with roles`);
+  const raw = yamlToJs(doc, file, 'INVALID_PLAYBOOK');
+  if (!isRecord(raw)) {
+    throw new TopasError('INVALID_PLAYBOOK', `playbook ${file}: expected a mapping with roles`, { problems: [{ path: file, message: raw === null || raw === undefined ? 'the playbook is empty' : 'expected a mapping with roles' }] });
+  }
   const dir = path.dirname(path.resolve(file));
   const unknownKeys = (obj: Record<string, unknown>, known: string[], at: string) => {
     for (const k of Object.keys(obj)) if (!known.includes(k)) problems.push({ path: at ? `${at}.${k}` : k, message: `unknown field${suggestion(k, known)}` });
@@ -70,6 +78,7 @@ export function parsePlaybook(text: string, file: string): Playbook {
     if (v === undefined) return undefined;
     const ms = tryParseDurationMs(v);
     if (ms === undefined) problems.push({ path: at, message: `expected a duration like "30s" or "5m", got ${JSON.stringify(v)}` });
+    else if (ms > LIMITS.durationMs) problems.push({ path: at, message: `expected at most ${formatLimitDuration(LIMITS.durationMs)}, got ${JSON.stringify(v)}` });
     return ms;
   };
   const timeoutMs = durationField(raw.timeout, 'timeout');
@@ -87,6 +96,7 @@ export function parsePlaybook(text: string, file: string): Playbook {
   if (!Array.isArray(raw.roles) || raw.roles.length === 0) problems.push({ path: 'roles', message: 'expected a list of at least one role' });
   else {
     const names = new Set<string>();
+    let totalInstances = 0;
     raw.roles.forEach((r: unknown, i: number) => {
       const at = `roles[${i}]`;
       if (!isRecord(r)) return problems.push({ path: at, message: 'expected a mapping with name, script, instances' });
@@ -100,14 +110,16 @@ export function parsePlaybook(text: string, file: string): Playbook {
       else {
         script = path.resolve(dir, r.script);
         if (!fs.existsSync(script)) problems.push({ path: `${at}.script`, message: `${r.script} does not exist` });
+        else if (!fs.statSync(script).isFile()) problems.push({ path: `${at}.script`, message: `${r.script} is not a file` });
       }
       const instances = r.instances === undefined ? 1 : r.instances;
-      if (typeof instances !== 'number' || !Number.isInteger(instances) || instances < 1 || instances > 100_000) {
-        problems.push({ path: `${at}.instances`, message: `expected an integer 1-100000, got ${JSON.stringify(r.instances)}` });
-      }
+      if (typeof instances !== 'number' || !Number.isInteger(instances) || instances < 1 || instances > LIMITS.playbookInstances) {
+        problems.push({ path: `${at}.instances`, message: `expected an integer 1-${LIMITS.playbookInstances}, got ${JSON.stringify(r.instances)}` });
+      } else totalInstances += instances;
       if (r.params !== undefined && !isRecord(r.params)) problems.push({ path: `${at}.params`, message: 'expected a mapping' });
       roles.push({ name: name ?? `role${i}`, script, instances: Number(instances), params: isRecord(r.params) ? r.params : {} });
     });
+    if (totalInstances > LIMITS.playbookInstances) problems.push({ path: 'roles', message: `${totalInstances} instances in all; a playbook runs at most ${LIMITS.playbookInstances}` });
   }
 
   const shaping: PlaybookShapeStep[] = [];
@@ -127,6 +139,14 @@ export function parsePlaybook(text: string, file: string): Playbook {
         const action = actions[0];
         const value = s[action];
         const args: unknown[] = action === 'latency' ? [value, s.jitter === undefined ? {} : { jitter: s.jitter }] : action === 'down' || action === 'timeout' || action === 'reset' ? [] : [value];
+        // the same checks as the Lua shape module, now rather than when the step fires
+        if (typeof s.service === 'string') {
+          try {
+            parseShapeCall(action, [s.service, ...args]);
+          } catch (err) {
+            problems.push({ path: `${at}.${action}`, message: (err as Error).message });
+          }
+        }
         shaping.push({ atMs, on, service: String(s.service), action, args });
       });
   }
@@ -138,11 +158,26 @@ export function parsePlaybook(text: string, file: string): Playbook {
 export function loadPlaybook(file: string): Playbook {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
+    text = readTextInput(file, file, 'INVALID_PLAYBOOK', 'the playbook');
+  } catch (err) {
+    if (err instanceof TopasError) throw err;
     throw new TopasError('FILE_NOT_FOUND', `playbook ${file} does not exist`);
   }
   return parsePlaybook(text, file);
+}
+
+/** Shaping steps must name a service or database of the app the playbook runs against. */
+export function checkShapingTargets(playbooks: Playbook[], spec: Pick<AppSpec, 'name' | 'services' | 'databases'>): void {
+  const names = [...spec.services, ...spec.databases].map((e) => e.name);
+  const problems: Problem[] = [];
+  for (const pb of playbooks) {
+    pb.shaping.forEach((step, i) => {
+      if (!names.includes(step.service)) {
+        problems.push({ path: `${path.basename(pb.file)}: shaping[${i}].service`, message: `app ${spec.name} has no service or database named "${step.service}"${suggestion(step.service, names)}` });
+      }
+    });
+  }
+  if (problems.length) throw new TopasError('INVALID_PLAYBOOK', `${problems.length} shaping step(s) name no service of the app`, { problems });
 }
 
 /** A YAML target is a playbook when it has `roles:`; anything else is rejected by the caller. */

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Io } from '../io';
 import { getReporter } from '../reporters/index';
 import type { RunReport } from '../reporters/run-report';
-import { TopasError } from '../errors';
+import { TopasError, type Problem } from '../errors';
 
 export interface ReporterRequest {
   name: string;
@@ -17,7 +17,16 @@ export function parseReporterFlags(values: string[], json: boolean): ReporterReq
     const i = v.indexOf(':');
     return i < 0 ? { name: v } : { name: v.slice(0, i), file: v.slice(i + 1) };
   });
-  for (const r of requests) getReporter(r.name); // throws INVALID_FLAGS with the known names
+  const problems: Problem[] = [];
+  for (const r of requests) {
+    try {
+      getReporter(r.name);
+    } catch (err) {
+      if (!(err instanceof TopasError)) throw err;
+      problems.push({ path: `--reporter ${r.name}${r.file === undefined ? '' : `:${r.file}`}`, message: `${err.message}${err.hint ? ` (${err.hint})` : ''}` });
+    }
+  }
+  if (problems.length) throw new TopasError('INVALID_FLAGS', `--reporter: ${problems.length === 1 ? problems[0].message : 'unknown reporters'}`, { problems });
   const toStdout = requests.filter((r) => !r.file);
   if (json) {
     if (toStdout.some((r) => r.name !== 'json')) throw new TopasError('INVALID_FLAGS', '--json prints JSON on stdout; give other reporters a file (--reporter junit:report.xml)');
@@ -25,6 +34,75 @@ export function parseReporterFlags(values: string[], json: boolean): ReporterReq
   }
   if (toStdout.length === 0) requests.unshift({ name: 'table' });
   return requests;
+}
+
+/**
+ * Every reporter's output path must be writable before the run starts (not
+ * after it, when the results would be lost): the path is not a folder, its
+ * parent is a folder or can be made one, and both are writable. Throws one
+ * INVALID_FLAGS naming each bad `flag name:path`.
+ */
+export function checkReporterOutputs(requests: ReporterRequest[], cwd: string, flag = '--reporter'): void {
+  const problems: Problem[] = [];
+  const seen = new Map<string, string>();
+  for (const r of requests) {
+    if (r.file === undefined) continue;
+    const at = flag === '--reporter' ? `${flag} ${r.name}:${r.file}` : `${flag} ${r.file}`;
+    const message = outputPathProblem(r.file, cwd);
+    if (message) {
+      problems.push({ path: at, message });
+      continue;
+    }
+    const abs = path.resolve(cwd, r.file);
+    const other = seen.get(abs);
+    if (other) problems.push({ path: at, message: `${other} writes the same file` });
+    else seen.set(abs, at);
+  }
+  if (problems.length) {
+    throw new TopasError('INVALID_FLAGS', `${problems.length === 1 ? problems[0].path : flag}: report output cannot be written`, { problems });
+  }
+}
+
+function outputPathProblem(file: string, cwd: string): string | undefined {
+  if (file.trim() === '') return 'expected a file path after ":"';
+  if (file.includes('\0')) return 'the path contains a NUL byte';
+  const abs = path.resolve(cwd, file);
+  const stat = statOrUndefined(abs);
+  if (stat) {
+    if (stat.isDirectory()) return `${file} is a folder; give a file path`;
+    if (!writable(abs)) return `${file} is not writable`;
+    return undefined;
+  }
+  // the nearest existing ancestor must be a folder we can create entries in
+  let dir = path.dirname(abs);
+  for (;;) {
+    const s = statOrUndefined(dir);
+    if (s) {
+      if (!s.isDirectory()) return `${path.relative(cwd, dir) || dir} is a file, so ${file} cannot be created under it`;
+      if (!writable(dir)) return `cannot create ${file}: ${path.relative(cwd, dir) || dir} is not writable`;
+      return undefined;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return `cannot create ${file}`;
+    dir = parent;
+  }
+}
+
+function statOrUndefined(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function writable(p: string): boolean {
+  try {
+    fs.accessSync(p, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import { TopasError } from '../errors';
 import type { Io } from '../io';
 import type { RunReport } from '../reporters/run-report';
 import { maskSecrets, registerSpecSecrets } from '../spec/secrets';
-import { renderReports } from './render-reports';
+import { checkReporterOutputs, renderReports } from './render-reports';
 import { RunRecordStore } from './run-record';
 import { recordDirFor } from './schedule-service';
 
@@ -13,6 +13,7 @@ import { recordDirFor } from './schedule-service';
  * for records an older topas wrote unmasked.
  */
 export async function reportRun(opts: { io: Io; id: string; app?: string; format: string; file?: string }): Promise<RunReport> {
+  checkReporterOutputs([{ name: opts.format, file: opts.file }], opts.io.cwd, '--output');
   const store = new RunRecordStore(recordDirFor(opts.io, opts.app));
   const record = store.readRun(opts.id);
   if (!Array.isArray(record.results)) throw new TopasError('FILE_NOT_FOUND', `run ${opts.id} holds no scenario results (kind ${String(record.kind ?? 'run')})`);

@@ -8,18 +8,20 @@ import { createMasker, registerEnvSecrets, registerSpecSecrets } from '../spec/s
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { createSutRpcHandler } from './sut-rpc';
+import { checkBackendName } from '../backends/registry';
+import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
 import { findAppSpecFile, resolveTargets } from './targets';
 import { openSut, releaseSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
 import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
-import { renderReports, type ReporterRequest } from './render-reports';
+import { checkReporterOutputs, renderReports, type ReporterRequest } from './render-reports';
 import { formatDurationMs } from '../util/duration';
 import { fetchGitSource, type GitSource } from './git-source';
 import { acquireAppLock, recordDirFor } from './schedule-service';
 import { RunMetrics, serveMetrics, type MetricsServer } from './run-metrics';
-import { loadPlaybook, type Playbook } from '../playbook/playbook';
+import { checkShapingTargets, loadPlaybook, type Playbook } from '../playbook/playbook';
 import { SyncBroker } from '../sync/sync-broker';
 import { routeRpc, type RpcHandler } from './rpc-router';
 import { watchEndpoints } from './watch-endpoints';
@@ -260,6 +262,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
 /** Everything that can be checked before touching a backend: targets, app spec, playbooks, Lua syntax. */
 async function prepare(opts: RunOptions): Promise<Prepared> {
   const { io } = opts;
+  checkReporterOutputs(opts.reporters, io.cwd);
   let baseDir = io.cwd;
   let targetArgs = opts.targets;
   if (opts.git) {
@@ -274,6 +277,9 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const appFromPlaybook = playbooks.find((p) => p.app)?.app;
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
   const spec = specFile ? await loadAppSpec(specFile) : undefined;
+  if (spec) checkBackendName(opts.backend);
+  if (spec) checkServiceEnvWithFlags(spec.services, opts.env);
+  if (spec) checkShapingTargets(playbooks, spec);
 
   // Lua syntax is input: reject it before anything is started.
   const problems: Problem[] = [];

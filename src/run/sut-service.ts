@@ -11,6 +11,7 @@ import { Interrupts } from './interrupts';
 import { RunRecordStore, readStateFile, removeStateFile, writeStateFile } from './run-record';
 import { openSut } from './sut-session';
 import { findAppSpecFile } from './targets';
+import { checkServiceEnvWithFlags } from '../util/limits';
 
 async function loadSpec(io: Io, app?: string): Promise<AppSpec> {
   const file = findAppSpecFile({ app, cwd: io.cwd });
@@ -30,6 +31,7 @@ export interface UpResult {
 /** `topas up`: stand up (or find up) the SUT and leave it running, recorded in .topas/state.json. */
 export async function upApp(opts: { io: Io; app?: string; backend: string; env: Record<string, string> }): Promise<UpResult> {
   const spec = await loadSpec(opts.io, opts.app);
+  checkServiceEnvWithFlags(spec.services, opts.env);
   const mask = createMasker(spec);
   const log = (line: string) => opts.io.stderr.write(`topas: ${mask(line)}\n`);
   const existing = readStateFile(spec.dir);

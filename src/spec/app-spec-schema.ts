@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { tryParseDurationMs } from '../util/duration';
 import { splitCommand } from './split-command';
 import { suggestion } from './did-you-mean';
+import { LIMITS, envSizeProblems, formatLimitDuration } from '../util/limits';
 
 /**
  * Zod schemas for the raw topas.yaml (both forms). Scalars are checked by hand
@@ -13,7 +14,8 @@ import { suggestion } from './did-you-mean';
 export function describeValue(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null (empty)';
-  if (typeof v === 'string') return JSON.stringify(v);
+  // a long value (a pasted file, binary garbage) is cut: the message names the field anyway
+  if (typeof v === 'string') return v.length > 80 ? `${JSON.stringify(v.slice(0, 60)).slice(0, -1)}…" (${v.length} characters)` : JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return 'a list';
   return 'a mapping';
@@ -78,6 +80,7 @@ function checkPort(v: unknown, issue: IssueFn): number {
 function checkDurationMs(v: unknown, issue: IssueFn): number {
   const ms = tryParseDurationMs(v);
   if (ms === undefined) issue(`expected a duration like "30s", "500ms" or "2m", got ${describeValue(v)}`);
+  else if (ms > LIMITS.durationMs) issue(`expected at most ${formatLimitDuration(LIMITS.durationMs)}, got ${describeValue(v)}`);
   return ms as number;
 }
 
@@ -102,7 +105,7 @@ const version = field((v, issue) => {
 });
 
 const replicas = field((v, issue) => {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) issue(`expected integer >= 0, got ${describeValue(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > LIMITS.replicas) issue(`expected integer 0-${LIMITS.replicas}, got ${describeValue(v)}`);
   return v as number;
 });
 
@@ -137,6 +140,7 @@ const env = field((v, issue): Record<string, string> => {
     if (!ENV_NAME_RE.test(k)) issue(`expected an environment variable name (letters, digits, "_"), got ${JSON.stringify(k)}`, [k]);
     out[k] = checkText(val, (m) => issue(m, [k]));
   }
+  for (const p of envSizeProblems(out)) issue(p.message, p.name === undefined ? undefined : [p.name]);
   return out;
 });
 

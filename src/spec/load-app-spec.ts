@@ -16,7 +16,9 @@ import {
 } from './app-spec-schema';
 import { suggestion } from './did-you-mean';
 import { findCycle } from './dependency-graph';
-import { DATABASE_REFERENCE_FIELDS, SERVICE_REFERENCE_FIELDS, findReferences } from './references';
+import { DATABASE_REFERENCE_FIELDS, SERVICE_REFERENCE_FIELDS, findReferences, findUnclosedReference } from './references';
+import { LIMITS, formatBytes, readTextInput } from '../util/limits';
+import { yamlToJs } from '../util/yaml-input';
 
 export interface LoadAppSpecOptions {
   /**
@@ -63,8 +65,9 @@ export async function loadAppSpec(file: string, opts: LoadAppSpecOptions = {}): 
       target = path.join(abs, 'topas.yaml');
       shown = path.join(file, 'topas.yaml');
     }
-    text = await fs.promises.readFile(target, 'utf8');
+    text = readTextInput(target, shown, 'INVALID_APP_SPEC', 'the app spec');
   } catch (err) {
+    if (err instanceof TopasError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new TopasError('FILE_NOT_FOUND', `app spec not found: ${shown}`, {
@@ -89,7 +92,7 @@ export function parseAppSpec(text: string, file: string, opts: LoadAppSpecOption
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) throw yamlSyntaxError(doc, file);
 
-  const raw: unknown = doc.toJS({ maxAliasCount: 1000 });
+  const raw: unknown = yamlToJs(doc, file, 'INVALID_APP_SPEC');
   if (raw === null || raw === undefined) {
     throw new TopasError('INVALID_APP_SPEC', `${file}: the app spec is empty`, {
       problems: [{ path: file, message: 'the app spec is empty' }],
@@ -153,7 +156,8 @@ function yamlSyntaxError(doc: Document, file: string): TopasError {
     const pos = e.linePos?.[0];
     const where = pos ? `${file}:${pos.line}:${pos.col}` : file;
     // prettyErrors appends " at line L, column C:" and a code frame; keep the sentence.
-    const sentence = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    let sentence = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    if (/Maximum call stack/.test(sentence)) sentence = 'nested too deeply';
     return { path: where, message: sentence };
   });
   const first = problems[0];
@@ -229,6 +233,11 @@ function substituteEnv(
   problems: LocatedProblem[],
 ): unknown {
   if (typeof node === 'string') {
+    const unclosed = findUnclosedReference(node);
+    if (unclosed !== undefined) {
+      problems.push({ segments, message: `unclosed reference ${JSON.stringify(unclosed)} (a "\${" needs its "}"; write $\${ for a literal \${)` });
+      return node;
+    }
     return node.replace(ENV_PLACEHOLDER_RE, (whole, escaped: string, varName: string, fallback?: string) => {
       if (escaped) return whole.slice(1);
       const value = env[varName];
@@ -268,6 +277,13 @@ function crossChecks(
     list.forEach((raw, i) => {
       if (isMapping(raw)) entities.push({ kind: kind === 'services' ? 'service' : 'database', segments: [...prefix, kind, i], raw });
     });
+  }
+  if (entities.length > LIMITS.appEntries) {
+    problems.push({ segments: [...prefix, 'services'], message: `${entities.length} services and databases; an app has at most ${LIMITS.appEntries}` });
+  }
+  const totalReplicas = entities.reduce((n, e) => n + (e.kind === 'service' && typeof e.raw.replicas === 'number' && e.raw.replicas <= LIMITS.replicas ? e.raw.replicas : e.kind === 'service' ? 1 : 0), 0);
+  if (totalReplicas > LIMITS.appReplicas) {
+    problems.push({ segments: [...prefix, 'services'], message: `${totalReplicas} replicas in all; an app runs at most ${LIMITS.appReplicas}` });
   }
   if (entities.length === 0 && problems.length === 0) {
     problems.push({ segments: [...prefix, 'services'], message: 'define at least one service or database' });
@@ -380,6 +396,15 @@ function checkInitSQL(e: Entity, dir: string, initSQLFromFile: Map<number, strin
   if (typeof file !== 'string' || file.trim() === '') return;
   const abs = path.resolve(dir, file);
   try {
+    const stat = fs.statSync(abs);
+    if (!stat.isFile()) {
+      problems.push({ segments: [...e.segments, 'initSQLFile'], message: `${file} is not a regular file` });
+      return;
+    }
+    if (stat.size > LIMITS.initSqlFileBytes) {
+      problems.push({ segments: [...e.segments, 'initSQLFile'], message: `${file} is ${formatBytes(stat.size)}; at most ${formatBytes(LIMITS.initSqlFileBytes)}` });
+      return;
+    }
     initSQLFromFile.set(e.segments[e.segments.length - 1] as number, fs.readFileSync(abs, 'utf8'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -31,3 +31,21 @@ export function resolveReferences(value: string, resolve: (name: string, field: 
 
 export const SERVICE_REFERENCE_FIELDS = ['url', 'host', 'port', 'name'] as const;
 export const DATABASE_REFERENCE_FIELDS = ['url', 'host', 'port', 'user', 'password', 'dbname', 'name'] as const;
+
+/**
+ * The first `${` without a closing `}` (`$${` is a literal and skipped), shown
+ * up to the end of its word, e.g. `${db.url`; undefined when every one closes.
+ */
+export function findUnclosedReference(value: string): string | undefined {
+  for (let i = value.indexOf('${'); i >= 0; i = value.indexOf('${', i + 2)) {
+    if (i > 0 && value[i - 1] === '$') continue;
+    const close = value.indexOf('}', i + 2);
+    const nextOpen = value.indexOf('${', i + 2);
+    if (close < 0 || (nextOpen >= 0 && nextOpen < close)) {
+      const rest = value.slice(i);
+      const word = /^\$\{[^\s"'$]*/.exec(rest)?.[0] ?? '${';
+      return word.length > 60 ? `${word.slice(0, 60)}…` : word;
+    }
+  }
+  return undefined;
+}

@@ -214,7 +214,7 @@ describe('options + flags', () => {
       'options.duraton: unknown option; did you mean "duration"?',
       'options.rate: expected a rate above 0, got -3',
       '--ramp: expected a duration like "30s" or "2m", got "soon"',
-      'options.max_vus: expected a whole number above 0, got 2.5',
+      'options.max_vus: expected a whole number 1-100,000, got 2.5',
       'options.stages[1].target: expected a rate >= 0, got "x"',
       'options.stages[2].duration: missing',
       'options.executor: unknown executor "constant-arival-rate"; did you mean "constant-arrival-rate"?',

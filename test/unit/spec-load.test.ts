@@ -133,7 +133,7 @@ databases:
     );
     assert.deepEqual(problemLines(e), [
       'name: expected a name of lowercase letters, digits and "-" (starting with a letter, at most 63 characters), got "Shop_App"',
-      'services[0].replicas: expected integer >= 0, got -1',
+      'services[0].replicas: expected integer 0-100, got -1',
       'services[0].ready.http: expected a path starting with "/", got "healthz"',
       'services[0].ready.timeout: expected a duration like "30s", "500ms" or "2m", got "soon"',
       'services[1]: needs an image (docker, kubernetes backends) or a command (local backend)',

@@ -1,6 +1,8 @@
 import { BaseCommand } from '../../cli/base-command';
 import Run from '../run';
 import { scheduleRun } from '../../run/schedule-service';
+import { parseDurationFlag, parseEnvFlags } from '../../cli/common-flags';
+import { checkReporterOutputs, parseReporterFlags } from '../../run/render-reports';
 
 export default class TestSchedule extends BaseCommand {
   static override summary = 'Queue a run in the background and print its id at once';
@@ -12,6 +14,10 @@ export default class TestSchedule extends BaseCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(TestSchedule);
+    // flags are input: refuse them now rather than in the detached run's record
+    parseDurationFlag(flags.timeout, '--timeout');
+    parseEnvFlags(flags.env);
+    checkReporterOutputs(parseReporterFlags(flags.reporter, false), this.io.cwd);
     const runArgv = this.argv.filter((a) => a !== '--json');
     const { runId, dir } = scheduleRun({ io: this.io, runArgv, app: flags.app });
     if (flags.json) return this.outJson({ runId, dir });

@@ -1,5 +1,11 @@
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
 import { fromLua, luaDurationMs, luaOptions } from '../lua-values';
+import { LIMITS, envSizeProblems } from '../../util/limits';
+
+/** The spec's bounds hold for changes made while running too. */
+function checkReplicas(fn: string, n: unknown): void {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > LIMITS.replicas) throw new Error(`sut.${fn}: replicas must be an integer 0-${LIMITS.replicas}, got ${String(n)}`);
+}
 
 /**
  * require("sut"): every call is served by the main thread (which owns the
@@ -26,11 +32,17 @@ export function createSutModule(ctx: LuaModuleContext): LuaModuleInstance {
         const c = luaOptions(change, 'sut.apply_service');
         const out: Record<string, unknown> = {};
         for (const k of ['image', 'version', 'replicas', 'env'] as const) if (c[k] !== undefined && c[k] !== null) out[k] = k === 'version' ? String(c[k]) : c[k];
+        if (out.replicas !== undefined) checkReplicas('apply_service', out.replicas);
+        if (out.env && typeof out.env === 'object') {
+          const env = Object.fromEntries(Object.entries(out.env as Record<string, unknown>).map(([k, v]) => [k, String(v)]));
+          const p = envSizeProblems(env)[0];
+          if (p) throw new Error(`sut.apply_service: env${p.name ? `.${p.name}` : ''}: ${p.message}`);
+        }
         return call('apply_service', 'sut.applyService', [name(svc, 'apply_service'), out]);
       },
       wait_ready: (svc: unknown, timeout: unknown) => call('wait_ready', 'sut.waitReady', [name(svc, 'wait_ready'), luaDurationMs(timeout, 'sut.wait_ready')]),
       scale: (svc: unknown, n: unknown) => {
-        if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new Error(`sut.scale: replicas must be a non-negative integer, got ${String(n)}`);
+        checkReplicas('scale', n);
         return call('scale', 'sut.scale', [name(svc, 'scale'), n]);
       },
       stop: (svc: unknown) => call('stop', 'sut.stop', [name(svc, 'stop')]),
