@@ -141,7 +141,7 @@ export class ScenarioPool {
       outbox: new MessageBatcher<ToWorker>((messages) => this.send(slot, messages.length === 1 ? messages[0] : { type: 'batch', messages })),
     };
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
-    worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`, serializeError(err)));
+    worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`));
     worker.on('exit', (code) => {
       if (!slot.gone) this.crashed(slot, `worker exited unexpectedly (code ${code})`);
     });
@@ -205,7 +205,7 @@ export class ScenarioPool {
         break;
       }
       case 'fatal':
-        this.crashed(slot, `worker failed: ${msg.error.message}`, msg.error);
+        this.crashed(slot, `worker failed: ${msg.error.message}`);
         break;
     }
   }
@@ -222,10 +222,9 @@ export class ScenarioPool {
     });
   }
 
-  private crashed(slot: Slot, message: string, cause?: SerializedError): void {
+  private crashed(slot: Slot, message: string): void {
     if (slot.gone) return;
-    // the JS stack is topas' business, not the scenario's: the run log keeps it at debug level
-    if (cause?.stack) for (const run of slot.runs.values()) this.opts.onLog({ ts: Date.now(), runId: run.task.runId, source: run.task.name, level: 'debug', message: `${message}\n${cause.stack}` });
+    // no JS stack: it would print with the scenario's failure, and says nothing about the scenario
     const n = slot.runs.size;
     this.replace(slot, 'error', {
       name: 'WorkerError',
