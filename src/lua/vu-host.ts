@@ -50,7 +50,23 @@ export interface VuHostOptions {
   onCheck?(name: string, ok: boolean): void;
   /** require("metrics") */
   custom?: CustomMetricsSink;
+  /** Lua heap one VU may hold (DEFAULT_VU_MEMORY_LIMIT_BYTES if unset; 0: no cap) */
+  memoryLimitBytes?: number;
 }
+
+/**
+ * What one VU may hold on the Lua heap. Scenarios get 256 MiB each; a worker
+ * hosts hundreds of VUs, so a VU gets less. Over it, the VU's iteration fails
+ * and the load runner replaces the VU with a fresh one.
+ */
+export const DEFAULT_VU_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
+/**
+ * What all VUs of a worker thread may hold together: many VUs each under
+ * their own cap would still fill the engine (wasm memory tops out at 2 GiB,
+ * and never shrinks). Over it, the VU holding the most is replaced.
+ */
+export const WORKER_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024;
+const LEAK_HINT = 'does the script keep data across iterations, in globals or upvalues?';
 
 export type VuCommandResult = { ok: true; value: unknown } | { ok: false; error: string };
 
@@ -116,6 +132,12 @@ export class Vu {
   onRejected: (err: unknown) => void = () => undefined;
   /** the error that killed the VU, if it died */
   deathError: string | undefined;
+  /**
+   * Lua heap bytes put down to this VU: the heap's growth while it ran
+   * (resumes, and the values pushed for them), less its share of what full
+   * collections freed. Lua keeps no per-coroutine account; VUs share one heap.
+   */
+  memBytes = 0;
 
   constructor(
     readonly id: number,
@@ -143,6 +165,16 @@ export class VuHost {
   private source: string | undefined;
   private readonly chunk: string;
   private closed = false;
+  /** per-VU heap cap in bytes; 0: off */
+  private memCap: number;
+  /** cap on the whole heap (all VUs), when memCap is on */
+  private readonly heapCap = WORKER_MEMORY_LIMIT_BYTES;
+  /** the heap at the last point its growth was put down to a VU */
+  private lastHeap = 0;
+  /** the heap after the last full collection */
+  private collectedAt = 0;
+  /** a chunk running collectgarbage("collect"), in the registry */
+  private gcRef = 0;
 
   static async create(opts: VuHostOptions): Promise<VuHost> {
     // no allocation tracing: it routes every Lua allocation through JS
@@ -180,6 +212,25 @@ export class VuHost {
     this.fast.pushstring(G, ASYNC_MARK);
     this.asyncPtr = this.fast.stringptr(G, -1);
     this.asyncRef = this.fast.ref(G);
+    this.memCap = opts.memoryLimitBytes ?? DEFAULT_VU_MEMORY_LIMIT_BYTES;
+    if (this.memCap > 0) this.setUpMemoryCap();
+  }
+
+  /** Checks that heapBytes reads what Lua counts (else the cap stays off), and keeps the collect chunk. */
+  private setUpMemoryCap(): void {
+    const G = this.global.address;
+    this.global.loadString('return collectgarbage("count") * 1024', '=topas-heap');
+    const counted = this.lua.lua_pcallk(G, 0, 1, 0, 0, null) === LuaReturn.Ok ? this.lua.lua_tonumberx(G, -1, null) : NaN;
+    this.global.setTop(0);
+    const read = this.fast.heapBytes();
+    if (!(Math.abs(read - counted) < 64 * 1024)) {
+      this.memCap = 0;
+      this.opts.log('warn', 'load', `the VU memory cap is off: the Lua heap size could not be read (read ${read}, Lua counts ${counted})`);
+      return;
+    }
+    this.global.loadString('collectgarbage("collect")', '=topas-gc');
+    this.gcRef = this.fast.ref(G);
+    this.lastHeap = this.collectedAt = this.fast.heapBytes();
   }
 
   setEndpoints(map: EndpointMap): void {
@@ -244,6 +295,18 @@ export class VuHost {
   /** Aborts the VU's pending work (its next resume raises "interrupted"). */
   interrupt(vu: Vu): void {
     if (!vu.abort.signal.aborted) vu.abort.abort(new Error('interrupted: the load test is stopping'));
+  }
+
+  /**
+   * Drops a VU at once: its Lua state is freed now (a full collection when
+   * the memory cap is on), its modules close in the background.
+   */
+  discardVu(vu: Vu): void {
+    this.interrupt(vu);
+    const held = vu.memBytes;
+    this.kill(vu);
+    if (this.memCap > 0 && !this.closed) this.collect(held);
+    void this.closeModules(vu);
   }
 
   /** Releases a VU: its modules are closed, its coroutine freed. */
@@ -327,6 +390,11 @@ export class VuHost {
     vu.initRef = vu.runRef = vu.cmdRef = 0;
   }
 
+  /** Lua heap bytes of the whole engine (all VUs). */
+  heapBytes(): number {
+    return this.fast.heapBytes();
+  }
+
   private finish(vu: Vu, r: VuCommandResult): void {
     const done = vu.onDone;
     vu.onDone = undefined;
@@ -339,6 +407,9 @@ export class VuHost {
     const L = vu.L;
     const prev = this.current;
     this.current = vu;
+    const cap = this.memCap;
+    // what was pushed for this resume is the VU's
+    if (cap > 0) this.credit(vu);
     let status: number;
     try {
       status = f.resume(L, nargs);
@@ -346,6 +417,10 @@ export class VuHost {
       this.current = prev;
     }
     const nres = f.nres;
+    if (cap > 0) {
+      this.credit(vu);
+      if ((vu.memBytes > cap || this.lastHeap > this.heapCap) && this.overCap(vu)) return;
+    }
     if (status === LuaReturn.Yield) {
       // absolute index of the first yielded value
       const base = f.gettop(L) - nres + 1;
@@ -410,6 +485,86 @@ export class VuHost {
     vu.deathError = message;
     vu.state = 'dead';
     this.finish(vu, { ok: false, error: message });
+  }
+
+  // ------------------------------------------------------------------ memory cap
+
+  private credit(vu: Vu): void {
+    const h = this.fast.heapBytes();
+    vu.memBytes += h - this.lastHeap;
+    this.lastHeap = h;
+  }
+
+  /**
+   * Runs a full collection, outside any VU's account, and takes what it freed
+   * off the VUs' meters in proportion (garbage is counted where it was made,
+   * and freed wherever the collector happens to run). `accounted`: bytes
+   * already taken off (a discarded VU's).
+   */
+  private collect(accounted = 0): void {
+    const G = this.global.address;
+    const before = this.fast.heapBytes();
+    this.fast.pushref(G, this.gcRef);
+    this.lua.lua_pcallk(G, 0, 0, 0, 0, null);
+    this.global.setTop(0);
+    const after = this.fast.heapBytes();
+    this.lastHeap = this.collectedAt = after;
+    const freed = before - after - Math.max(0, accounted);
+    if (freed <= 0) return;
+    let held = 0;
+    for (const v of this.vus) if (v.memBytes > 0) held += v.memBytes;
+    if (held <= 0) return;
+    const keep = Math.max(0, 1 - freed / held);
+    for (const v of this.vus) if (v.memBytes > 0) v.memBytes *= keep;
+  }
+
+  /**
+   * After a resume, the VU's meter passed its cap or the heap the worker's.
+   * Confirmed by a full collection (unless one ran since the heap last grew
+   * by a quarter of the VU cap), the VU over its cap, or else the one holding
+   * the most, is stopped: its command fails and it is dead (the load runner
+   * replaces it). Returns true if that was this VU.
+   */
+  private overCap(vu: Vu): boolean {
+    const cap = this.memCap;
+    if (this.fast.heapBytes() > this.collectedAt + cap / 4) this.collect();
+    let victim: Vu | undefined;
+    let message: string;
+    if (vu.memBytes > cap) {
+      victim = vu;
+      message = `VU memory over ${formatMiB(cap)}: the iteration was stopped and the VU replaced by a fresh one (${LEAK_HINT})`;
+    } else if (this.fast.heapBytes() > this.heapCap) {
+      for (const v of this.vus) if (!victim || v.memBytes > victim.memBytes) victim = v;
+      message = `worker memory over ${formatMiB(this.heapCap)} (all VUs of a worker thread): the VU holding the most was stopped and replaced by a fresh one (${LEAK_HINT})`;
+    } else return false;
+    if (!victim) return false;
+    if (victim !== vu) {
+      this.stopOther(victim, message);
+      return false;
+    }
+    // it may be waiting on an async call: nobody resumes it now
+    const p = vu.pending;
+    vu.pending = undefined;
+    if (p instanceof Deferred) p.subscribe(ignore, ignore);
+    else if (p) p.then(ignore, ignore);
+    this.fast.settop(vu.L, 0);
+    this.interrupt(vu);
+    vu.deathError = message;
+    vu.state = 'dead';
+    this.finish(vu, { ok: false, error: message });
+    return true;
+  }
+
+  /** Stops a VU that is not running now: its Lua state is freed at once; its command, if one is in progress, fails. */
+  private stopOther(v: Vu, message: string): void {
+    const busy = v.state === 'busy' || v.state === 'init';
+    const held = v.memBytes;
+    v.deathError = message;
+    this.interrupt(v);
+    this.kill(v);
+    this.collect(held);
+    // a command waiting on a promise: its result is dropped (resumeWith ignores dead VUs)
+    if (busy) this.finish(v, { ok: false, error: message });
   }
 
   private resumeWith(vu: Vu, ok: boolean, value: unknown): void {
@@ -614,4 +769,11 @@ export class VuHost {
       continueOnFailure: true,
     };
   }
+}
+
+const ignore = (): void => undefined;
+
+function formatMiB(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
 }
