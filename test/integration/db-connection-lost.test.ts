@@ -80,10 +80,10 @@ const HOLDER = [
 
 const BYSTANDER = ['step("still here", function()', '  sleep(2.5)', '  expect(1 + 1):to_be(2)', 'end)'].join('\n');
 
-async function runBoth(breakIt: () => Promise<void>): Promise<{ holder: ScenarioResult; bystander: ScenarioResult; logs: LogLine[] }> {
+async function runBoth(breakIt: () => Promise<void>, holderSource = HOLDER): Promise<{ holder: ScenarioResult; bystander: ScenarioResult; logs: LogLine[] }> {
   const logs: LogLine[] = [];
   let broke: Promise<void> | undefined;
-  const holderTask = task(`holder-${seq}.lua`, HOLDER);
+  const holderTask = task(`holder-${seq}.lua`, holderSource);
   // one worker: both scenarios share the thread that a crash would take down
   const pool = new ScenarioPool({
     workers: 1,
@@ -114,6 +114,31 @@ test('a terminated backend is a Lua error at the next call, catchable with pcall
   assert.deepEqual(holder.steps.map((s) => [s.name, s.state]), [['connect', 'passed'], ['after the loss', 'passed']]);
   const line = logs.find((l) => l.message.startsWith('ERR: '));
   assert.match(line?.message ?? '', /db\.query: the connection to main was lost: terminating connection due to administrator command/);
+  assert.equal(bystander.state, 'passed', JSON.stringify(bystander.error));
+});
+
+const terminateSessions = async (): Promise<void> => {
+  await admin((c) => c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'", [db.dbname]));
+};
+
+test('a backend terminated during a statement fails that call with the same clear error', async () => {
+  const inFlight = [
+    'local db = require("db")',
+    'local c',
+    'step("connect", function() c = db.connect("main") end)',
+    'step("in flight", function()',
+    '  local ok, err = pcall(function() return c:query("select pg_sleep(5)") end)',
+    '  expect(ok):to_be(false)',
+    '  print("ERR: " .. tostring(err))',
+    '  expect(tostring(err)):to_match("db.query: the connection to main was lost")',
+    'end)',
+  ].join('\n');
+  const { holder, bystander, logs } = await runBoth(async () => {
+    await new Promise((r) => setTimeout(r, 300));
+    await terminateSessions();
+  }, inFlight);
+  assert.equal(holder.state, 'passed', JSON.stringify(holder.error) + JSON.stringify(logs));
+  assert.ok(holder.durationMs < 4000, 'the call ended with the session, not after pg_sleep');
   assert.equal(bystander.state, 'passed', JSON.stringify(bystander.error));
 });
 
