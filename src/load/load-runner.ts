@@ -204,19 +204,18 @@ export class LoadRunner {
   private startDue(s: DueIteration): void {
     const d = this.dispatcher!;
     const release = () => {
+      // a VU that died (over its memory cap) makes way for a fresh one, made when its slot is next due
+      const v = this.vus[s.vu];
+      if (v !== undefined && !(v instanceof Promise) && v.state === 'dead') {
+        this.vus[s.vu] = undefined;
+        this.host.discardVu(v);
+      }
       d.release(s.vu);
       this.maybeFinish();
     };
     const existing = this.vus[s.vu];
     if (existing && !(existing instanceof Promise)) {
-      this.runOne(existing, s.k, () => {
-        // a VU that died (over its memory cap) makes way for a fresh one, made when its slot is next due
-        if (existing.state === 'dead' && this.vus[s.vu] === existing) {
-          this.vus[s.vu] = undefined;
-          this.host.discardVu(existing);
-        }
-        release();
-      });
+      this.runOne(existing, s.k, release);
       return;
     }
     // the pool grows: make the VU, then run (its iteration starts late by the init time)
@@ -227,13 +226,7 @@ export class LoadRunner {
       (vu) => {
         this.inFlight--;
         this.vus[s.vu] = vu;
-        this.runOne(vu, s.k, () => {
-          if (vu.state === 'dead' && this.vus[s.vu] === vu) {
-            this.vus[s.vu] = undefined;
-            this.host.discardVu(vu);
-          }
-          release();
-        });
+        this.runOne(vu, s.k, release);
       },
       (err: Error) => {
         this.inFlight--;

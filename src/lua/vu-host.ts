@@ -390,11 +390,6 @@ export class VuHost {
     vu.initRef = vu.runRef = vu.cmdRef = 0;
   }
 
-  /** Lua heap bytes of the whole engine (all VUs). */
-  heapBytes(): number {
-    return this.fast.heapBytes();
-  }
-
   private finish(vu: Vu, r: VuCommandResult): void {
     const done = vu.onDone;
     vu.onDone = undefined;
