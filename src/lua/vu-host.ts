@@ -68,6 +68,76 @@ export const DEFAULT_VU_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
 export const WORKER_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024;
 const LEAK_HINT = 'does the script keep data across iterations, in globals or upvalues?';
 
+/**
+ * Measures what a VU holds: walks what its command function and coroutines
+ * reach (its _ENV, upvalues, the locals of a suspended iteration), minus what
+ * was there before any VU (globals, libraries, the prelude), and adds up an
+ * estimate of each object's size. Run only when a meter says a VU may be over
+ * its cap, which heap deltas alone cannot tell (garbage is freed wherever the
+ * collector happens to run).
+ */
+const SIZER_LUA = String.raw`
+local next, type, rawlen = next, type, rawlen
+local getupvalue, getlocal, getinfo, getmetatable, getregistry = debug.getupvalue, debug.getlocal, debug.getinfo, debug.getmetatable, debug.getregistry
+local shared = {}
+local function walk(mark, ...)
+  local seen = mark and shared or {}
+  local stack, n, size = { ... }, select("#", ...), 0
+  local function push(x)
+    local t = type(x)
+    if t == "string" then
+      -- short strings are interned and small: counted, not deduplicated
+      if #x <= 64 then size = size + 24 + #x; return end
+    elseif t ~= "table" and t ~= "function" and t ~= "thread" then
+      return
+    end
+    if seen[x] or shared[x] then return end
+    seen[x] = true
+    n = n + 1
+    stack[n] = x
+  end
+  while n > 0 do
+    local v = stack[n]
+    stack[n] = nil
+    n = n - 1
+    local t = type(v)
+    if t == "string" then
+      size = size + 24 + #v
+    elseif t == "table" then
+      size = size + 56
+      for k, x in next, v do
+        size = size + 16
+        push(k)
+        push(x)
+      end
+      push(getmetatable(v))
+    elseif t == "function" then
+      size = size + 40
+      for i = 1, 255 do
+        local name, x = getupvalue(v, i)
+        if name == nil then break end
+        push(x)
+      end
+    elseif t == "thread" then
+      size = size + 200
+      local level = 0
+      while getinfo(v, level, "l") do
+        for i = 1, 250 do
+          local name, x = getlocal(v, level, i)
+          if name == nil then break end
+          push(x)
+        end
+        level = level + 1
+      end
+    end
+  end
+  return size
+end
+shared[shared] = true
+walk(true, getregistry(), _G, walk)
+return function(...) return walk(false, ...) end
+`;
+
 export type VuCommandResult = { ok: true; value: unknown } | { ok: false; error: string };
 
 // Appended to the script, which runs inside `do ... end` so a top-level
@@ -134,8 +204,9 @@ export class Vu {
   deathError: string | undefined;
   /**
    * Lua heap bytes put down to this VU: the heap's growth while it ran
-   * (resumes, and the values pushed for them), less its share of what full
-   * collections freed. Lua keeps no per-coroutine account; VUs share one heap.
+   * (resumes, and the values pushed for them) since it was last measured.
+   * Lua keeps no per-coroutine account (VUs share one heap), and a VU's
+   * frees land on whoever runs the collector: over the cap, it is measured.
    */
   memBytes = 0;
 
@@ -171,10 +242,10 @@ export class VuHost {
   private readonly heapCap = WORKER_MEMORY_LIMIT_BYTES;
   /** the heap at the last point its growth was put down to a VU */
   private lastHeap = 0;
-  /** the heap after the last full collection */
-  private collectedAt = 0;
   /** a chunk running collectgarbage("collect"), in the registry */
   private gcRef = 0;
+  /** SIZER_LUA's function, in the registry */
+  private sizerRef = 0;
 
   static async create(opts: VuHostOptions): Promise<VuHost> {
     // no allocation tracing: it routes every Lua allocation through JS
@@ -230,7 +301,16 @@ export class VuHost {
     }
     this.global.loadString('collectgarbage("collect")', '=topas-gc');
     this.gcRef = this.fast.ref(G);
-    this.lastHeap = this.collectedAt = this.fast.heapBytes();
+    this.global.loadString(SIZER_LUA, '=topas-sizer');
+    if (this.lua.lua_pcallk(G, 0, 1, 0, 0, null) !== LuaReturn.Ok) {
+      const why = this.lua.lua_tolstring(G, -1, null);
+      this.global.setTop(0);
+      this.memCap = 0;
+      this.opts.log('warn', 'load', `the VU memory cap is off: ${why}`);
+      return;
+    }
+    this.sizerRef = this.fast.ref(G);
+    this.lastHeap = this.fast.heapBytes();
   }
 
   setEndpoints(map: EndpointMap): void {
@@ -303,9 +383,8 @@ export class VuHost {
    */
   discardVu(vu: Vu): void {
     this.interrupt(vu);
-    const held = vu.memBytes;
     this.kill(vu);
-    if (this.memCap > 0 && !this.closed) this.collect(held);
+    if (this.memCap > 0 && !this.closed) this.collect();
     void this.closeModules(vu);
   }
 
@@ -490,48 +569,61 @@ export class VuHost {
     this.lastHeap = h;
   }
 
-  /**
-   * Runs a full collection, outside any VU's account, and takes what it freed
-   * off the VUs' meters in proportion (garbage is counted where it was made,
-   * and freed wherever the collector happens to run). `accounted`: bytes
-   * already taken off (a discarded VU's).
-   */
-  private collect(accounted = 0): void {
+  /** Runs a full collection, outside any VU's account. */
+  private collect(): void {
     const G = this.global.address;
-    const before = this.fast.heapBytes();
     this.fast.pushref(G, this.gcRef);
     this.lua.lua_pcallk(G, 0, 0, 0, 0, null);
     this.global.setTop(0);
-    const after = this.fast.heapBytes();
-    this.lastHeap = this.collectedAt = after;
-    const freed = before - after - Math.max(0, accounted);
-    if (freed <= 0) return;
-    let held = 0;
-    for (const v of this.vus) if (v.memBytes > 0) held += v.memBytes;
-    if (held <= 0) return;
-    const keep = Math.max(0, 1 - freed / held);
-    for (const v of this.vus) if (v.memBytes > 0) v.memBytes *= keep;
+    this.lastHeap = this.fast.heapBytes();
+  }
+
+  /** Sets every VU's meter to what it holds now (SIZER_LUA). */
+  private measureAll(): void {
+    const G = this.global.address;
+    const f = this.fast;
+    for (const v of this.vus) {
+      if (!v.runRef) continue;
+      f.pushref(G, this.sizerRef);
+      f.pushref(G, v.runRef);
+      let n = 1;
+      for (const ref of [v.cmdRef, v.initRef]) {
+        if (!ref) continue;
+        f.pushref(G, ref);
+        n++;
+      }
+      if (this.lua.lua_pcallk(G, n, 1, 0, 0, null) === LuaReturn.Ok) v.memBytes = f.tonumber(G, -1);
+      f.settop(G, 0);
+    }
+    this.lastHeap = this.fast.heapBytes();
   }
 
   /**
    * After a resume, the VU's meter passed its cap or the heap the worker's.
-   * Confirmed by a full collection (unless one ran since the heap last grew
-   * by a quarter of the VU cap), the VU over its cap, or else the one holding
-   * the most, is stopped: its command fails and it is dead (the load runner
-   * replaces it). Returns true if that was this VU.
+   * The meters are set to what each VU holds (measured); the VU over its cap,
+   * or with the heap still over the worker's cap after a full collection, the
+   * VU holding the most, is stopped: its command fails and it is dead (the
+   * load runner replaces it). Returns true if that was this VU.
    */
   private overCap(vu: Vu): boolean {
     const cap = this.memCap;
-    if (this.fast.heapBytes() > this.collectedAt + cap / 4) this.collect();
     let victim: Vu | undefined;
-    let message: string;
+    let message = '';
     if (vu.memBytes > cap) {
-      victim = vu;
-      message = `VU memory over ${formatMiB(cap)}: the iteration was stopped and the VU replaced by a fresh one (${LEAK_HINT})`;
-    } else if (this.fast.heapBytes() > this.heapCap) {
-      for (const v of this.vus) if (!victim || v.memBytes > victim.memBytes) victim = v;
-      message = `worker memory over ${formatMiB(this.heapCap)} (all VUs of a worker thread): the VU holding the most was stopped and replaced by a fresh one (${LEAK_HINT})`;
-    } else return false;
+      this.measureAll();
+      if (vu.memBytes > cap) {
+        victim = vu;
+        message = `VU memory over ${formatMiB(cap)}: the iteration was stopped and the VU replaced by a fresh one (${LEAK_HINT})`;
+      }
+    }
+    if (!victim && this.fast.heapBytes() > this.heapCap) {
+      this.collect();
+      if (this.fast.heapBytes() > this.heapCap) {
+        this.measureAll();
+        for (const v of this.vus) if (v.runRef && (!victim || v.memBytes > victim.memBytes)) victim = v;
+        message = `worker memory over ${formatMiB(this.heapCap)} (all VUs of a worker thread): the VU holding the most was stopped and replaced by a fresh one (${LEAK_HINT})`;
+      }
+    }
     if (!victim) return false;
     if (victim !== vu) {
       this.stopOther(victim, message);
@@ -553,11 +645,10 @@ export class VuHost {
   /** Stops a VU that is not running now: its Lua state is freed at once; its command, if one is in progress, fails. */
   private stopOther(v: Vu, message: string): void {
     const busy = v.state === 'busy' || v.state === 'init';
-    const held = v.memBytes;
     v.deathError = message;
     this.interrupt(v);
     this.kill(v);
-    this.collect(held);
+    this.collect();
     // a command waiting on a promise: its result is dropped (resumeWith ignores dead VUs)
     if (busy) this.finish(v, { ok: false, error: message });
   }
