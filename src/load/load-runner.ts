@@ -141,7 +141,7 @@ export class LoadRunner {
       const W = this.init.workers;
       // each VU loops on its own; its two callbacks are made once, not per iteration
       for (let slot = 0; slot < this.vus.length; slot++) {
-        const vu = this.vus[slot] as Vu;
+        let vu = this.vus[slot] as Vu;
         let t0 = 0;
         const next = (): void => {
           if (this.stopping || this.relNow() >= endMs) return this.maybeFinish();
@@ -158,7 +158,12 @@ export class LoadRunner {
           this.registry.recordIteration(performance.now() - t0, r.ok ? NO_OPTS : FAILED);
           if (!r.ok) {
             this.noteError(r.error);
-            if (vu.state === 'dead') return this.maybeFinish();
+            if (vu.state === 'dead') {
+              return this.renew(slot, vu, (fresh) => {
+                vu = fresh;
+                next();
+              });
+            }
           }
           // an iteration that never waited would otherwise starve the event loop
           if (vu.asyncCalls > 0) next();
@@ -199,6 +204,12 @@ export class LoadRunner {
   private startDue(s: DueIteration): void {
     const d = this.dispatcher!;
     const release = () => {
+      // a VU that died (over its memory cap) makes way for a fresh one, made when its slot is next due
+      const v = this.vus[s.vu];
+      if (v !== undefined && !(v instanceof Promise) && v.state === 'dead') {
+        this.vus[s.vu] = undefined;
+        this.host.discardVu(v);
+      }
       d.release(s.vu);
       this.maybeFinish();
     };
@@ -223,6 +234,29 @@ export class LoadRunner {
         this.noteError(`VU init failed: ${err.message}`);
         this.registry.recordIteration(0, { failed: true });
         release();
+      },
+    );
+  }
+
+  /** Discards a dead VU (over its memory cap) and makes a fresh one in its slot; `then` gets it. */
+  private renew(slot: number, dead: Vu, then: (vu: Vu) => void): void {
+    this.host.discardVu(dead);
+    this.vus[slot] = undefined;
+    if (this.stopping) return this.maybeFinish();
+    this.inFlight++;
+    const making = this.makeVu(slot);
+    this.vus[slot] = making;
+    making.then(
+      (vu) => {
+        this.inFlight--;
+        this.vus[slot] = vu;
+        then(vu);
+      },
+      (err: Error) => {
+        this.inFlight--;
+        this.vus[slot] = undefined;
+        this.noteError(`VU init failed: ${err.message}`);
+        this.maybeFinish();
       },
     );
   }

@@ -52,7 +52,93 @@ export interface VuHostOptions {
   onCheck?(name: string, ok: boolean): void;
   /** require("metrics") */
   custom?: CustomMetricsSink;
+  /** Lua heap one VU may hold (DEFAULT_VU_MEMORY_LIMIT_BYTES if unset; 0: no cap) */
+  memoryLimitBytes?: number;
 }
+
+/**
+ * What one VU may hold on the Lua heap. Scenarios get 256 MiB each; a worker
+ * hosts hundreds of VUs, so a VU gets less. Over it, the VU's iteration fails
+ * and the load runner replaces the VU with a fresh one.
+ */
+export const DEFAULT_VU_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
+/**
+ * What all VUs of a worker thread may hold together: many VUs each under
+ * their own cap would still fill the engine (wasm memory tops out at 2 GiB,
+ * and never shrinks). Over it, the VU holding the most is replaced.
+ */
+export const WORKER_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024;
+const LEAK_HINT = 'does the script keep data across iterations, in globals or upvalues?';
+
+/**
+ * Measures what a VU holds: walks what its command function and coroutines
+ * reach (its _ENV, upvalues, the locals of a suspended iteration), minus what
+ * was there before any VU (globals, libraries, the prelude), and adds up an
+ * estimate of each object's size. Run only when a meter says a VU may be over
+ * its cap, which heap deltas alone cannot tell (garbage is freed wherever the
+ * collector happens to run).
+ */
+const SIZER_LUA = String.raw`
+local next, type, rawlen = next, type, rawlen
+local getupvalue, getlocal, getinfo, getmetatable, getregistry = debug.getupvalue, debug.getlocal, debug.getinfo, debug.getmetatable, debug.getregistry
+local shared = {}
+local function walk(mark, ...)
+  local seen = mark and shared or {}
+  local stack, n, size = { ... }, select("#", ...), 0
+  local function push(x)
+    local t = type(x)
+    if t == "string" then
+      -- short strings are interned and small: counted, not deduplicated
+      if #x <= 64 then size = size + 24 + #x; return end
+    elseif t ~= "table" and t ~= "function" and t ~= "thread" then
+      return
+    end
+    if seen[x] or shared[x] then return end
+    seen[x] = true
+    n = n + 1
+    stack[n] = x
+  end
+  while n > 0 do
+    local v = stack[n]
+    stack[n] = nil
+    n = n - 1
+    local t = type(v)
+    if t == "string" then
+      size = size + 24 + #v
+    elseif t == "table" then
+      size = size + 56
+      for k, x in next, v do
+        size = size + 16
+        push(k)
+        push(x)
+      end
+      push(getmetatable(v))
+    elseif t == "function" then
+      size = size + 40
+      for i = 1, 255 do
+        local name, x = getupvalue(v, i)
+        if name == nil then break end
+        push(x)
+      end
+    elseif t == "thread" then
+      size = size + 200
+      local level = 0
+      while getinfo(v, level, "l") do
+        for i = 1, 250 do
+          local name, x = getlocal(v, level, i)
+          if name == nil then break end
+          push(x)
+        end
+        level = level + 1
+      end
+    end
+  end
+  return size
+end
+shared[shared] = true
+walk(true, getregistry(), _G, walk)
+return function(...) return walk(false, ...) end
+`;
 
 export type VuCommandResult = { ok: true; value: unknown } | { ok: false; error: string };
 
@@ -118,6 +204,13 @@ export class Vu {
   onRejected: (err: unknown) => void = () => undefined;
   /** the error that killed the VU, if it died */
   deathError: string | undefined;
+  /**
+   * Lua heap bytes put down to this VU: the heap's growth while it ran
+   * (resumes, and the values pushed for them) since it was last measured.
+   * Lua keeps no per-coroutine account (VUs share one heap), and a VU's
+   * frees land on whoever runs the collector: over the cap, it is measured.
+   */
+  memBytes = 0;
 
   constructor(
     readonly id: number,
@@ -145,6 +238,16 @@ export class VuHost {
   private source: string | undefined;
   private readonly chunk: string;
   private closed = false;
+  /** per-VU heap cap in bytes; 0: off */
+  private memCap: number;
+  /** cap on the whole heap (all VUs), when memCap is on */
+  private readonly heapCap = WORKER_MEMORY_LIMIT_BYTES;
+  /** the heap at the last point its growth was put down to a VU */
+  private lastHeap = 0;
+  /** a chunk running collectgarbage("collect"), in the registry */
+  private gcRef = 0;
+  /** SIZER_LUA's function, in the registry */
+  private sizerRef = 0;
 
   static async create(opts: VuHostOptions): Promise<VuHost> {
     // no allocation tracing: it routes every Lua allocation through JS
@@ -183,6 +286,34 @@ export class VuHost {
     this.fast.pushstring(G, ASYNC_MARK);
     this.asyncPtr = this.fast.stringptr(G, -1);
     this.asyncRef = this.fast.ref(G);
+    this.memCap = opts.memoryLimitBytes ?? DEFAULT_VU_MEMORY_LIMIT_BYTES;
+    if (this.memCap > 0) this.setUpMemoryCap();
+  }
+
+  /** Checks that heapBytes reads what Lua counts (else the cap stays off), and keeps the collect chunk. */
+  private setUpMemoryCap(): void {
+    const G = this.global.address;
+    this.global.loadString('return collectgarbage("count") * 1024', '=topas-heap');
+    const counted = this.lua.lua_pcallk(G, 0, 1, 0, 0, null) === LuaReturn.Ok ? this.lua.lua_tonumberx(G, -1, null) : NaN;
+    this.global.setTop(0);
+    const read = this.fast.heapBytes();
+    if (!(Math.abs(read - counted) < 64 * 1024)) {
+      this.memCap = 0;
+      this.opts.log('warn', 'load', `the VU memory cap is off: the Lua heap size could not be read (read ${read}, Lua counts ${counted})`);
+      return;
+    }
+    this.global.loadString('collectgarbage("collect")', '=topas-gc');
+    this.gcRef = this.fast.ref(G);
+    this.global.loadString(SIZER_LUA, '=topas-sizer');
+    if (this.lua.lua_pcallk(G, 0, 1, 0, 0, null) !== LuaReturn.Ok) {
+      const why = this.lua.lua_tolstring(G, -1, null);
+      this.global.setTop(0);
+      this.memCap = 0;
+      this.opts.log('warn', 'load', `the VU memory cap is off: ${why}`);
+      return;
+    }
+    this.sizerRef = this.fast.ref(G);
+    this.lastHeap = this.fast.heapBytes();
   }
 
   setEndpoints(map: EndpointMap): void {
@@ -247,6 +378,17 @@ export class VuHost {
   /** Aborts the VU's pending work (its next resume raises "interrupted"). */
   interrupt(vu: Vu): void {
     if (!vu.abort.signal.aborted) vu.abort.abort(new Error('interrupted: the load test is stopping'));
+  }
+
+  /**
+   * Drops a VU at once: its Lua state is freed now (a full collection when
+   * the memory cap is on), its modules close in the background.
+   */
+  discardVu(vu: Vu): void {
+    this.interrupt(vu);
+    this.kill(vu);
+    if (this.memCap > 0 && !this.closed) this.collect();
+    void this.closeModules(vu);
   }
 
   /** Releases a VU: its modules are closed, its coroutine freed. */
@@ -342,6 +484,9 @@ export class VuHost {
     const L = vu.L;
     const prev = this.current;
     this.current = vu;
+    const cap = this.memCap;
+    // what was pushed for this resume is the VU's
+    if (cap > 0) this.credit(vu);
     let status: number;
     try {
       status = f.resume(L, nargs);
@@ -349,6 +494,10 @@ export class VuHost {
       this.current = prev;
     }
     const nres = f.nres;
+    if (cap > 0) {
+      this.credit(vu);
+      if ((vu.memBytes > cap || this.lastHeap > this.heapCap) && this.overCap(vu)) return;
+    }
     if (status === LuaReturn.Yield) {
       // absolute index of the first yielded value
       const base = f.gettop(L) - nres + 1;
@@ -413,6 +562,98 @@ export class VuHost {
     vu.deathError = message;
     vu.state = 'dead';
     this.finish(vu, { ok: false, error: message });
+  }
+
+  // ------------------------------------------------------------------ memory cap
+
+  private credit(vu: Vu): void {
+    const h = this.fast.heapBytes();
+    vu.memBytes += h - this.lastHeap;
+    this.lastHeap = h;
+  }
+
+  /** Runs a full collection, outside any VU's account. */
+  private collect(): void {
+    const G = this.global.address;
+    this.fast.pushref(G, this.gcRef);
+    this.lua.lua_pcallk(G, 0, 0, 0, 0, null);
+    this.global.setTop(0);
+    this.lastHeap = this.fast.heapBytes();
+  }
+
+  /** Sets every VU's meter to what it holds now (SIZER_LUA). */
+  private measureAll(): void {
+    const G = this.global.address;
+    const f = this.fast;
+    for (const v of this.vus) {
+      if (!v.runRef) continue;
+      f.pushref(G, this.sizerRef);
+      f.pushref(G, v.runRef);
+      let n = 1;
+      for (const ref of [v.cmdRef, v.initRef]) {
+        if (!ref) continue;
+        f.pushref(G, ref);
+        n++;
+      }
+      if (this.lua.lua_pcallk(G, n, 1, 0, 0, null) === LuaReturn.Ok) v.memBytes = f.tonumber(G, -1);
+      f.settop(G, 0);
+    }
+    this.lastHeap = this.fast.heapBytes();
+  }
+
+  /**
+   * After a resume, the VU's meter passed its cap or the heap the worker's.
+   * The meters are set to what each VU holds (measured); the VU over its cap,
+   * or with the heap still over the worker's cap after a full collection, the
+   * VU holding the most, is stopped: its command fails and it is dead (the
+   * load runner replaces it). Returns true if that was this VU.
+   */
+  private overCap(vu: Vu): boolean {
+    const cap = this.memCap;
+    let victim: Vu | undefined;
+    let message = '';
+    if (vu.memBytes > cap) {
+      this.measureAll();
+      if (vu.memBytes > cap) {
+        victim = vu;
+        message = `VU memory over ${formatMiB(cap)}: the iteration was stopped and the VU replaced by a fresh one (${LEAK_HINT})`;
+      }
+    }
+    if (!victim && this.fast.heapBytes() > this.heapCap) {
+      this.collect();
+      if (this.fast.heapBytes() > this.heapCap) {
+        this.measureAll();
+        for (const v of this.vus) if (v.runRef && (!victim || v.memBytes > victim.memBytes)) victim = v;
+        message = `worker memory over ${formatMiB(this.heapCap)} (all VUs of a worker thread): the VU holding the most was stopped and replaced by a fresh one (${LEAK_HINT})`;
+      }
+    }
+    if (!victim) return false;
+    if (victim !== vu) {
+      this.stopOther(victim, message);
+      return false;
+    }
+    // it may be waiting on an async call: nobody resumes it now
+    const p = vu.pending;
+    vu.pending = undefined;
+    if (p instanceof Deferred) p.subscribe(ignore, ignore);
+    else if (p) p.then(ignore, ignore);
+    this.fast.settop(vu.L, 0);
+    this.interrupt(vu);
+    vu.deathError = message;
+    vu.state = 'dead';
+    this.finish(vu, { ok: false, error: message });
+    return true;
+  }
+
+  /** Stops a VU that is not running now: its Lua state is freed at once; its command, if one is in progress, fails. */
+  private stopOther(v: Vu, message: string): void {
+    const busy = v.state === 'busy' || v.state === 'init';
+    v.deathError = message;
+    this.interrupt(v);
+    this.kill(v);
+    this.collect();
+    // a command waiting on a promise: its result is dropped (resumeWith ignores dead VUs)
+    if (busy) this.finish(v, { ok: false, error: message });
   }
 
   private resumeWith(vu: Vu, ok: boolean, value: unknown): void {
@@ -606,4 +847,11 @@ export class VuHost {
       continueOnFailure: true,
     };
   }
+}
+
+const ignore = (): void => undefined;
+
+function formatMiB(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
 }

@@ -56,10 +56,14 @@ export class FastLua {
   private readonly _rawgeti: (L: number, i: number, n: bigint) => number;
   private readonly _resetthread: (L: number) => number;
   private readonly _checkstack: (L: number, n: number) => number;
+  /** the engine's global_State, as a HEAP32 index */
+  private readonly g32: number;
 
   constructor(private readonly global: LuaGlobal) {
     this.m = global.lua.module as unknown as EmModule;
     const m = this.m;
+    // lua_State.l_G (Lua 5.4, wasm32): after next, tt, marked, status, allowhook, nci, top
+    this.g32 = m.HEAP32[(global.address + 16) >> 2] >> 2;
     // the raw wasm exports when available: emscripten's wrappers cost ~6x per call
     const raw = luaWasmExports();
     const fn = (name: string): WasmFn => raw?.[name] ?? (m as unknown as Record<string, WasmFn>)[`_${name}`];
@@ -89,6 +93,16 @@ export class FastLua {
     this._rawgeti = fn('lua_rawgeti');
     this._resetthread = fn('lua_resetthread');
     this._checkstack = fn('lua_checkstack');
+  }
+
+  /**
+   * Bytes the Lua heap holds now, as collectgarbage("count") reports them:
+   * global_State's totalbytes + GCdebt, read from wasm memory (wasmoon
+   * exports no lua_gc; two reads cost nothing on the hot path).
+   */
+  heapBytes(): number {
+    const h = this.m.HEAP32;
+    return h[this.g32 + 2] + h[this.g32 + 3];
   }
 
   /** Makes a coroutine that ended in an error usable again. */

@@ -4,7 +4,7 @@ import { getWorkerPath } from '../sea/assets';
 import { MessageBatcher } from './message-batcher';
 import type { EndpointMap } from '../backends/backend';
 import { serializeError, type SerializedError } from '../errors';
-import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
+import type { CheckTally, LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask, StepResult } from './scenario-types';
 import type { FromWorker, ToWorker } from './worker-protocol';
 
 export interface ScenarioPoolOptions {
@@ -25,6 +25,14 @@ interface PendingRun {
   lastResort?: NodeJS.Timeout;
   /** why `cancel` stopped it, put into the result's error */
   cancelledBecause?: string;
+  /** what its events reported so far: kept if the worker dies before the result comes */
+  progress: Progress;
+}
+
+interface Progress {
+  steps: StepResult[];
+  open: Array<{ name: string; startedMs: number; checks: Map<string, CheckTally> }>;
+  checks: Map<string, CheckTally>;
 }
 
 interface Slot {
@@ -58,7 +66,7 @@ export class ScenarioPool {
     const slot = this.slots.reduce((best, s) => (s.runs.size < best.runs.size ? s : best));
     const t: ScenarioTask = this.endpoints ? { ...task, endpoints: this.endpoints } : task;
     return new Promise<ScenarioResult>((resolve) => {
-      const pending: PendingRun = { task: t, startedAt: new Date(), resolve };
+      const pending: PendingRun = { task: t, startedAt: new Date(), resolve, progress: { steps: [], open: [], checks: new Map() } };
       slot.runs.set(t.runId, pending);
       if (t.timeoutMs > 0 && Number.isFinite(t.timeoutMs)) {
         pending.lastResort = setTimeout(() => this.overrun(slot, t.runId, 'timedOut'), t.timeoutMs + GRACE_MS);
@@ -133,7 +141,7 @@ export class ScenarioPool {
       outbox: new MessageBatcher<ToWorker>((messages) => this.send(slot, messages.length === 1 ? messages[0] : { type: 'batch', messages })),
     };
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
-    worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`, serializeError(err)));
+    worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`));
     worker.on('exit', (code) => {
       if (!slot.gone) this.crashed(slot, `worker exited unexpectedly (code ${code})`);
     });
@@ -171,9 +179,13 @@ export class ScenarioPool {
       case 'log':
         this.opts.onLog(msg.line);
         break;
-      case 'event':
-        if (slot.runs.has(msg.runId)) this.opts.onEvent(msg.runId, msg.event);
+      case 'event': {
+        const run = slot.runs.get(msg.runId);
+        if (!run) break;
+        track(run.progress, msg.event);
+        this.opts.onEvent(msg.runId, msg.event);
         break;
+      }
       case 'rpc-call':
         this.opts.rpc(msg.runId, msg.method, msg.args).then(
           (value) => this.post(slot, { type: 'rpc-result', callId: msg.callId, ok: true, value }),
@@ -193,7 +205,7 @@ export class ScenarioPool {
         break;
       }
       case 'fatal':
-        this.crashed(slot, `worker failed: ${msg.error.message}`, msg.error);
+        this.crashed(slot, `worker failed: ${msg.error.message}`);
         break;
     }
   }
@@ -210,9 +222,14 @@ export class ScenarioPool {
     });
   }
 
-  private crashed(slot: Slot, message: string, cause?: SerializedError): void {
+  private crashed(slot: Slot, message: string): void {
     if (slot.gone) return;
-    this.replace(slot, 'error', { name: 'WorkerError', message, ...(cause?.stack ? { stack: cause.stack } : {}) });
+    // no JS stack: it would print with the scenario's failure, and says nothing about the scenario
+    const n = slot.runs.size;
+    this.replace(slot, 'error', {
+      name: 'WorkerError',
+      message: `the worker thread running this scenario stopped (${message})${n > 1 ? `; the ${n} scenarios it ran were stopped with it` : ''}`,
+    });
   }
 
   private replace(slot: Slot, state: RunState, error: SerializedError): void {
@@ -226,13 +243,38 @@ export class ScenarioPool {
   private failAll(slot: Slot, state: RunState, error: SerializedError): void {
     for (const run of slot.runs.values()) {
       if (run.lastResort) clearTimeout(run.lastResort);
-      run.resolve(syntheticResult(run.task, run.startedAt, state, error));
+      run.resolve(syntheticResult(run.task, run.startedAt, state, error, run.progress));
     }
     slot.runs.clear();
   }
 }
 
-function syntheticResult(task: ScenarioTask, startedAt: Date, state: RunState, error: SerializedError): ScenarioResult {
+function tally(map: Map<string, CheckTally>, name: string, ok: boolean): void {
+  let t = map.get(name);
+  if (!t) map.set(name, (t = { name, passed: 0, failed: 0 }));
+  if (ok) t.passed++;
+  else t.failed++;
+}
+
+/** Rebuilds a scenario's steps and checks from its events, as the engine records them. */
+function track(p: Progress, ev: ScenarioEvent): void {
+  if (ev.kind === 'check') {
+    tally(p.checks, ev.name, ev.ok);
+    for (const s of p.open) tally(s.checks, ev.name, ev.ok);
+  } else if (ev.kind === 'step-start') {
+    p.open.push({ name: ev.name, startedMs: ev.ts, checks: new Map() });
+  } else if (ev.state === 'skipped' && p.open[p.open.length - 1]?.name !== ev.name) {
+    p.steps.push({ name: ev.name, state: 'skipped', durationMs: 0, checks: [] });
+  } else {
+    const open = p.open.pop();
+    p.steps.push({ name: ev.name, state: ev.state, durationMs: open ? ev.ts - open.startedMs : 0, checks: open ? [...open.checks.values()] : [], ...(ev.error ? { error: ev.error } : {}) });
+  }
+}
+
+function syntheticResult(task: ScenarioTask, startedAt: Date, state: RunState, error: SerializedError, progress?: Progress): ScenarioResult {
+  const steps = progress ? [...progress.steps] : [];
+  // steps open when it stopped failed with it, as the engine reports them
+  if (progress) for (const s of [...progress.open].reverse()) steps.push({ name: s.name, state: 'failed', durationMs: Date.now() - s.startedMs, checks: [...s.checks.values()], error });
   return {
     runId: task.runId,
     name: task.name,
@@ -241,8 +283,8 @@ function syntheticResult(task: ScenarioTask, startedAt: Date, state: RunState, e
     state,
     startedAt: startedAt.toISOString(),
     durationMs: Date.now() - startedAt.getTime(),
-    steps: [],
-    checks: [],
+    steps,
+    checks: progress ? [...progress.checks.values()] : [],
     error,
   };
 }

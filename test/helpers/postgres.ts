@@ -10,6 +10,8 @@ export interface TestPostgres {
   password: string;
   dbname: string;
   url: string;
+  /** the postmaster's pid (tests kill it to lose the server) */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startPostgres(dbname = 'topas_test'): Promise<TestPostgres
     user,
     password,
     dbname,
+    pid: running.state.pid,
     url: `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${dbname}`,
     async stop() {
       await running.stop().catch(() => undefined);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { ApplyServiceChange, EndpointMap, KillOptions, Sut } from '../../src/backends/backend';
 import { ScenarioPool } from '../../src/run/scenario-pool';
 import { createSutRpcHandler } from '../../src/run/sut-rpc';
@@ -195,4 +196,33 @@ test('cancel(runIds, why) interrupts only those runs and keeps the reason', asyn
   assert.equal(v.state, 'interrupted');
   assert.match(v.error?.message ?? '', /instance b-1 failed$/);
   assert.equal(q.state, 'passed');
+});
+
+test('a worker thread that dies keeps its scenarios\' finished steps and checks; the others on it end as clear errors without a JS stack', async () => {
+  const a = write('crash-a.lua', 'step("one", function() check("c1", true) end)\nstep("two", function() check("c2", true); sleep(30) end)\nstep("three", function() end)\n');
+  const b = write('crash-b.lua', 'sleep(30)\n');
+  const ta = task(a);
+  const tb = task(b);
+  const p = new ScenarioPool({ workers: 1, rpc: async () => undefined, onLog: () => undefined, onEvent: () => undefined });
+  try {
+    const t0 = Date.now();
+    // both scenarios sleep inside the one worker when it dies
+    const kill = delay(1000).then(() => (p as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots[0].worker.terminate());
+    const [ra, rb] = await Promise.all([p.run(ta), p.run(tb), kill]);
+    assert.ok(Date.now() - t0 < 10_000, 'the runs end when the worker dies');
+    assert.equal(ra.state, 'error');
+    assert.deepEqual(ra.steps.map((s) => [s.name, s.state]), [['one', 'passed'], ['two', 'failed']]);
+    assert.deepEqual(ra.steps[0].checks, [{ name: 'c1', passed: 1, failed: 0 }]);
+    assert.deepEqual(ra.checks, [{ name: 'c1', passed: 1, failed: 0 }, { name: 'c2', passed: 1, failed: 0 }]);
+    assert.match(ra.error?.message ?? '', /worker thread running this scenario stopped/);
+    assert.equal(rb.state, 'error');
+    assert.match(rb.error?.message ?? '', /worker thread running this scenario stopped/);
+    for (const r of [ra, rb]) assert.equal(r.error?.stack, undefined, 'no JS stack in the report');
+    for (const s of ra.steps) assert.equal(s.error?.stack, undefined);
+    // the pool replaced the worker: it still runs scenarios
+    const again = await p.run(task(write('after-crash.lua', 'expect(1):to_be(1)\n')));
+    assert.equal(again.state, 'passed');
+  } finally {
+    await p.close();
+  }
 });

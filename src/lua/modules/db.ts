@@ -103,6 +103,14 @@ export function formatSqlError(what: string, sql: string, err: unknown): string 
   return lines.join('\n');
 }
 
+/** An error the server sent about a statement (it has a SQLSTATE), as opposed to a broken connection. */
+function isServerError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return false;
+  // class 57P: operator intervention (admin shutdown, crash shutdown, terminated backend), class 08: connection exceptions
+  return !code.startsWith('57P') && !code.startsWith('08');
+}
+
 function luaInspect(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (v === null || v === undefined) return 'nil';
@@ -122,6 +130,9 @@ interface Conn {
   name: string;
   /** open transaction() levels: 1 = BEGIN, more = savepoints */
   txDepth: number;
+  /** why the session died under the scenario (server gone, backend terminated) */
+  lost?: Error;
+  onError: (err: Error) => void;
 }
 
 export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
@@ -144,13 +155,25 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
 
   /** Back to the pool with a clean session (a script may have left a transaction or SETs behind); else dropped. */
   async function release(c: Conn): Promise<void> {
+    if (c.lost) return drop(c);
     try {
       // two statements: one multi-statement query is one implicit transaction, where DISCARD ALL is refused
       await c.client.query('ROLLBACK');
       await c.client.query('DISCARD ALL');
+      c.client.off('error', c.onError);
       c.client.release();
     } catch (err) {
-      c.client.release(err as Error);
+      c.lost ??= err as Error;
+      drop(c);
+    }
+  }
+
+  /** Destroys the session; its error listener stays, so a late 'error' of the dying socket has a listener. */
+  function drop(c: Conn): void {
+    try {
+      c.client.release(c.lost ?? true);
+    } catch {
+      // released already
     }
   }
 
@@ -187,15 +210,22 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
   function connOf(id: unknown, fn: string): Conn {
     const c = conns.get(Number(id));
     if (!c) throw new Error(`db.${fn}: the connection is closed`);
+    if (c.lost) throw lostError(c, fn);
     return c;
   }
-  const conn = (id: unknown, fn: string): pgTypes.PoolClient => connOf(id, fn).client;
+
+  const lostError = (c: Conn, fn: string): Error => new Error(`db.${fn}: the connection to ${c.name} was lost: ${errorMessage(c.lost)}`);
 
   async function run(fn: string, id: unknown, sql: string, params: unknown[] = []): Promise<pgTypes.QueryResult> {
-    const client = conn(id, fn);
+    const c = connOf(id, fn);
     try {
-      return await client.query({ text: sql, values: params.map((p) => (typeof p === 'object' && p !== null ? JSON.stringify(p) : p)), types: typeParsers });
+      return await c.client.query({ text: sql, values: params.map((p) => (typeof p === 'object' && p !== null ? JSON.stringify(p) : p)), types: typeParsers });
     } catch (err) {
+      // the session died while this statement ran: say so, not as an SQL error
+      if (c.lost || !isServerError(err)) {
+        c.lost ??= err as Error;
+        throw lostError(c, fn);
+      }
       throw new Error(formatSqlError(`db.${fn}`, sql, err));
     }
   }
@@ -229,7 +259,14 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
           throw new Error(`db.connect ${name}: ${errorMessage(err)}`);
         }
         const id = nextId++;
-        conns.set(id, { client, name, txDepth: 0 });
+        const c: Conn = { client, name, txDepth: 0, onError: () => undefined };
+        // a checked-out client is the scenario's: the pool's 'error' listener is off while it is, and an
+        // unhandled 'error' event (server killed, backend terminated) would end the worker thread
+        c.onError = (err: Error) => {
+          c.lost ??= err;
+        };
+        client.on('error', c.onError);
+        conns.set(id, c);
         return LuaMultiReturn.of<unknown>(id, name);
       },
       query: async (id: unknown, sql: unknown, params: unknown) => {
@@ -298,7 +335,7 @@ export function createDbModule(ctx: LuaModuleContext): LuaModuleInstance {
       const all = [...conns.values()];
       conns.clear();
       // the scenario is over: drop sessions rather than clean them for reuse
-      for (const c of all) c.client.release(true);
+      for (const c of all) drop(c);
       const ps = [...pools.values()];
       pools.clear();
       await Promise.all(ps.map((p) => p.end().catch(() => undefined)));
