@@ -73,28 +73,33 @@ function recordEnd(buf: Buffer, pos: number): number {
   return len;
 }
 
-/** Row start offsets; starts[i + 1] is where row i ends or the next one starts (line ends are trimmed on access). */
+/**
+ * Row start offsets; starts[i + 1] is where row i ends or the next one starts
+ * (line ends are trimmed on access). Two passes, counting then filling, so
+ * the index is allocated once at its size: no grown copies left behind.
+ */
 function indexRows(buf: Buffer, from: number): { starts: Uint32Array; count: number } {
-  let starts = new Uint32Array(1024);
-  let n = 0;
-  let pos = from;
   const len = buf.length;
-  while (pos < len) {
-    const rowStart = pos;
-    const end = recordEnd(buf, pos);
-    pos = end + 1;
-    // blank lines (a trailing newline included) are no rows
-    if (end === rowStart || (end === rowStart + 1 && buf[rowStart] === CR)) continue;
-    if (n + 1 >= starts.length) {
-      const grown = new Uint32Array(starts.length * 2);
-      grown.set(starts);
-      starts = grown;
+  const scan = (visit: (rowStart: number, end: number) => void) => {
+    let pos = from;
+    while (pos < len) {
+      const rowStart = pos;
+      const end = recordEnd(buf, pos);
+      pos = end + 1;
+      // blank lines (a trailing newline included) are no rows
+      if (end === rowStart || (end === rowStart + 1 && buf[rowStart] === CR)) continue;
+      visit(rowStart, end);
     }
+  };
+  let count = 0;
+  scan(() => count++);
+  const starts = new Uint32Array(count + 1);
+  let n = 0;
+  scan((rowStart, end) => {
     starts[n++] = rowStart;
     starts[n] = end;
-  }
-  // keep only what is used: the index of a big file is megabytes
-  return { starts: starts.slice(0, n + 1), count: n };
+  });
+  return { starts, count };
 }
 
 /** One CSV record (RFC 4180: "" is a quote inside a quoted field), without its line end. */
