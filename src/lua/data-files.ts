@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { LuaMultiReturn } from 'wasmoon';
 import { libChunkText, resolveDataFile, resolveLibModule, type ProjectPaths } from './require-loader';
 import { luaOptions } from './lua-values';
-import { getLuaModule } from './modules';
+import { getLuaModule, luaModuleNames } from './modules';
 
 /** Names a lib file cannot take: the built-in modules (`metrics` is built in where it exists). */
 export function isBuiltinModule(name: string): boolean {
@@ -190,7 +190,7 @@ export function projectFileBindings(paths: () => ProjectPaths, wrap: (f: (...arg
     lib_source: (name: unknown) => {
       const n = String(name);
       if (isBuiltinModule(n)) return undefined;
-      const m = resolveLibModule(n, paths());
+      const m = resolveLibModule(n, paths(), [...luaModuleNames(), 'metrics']);
       return LuaMultiReturn.of(libChunkText(m.source), m.chunk);
     },
     file_open: (file: unknown) => {

@@ -76,7 +76,7 @@ function shown(file: string, p: ProjectPaths): string {
  * meant for the script's author when the name is malformed, the file is
  * missing, or it resolves outside the project folder.
  */
-export function resolveLibModule(name: string, p: ProjectPaths): LibModule {
+export function resolveLibModule(name: string, p: ProjectPaths, builtins: string[] = []): LibModule {
   if (!MODULE_NAME.test(name)) {
     throw new Error(
       `require(${JSON.stringify(name)}): not a module name; give dotted words relative to the scenario's folder (require("lib.auth") loads lib/auth.lua), never a path: modules cannot leave the project folder`,
@@ -102,7 +102,8 @@ export function resolveLibModule(name: string, p: ProjectPaths): LibModule {
     sourceCache.set(real, { mtimeMs: st.mtimeMs, size: st.size, source });
     return { file: real, chunk: shown(c, p), source };
   }
-  throw new Error(`module '${name}' not found: no ${[...new Set(tried.map((c) => shown(c, p)))].join(', ')}`);
+  const files = [...new Set(tried.map((c) => shown(c, p)))].join(', ');
+  throw new Error(`module '${name}' not found (available: ${[...builtins, 'data'].join(', ')}; no project file ${files})`);
 }
 
 /**
