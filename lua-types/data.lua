@@ -8,7 +8,8 @@
 -- read-only proxy whose rows are fetched when indexed, so 1,000 VUs reading a
 -- 50 MB file cost the file once, not 1,000 copies. Each `rows[i]` is a fresh
 -- copy of that row (changing it changes nothing shared); assigning into the
--- shared table raises an error. `#rows`, `ipairs` and `pairs` work.
+-- shared table raises an error. `#rows`, `ipairs` and `pairs` work; `next`
+-- and `json.encode` see an empty table (copy the rows you need first).
 
 ---@class topas.CsvOptions
 ---@field header? boolean first line names the fields: rows are tables keyed by them (default false: rows are lists)

@@ -128,6 +128,9 @@ describe('require() of project modules', () => {
     assert.match(r.stdout + r.stderr, /lib\/bad\.lua:4/);
     assert.doesNotMatch(r.stdout + r.stderr, /ran/);
     assert.equal(fs.existsSync(path.join(dir, '.topas')), false, 'nothing was started');
+    const load = await cli(['load', 'a.lua', '--rate', '5/s', '--duration', '1s'], { cwd: dir });
+    assert.equal(load.code, 2, load.stdout + load.stderr);
+    assert.match(load.stdout + load.stderr, /lib\/bad\.lua:4/);
   });
 
   test('a runtime error in a module names the module line; built-in modules keep their names', async () => {
