@@ -91,12 +91,18 @@ end)
 export const GITIGNORE_ENTRIES = ['.topas/'];
 
 /** Globals topas defines for every scenario (LuaLS would otherwise flag them as undefined). */
-export const LUA_GLOBALS = ['log', 'sleep', 'env', 'json', 'expect', 'check', 'step', 'instance', 'options', 'setup', 'iteration', 'teardown'];
+export const LUA_GLOBALS = ['log', 'sleep', 'env', 'json', 'expect', 'check', 'step', 'instance', 'open', 'data', 'options', 'setup', 'iteration', 'teardown'];
+
+/**
+ * Where LuaLS looks for `require("lib.auth")`: topas resolves it beside the
+ * scenario (tests/ in the scaffold), then at the project root.
+ */
+export const LUA_REQUIRE_PATH = ['?.lua', '?/init.lua', 'tests/?.lua', 'tests/?/init.lua'];
 
 export function luarcJson(libraryPath: string): string {
   const config = {
     $schema: 'https://raw.githubusercontent.com/LuaLS/vscode-lua/master/setting/schema.json',
-    runtime: { version: 'Lua 5.4' },
+    runtime: { version: 'Lua 5.4', path: LUA_REQUIRE_PATH },
     workspace: { library: [libraryPath], checkThirdParty: false },
     diagnostics: { globals: LUA_GLOBALS },
   };

@@ -12,6 +12,7 @@ import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from '.
 import { errorMessage, luaDurationMs, toLua, TO_LUA_STACK_SLOTS } from './lua-values';
 import { jsonBindings } from './lua-json';
 import { CheckedTableReader } from './lua-table-reader';
+import { projectFileBindings } from './data-files';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance } from './modules';
 
 export interface LuaRuntimeOptions {
@@ -558,6 +559,7 @@ export class LuaRuntime {
         return v === undefined ? undefined : v;
       },
       ...jsonBindings(),
+      ...projectFileBindings(() => need().task, (f) => this.wrapJs(f)),
       require: this.wrapJs((name: string) => {
         const run = need();
         const factory = getLuaModule(name);

@@ -386,6 +386,29 @@ end
 local js_require = js.require
 local shim_cache = {}
 
+-- the project's own files (src/lua/data-files.ts): data.csv/json tables are
+-- read-only proxies of data parsed once per worker; lib modules are compiled
+-- once per engine and instantiated once per scenario, in its env
+local data_lib, open_file = load(js.DATA_LUA, "=topas:data", "t", base)(js, settle, function(t) read_only[t] = true end)
+base.data = readonly_view(data_lib, "data")
+base.open = open_file
+local js_lib_source = js.lib_source
+local lib_cache = {}
+local function lib_module(env, name, source, chunk)
+  local src = "@" .. chunk
+  local hit = lib_cache[src]
+  if not hit or hit.source ~= source then
+    local make, err = load(source, src, "t", base)
+    if not make then raise("require(\"" .. name .. "\"): " .. err) end
+    hit = { source = source, make = make() }
+    lib_cache[src] = hit
+  end
+  user_sources[src] = true
+  local m = hit.make(env, name, chunk)
+  if m == nil then m = true end
+  return m
+end
+
 local function new_env(instance)
   local env = setmetatable({}, { __index = env_index })
   local modules = {}
@@ -398,7 +421,17 @@ local function new_env(instance)
   env.require = function(name)
     name = tostring(name)
     local m = modules[name]
+    if m == false then raise("require(\"" .. name .. "\"): circular require (the module is still loading)") end
     if m ~= nil then return m end
+    if name == "data" then return base.data end
+    local lib_src, lib_chunk = settle(js_lib_source(name))
+    if lib_src then
+      modules[name] = false
+      local ok, res = pcall(lib_module, env, name, lib_src, lib_chunk)
+      if not ok then modules[name] = nil; error(res, 0) end
+      modules[name] = res
+      return res
+    end
     local exports, shim = settle(js_require(name))
     local wrapped = {}
     for k, f in pairs(exports) do wrapped[k] = wrap_js(f) end

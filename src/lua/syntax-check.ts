@@ -3,14 +3,19 @@ import type { LuaEngine } from 'wasmoon';
 import { LuaReturn } from 'wasmoon';
 import type { Problem } from '../errors';
 import { chunkName, luaFactory } from './engine';
+import { isBuiltinModule } from './data-files';
+import { libChunkText, literalRequires, resolveLibModule } from './require-loader';
 
 let checker: Promise<LuaEngine> | undefined;
 
 /**
- * Compiles a scenario without running it. Problems come as `file.lua:LINE`
- * (relative to baseDir) with Lua's message, e.g. `'end' expected near <eof>`.
+ * Compiles a scenario without running it, and the project modules it
+ * requires by a literal name (`require("lib.auth")`), transitively. Problems
+ * come as `file.lua:LINE` (relative to baseDir) with Lua's message, e.g.
+ * `'end' expected near <eof>`. A module that cannot be found is left to run
+ * time (a require inside pcall may probe for it on purpose).
  */
-export async function checkLuaSyntax(file: string, baseDir: string): Promise<Problem[]> {
+export async function checkLuaSyntax(file: string, baseDir: string, rootDir?: string): Promise<Problem[]> {
   const rel = chunkName({ file, baseDir });
   let source: string;
   try {
@@ -19,6 +24,28 @@ export async function checkLuaSyntax(file: string, baseDir: string): Promise<Pro
     const code = (err as NodeJS.ErrnoException).code;
     return [{ path: rel, message: code === 'ENOENT' ? 'file not found' : `cannot read: ${(err as Error).message}` }];
   }
+  const problems = await compile(source, rel);
+  const seen = new Set<string>();
+  const queue = literalRequires(source);
+  while (queue.length > 0) {
+    const name = queue.shift()!;
+    if (isBuiltinModule(name)) continue;
+    let mod;
+    try {
+      mod = resolveLibModule(name, { file, baseDir, rootDir });
+    } catch {
+      continue;
+    }
+    if (seen.has(mod.file)) continue;
+    seen.add(mod.file);
+    problems.push(...(await compile(libChunkText(mod.source), mod.chunk)));
+    // a module's own requires resolve from the requiring scenario, as at run time
+    queue.push(...literalRequires(mod.source));
+  }
+  return problems;
+}
+
+async function compile(source: string, rel: string): Promise<Problem[]> {
   checker ??= luaFactory().createEngine({ openStandardLibs: false, enableProxy: false, injectObjects: false });
   const engine = await checker;
   const G = engine.global.address;

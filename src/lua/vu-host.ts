@@ -13,6 +13,7 @@ import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-modu
 import { FastLua } from './vu-lua-api';
 import { jsonBindings } from './lua-json';
 import { CheckedTableReader } from './lua-table-reader';
+import { projectFileBindings } from './data-files';
 import { Deferred } from './deferred';
 
 /**
@@ -830,6 +831,7 @@ export class VuHost {
       }),
       env: (name: string) => opts.env[name],
       ...jsonBindings(),
+      ...projectFileBindings(() => opts, (f) => this.wrapJs(f)),
     };
   }
 

@@ -264,10 +264,13 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const { io } = opts;
   checkReporterOutputs(opts.reporters, io.cwd);
   let baseDir = io.cwd;
+  // what require() and data files may not leave
+  let rootDir = io.cwd;
   let targetArgs = opts.targets;
   if (opts.git) {
     const fetched = await fetchGitSource(opts.git, io.env);
     baseDir = fetched.target;
+    rootDir = fetched.dir;
     targetArgs = opts.targets.length ? opts.targets : ['.'];
   } else if (targetArgs.length === 0) {
     throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob');
@@ -284,12 +287,13 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   // Lua syntax is input: reject it before anything is started.
   const problems: Problem[] = [];
   const scripts = new Set([...targets.luaFiles, ...playbooks.flatMap((p) => p.roles.map((r) => r.script))]);
-  for (const file of scripts) problems.push(...(await checkLuaSyntax(file, io.cwd)));
+  for (const file of scripts) problems.push(...(await checkLuaSyntax(file, io.cwd, rootDir)));
   if (problems.length > 0) throw new TopasError('LUA_SYNTAX', `${problems.length} scenario(s) do not compile`, { problems });
 
   const env = { ...stringEnv(io.env), ...opts.env };
   const common = {
     baseDir: io.cwd,
+    rootDir,
     env,
     endpoints: {},
     memoryLimitBytes: opts.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES,

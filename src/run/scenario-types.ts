@@ -17,6 +17,8 @@ export interface ScenarioTask {
   /** absolute path of the .lua file; chunk names and error locations use its path relative to `baseDir` */
   file: string;
   baseDir: string;
+  /** the project folder require() and data files may not leave (the Git checkout for --git runs); baseDir if unset */
+  rootDir?: string;
   /** display name (file name without folder, or role#index in a playbook) */
   name: string;
   timeoutMs: number;

@@ -34,7 +34,7 @@ export function resolveTargets(targets: string[], cwd: string): ResolvedTargets 
       stat = undefined;
     }
     if (stat?.isDirectory()) {
-      const found = globSync('**/*.lua', { cwd: abs, absolute: true, ignore: ['**/node_modules/**', '**/.topas/**'] }).sort();
+      const found = globSync('**/*.lua', { cwd: abs, absolute: true, ignore: ['**/node_modules/**', '**/.topas/**', '**/lib/**'] }).sort();
       if (found.length === 0) problems.push({ path: t, message: 'folder holds no .lua scenario' });
       found.forEach(add);
     } else if (stat?.isFile()) {
