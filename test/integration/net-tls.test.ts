@@ -2,6 +2,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as netServer from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cli, REPO_ROOT } from '../helpers/cli';
@@ -93,6 +94,19 @@ describe('TLS in net and net.grpc, against a local tls: true service with a CA m
         '  expect(ok):to_be(false)',
         '  expect(tostring(err)):to_match("other%.example")',
         'end)',
+        'step("wss:// with the TLS options; Secure cookies kept over https", function()',
+        '  local ws = net.ws("wss://secure/ws", {ca="ca.pem"})',
+        '  expect(json.decode(ws:receive(2)).hello):to_be(true)',
+        '  ws:send("over tls")',
+        '  expect(ws:receive(2)):to_be("over tls")',
+        '  ws:close()',
+        '  local ok = pcall(net.ws, "wss://secure/ws", {timeout="3s"})',
+        '  expect(ok):to_be(false)',
+        '  net.get("https://secure/login?secure=1", {ca="ca.pem"})',
+        '  expect(net.cookies("https://secure/").secret):to_be("1")',
+        '  expect(net.cookies("http://secure/").secret):to_be_nil()',
+        '  expect(net.get("https://secure/me", {ca="ca.pem"}):json().cookie):to_match("secret=1")',
+        'end)',
         'step("gRPC over TLS on a tls port, plaintext on a plain one", function()',
         '  local r = net.grpc("secure", "topas.EchoService/Echo", {message="hi"}, {ca="ca.pem", timeout="5s"})',
         '  expect(r.message):to_be("hi")',
@@ -109,5 +123,54 @@ describe('TLS in net and net.grpc, against a local tls: true service with a CA m
     );
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /✓ .*gRPC over TLS/);
+  });
+});
+
+describe('gRPC client and bidirectional streaming, and the reflection timeout', () => {
+  test('net.grpc sends a list of messages to a streaming method; reflection stops at the given timeout', async () => {
+    // a server that accepts connections and never answers: reflection has to give up at `timeout`
+    const blackhole = netServer.createServer(() => undefined);
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    const port = (blackhole.address() as netServer.AddressInfo).port;
+    const proto = path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'echo.proto');
+    try {
+      fs.writeFileSync(
+        path.join(dir, 'streams.lua'),
+        [
+          'local net = require("net")',
+          'step("client streaming", function()',
+          '  local r = net.grpc("plain", "topas.EchoService/EchoCollect", {{message="a"}, {message="b"}, {message="c"}}, {timeout="5s"})',
+          '  expect(r.message):to_be("a,b,c")',
+          `  expect(net.grpc("plain", "topas.EchoService/EchoCollect", {}, {proto=${JSON.stringify(proto)}, timeout="5s"}).message):to_be("")`,
+          '  expect(net.grpc("secure", "topas.EchoService/EchoCollect", {{message="x"}, {message="y"}}, {ca="ca.pem", timeout="5s"}).message):to_be("x,y")',
+          'end)',
+          'step("bidirectional streaming", function()',
+          '  local r = net.grpc("plain", "topas.EchoService/EchoChat", {{message="hi"}, {message="yo"}}, {timeout="5s"})',
+          '  expect(#r):to_be(2)',
+          '  expect(r[1].message):to_be("HI")',
+          '  expect(r[2].message):to_be("YO")',
+          `  expect(#net.grpc("plain", "topas.EchoService/EchoChat", {}, {proto=${JSON.stringify(proto)}})):to_be(0)`,
+          'end)',
+          'step("a streaming method wants a list of messages", function()',
+          '  local ok, err = pcall(net.grpc, "plain", "topas.EchoService/EchoCollect", {message="a"}, {timeout="5s"})',
+          '  expect(ok):to_be(false)',
+          '  expect(tostring(err)):to_match("list of messages")',
+          'end)',
+          'step("reflection honours timeout", function()',
+          '  local t0 = os.time()',
+          '  local ok, err = pcall(net.grpc, "127.0.0.1:" .. env("BLACKHOLE_PORT"), "topas.EchoService/Echo", {message="x"}, {timeout="500ms"})',
+          '  expect(ok):to_be(false)',
+          '  expect(tostring(err)):to_match("DEADLINE_EXCEEDED")',
+          '  expect(os.time() - t0):to_be_less_than(3)',
+          'end)',
+          '',
+        ].join('\n'),
+      );
+      const r = await cli(['run', 'streams.lua', '--app', 'topas.yaml', '--backend', 'local', '--env', `BLACKHOLE_PORT=${port}`], { cwd: dir });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /✓ .*reflection honours timeout/);
+    } finally {
+      blackhole.close();
+    }
   });
 });

@@ -258,6 +258,8 @@ function metadataFrom(v: unknown, what: string): grpc.Metadata {
 /** The messages of a client- or bidi-streaming call: a list of message tables. */
 function requestList(v: unknown, what: string): object[] {
   if (v === undefined || v === null) return [];
+  // an empty Lua table is no message at all
+  if (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) return [];
   if (!Array.isArray(v)) throw new Error(`${what}: a streaming method takes a list of messages ({ {...}, {...} }), got ${typeof v === 'object' ? 'a table of fields' : typeof v}`);
   if (v.length > MAX_STREAM_MESSAGES) throw new Error(`${what}: more than ${MAX_STREAM_MESSAGES} messages`);
   return v.map((m, i) => requestObject(m, `${what} message ${i + 1}`));
