@@ -311,7 +311,7 @@ export class DockerSut implements Sut {
       if (ready.kind === 'http') {
         const watch = new ExitWatch(this.docker, started.id);
         try {
-          await waitForHttp(`http://127.0.0.1:${started.hostPorts.get(ready.port ?? s.port)}`, {
+          await waitForHttp(`${probeScheme(s, ready.port ?? s.port)}://127.0.0.1:${started.hostPorts.get(ready.port ?? s.port)}`, {
             path: ready.path,
             timeoutMs: ready.timeoutMs,
             signal,
@@ -457,7 +457,7 @@ export class DockerSut implements Sut {
     const port = r.hostPorts.get(ready.port ?? svc.spec.port);
     try {
       if (!port) throw new Error('port not published');
-      await waitForHttp(`http://127.0.0.1:${port}`, { path: ready.path, timeoutMs: 1, attemptTimeoutMs: PROBE_ONCE_MS, label: `service ${svc.spec.name} replica ${r.slot}` });
+      await waitForHttp(`${probeScheme(svc.spec, ready.port ?? svc.spec.port)}://127.0.0.1:${port}`, { path: ready.path, timeoutMs: 1, attemptTimeoutMs: PROBE_ONCE_MS, label: `service ${svc.spec.name} replica ${r.slot}` });
     } catch {
       r.ready = false;
     }
@@ -477,7 +477,7 @@ export class DockerSut implements Sut {
           const label = `service ${svc.spec.name} replica ${r.slot}`;
           const watch = new ExitWatch(this.docker, r.id);
           try {
-            await waitForHttp(`http://127.0.0.1:${r.hostPorts.get(ready.port ?? svc.spec.port)}`, { path: ready.path, timeoutMs: ready.timeoutMs, label, liveness: watch.liveness });
+            await waitForHttp(`${probeScheme(svc.spec, ready.port ?? svc.spec.port)}://127.0.0.1:${r.hostPorts.get(ready.port ?? svc.spec.port)}`, { path: ready.path, timeoutMs: ready.timeoutMs, label, liveness: watch.liveness });
             r.ready = true;
           } catch (err) {
             if (this.disposed) return;
@@ -1077,4 +1077,11 @@ export async function removeRun(engine: Engine, runId: string): Promise<{ contai
     }
   }
   return { containers: containers.length, networks: removedNetworks };
+}
+
+/** https for a readiness port marked TLS (`tls: true`, or `{ port, tls: true }`), else http */
+function probeScheme(s: ServiceSpec, port: number): 'http' | 'https' {
+  if (port === s.port) return s.tls ? 'https' : 'http';
+  const named = Object.entries(s.ports).find(([, p]) => p === port);
+  return named && s.tlsPorts?.includes(named[0]) ? 'https' : 'http';
 }

@@ -277,7 +277,7 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
       out.reject(new Error(`${what} ${url}: ${reason}`));
     };
     // TLS options apply to https origins only, through a dispatcher per set of options
-    const tls = hasTlsOptions(opts) && origin.charCodeAt(4) === 115 /* https */ ? tlsOptionsOf(opts, ctx.task, what) : undefined;
+    const tls = origin.charCodeAt(4) === 115 /* https */ && hasTlsOptions(opts) ? tlsOptionsOf(opts, ctx.task, what) : undefined;
     if (tls !== undefined) {
       leanRequest(tlsDispatcher(tls), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).then(onOk, onErr);
     } else if (!(rawAllowed() && rawHttpClient().send({ origin, path, method, headers, body: payload, signal, timeoutMs }, onOk, onErr))) {
