@@ -370,7 +370,7 @@ export class LocalSut implements Sut {
     if (!this.shapeDependents) return;
     for (const svc of this.svcs.values()) {
       const pool = () => (this.serving(svc).length ? this.serving(svc) : this.live(svc));
-      await this.fleet.dependentProxy(svc.config.name, 'main', 'http', () => pool().map((r) => ({ host: HOST, port: r.port })));
+      await this.fleet.dependentProxy(svc.config.name, 'main', svc.config.tls ? 'tcp' : 'http', () => pool().map((r) => ({ host: HOST, port: r.port })));
       for (const name of Object.keys(svc.config.ports)) {
         await this.fleet.dependentProxy(svc.config.name, name, 'tcp', () => pool().map((r) => ({ host: HOST, port: r.ports[name] })));
       }
