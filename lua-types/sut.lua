@@ -31,7 +31,9 @@ local sut = {}
 function sut.services() end
 
 ---Base URL of a service reachable from the scenario (`"http://127.0.0.1:49153"`),
----or for a database `"postgres://user:pw@host:port/db"`.
+---or for a database `"postgres://user:pw@host:port/db"`. A port marked `tls: true`
+---in the app spec gives `"https://..."`; a named port gives `"host:port"`
+---(`"https://host:port"` when it is marked `tls: true`).
 ---@param name string
 ---@param port? string|integer a named or numbered port
 ---@return string

@@ -134,6 +134,8 @@ export interface EndpointMap {
     kind: 'service' | 'database';
     urls: string[];
     extra: Record<string, string[]>;
+    /** names of the extra ports that serve TLS (`ports: { grpc: { port: N, tls: true } }`) */
+    tlsPorts?: string[];
     db?: { host: string; port: number; user: string; password: string; dbname: string };
   };
 }

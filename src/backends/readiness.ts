@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { TopasError } from '../errors';
 import { formatDurationMs } from '../util/duration';
@@ -100,7 +101,9 @@ function httpAttempt(url: string, timeoutMs: number, signal?: AbortSignal): Prom
       resolve(v);
     };
     // agent:false + no keep-alive: a probe must not leave sockets behind
-    const req = http.get(url, { agent: false, timeout: timeoutMs, signal, headers: { connection: 'close' } }, (res) => {
+    // a TLS port is probed without verifying its (often self-signed) certificate: readiness is not trust
+    const get = url.startsWith('https:') ? (https.get as typeof http.get) : http.get;
+    const req = get(url, { agent: false, timeout: timeoutMs, signal, headers: { connection: 'close' }, ...(url.startsWith('https:') ? { rejectUnauthorized: false } : {}) }, (res) => {
       res.resume();
       const code = res.statusCode ?? 0;
       finish(code >= 200 && code < 400 ? undefined : `HTTP ${code}`);

@@ -67,7 +67,7 @@ export class LoadRunner {
       endpoints: this.init.endpoints,
       rpc: (method, args) => this.events.rpc(method, args),
       log: (level, source, message) => this.log(level, source, message),
-      requests: { request: (r) => this.registry.recordRequest(r) },
+      requests: { request: (r) => this.registry.recordRequest(r), ws: (metric, value, name) => this.registry.add(metric, value, { name }) },
       onCheck: (name, ok) => this.registry.recordCheck(name, ok),
       custom: {
         define: (name, type) => {

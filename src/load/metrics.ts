@@ -30,6 +30,9 @@ export const BUILTIN_METRICS: Readonly<Record<string, MetricInfo>> = {
   data_received: { type: 'counter', contains: 'data' },
   vus: { type: 'gauge', contains: 'default' },
   vus_max: { type: 'gauge', contains: 'default' },
+  ws_msgs_sent: { type: 'counter', contains: 'default' },
+  ws_msgs_received: { type: 'counter', contains: 'default' },
+  ws_connecting: { type: 'trend', contains: 'time' },
 };
 
 /** Gauges that are per-worker parts of one whole: merged by adding, not by last value. */

@@ -144,8 +144,11 @@ const env = field((v, issue): Record<string, string> => {
   return out;
 });
 
-const portMap = field((v, issue): Record<string, number> => {
-  const out: Record<string, number> = {};
+/** a named port: a number, or `{ port: N, tls: true }` for a port that serves TLS */
+export type RawPort = number | { port: number; tls: boolean };
+
+const portMap = field((v, issue): Record<string, RawPort> => {
+  const out: Record<string, RawPort> = {};
   if (v === null) return out;
   if (!isMapping(v)) {
     issue(`expected a mapping of name: port, got ${describeValue(v)}`);
@@ -153,9 +156,20 @@ const portMap = field((v, issue): Record<string, number> => {
   }
   for (const [k, val] of Object.entries(v)) {
     if (!DNS_LABEL_RE.test(k)) issue(`expected a port name of lowercase letters, digits and "-", got ${JSON.stringify(k)}`, [k]);
-    out[k] = checkPort(val, (m) => issue(m, [k]));
+    if (isMapping(val)) {
+      unknownKeys(val, ['port', 'tls'] as const, (m, p) => issue(m, [k, ...(p ?? [])]));
+      if (val.tls !== undefined && typeof val.tls !== 'boolean') issue(`expected true or false, got ${describeValue(val.tls)}`, [k, 'tls']);
+      out[k] = { port: checkPort(val.port, (m) => issue(m, [k, 'port'])), tls: val.tls === true };
+    } else {
+      out[k] = checkPort(val, (m) => issue(m, [k]));
+    }
   }
   return out;
+});
+
+const bool = field((v, issue): boolean => {
+  if (typeof v !== 'boolean') issue(`expected true or false, got ${describeValue(v)}`);
+  return v === true;
 });
 
 const stringList = field((v, issue): string[] => {
@@ -231,6 +245,7 @@ export const serviceSchema = z.strictObject({
   cwd: text.optional(),
   port,
   ports: portMap.optional(),
+  tls: bool.optional(),
   replicas: replicas.optional(),
   env: env.optional(),
   envVars: env.optional(),

@@ -33,6 +33,10 @@ export interface ServiceSpec {
   port: number;
   /** extra named ports, e.g. { grpc: 50051 }; on local injected as PORT_<NAME> */
   ports: Record<string, number>;
+  /** `tls: true`: the main port serves TLS (endpoints say https://) */
+  tls?: boolean;
+  /** names of the `ports` marked `{ port: N, tls: true }` */
+  tlsPorts?: string[];
   replicas: number;
   /** values may contain ${...} references */
   env: Record<string, string>;

@@ -432,7 +432,15 @@ function normalizeReady(r: RawReady | undefined, ports: Record<string, number>):
 }
 
 function normalizeService(s: RawService, names: Set<string>): ServiceSpec {
-  const ports = s.ports ?? {};
+  const ports: Record<string, number> = {};
+  const tlsPorts: string[] = [];
+  for (const [k, v] of Object.entries(s.ports ?? {})) {
+    if (typeof v === 'number') ports[k] = v;
+    else {
+      ports[k] = v.port;
+      if (v.tls) tlsPorts.push(k);
+    }
+  }
   const env = s.env ?? s.envVars ?? {};
   const deps = [...(s.depends_on ?? [])];
   const refStrings = [...Object.values(env), ...(s.command ?? [])];
@@ -446,6 +454,8 @@ function normalizeService(s: RawService, names: Set<string>): ServiceSpec {
     ready: normalizeReady(s.ready, ports),
     dependsOn: [...new Set(deps)],
   };
+  if (s.tls) out.tls = true;
+  if (tlsPorts.length) out.tlsPorts = tlsPorts;
   if (s.image !== undefined) out.image = s.image;
   if (s.version !== undefined) out.version = s.version;
   if (s.command !== undefined) out.command = s.command;

@@ -134,7 +134,7 @@ test('reflection and .proto give the same table, unary and server streaming', as
 test('an unknown method is UNIMPLEMENTED, from reflection and from the server itself', async () => {
   fs.copyFileSync(path.join(REPO_ROOT, 'fixtures', 'grpc', 'echo-plus-missing.proto'), path.join(dir, 'plus.proto'));
   const cases: [string, RegExp][] = [
-    ['net.grpc("api", "topas.EchoService/Nope", {})', /^nope\.lua:2: net\.grpc api topas\.EchoService\/Nope: UNIMPLEMENTED \(12\): unknown method Nope of topas\.EchoService in the server's reflection .*\(methods: Echo, EchoStream\)$/],
+    ['net.grpc("api", "topas.EchoService/Nope", {})', /^nope\.lua:2: net\.grpc api topas\.EchoService\/Nope: UNIMPLEMENTED \(12\): unknown method Nope of topas\.EchoService in the server's reflection .*\(methods: Echo, EchoStream, EchoCollect, EchoChat\)$/],
     ['net.grpc("api", "topas.Nope/Echo", {})', /^nope\.lua:2: net\.grpc api topas\.Nope\/Echo: UNIMPLEMENTED \(12\): unknown service topas\.Nope/],
     ['net.grpc("api", "topas.EchoService/Missing", {message = "x"}, {proto = "plus.proto"})', /^nope\.lua:2: net\.grpc api topas\.EchoService\/Missing: UNIMPLEMENTED \(12\): The server does not implement the method \/topas\.EchoService\/Missing$/],
   ];

@@ -168,14 +168,14 @@ export class DockerSut implements Sut {
         return ready.length ? ready : svc.replicas.filter((r) => !r.gone);
       };
       const targets = (port: number) => () => pool().flatMap((r) => (r.hostPorts.get(port) ? [{ host: '127.0.0.1', port: r.hostPorts.get(port)! }] : []));
-      await this.fleet.dependentProxy(svc.spec.name, 'main', 'http', targets(svc.spec.port), gateway);
+      await this.fleet.dependentProxy(svc.spec.name, 'main', svc.spec.tls ? 'tcp' : 'http', targets(svc.spec.port), gateway);
       for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.dependentProxy(svc.spec.name, pn, 'tcp', targets(p), gateway);
     }
   }
 
   private async startReplicaProxies(svc: ServiceRt, r: Replica): Promise<void> {
     const hostPort = (p: number) => (): ProxyTarget | undefined => (r.hostPorts.get(p) ? { host: '127.0.0.1', port: r.hostPorts.get(p)! } : undefined);
-    await this.fleet.replicaProxy(svc.spec.name, r.id, 'main', 'http', hostPort(svc.spec.port));
+    await this.fleet.replicaProxy(svc.spec.name, r.id, 'main', svc.spec.tls ? 'tcp' : 'http', hostPort(svc.spec.port));
     for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.replicaProxy(svc.spec.name, r.id, pn, 'tcp', hostPort(p));
   }
 
@@ -311,7 +311,7 @@ export class DockerSut implements Sut {
       if (ready.kind === 'http') {
         const watch = new ExitWatch(this.docker, started.id);
         try {
-          await waitForHttp(`http://127.0.0.1:${started.hostPorts.get(ready.port ?? s.port)}`, {
+          await waitForHttp(`${probeScheme(s, ready.port ?? s.port)}://127.0.0.1:${started.hostPorts.get(ready.port ?? s.port)}`, {
             path: ready.path,
             timeoutMs: ready.timeoutMs,
             signal,
@@ -457,7 +457,7 @@ export class DockerSut implements Sut {
     const port = r.hostPorts.get(ready.port ?? svc.spec.port);
     try {
       if (!port) throw new Error('port not published');
-      await waitForHttp(`http://127.0.0.1:${port}`, { path: ready.path, timeoutMs: 1, attemptTimeoutMs: PROBE_ONCE_MS, label: `service ${svc.spec.name} replica ${r.slot}` });
+      await waitForHttp(`${probeScheme(svc.spec, ready.port ?? svc.spec.port)}://127.0.0.1:${port}`, { path: ready.path, timeoutMs: 1, attemptTimeoutMs: PROBE_ONCE_MS, label: `service ${svc.spec.name} replica ${r.slot}` });
     } catch {
       r.ready = false;
     }
@@ -477,7 +477,7 @@ export class DockerSut implements Sut {
           const label = `service ${svc.spec.name} replica ${r.slot}`;
           const watch = new ExitWatch(this.docker, r.id);
           try {
-            await waitForHttp(`http://127.0.0.1:${r.hostPorts.get(ready.port ?? svc.spec.port)}`, { path: ready.path, timeoutMs: ready.timeoutMs, label, liveness: watch.liveness });
+            await waitForHttp(`${probeScheme(svc.spec, ready.port ?? svc.spec.port)}://127.0.0.1:${r.hostPorts.get(ready.port ?? svc.spec.port)}`, { path: ready.path, timeoutMs: ready.timeoutMs, label, liveness: watch.liveness });
             r.ready = true;
           } catch (err) {
             if (this.disposed) return;
@@ -741,7 +741,7 @@ export class DockerSut implements Sut {
       const ready = this.readyReplicas(svc);
       const extra: Record<string, string[]> = {};
       for (const [pn, p] of Object.entries(svc.spec.ports)) extra[pn] = ready.map((r) => this.replicaHostPort(r, pn, p));
-      map[svc.spec.name] = { kind: 'service', urls: ready.map((r) => this.replicaUrl(svc, r)), extra };
+      map[svc.spec.name] = { kind: 'service', urls: ready.map((r) => this.replicaUrl(svc, r)), extra, ...(svc.spec.tlsPorts ? { tlsPorts: svc.spec.tlsPorts } : {}) };
     }
     return map;
   }
@@ -1021,12 +1021,12 @@ export class DockerSut implements Sut {
   /** A replica's base URL as scenarios reach it: through its shaping proxy (direct when it has none). */
   private replicaUrl(svc: ServiceRt, r: Replica): string {
     const a = this.fleet.replicaAddress(r.id, 'main');
-    return a ? proxyUrl(a) : this.directUrl(svc, r);
+    return a ? proxyUrl(a, svc.spec.tls ? 'https' : 'http') : this.directUrl(svc, r);
   }
 
   /** Unproxied, for `ps`/`sut.services()` and diagnostics. */
   private directUrl(svc: ServiceRt, r: Replica): string {
-    return `http://127.0.0.1:${r.hostPorts.get(svc.spec.port)}`;
+    return `${svc.spec.tls ? 'https' : 'http'}://127.0.0.1:${r.hostPorts.get(svc.spec.port)}`;
   }
 
   private replicaHostPort(r: Replica, portName: string, port: number): string {
@@ -1077,4 +1077,11 @@ export async function removeRun(engine: Engine, runId: string): Promise<{ contai
     }
   }
   return { containers: containers.length, networks: removedNetworks };
+}
+
+/** https for a readiness port marked TLS (`tls: true`, or `{ port, tls: true }`), else http */
+function probeScheme(s: ServiceSpec, port: number): 'http' | 'https' {
+  if (port === s.port) return s.tls ? 'https' : 'http';
+  const named = Object.entries(s.ports).find(([, p]) => p === port);
+  return named && s.tlsPorts?.includes(named[0]) ? 'https' : 'http';
 }

@@ -370,7 +370,7 @@ export class LocalSut implements Sut {
     if (!this.shapeDependents) return;
     for (const svc of this.svcs.values()) {
       const pool = () => (this.serving(svc).length ? this.serving(svc) : this.live(svc));
-      await this.fleet.dependentProxy(svc.config.name, 'main', 'http', () => pool().map((r) => ({ host: HOST, port: r.port })));
+      await this.fleet.dependentProxy(svc.config.name, 'main', svc.config.tls ? 'tcp' : 'http', () => pool().map((r) => ({ host: HOST, port: r.port })));
       for (const name of Object.keys(svc.config.ports)) {
         await this.fleet.dependentProxy(svc.config.name, name, 'tcp', () => pool().map((r) => ({ host: HOST, port: r.ports[name] })));
       }
@@ -380,7 +380,8 @@ export class LocalSut implements Sut {
   /** The scenario proxies of one replica: main port in HTTP mode (http_fault), named ports plain TCP. */
   private async startReplicaProxies(svc: ServiceRuntime, r: Replica): Promise<void> {
     const key = this.replicaKey(svc, r);
-    await this.fleet.replicaProxy(svc.config.name, key, 'main', 'http', () => ({ host: HOST, port: r.port }));
+    // a TLS port cannot go through the HTTP-mode proxy: bytes only
+    await this.fleet.replicaProxy(svc.config.name, key, 'main', svc.config.tls ? 'tcp' : 'http', () => ({ host: HOST, port: r.port }));
     for (const name of Object.keys(svc.config.ports)) {
       await this.fleet.replicaProxy(svc.config.name, key, name, 'tcp', () => ({ host: HOST, port: r.ports[name] }));
     }
@@ -389,7 +390,8 @@ export class LocalSut implements Sut {
   /** A replica's base URL as scenarios reach it: through its proxy (direct when it has none). */
   private replicaUrl(svc: ServiceRuntime, r: Replica): string {
     const a = this.fleet.replicaAddress(this.replicaKey(svc, r), 'main');
-    return a ? proxyUrl(a) : `http://${HOST}:${r.port}`;
+    const scheme = svc.config.tls ? 'https' : 'http';
+    return a ? proxyUrl(a, scheme) : `${scheme}://${HOST}:${r.port}`;
   }
 
   private replicaPort(svc: ServiceRuntime, r: Replica, name: string): string {
@@ -501,13 +503,13 @@ export class LocalSut implements Sut {
       const viaPort = field === 'url' || field === 'host' || field === 'port' ? 'main' : field.slice(6);
       const via = this.shapeDependents ? this.fleet.dependentAddress(name, viaPort) : undefined;
       if (via) {
-        if (field === 'url') return proxyUrl(via);
+        if (field === 'url') return proxyUrl(via, svc.config.tls ? 'https' : 'http');
         if (field === 'host') return via.host;
         return String(via.port);
       }
       const r = this.serving(svc)[0] ?? this.live(svc)[0];
       if (!r) throw new TopasError('SUT_START_FAILED', `reference \${${name}.${field}}: service ${name} has no running replica`);
-      if (field === 'url') return `http://${HOST}:${r.port}`;
+      if (field === 'url') return `${svc.config.tls ? 'https' : 'http'}://${HOST}:${r.port}`;
       if (field === 'host') return HOST;
       if (field === 'port') return String(r.port);
       if (field.startsWith('ports.') && r.ports[field.slice(6)] !== undefined) return String(r.ports[field.slice(6)]);
@@ -665,14 +667,18 @@ export class LocalSut implements Sut {
   private async probeReplica(svc: ServiceRuntime, r: Replica, opts: ProbeOptions, onceMs?: number): Promise<void> {
     const ready = svc.config.ready;
     let port = r.port;
+    let tls = svc.config.tls === true;
     if (ready.kind === 'http' || ready.kind === 'tcp') {
       // a readiness port is written as the declared (container) port: map it to this replica's local one
       const named = Object.entries(svc.config.ports).find(([, p]) => p === ready.port && ready.port !== svc.config.port);
-      if (named) port = r.ports[named[0]];
+      if (named) {
+        port = r.ports[named[0]];
+        tls = svc.config.tlsPorts?.includes(named[0]) ?? false;
+      }
     }
     switch (ready.kind) {
       case 'http':
-        await waitForHttp(`http://${HOST}:${port}`, { ...opts, path: ready.path, ...(onceMs !== undefined ? { attemptTimeoutMs: onceMs } : {}) });
+        await waitForHttp(`${tls ? 'https' : 'http'}://${HOST}:${port}`, { ...opts, path: ready.path, ...(onceMs !== undefined ? { attemptTimeoutMs: onceMs } : {}) });
         break;
       case 'tcp':
         await waitForTcp(HOST, port, onceMs !== undefined ? { ...opts, timeoutMs: onceMs } : opts);
@@ -817,7 +823,7 @@ export class LocalSut implements Sut {
         ready: serving.length >= svc.declared && live.length === serving.length,
         version: svc.config.version,
         image: svc.config.image,
-        endpoints: live.map((r) => `http://${HOST}:${r.port}`),
+        endpoints: live.map((r) => `${svc.config.tls ? 'https' : 'http'}://${HOST}:${r.port}`),
         ...(Object.keys(extra).length ? { extraEndpoints: extra } : {}),
       });
     }
@@ -838,7 +844,8 @@ export class LocalSut implements Sut {
     const pool = this.serving(svc).length ? this.serving(svc) : this.live(svc);
     if (pool.length === 0) throw new TopasError('SUT_NOT_UP', `service ${name} has no running replica`);
     const r = pool[svc.rr++ % pool.length];
-    return port === undefined ? this.replicaUrl(svc, r) : this.replicaPort(svc, r, port);
+    if (port === undefined) return this.replicaUrl(svc, r);
+    return svc.config.tlsPorts?.includes(port) ? `https://${this.replicaPort(svc, r, port)}` : this.replicaPort(svc, r, port);
   }
 
   endpointMap(): EndpointMap {
@@ -847,7 +854,7 @@ export class LocalSut implements Sut {
       const pool = this.serving(svc).length ? this.serving(svc) : this.live(svc);
       const extra: Record<string, string[]> = {};
       for (const name of Object.keys(svc.config.ports)) extra[name] = pool.map((r) => this.replicaPort(svc, r, name));
-      map[svc.config.name] = { kind: 'service', urls: pool.map((r) => this.replicaUrl(svc, r)), extra };
+      map[svc.config.name] = { kind: 'service', urls: pool.map((r) => this.replicaUrl(svc, r)), extra, ...(svc.config.tlsPorts ? { tlsPorts: svc.config.tlsPorts } : {}) };
     }
     for (const db of this.dbs.values()) {
       if (!this.pg) continue;

@@ -4,9 +4,10 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import type { EndpointMap } from '../../backends/backend';
-import type { ScenarioTask } from '../../run/scenario-types';
+import { resolveScenarioFile } from '../scenario-files';
 import type { LuaModuleContext } from './module-types';
 import { errorMessage, luaDurationMs, luaOptions } from '../lua-values';
+import { tlsOptionsOf, type TlsOptions } from '../net-tls';
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 const REFLECTION_TIMEOUT_MS = 10_000;
@@ -22,17 +23,7 @@ const MAX_REFLECTED_FILES = 500;
  */
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
 
-/** A relative path in a scenario: next to the scenario file first, then the run's base directory. */
-export function resolveScenarioFile(task: Pick<ScenarioTask, 'file' | 'baseDir'>, p: string, what: string): string {
-  if (path.isAbsolute(p)) {
-    if (!fs.existsSync(p)) throw new Error(`${what}: file not found: ${p}`);
-    return p;
-  }
-  const tried = [...new Set([path.resolve(path.dirname(task.file), p), path.resolve(task.baseDir, p)])];
-  const hit = tried.find((f) => fs.existsSync(f));
-  if (!hit) throw new Error(`${what}: file not found: ${p} (looked in ${tried.map((f) => path.dirname(f)).join(', ')})`);
-  return hit;
-}
+export { resolveScenarioFile } from '../scenario-files';
 
 // ------------------------------------------------------------------ reflection
 
@@ -103,18 +94,18 @@ export function statusName(code: number): string {
  * Asks the server for the files that define `symbol` (and the files those
  * import) over one reflection stream; v1 first, then v1alpha for older servers.
  */
-async function reflectFiles(client: grpc.Client, symbol: string, signal: AbortSignal): Promise<Buffer[]> {
+async function reflectFiles(client: grpc.Client, symbol: string, signal: AbortSignal, deadlineMs: number): Promise<Buffer[]> {
   try {
-    return await reflectFilesWith(client, 'grpc.reflection.v1.ServerReflection', symbol, signal);
+    return await reflectFilesWith(client, 'grpc.reflection.v1.ServerReflection', symbol, signal, deadlineMs);
   } catch (err) {
     if (err instanceof StatusError && err.code === grpc.status.UNIMPLEMENTED) {
-      return reflectFilesWith(client, 'grpc.reflection.v1alpha.ServerReflection', symbol, signal);
+      return reflectFilesWith(client, 'grpc.reflection.v1alpha.ServerReflection', symbol, signal, deadlineMs);
     }
     throw err;
   }
 }
 
-function reflectFilesWith(client: grpc.Client, service: string, symbol: string, signal: AbortSignal): Promise<Buffer[]> {
+function reflectFilesWith(client: grpc.Client, service: string, symbol: string, signal: AbortSignal, deadlineMs: number): Promise<Buffer[]> {
   const { req, res, fileProto } = reflectionMessages();
   return new Promise<Buffer[]>((resolve, reject) => {
     const call = client.makeBidiStreamRequest(
@@ -122,7 +113,7 @@ function reflectFilesWith(client: grpc.Client, service: string, symbol: string, 
       (v: object) => Buffer.from(req.encode(req.fromObject(v)).finish()),
       (b: Buffer) => res.toObject(res.decode(b), { defaults: false, arrays: true }) as ReflectionAnswer,
       new grpc.Metadata(),
-      { deadline: Date.now() + REFLECTION_TIMEOUT_MS },
+      { deadline: deadlineMs },
     );
     const files = new Map<string, Buffer>();
     const asked = new Set<string>();
@@ -221,16 +212,18 @@ function findMethod(def: protoLoader.PackageDefinition, service: string, method:
  * endpoint (the `grpc` port, else its only extra port), round-robin over
  * replicas. Anything else is a host:port.
  */
-export function createGrpcTargetResolver(endpoints: () => EndpointMap): (target: string) => { address: string; label: string } {
+export function createGrpcTargetResolver(endpoints: () => EndpointMap): (target: string) => { address: string; label: string; tls: boolean } {
   const next = new Map<string, number>();
   return (raw: string) => {
-    const bare = raw.replace(/^(grpc|https?|dns):\/{0,3}/, '').replace(/\/+$/, '');
+    const bare = raw.replace(/^(grpcs?|https?|dns):\/{0,3}/, '').replace(/\/+$/, '');
+    // https:// and grpcs:// ask for TLS (sut.endpoint says https:// for a port marked tls: true)
+    const schemeTls = /^(grpcs|https):/.test(raw);
     const m = /^([^:/]+)(?::([^:/]+))?$/.exec(bare);
     const svc = m ? endpoints()[m[1]] : undefined;
     if (svc && svc.kind === 'database') throw new Error(`"${m?.[1]}" is a database of the app, not a service`);
     if (!m || !svc || svc.kind !== 'service') {
       if (!/:\d+$/.test(bare)) throw new Error(`"${raw}" is neither a service of the app nor host:port`);
-      return { address: bare, label: raw };
+      return { address: bare, label: raw, tls: schemeTls };
     }
     const name = m[1];
     const ports = Object.keys(svc.extra);
@@ -247,7 +240,7 @@ export function createGrpcTargetResolver(endpoints: () => EndpointMap): (target:
     const key = `${name}:${portName}`;
     const i = next.get(key) ?? 0;
     next.set(key, i + 1);
-    return { address: addrs[i % addrs.length], label: name };
+    return { address: addrs[i % addrs.length], label: name, tls: schemeTls || (svc.tlsPorts?.includes(portName) ?? false) };
   };
 }
 
@@ -260,6 +253,16 @@ function metadataFrom(v: unknown, what: string): grpc.Metadata {
     for (const x of values) if (x !== undefined && x !== null) md.add(k.toLowerCase(), String(x));
   }
   return md;
+}
+
+/** The messages of a client- or bidi-streaming call: a list of message tables. */
+function requestList(v: unknown, what: string): object[] {
+  if (v === undefined || v === null) return [];
+  // an empty Lua table is no message at all
+  if (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) return [];
+  if (!Array.isArray(v)) throw new Error(`${what}: a streaming method takes a list of messages ({ {...}, {...} }), got ${typeof v === 'object' ? 'a table of fields' : typeof v}`);
+  if (v.length > MAX_STREAM_MESSAGES) throw new Error(`${what}: more than ${MAX_STREAM_MESSAGES} messages`);
+  return v.map((m, i) => requestObject(m, `${what} message ${i + 1}`));
 }
 
 /** wasmoon hands an empty Lua table over as an empty array; a message wants an object. */
@@ -280,20 +283,30 @@ export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'sign
   const resolve = createGrpcTargetResolver(ctx.endpoints);
   const clients = new Map<string, grpc.Client>();
 
-  const clientFor = (address: string): grpc.Client => {
-    let c = clients.get(address);
+  const clientFor = (address: string, tls: TlsOptions | undefined, useTls: boolean): grpc.Client => {
+    const key = useTls ? `${address}|tls|${tls?.key_ ?? ''}` : address;
+    let c = clients.get(key);
     if (!c) {
-      c = new grpc.Client(address, grpc.credentials.createInsecure());
-      clients.set(address, c);
+      let creds = grpc.credentials.createInsecure();
+      const options: grpc.ChannelOptions = {};
+      if (useTls) {
+        creds = grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null, tls?.insecure ? { rejectUnauthorized: false } : {});
+        if (tls?.serverName) {
+          options['grpc.ssl_target_name_override'] = tls.serverName;
+          options['grpc.default_authority'] = tls.serverName;
+        }
+      }
+      c = new grpc.Client(address, creds, options);
+      clients.set(key, c);
     }
     return c;
   };
 
-  async function reflected(client: grpc.Client, address: string, service: string): Promise<protoLoader.PackageDefinition> {
+  async function reflected(client: grpc.Client, address: string, service: string, deadlineMs: number): Promise<protoLoader.PackageDefinition> {
     const key = `${address}|${service}`;
     const hit = reflectionCache.get(key);
     if (hit && Date.now() - hit.atMs < REFLECTION_CACHE_MS) return hit.def;
-    const def = reflectFiles(client, service, ctx.signal)
+    const def = reflectFiles(client, service, ctx.signal, Math.min(deadlineMs, Date.now() + REFLECTION_TIMEOUT_MS))
       .catch((err: unknown) => {
         if (!(err instanceof StatusError)) throw err;
         // what a call to an unknown service gets from the server itself
@@ -316,23 +329,28 @@ export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'sign
     const what = `net.grpc ${targetIn} ${service}/${method}`;
     const opts = luaOptions(optsIn, 'net.grpc');
     const timeoutMs = luaDurationMs(opts.timeout, 'net.grpc timeout') ?? DEFAULT_TIMEOUT_MS;
+    // one deadline for the whole call: the reflection round trip counts against `timeout` too
+    const deadlineMs = Date.now() + timeoutMs;
     let def: MethodDef;
     let client: grpc.Client;
     try {
-      const request = requestObject(requestIn, 'net.grpc');
-      const { address } = resolve(targetIn);
-      client = clientFor(address);
+      const { address, tls: targetTls } = resolve(targetIn);
+      const tls = tlsOptionsOf(opts, ctx.task, 'net.grpc');
+      if (opts.tls !== undefined && opts.tls !== null && typeof opts.tls !== 'boolean') throw new Error('tls must be true or false');
+      // TLS when asked (tls=true, any TLS option, https:// or grpcs://, a port marked tls: true); tls=false forces plaintext
+      const useTls = opts.tls === false ? false : opts.tls === true || tls !== undefined || targetTls;
+      client = clientFor(address, tls, useTls);
       if (typeof opts.proto === 'string' && opts.proto !== '') {
         const file = resolveScenarioFile(ctx.task, opts.proto, 'proto');
         def = findMethod(loadProtoFile(file), service, method, path.basename(file));
       } else {
-        def = findMethod(await reflected(client, address, service), service, method, `the server's reflection (${address})`);
+        def = findMethod(await reflected(client, address, service, deadlineMs), service, method, `the server's reflection (${address})`);
       }
-      if (def.requestStream) throw new Error(`${service}/${method} is ${def.responseStream ? 'bidirectional' : 'client'}-streaming; net.grpc makes unary and server-streaming calls`);
+      const request = def.requestStream ? requestList(requestIn, 'net.grpc') : requestObject(requestIn, 'net.grpc');
       const t0 = performance.now();
       const name = typeof opts.name === 'string' ? opts.name : `${service}/${method}`;
       try {
-        const out = await invoke(client, def, request, metadataFrom(opts.metadata, 'net.grpc'), timeoutMs);
+        const out = await invoke(client, def, request, metadataFrom(opts.metadata, 'net.grpc'), deadlineMs);
         ctx.metrics?.request({ name, method: 'GRPC', status: grpc.status.OK, durationMs: performance.now() - t0, failed: false, bytesSent: 0, bytesReceived: 0 });
         return out;
       } catch (err) {
@@ -346,8 +364,8 @@ export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'sign
     }
   }
 
-  function invoke(client: grpc.Client, def: MethodDef, request: object, metadata: grpc.Metadata, timeoutMs: number): Promise<unknown> {
-    const options: grpc.CallOptions = { deadline: Date.now() + timeoutMs };
+  function invoke(client: grpc.Client, def: MethodDef, request: object, metadata: grpc.Metadata, deadlineMs: number): Promise<unknown> {
+    const options: grpc.CallOptions = { deadline: deadlineMs };
     const statusError = (err: grpc.ServiceError) => new StatusError(err.code ?? grpc.status.UNKNOWN, (err.details || err.message).replace(/\s*Resolution note:\s*$/, ''));
     return new Promise((resolveCall, reject) => {
       let cancel: () => void = () => undefined;
@@ -358,6 +376,18 @@ export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'sign
         if (err) reject(err);
         else resolveCall(value);
       };
+      const write = (call: grpc.ClientWritableStream<object>, messages: object[]) => {
+        for (const m of messages) call.write(m);
+        call.end();
+      };
+      if (def.requestStream && !def.responseStream) {
+        const c = client.makeClientStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, metadata, options, (err, value) =>
+          settle(err ? statusError(err) : undefined, value),
+        );
+        cancel = () => c.cancel();
+        write(c, request as object[]);
+        return;
+      }
       if (!def.responseStream) {
         const c = client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, request, metadata, options, (err, value) =>
           settle(err ? statusError(err) : undefined, value),
@@ -365,7 +395,15 @@ export function createGrpcCaller(ctx: Pick<LuaModuleContext, 'endpoints' | 'sign
         cancel = () => c.cancel();
         return;
       }
-      const stream = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, request, metadata, options);
+      let stream: grpc.ClientReadableStream<unknown>;
+      if (def.requestStream) {
+        // bidirectional: every message is sent, then the answers are collected until the server ends
+        const bidi = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, metadata, options);
+        write(bidi, request as object[]);
+        stream = bidi;
+      } else {
+        stream = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, request, metadata, options);
+      }
       cancel = () => stream.cancel();
       const messages: unknown[] = [];
       let failed = false;

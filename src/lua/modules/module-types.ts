@@ -18,6 +18,8 @@ export interface LuaModuleContext {
 /** One finished request, k6-style: tagged by name (opts.name, tags.name or the URL), method and status. */
 export interface RequestMetricsSink {
   request(r: { name: string; method: string; status: number; durationMs: number; failed: boolean; bytesSent: number; bytesReceived: number }): void;
+  /** WebSocket traffic (`net.ws`): messages sent and received (counters), connecting time (ms) */
+  ws?(metric: 'ws_msgs_sent' | 'ws_msgs_received' | 'ws_connecting', value: number, name: string): void;
 }
 
 /**

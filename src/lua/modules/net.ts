@@ -9,6 +9,9 @@ import type { EndpointMap } from '../../backends/backend';
 import type { LuaModuleContext, LuaModuleInstance } from './module-types';
 import { errorMessage, luaDurationMs, luaOptions } from '../lua-values';
 import type { GrpcCaller } from './grpc';
+import { hasTlsOptions, tlsDispatcher, tlsOptionsOf } from '../net-tls';
+import { NetCookies } from '../net-cookies';
+import { NetWebSockets } from '../net-ws';
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
@@ -100,6 +103,22 @@ function M.patch(url, body, opts) return request("PATCH", url, body, opts) end
 function M.wait_http(url, opts) return response(js.wait_http(url, opts)) end
 M.resolve = js.resolve
 M.grpc = js.grpc
+M.cookies = js.cookies
+M.clear_cookies = js.clear_cookies
+local WS = {}
+WS.__index = WS
+WS.__name = "net.ws"
+WS.__tostring = function(c) return "net.ws(" .. c.url .. ")" end
+local function ws_check(c, fn)
+  if getmetatable(c) ~= WS then h.raise("ws:" .. fn .. ": call it as ws:" .. fn .. "(...) on a connection from net.ws") end
+end
+function WS.send(c, data) ws_check(c, "send"); js.ws_send(c.id, data) end
+function WS.receive(c, timeout) ws_check(c, "receive"); return js.ws_receive(c.id, timeout) end
+function WS.close(c) ws_check(c, "close"); js.ws_close(c.id) end
+function M.ws(url, opts)
+  local id, protocol = js.ws_open(url, opts)
+  return setmetatable({ id = id, url = url, protocol = protocol }, WS)
+end
 return M
 `;
 
@@ -178,6 +197,10 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
   // @grpc/grpc-js and protobufjs load on the first net.grpc call
   let grpcCaller: GrpcCaller | undefined;
   const grpc = (): GrpcCaller => (grpcCaller ??= (require('./grpc') as typeof import('./grpc')).createGrpcCaller(ctx));
+  // browser-like: one jar per scenario run (per VU under load)
+  const cookies = new NetCookies();
+  let sockets: NetWebSockets | undefined;
+  const ws = (): NetWebSockets => (sockets ??= new NetWebSockets(ctx, resolve, cookies));
 
   function send(method: string, url: string, body: unknown, optsIn: unknown, what: string): Deferred<LuaMultiReturn> {
     const opts = luaOptions(optsIn, what);
@@ -218,6 +241,12 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
       }
       path = `${u.pathname}${u.search}`;
     }
+    // the jar works on the URL as the script wrote it: a service name is the cookie's host
+    const useJar = opts.cookies !== false;
+    if (useJar) {
+      const c = cookies.header(url);
+      if (c !== undefined) headers.cookie = headers.cookie === undefined ? c : `${headers.cookie}; ${c}`;
+    }
     const timeoutMs = opts.timeout === undefined || opts.timeout === null ? DEFAULT_TIMEOUT_MS : (luaDurationMs(opts.timeout, `${what} timeout`) ?? DEFAULT_TIMEOUT_MS);
     // undici's own timeouts: a per-request AbortSignal.any + AbortSignal.timeout costs more than the request under load
     const signal = ctx.signal;
@@ -227,6 +256,7 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
     const out = new Deferred<LuaMultiReturn>();
     const onOk = (res: LeanResponse): void => {
       const dt = performance.now() - t0;
+      if (useJar) cookies.fromRawHeaders(url, res.rawHeaders);
       const head = method === 'HEAD';
       if (sink) sink.request({ name: requestName(opts, url), method, status: res.statusCode, durationMs: dt, failed: res.statusCode < 200 || res.statusCode >= 400, bytesSent: res.wireBytesSent, bytesReceived: res.wireBytesReceived });
       // the shim makes the response table: (status, body, time_ms, raw header block)
@@ -246,7 +276,11 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
       else if (e.cause instanceof Error && !reason.includes(e.cause.message)) reason = `${reason}: ${e.cause.message}`;
       out.reject(new Error(`${what} ${url}: ${reason}`));
     };
-    if (!(rawAllowed() && rawHttpClient().send({ origin, path, method, headers, body: payload, signal, timeoutMs }, onOk, onErr))) {
+    // TLS options apply to https origins only, through a dispatcher per set of options
+    const tls = origin.charCodeAt(4) === 115 /* https */ && hasTlsOptions(opts) ? tlsOptionsOf(opts, ctx.task, what) : undefined;
+    if (tls !== undefined) {
+      leanRequest(tlsDispatcher(tls), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).then(onOk, onErr);
+    } else if (!(rawAllowed() && rawHttpClient().send({ origin, path, method, headers, body: payload, signal, timeoutMs }, onOk, onErr))) {
       leanRequest(globalDispatcher(), { origin, path, method, headers, body: payload, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).then(onOk, onErr);
     }
     return out;
@@ -254,7 +288,10 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
 
   return {
     shim: NET_SHIM,
-    close: () => grpcCaller?.close(),
+    close: () => {
+      grpcCaller?.close();
+      sockets?.closeAll();
+    },
     exports: {
       grpc: (target: unknown, method: unknown, request: unknown, opts: unknown) => grpc().call(target, method, request, opts),
       request: (method: unknown, url: unknown, body: unknown, opts: unknown) => {
@@ -264,6 +301,15 @@ export function createNetModule(ctx: LuaModuleContext): LuaModuleInstance {
         return send(m, url, body, opts, what);
       },
       resolve: (url: unknown) => resolve(String(url)),
+      cookies: (url: unknown) => {
+        if (url !== undefined && url !== null && typeof url !== 'string') throw new Error('net.cookies: expected a URL string or nothing');
+        return cookies.list(typeof url === 'string' ? url : undefined);
+      },
+      clear_cookies: () => cookies.clear(),
+      ws_open: (url: unknown, opts: unknown) => ws().open(url, opts),
+      ws_send: (id: unknown, data: unknown) => ws().send(id, data),
+      ws_receive: (id: unknown, timeout: unknown) => ws().receive(id, timeout),
+      ws_close: (id: unknown) => ws().close(id),
       parse_headers: (raw: unknown) => parseHeaderBlock(typeof raw === 'string' ? raw : ''),
       status_text: (status: unknown) => STATUS_CODES[Number(status)] ?? '',
       wait_http: async (url: unknown, optsIn: unknown) => {
