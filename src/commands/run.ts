@@ -3,7 +3,6 @@ import { BaseCommand } from '../cli/base-command';
 import { appFlag, backendFlag, envFlag, parseDurationFlag, parseEnvFlags } from '../cli/common-flags';
 import { runScenarios } from '../run/run-service';
 import { parseReporterFlags } from '../run/render-reports';
-import { TopasError } from '../errors';
 import { LIMITS, formatLimitDuration } from '../util/limits';
 
 export default class Run extends BaseCommand {
@@ -12,9 +11,10 @@ export default class Run extends BaseCommand {
     'Stands the SUT up if it is not up, runs each scenario (at most --parallel at once) in worker threads, prints the report, and tears down unless --keep or `topas up` had started it. Exit codes: 0 passed, 1 failed, 2 invalid input, 3 SUT could not start, 5 timed out, 130 interrupted.';
   static override strict = false;
   static override args = {
-    targets: Args.string({ description: 'scenario files, playbooks (.yaml), folders or globs (relative to --git-path with --git)' }),
+    targets: Args.string({ description: 'scenario files, playbooks (.yaml), folders or globs (relative to --git-path with --git); none: tests/ next to the app spec' }),
   };
   static override examples = [
+    '<%= config.bin %> run                # next to a topas.yaml: runs tests/',
     '<%= config.bin %> run tests/smoke.lua',
     '<%= config.bin %> run tests/ --parallel 4 --reporter junit:report.xml',
     "<%= config.bin %> run 'tests/*.lua' --app topas.yaml --backend local --timeout 2m",
@@ -43,7 +43,6 @@ export default class Run extends BaseCommand {
   async run(): Promise<void> {
     const { argv, flags } = await this.parse(Run);
     const targets = argv as string[];
-    if (targets.length === 0 && !flags.git) throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob');
     const outcome = await runScenarios({
       io: this.io,
       targets,

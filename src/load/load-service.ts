@@ -117,7 +117,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     checkServiceEnvWithFlags(spec.services, opts.env);
   }
   const mask = spec ? createMasker(spec) : (s: string) => s;
-  const env = { ...stringEnv(io.env), ...opts.env };
+  const env = { ...stringEnv(io.env), ...spec?.env, ...opts.env };
   const baselineFigures = opts.baseline !== undefined ? readBaseline(opts.baseline, spec?.dir ?? io.cwd, io.cwd) : undefined;
   if (opts.maxRegression !== undefined && !(opts.maxRegression >= 0)) throw new TopasError('INVALID_FLAGS', `--max-regression must be >= 0, got ${opts.maxRegression}`);
 
@@ -207,7 +207,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
           host.setEndpoints(map);
           for (const s of slots) post(s, { type: 'endpoints', endpoints: map });
         };
-        const sutRpc = createSutRpcHandler(sut, pushEndpoints);
+        const sutRpc = createSutRpcHandler(sut, pushEndpoints, spec);
         host.setEndpoints(sut.endpointMap());
         const shaping = sut.shaping?.();
         // a shaped service is reached through its proxies, an unshaped one directly: re-point the VUs on every change, and mark it in the time series

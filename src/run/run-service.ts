@@ -11,7 +11,7 @@ import { createSutRpcHandler } from './sut-rpc';
 import { checkBackendName } from '../backends/registry';
 import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
-import { findAppSpecFile, resolveTargets } from './targets';
+import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
 import { openSut, releaseSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
@@ -161,7 +161,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       }
       if (interrupts.interrupted) return;
       const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
-      const sutRpc: RpcHandler = session ? createSutRpcHandler(session.sut, (map) => pool?.setEndpoints(map)) : noSutRpc;
+      const sutRpc: RpcHandler = session ? createSutRpcHandler(session.sut, (map) => pool?.setEndpoints(map), spec) : noSutRpc;
       const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
       pool = new ScenarioPool({
         workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
@@ -270,7 +270,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
     baseDir = fetched.target;
     targetArgs = opts.targets.length ? opts.targets : ['.'];
   } else if (targetArgs.length === 0) {
-    throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob');
+    targetArgs = defaultTargets({ app: opts.app, cwd: io.cwd });
   }
   const targets = resolveTargets(targetArgs, baseDir);
   const playbooks = targets.playbooks.map((f) => loadPlaybook(f));
@@ -287,7 +287,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   for (const file of scripts) problems.push(...(await checkLuaSyntax(file, io.cwd)));
   if (problems.length > 0) throw new TopasError('LUA_SYNTAX', `${problems.length} scenario(s) do not compile`, { problems });
 
-  const env = { ...stringEnv(io.env), ...opts.env };
+  const env = { ...stringEnv(io.env), ...spec?.env, ...opts.env };
   const common = {
     baseDir: io.cwd,
     env,
