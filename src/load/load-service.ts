@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { colorEnabled } from '../util/color';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -186,7 +187,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let timeSeries = new TimeSeriesBuilder(io.now());
   let merged: MetricsSnapshot = mergeSnapshots([]);
   const errors = new Map<string, number>();
-  const progress = new ProgressRenderer(io.stderr, { tty: !!io.stderr.isTTY });
+  const progress = new ProgressRenderer(io.stderr, { tty: !!io.stderr.isTTY, color: colorEnabled(io.env, io.stderr) });
   let progressTimer: NodeJS.Timeout | undefined;
   let data: unknown;
   let setupDone = false;
@@ -387,7 +388,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
 
   if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
   else if (loadStartMs > 0) {
-    io.stdout.write(mask(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline })));
+    io.stdout.write(mask(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline, color: colorEnabled(io.env, io.stdout) })));
     if (aborted) io.stdout.write(`aborted: ${mask(aborted)}\n`);
     if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
     io.stdout.write(`run ${runId}: ${state}\n`);

@@ -2,14 +2,10 @@ import Table from 'cli-table3';
 import type { SerializedError } from '../errors';
 import type { CheckTally, ScenarioResult } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
+import { paint } from '../util/color';
 import type { ReporterOptions } from './index';
 import { STATE_TEXT, countScenarios, failuresOf, messageWithLocation, tracebackOf, type RunReport } from './run-report';
 
-const ANSI = { red: 31, green: 32, yellow: 33, dim: 2, bold: 1 } as const;
-
-function paint(on: boolean, style: keyof typeof ANSI, s: string): string {
-  return on ? `\x1b[${ANSI[style]}m${s}\x1b[0m` : s;
-}
 
 function symbol(state: string, color: boolean): string {
   if (state === 'passed') return paint(color, 'green', '✓');

@@ -259,6 +259,14 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   return { exitCode, report };
 }
 
+/**
+ * `topas test schedule`: the same checks `topas run` makes before it touches a
+ * backend, so invalid input exits 2 at once instead of queueing a run that errs.
+ */
+export async function checkRunInput(opts: RunOptions): Promise<void> {
+  await prepare(opts);
+}
+
 /** Everything that can be checked before touching a backend: targets, app spec, playbooks, Lua syntax. */
 async function prepare(opts: RunOptions): Promise<Prepared> {
   const { io } = opts;
