@@ -37,6 +37,7 @@ export default class Load extends BaseCommand {
     backend: backendFlag,
     env: envFlag,
     'env-file': envFileFlag,
+    'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running: requests, errors, latency histogram and rate per request name (0: any free port)', min: 0, max: 65535 }),
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
     environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
@@ -58,6 +59,7 @@ export default class Load extends BaseCommand {
       postman: { folder: flags.folder, environment: flags.environment },
       json: flags.json,
       debug: flags.debug,
+      metricsPort: flags['metrics-port'],
     });
     this.finish(outcome.exitCode);
   }

@@ -1,4 +1,6 @@
 import * as fs from 'node:fs';
+import { RunMetrics, serveMetrics, type MetricsServer } from '../run/run-metrics';
+import { registerLiveLoadMetrics } from './live-metrics';
 import { colorEnabled } from '../util/color';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -52,6 +54,9 @@ export interface LoadOptions {
   progressEveryMs?: number;
   /** --debug: a run error keeps its JS stack */
   debug?: boolean;
+  /** serve Prometheus metrics (run metrics and live request metrics) on 127.0.0.1:<port> (0 = any free port) */
+  metricsPort?: number;
+  onMetricsServer?: (port: number) => void;
 }
 
 export interface LoadSummaryJson {
@@ -192,8 +197,20 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let data: unknown;
   let setupDone = false;
   let standingUp = false;
+  let liveRates = { iterations: 0, requests: 0 };
+  let metricsServer: MetricsServer | undefined;
 
   try {
+    if (opts.metricsPort !== undefined) {
+      const runMetrics = new RunMetrics();
+      registerLiveLoadMetrics(runMetrics.registry, {
+        snapshot: () => (slots.some((x) => x.snapshot) ? mergeSnapshots(slots.map((x) => x.snapshot).filter((x): x is MetricsSnapshot => !!x)) : merged),
+        currentRates: () => liveRates,
+      });
+      metricsServer = await serveMetrics(runMetrics, opts.metricsPort);
+      opts.onMetricsServer?.(metricsServer.port);
+      log(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
+    }
     const work = async () => {
       if (spec) {
         log(`standing up app ${spec.name}…`);
@@ -293,6 +310,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         // a run that went to its end shows the full schedule, not the ms its clock read short
         if (final && !aborted && !interrupts.interrupted) elapsedMs = Math.max(elapsedMs, plan.durationMs);
         const state = progressState(merged, timeSeries, elapsedMs, plan.durationMs, rateAt, slots, maxVus);
+        const lastSec = Math.floor(elapsedMs / 1000) - 1;
+        liveRates = { iterations: state.achievedRate, requests: (lastSec >= 0 ? timeSeries.point(lastSec, rateAt)?.requests : 0) ?? 0 };
         if (final) progress.finish(state);
         else progress.update(state);
         if (!aborted && !final) {
@@ -332,6 +351,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   } finally {
     if (progressTimer) clearTimeout(progressTimer);
     await teardown();
+    await metricsServer?.close();
   }
 
   async function teardown() {
@@ -416,6 +436,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         case 'load-metrics':
           slot.snapshot = msg.snapshot as MetricsSnapshot;
           slot.activeVus = msg.activeVus;
+          slot.allocatedVus = msg.allocatedVus;
           slot.onMetrics?.(msg.buckets as SecondBucket[]);
           break;
         case 'load-done':
@@ -455,6 +476,8 @@ interface WorkerSlot {
   gone: boolean;
   snapshot?: MetricsSnapshot;
   activeVus?: number;
+  /** VUs the worker has made so far: summed, the summary's vus_max */
+  allocatedVus?: number;
   errors: Array<{ message: string; count: number }>;
   events: { ready: Promise<void>; done: Promise<void> };
   onMetrics?: (buckets: SecondBucket[]) => void;
@@ -514,7 +537,8 @@ function progressState(
     targetRate: rateAt(Math.min(elapsedMs, Math.max(0, totalMs - 1)) / 1000),
     achievedRate: last?.achievedRate ?? 0,
     activeVus: slots.reduce((n, s) => n + (s.activeVus ?? 0), 0),
-    maxVus,
+    // vus_max as the summary has it (VUs made so far), the cap until a worker reports
+    maxVus: slots.some((s) => s.allocatedVus !== undefined) ? slots.reduce((n, s) => n + (s.allocatedVus ?? 0), 0) : maxVus,
     p95Ms: last?.p95Ms ?? get('http_req_duration', 'p(95)'),
     errors: (reqFailed && reqFailed.data.kind === 'rate' ? reqFailed.data.passes : 0) + failedIterations,
     requests: get('http_reqs', 'count') ?? 0,
