@@ -71,6 +71,8 @@ interface Prepared {
   spec?: AppSpec;
   specFile?: string;
   targetsForRecord: string[];
+  /** what scenario names are relative to: cwd, or a Git source's checkout */
+  namesDir: string;
 }
 
 /**
@@ -203,7 +205,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
             return [r];
           }
           const out = await runPlaybook(unit, runTask, activePool, brokers, (session as SutSession | undefined)?.sut.shaping?.(), log);
-          playbookSummaries.push(summarizePlaybook(unit.playbook, out, io.cwd));
+          playbookSummaries.push(summarizePlaybook(unit.playbook, out, prepared.namesDir));
           return out;
         },
         () => interrupts.interrupted,
@@ -272,16 +274,19 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const { io } = opts;
   checkReporterOutputs(opts.reporters, io.cwd);
   let baseDir = io.cwd;
+  // scenario names and Lua locations: relative to cwd, or for a Git source to the repository's root
+  let namesDir = io.cwd;
   let targetArgs = opts.targets;
   if (opts.git) {
     const fetched = await fetchGitSource(opts.git, io.env);
     baseDir = fetched.target;
+    namesDir = fetched.dir;
     targetArgs = opts.targets.length ? opts.targets : ['.'];
   } else if (targetArgs.length === 0) {
     targetArgs = defaultTargets({ app: opts.app, cwd: io.cwd });
   }
   const targets = resolveTargets(targetArgs, baseDir);
-  const playbooks = targets.playbooks.map((f) => loadPlaybook(f));
+  const playbooks = targets.playbooks.map((f) => loadPlaybook(f, { appOverridden: opts.app !== undefined }));
   const appFromPlaybook = playbooks.find((p) => p.app)?.app;
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
   const spec = specFile ? await loadAppSpec(specFile) : undefined;
@@ -292,12 +297,12 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   // Lua syntax is input: reject it before anything is started.
   const problems: Problem[] = [];
   const scripts = new Set([...targets.luaFiles, ...playbooks.flatMap((p) => p.roles.map((r) => r.script))]);
-  for (const file of scripts) problems.push(...(await checkLuaSyntax(file, io.cwd)));
+  for (const file of scripts) problems.push(...(await checkLuaSyntax(file, namesDir)));
   if (problems.length > 0) throw new TopasError('LUA_SYNTAX', `${problems.length} scenario(s) do not compile`, { problems });
 
   const env = { ...stringEnv(io.env), ...spec?.env, ...opts.env };
   const common = {
-    baseDir: io.cwd,
+    baseDir: namesDir,
     env,
     endpoints: {},
     memoryLimitBytes: opts.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES,
@@ -307,7 +312,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const units: RunUnit[] = [];
   for (const file of targets.luaFiles) {
     seq++;
-    const name = path.relative(io.cwd, file);
+    const name = path.relative(namesDir, file).split(path.sep).join('/');
     units.push({
       kind: 'scenario',
       task: { ...common, runId: `s${seq}`, file, name, timeoutMs: opts.timeoutMs, instance: { id: path.basename(file, '.lua'), role: 'default', index: 1, count: 1, params: {} } },
@@ -330,7 +335,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
     }
     units.push({ kind: 'playbook', playbook: pb, tasks });
   }
-  return { units, spec, specFile, targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(io.cwd, f)) };
+  return { units, spec, specFile, targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(namesDir, f)), namesDir };
 }
 
 /**
