@@ -54,3 +54,13 @@ describe('contract gaps, local backend', () => {
     assert.match(table.stdout, /think_ms \(trend\): avg 20, min 10, max 30/);
   });
 });
+
+describe('shape.loss, local backend', () => {
+  test('loss hits requests on open keep-alive connections and drops per request in HTTP mode', async () => {
+    const r = await cli(['run', 'shape/loss.lua', '--backend', 'local', '--json'], { cwd: GAPS, env });
+    const rs = results(r.stdout);
+    assert.equal(r.code, 0, r.stderr + JSON.stringify(rs.map((x) => x.error)));
+    const line = r.stderr.match(/RESULT loss failed=\d+\/\d+/);
+    if (line) console.log(line[0]);
+  });
+});
