@@ -122,6 +122,19 @@ describe('CLI gaps', () => {
     }
   });
 
+  test('the app spec\'s top-level env (for scenarios) is validated; references there are refused', async () => {
+    const dir = tempDir();
+    try {
+      fs.writeFileSync(path.join(dir, 'topas.yaml'), 'name: x\nenv:\n  DB: ${db.url}\n  "bad name": 1\nservices:\n  - name: api\n    command: ["node", "x.js"]\n    port: 8080\ndatabases:\n  - name: db\n');
+      const r = await cli(['run', PASS, '--app', 'topas.yaml'], { cwd: dir });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /env\.DB: references like \$\{db\.url\} are resolved in services' env only/);
+      assert.match(r.stderr, /bad name/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('`topas help <command>` prints what `<command> --help` prints', () => {
     for (const cmd of [['run'], ['load'], ['test', 'schedule']]) {
       const a = spawnSync(process.execPath, [BIN, 'help', ...cmd], { encoding: 'utf8', timeout: 60_000 });

@@ -29,6 +29,9 @@ describe('contract gaps, local backend', () => {
     const r = await cli(['run', 'tests/env.lua', '--backend', 'local', '--json', '--env', 'OVERRIDDEN=flag'], { cwd: GAPS, env });
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.equal(results(r.stdout)[0].state, 'passed');
+    // a secret-looking variable of the spec's env is masked like the services' ones
+    assert.match(r.stderr, /token \*\*\*/);
+    assert.doesNotMatch(r.stderr + r.stdout, /s3cret-token-from-spec/);
   });
 
   test('sut.endpoint(name, 9090) takes a port number as well as a port name', async () => {
