@@ -33,7 +33,7 @@ function print(...) end
 ---@param d topas.Duration
 function sleep(d) end
 
----A variable from `--env K=V`, the app spec or the process environment (in that order).
+---A variable from `--env K=V` (or `--env-file`), the app spec's top-level `env:` or the process environment (in that order).
 ---@param name string
 ---@param default? string
 ---@return string|nil

@@ -4,6 +4,7 @@ import { registerPluginBackends } from '../backends/plugin-backends';
 import { EXIT_CODES, TopasError, internalLine, stackOf } from '../errors';
 import type { Io } from '../io';
 import { maskSecrets } from '../spec/secrets';
+import { colorEnabled, paint } from '../util/color';
 
 /**
  * Every topas command: knows its Io, renders TopasErrors with their problems
@@ -46,21 +47,26 @@ export abstract class BaseCommand extends Command {
     return this.argv.includes('--debug');
   }
 
+  /** `error [CODE]`, red where colour is on (NO_COLOR / FORCE_COLOR / a terminal) */
+  private errorLabel(code: string): string {
+    return paint(colorEnabled(this.io.env, this.io.stderr), 'red', `error [${code}]`);
+  }
+
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (err instanceof TopasError) {
-      this.err(maskSecrets(`error [${err.code}]: ${err.format()}`));
+      this.err(maskSecrets(`${this.errorLabel(err.code)}: ${err.format()}`));
       if (this.debugRequested) this.err(maskSecrets(stackOf(err)));
       this.exit(err.exitCode);
     }
     // oclif's own exit and parse errors: flags are invalid input
     if (err.oclif?.exit !== undefined) throw err;
     if (err.name && /^(RequiredArgsError|NonExistentFlagsError|UnexpectedArgsError|FlagInvalidOptionError|ArgInvalidOptionError|CLIError|FailedFlagValidationError)$/.test(err.name)) {
-      this.err(`error [INVALID_FLAGS]: ${err.message}`);
+      this.err(`${this.errorLabel('INVALID_FLAGS')}: ${err.message}`);
       this.exit(EXIT_CODES.invalidInput);
     }
     // a bug, not a user's mistake: one line unless --debug
-    if (this.debugRequested) this.err(maskSecrets(`error [INTERNAL]: ${stackOf(err)}`));
-    else this.err(maskSecrets(`error [INTERNAL]: ${internalLine(err)}`));
+    if (this.debugRequested) this.err(maskSecrets(`${this.errorLabel('INTERNAL')}: ${stackOf(err)}`));
+    else this.err(maskSecrets(`${this.errorLabel('INTERNAL')}: ${internalLine(err)}`));
     this.exit(EXIT_CODES.failed);
   }
 }

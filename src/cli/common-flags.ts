@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { TopasError } from '../errors';
+import { readEnvFiles } from './env-file';
 import { parseDurationMs } from '../util/duration';
 import { LIMITS, envSizeProblems, formatBytes, formatLimitDuration } from '../util/limits';
 
@@ -16,8 +17,16 @@ export const envFlag = Flags.string({
   default: [],
 });
 
-export function parseEnvFlags(values: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
+export const envFileFlag = Flags.string({
+  description: 'read variables from a dotenv file (KEY=value lines, # comments, quotes, `export` prefix; repeatable, later files win); --env wins over it',
+  multiple: true,
+  helpValue: 'FILE',
+  default: [],
+});
+
+/** `--env` over `--env-file` (read relative to cwd). */
+export function parseEnvFlags(values: string[], envFiles: string[] = [], cwd = process.cwd()): Record<string, string> {
+  const out: Record<string, string> = envFiles.length ? readEnvFiles(envFiles, cwd) : {};
   const problems = [];
   for (const v of values) {
     const i = v.indexOf('=');

@@ -1,5 +1,6 @@
 import Down from './down';
 import Export from './export';
+import Help from './help';
 import Import from './import';
 import Init from './init';
 import Load from './load';
@@ -15,6 +16,7 @@ import TestStatus from './test/status';
 export const COMMANDS = {
   down: Down,
   export: Export,
+  help: Help,
   import: Import,
   init: Init,
   load: Load,

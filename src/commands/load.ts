@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
-import { appFlag, backendFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
+import { appFlag, backendFlag, envFileFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
 import { runLoad } from '../load/load-service';
 import { TopasError } from '../errors';
 import { LIMITS, formatLimitDuration } from '../util/limits';
@@ -36,6 +36,8 @@ export default class Load extends BaseCommand {
     app: appFlag,
     backend: backendFlag,
     env: envFlag,
+    'env-file': envFileFlag,
+    'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running: requests, errors, latency histogram and rate per request name (0: any free port)', min: 0, max: 65535 }),
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
     environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
@@ -52,11 +54,12 @@ export default class Load extends BaseCommand {
       workers: flags.workers,
       baseline: flags.baseline,
       maxRegression: parseRegression(flags['max-regression']),
-      env: parseEnvFlags(flags.env),
+      env: parseEnvFlags(flags.env, flags['env-file'], this.io.cwd),
       keep: flags.keep,
       postman: { folder: flags.folder, environment: flags.environment },
       json: flags.json,
       debug: flags.debug,
+      metricsPort: flags['metrics-port'],
     });
     this.finish(outcome.exitCode);
   }

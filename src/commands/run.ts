@@ -1,9 +1,9 @@
-import { Args, Flags } from '@oclif/core';
+import { Args, Flags, type Interfaces } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
-import { appFlag, backendFlag, envFlag, parseDurationFlag, parseEnvFlags } from '../cli/common-flags';
-import { runScenarios } from '../run/run-service';
+import { appFlag, backendFlag, envFileFlag, envFlag, parseDurationFlag, parseEnvFlags } from '../cli/common-flags';
+import { runScenarios, type RunOptions } from '../run/run-service';
+import type { Io } from '../io';
 import { parseReporterFlags } from '../run/render-reports';
-import { TopasError } from '../errors';
 import { LIMITS, formatLimitDuration } from '../util/limits';
 
 export default class Run extends BaseCommand {
@@ -12,9 +12,10 @@ export default class Run extends BaseCommand {
     'Stands the SUT up if it is not up, runs each scenario (at most --parallel at once) in worker threads, prints the report, and tears down unless --keep or `topas up` had started it. Exit codes: 0 passed, 1 failed, 2 invalid input, 3 SUT could not start, 5 timed out, 130 interrupted.';
   static override strict = false;
   static override args = {
-    targets: Args.string({ description: 'scenario files, playbooks (.yaml), folders or globs (relative to --git-path with --git)' }),
+    targets: Args.string({ description: 'scenario files, playbooks (.yaml), folders or globs (relative to --git-path with --git); none: tests/ next to the app spec' }),
   };
   static override examples = [
+    '<%= config.bin %> run                # next to a topas.yaml: runs tests/',
     '<%= config.bin %> run tests/smoke.lua',
     '<%= config.bin %> run tests/ --parallel 4 --reporter junit:report.xml',
     "<%= config.bin %> run 'tests/*.lua' --app topas.yaml --backend local --timeout 2m",
@@ -30,6 +31,7 @@ export default class Run extends BaseCommand {
     timeout: Flags.string({ description: `per-scenario timeout; a hard stop (at most ${formatLimitDuration(LIMITS.durationMs)})`, default: '5m' }),
     reporter: Flags.string({ description: 'table | json | junit, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
     env: envFlag,
+    'env-file': envFileFlag,
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     'continue-on-failure': Flags.boolean({ description: 'run later steps after a failed step', default: false }),
     'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running (0: any free port)', min: 0, max: 65535 }),
@@ -42,10 +44,14 @@ export default class Run extends BaseCommand {
 
   async run(): Promise<void> {
     const { argv, flags } = await this.parse(Run);
-    const targets = argv as string[];
-    if (targets.length === 0 && !flags.git) throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob');
-    const outcome = await runScenarios({
-      io: this.io,
+    const outcome = await runScenarios(Run.options(argv as string[], flags, this.io));
+    this.finish(outcome.exitCode);
+  }
+
+  /** The run's options from its flags; `topas test schedule` validates the same ones before it queues. */
+  static options(targets: string[], flags: RunFlags, io: Io): RunOptions {
+    return {
+      io,
       targets,
       app: flags.app,
       backend: flags.backend,
@@ -53,7 +59,7 @@ export default class Run extends BaseCommand {
       workers: flags.workers,
       timeoutMs: parseDurationFlag(flags.timeout, '--timeout'),
       reporters: parseReporterFlags(flags.reporter, flags.json),
-      env: parseEnvFlags(flags.env),
+      env: parseEnvFlags(flags.env, flags['env-file'], io.cwd),
       keep: flags.keep,
       continueOnFailure: flags['continue-on-failure'],
       metricsPort: flags['metrics-port'],
@@ -61,7 +67,8 @@ export default class Run extends BaseCommand {
       runId: flags['run-id'],
       queue: flags.queue,
       debug: flags.debug,
-    });
-    this.finish(outcome.exitCode);
+    };
   }
 }
+
+type RunFlags = Interfaces.InferredFlags<typeof Run.flags & typeof BaseCommand.baseFlags>;

@@ -81,7 +81,7 @@ export async function scaffoldProject(opts: ScaffoldOptions): Promise<ScaffoldRe
     app,
     files,
     luaTypes: luaTypes.library,
-    next: ['topas run tests/smoke.lua', 'topas up   # keep the app running while you write scenarios'],
+    next: ['topas run   # runs every scenario in tests/ (or name them: topas run tests/smoke.lua)', 'topas up   # keep the app running while you write scenarios'],
   };
 }
 

@@ -63,7 +63,8 @@ function isSnapshot(v: unknown): v is MetricsSnapshot {
  */
 export function figuresFromBaselineJson(json: unknown, source = 'baseline'): Figures {
   const o = json as Record<string, any> | null;
-  const durationMs = typeof o?.durationMs === 'number' ? o.durationMs : typeof o?.load?.durationMs === 'number' ? o.load.durationMs : undefined;
+  // a run record's own durationMs spans the SUT's start-up and teardown too: rates use the load phase only
+  const durationMs = typeof o?.load?.durationMs === 'number' ? o.load.durationMs : typeof o?.durationMs === 'number' ? o.durationMs : undefined;
   for (const cand of [o?.load?.snapshot, o?.snapshot, o?.load?.metrics, o]) {
     if (isSnapshot(cand)) return figuresFromSnapshot(cand, durationMs ?? snapshotDurationMs(cand));
   }

@@ -288,11 +288,12 @@ export class LoadRunner {
     } else this.logsDropped++;
   }
 
-  private sampleVus(): void {
-    const active = this.dispatcher ? this.dispatcher.activeVus : this.busyVus;
+  /** `vus`: the VUs in use since the last sample (their peak), not the few busy at this instant */
+  private sampleVus(): { active: number; allocated: number } {
+    const active = this.dispatcher ? this.dispatcher.takePeakActiveVus() : this.busyVus;
     const allocated = this.dispatcher ? this.dispatcher.allocatedVus : this.vus.length;
     this.registry.setVus(active, allocated);
-    return;
+    return { active, allocated };
   }
 
   private flush(): void {
@@ -301,12 +302,12 @@ export class LoadRunner {
       this.events.log('warn', `worker-${this.init.worker}`, `${this.logsDropped} log lines dropped (more than ${LOG_LINES_PER_SEC}/s)`);
       this.logsDropped = 0;
     }
-    this.sampleVus();
+    const vus = this.sampleVus();
     this.events.metrics({
       buckets: this.registry.takeSeconds(),
       snapshot: this.registry.snapshot(),
-      activeVus: this.dispatcher ? this.dispatcher.activeVus : this.busyVus,
-      allocatedVus: this.dispatcher ? this.dispatcher.allocatedVus : this.vus.length,
+      activeVus: vus.active,
+      allocatedVus: vus.allocated,
     });
   }
 

@@ -1,4 +1,7 @@
 import * as fs from 'node:fs';
+import { RunMetrics, serveMetrics, type MetricsServer } from '../run/run-metrics';
+import { registerLiveLoadMetrics } from './live-metrics';
+import { colorEnabled } from '../util/color';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -51,6 +54,9 @@ export interface LoadOptions {
   progressEveryMs?: number;
   /** --debug: a run error keeps its JS stack */
   debug?: boolean;
+  /** serve Prometheus metrics (run metrics and live request metrics) on 127.0.0.1:<port> (0 = any free port) */
+  metricsPort?: number;
+  onMetricsServer?: (port: number) => void;
 }
 
 export interface LoadSummaryJson {
@@ -117,7 +123,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     checkServiceEnvWithFlags(spec.services, opts.env);
   }
   const mask = spec ? createMasker(spec) : (s: string) => s;
-  const env = { ...stringEnv(io.env), ...opts.env };
+  const env = { ...stringEnv(io.env), ...spec?.env, ...opts.env };
   const baselineFigures = opts.baseline !== undefined ? readBaseline(opts.baseline, spec?.dir ?? io.cwd, io.cwd) : undefined;
   if (opts.maxRegression !== undefined && !(opts.maxRegression >= 0)) throw new TopasError('INVALID_FLAGS', `--max-regression must be >= 0, got ${opts.maxRegression}`);
 
@@ -186,13 +192,25 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let timeSeries = new TimeSeriesBuilder(io.now());
   let merged: MetricsSnapshot = mergeSnapshots([]);
   const errors = new Map<string, number>();
-  const progress = new ProgressRenderer(io.stderr, { tty: !!io.stderr.isTTY });
+  const progress = new ProgressRenderer(io.stderr, { tty: !!io.stderr.isTTY, color: colorEnabled(io.env, io.stderr) });
   let progressTimer: NodeJS.Timeout | undefined;
   let data: unknown;
   let setupDone = false;
   let standingUp = false;
+  let liveRates = { iterations: 0, requests: 0 };
+  let metricsServer: MetricsServer | undefined;
 
   try {
+    if (opts.metricsPort !== undefined) {
+      const runMetrics = new RunMetrics();
+      registerLiveLoadMetrics(runMetrics.registry, {
+        snapshot: () => (slots.some((x) => x.snapshot) ? mergeSnapshots(slots.map((x) => x.snapshot).filter((x): x is MetricsSnapshot => !!x)) : merged),
+        currentRates: () => liveRates,
+      });
+      metricsServer = await serveMetrics(runMetrics, opts.metricsPort);
+      opts.onMetricsServer?.(metricsServer.port);
+      log(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
+    }
     const work = async () => {
       if (spec) {
         log(`standing up app ${spec.name}…`);
@@ -207,7 +225,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
           host.setEndpoints(map);
           for (const s of slots) post(s, { type: 'endpoints', endpoints: map });
         };
-        const sutRpc = createSutRpcHandler(sut, pushEndpoints);
+        const sutRpc = createSutRpcHandler(sut, pushEndpoints, spec);
         host.setEndpoints(sut.endpointMap());
         const shaping = sut.shaping?.();
         // a shaped service is reached through its proxies, an unshaped one directly: re-point the VUs on every change, and mark it in the time series
@@ -292,6 +310,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         // a run that went to its end shows the full schedule, not the ms its clock read short
         if (final && !aborted && !interrupts.interrupted) elapsedMs = Math.max(elapsedMs, plan.durationMs);
         const state = progressState(merged, timeSeries, elapsedMs, plan.durationMs, rateAt, slots, maxVus);
+        const lastSec = Math.floor(elapsedMs / 1000) - 1;
+        liveRates = { iterations: state.achievedRate, requests: (lastSec >= 0 ? timeSeries.point(lastSec, rateAt)?.requests : 0) ?? 0 };
         if (final) progress.finish(state);
         else progress.update(state);
         if (!aborted && !final) {
@@ -331,6 +351,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   } finally {
     if (progressTimer) clearTimeout(progressTimer);
     await teardown();
+    await metricsServer?.close();
   }
 
   async function teardown() {
@@ -387,7 +408,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
 
   if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
   else if (loadStartMs > 0) {
-    io.stdout.write(mask(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline })));
+    io.stdout.write(mask(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline, color: colorEnabled(io.env, io.stdout) })));
     if (aborted) io.stdout.write(`aborted: ${mask(aborted)}\n`);
     if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
     io.stdout.write(`run ${runId}: ${state}\n`);
@@ -415,6 +436,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         case 'load-metrics':
           slot.snapshot = msg.snapshot as MetricsSnapshot;
           slot.activeVus = msg.activeVus;
+          slot.allocatedVus = msg.allocatedVus;
           slot.onMetrics?.(msg.buckets as SecondBucket[]);
           break;
         case 'load-done':
@@ -454,6 +476,8 @@ interface WorkerSlot {
   gone: boolean;
   snapshot?: MetricsSnapshot;
   activeVus?: number;
+  /** VUs the worker has made so far: summed, the summary's vus_max */
+  allocatedVus?: number;
   errors: Array<{ message: string; count: number }>;
   events: { ready: Promise<void>; done: Promise<void> };
   onMetrics?: (buckets: SecondBucket[]) => void;
@@ -513,7 +537,8 @@ function progressState(
     targetRate: rateAt(Math.min(elapsedMs, Math.max(0, totalMs - 1)) / 1000),
     achievedRate: last?.achievedRate ?? 0,
     activeVus: slots.reduce((n, s) => n + (s.activeVus ?? 0), 0),
-    maxVus,
+    // vus_max as the summary has it (VUs made so far), the cap until a worker reports
+    maxVus: slots.some((s) => s.allocatedVus !== undefined) ? slots.reduce((n, s) => n + (s.allocatedVus ?? 0), 0) : maxVus,
     p95Ms: last?.p95Ms ?? get('http_req_duration', 'p(95)'),
     errors: (reqFailed && reqFailed.data.kind === 'rate' ? reqFailed.data.passes : 0) + failedIterations,
     requests: get('http_reqs', 'count') ?? 0,

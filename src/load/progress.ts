@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import type { Io } from '../io';
 import { formatDurationMs } from '../util/duration';
+import { paint } from '../util/color';
 import { summarize, type MetricContains, type MetricsSnapshot, type SummaryRow } from './metrics';
 import type { ThresholdResult } from './thresholds';
 import type { BaselineComparison } from './baseline';
@@ -26,13 +27,13 @@ function fmtNum(n: number, digits = 1): string {
   return Number.isInteger(n) ? String(n) : n.toFixed(digits);
 }
 
-export function formatProgressLine(s: ProgressState): string {
+export function formatProgressLine(s: ProgressState, color = false): string {
   const pct = s.totalMs > 0 ? Math.min(100, Math.floor((s.elapsedMs / s.totalMs) * 100)) : 0;
   const p95 = s.p95Ms === undefined ? '-' : formatMs(s.p95Ms);
   return (
     `${formatDurationMs(s.elapsedMs)}/${formatDurationMs(s.totalMs)} (${pct}%)  ` +
     `rate ${fmtNum(s.achievedRate)}/${fmtNum(s.targetRate)} it/s  ` +
-    `vus ${s.activeVus}/${s.maxVus}  p95 ${p95}  reqs ${s.requests}  errors ${s.errors}  dropped ${s.dropped}`
+    `vus ${s.activeVus}/${s.maxVus}  p95 ${p95}  reqs ${s.requests}  ${paint(color && s.errors > 0, 'red', `errors ${s.errors}`)}  ${paint(color && s.dropped > 0, 'yellow', `dropped ${s.dropped}`)}`
   );
 }
 
@@ -44,13 +45,15 @@ export class ProgressRenderer {
   private drawnLines = 0;
   private lastPlainMs = -Infinity;
   private readonly tty: boolean;
+  private readonly color: boolean;
   private readonly plainEveryMs: number;
 
   constructor(
     private readonly out: Io['stdout'],
-    opts: { tty?: boolean; plainEveryMs?: number; now?: () => number } = {},
+    opts: { tty?: boolean; color?: boolean; plainEveryMs?: number; now?: () => number } = {},
   ) {
     this.tty = opts.tty ?? !!out.isTTY;
+    this.color = opts.color ?? false;
     this.plainEveryMs = opts.plainEveryMs ?? 5000;
     this.now = opts.now ?? Date.now;
   }
@@ -58,7 +61,7 @@ export class ProgressRenderer {
   private readonly now: () => number;
 
   update(state: ProgressState, extraLines: string[] = []): void {
-    const lines = [formatProgressLine(state), ...extraLines];
+    const lines = [formatProgressLine(state, this.color), ...extraLines];
     if (this.tty) {
       let s = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A` : '';
       for (const l of lines) s += `\r\x1b[2K${l}\n`;
@@ -116,6 +119,8 @@ export interface SummaryOptions {
   trendStats?: readonly string[];
   /** no box-drawing colours, plain ASCII marks (for logs without UTF-8) */
   ascii?: boolean;
+  /** colour the threshold marks (NO_COLOR / FORCE_COLOR / a terminal: util/color) */
+  color?: boolean;
 }
 
 /**
@@ -123,8 +128,8 @@ export interface SummaryOptions {
  * its stats, and a ✓/✗ per threshold declared on it.
  */
 export function renderSummary(snapshot: MetricsSnapshot, opts: SummaryOptions = {}): string {
-  const ok = opts.ascii ? 'ok' : '✓';
-  const bad = opts.ascii ? 'FAIL' : '✗';
+  const ok = paint(Boolean(opts.color), 'green', opts.ascii ? 'ok' : '✓');
+  const bad = paint(Boolean(opts.color), 'red', opts.ascii ? 'FAIL' : '✗');
   const rows = summarize(snapshot, { durationMs: opts.durationMs, trendStats: opts.trendStats });
   const byKey = new Map<string, ThresholdResult[]>();
   for (const r of opts.thresholds ?? []) {

@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import { createVuMetricsModule } from './vu-metrics-module';
+import { ScenarioMetrics } from '../run/scenario-metrics';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { decorateFunction, LuaFactory, LuaMultiReturn, LuaReturn, LuaType, LuaEventMasks, LUA_REGISTRYINDEX } from 'wasmoon';
@@ -58,6 +60,8 @@ interface ActiveRun {
   modules: LuaModuleInstance[];
   abort: AbortController;
   endpoints: EndpointMap;
+  /** require("metrics"): custom metrics, in the scenario's result */
+  metrics?: ScenarioMetrics;
 }
 
 type MainOutcome = { kind: 'ok' } | { kind: 'error'; message: string; location?: string; traceback?: string };
@@ -428,6 +432,7 @@ export class LuaRuntime {
       durationMs: Date.now() - run.startedMs,
       steps: run.steps,
       checks: [...run.checks.values()],
+      ...(run.metrics ? { metrics: run.metrics.summary() } : {}),
       ...(error ? { error } : {}),
     };
   }
@@ -562,8 +567,12 @@ export class LuaRuntime {
       ...projectFileBindings(() => need().task, (f) => this.wrapJs(f)),
       require: this.wrapJs((name: string) => {
         const run = need();
+        if (name === 'metrics') {
+          const inst = createVuMetricsModule((run.metrics ??= new ScenarioMetrics()));
+          return LuaMultiReturn.of<unknown>(Object.fromEntries(Object.entries(inst.exports).map(([k, f]) => [k, this.wrapJs(f)])), inst.shim);
+        }
         const factory = getLuaModule(name);
-        if (!factory) throw new Error(`module '${name}' not found (available: ${luaModuleNames().join(', ')})`);
+        if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
         const ctx: LuaModuleContext = {
           task: run.task,
           endpoints: () => run.endpoints,

@@ -54,7 +54,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function parsePlaybook(text: string, file: string): Playbook {
+export function parsePlaybook(text: string, file: string, opts: PlaybookLoadOptions = {}): Playbook {
   const problems: Problem[] = [];
   // prettyErrors gives each error its line and column
   const doc = parseDocument(text, { prettyErrors: true });
@@ -88,7 +88,9 @@ export function parsePlaybook(text: string, file: string): Playbook {
     if (typeof raw.app !== 'string') problems.push({ path: 'app', message: 'expected a path to topas.yaml' });
     else {
       app = path.resolve(dir, raw.app);
-      if (!fs.existsSync(app)) problems.push({ path: 'app', message: `${raw.app} does not exist` });
+      // --app wins over it: a Git playbook's app: may point at a file of the repository's own project
+      if (opts.appOverridden) app = undefined;
+      else if (!fs.existsSync(app)) problems.push({ path: 'app', message: `${raw.app} does not exist` });
     }
   }
 
@@ -155,7 +157,12 @@ export function parsePlaybook(text: string, file: string): Playbook {
   return { file: path.resolve(file), dir, name, app, timeoutMs, barrierTimeoutMs, roles, shaping };
 }
 
-export function loadPlaybook(file: string): Playbook {
+export interface PlaybookLoadOptions {
+  /** `--app` was given: the playbook's `app:` is neither used nor required to exist */
+  appOverridden?: boolean;
+}
+
+export function loadPlaybook(file: string, opts: PlaybookLoadOptions = {}): Playbook {
   let text: string;
   try {
     text = readTextInput(file, file, 'INVALID_PLAYBOOK', 'the playbook');
@@ -163,7 +170,7 @@ export function loadPlaybook(file: string): Playbook {
     if (err instanceof TopasError) throw err;
     throw new TopasError('FILE_NOT_FOUND', `playbook ${file} does not exist`);
   }
-  return parsePlaybook(text, file);
+  return parsePlaybook(text, file, opts);
 }
 
 /** Shaping steps must name a service or database of the app the playbook runs against. */

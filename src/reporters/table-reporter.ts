@@ -2,14 +2,10 @@ import Table from 'cli-table3';
 import type { SerializedError } from '../errors';
 import type { CheckTally, ScenarioResult } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
+import { paint } from '../util/color';
 import type { ReporterOptions } from './index';
 import { STATE_TEXT, countScenarios, failuresOf, messageWithLocation, tracebackOf, type RunReport } from './run-report';
 
-const ANSI = { red: 31, green: 32, yellow: 33, dim: 2, bold: 1 } as const;
-
-function paint(on: boolean, style: keyof typeof ANSI, s: string): string {
-  return on ? `\x1b[${ANSI[style]}m${s}\x1b[0m` : s;
-}
 
 function symbol(state: string, color: boolean): string {
   if (state === 'passed') return paint(color, 'green', '✓');
@@ -71,6 +67,8 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
   if (report.backend) head.push(`backend ${report.backend}`);
   out.push(paint(color, 'dim', head.join('  ')));
   if (report.results.length > 0) out.push(table.toString());
+  const metricLines = report.results.flatMap((r) => (r.metrics ?? []).map((m) => `  ${r.name}  ${m.name} (${m.type}): ${metricText(m)}`));
+  if (metricLines.length > 0) out.push('custom metrics:', ...metricLines);
 
   const counts = countScenarios(report.results);
   const others = Object.entries(counts.byState)
@@ -114,4 +112,11 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
   }
   if (failureBlocks.length > 0) out.push('', paint(color, 'bold', 'Failures:'), '', failureBlocks.join('\n\n'));
   return opts.mask(out.join('\n')) + '\n';
+}
+
+function metricText(m: NonNullable<ScenarioResult['metrics']>[number]): string {
+  const n = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(2));
+  if (m.type === 'trend') return `avg ${n(m.value)}, min ${n(m.min ?? 0)}, max ${n(m.max ?? 0)} (${m.count} samples)`;
+  if (m.type === 'rate') return `${(m.value * 100).toFixed(1)}% of ${m.count}`;
+  return m.type === 'counter' ? `${n(m.value)} (${m.count} adds)` : n(m.value);
 }

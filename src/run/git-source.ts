@@ -107,6 +107,7 @@ export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv =
     const lines = out.split('\n').filter(Boolean);
     // an annotated tag's peeled line names the commit; prefer it
     const line = lines.find((l) => l.endsWith('^{}')) ?? lines[0];
+    if (!line && source.ref === undefined) throw await headPointsNowhere(source.url);
     if (!line) throw new TopasError('FILE_NOT_FOUND', `git ref "${ref}" not found in ${source.url}`);
     commit = line.split(/\s+/)[0];
     // it becomes an argument of checkout and a folder name: only an object id will do
@@ -138,4 +139,18 @@ export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv =
   if (!target.startsWith(dir)) throw new TopasError('INVALID_FLAGS', `--git-path ${source.path} points outside the repository`);
   if (!fs.existsSync(target)) throw new TopasError('FILE_NOT_FOUND', `--git-path ${source.path} does not exist in ${source.url} at ${commit.slice(0, 12)}`);
   return { commit, dir, target, cached };
+}
+
+/** No --git-ref and the repository's HEAD names no commit: empty, or HEAD names a branch that is gone. Invalid input (exit 2). */
+async function headPointsNowhere(url: string): Promise<TopasError> {
+  const heads = (await git(['ls-remote', '--heads', '--tags', '--', url]).catch(() => ''))
+    .split('\n')
+    .map((l) => l.split(/\s+/)[1])
+    .filter((r): r is string => Boolean(r) && !r.endsWith('^{}'))
+    .map((r) => r.replace(/^refs\/(heads|tags)\//, ''));
+  return new TopasError('FILE_NOT_FOUND', `${url}: the repository's HEAD points nowhere (its default branch has no commit)`, {
+    hint: heads.length
+      ? `pass --git-ref with a branch, tag or commit; the repository has: ${heads.slice(0, 10).join(', ')}${heads.length > 10 ? `, … (${heads.length} in all)` : ''}`
+      : 'the repository has no commits at all: push one, or point --git at another repository',
+  });
 }

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { colorEnabled } from '../util/color';
 import * as path from 'node:path';
 import type { Io } from '../io';
 import { getReporter } from '../reporters/index';
@@ -112,7 +113,7 @@ function writable(p: string): boolean {
  */
 export function renderReports(report: RunReport, requests: ReporterRequest[], ctx: { io: Io; mask: (s: string) => string }): void {
   for (const r of requests) {
-    const text = ctx.mask(getReporter(r.name)(report, { color: Boolean(ctx.io.stdout.isTTY) && !r.file, mask: ctx.mask }));
+    const text = ctx.mask(getReporter(r.name)(report, { color: colorEnabled(ctx.io.env, ctx.io.stdout) && !r.file, mask: ctx.mask }));
     if (r.file) {
       const file = path.resolve(ctx.io.cwd, r.file);
       fs.mkdirSync(path.dirname(file), { recursive: true });

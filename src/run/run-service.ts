@@ -11,7 +11,7 @@ import { createSutRpcHandler } from './sut-rpc';
 import { checkBackendName } from '../backends/registry';
 import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
-import { findAppSpecFile, resolveTargets } from './targets';
+import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
 import { openSut, releaseSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
@@ -71,6 +71,8 @@ interface Prepared {
   spec?: AppSpec;
   specFile?: string;
   targetsForRecord: string[];
+  /** what scenario names are relative to: cwd, or a Git source's checkout */
+  namesDir: string;
 }
 
 /**
@@ -161,7 +163,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       }
       if (interrupts.interrupted) return;
       const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
-      const sutRpc: RpcHandler = session ? createSutRpcHandler(session.sut, (map) => pool?.setEndpoints(map)) : noSutRpc;
+      const sutRpc: RpcHandler = session ? createSutRpcHandler(session.sut, (map) => pool?.setEndpoints(map), spec) : noSutRpc;
       const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
       pool = new ScenarioPool({
         workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
@@ -203,7 +205,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
             return [r];
           }
           const out = await runPlaybook(unit, runTask, activePool, brokers, (session as SutSession | undefined)?.sut.shaping?.(), log);
-          playbookSummaries.push(summarizePlaybook(unit.playbook, out, io.cwd));
+          playbookSummaries.push(summarizePlaybook(unit.playbook, out, prepared.namesDir));
           return out;
         },
         () => interrupts.interrupted,
@@ -259,6 +261,14 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   return { exitCode, report };
 }
 
+/**
+ * `topas test schedule`: the same checks `topas run` makes before it touches a
+ * backend, so invalid input exits 2 at once instead of queueing a run that errs.
+ */
+export async function checkRunInput(opts: RunOptions): Promise<void> {
+  await prepare(opts);
+}
+
 /** Everything that can be checked before touching a backend: targets, app spec, playbooks, Lua syntax. */
 async function prepare(opts: RunOptions): Promise<Prepared> {
   const { io } = opts;
@@ -266,17 +276,20 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   let baseDir = io.cwd;
   // what require() and data files may not leave
   let rootDir = io.cwd;
+  // scenario names and Lua locations: relative to cwd, or for a Git source to the repository's root
+  let namesDir = io.cwd;
   let targetArgs = opts.targets;
   if (opts.git) {
     const fetched = await fetchGitSource(opts.git, io.env);
     baseDir = fetched.target;
     rootDir = fetched.dir;
+    namesDir = fetched.dir;
     targetArgs = opts.targets.length ? opts.targets : ['.'];
   } else if (targetArgs.length === 0) {
-    throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob');
+    targetArgs = defaultTargets({ app: opts.app, cwd: io.cwd });
   }
   const targets = resolveTargets(targetArgs, baseDir);
-  const playbooks = targets.playbooks.map((f) => loadPlaybook(f));
+  const playbooks = targets.playbooks.map((f) => loadPlaybook(f, { appOverridden: opts.app !== undefined }));
   const appFromPlaybook = playbooks.find((p) => p.app)?.app;
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
   const spec = specFile ? await loadAppSpec(specFile) : undefined;
@@ -287,12 +300,12 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   // Lua syntax is input: reject it before anything is started.
   const problems: Problem[] = [];
   const scripts = new Set([...targets.luaFiles, ...playbooks.flatMap((p) => p.roles.map((r) => r.script))]);
-  for (const file of scripts) problems.push(...(await checkLuaSyntax(file, io.cwd, rootDir)));
+  for (const file of scripts) problems.push(...(await checkLuaSyntax(file, namesDir, rootDir)));
   if (problems.length > 0) throw new TopasError('LUA_SYNTAX', `${problems.length} scenario(s) do not compile`, { problems });
 
-  const env = { ...stringEnv(io.env), ...opts.env };
+  const env = { ...stringEnv(io.env), ...spec?.env, ...opts.env };
   const common = {
-    baseDir: io.cwd,
+    baseDir: namesDir,
     rootDir,
     env,
     endpoints: {},
@@ -303,7 +316,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const units: RunUnit[] = [];
   for (const file of targets.luaFiles) {
     seq++;
-    const name = path.relative(io.cwd, file);
+    const name = path.relative(namesDir, file).split(path.sep).join('/');
     units.push({
       kind: 'scenario',
       task: { ...common, runId: `s${seq}`, file, name, timeoutMs: opts.timeoutMs, instance: { id: path.basename(file, '.lua'), role: 'default', index: 1, count: 1, params: {} } },
@@ -326,7 +339,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
     }
     units.push({ kind: 'playbook', playbook: pb, tasks });
   }
-  return { units, spec, specFile, targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(io.cwd, f)) };
+  return { units, spec, specFile, targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(namesDir, f)), namesDir };
 }
 
 /**

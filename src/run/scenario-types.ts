@@ -1,3 +1,4 @@
+import type { CustomMetricSummary } from './scenario-metrics';
 import type { SerializedError } from '../errors';
 import type { EndpointMap } from '../backends/backend';
 
@@ -60,6 +61,8 @@ export interface ScenarioResult {
   steps: StepResult[];
   /** all checks of the scenario, by name (including those inside steps) */
   checks: CheckTally[];
+  /** custom metrics the scenario added with require("metrics") */
+  metrics?: CustomMetricSummary[];
   /** the error that ended the scenario (failed expect, Lua error, timeout), with `location` = `file.lua:LINE` */
   error?: SerializedError;
 }

@@ -84,3 +84,23 @@ export function findAppSpecFile(opts: { app?: string; cwd: string; near?: string
   }
   return undefined;
 }
+
+/**
+ * A bare `topas run`: like vitest or Playwright running their default folder,
+ * it runs `tests/` next to the app spec (--app, or topas.yaml here).
+ */
+export function defaultTargets(opts: { app?: string; cwd: string }): string[] {
+  const specFile = findAppSpecFile({ app: opts.app, cwd: opts.cwd });
+  if (!specFile) {
+    throw new TopasError('INVALID_FLAGS', 'give at least one scenario file, playbook, folder or glob', {
+      hint: 'a bare `topas run` runs tests/ next to a topas.yaml; there is no topas.yaml here (`topas init` makes one)',
+    });
+  }
+  const testsDir = path.join(path.dirname(specFile), 'tests');
+  if (!fs.existsSync(testsDir) || !fs.statSync(testsDir).isDirectory()) {
+    throw new TopasError('FILE_NOT_FOUND', `${path.relative(opts.cwd, testsDir) || 'tests'}: no such folder`, {
+      hint: 'a bare `topas run` runs tests/ next to the app spec; name the scenarios to run instead',
+    });
+  }
+  return [testsDir];
+}

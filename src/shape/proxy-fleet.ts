@@ -24,7 +24,7 @@ class HostedProxy implements ShapeTarget {
   }
 
   stats(): ShapingProxyStats {
-    return { name: `${this.key} (dependents, proxy host)`, mode: this.mode, address: { ...this.address }, shape: { ...this.shape }, activeConnections: 0, totalConnections: 0, resetConnections: 0, heldConnections: 0, upstreamErrors: 0, bytesToServer: 0, bytesToClient: 0, httpRequests: 0, faultedRequests: 0 };
+    return { name: `${this.key} (dependents, proxy host)`, mode: this.mode, address: { ...this.address }, shape: { ...this.shape }, activeConnections: 0, totalConnections: 0, resetConnections: 0, heldConnections: 0, upstreamErrors: 0, bytesToServer: 0, bytesToClient: 0, httpRequests: 0, faultedRequests: 0, lostRequests: 0 };
   }
 
   /** The host's proxies outlive this run: closing the stand-in leaves them be. */

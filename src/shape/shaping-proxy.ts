@@ -43,6 +43,8 @@ export interface ShapingProxyStats {
   /** http mode: requests seen / answered by an injected fault */
   httpRequests: number;
   faultedRequests: number;
+  /** http mode: requests dropped by `loss` (their connection reset) */
+  lostRequests: number;
 }
 
 // Above this many queued bytes in one direction the source is paused.
@@ -81,6 +83,7 @@ export class ShapingProxy {
     bytesToClient: 0,
     httpRequests: 0,
     faultedRequests: 0,
+    lostRequests: 0,
   };
 
   constructor(opts: ShapingProxyOptions) {
@@ -155,6 +158,12 @@ export class ShapingProxy {
     return t;
   }
 
+  /** @internal one draw of `loss` */
+  lost(): boolean {
+    const loss = this.shape.loss;
+    return loss !== undefined && this.random() < loss.probability;
+  }
+
   /** @internal */
   forget(c: ProxiedConnection): void {
     this.connections.delete(c);
@@ -168,7 +177,8 @@ export class ShapingProxy {
     this.counters.totalConnections++;
     socket.setNoDelay(true);
     const s = this.shape;
-    if (s.down || (s.loss && this.random() < s.loss.probability)) {
+    // http mode draws loss per request (judge), tcp mode here and per request burst later
+    if (s.down || (this.mode === 'tcp' && this.lost())) {
       this.counters.resetConnections++;
       socket.on('error', () => undefined);
       socket.resetAndDestroy();
@@ -344,6 +354,12 @@ class ProxiedConnection {
   held = false;
   /** some bytes were dropped under `timeout` */
   swallowed = false;
+  /**
+   * tcp mode: the server answered since the client last sent, so the client's
+   * next bytes start a new request; `loss` draws once per such request, so a
+   * keep-alive connection is not immune after its first one.
+   */
+  private answered = false;
   private destroyed = false;
 
   constructor(
@@ -357,13 +373,25 @@ class ProxiedConnection {
     if (proxy.mode === 'http') {
       this.framer = new HttpRequestFramer((head) => this.judge(head));
       this.sink = {
-        forward: (bytes) => this.toServer.push(bytes),
+        forward: (bytes) => {
+          if (!this.destroyed) this.toServer.push(bytes);
+        },
         answer: (head, status) => this.answer(head, status),
       };
     }
     client.on('data', (chunk: Buffer) => {
       if (this.framer && !this.proxy.shape.timeout) this.framer.push(chunk, this.sink!);
-      else this.toServer.push(chunk);
+      else {
+        if (this.answered && !this.framer) {
+          this.answered = false;
+          if (this.proxy.lost()) {
+            this.proxy.counters.resetConnections++;
+            this.reset();
+            return;
+          }
+        }
+        this.toServer.push(chunk);
+      }
     });
     client.on('end', () => {
       if (this.held) this.destroy();
@@ -391,7 +419,10 @@ class ProxiedConnection {
       onread: {
         buffer: UPSTREAM_READ_BUFFER,
         callback: (n: number, buf: Uint8Array) => {
-          if (!this.destroyed) this.toClient.push(Buffer.from(buf.subarray(0, n)));
+          if (!this.destroyed) {
+            this.answered = true;
+            this.toClient.push(Buffer.from(buf.subarray(0, n)));
+          }
           return true;
         },
       },
@@ -462,6 +493,13 @@ class ProxiedConnection {
   private judge(head: RequestHead): number | undefined {
     const proxy = this.proxy;
     proxy.counters.httpRequests++;
+    if (proxy.lost()) {
+      // the request is lost: its connection resets, as a lost connection would show it (also a keep-alive one)
+      proxy.counters.resetConnections++;
+      proxy.counters.lostRequests++;
+      this.reset();
+      return undefined;
+    }
     const fault = proxy.shape.httpFault;
     if (!fault) return undefined;
     if (proxy.pathMatcher && !proxy.pathMatcher.test(requestPath(head.target))) return undefined;

@@ -270,6 +270,8 @@ export const databaseSchema = z.strictObject({
 const body = {
   services: z.array(serviceSchema).nullish(),
   databases: z.array(databaseSchema).nullish(),
+  /** variables for scenarios: `env()` reads them after --env and before the process environment */
+  env: env.optional(),
 };
 
 export const plainAppSchema = z.strictObject({ name: name.optional(), ...body });

@@ -11,6 +11,11 @@ export interface AppSpec {
   dir: string;
   services: ServiceSpec[];
   databases: DatabaseSpec[];
+  /**
+   * Top-level `env:`: variables for scenarios (`env()` reads --env, then these,
+   * then the process). Services have their own `env:`; these are not given to them.
+   */
+  env?: Record<string, string>;
 }
 
 export type ReadinessSpec =

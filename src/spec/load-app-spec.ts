@@ -137,6 +137,7 @@ export function parseAppSpec(text: string, file: string, opts: LoadAppSpecOption
     dir,
     services: rawServices.map((s) => normalizeService(s, names)),
     databases: (body.databases ?? []).map((d, i) => normalizeDatabase(d, initSQLFromFile.get(i))),
+    ...(body.env && Object.keys(body.env).length ? { env: body.env } : {}),
   };
 }
 
@@ -270,6 +271,14 @@ function crossChecks(
   initSQLFromFile: Map<number, string>,
   problems: LocatedProblem[],
 ): void {
+  // scenarios reach services by name (net, db, sut.endpoint); an address baked into a variable would go stale
+  if (isMapping(body.env)) {
+    for (const [k, v] of Object.entries(body.env)) {
+      if (typeof v === 'string' && /\$\{\s*[A-Za-z][\w-]*\.(url|host|port|user|password|dbname)\s*\}/.test(v)) {
+        problems.push({ segments: [...prefix, 'env', k], message: 'references like ${db.url} are resolved in services\' env only; scenarios reach services by name (net.get("http://api/..."), db.connect("db"), sut.endpoint)' });
+      }
+    }
+  }
   const entities: Entity[] = [];
   for (const kind of ['databases', 'services'] as const) {
     const list = body[kind];

@@ -84,6 +84,7 @@ export function specSecrets(spec: AppSpec): string[] {
       if (isSecretName(name) && findReferences(value).length === 0) out.push(value);
     }
   }
+  for (const [name, value] of Object.entries(spec.env ?? {})) if (isSecretName(name)) out.push(value);
   return out;
 }
 

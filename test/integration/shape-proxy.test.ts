@@ -140,6 +140,29 @@ describe('ShapingProxy', () => {
     assert.equal(p.stats().bytesToClient > BIG_BYTES, true);
   });
 
+  for (const mode of ['tcp', 'http'] as const) {
+    test(`${mode}: loss also hits requests on an open keep-alive connection`, async () => {
+      const { p, port } = await proxy(mode);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        assert.equal((await get(port, '/x', { agent })).status, 200);
+        assert.equal(p.stats().activeConnections, 1);
+        p.setShape({ loss: { probability: 1 } });
+        await assert.rejects(get(port, '/x', { agent }));
+        assert.equal(p.stats().totalConnections, 1, 'the request went over the open connection');
+        p.setShape({});
+        assert.equal((await get(port, '/x', { agent })).status, 200);
+        // per request: about half of 200 requests on kept-alive connections fail at 0.5
+        p.setShape({ loss: { probability: 0.5 } });
+        let failed = 0;
+        for (let i = 0; i < 200; i++) await get(port, '/x', { agent }).catch(() => failed++);
+        assert.ok(failed > 70 && failed < 130, `failed ${failed}/200`);
+      } finally {
+        agent.destroy();
+      }
+    });
+  }
+
   test('loss 1.0 drops every new connection, loss 0 none', async () => {
     const { p, port } = await proxy('tcp', { loss: { probability: 1 } });
     let failed = 0;

@@ -1,8 +1,7 @@
 import { BaseCommand } from '../../cli/base-command';
 import Run from '../run';
 import { scheduleRun } from '../../run/schedule-service';
-import { parseDurationFlag, parseEnvFlags } from '../../cli/common-flags';
-import { checkReporterOutputs, parseReporterFlags } from '../../run/render-reports';
+import { checkRunInput } from '../../run/run-service';
 
 export default class TestSchedule extends BaseCommand {
   static override summary = 'Queue a run in the background and print its id at once';
@@ -13,11 +12,9 @@ export default class TestSchedule extends BaseCommand {
   static override examples = ['<%= config.bin %> test schedule tests/smoke.lua', '<%= config.bin %> test schedule tests/ --parallel 4 --json'];
 
   async run(): Promise<void> {
-    const { flags } = await this.parse(TestSchedule);
-    // flags are input: refuse them now rather than in the detached run's record
-    parseDurationFlag(flags.timeout, '--timeout');
-    parseEnvFlags(flags.env);
-    checkReporterOutputs(parseReporterFlags(flags.reporter, false), this.io.cwd);
+    const { argv, flags } = await this.parse(TestSchedule);
+    // everything is input: refuse it now (exit 2) rather than in the detached run's record
+    await checkRunInput(Run.options(argv as string[], { ...flags, json: false }, this.io));
     const runArgv = this.argv.filter((a) => a !== '--json');
     const { runId, dir } = scheduleRun({ io: this.io, runArgv, app: flags.app });
     if (flags.json) return this.outJson({ runId, dir });
