@@ -1,7 +1,7 @@
 import type { EndpointMap } from '../backends/backend';
 import type { LogLevel } from '../run/scenario-types';
 import type { LoadWorkerInit } from '../run/worker-protocol';
-import { VuHost, type Vu, type VuCommandResult } from '../lua/vu-host';
+import { VuHost, WORKER_MEMORY_LIMIT_BYTES, type Vu, type VuCommandResult } from '../lua/vu-host';
 import { MetricsRegistry, type MetricsSnapshot, type SecondBucket } from './metrics';
 import { ArrivalDispatcher, ArrivalSchedule, splitCount, type DueIteration, type ExecutorConfig } from './schedule';
 
@@ -10,6 +10,21 @@ export const GRACEFUL_STOP_MS = 30_000;
 /** Log lines a worker forwards per second; more are counted and summarized. */
 const LOG_LINES_PER_SEC = 50;
 const MAX_DISTINCT_ERRORS = 20;
+/**
+ * Making VUs is the slow part of a big pool (each runs the script's top
+ * level: ~0.3-0.5 ms for an empty script, more for a real one), so it is
+ * budgeted. Before the start: at most this long for the pre-allocated VUs;
+ * the rest are made while the load runs.
+ */
+export const PREPARE_BUDGET_MS = 3000;
+/** While the load runs: VU creation may take this share of the worker's time... */
+const CREATE_CPU_SHARE = 0.5;
+/** ...saved up to this much at once. */
+const CREATE_BURST_MS = 20;
+/** The pool stops growing when the Lua heap (all VUs of the worker) passes this share of the worker cap: iterations need room too. */
+const POOL_HEAP_SHARE = 0.5;
+/** After the graceful stop interrupts the iterations still running, how long they get to unwind before the worker reports without them. */
+export const ABORT_SLACK_MS = 2000;
 
 export interface LoadRunnerEvents {
   log(level: LogLevel, source: string, message: string): void;
@@ -40,6 +55,22 @@ export class LoadRunner {
   private timer?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
   private graceTimer?: NodeJS.Timeout;
+  private abortTimer?: NodeJS.Timeout;
+  /** ms since the load start at which the schedule ends */
+  private endMs = 0;
+  /** VU creation budget (token bucket, ms of creation time) */
+  private createTokensMs = CREATE_BURST_MS;
+  private tokensAtMs = 0;
+  /** moving average of one VU's creation time */
+  private createMsAvg = 0.5;
+  /** VUs being made now */
+  private creating = 0;
+  /** why the pool stopped growing, once it did (said once) */
+  private poolStop: string | undefined;
+  /** VUs the executor asked for (constant-vus: made while the load runs when the prepare budget ran out) */
+  private targetVus = 0;
+  private aborting = false;
+  private abandoned = 0;
   private inFlight = 0;
   private busyVus = 0;
   private stopping = false;
@@ -78,8 +109,66 @@ export class LoadRunner {
       },
     });
     const n = this.executor.executor === 'constant-vus' ? splitCount(this.executor.vus, this.init.workers, this.init.worker) : this.init.preAllocatedVus;
-    for (let i = 0; i < n; i++) this.vus[i] = await this.makeVu(i);
-    return n;
+    this.targetVus = n;
+    // a big pool is made in part now and grows while the load runs: the start must not wait minutes
+    const deadline = performance.now() + PREPARE_BUDGET_MS;
+    let made = 0;
+    while (made < n && !this.stopping) {
+      if (made > 0 && (performance.now() >= deadline || !this.poolHasRoom())) break;
+      this.vus[made] = await this.makeVu(made);
+      made++;
+      // let a stop or shutdown message in
+      if (made % 256 === 0) await new Promise<void>((r) => setImmediate(r));
+    }
+    if (made < n && this.poolStop) {
+      this.warnPoolStop(made, n);
+      this.poolStopSaid = true;
+    }
+    return made;
+  }
+
+  /**
+   * Room on the Lua heap for another VU (when the heap can be read). Checked
+   * before each VU is made, so it is not permanent: iterations that free
+   * what they held make room again.
+   */
+  private poolHasRoom(): boolean {
+    const heap = this.host.heapBytes();
+    if (heap === undefined || heap < WORKER_MEMORY_LIMIT_BYTES * POOL_HEAP_SHARE) return true;
+    this.poolStop ??= `the Lua heap of this worker holds ${Math.round(heap / 1048576)} MiB (the VUs' top-level code and what iterations keep), past half of the worker's ${WORKER_MEMORY_LIMIT_BYTES / 1048576} MiB cap`;
+    return false;
+  }
+
+  private warnPoolStop(made: number, wanted: number): void {
+    this.log('warn', `worker-${this.init.worker}`, `the VU pool stopped at ${made} of ${wanted} VUs: ${this.poolStop}`);
+  }
+
+  /** How many VUs may be made now, within the creation budget, the memory bound and the schedule. */
+  private createAllowance(): number {
+    if (this.stopping || this.relNow() >= this.endMs) return 0;
+    const now = performance.now();
+    this.createTokensMs = Math.min(CREATE_BURST_MS, this.createTokensMs + (now - this.tokensAtMs) * CREATE_CPU_SHARE);
+    this.tokensAtMs = now;
+    if (this.createTokensMs <= 0) return 0;
+    if (this.needsVus() && !this.poolHasRoom()) {
+      if (this.poolStop && !this.poolStopSaid) {
+        this.poolStopSaid = true;
+        this.warnPoolStop(this.vus.length, this.executor.executor === 'constant-vus' ? this.targetVus : this.init.maxVus);
+      }
+      return 0;
+    }
+    return Math.max(1, Math.floor(this.createTokensMs / this.createMsAvg));
+  }
+
+  private poolStopSaid = false;
+
+  /** The pool is smaller than the executor may make. */
+  private needsVus(): boolean {
+    return this.vus.length < (this.executor.executor === 'constant-vus' ? this.targetVus : this.init.maxVus);
+  }
+
+  private spendCreate(n: number): void {
+    this.createTokensMs -= n * this.createMsAvg;
   }
 
   setEndpoints(map: EndpointMap): void {
@@ -101,19 +190,32 @@ export class LoadRunner {
     }, delayMs + 1020);
   }
 
-  /** Stops starting iterations; `abort` also interrupts those in flight. */
+  /**
+   * Stops starting iterations; `abort` also interrupts those in flight (and
+   * VUs still being made), and ABORT_SLACK_MS later the worker reports
+   * without the ones that did not unwind.
+   */
   stop(abort: boolean): void {
     if (!this.stopping) {
       this.stopping = true;
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (abort) for (const v of this.vus) if (v && !(v instanceof Promise)) this.host.interrupt(v);
+    if (abort && !this.aborting) {
+      this.aborting = true;
+      this.host?.interruptAll();
+      this.abortTimer = setTimeout(() => {
+        if (this.finished) return;
+        this.abandoned = this.inFlight;
+        this.inFlight = 0;
+        this.maybeFinish();
+      }, ABORT_SLACK_MS);
+    }
     this.maybeFinish();
   }
 
   async close(): Promise<void> {
-    for (const t of [this.timer, this.graceTimer]) if (t) clearTimeout(t);
+    for (const t of [this.timer, this.graceTimer, this.abortTimer]) if (t) clearTimeout(t);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     await this.host?.close();
   }
@@ -124,10 +226,17 @@ export class LoadRunner {
 
   private async makeVu(slot: number): Promise<Vu> {
     const id = this.init.worker + this.init.workers * slot + 1;
-    const vu = await this.host.createVu(id);
-    const r = await this.host.setContext(vu, this.init.data, id);
-    if (!r.ok) throw new Error(r.error);
-    return vu;
+    const t0 = performance.now();
+    this.creating++;
+    try {
+      const vu = await this.host.createVu(id);
+      const r = await this.host.setContext(vu, this.init.data, id);
+      if (!r.ok) throw new Error(r.error);
+      this.createMsAvg = this.createMsAvg * 0.8 + Math.max(0.01, performance.now() - t0) * 0.2;
+      return vu;
+    } finally {
+      this.creating--;
+    }
   }
 
   private begin(): void {
@@ -135,42 +244,14 @@ export class LoadRunner {
     if (this.stopping) return this.maybeFinish();
     const ex = this.executor;
     const endMs = ex.executor === 'ramping-arrival-rate' ? ex.stages.reduce((n, s) => n + s.durationMs, 0) : ex.durationMs;
+    this.endMs = endMs;
+    this.tokensAtMs = performance.now();
     this.graceTimer = setTimeout(() => this.stop(true), endMs + GRACEFUL_STOP_MS);
     if (ex.executor === 'constant-vus') {
-      let k = this.init.worker;
-      const W = this.init.workers;
-      // each VU loops on its own; its two callbacks are made once, not per iteration
-      for (let slot = 0; slot < this.vus.length; slot++) {
-        let vu = this.vus[slot] as Vu;
-        let t0 = 0;
-        const next = (): void => {
-          if (this.stopping || this.relNow() >= endMs) return this.maybeFinish();
-          const n = k;
-          k += W;
-          this.busyVus++;
-          this.inFlight++;
-          t0 = performance.now();
-          this.host.runIteration(vu, n, done);
-        };
-        const done = (r: VuCommandResult): void => {
-          this.inFlight--;
-          this.busyVus--;
-          this.registry.recordIteration(performance.now() - t0, r.ok ? NO_OPTS : FAILED);
-          if (!r.ok) {
-            this.noteError(r.error);
-            if (vu.state === 'dead') {
-              return this.renew(slot, vu, (fresh) => {
-                vu = fresh;
-                next();
-              });
-            }
-          }
-          // an iteration that never waited would otherwise starve the event loop
-          if (vu.asyncCalls > 0) next();
-          else setImmediate(next);
-        };
-        next();
-      }
+      const k = { next: this.init.worker };
+      for (let slot = 0; slot < this.vus.length; slot++) this.loopVu(slot, k);
+      // VUs the prepare budget left unmade are made now, within the creation budget, until the end
+      if (this.vus.length < this.targetVus) this.growConstant(k);
       this.timer = setTimeout(() => this.stop(false), endMs);
       return;
     }
@@ -178,18 +259,86 @@ export class LoadRunner {
     this.dispatcher = new ArrivalDispatcher(schedule, {
       worker: this.init.worker,
       workers: this.init.workers,
-      preAllocatedVus: this.init.preAllocatedVus,
+      // the VUs made so far; the dispatcher grows the pool from there
+      preAllocatedVus: Math.min(this.vus.length, this.init.maxVus),
       maxVus: this.init.maxVus,
       now: this.relNow,
     });
     this.tick();
   }
 
+  private growTimer?: NodeJS.Timeout;
+
+  private growConstant(k: { next: number }): void {
+    this.growTimer = undefined;
+    if (this.stopping) return this.maybeFinish();
+    const allowed = this.createAllowance();
+    if (allowed === 0 && this.relNow() >= this.endMs) return this.maybeFinish();
+    let n = allowed;
+    for (; n > 0 && this.vus.length < this.targetVus; n--) {
+      const slot = this.vus.length;
+      this.spendCreate(1);
+      this.inFlight++;
+      const making = this.makeVu(slot);
+      this.vus[slot] = making;
+      making.then(
+        (vu) => {
+          this.inFlight--;
+          this.vus[slot] = vu;
+          if (this.stopping) this.maybeFinish();
+          else this.loopVu(slot, k);
+        },
+        (err: Error) => {
+          this.inFlight--;
+          if (!this.stopping) this.noteError(`VU init failed: ${err.message}`);
+          this.maybeFinish();
+        },
+      );
+    }
+    // out of budget or heap: look again a little later, not in a busy loop
+    if (this.vus.length < this.targetVus) this.growTimer = setTimeout(() => this.growConstant(k), allowed === 0 ? 10 : 0);
+  }
+
+  /** One constant-vus VU looping on its own; its two callbacks are made once, not per iteration. */
+  private loopVu(slot: number, k: { next: number }): void {
+    const W = this.init.workers;
+    const endMs = this.endMs;
+    let vu = this.vus[slot] as Vu;
+    let t0 = 0;
+    const next = (): void => {
+      if (this.stopping || this.relNow() >= endMs) return this.maybeFinish();
+      const n = k.next;
+      k.next += W;
+      this.busyVus++;
+      this.inFlight++;
+      t0 = performance.now();
+      this.host.runIteration(vu, n, done);
+    };
+    const done = (r: VuCommandResult): void => {
+      this.inFlight--;
+      this.busyVus--;
+      this.registry.recordIteration(performance.now() - t0, r.ok ? NO_OPTS : FAILED);
+      if (!r.ok) {
+        this.noteError(r.error);
+        if (vu.state === 'dead') {
+          return this.renew(slot, vu, (fresh) => {
+            vu = fresh;
+            next();
+          });
+        }
+      }
+      // an iteration that never waited would otherwise starve the event loop
+      if (vu.asyncCalls > 0) next();
+      else setImmediate(next);
+    };
+    next();
+  }
+
   private tick = (): void => {
     this.timer = undefined;
     const d = this.dispatcher!;
     if (this.stopping) return;
-    const due = d.poll();
+    const due = d.poll(this.createAllowance());
     if (due.dropped.length) this.registry.recordDropped(due.dropped.length);
     for (const s of due.start) this.startDue(s);
     const next = d.nextDueMs();
@@ -219,6 +368,7 @@ export class LoadRunner {
       return;
     }
     // the pool grows: make the VU, then run (its iteration starts late by the init time)
+    if (!existing) this.spendCreate(1);
     const making = existing ?? this.makeVu(s.vu);
     this.vus[s.vu] = making;
     this.inFlight++;
@@ -226,13 +376,20 @@ export class LoadRunner {
       (vu) => {
         this.inFlight--;
         this.vus[s.vu] = vu;
-        this.runOne(vu, s.k, release);
+        // interrupted while it was made: the iteration never started
+        if (this.aborting) {
+          this.registry.recordDropped(1);
+          release();
+        } else this.runOne(vu, s.k, release);
       },
       (err: Error) => {
         this.inFlight--;
         this.vus[s.vu] = undefined;
-        this.noteError(`VU init failed: ${err.message}`);
-        this.registry.recordIteration(0, { failed: true });
+        if (this.aborting) this.registry.recordDropped(1);
+        else {
+          this.noteError(`VU init failed: ${err.message}`);
+          this.registry.recordIteration(0, { failed: true });
+        }
         release();
       },
     );
@@ -313,7 +470,12 @@ export class LoadRunner {
   private maybeFinish(): void {
     if (!this.stopping || this.finished || this.inFlight > 0) return;
     this.finished = true;
-    for (const t of [this.timer, this.graceTimer, this.flushTimer]) if (t) clearTimeout(t);
+    for (const t of [this.timer, this.graceTimer, this.flushTimer, this.abortTimer]) if (t) clearTimeout(t);
+    if (this.growTimer) clearTimeout(this.growTimer);
+    if (this.executor.executor === 'constant-vus' && this.vus.length < this.targetVus && !this.poolStopSaid) {
+      this.log('warn', `worker-${this.init.worker}`, `${this.vus.length} of ${this.targetVus} VUs were made by the end of the test: making one takes ~${this.createMsAvg.toFixed(2)} ms here (it runs the script's top level)`);
+    }
+    if (this.abandoned) this.noteError(`${this.abandoned} iteration${this.abandoned === 1 ? '' : 's'} still running ${ABORT_SLACK_MS / 1000}s after the graceful stop (${GRACEFUL_STOP_MS / 1000}s) interrupted them were abandoned`);
     this.sampleVus();
     this.events.done({
       buckets: this.registry.takeSeconds(true),
