@@ -17,10 +17,14 @@ const MAX_DISTINCT_ERRORS = 20;
  * the rest are made while the load runs.
  */
 export const PREPARE_BUDGET_MS = 3000;
-/** While the load runs: VU creation may take this share of the worker's time... */
-const CREATE_CPU_SHARE = 0.5;
-/** ...saved up to this much at once. */
-const CREATE_BURST_MS = 20;
+/**
+ * While the load runs, VUs are made when an iteration is due and none is
+ * free (the iteration waits for its VU), at most this long per event-loop
+ * turn (at least one VU), so timers, stop messages and the metrics flush
+ * still run; never past the end of the schedule, when the iterations still
+ * waiting for a VU are dropped (k6 drops them at once).
+ */
+const CREATE_PER_TURN_MS = 10;
 /** The pool stops growing when the Lua heap (all VUs of the worker) passes this share of the worker cap: iterations need room too. */
 const POOL_HEAP_SHARE = 0.5;
 /** After the graceful stop interrupts the iterations still running, how long they get to unwind before the worker reports without them. */
@@ -58,9 +62,6 @@ export class LoadRunner {
   private abortTimer?: NodeJS.Timeout;
   /** ms since the load start at which the schedule ends */
   private endMs = 0;
-  /** VU creation budget (token bucket, ms of creation time) */
-  private createTokensMs = CREATE_BURST_MS;
-  private tokensAtMs = 0;
   /** moving average of one VU's creation time */
   private createMsAvg = 0.5;
   /** VUs being made now */
@@ -143,21 +144,14 @@ export class LoadRunner {
     this.log('warn', `worker-${this.init.worker}`, `the VU pool stopped at ${made} of ${wanted} VUs: ${this.poolStop}`);
   }
 
-  /** How many VUs may be made now, within the creation budget, the memory bound and the schedule. */
-  private createAllowance(): number {
-    if (this.stopping || this.relNow() >= this.endMs) return 0;
-    const now = performance.now();
-    this.createTokensMs = Math.min(CREATE_BURST_MS, this.createTokensMs + (now - this.tokensAtMs) * CREATE_CPU_SHARE);
-    this.tokensAtMs = now;
-    if (this.createTokensMs <= 0) return 0;
-    if (this.needsVus() && !this.poolHasRoom()) {
-      if (this.poolStop && !this.poolStopSaid) {
-        this.poolStopSaid = true;
-        this.warnPoolStop(this.vus.length, this.executor.executor === 'constant-vus' ? this.targetVus : this.init.maxVus);
-      }
-      return 0;
+  /** The heap has no room for more VUs (said once). */
+  private heapFull(): boolean {
+    if (!this.needsVus() || this.poolHasRoom()) return false;
+    if (!this.poolStopSaid) {
+      this.poolStopSaid = true;
+      this.warnPoolStop(this.vus.length, this.executor.executor === 'constant-vus' ? this.targetVus : this.init.maxVus);
     }
-    return Math.max(1, Math.floor(this.createTokensMs / this.createMsAvg));
+    return true;
   }
 
   private poolStopSaid = false;
@@ -167,9 +161,7 @@ export class LoadRunner {
     return this.vus.length < (this.executor.executor === 'constant-vus' ? this.targetVus : this.init.maxVus);
   }
 
-  private spendCreate(n: number): void {
-    this.createTokensMs -= n * this.createMsAvg;
-  }
+
 
   setEndpoints(map: EndpointMap): void {
     this.host?.setEndpoints(map);
@@ -245,7 +237,6 @@ export class LoadRunner {
     const ex = this.executor;
     const endMs = ex.executor === 'ramping-arrival-rate' ? ex.stages.reduce((n, s) => n + s.durationMs, 0) : ex.durationMs;
     this.endMs = endMs;
-    this.tokensAtMs = performance.now();
     this.graceTimer = setTimeout(() => this.stop(true), endMs + GRACEFUL_STOP_MS);
     if (ex.executor === 'constant-vus') {
       const k = { next: this.init.worker };
@@ -271,13 +262,13 @@ export class LoadRunner {
 
   private growConstant(k: { next: number }): void {
     this.growTimer = undefined;
-    if (this.stopping) return this.maybeFinish();
-    const allowed = this.createAllowance();
-    if (allowed === 0 && this.relNow() >= this.endMs) return this.maybeFinish();
-    let n = allowed;
-    for (; n > 0 && this.vus.length < this.targetVus; n--) {
+    if (this.stopping || this.relNow() >= this.endMs) return this.maybeFinish();
+    const t0 = performance.now();
+    let made = 0;
+    while (this.vus.length < this.targetVus && (made === 0 || performance.now() - t0 < CREATE_PER_TURN_MS)) {
+      if (this.heapFull()) break;
+      made++;
       const slot = this.vus.length;
-      this.spendCreate(1);
       this.inFlight++;
       const making = this.makeVu(slot);
       this.vus[slot] = making;
@@ -295,8 +286,8 @@ export class LoadRunner {
         },
       );
     }
-    // out of budget or heap: look again a little later, not in a busy loop
-    if (this.vus.length < this.targetVus) this.growTimer = setTimeout(() => this.growConstant(k), allowed === 0 ? 10 : 0);
+    // next turn; with the heap full, look again a little later, not in a busy loop
+    if (this.vus.length < this.targetVus) this.growTimer = setTimeout(() => this.growConstant(k), made === 0 ? 10 : 0);
   }
 
   /** One constant-vus VU looping on its own; its two callbacks are made once, not per iteration. */
@@ -338,7 +329,8 @@ export class LoadRunner {
     this.timer = undefined;
     const d = this.dispatcher!;
     if (this.stopping) return;
-    const due = d.poll(this.createAllowance());
+    // with the heap full, an iteration that finds no free VU is dropped at once
+    const due = d.poll(this.heapFull() ? 0 : Infinity);
     if (due.dropped.length) this.registry.recordDropped(due.dropped.length);
     for (const s of due.start) this.startDue(s);
     const next = d.nextDueMs();
@@ -367,11 +359,62 @@ export class LoadRunner {
       this.runOne(existing, s.k, release);
       return;
     }
-    // the pool grows: make the VU, then run (its iteration starts late by the init time)
-    if (!existing) this.spendCreate(1);
+    // the pool grows: the iteration waits for its VU, made in turn (it starts late by the wait)
+    this.inFlight++;
+    this.waiting.push({ s, release });
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(this.pump);
+    }
+  }
+
+  /** Iterations due that wait for their VU to be made, oldest first (read from waitingHead). */
+  private waiting: Array<{ s: DueIteration; release: () => void }> = [];
+  private waitingHead = 0;
+  private pumpScheduled = false;
+
+  /** Makes VUs for waiting iterations, CREATE_PER_TURN_MS per turn; at the end (or the heap full) the rest are dropped. */
+  private pump = (): void => {
+    this.pumpScheduled = false;
+    const t0 = performance.now();
+    let made = 0;
+    while (this.waitingHead < this.waiting.length) {
+      const w = this.waiting[this.waitingHead];
+      if (this.aborting || this.relNow() >= this.endMs || this.heapFull()) {
+        this.waitingHead++;
+        this.inFlight--;
+        this.registry.recordDropped(1);
+        w.release();
+        continue;
+      }
+      if (made > 0 && performance.now() - t0 >= CREATE_PER_TURN_MS) break;
+      this.waitingHead++;
+      made++;
+      this.makeFor(w.s, w.release);
+    }
+    if (this.waitingHead >= this.waiting.length) {
+      this.waiting = [];
+      this.waitingHead = 0;
+    } else {
+      if (this.waitingHead > 1024) {
+        this.waiting = this.waiting.slice(this.waitingHead);
+        this.waitingHead = 0;
+      }
+      this.pumpScheduled = true;
+      setImmediate(this.pump);
+    }
+  };
+
+  /** Makes the VU of a waiting iteration, then runs it (inFlight already counts it). */
+  private makeFor(s: DueIteration, release: () => void): void {
+    const existing = this.vus[s.vu];
+    if (existing && !(existing instanceof Promise)) {
+      this.inFlight--;
+      this.runOne(existing, s.k, release);
+      return;
+    }
     const making = existing ?? this.makeVu(s.vu);
     this.vus[s.vu] = making;
-    this.inFlight++;
     making.then(
       (vu) => {
         this.inFlight--;
