@@ -339,7 +339,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         progressTimer = setInterval(() => refresh(false), everyMs);
       }, Math.max(0, loadStartMs - wallNowMs()) + 1100);
       hardStopTimer = setTimeout(() => {
-        for (const s of slots) if (!s.finished) loseWorker(s, `it did not stop ${formatDurationMs(GRACEFUL_STOP_MS + ABORT_SLACK_MS + HARD_STOP_SLACK_MS)} after the end of the schedule (an iteration that never yields?)`);
+        for (const s of slots) if (!s.finished) loseWorker(s, `still running ${formatDurationMs(GRACEFUL_STOP_MS + ABORT_SLACK_MS + HARD_STOP_SLACK_MS)} after the end of the schedule, stopped: does an iteration loop without ever waiting?`);
       }, Math.max(0, loadStartMs - wallNowMs()) + plan.durationMs + GRACEFUL_STOP_MS + ABORT_SLACK_MS + HARD_STOP_SLACK_MS);
       await Promise.race([Promise.all(slots.map((s) => slotEvents(s).done)), anyFatal]);
       clearTimeout(hardStopTimer);
@@ -416,7 +416,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     durationMs: io.now() - startedAtMs,
     exitCode,
     ...(runError ? { error: runError } : {}),
-    load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors },
+    load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers } : {}) },
   });
 
   if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');

@@ -118,4 +118,5 @@ test('a load worker thread that dies mid-run: the others finish, its reports are
   const record = JSON.parse(fs.readFileSync(path.join(cwd, '.topas', 'runs', summary.runId, 'run.json'), 'utf8'));
   assert.equal(record.state, 'error');
   assert.equal(record.exitCode, 1);
+  assert.deepEqual(record.load.lostWorkers, summary.lostWorkers);
 });
