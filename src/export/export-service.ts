@@ -57,7 +57,8 @@ export async function runExport(opts: ExportOptions): Promise<ExportOutcome> {
     throw new TopasError('INVALID_FLAGS', `${opts.file} defines no iteration(ctx) function with HTTP requests to export`, { hint: 'a load script defines `function iteration(ctx) ... end`' });
   }
   // the same merge of options and flags as `topas load` (and the same INVALID_FLAGS problems)
-  let plan: LoadPlan = resolveLoadPlan(model.options, opts.flags);
+  // (but max VUs not scaled by this machine's cores: the script runs elsewhere, and the same input exports the same)
+  let plan: LoadPlan = resolveLoadPlan(model.options, opts.flags, {}, Number.POSITIVE_INFINITY);
   const serviceProblems = rewriteServiceUrls(model, opts.baseUrl);
   if (serviceProblems.length) {
     throw new TopasError('INVALID_FLAGS', `${opts.file} calls services by name; the exported script needs their address`, {

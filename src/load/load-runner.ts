@@ -1,7 +1,7 @@
 import type { EndpointMap } from '../backends/backend';
 import type { LogLevel } from '../run/scenario-types';
 import type { LoadWorkerInit } from '../run/worker-protocol';
-import { VuHost, type Vu, type VuCommandResult } from '../lua/vu-host';
+import { VuHost, WORKER_MEMORY_LIMIT_BYTES, type Vu, type VuCommandResult } from '../lua/vu-host';
 import { MetricsRegistry, type MetricsSnapshot, type SecondBucket } from './metrics';
 import { ArrivalDispatcher, ArrivalSchedule, splitCount, type DueIteration, type ExecutorConfig } from './schedule';
 
@@ -10,6 +10,25 @@ export const GRACEFUL_STOP_MS = 30_000;
 /** Log lines a worker forwards per second; more are counted and summarized. */
 const LOG_LINES_PER_SEC = 50;
 const MAX_DISTINCT_ERRORS = 20;
+/**
+ * Making VUs is the slow part of a big pool (each runs the script's top
+ * level: ~0.3-0.5 ms for an empty script, more for a real one), so it is
+ * budgeted. Before the start: at most this long for the pre-allocated VUs;
+ * the rest are made while the load runs.
+ */
+export const PREPARE_BUDGET_MS = 3000;
+/**
+ * While the load runs, VUs are made when an iteration is due and none is
+ * free (the iteration waits for its VU), at most this long per event-loop
+ * turn (at least one VU), so timers, stop messages and the metrics flush
+ * still run; never past the end of the schedule, when the iterations still
+ * waiting for a VU are dropped (k6 drops them at once).
+ */
+const CREATE_PER_TURN_MS = 10;
+/** The pool stops growing when the Lua heap (all VUs of the worker) passes this share of the worker cap: iterations need room too. */
+const POOL_HEAP_SHARE = 0.5;
+/** After the graceful stop interrupts the iterations still running, how long they get to unwind before the worker reports without them. */
+export const ABORT_SLACK_MS = 2000;
 
 export interface LoadRunnerEvents {
   log(level: LogLevel, source: string, message: string): void;
@@ -40,6 +59,19 @@ export class LoadRunner {
   private timer?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
   private graceTimer?: NodeJS.Timeout;
+  private abortTimer?: NodeJS.Timeout;
+  /** ms since the load start at which the schedule ends */
+  private endMs = 0;
+  /** moving average of one VU's creation time */
+  private createMsAvg = 0.5;
+  /** VUs being made now */
+  private creating = 0;
+  /** why the pool stopped growing, once it did (said once) */
+  private poolStop: string | undefined;
+  /** VUs the executor asked for (constant-vus: made while the load runs when the prepare budget ran out) */
+  private targetVus = 0;
+  private aborting = false;
+  private abandoned = 0;
   private inFlight = 0;
   private busyVus = 0;
   private stopping = false;
@@ -78,9 +110,58 @@ export class LoadRunner {
       },
     });
     const n = this.executor.executor === 'constant-vus' ? splitCount(this.executor.vus, this.init.workers, this.init.worker) : this.init.preAllocatedVus;
-    for (let i = 0; i < n; i++) this.vus[i] = await this.makeVu(i);
-    return n;
+    this.targetVus = n;
+    // a big pool is made in part now and grows while the load runs: the start must not wait minutes
+    const deadline = performance.now() + PREPARE_BUDGET_MS;
+    let made = 0;
+    while (made < n && !this.stopping) {
+      if (made > 0 && (performance.now() >= deadline || !this.poolHasRoom())) break;
+      this.vus[made] = await this.makeVu(made);
+      made++;
+      // let a stop or shutdown message in
+      if (made % 256 === 0) await new Promise<void>((r) => setImmediate(r));
+    }
+    if (made < n && this.poolStop) {
+      this.warnPoolStop(made, n);
+      this.poolStopSaid = true;
+    }
+    return made;
   }
+
+  /**
+   * Room on the Lua heap for another VU (when the heap can be read). Checked
+   * before each VU is made, so it is not permanent: iterations that free
+   * what they held make room again.
+   */
+  private poolHasRoom(): boolean {
+    const heap = this.host.heapBytes();
+    if (heap === undefined || heap < WORKER_MEMORY_LIMIT_BYTES * POOL_HEAP_SHARE) return true;
+    this.poolStop ??= `the Lua heap of this worker holds ${Math.round(heap / 1048576)} MiB (the VUs' top-level code and what iterations keep), past half of the worker's ${WORKER_MEMORY_LIMIT_BYTES / 1048576} MiB cap`;
+    return false;
+  }
+
+  private warnPoolStop(made: number, wanted: number): void {
+    this.log('warn', `worker-${this.init.worker}`, `the VU pool stopped at ${made} of ${wanted} VUs: ${this.poolStop}`);
+  }
+
+  /** The heap has no room for more VUs (said once). */
+  private heapFull(): boolean {
+    if (!this.needsVus() || this.poolHasRoom()) return false;
+    if (!this.poolStopSaid) {
+      this.poolStopSaid = true;
+      this.warnPoolStop(this.vus.length, this.executor.executor === 'constant-vus' ? this.targetVus : this.init.maxVus);
+    }
+    return true;
+  }
+
+  private poolStopSaid = false;
+
+  /** The pool is smaller than the executor may make. */
+  private needsVus(): boolean {
+    return this.vus.length < (this.executor.executor === 'constant-vus' ? this.targetVus : this.init.maxVus);
+  }
+
+
 
   setEndpoints(map: EndpointMap): void {
     this.host?.setEndpoints(map);
@@ -101,19 +182,32 @@ export class LoadRunner {
     }, delayMs + 1020);
   }
 
-  /** Stops starting iterations; `abort` also interrupts those in flight. */
+  /**
+   * Stops starting iterations; `abort` also interrupts those in flight (and
+   * VUs still being made), and ABORT_SLACK_MS later the worker reports
+   * without the ones that did not unwind.
+   */
   stop(abort: boolean): void {
     if (!this.stopping) {
       this.stopping = true;
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (abort) for (const v of this.vus) if (v && !(v instanceof Promise)) this.host.interrupt(v);
+    if (abort && !this.aborting) {
+      this.aborting = true;
+      this.host?.interruptAll();
+      this.abortTimer = setTimeout(() => {
+        if (this.finished) return;
+        this.abandoned = this.inFlight;
+        this.inFlight = 0;
+        this.maybeFinish();
+      }, ABORT_SLACK_MS);
+    }
     this.maybeFinish();
   }
 
   async close(): Promise<void> {
-    for (const t of [this.timer, this.graceTimer]) if (t) clearTimeout(t);
+    for (const t of [this.timer, this.graceTimer, this.abortTimer]) if (t) clearTimeout(t);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     await this.host?.close();
   }
@@ -124,10 +218,20 @@ export class LoadRunner {
 
   private async makeVu(slot: number): Promise<Vu> {
     const id = this.init.worker + this.init.workers * slot + 1;
-    const vu = await this.host.createVu(id);
-    const r = await this.host.setContext(vu, this.init.data, id);
-    if (!r.ok) throw new Error(r.error);
-    return vu;
+    const t0 = performance.now();
+    this.creating++;
+    try {
+      // the top level runs synchronously in createVu (unless it waits on I/O): that is the cost;
+      // the time to the promise's end would count every VU made in the same turn
+      const creating = this.host.createVu(id);
+      this.createMsAvg = this.createMsAvg * 0.8 + Math.max(0.01, performance.now() - t0) * 0.2;
+      const vu = await creating;
+      const r = await this.host.setContext(vu, this.init.data, id);
+      if (!r.ok) throw new Error(r.error);
+      return vu;
+    } finally {
+      this.creating--;
+    }
   }
 
   private begin(): void {
@@ -135,42 +239,13 @@ export class LoadRunner {
     if (this.stopping) return this.maybeFinish();
     const ex = this.executor;
     const endMs = ex.executor === 'ramping-arrival-rate' ? ex.stages.reduce((n, s) => n + s.durationMs, 0) : ex.durationMs;
+    this.endMs = endMs;
     this.graceTimer = setTimeout(() => this.stop(true), endMs + GRACEFUL_STOP_MS);
     if (ex.executor === 'constant-vus') {
-      let k = this.init.worker;
-      const W = this.init.workers;
-      // each VU loops on its own; its two callbacks are made once, not per iteration
-      for (let slot = 0; slot < this.vus.length; slot++) {
-        let vu = this.vus[slot] as Vu;
-        let t0 = 0;
-        const next = (): void => {
-          if (this.stopping || this.relNow() >= endMs) return this.maybeFinish();
-          const n = k;
-          k += W;
-          this.busyVus++;
-          this.inFlight++;
-          t0 = performance.now();
-          this.host.runIteration(vu, n, done);
-        };
-        const done = (r: VuCommandResult): void => {
-          this.inFlight--;
-          this.busyVus--;
-          this.registry.recordIteration(performance.now() - t0, r.ok ? NO_OPTS : FAILED);
-          if (!r.ok) {
-            this.noteError(r.error);
-            if (vu.state === 'dead') {
-              return this.renew(slot, vu, (fresh) => {
-                vu = fresh;
-                next();
-              });
-            }
-          }
-          // an iteration that never waited would otherwise starve the event loop
-          if (vu.asyncCalls > 0) next();
-          else setImmediate(next);
-        };
-        next();
-      }
+      const k = { next: this.init.worker };
+      for (let slot = 0; slot < this.vus.length; slot++) this.loopVu(slot, k);
+      // VUs the prepare budget left unmade are made now, within the creation budget, until the end
+      if (this.vus.length < this.targetVus) this.growConstant(k);
       this.timer = setTimeout(() => this.stop(false), endMs);
       return;
     }
@@ -178,18 +253,87 @@ export class LoadRunner {
     this.dispatcher = new ArrivalDispatcher(schedule, {
       worker: this.init.worker,
       workers: this.init.workers,
-      preAllocatedVus: this.init.preAllocatedVus,
+      // the VUs made so far; the dispatcher grows the pool from there
+      preAllocatedVus: Math.min(this.vus.length, this.init.maxVus),
       maxVus: this.init.maxVus,
       now: this.relNow,
     });
     this.tick();
   }
 
+  private growTimer?: NodeJS.Timeout;
+
+  private growConstant(k: { next: number }): void {
+    this.growTimer = undefined;
+    if (this.stopping || this.relNow() >= this.endMs) return this.maybeFinish();
+    const t0 = performance.now();
+    let made = 0;
+    while (this.vus.length < this.targetVus && (made === 0 || performance.now() - t0 < CREATE_PER_TURN_MS)) {
+      if (this.heapFull()) break;
+      made++;
+      const slot = this.vus.length;
+      this.inFlight++;
+      const making = this.makeVu(slot);
+      this.vus[slot] = making;
+      making.then(
+        (vu) => {
+          this.inFlight--;
+          this.vus[slot] = vu;
+          if (this.stopping) this.maybeFinish();
+          else this.loopVu(slot, k);
+        },
+        (err: Error) => {
+          this.inFlight--;
+          if (!this.stopping) this.noteError(`VU init failed: ${err.message}`);
+          this.maybeFinish();
+        },
+      );
+    }
+    // next turn; with the heap full, look again a little later, not in a busy loop
+    if (this.vus.length < this.targetVus) this.growTimer = setTimeout(() => this.growConstant(k), made === 0 ? 10 : 0);
+  }
+
+  /** One constant-vus VU looping on its own; its two callbacks are made once, not per iteration. */
+  private loopVu(slot: number, k: { next: number }): void {
+    const W = this.init.workers;
+    const endMs = this.endMs;
+    let vu = this.vus[slot] as Vu;
+    let t0 = 0;
+    const next = (): void => {
+      if (this.stopping || this.relNow() >= endMs) return this.maybeFinish();
+      const n = k.next;
+      k.next += W;
+      this.busyVus++;
+      this.inFlight++;
+      t0 = performance.now();
+      this.host.runIteration(vu, n, done);
+    };
+    const done = (r: VuCommandResult): void => {
+      this.inFlight--;
+      this.busyVus--;
+      this.registry.recordIteration(performance.now() - t0, r.ok ? NO_OPTS : FAILED);
+      if (!r.ok) {
+        this.noteError(r.error);
+        if (vu.state === 'dead') {
+          return this.renew(slot, vu, (fresh) => {
+            vu = fresh;
+            next();
+          });
+        }
+      }
+      // an iteration that never waited would otherwise starve the event loop
+      if (vu.asyncCalls > 0) next();
+      else setImmediate(next);
+    };
+    next();
+  }
+
   private tick = (): void => {
     this.timer = undefined;
     const d = this.dispatcher!;
     if (this.stopping) return;
-    const due = d.poll();
+    // with the heap full, an iteration that finds no free VU is dropped at once
+    const due = d.poll(this.heapFull() ? 0 : Infinity);
     if (due.dropped.length) this.registry.recordDropped(due.dropped.length);
     for (const s of due.start) this.startDue(s);
     const next = d.nextDueMs();
@@ -218,21 +362,80 @@ export class LoadRunner {
       this.runOne(existing, s.k, release);
       return;
     }
-    // the pool grows: make the VU, then run (its iteration starts late by the init time)
+    // the pool grows: the iteration waits for its VU, made in turn (it starts late by the wait)
+    this.inFlight++;
+    this.waiting.push({ s, release });
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(this.pump);
+    }
+  }
+
+  /** Iterations due that wait for their VU to be made, oldest first (read from waitingHead). */
+  private waiting: Array<{ s: DueIteration; release: () => void }> = [];
+  private waitingHead = 0;
+  private pumpScheduled = false;
+
+  /** Makes VUs for waiting iterations, CREATE_PER_TURN_MS per turn; at the end (or the heap full) the rest are dropped. */
+  private pump = (): void => {
+    this.pumpScheduled = false;
+    const t0 = performance.now();
+    let made = 0;
+    while (this.waitingHead < this.waiting.length) {
+      const w = this.waiting[this.waitingHead];
+      if (this.aborting || this.relNow() >= this.endMs || this.heapFull()) {
+        this.waitingHead++;
+        this.inFlight--;
+        this.registry.recordDropped(1);
+        w.release();
+        continue;
+      }
+      if (made > 0 && performance.now() - t0 >= CREATE_PER_TURN_MS) break;
+      this.waitingHead++;
+      made++;
+      this.makeFor(w.s, w.release);
+    }
+    if (this.waitingHead >= this.waiting.length) {
+      this.waiting = [];
+      this.waitingHead = 0;
+    } else {
+      if (this.waitingHead > 1024) {
+        this.waiting = this.waiting.slice(this.waitingHead);
+        this.waitingHead = 0;
+      }
+      this.pumpScheduled = true;
+      setImmediate(this.pump);
+    }
+  };
+
+  /** Makes the VU of a waiting iteration, then runs it (inFlight already counts it). */
+  private makeFor(s: DueIteration, release: () => void): void {
+    const existing = this.vus[s.vu];
+    if (existing && !(existing instanceof Promise)) {
+      this.inFlight--;
+      this.runOne(existing, s.k, release);
+      return;
+    }
     const making = existing ?? this.makeVu(s.vu);
     this.vus[s.vu] = making;
-    this.inFlight++;
     making.then(
       (vu) => {
         this.inFlight--;
         this.vus[s.vu] = vu;
-        this.runOne(vu, s.k, release);
+        // interrupted while it was made: the iteration never started
+        if (this.aborting) {
+          this.registry.recordDropped(1);
+          release();
+        } else this.runOne(vu, s.k, release);
       },
       (err: Error) => {
         this.inFlight--;
         this.vus[s.vu] = undefined;
-        this.noteError(`VU init failed: ${err.message}`);
-        this.registry.recordIteration(0, { failed: true });
+        if (this.aborting) this.registry.recordDropped(1);
+        else {
+          this.noteError(`VU init failed: ${err.message}`);
+          this.registry.recordIteration(0, { failed: true });
+        }
         release();
       },
     );
@@ -314,7 +517,12 @@ export class LoadRunner {
   private maybeFinish(): void {
     if (!this.stopping || this.finished || this.inFlight > 0) return;
     this.finished = true;
-    for (const t of [this.timer, this.graceTimer, this.flushTimer]) if (t) clearTimeout(t);
+    for (const t of [this.timer, this.graceTimer, this.flushTimer, this.abortTimer]) if (t) clearTimeout(t);
+    if (this.growTimer) clearTimeout(this.growTimer);
+    if (this.executor.executor === 'constant-vus' && this.vus.length < this.targetVus && !this.poolStopSaid) {
+      this.log('warn', `worker-${this.init.worker}`, `${this.vus.length} of ${this.targetVus} VUs were made by the end of the test: making one takes ~${this.createMsAvg.toFixed(2)} ms here (it runs the script's top level)`);
+    }
+    if (this.abandoned) this.noteError(`${this.abandoned} iteration${this.abandoned === 1 ? '' : 's'} still running ${ABORT_SLACK_MS / 1000}s after the graceful stop (${GRACEFUL_STOP_MS / 1000}s) interrupted them were abandoned`);
     this.sampleVus();
     this.events.done({
       buckets: this.registry.takeSeconds(true),

@@ -28,7 +28,7 @@ import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFl
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
 import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
 import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
-import { wallNowMs } from './load-runner';
+import { ABORT_SLACK_MS, GRACEFUL_STOP_MS, wallNowMs } from './load-runner';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
 
 export interface LoadOptions {
@@ -70,6 +70,8 @@ export interface LoadSummaryJson {
   thresholds: ThresholdResult[];
   baseline?: BaselineComparison;
   aborted?: string;
+  /** load worker threads that died while the load ran: the metrics are partial */
+  lostWorkers?: string[];
   errors: Array<{ message: string; count: number }>;
 }
 
@@ -82,6 +84,8 @@ export interface LoadOutcome {
 }
 
 const GRACE_MS = 5000;
+/** Past duration + gracefulStop + the workers' abort slack, a worker that has not reported is stuck (a Lua loop that never yields): it is stopped. */
+const HARD_STOP_SLACK_MS = 5000;
 const MUTATING = new Set(['sut.applyService', 'sut.scale', 'sut.stop', 'sut.start', 'sut.restart', 'sut.kill']);
 
 /**
@@ -194,6 +198,23 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const errors = new Map<string, number>();
   const progress = new ProgressRenderer(io.stderr, { tty: !!io.stderr.isTTY, color: colorEnabled(io.env, io.stderr) });
   let progressTimer: NodeJS.Timeout | undefined;
+  let hardStopTimer: NodeJS.Timeout | undefined;
+  /** workers lost while the load ran: the results are partial */
+  const lostWorkers: string[] = [];
+  const loseWorker = (s: WorkerSlot, why: string) => {
+    if (s.finished) return;
+    s.finished = true;
+    const atMs = Math.max(0, wallNowMs() - loadStartMs);
+    const kept = s.lastReportMs !== undefined ? `its metrics up to ${formatDurationMs(Math.max(0, s.lastReportMs - loadStartMs))} are kept` : 'it had reported no metrics yet';
+    const line = `load worker ${s.index} of ${slots.length} died ${formatDurationMs(atMs)} into the load (${why}); ${kept}, the rest of its share of the load is missing`;
+    lostWorkers.push(line);
+    log(`error: ${line}`);
+    s.errors = [...s.errors, { message: `load worker ${s.index} died: ${why}`, count: 1 }];
+    if (!s.gone) void s.worker.terminate();
+    s.gone = true;
+    s.activeVus = 0;
+    s.resolveDone();
+  };
   let data: unknown;
   let setupDone = false;
   let standingUp = false;
@@ -285,9 +306,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         slots.push(spawnWorker(w, init));
       }
       const slotEvents = (s: WorkerSlot) => s.events;
+      // before the load starts, a worker that fails (its VUs' top level threw) fails the run;
+      // after, it is lost: the run ends with what the others and its last reports hold (lostWorker)
       const failed = (s: WorkerSlot) =>
         new Promise<never>((_, reject) => {
-          s.onFatal = (e) => reject(new TopasError('INTERNAL', `load worker ${s.index} failed: ${e.message}`));
+          s.onFatal = (e) => {
+            if (loadStartMs > 0) loseWorker(s, e.message);
+            else reject(new TopasError('INTERNAL', `load worker ${s.index} failed: ${e.message}`));
+          };
         });
       const anyFatal = Promise.race(slots.map(failed));
       anyFatal.catch(() => undefined);
@@ -332,7 +358,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         refresh(false);
         progressTimer = setInterval(() => refresh(false), everyMs);
       }, Math.max(0, loadStartMs - wallNowMs()) + 1100);
+      hardStopTimer = setTimeout(() => {
+        for (const s of slots) if (!s.finished) loseWorker(s, `still running ${formatDurationMs(GRACEFUL_STOP_MS + ABORT_SLACK_MS + HARD_STOP_SLACK_MS)} after the end of the schedule, stopped: does an iteration loop without ever waiting?`);
+      }, Math.max(0, loadStartMs - wallNowMs()) + plan.durationMs + GRACEFUL_STOP_MS + ABORT_SLACK_MS + HARD_STOP_SLACK_MS);
       await Promise.race([Promise.all(slots.map((s) => slotEvents(s).done)), anyFatal]);
+      clearTimeout(hardStopTimer);
       loadEndMs = wallNowMs();
       clearTimeout(progressTimer);
       progressTimer = undefined;
@@ -350,6 +380,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     if (opts.debug) log(stackOf(err));
   } finally {
     if (progressTimer) clearTimeout(progressTimer);
+    if (hardStopTimer) clearTimeout(hardStopTimer);
     await teardown();
     await metricsServer?.close();
   }
@@ -378,9 +409,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let baseline: BaselineComparison | undefined;
   if (baselineFigures && loadStartMs > 0 && !runError) baseline = compareWithBaseline(figuresFromSnapshot(merged, durationMs), baselineFigures, { maxRegression: opts.maxRegression });
   const failedGate = !thresholdsPassed(thresholds) || (baseline !== undefined && !baseline.ok) || aborted !== undefined;
+  // a lost worker is an error of the run, not a verdict on the SUT: its thresholds were judged on part of the load
   if (interrupts.interrupted) exitCode = EXIT_CODES.interrupted;
+  else if (!runError && lostWorkers.length) exitCode = EXIT_CODES.failed;
   else if (!runError && failedGate) exitCode = EXIT_CODES.thresholdsFailed;
-  const state: LoadSummaryJson['state'] = interrupts.interrupted ? 'interrupted' : runError ? 'error' : failedGate ? 'failed' : 'passed';
+  const state: LoadSummaryJson['state'] = interrupts.interrupted ? 'interrupted' : runError || lostWorkers.length ? 'error' : failedGate ? 'failed' : 'passed';
   const series = timeSeries.build((sec) => targetRateAt(ex, schedule, sec * 1000));
   const summaryFile = toSummaryFile(merged, { durationMs: Math.max(1, durationMs) });
   // metric names carry URLs, errors carry messages: masked before they are stored or printed
@@ -394,6 +427,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     thresholds,
     ...(baseline ? { baseline } : {}),
     ...(aborted ? { aborted } : {}),
+    ...(lostWorkers.length ? { lostWorkers } : {}),
     errors: [...errors].map(([message, count]) => ({ message: mask(message), count })),
   }, mask);
   store.writeRun(runId, {
@@ -403,13 +437,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     durationMs: io.now() - startedAtMs,
     exitCode,
     ...(runError ? { error: runError } : {}),
-    load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors },
+    load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers } : {}) },
   });
 
   if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
   else if (loadStartMs > 0) {
     io.stdout.write(mask(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline, color: colorEnabled(io.env, io.stdout) })));
     if (aborted) io.stdout.write(`aborted: ${mask(aborted)}\n`);
+    for (const l of lostWorkers) io.stdout.write(`partial results: ${mask(l)}\n`);
     if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
     io.stdout.write(`run ${runId}: ${state}\n`);
   }
@@ -425,8 +460,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       index,
       worker,
       gone: false,
+      finished: false,
       errors: [],
       events: { ready: new Promise<void>((r) => (readyResolve = r)), done: new Promise<void>((r) => (doneResolve = r)) },
+      resolveDone: () => doneResolve(),
     };
     worker.on('message', (msg: FromLoadWorker) => {
       switch (msg.type) {
@@ -434,12 +471,16 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
           readyResolve();
           break;
         case 'load-metrics':
+          if (slot.finished) break;
+          slot.lastReportMs = wallNowMs();
           slot.snapshot = msg.snapshot as MetricsSnapshot;
           slot.activeVus = msg.activeVus;
           slot.allocatedVus = msg.allocatedVus;
           slot.onMetrics?.(msg.buckets as SecondBucket[]);
           break;
         case 'load-done':
+          if (slot.finished) break;
+          slot.finished = true;
           slot.snapshot = msg.snapshot as MetricsSnapshot;
           slot.activeVus = 0;
           slot.errors = msg.errors;
@@ -460,7 +501,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
           break;
       }
     });
-    worker.on('error', (err) => slot.onFatal?.(serializeError(err)));
+    // an uncaught error in the worker comes as 'error', then 'exit': the first one says why
+    worker.on('error', (err) => {
+      if (!slot.gone) slot.onFatal?.(serializeError(err));
+      slot.gone = true;
+    });
     worker.on('exit', (code) => {
       if (!slot.gone) slot.onFatal?.({ name: 'WorkerError', message: `exited unexpectedly (code ${code})` });
       slot.gone = true;
@@ -474,6 +519,11 @@ interface WorkerSlot {
   index: number;
   worker: Worker;
   gone: boolean;
+  /** reported load-done, or was lost */
+  finished: boolean;
+  /** wall clock of its last metrics report */
+  lastReportMs?: number;
+  resolveDone(): void;
   snapshot?: MetricsSnapshot;
   activeVus?: number;
   /** VUs the worker has made so far: summed, the summary's vus_max */

@@ -15,6 +15,12 @@ const post = (msg: FromLoadWorker) => port.postMessage(msg);
 
 const rpc = new RpcClient((msg) => post(msg));
 let runner: LoadRunner | undefined;
+/**
+ * Test hook: `TOPAS_TEST_CRASH_LOAD_WORKER=<worker>:<ms>` makes that worker
+ * throw an uncaught error <ms> after the load starts, as a crash of the
+ * thread would (tests of a lost worker; no script can do it on purpose).
+ */
+let crashAfterMs: number | undefined;
 
 function fatal(err: unknown): void {
   post({ type: 'fatal', error: serializeError(err) });
@@ -31,11 +37,18 @@ port.on('message', (msg: ToLoadWorker) => {
         done: (m) => post({ type: 'load-done', ...m }),
       });
       runner = r;
+      const hook = /^(\d+):(\d+)$/.exec(msg.init.env.TOPAS_TEST_CRASH_LOAD_WORKER ?? '');
+      if (hook && Number(hook[1]) === msg.init.worker) crashAfterMs = Number(hook[2]);
       r.prepare().then((vus) => post({ type: 'load-ready', vus }), fatal);
       break;
     }
     case 'load-start':
       runner?.start(msg.startMs);
+      if (crashAfterMs !== undefined) {
+        setTimeout(() => {
+          throw new Error('crashed on purpose (TOPAS_TEST_CRASH_LOAD_WORKER)');
+        }, Math.max(0, msg.startMs - Date.now()) + crashAfterMs);
+      }
       break;
     case 'load-stop':
       runner?.stop(msg.abort);

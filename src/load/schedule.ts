@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import type { Problem } from '../errors';
 import { parseDurationMs } from '../util/duration';
 import { LIMITS, formatLimitDuration } from '../util/limits';
@@ -179,8 +180,13 @@ export interface DispatchResult {
 export class ArrivalDispatcher {
   private readonly iter: Generator<[number, number]>;
   private next: [number, number] | undefined;
-  /** free VU slots, oldest release first (releases come in clock order) */
-  private readonly free: Array<{ vu: number; sinceMs: number }> = [];
+  /**
+   * Free VU slots, oldest release first (releases come in clock order): a
+   * queue read from freeHead, since Array#shift copies a large array on every
+   * call (100,000 pre-allocated VUs made one poll take ~50 s).
+   */
+  private free: Array<{ vu: number; sinceMs: number }> = [];
+  private freeHead = 0;
   private allocated = 0;
   private busy = 0;
   private peakBusy = 0;
@@ -197,24 +203,44 @@ export class ArrivalDispatcher {
     for (; this.allocated < opts.preAllocatedVus; this.allocated++) this.free.push({ vu: this.allocated, sinceMs: -Infinity });
   }
 
+  private get freeCount(): number {
+    return this.free.length - this.freeHead;
+  }
+
+  private takeFree(): number {
+    const { vu } = this.free[this.freeHead++];
+    // compact once the read part is the larger half: amortized O(1) per take
+    if (this.freeHead > 1024 && this.freeHead * 2 > this.free.length) {
+      this.free = this.free.slice(this.freeHead);
+      this.freeHead = 0;
+    }
+    return vu;
+  }
+
   private pull(): [number, number] | undefined {
     const r = this.iter.next();
     return r.done ? undefined : r.value;
   }
 
-  /** Everything due up to the clock's now. */
-  poll(): DispatchResult {
+  /**
+   * Everything due up to the clock's now. `maxFresh` bounds how many new VUs
+   * this poll may add to the pool (the caller's budget for making them): an
+   * iteration due while no VU is free and none may be made now is dropped, as
+   * k6 drops it while it initializes VUs in the background.
+   */
+  poll(maxFresh = Infinity): DispatchResult {
     const now = this.opts.now();
     const out: DispatchResult = { start: [], dropped: [] };
     while (this.next && this.next[1] <= now) {
       const [k, dueMs] = this.next;
       this.next = this.pull();
-      if (this.free.length && this.free[0].sinceMs <= dueMs) {
-        const { vu } = this.free.shift()!;
+      if (this.freeCount && this.free[this.freeHead].sinceMs <= dueMs) {
+        const vu = this.takeFree();
         if (++this.busy > this.peakBusy) this.peakBusy = this.busy;
         this.started++;
         out.start.push({ k, dueMs, vu, fresh: false });
-      } else if (this.allocated < this.opts.maxVus) {
+      } else if (this.allocated < this.opts.maxVus && maxFresh > 0) {
+        maxFresh--;
         const vu = this.allocated++;
         if (++this.busy > this.peakBusy) this.peakBusy = this.busy;
         this.started++;
@@ -283,6 +309,21 @@ export interface LoadPlan {
   durationMs: number;
 }
 
+/**
+ * Default max VUs of an arrival-rate executor per core (k6 asks for
+ * preAllocatedVUs and defaults maxVUs to it; topas guesses from the rate).
+ * VUs needed = rate x iteration time, and one core runs some 20-50k
+ * iterations/s of one request: at 20 ms each, 1,000 VUs keep a core busy.
+ * More only cost init time and memory (each VU runs the script's top level
+ * and keeps a Lua coroutine), so a guess from a huge rate stops here;
+ * --max-vus and options.max_vus still go up to LIMITS.vus.
+ */
+export const DEFAULT_MAX_VUS_PER_CORE = 1000;
+
+export function defaultVuCap(cores: number): number {
+  return DEFAULT_MAX_VUS_PER_CORE * Math.max(1, cores);
+}
+
 const OPTION_KEYS = ['executor', 'rate', 'time_unit', 'duration', 'ramp', 'stages', 'start_rate', 'vus', 'pre_allocated_vus', 'max_vus', 'thresholds'];
 const DEFAULT_DURATION_MS = 30_000;
 
@@ -347,7 +388,7 @@ function duration(v: unknown, path: string, problems: Problem[], allowZero = fal
  * validate everything at once: one INVALID_FLAGS error lists every problem
  * with its path (`options.stages[2].target`, `--rate`).
  */
-export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTypes: Record<string, MetricType> = {}): LoadPlan {
+export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTypes: Record<string, MetricType> = {}, cores = os.availableParallelism()): LoadPlan {
   const problems: Problem[] = [];
   const o: Record<string, unknown> = {};
   if (options !== undefined && options !== null) {
@@ -457,8 +498,8 @@ export function resolveLoadPlan(options: unknown, flags: LoadFlags = {}, knownTy
     if (ex && ex.executor !== 'constant-vus') {
       const peakPerSec =
         ex.executor === 'constant-arrival-rate' ? (ex.rate * 1000) / ex.timeUnitMs : (Math.max(ex.startRate, ...ex.stages.map((s) => s.target)) * 1000) / ex.timeUnitMs;
-      // enough VUs for iterations of up to 1s at the peak rate, unless told otherwise
-      ex.maxVus = maxVus ?? Math.min(LIMITS.vus, Math.max(50, Math.ceil(peakPerSec)));
+      // enough VUs for iterations of up to 1s at the peak rate, unless told otherwise, and no more than the machine can drive
+      ex.maxVus = maxVus ?? Math.min(LIMITS.vus, defaultVuCap(cores), Math.max(50, Math.ceil(peakPerSec)));
       ex.preAllocatedVus = Math.min(ex.maxVus, preVus ?? Math.max(1, Math.ceil(peakPerSec / 10)));
       if (preVus !== undefined && preVus > ex.maxVus) problems.push({ path: 'options.pre_allocated_vus', message: `is above max_vus (${ex.maxVus})` });
       executor = ex;

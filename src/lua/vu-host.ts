@@ -416,6 +416,16 @@ export class VuHost {
     return this.vus.size;
   }
 
+  /** Interrupts every VU, also one still running the script's top level. */
+  interruptAll(): void {
+    for (const vu of this.vus) this.interrupt(vu);
+  }
+
+  /** Bytes on the Lua heap (all VUs), or undefined when it cannot be read (the memory cap is off then). */
+  heapBytes(): number | undefined {
+    return this.memCap > 0 && !this.closed ? this.fast.heapBytes() : undefined;
+  }
+
   // ------------------------------------------------------------------ driver
 
   private command(vu: Vu, cmd: number, args: unknown[]): Promise<VuCommandResult> {

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TopasError } from '../../src/errors';
-import { ArrivalDispatcher, ArrivalSchedule, parseRate, resolveLoadPlan, splitCount } from '../../src/load/schedule';
+import { ArrivalDispatcher, ArrivalSchedule, DEFAULT_MAX_VUS_PER_CORE, parseRate, resolveLoadPlan, splitCount } from '../../src/load/schedule';
 
 function countBefore(s: ArrivalSchedule, tMs: number): number {
   let n = 0;
@@ -121,6 +121,27 @@ describe('VU pool and dropped iterations', () => {
     assert.equal(d.nextDueMs(), undefined);
   });
 
+  test('a poll may add at most maxFresh VUs; past it an iteration with no free VU is dropped', () => {
+    const s = new ArrivalSchedule({ executor: 'constant-arrival-rate', rate: 10, timeUnitMs: 1000, durationMs: 1000, preAllocatedVus: 0, maxVus: 10 });
+    const d = new ArrivalDispatcher(s, { worker: 0, workers: 1, preAllocatedVus: 0, maxVus: 10, now: () => 350 });
+    const r = d.poll(2);
+    assert.deepEqual(r.start.map((x) => [x.k, x.fresh]), [[0, true], [1, true]]);
+    assert.deepEqual(r.dropped, [2, 3]);
+  });
+
+  test('a big pool hands out its free VUs oldest first', () => {
+    let now = 0;
+    const s = new ArrivalSchedule({ executor: 'constant-arrival-rate', rate: 100_000, timeUnitMs: 1000, durationMs: 1000, preAllocatedVus: 5000, maxVus: 5000 });
+    const d = new ArrivalDispatcher(s, { worker: 0, workers: 1, preAllocatedVus: 5000, maxVus: 5000, now: () => now });
+    now = 29.99; // 3,000 due, on VUs 0..2999
+    const a = d.poll(0);
+    assert.deepEqual([a.start.length, a.start[0].vu, a.start[2999].vu], [3000, 0, 2999]);
+    for (const x of a.start) d.release(x.vu);
+    now = 59.99; // VUs 3000..4999 first (free since the start), then those released at 30
+    const b = d.poll(0);
+    assert.deepEqual([b.start.length, b.start[0].vu, b.start[1999].vu, b.start[2000].vu, b.dropped.length], [3000, 3000, 4999, 0, 0]);
+  });
+
   test('a VU released after an iteration was due does not rescue it', () => {
     let now = 0;
     const s = new ArrivalSchedule({ executor: 'constant-arrival-rate', rate: 2, timeUnitMs: 1000, durationMs: 1000, preAllocatedVus: 1, maxVus: 1 });
@@ -180,6 +201,16 @@ describe('options + flags', () => {
     );
     const plain = resolveLoadPlan({}, { rate: '50/s', duration: '2s' });
     assert.deepEqual(plain.executor, { executor: 'constant-arrival-rate', rate: 50, timeUnitMs: 1000, durationMs: 2000, preAllocatedVus: 5, maxVus: 50 });
+  });
+
+  test('the default max VUs of a huge rate is scaled by the machine; an explicit one goes up to the limit', () => {
+    const huge = resolveLoadPlan({}, { rate: '1000000/s', duration: '1s' }, {}, 2);
+    assert.equal(huge.executor.executor, 'constant-arrival-rate');
+    if (huge.executor.executor !== 'constant-arrival-rate') return;
+    assert.equal(huge.executor.maxVus, 2 * DEFAULT_MAX_VUS_PER_CORE);
+    assert.equal(huge.executor.preAllocatedVus, 2 * DEFAULT_MAX_VUS_PER_CORE);
+    const told = resolveLoadPlan({ max_vus: 100000 }, { rate: '1000000/s', duration: '1s' }, {}, 2);
+    assert.equal(told.executor.executor === 'constant-arrival-rate' && told.executor.maxVus, 100000);
   });
 
   test('stages and constant-vus from the script (Lua lists as numbered tables)', () => {
