@@ -2,6 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
 import { appFlag, backendFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
 import { runLoad } from '../load/load-service';
+import { parseExtraReporterFlags } from '../run/render-reports';
 import { TopasError } from '../errors';
 import { LIMITS, formatLimitDuration } from '../util/limits';
 
@@ -36,6 +37,7 @@ export default class Load extends BaseCommand {
     app: appFlag,
     backend: backendFlag,
     env: envFlag,
+    reporter: Flags.string({ description: 'also render the run as table | json | junit | html | github, optionally with :path (repeatable), e.g. html:report.html', multiple: true, default: [] }),
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
     environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
@@ -57,6 +59,7 @@ export default class Load extends BaseCommand {
       postman: { folder: flags.folder, environment: flags.environment },
       json: flags.json,
       debug: flags.debug,
+      reporters: parseExtraReporterFlags(flags.reporter, Boolean(flags.json)),
     });
     this.finish(outcome.exitCode);
   }

@@ -26,6 +26,8 @@ import { abortingThreshold, evaluateThresholds, thresholdsPassed, type Threshold
 import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
 import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
 import { wallNowMs } from './load-runner';
+import { captureSut, reportFromRecord, RUN_RECORD_SCHEMA_VERSION } from '../run/record-report';
+import { checkReporterOutputs, renderReports, type ReporterRequest } from '../run/render-reports';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
 
 export interface LoadOptions {
@@ -51,6 +53,8 @@ export interface LoadOptions {
   progressEveryMs?: number;
   /** --debug: a run error keeps its JS stack */
   debug?: boolean;
+  /** --reporter name[:file]: rendered from the run record once it is written */
+  reporters?: ReporterRequest[];
 }
 
 export interface LoadSummaryJson {
@@ -87,6 +91,7 @@ const MUTATING = new Set(['sut.applyService', 'sut.scale', 'sut.stop', 'sut.star
 export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const { io } = opts;
   const startedAtMs = io.now();
+  if (opts.reporters?.length) checkReporterOutputs(opts.reporters, io.cwd);
   const requested = path.resolve(io.cwd, opts.file);
   if (!fs.existsSync(requested)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
   const stat = fs.statSync(requested);
@@ -172,7 +177,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   // one core stays for the main thread and, often, the SUT itself (the local backend runs it here)
   const workers = Math.max(1, Math.min(opts.workers ?? os.availableParallelism() - 1, maxVus));
 
-  const baseRecord = { runId, kind: 'load', app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
+  const baseRecord = { schemaVersion: RUN_RECORD_SCHEMA_VERSION, runId, kind: 'load', spec: spec ? recordedSpec(spec) : undefined, app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
   store.writeRun(runId, { ...baseRecord, state: 'running', load: { plan } });
 
   const interrupts = new Interrupts(io);
@@ -191,6 +196,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let data: unknown;
   let setupDone = false;
   let standingUp = false;
+  let sutReport: Awaited<ReturnType<typeof captureSut>>;
 
   try {
     const work = async () => {
@@ -342,6 +348,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     }
     await host.close().catch(() => undefined);
     await Promise.all(slots.map((s) => closeWorker(s)));
+    sutReport = await captureSut((session as SutSession | undefined)?.sut);
     try {
       const released = !session || (await (await import('../run/sut-session')).releaseSut(session as SutSession, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced }));
       if (!released && exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
@@ -382,7 +389,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     durationMs: io.now() - startedAtMs,
     exitCode,
     ...(runError ? { error: runError } : {}),
-    load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors },
+    ...(sutReport ? { sut: sutReport } : {}),
+    load: { plan, describe: describePlan(plan), durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors },
   });
 
   if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
@@ -392,6 +400,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
     io.stdout.write(`run ${runId}: ${state}\n`);
   }
+  if (opts.reporters?.length) renderReports(reportFromRecord(store.readRun(runId), { logs: store.readLog(runId) }), opts.reporters, { io, mask });
   return { exitCode, runId, snapshot: merged, timeSeries: series, summary };
 
   // ------------------------------------------------------------------ workers
@@ -582,4 +591,13 @@ function describeJsonProblem(file: string): string {
     return `not valid JSON: ${(err as Error).message.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?')}`;
   }
   return 'valid JSON, but no Postman collection schema in info.schema';
+}
+
+/** The spec as the record keeps it (secrets are masked by the record writer): plain data, no folder paths of this machine beyond the spec's own. */
+function recordedSpec(spec: AppSpec): unknown {
+  try {
+    return JSON.parse(JSON.stringify(spec));
+  } catch {
+    return undefined;
+  }
 }

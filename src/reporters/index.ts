@@ -1,4 +1,6 @@
 import { TopasError } from '../errors';
+import { githubReporter } from './github-reporter';
+import { htmlReporter } from './html-reporter';
 import { jsonReporter } from './json-reporter';
 import { junitReporter } from './junit-reporter';
 import type { RunReport } from './run-report';
@@ -10,6 +12,8 @@ export interface ReporterOptions {
   color: boolean;
   /** applied to everything a reporter outputs (createMasker / maskSecrets from src/spec/secrets.ts) */
   mask: (s: string) => string;
+  /** the process environment (from Io): the github reporter appends its summary to $GITHUB_STEP_SUMMARY */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export type Reporter = (report: RunReport, opts: ReporterOptions) => string;
@@ -18,6 +22,8 @@ const reporters = new Map<string, Reporter>([
   ['table', tableReporter],
   ['json', jsonReporter],
   ['junit', junitReporter],
+  ['html', htmlReporter],
+  ['github', githubReporter],
 ]);
 
 /** For reporters that live elsewhere (html, github). A later registration replaces an earlier one. */

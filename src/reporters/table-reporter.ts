@@ -71,6 +71,7 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
   if (report.backend) head.push(`backend ${report.backend}`);
   out.push(paint(color, 'dim', head.join('  ')));
   if (report.results.length > 0) out.push(table.toString());
+  if (report.load) out.push(...loadLines(report, color));
 
   const counts = countScenarios(report.results);
   const others = Object.entries(counts.byState)
@@ -78,7 +79,9 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
     .map(([state, n]) => `${n} ${STATE_TEXT[state as ScenarioResult['state']]}`);
   let summary =
     counts.total === 0
-      ? 'no scenarios ran'
+      ? report.kind === 'load'
+        ? `load ${STATE_TEXT[report.state]}${report.exitCode !== undefined ? ` (exit ${report.exitCode})` : ''}`
+        : 'no scenarios ran'
       : `${paint(color, counts.passed > 0 ? 'green' : 'dim', `${counts.passed} passed`)}, ${paint(color, counts.failed > 0 ? 'red' : 'dim', `${counts.failed} failed`)}`;
   if (others.length > 0) summary += ` (${others.join(', ')})`;
   summary += ` in ${formatDurationMs(report.durationMs)}`;
@@ -114,4 +117,20 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
   }
   if (failureBlocks.length > 0) out.push('', paint(color, 'bold', 'Failures:'), '', failureBlocks.join('\n\n'));
   return opts.mask(out.join('\n')) + '\n';
+}
+
+/** A load run: what it ran, the summary as the terminal printed it, the SUT and shaping changes. */
+function loadLines(report: RunReport, color: boolean): string[] {
+  const load = report.load!;
+  const out: string[] = [];
+  if (load.executor) out.push(`${load.executor}, ${formatDurationMs(load.durationMs)} of load`);
+  if (load.summaryText) out.push(load.summaryText.replace(/\n$/, ''));
+  else for (const t of load.thresholds) out.push(`${symbol(t.ok ? 'passed' : 'failed', color)} ${t.key} ${t.expression}${t.observed === undefined ? '' : ` (${t.observed})`}`);
+  if (load.marks.length) {
+    out.push('changes during the run:');
+    for (const m of load.marks) out.push(`  ${formatDurationMs(Math.round(m.tMs)).padStart(7)}  ${m.text}`);
+  }
+  if (load.aborted) out.push(paint(color, 'red', `aborted: ${load.aborted}`));
+  if (load.errors.length) out.push('iteration errors:', ...load.errors.map((e) => `  ${e.count} × ${e.message}`));
+  return out;
 }

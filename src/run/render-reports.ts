@@ -11,6 +11,19 @@ export interface ReporterRequest {
   file?: string;
 }
 
+const DETAILED = new Set(['html', 'github']);
+
+/**
+ * `topas load --reporter`: only what was asked for (the load summary is
+ * printed anyway); with --json, stdout is the summary's, so each needs a file.
+ */
+export function parseExtraReporterFlags(values: string[], json: boolean): ReporterRequest[] {
+  if (values.length === 0) return [];
+  const requests = parseReporterFlags(values, false).filter((r) => r.file !== undefined || values.includes(r.name));
+  if (json && requests.some((r) => r.file === undefined)) throw new TopasError('INVALID_FLAGS', '--json prints the summary on stdout; give each reporter a file (--reporter html:report.html)');
+  return requests;
+}
+
 /** `--reporter name[:path]`, repeatable; validated before anything runs. */
 export function parseReporterFlags(values: string[], json: boolean): ReporterRequest[] {
   const requests = values.map((v) => {
@@ -110,9 +123,15 @@ function writable(p: string): boolean {
  * for XML or JSON no longer looks like itself); its output is masked once more
  * here, for the encoded forms and for reporters registered from elsewhere.
  */
-export function renderReports(report: RunReport, requests: ReporterRequest[], ctx: { io: Io; mask: (s: string) => string }): void {
+export function renderReports(
+  report: RunReport,
+  requests: ReporterRequest[],
+  ctx: { io: Io; mask: (s: string) => string; details?: Pick<RunReport, 'kind' | 'exitCode' | 'sut' | 'logs'> },
+): void {
   for (const r of requests) {
-    const text = ctx.mask(getReporter(r.name)(report, { color: Boolean(ctx.io.stdout.isTTY) && !r.file, mask: ctx.mask }));
+    // the table, json and junit outputs of a scenario run stay as they were; html and github show the SUT and logs too
+    const input = ctx.details && DETAILED.has(r.name) ? { ...report, ...ctx.details } : report;
+    const text = ctx.mask(getReporter(r.name)(input, { color: Boolean(ctx.io.stdout.isTTY) && !r.file, mask: ctx.mask, env: ctx.io.env }));
     if (r.file) {
       const file = path.resolve(ctx.io.cwd, r.file);
       fs.mkdirSync(path.dirname(file), { recursive: true });

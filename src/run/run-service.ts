@@ -16,6 +16,8 @@ import { openSut, releaseSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
 import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
+import { captureSut, logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
+import type { SutServiceReport } from '../reporters/run-report';
 import { checkReporterOutputs, renderReports, type ReporterRequest } from './render-reports';
 import { formatDurationMs } from '../util/duration';
 import { fetchGitSource, type GitSource } from './git-source';
@@ -104,8 +106,10 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const store = new RunRecordStore(recordDir);
   const runId = opts.runId ?? store.createRunId();
   const baseRecord = {
+    schemaVersion: RUN_RECORD_SCHEMA_VERSION,
     runId,
     kind: 'run',
+    spec: spec ? JSON.parse(JSON.stringify(spec)) : undefined,
     app: spec?.name,
     specFile,
     targets: prepared.targetsForRecord,
@@ -132,6 +136,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   let exitCode: number = EXIT_CODES.ok;
   const cleanups: Array<() => void> = [];
   let standingUp = false;
+  let sutReport: SutServiceReport[] | undefined;
 
   try {
     if (opts.queue && spec) {
@@ -230,6 +235,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     const p = pool as ScenarioPool | undefined;
     await p?.close().catch(() => undefined);
     await metricsServer?.close().catch(() => undefined);
+    sutReport = await captureSut((session as SutSession | undefined)?.sut);
     try {
       const released = await releaseSut(session as SutSession | undefined, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
       if (!released && exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
@@ -254,8 +260,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     error: runError,
   };
   const shaping = (session as SutSession | undefined)?.sut.shaping?.().history();
-  store.writeRun(runId, { ...baseRecord, ...report, exitCode, ...(shaping?.length ? { shaping } : {}) });
-  renderReports(report, opts.reporters, { io, mask });
+  store.writeRun(runId, { ...baseRecord, ...report, exitCode, ...(shaping?.length ? { shaping } : {}), ...(sutReport ? { sut: sutReport } : {}) });
+  renderReports(report, opts.reporters, { io, mask, details: { kind: 'run', exitCode, sut: sutReport, logs: logExcerpt(store.readLog(runId)) } });
   return { exitCode, report };
 }
 
