@@ -1,3 +1,4 @@
+import Compare from './compare';
 import Down from './down';
 import Export from './export';
 import Import from './import';
@@ -13,6 +14,7 @@ import TestStatus from './test/status';
 
 /** oclif explicit command discovery: the single binary never looks commands up on disk. */
 export const COMMANDS = {
+  compare: Compare,
   down: Down,
   export: Export,
   import: Import,
