@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Io } from '../io';
-import { getReporter } from '../reporters/index';
+import { getReporter, isReporterPath } from '../reporters/index';
 import type { RunReport } from '../reporters/run-report';
 import { TopasError, type Problem } from '../errors';
 
@@ -32,6 +32,8 @@ export function parseReporterFlags(values: string[], json: boolean): ReporterReq
   });
   const problems: Problem[] = [];
   for (const r of requests) {
+    // a custom reporter's path is relative to the command's cwd: checkReporterOutputs loads it
+    if (isReporterPath(r.name)) continue;
     try {
       getReporter(r.name);
     } catch (err) {
@@ -59,6 +61,15 @@ export function checkReporterOutputs(requests: ReporterRequest[], cwd: string, f
   const problems: Problem[] = [];
   const seen = new Map<string, string>();
   for (const r of requests) {
+    if (isReporterPath(r.name)) {
+      try {
+        getReporter(r.name, cwd);
+      } catch (err) {
+        if (!(err instanceof TopasError)) throw err;
+        problems.push({ path: `${flag} ${r.name}`, message: `${err.message}${err.hint ? ` (${err.hint})` : ''}` });
+        continue;
+      }
+    }
     if (r.file === undefined) continue;
     const at = flag === '--reporter' ? `${flag} ${r.name}:${r.file}` : `${flag} ${r.file}`;
     const message = outputPathProblem(r.file, cwd);
@@ -131,7 +142,8 @@ export function renderReports(
   for (const r of requests) {
     // the table, json and junit outputs of a scenario run stay as they were; html and github show the SUT and logs too
     const input = ctx.details && DETAILED.has(r.name) ? { ...report, ...ctx.details } : report;
-    const text = ctx.mask(getReporter(r.name)(input, { color: Boolean(ctx.io.stdout.isTTY) && !r.file, mask: ctx.mask, env: ctx.io.env }));
+    const text = ctx.mask(getReporter(r.name, ctx.io.cwd)(input, { color: Boolean(ctx.io.stdout.isTTY) && !r.file, mask: ctx.mask, env: ctx.io.env }));
+    if (text === '' && !r.file) continue; // a reporter with nothing to print (onRunEnd only)
     if (r.file) {
       const file = path.resolve(ctx.io.cwd, r.file);
       fs.mkdirSync(path.dirname(file), { recursive: true });
