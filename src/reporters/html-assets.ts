@@ -158,6 +158,8 @@ export const REPORT_SCRIPT = `
   function drawAll() {
     charts.forEach(draw);
     document.body.setAttribute('data-charts-drawn', String(charts.length));
+    // ms since navigation start when the last chart was drawn (bench/report-size reads it)
+    document.body.setAttribute('data-charts-ms', String(Math.round(performance.now())));
   }
   drawAll();
   var pending;

@@ -40,7 +40,8 @@ export function htmlReporter(input: RunReport, opts: ReporterOptions): string {
     );
   }
   body.push(`<footer>written by topas; opens offline, no data leaves this file</footer>`);
-  const data = report.load ? { load: { durationMs: report.load.durationMs, points: report.load.points, marks: report.load.marks } } : {};
+  // figures to 3 decimals: an hour of seconds stays small
+  const data = report.load ? { load: { durationMs: report.load.durationMs, points: report.load.points.map(roundPoint), marks: report.load.marks } } : {};
   return [
     '<!doctype html>',
     '<html lang="en"><head><meta charset="utf-8">',
@@ -70,6 +71,12 @@ function jsonForScript(v: unknown): string {
     .replace(/&/g, '\\u0026')
     .replace(/\u2028/g, '\\u2028')
     .replace(/\u2029/g, '\\u2029');
+}
+
+function roundPoint<T extends object>(p: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(p)) out[k] = typeof v === 'number' && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v;
+  return out as T;
 }
 
 function num(v: number | null | undefined, digits = 2): string {
