@@ -79,6 +79,12 @@ describe('reports of load runs', () => {
     assert.match(md, /\| http_req_duration \| `p\(95\)<0.000001` \| [\d.]+ \| ❌ failed \|/);
     const html = fs.readFileSync(path.join(cwd, 'out', 'load.html'), 'utf8');
     assert.match(html, /class="threshold-failed"/);
+    // the same run as JUnit: a failing testcase per failed threshold
+    const id = /run (\S+): failed/.exec(r.stdout)![1];
+    const junit = await cli(['report', id, '--format', 'junit'], { cwd });
+    assert.equal(junit.code, 0, junit.stderr);
+    assert.match(junit.stdout, /<testsuites name="topas [^"]+" tests="1" failures="1"/);
+    assert.match(junit.stdout, /<testcase name="http_req_duration p\(95\)&lt;0.000001" [^>]*>\s*<failure message="http_req_duration p\(95\)&lt;0.000001: observed [\d.]+" type="threshold">/);
   });
 
   test('--reporter with --json needs a file; an unknown reporter is refused before the run', async () => {
