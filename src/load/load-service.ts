@@ -27,6 +27,7 @@ import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type
 import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
 import { wallNowMs } from './load-runner';
 import { captureSut, reportFromRecord, RUN_RECORD_SCHEMA_VERSION } from '../run/record-report';
+import { reporterHooks } from '../reporters/index';
 import { checkReporterOutputs, renderReports, type ReporterRequest } from '../run/render-reports';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
 
@@ -179,6 +180,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
 
   const baseRecord = { schemaVersion: RUN_RECORD_SCHEMA_VERSION, runId, kind: 'load', spec: spec ? recordedSpec(spec) : undefined, app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
   store.writeRun(runId, { ...baseRecord, state: 'running', load: { plan } });
+  // custom reporters' lifecycle hooks: run start, each second of load
+  const hooks = reporterHooks((opts.reporters ?? []).map((r) => r.name), io.cwd, log);
+  hooks.runStart({ runId, kind: 'load', app: spec?.name });
+  let secondsReported = 0;
 
   const interrupts = new Interrupts(io);
   let session: SutSession | undefined;
@@ -298,6 +303,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         // a run that went to its end shows the full schedule, not the ms its clock read short
         if (final && !aborted && !interrupts.interrupted) elapsedMs = Math.max(elapsedMs, plan.durationMs);
         const state = progressState(merged, timeSeries, elapsedMs, plan.durationMs, rateAt, slots, maxVus);
+        // a second is reported once it is over (the workers send it just after)
+        for (const done = final ? Math.ceil(elapsedMs / 1000) : Math.floor(elapsedMs / 1000) - 1; secondsReported < done; secondsReported++) {
+          const point = timeSeries.point(secondsReported, rateAt);
+          if (point) hooks.loadSecond(point);
+        }
         if (final) progress.finish(state);
         else progress.update(state);
         if (!aborted && !final) {

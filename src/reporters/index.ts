@@ -5,7 +5,8 @@ import { githubReporter } from './github-reporter';
 import { htmlReporter } from './html-reporter';
 import { jsonReporter } from './json-reporter';
 import { junitReporter } from './junit-reporter';
-import type { RunReport } from './run-report';
+import type { LoadSeriesPoint, RunReport } from './run-report';
+import type { ScenarioResult } from '../run/scenario-types';
 import { tableReporter } from './table-reporter';
 
 export type { RunReport } from './run-report';
@@ -29,6 +30,56 @@ export interface ReporterObject {
   name?: string;
   render?(report: RunReport, opts: ReporterOptions): string | undefined;
   onRunEnd?(report: RunReport, opts: ReporterOptions): void;
+  /** lifecycle hooks, called as the run goes (a hook that throws is reported once and not called again) */
+  onRunStart?(info: { runId: string; kind: 'run' | 'load'; app?: string }): void;
+  onStepEnd?(step: { scenarioRunId: string; name: string; state: string; error?: { message: string; location?: string } }): void;
+  onScenarioEnd?(result: ScenarioResult): void;
+  onLoadSecond?(point: LoadSeriesPoint): void;
+}
+
+export type ReporterHookName = 'onRunStart' | 'onStepEnd' | 'onScenarioEnd' | 'onLoadSecond';
+
+/** Calls the lifecycle hooks of the custom reporters among `names`; built-in reporters have none. */
+export interface ReporterHooks {
+  runStart(info: Parameters<NonNullable<ReporterObject['onRunStart']>>[0]): void;
+  stepEnd(step: Parameters<NonNullable<ReporterObject['onStepEnd']>>[0]): void;
+  scenarioEnd(result: ScenarioResult): void;
+  loadSecond(point: LoadSeriesPoint): void;
+}
+
+/**
+ * Hooks of the custom reporters requested (loaded by checkReporterOutputs
+ * already). Masked values only reach them where the caller masked them; a
+ * hook that throws is named on `warn` once and then left out, so a broken
+ * reporter cannot fail the run.
+ */
+export function reporterHooks(names: readonly string[], cwd: string, warn: (line: string) => void): ReporterHooks {
+  const objects: Array<{ name: string; obj: ReporterObject }> = [];
+  for (const n of names) {
+    if (!isReporterPath(n)) continue;
+    loadReporterFile(n, cwd);
+    const obj = loadedObjects.get(path.resolve(cwd, n));
+    if (obj) objects.push({ name: n, obj });
+  }
+  const broken = new Set<string>();
+  const call = (hook: ReporterHookName, arg: unknown) => {
+    for (const { name, obj } of objects) {
+      const fn = obj[hook] as ((a: unknown) => void) | undefined;
+      if (!fn || broken.has(name)) continue;
+      try {
+        fn.call(obj, arg);
+      } catch (err) {
+        broken.add(name);
+        warn(`reporter ${name}: ${hook} failed (${(err as Error).message}); its hooks are not called again`);
+      }
+    }
+  };
+  return {
+    runStart: (info) => call('onRunStart', info),
+    stepEnd: (step) => call('onStepEnd', step),
+    scenarioEnd: (result) => call('onScenarioEnd', result),
+    loadSecond: (point) => call('onLoadSecond', point),
+  };
 }
 
 /** `./reporters/slack.js`, `/abs/r.cjs`: a custom reporter loaded from a path rather than looked up by name. */
@@ -36,7 +87,9 @@ export function isReporterPath(name: string): boolean {
   return name.startsWith('./') || name.startsWith('../') || path.isAbsolute(name) || /\.(c?js)$/.test(name);
 }
 
+const HOOKS = ['render', 'onRunEnd', 'onRunStart', 'onStepEnd', 'onScenarioEnd', 'onLoadSecond'];
 const loaded = new Map<string, Reporter>();
+const loadedObjects = new Map<string, ReporterObject>();
 
 /**
  * A custom reporter from a CommonJS file (relative to `cwd`): module.exports
@@ -57,14 +110,15 @@ export function loadReporterFile(name: string, cwd: string): Reporter {
   const exported = (mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : mod) as Reporter | ReporterObject | undefined;
   let reporter: Reporter;
   if (typeof exported === 'function') reporter = exported as Reporter;
-  else if (exported && typeof exported === 'object' && (typeof exported.render === 'function' || typeof exported.onRunEnd === 'function')) {
+  else if (exported && typeof exported === 'object' && HOOKS.some((h) => typeof (exported as Record<string, unknown>)[h] === 'function')) {
     const obj = exported;
+    loadedObjects.set(file, obj);
     reporter = (report, opts) => {
       const out = obj.render ? (obj.render(report, opts) ?? '') : '';
       obj.onRunEnd?.(report, opts);
       return String(out);
     };
-  } else throw new TopasError('INVALID_FLAGS', `reporter ${name} exports neither a function nor an object with render() or onRunEnd()`);
+  } else throw new TopasError('INVALID_FLAGS', `reporter ${name} exports neither a function nor an object with render(), onRunEnd() or another hook`);
   loaded.set(file, reporter);
   return reporter;
 }

@@ -4,7 +4,8 @@ import { EXIT_CODES, TopasError, internalLine, reportedError, serializeError, st
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
 import { loadAppSpec } from '../spec/load-app-spec';
-import { createMasker, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
+import { createMasker, maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
+import { reporterHooks } from '../reporters/index';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { createSutRpcHandler } from './sut-rpc';
@@ -137,6 +138,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const cleanups: Array<() => void> = [];
   let standingUp = false;
   let sutReport: SutServiceReport[] | undefined;
+  // custom reporters' lifecycle hooks (src/reporters/index.ts); they see masked values only
+  const hooks = reporterHooks(opts.reporters.map((r) => r.name), io.cwd, log);
 
   try {
     if (opts.queue && spec) {
@@ -144,6 +147,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       releaseLock = await acquireAppLock(recordDir, spec.name, interrupts.signal);
     }
     store.writeRun(runId, { ...baseRecord, state: 'running' });
+    hooks.runStart({ runId, kind: 'run', app: spec?.name });
     if (opts.metricsPort !== undefined) {
       metricsServer = await serveMetrics(metrics, opts.metricsPort);
       log(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
@@ -177,6 +181,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
           io.stderr.write(`[${line.source}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${message}\n`);
         },
         onEvent: (scenarioRunId, ev) => {
+          if (ev.kind === 'step-end') hooks.stepEnd(maskDeep({ scenarioRunId, name: ev.name, state: ev.state, ...(ev.error ? { error: { message: ev.error.message, location: ev.error.location } } : {}) }, mask));
           if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${ev.name}\n`);
           store.appendLog(runId, { ts: ev.ts, runId: scenarioRunId, source: 'event', level: 'debug', message: JSON.stringify(ev) });
         },
@@ -193,6 +198,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         metrics.started();
         const r = await activePool.run({ ...task, endpoints });
         metrics.finished(r.state, r.durationMs);
+        hooks.scenarioEnd(maskDeep(r, mask));
         return r;
       };
       metrics.queued(maxConcurrent);
