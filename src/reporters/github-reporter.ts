@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { maskDeep } from '../spec/secrets';
+import { maskDeep, maskSecrets } from '../spec/secrets';
 import { formatDurationMs } from '../util/duration';
 import type { ReporterOptions } from './index';
 import { STATE_TEXT, countScenarios, failedThresholds, failuresOf, type RunReport } from './run-report';
@@ -11,7 +11,7 @@ import { STATE_TEXT, countScenarios, failedThresholds, failuresOf, type RunRepor
  * env comes through Io). The annotations are the reporter's output.
  */
 export function githubReporter(input: RunReport, opts: ReporterOptions): string {
-  const report = maskDeep(input, opts.mask);
+  const report = maskDeep(input, (s: string) => maskSecrets(opts.mask(s)));
   const lines: string[] = [];
   for (const r of report.results) {
     for (const f of failuresOf(r)) {

@@ -1,5 +1,5 @@
 import type { SerializedError } from '../errors';
-import { maskDeep } from '../spec/secrets';
+import { maskDeep, maskSecrets } from '../spec/secrets';
 import type { CheckTally } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
 import { REPORT_CSS, REPORT_SCRIPT } from './html-assets';
@@ -14,7 +14,8 @@ import { STATE_TEXT, countScenarios, failuresOf, messageWithLocation, tracebackO
  * `<`, `>` and `&` so nothing in it can close the script element.
  */
 export function htmlReporter(input: RunReport, opts: ReporterOptions): string {
-  const report = maskDeep(input, opts.mask);
+  // the run's mask, and every secret registered in this process (a run without an app masks nothing itself)
+  const report = maskDeep(input, (s: string) => maskSecrets(opts.mask(s)));
   const state = report.state;
   const title = `topas ${report.kind === 'load' ? 'load' : 'run'} ${report.runId}`;
   const body: string[] = [];

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TopasError } from '../errors';
+import { maskDeep, maskSecrets } from '../spec/secrets';
 import { githubReporter } from './github-reporter';
 import { htmlReporter } from './html-reporter';
 import { jsonReporter } from './json-reporter';
@@ -62,12 +63,14 @@ export function reporterHooks(names: readonly string[], cwd: string, warn: (line
     if (obj) objects.push({ name: n, obj });
   }
   const broken = new Set<string>();
+  // every secret registered in this process, on top of what the caller masked
+  const masked = (arg: unknown) => (objects.length ? maskDeep(arg, maskSecrets) : arg);
   const call = (hook: ReporterHookName, arg: unknown) => {
     for (const { name, obj } of objects) {
       const fn = obj[hook] as ((a: unknown) => void) | undefined;
       if (!fn || broken.has(name)) continue;
       try {
-        fn.call(obj, arg);
+        fn.call(obj, masked(arg));
       } catch (err) {
         broken.add(name);
         warn(`reporter ${name}: ${hook} failed (${(err as Error).message}); its hooks are not called again`);
@@ -85,6 +88,11 @@ export function reporterHooks(names: readonly string[], cwd: string, warn: (line
 /** `./reporters/slack.js`, `/abs/r.cjs`: a custom reporter loaded from a path rather than looked up by name. */
 export function isReporterPath(name: string): boolean {
   return name.startsWith('./') || name.startsWith('../') || path.isAbsolute(name) || /\.(c?js)$/.test(name);
+}
+
+/** The run's mask, then every secret registered in this process (a run without an app has an identity mask). */
+function everySecret(mask: (s: string) => string): (s: string) => string {
+  return (s) => maskSecrets(mask(s));
 }
 
 const HOOKS = ['render', 'onRunEnd', 'onRunStart', 'onStepEnd', 'onScenarioEnd', 'onLoadSecond'];
@@ -109,11 +117,16 @@ export function loadReporterFile(name: string, cwd: string): Reporter {
   }
   const exported = (mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : mod) as Reporter | ReporterObject | undefined;
   let reporter: Reporter;
-  if (typeof exported === 'function') reporter = exported as Reporter;
+  // a custom reporter sees masked values only (what it does with them is out of our hands)
+  if (typeof exported === 'function') {
+    const fn = exported as Reporter;
+    reporter = (report, opts) => String(fn(maskDeep(report, everySecret(opts.mask)), opts) ?? '');
+  }
   else if (exported && typeof exported === 'object' && HOOKS.some((h) => typeof (exported as Record<string, unknown>)[h] === 'function')) {
     const obj = exported;
     loadedObjects.set(file, obj);
-    reporter = (report, opts) => {
+    reporter = (input, opts) => {
+      const report = maskDeep(input, everySecret(opts.mask));
       const out = obj.render ? (obj.render(report, opts) ?? '') : '';
       obj.onRunEnd?.(report, opts);
       return String(out);

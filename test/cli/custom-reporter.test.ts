@@ -81,6 +81,24 @@ describe('custom reporters from a path', () => {
     assert.equal(load[load.length - 1].hook, 'runEnd');
   });
 
+  test('a custom reporter sees secrets masked', async () => {
+    fs.writeFileSync(path.join(dir, 'leak.lua'), 'error("token is " .. env("API_TOKEN"))\n');
+    fs.writeFileSync(path.join(dir, 'dump.js'), "const fs = require('node:fs');\nmodule.exports = { onRunEnd: (r) => fs.writeFileSync(__dirname + '/dump.json', JSON.stringify(r)) };\n");
+    const r = await cli(['run', 'leak.lua', '--env', 'API_TOKEN=s3cr3t-v4lue-123', '--reporter', './dump.js'], { cwd: dir });
+    assert.equal(r.code, 1, r.stderr);
+    const dump = fs.readFileSync(path.join(dir, 'dump.json'), 'utf8');
+    assert.match(dump, /token is \*\*\*/);
+    assert.doesNotMatch(dump, /s3cr3t-v4lue-123/);
+    // so do the html and github reporters of a run without an app (whose own mask is empty)
+    const h = await cli(['run', 'leak.lua', '--env', 'API_TOKEN=s3cr3t-v4lue-123', '--reporter', 'html:leak.html', '--reporter', 'github:gh.txt'], { cwd: dir });
+    assert.equal(h.code, 1, h.stderr);
+    for (const f of ['leak.html', 'gh.txt']) {
+      const text = fs.readFileSync(path.join(dir, f), 'utf8');
+      assert.match(text, /token is \*\*\*/, f);
+      assert.doesNotMatch(text, /s3cr3t-v4lue-123/, f);
+    }
+  });
+
   test('a missing file or a module that is no reporter exits 2 before anything runs', async () => {
     const runs = () => fs.readdirSync(path.join(dir, '.topas', 'runs')).length;
     const before = runs();
