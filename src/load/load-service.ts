@@ -603,7 +603,7 @@ function describeJsonProblem(file: string): string {
   return 'valid JSON, but no Postman collection schema in info.schema';
 }
 
-/** The spec as the record keeps it (secrets are masked by the record writer): plain data, no folder paths of this machine beyond the spec's own. */
+/** The spec as the record keeps it: plain data (the record writer masks its secrets). */
 function recordedSpec(spec: AppSpec): unknown {
   try {
     return JSON.parse(JSON.stringify(spec));
