@@ -1,3 +1,4 @@
+import Compare from './compare';
 import Down from './down';
 import Export from './export';
 import Help from './help';
@@ -14,6 +15,7 @@ import TestStatus from './test/status';
 
 /** oclif explicit command discovery: the single binary never looks commands up on disk. */
 export const COMMANDS = {
+  compare: Compare,
   down: Down,
   export: Export,
   help: Help,

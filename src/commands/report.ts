@@ -5,8 +5,8 @@ import { reportRun } from '../run/report-service';
 import { reporterNames } from '../reporters/index';
 
 export default class Report extends BaseCommand {
-  static override summary = 'Render a past run (table, json, junit)';
-  static override examples = ['<%= config.bin %> report 20261122-101500-123-10-a1b2c3', '<%= config.bin %> report 20261122-101500-123-10-a1b2c3 --format junit -o report.xml'];
+  static override summary = 'Render a past run or load run (table, json, junit, html, github)';
+  static override examples = ['<%= config.bin %> report 20261122-101500-123-10-a1b2c3', '<%= config.bin %> report 20261122-101500-123-10-a1b2c3 --format junit -o report.xml', '<%= config.bin %> report 20261122-101500-123-10-a1b2c3 --format html -o report.html'];
   static override args = { id: Args.string({ description: 'run id (see `topas test status`)', required: true }) };
   static override flags = {
     app: appFlag,

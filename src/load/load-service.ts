@@ -29,6 +29,9 @@ import { abortingThreshold, evaluateThresholds, thresholdsPassed, type Threshold
 import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
 import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
 import { ABORT_SLACK_MS, GRACEFUL_STOP_MS, wallNowMs } from './load-runner';
+import { captureSut, reportFromRecord, RUN_RECORD_SCHEMA_VERSION } from '../run/record-report';
+import { reporterHooks } from '../reporters/index';
+import { checkReporterOutputs, renderReports, type ReporterRequest } from '../run/render-reports';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
 
 export interface LoadOptions {
@@ -57,6 +60,8 @@ export interface LoadOptions {
   /** serve Prometheus metrics (run metrics and live request metrics) on 127.0.0.1:<port> (0 = any free port) */
   metricsPort?: number;
   onMetricsServer?: (port: number) => void;
+  /** --reporter name[:file]: rendered from the run record once it is written */
+  reporters?: ReporterRequest[];
 }
 
 export interface LoadSummaryJson {
@@ -97,6 +102,7 @@ const MUTATING = new Set(['sut.applyService', 'sut.scale', 'sut.stop', 'sut.star
 export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   const { io } = opts;
   const startedAtMs = io.now();
+  if (opts.reporters?.length) checkReporterOutputs(opts.reporters, io.cwd);
   const requested = path.resolve(io.cwd, opts.file);
   if (!fs.existsSync(requested)) throw new TopasError('FILE_NOT_FOUND', `load script ${opts.file} not found`);
   const stat = fs.statSync(requested);
@@ -182,8 +188,12 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   // one core stays for the main thread and, often, the SUT itself (the local backend runs it here)
   const workers = Math.max(1, Math.min(opts.workers ?? os.availableParallelism() - 1, maxVus));
 
-  const baseRecord = { runId, kind: 'load', app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
+  const baseRecord = { schemaVersion: RUN_RECORD_SCHEMA_VERSION, runId, kind: 'load', spec: spec ? recordedSpec(spec) : undefined, app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid };
   store.writeRun(runId, { ...baseRecord, state: 'running', load: { plan } });
+  // custom reporters' lifecycle hooks: run start, each second of load
+  const hooks = reporterHooks((opts.reporters ?? []).map((r) => r.name), io.cwd, log);
+  hooks.runStart({ runId, kind: 'load', app: spec?.name });
+  let secondsReported = 0;
 
   const interrupts = new Interrupts(io);
   let session: SutSession | undefined;
@@ -220,6 +230,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let standingUp = false;
   let liveRates = { iterations: 0, requests: 0 };
   let metricsServer: MetricsServer | undefined;
+  let sutReport: Awaited<ReturnType<typeof captureSut>>;
 
   try {
     if (opts.metricsPort !== undefined) {
@@ -338,6 +349,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         const state = progressState(merged, timeSeries, elapsedMs, plan.durationMs, rateAt, slots, maxVus);
         const lastSec = Math.floor(elapsedMs / 1000) - 1;
         liveRates = { iterations: state.achievedRate, requests: (lastSec >= 0 ? timeSeries.point(lastSec, rateAt)?.requests : 0) ?? 0 };
+        // a second is reported once it is over (the workers send it just after)
+        for (const done = final ? Math.ceil(elapsedMs / 1000) : Math.floor(elapsedMs / 1000) - 1; secondsReported < done; secondsReported++) {
+          const point = timeSeries.point(secondsReported, rateAt);
+          if (point) hooks.loadSecond(point);
+        }
         if (final) progress.finish(state);
         else progress.update(state);
         if (!aborted && !final) {
@@ -394,6 +410,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     }
     await host.close().catch(() => undefined);
     await Promise.all(slots.map((s) => closeWorker(s)));
+    sutReport = await captureSut((session as SutSession | undefined)?.sut);
     try {
       const released = !session || (await (await import('../run/sut-session')).releaseSut(session as SutSession, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced }));
       if (!released && exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
@@ -437,7 +454,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     durationMs: io.now() - startedAtMs,
     exitCode,
     ...(runError ? { error: runError } : {}),
-    load: { plan, durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers } : {}) },
+    ...(sutReport ? { sut: sutReport } : {}),
+    load: { plan, describe: describePlan(plan), durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers } : {}) },
   });
 
   if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
@@ -448,6 +466,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
     io.stdout.write(`run ${runId}: ${state}\n`);
   }
+  if (opts.reporters?.length) renderReports(reportFromRecord(store.readRun(runId), { logs: store.readLog(runId) }), opts.reporters, { io, mask });
   return { exitCode, runId, snapshot: merged, timeSeries: series, summary };
 
   // ------------------------------------------------------------------ workers
@@ -657,4 +676,13 @@ function describeJsonProblem(file: string): string {
     return `not valid JSON: ${(err as Error).message.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?')}`;
   }
   return 'valid JSON, but no Postman collection schema in info.schema';
+}
+
+/** The spec as the record keeps it: plain data (the record writer masks its secrets). */
+function recordedSpec(spec: AppSpec): unknown {
+  try {
+    return JSON.parse(JSON.stringify(spec));
+  } catch {
+    return undefined;
+  }
 }

@@ -830,6 +830,9 @@ export interface TimeSeriesPoint {
   activeVus: number;
   /** null when no request finished in this second */
   p95Ms: number | null;
+  /** (records since schema 1) */
+  p50Ms?: number | null;
+  p99Ms?: number | null;
   errors: number;
   requests: number;
   dropped: number;
@@ -882,18 +885,24 @@ export class TimeSeriesBuilder {
   point(sec: number, targetRateAt: (sec: number) => number): TimeSeriesPoint | undefined {
     const s = this.seconds.get(sec);
     if (!s) return undefined;
+    let p50Ms: number | null = null;
     let p95Ms: number | null = null;
+    let p99Ms: number | null = null;
     if (s.hdrs.length) {
       const h = newHistogram();
       for (const e of s.hdrs) h.add(decodeHistogram(e));
+      p50Ms = h.getValueAtPercentile(50) / 1000;
       p95Ms = h.getValueAtPercentile(95) / 1000;
+      p99Ms = h.getValueAtPercentile(99) / 1000;
     }
     return {
       t: sec,
       targetRate: targetRateAt(sec),
       achievedRate: s.b.iterations,
       activeVus: s.b.activeVus,
+      p50Ms,
       p95Ms,
+      p99Ms,
       errors: s.b.errors,
       requests: s.b.requests,
       dropped: s.b.dropped,
@@ -906,7 +915,7 @@ export class TimeSeriesBuilder {
     const points: TimeSeriesPoint[] = [];
     for (let sec = 0; sec <= last; sec++) {
       points.push(
-        this.point(sec, targetRateAt) ?? { t: sec, targetRate: targetRateAt(sec), achievedRate: 0, activeVus: 0, p95Ms: null, errors: 0, requests: 0, dropped: 0 },
+        this.point(sec, targetRateAt) ?? { t: sec, targetRate: targetRateAt(sec), achievedRate: 0, activeVus: 0, p50Ms: null, p95Ms: null, p99Ms: null, errors: 0, requests: 0, dropped: 0 },
       );
     }
     return { startMs: this.startMs, points, markers: [...this.markers].sort((a, b) => a.tMs - b.tMs) };

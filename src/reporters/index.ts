@@ -1,7 +1,13 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { TopasError } from '../errors';
+import { maskDeep, maskSecrets } from '../spec/secrets';
+import { githubReporter } from './github-reporter';
+import { htmlReporter } from './html-reporter';
 import { jsonReporter } from './json-reporter';
 import { junitReporter } from './junit-reporter';
-import type { RunReport } from './run-report';
+import type { LoadSeriesPoint, RunReport } from './run-report';
+import type { ScenarioResult } from '../run/scenario-types';
 import { tableReporter } from './table-reporter';
 
 export type { RunReport } from './run-report';
@@ -10,14 +16,132 @@ export interface ReporterOptions {
   color: boolean;
   /** applied to everything a reporter outputs (createMasker / maskSecrets from src/spec/secrets.ts) */
   mask: (s: string) => string;
+  /** the process environment (from Io): the github reporter appends its summary to $GITHUB_STEP_SUMMARY */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export type Reporter = (report: RunReport, opts: ReporterOptions) => string;
+
+/**
+ * A reporter as an object (the form custom reporters take): `render` gives
+ * the output (written to stdout or the `:file`), `onRunEnd` is told the
+ * finished run (e.g. to post it somewhere); both optional, at least one.
+ */
+export interface ReporterObject {
+  name?: string;
+  render?(report: RunReport, opts: ReporterOptions): string | undefined;
+  onRunEnd?(report: RunReport, opts: ReporterOptions): void;
+  /** lifecycle hooks, called as the run goes (a hook that throws is reported once and not called again) */
+  onRunStart?(info: { runId: string; kind: 'run' | 'load'; app?: string }): void;
+  onStepEnd?(step: { scenarioRunId: string; name: string; state: string; error?: { message: string; location?: string } }): void;
+  onScenarioEnd?(result: ScenarioResult): void;
+  onLoadSecond?(point: LoadSeriesPoint): void;
+}
+
+export type ReporterHookName = 'onRunStart' | 'onStepEnd' | 'onScenarioEnd' | 'onLoadSecond';
+
+/** Calls the lifecycle hooks of the custom reporters among `names`; built-in reporters have none. */
+export interface ReporterHooks {
+  runStart(info: Parameters<NonNullable<ReporterObject['onRunStart']>>[0]): void;
+  stepEnd(step: Parameters<NonNullable<ReporterObject['onStepEnd']>>[0]): void;
+  scenarioEnd(result: ScenarioResult): void;
+  loadSecond(point: LoadSeriesPoint): void;
+}
+
+/**
+ * Hooks of the custom reporters requested (loaded by checkReporterOutputs
+ * already). Masked values only reach them where the caller masked them; a
+ * hook that throws is named on `warn` once and then left out, so a broken
+ * reporter cannot fail the run.
+ */
+export function reporterHooks(names: readonly string[], cwd: string, warn: (line: string) => void): ReporterHooks {
+  const objects: Array<{ name: string; obj: ReporterObject }> = [];
+  for (const n of names) {
+    if (!isReporterPath(n)) continue;
+    loadReporterFile(n, cwd);
+    const obj = loadedObjects.get(path.resolve(cwd, n));
+    if (obj) objects.push({ name: n, obj });
+  }
+  const broken = new Set<string>();
+  // every secret registered in this process, on top of what the caller masked
+  const masked = (arg: unknown) => (objects.length ? maskDeep(arg, maskSecrets) : arg);
+  const call = (hook: ReporterHookName, arg: unknown) => {
+    for (const { name, obj } of objects) {
+      const fn = obj[hook] as ((a: unknown) => void) | undefined;
+      if (!fn || broken.has(name)) continue;
+      try {
+        fn.call(obj, masked(arg));
+      } catch (err) {
+        broken.add(name);
+        warn(`reporter ${name}: ${hook} failed (${(err as Error).message}); its hooks are not called again`);
+      }
+    }
+  };
+  return {
+    runStart: (info) => call('onRunStart', info),
+    stepEnd: (step) => call('onStepEnd', step),
+    scenarioEnd: (result) => call('onScenarioEnd', result),
+    loadSecond: (point) => call('onLoadSecond', point),
+  };
+}
+
+/** `./reporters/slack.js`, `/abs/r.cjs`: a custom reporter loaded from a path rather than looked up by name. */
+export function isReporterPath(name: string): boolean {
+  return name.startsWith('./') || name.startsWith('../') || path.isAbsolute(name) || /\.(c?js)$/.test(name);
+}
+
+/** The run's mask, then every secret registered in this process (a run without an app has an identity mask). */
+function everySecret(mask: (s: string) => string): (s: string) => string {
+  return (s) => maskSecrets(mask(s));
+}
+
+const HOOKS = ['render', 'onRunEnd', 'onRunStart', 'onStepEnd', 'onScenarioEnd', 'onLoadSecond'];
+const loaded = new Map<string, Reporter>();
+const loadedObjects = new Map<string, ReporterObject>();
+
+/**
+ * A custom reporter from a CommonJS file (relative to `cwd`): module.exports
+ * (or its `default`) is a function `(report, opts) => string` or a
+ * ReporterObject. Loaded once per process; INVALID_FLAGS when it cannot be.
+ */
+export function loadReporterFile(name: string, cwd: string): Reporter {
+  const file = path.resolve(cwd, name);
+  const cached = loaded.get(file);
+  if (cached) return cached;
+  if (!fs.existsSync(file)) throw new TopasError('INVALID_FLAGS', `reporter ${name} not found`, { hint: 'give a reporter name or the path of a .js file' });
+  let mod: unknown;
+  try {
+    mod = require(file);
+  } catch (err) {
+    throw new TopasError('INVALID_FLAGS', `reporter ${name} does not load: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const exported = (mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : mod) as Reporter | ReporterObject | undefined;
+  let reporter: Reporter;
+  // a custom reporter sees masked values only (what it does with them is out of our hands)
+  if (typeof exported === 'function') {
+    const fn = exported as Reporter;
+    reporter = (report, opts) => String(fn(maskDeep(report, everySecret(opts.mask)), opts) ?? '');
+  }
+  else if (exported && typeof exported === 'object' && HOOKS.some((h) => typeof (exported as Record<string, unknown>)[h] === 'function')) {
+    const obj = exported;
+    loadedObjects.set(file, obj);
+    reporter = (input, opts) => {
+      const report = maskDeep(input, everySecret(opts.mask));
+      const out = obj.render ? (obj.render(report, opts) ?? '') : '';
+      obj.onRunEnd?.(report, opts);
+      return String(out);
+    };
+  } else throw new TopasError('INVALID_FLAGS', `reporter ${name} exports neither a function nor an object with render(), onRunEnd() or another hook`);
+  loaded.set(file, reporter);
+  return reporter;
+}
 
 const reporters = new Map<string, Reporter>([
   ['table', tableReporter],
   ['json', jsonReporter],
   ['junit', junitReporter],
+  ['html', htmlReporter],
+  ['github', githubReporter],
 ]);
 
 /** For reporters that live elsewhere (html, github). A later registration replaces an earlier one. */
@@ -29,7 +153,8 @@ export function reporterNames(): string[] {
   return [...reporters.keys()];
 }
 
-export function getReporter(name: string): Reporter {
+export function getReporter(name: string, cwd?: string): Reporter {
+  if (cwd !== undefined && isReporterPath(name)) return loadReporterFile(name, cwd);
   const r = reporters.get(name);
   if (!r) {
     throw new TopasError('INVALID_FLAGS', `unknown reporter "${name}"`, { hint: `available: ${reporterNames().join(', ')}` });

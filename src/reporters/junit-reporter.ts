@@ -79,6 +79,29 @@ export function junitReporter(report: RunReport, opts: ReporterOptions): string 
     lines.push('  </testsuite>');
     suites.push(lines.join('\n'));
   }
+  // A load run: a testcase per threshold (and one for an abort), so CI shows which gate failed.
+  if (report.load) {
+    const file = report.file ?? '';
+    const name = report.file ?? 'load';
+    const cases = report.load.thresholds.map((t) => ({
+      name: `${t.key} ${t.expression}`,
+      failure: t.ok ? undefined : `${t.key} ${t.expression}: ${t.observed === undefined ? (t.note ?? 'no samples') : `observed ${t.observed}`}`,
+    }));
+    if (report.load.aborted) cases.push({ name: 'aborted', failure: `aborted: ${report.load.aborted}` });
+    if (cases.length) {
+      const sFailures = cases.filter((c) => c.failure).length;
+      tests += cases.length;
+      failures += sFailures;
+      const lines = [`  <testsuite name="${a(name)}" tests="${cases.length}" failures="${sFailures}" errors="0" skipped="0" time="${seconds(report.load.durationMs)}" timestamp="${a(report.startedAt)}" file="${a(file)}">`];
+      for (const c of cases) {
+        const open = `    <testcase name="${a(c.name)}" classname="${a(`${name} thresholds`)}" file="${a(file)}" time="0.000"`;
+        if (c.failure) lines.push(`${open}>`, `      <failure message="${a(c.failure)}" type="threshold">${escapeXmlText(mask(c.failure))}</failure>`, '    </testcase>');
+        else lines.push(`${open}/>`);
+      }
+      lines.push('  </testsuite>');
+      suites.push(lines.join('\n'));
+    }
+  }
   // A run that failed before any scenario (SUT did not start) still has to fail in CI.
   if (report.error && report.results.length === 0) {
     tests += 1;

@@ -16,6 +16,17 @@ export interface RunReport {
   error?: SerializedError;
   /** one per playbook run: Ok/Total per role */
   playbooks?: PlaybookSummary[];
+  /** `load` for `topas load` runs (results is empty, `load` holds the course); default `run` */
+  kind?: 'run' | 'load';
+  /** the process exit code the run ended with */
+  exitCode?: number;
+  /** the script (load) */
+  file?: string;
+  load?: LoadReportSection;
+  /** the SUT as the run left it */
+  sut?: SutServiceReport[];
+  /** the last log lines of the run (topas, scripts, services), masked */
+  logs?: Array<{ ts: number; source: string; level: string; message: string }>;
 }
 
 export interface PlaybookSummary {
@@ -82,3 +93,67 @@ export const STATE_TEXT: Record<RunReport['state'] | 'skipped', string> = {
   running: 'running',
   skipped: 'skipped',
 };
+
+/** One second of a load run, as the run record keeps it (src/load/metrics.ts TimeSeriesPoint). */
+export interface LoadSeriesPoint {
+  /** seconds since load start */
+  t: number;
+  targetRate: number;
+  achievedRate: number;
+  activeVus: number;
+  p50Ms?: number | null;
+  p95Ms: number | null;
+  p99Ms?: number | null;
+  errors: number;
+  requests: number;
+  dropped: number;
+}
+
+/** A change on the run's timeline: the SUT (upgrade, scale, kill, ...) or the shaping of a service. */
+export interface LoadMark {
+  /** ms since load start */
+  tMs: number;
+  kind: 'sut' | 'shape' | 'other';
+  text: string;
+}
+
+export interface LoadThreshold {
+  key: string;
+  expression: string;
+  ok: boolean;
+  observed?: number;
+  note?: string;
+}
+
+/** What a report shows of a load run (`kind: 'load'` records). */
+export interface LoadReportSection {
+  /** human description of the executor (e.g. constant arrival rate 200/s for 30s) */
+  executor?: string;
+  durationMs: number;
+  points: LoadSeriesPoint[];
+  marks: LoadMark[];
+  thresholds: LoadThreshold[];
+  /** k6 summary shape: metrics[key].values[stat] */
+  metrics: Record<string, { type: string; values: Record<string, number | null> }>;
+  errors: Array<{ message: string; count: number }>;
+  aborted?: string;
+  baselineOk?: boolean;
+  /** the load summary as the terminal printed it */
+  summaryText?: string;
+}
+
+export interface SutServiceReport {
+  name: string;
+  kind: string;
+  replicas: number;
+  ready: boolean;
+  version?: string;
+  image?: string;
+  /** the last lines of its log when the run ended */
+  logExcerpt?: string;
+}
+
+/** A load threshold that failed, as a GitHub annotation / summary line. */
+export function failedThresholds(report: RunReport): LoadThreshold[] {
+  return (report.load?.thresholds ?? []).filter((t) => !t.ok);
+}

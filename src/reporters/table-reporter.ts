@@ -69,6 +69,7 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
   if (report.results.length > 0) out.push(table.toString());
   const metricLines = report.results.flatMap((r) => (r.metrics ?? []).map((m) => `  ${r.name}  ${m.name} (${m.type}): ${metricText(m)}`));
   if (metricLines.length > 0) out.push('custom metrics:', ...metricLines);
+  if (report.load) out.push(...loadLines(report, color));
 
   const counts = countScenarios(report.results);
   const others = Object.entries(counts.byState)
@@ -76,7 +77,9 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
     .map(([state, n]) => `${n} ${STATE_TEXT[state as ScenarioResult['state']]}`);
   let summary =
     counts.total === 0
-      ? 'no scenarios ran'
+      ? report.kind === 'load'
+        ? `load ${STATE_TEXT[report.state]}${report.exitCode !== undefined ? ` (exit ${report.exitCode})` : ''}`
+        : 'no scenarios ran'
       : `${paint(color, counts.passed > 0 ? 'green' : 'dim', `${counts.passed} passed`)}, ${paint(color, counts.failed > 0 ? 'red' : 'dim', `${counts.failed} failed`)}`;
   if (others.length > 0) summary += ` (${others.join(', ')})`;
   summary += ` in ${formatDurationMs(report.durationMs)}`;
@@ -119,4 +122,20 @@ function metricText(m: NonNullable<ScenarioResult['metrics']>[number]): string {
   if (m.type === 'trend') return `avg ${n(m.value)}, min ${n(m.min ?? 0)}, max ${n(m.max ?? 0)} (${m.count} samples)`;
   if (m.type === 'rate') return `${(m.value * 100).toFixed(1)}% of ${m.count}`;
   return m.type === 'counter' ? `${n(m.value)} (${m.count} adds)` : n(m.value);
+}
+
+/** A load run: what it ran, the summary as the terminal printed it, the SUT and shaping changes. */
+function loadLines(report: RunReport, color: boolean): string[] {
+  const load = report.load!;
+  const out: string[] = [];
+  if (load.executor) out.push(`${load.executor}, ${formatDurationMs(load.durationMs)} of load`);
+  if (load.summaryText) out.push(load.summaryText.replace(/\n$/, ''));
+  else for (const t of load.thresholds) out.push(`${symbol(t.ok ? 'passed' : 'failed', color)} ${t.key} ${t.expression}${t.observed === undefined ? '' : ` (${t.observed})`}`);
+  if (load.marks.length) {
+    out.push('changes during the run:');
+    for (const m of load.marks) out.push(`  ${formatDurationMs(Math.round(m.tMs)).padStart(7)}  ${m.text}`);
+  }
+  if (load.aborted) out.push(paint(color, 'red', `aborted: ${load.aborted}`));
+  if (load.errors.length) out.push('iteration errors:', ...load.errors.map((e) => `  ${e.count} × ${e.message}`));
+  return out;
 }

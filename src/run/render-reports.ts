@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { colorEnabled } from '../util/color';
 import * as path from 'node:path';
 import type { Io } from '../io';
-import { getReporter } from '../reporters/index';
+import { getReporter, isReporterPath } from '../reporters/index';
 import type { RunReport } from '../reporters/run-report';
 import { TopasError, type Problem } from '../errors';
 
@@ -10,6 +10,19 @@ export interface ReporterRequest {
   name: string;
   /** write here instead of stdout */
   file?: string;
+}
+
+const DETAILED = new Set(['html', 'github']);
+
+/**
+ * `topas load --reporter`: only what was asked for (the load summary is
+ * printed anyway); with --json, stdout is the summary's, so each needs a file.
+ */
+export function parseExtraReporterFlags(values: string[], json: boolean): ReporterRequest[] {
+  if (values.length === 0) return [];
+  const requests = parseReporterFlags(values, false).filter((r) => r.file !== undefined || values.includes(r.name));
+  if (json && requests.some((r) => r.file === undefined)) throw new TopasError('INVALID_FLAGS', '--json prints the summary on stdout; give each reporter a file (--reporter html:report.html)');
+  return requests;
 }
 
 /** `--reporter name[:path]`, repeatable; validated before anything runs. */
@@ -20,6 +33,8 @@ export function parseReporterFlags(values: string[], json: boolean): ReporterReq
   });
   const problems: Problem[] = [];
   for (const r of requests) {
+    // a custom reporter's path is relative to the command's cwd: checkReporterOutputs loads it
+    if (isReporterPath(r.name)) continue;
     try {
       getReporter(r.name);
     } catch (err) {
@@ -47,6 +62,15 @@ export function checkReporterOutputs(requests: ReporterRequest[], cwd: string, f
   const problems: Problem[] = [];
   const seen = new Map<string, string>();
   for (const r of requests) {
+    if (isReporterPath(r.name)) {
+      try {
+        getReporter(r.name, cwd);
+      } catch (err) {
+        if (!(err instanceof TopasError)) throw err;
+        problems.push({ path: `${flag} ${r.name}`, message: `${err.message}${err.hint ? ` (${err.hint})` : ''}` });
+        continue;
+      }
+    }
     if (r.file === undefined) continue;
     const at = flag === '--reporter' ? `${flag} ${r.name}:${r.file}` : `${flag} ${r.file}`;
     const message = outputPathProblem(r.file, cwd);
@@ -111,9 +135,16 @@ function writable(p: string): boolean {
  * for XML or JSON no longer looks like itself); its output is masked once more
  * here, for the encoded forms and for reporters registered from elsewhere.
  */
-export function renderReports(report: RunReport, requests: ReporterRequest[], ctx: { io: Io; mask: (s: string) => string }): void {
+export function renderReports(
+  report: RunReport,
+  requests: ReporterRequest[],
+  ctx: { io: Io; mask: (s: string) => string; details?: Pick<RunReport, 'kind' | 'exitCode' | 'sut' | 'logs'> },
+): void {
   for (const r of requests) {
-    const text = ctx.mask(getReporter(r.name)(report, { color: colorEnabled(ctx.io.env, ctx.io.stdout) && !r.file, mask: ctx.mask }));
+    // the table, json and junit outputs of a scenario run stay as they were; html and github show the SUT and logs too
+    const input = ctx.details && DETAILED.has(r.name) ? { ...report, ...ctx.details } : report;
+    const text = ctx.mask(getReporter(r.name, ctx.io.cwd)(input, { color: colorEnabled(ctx.io.env, ctx.io.stdout) && !r.file, mask: ctx.mask, env: ctx.io.env }));
+    if (text === '' && !r.file) continue; // a reporter with nothing to print (onRunEnd only)
     if (r.file) {
       const file = path.resolve(ctx.io.cwd, r.file);
       fs.mkdirSync(path.dirname(file), { recursive: true });

@@ -4,6 +4,7 @@ import type { Io } from '../io';
 import type { RunReport } from '../reporters/run-report';
 import { maskSecrets, registerSpecSecrets } from '../spec/secrets';
 import { checkReporterOutputs, renderReports } from './render-reports';
+import { reportFromRecord } from './record-report';
 import { RunRecordStore } from './run-record';
 import { recordDirFor } from './schedule-service';
 
@@ -16,19 +17,9 @@ export async function reportRun(opts: { io: Io; id: string; app?: string; format
   checkReporterOutputs([{ name: opts.format, file: opts.file }], opts.io.cwd, '--output');
   const store = new RunRecordStore(recordDirFor(opts.io, opts.app));
   const record = store.readRun(opts.id);
-  if (!Array.isArray(record.results)) throw new TopasError('FILE_NOT_FOUND', `run ${opts.id} holds no scenario results (kind ${String(record.kind ?? 'run')})`);
+  if (!Array.isArray(record.results) && record.kind !== 'load') throw new TopasError('FILE_NOT_FOUND', `run ${opts.id} holds no results (kind ${String(record.kind ?? 'run')})`);
   await registerRecordSpecSecrets(record.specFile);
-  const report: RunReport = {
-    runId: record.runId,
-    app: record.app,
-    backend: record.backend,
-    startedAt: record.startedAt ?? '',
-    durationMs: record.durationMs ?? 0,
-    state: record.state,
-    results: record.results,
-    playbooks: record.playbooks,
-    error: record.error,
-  };
+  const report = reportFromRecord(record, { logs: store.readLog(opts.id) });
   renderReports(report, [{ name: opts.format, file: opts.file }], { io: opts.io, mask: maskSecrets });
   return report;
 }

@@ -18,8 +18,10 @@ import type { LogLine } from './scenario-types';
 /**
  * What run.json holds: the report (partial while the run is pending or running)
  * plus whatever the run orchestration adds (spec, kind, targets, load metrics...).
+ * The layout is versioned (`schemaVersion`) and documented in docs/run-record.md;
+ * src/run/record-report.ts turns any version into a RunReport.
  */
-export interface RunRecord extends Partial<RunReport> {
+export interface RunRecord extends Partial<Omit<RunReport, 'kind' | 'load' | 'sut' | 'logs'>> {
   runId: string;
   state: RunReport['state'];
   [extra: string]: unknown;

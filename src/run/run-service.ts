@@ -4,7 +4,8 @@ import { EXIT_CODES, TopasError, internalLine, reportedError, serializeError, st
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
 import { loadAppSpec } from '../spec/load-app-spec';
-import { createMasker, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
+import { createMasker, maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
+import { reporterHooks } from '../reporters/index';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { createSutRpcHandler } from './sut-rpc';
@@ -16,6 +17,8 @@ import { openSut, releaseSut, type SutSession } from './sut-session';
 import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
 import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
+import { captureSut, logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
+import type { SutServiceReport } from '../reporters/run-report';
 import { checkReporterOutputs, renderReports, type ReporterRequest } from './render-reports';
 import { formatDurationMs } from '../util/duration';
 import { fetchGitSource, type GitSource } from './git-source';
@@ -106,8 +109,10 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const store = new RunRecordStore(recordDir);
   const runId = opts.runId ?? store.createRunId();
   const baseRecord = {
+    schemaVersion: RUN_RECORD_SCHEMA_VERSION,
     runId,
     kind: 'run',
+    spec: spec ? JSON.parse(JSON.stringify(spec)) : undefined,
     app: spec?.name,
     specFile,
     targets: prepared.targetsForRecord,
@@ -134,6 +139,9 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   let exitCode: number = EXIT_CODES.ok;
   const cleanups: Array<() => void> = [];
   let standingUp = false;
+  let sutReport: SutServiceReport[] | undefined;
+  // custom reporters' lifecycle hooks (src/reporters/index.ts); they see masked values only
+  const hooks = reporterHooks(opts.reporters.map((r) => r.name), io.cwd, log);
 
   try {
     if (opts.queue && spec) {
@@ -141,6 +149,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       releaseLock = await acquireAppLock(recordDir, spec.name, interrupts.signal);
     }
     store.writeRun(runId, { ...baseRecord, state: 'running' });
+    hooks.runStart({ runId, kind: 'run', app: spec?.name });
     if (opts.metricsPort !== undefined) {
       metricsServer = await serveMetrics(metrics, opts.metricsPort);
       log(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
@@ -174,6 +183,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
           io.stderr.write(`[${line.source}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${message}\n`);
         },
         onEvent: (scenarioRunId, ev) => {
+          if (ev.kind === 'step-end') hooks.stepEnd(maskDeep({ scenarioRunId, name: ev.name, state: ev.state, ...(ev.error ? { error: { message: ev.error.message, location: ev.error.location } } : {}) }, mask));
           if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${ev.name}\n`);
           store.appendLog(runId, { ts: ev.ts, runId: scenarioRunId, source: 'event', level: 'debug', message: JSON.stringify(ev) });
         },
@@ -190,6 +200,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         metrics.started();
         const r = await activePool.run({ ...task, endpoints });
         metrics.finished(r.state, r.durationMs);
+        hooks.scenarioEnd(maskDeep(r, mask));
         return r;
       };
       metrics.queued(maxConcurrent);
@@ -232,6 +243,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     const p = pool as ScenarioPool | undefined;
     await p?.close().catch(() => undefined);
     await metricsServer?.close().catch(() => undefined);
+    sutReport = await captureSut((session as SutSession | undefined)?.sut);
     try {
       const released = await releaseSut(session as SutSession | undefined, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
       if (!released && exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
@@ -256,8 +268,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     error: runError,
   };
   const shaping = (session as SutSession | undefined)?.sut.shaping?.().history();
-  store.writeRun(runId, { ...baseRecord, ...report, exitCode, ...(shaping?.length ? { shaping } : {}) });
-  renderReports(report, opts.reporters, { io, mask });
+  store.writeRun(runId, { ...baseRecord, ...report, exitCode, ...(shaping?.length ? { shaping } : {}), ...(sutReport ? { sut: sutReport } : {}) });
+  renderReports(report, opts.reporters, { io, mask, details: { kind: 'run', exitCode, sut: sutReport, logs: logExcerpt(store.readLog(runId)) } });
   return { exitCode, report };
 }
 

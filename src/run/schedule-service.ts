@@ -7,6 +7,7 @@ import { PRIVATE_FILE_MODE, RunRecordStore, TOPAS_DIR, ensurePrivateDir, type Ru
 import type { LogLine } from './scenario-types';
 import { selfCommand } from '../util/self-command';
 import { findAppSpecFile } from './targets';
+import { loadResultLine } from './record-report';
 
 /** The states `topas test status` shows (the seed's kctrl vocabulary). */
 export type DisplayState = 'Pending' | 'Running' | 'Passed' | 'Failed' | 'Error';
@@ -91,7 +92,9 @@ function summarize(record: RunRecord): RunSummary {
       ? ''
       : state === 'Error' && (record.state === 'pending' || record.state === 'running')
         ? 'runner process died'
-        : `${record.state}: ${passed}/${results.length} scenario(s) passed${record.error ? ` — ${record.error.message}` : ''}`;
+        : record.kind === 'load'
+          ? loadResultLine(record)
+          : `${record.state}: ${passed}/${results.length} scenario(s) passed${record.error ? ` — ${record.error.message}` : ''}`;
   return { runId: record.runId, state, result, app: record.app, startedAt: record.startedAt, durationMs: record.durationMs, targets: record.targets };
 }
 
