@@ -91,7 +91,8 @@ describe('topas on the local backend, end to end', () => {
     }
   });
 
-  test('SIGINT during a run exits 130 and leaves no SUT process, PostgreSQL or port behind', async () => {
+  // SIGHUP: the terminal closed (an ssh session dropped); it must tear down like Ctrl-C
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) test(`${sig} during a run exits 130 and leaves no SUT process, PostgreSQL or port behind`, async () => {
     const child = spawn(process.execPath, [BIN, 'run', 'fixtures/cli/with-app/slow.lua', '--app', 'fixtures/cli/with-app/topas.yaml', '--backend', 'local'], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -108,11 +109,11 @@ describe('topas on the local backend, end to end', () => {
     const pids = descendants(child.pid!);
     assert.ok(pids.length >= 2, `expected SUT processes under topas, saw ${pids.length}`);
     // detached service processes are not children in the tree: collect by port owner too
-    child.kill('SIGINT');
+    child.kill(sig);
     const code = await exited;
     assert.equal(code, 130, stderr);
     for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} survived`);
     for (const port of ports) assert.equal(await portOpen(port), false, `port ${port} still open`);
-    assert.match(stderr, /tearing down/);
+    assert.match(stderr, new RegExp(`${sig}: stopping scenarios and tearing down`));
   });
 });
