@@ -134,6 +134,7 @@ function terminalSafe(report: RunReport): RunReport {
     results: report.results.map((r) => ({
       ...r,
       name: line(r.name),
+      file: line(r.file),
       error: err(r.error),
       steps: r.steps.map((s) => ({ ...s, name: line(s.name), error: err(s.error) })),
       checks: r.checks.map((c) => ({ ...c, name: line(c.name) })),

@@ -80,6 +80,24 @@ describe('topas run: hostile input never runs commands', () => {
     }
   });
 
+  test('a scenario file named with an escape sequence or a newline is shown escaped', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-names-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'esc\x1b[31mred.lua'), 'error("boom")\n');
+      fs.writeFileSync(path.join(dir, 'new\nline.lua'), 'step("ok", function() end)\n');
+      fs.writeFileSync(path.join(dir, 'with space ünï€ode 🚀.lua'), 'step("ok", function() end)\n');
+      const r = await cli(['run', dir, '--reporter', 'table'], { cwd: dir });
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.doesNotMatch(r.stderr + r.stdout, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+      assert.match(r.stdout, /esc\\x1b\[31mred\.lua/);
+      assert.match(r.stdout, /new\\nline\.lua/);
+      assert.match(r.stdout, /with space ünï€ode 🚀\.lua/);
+      assert.match(r.stdout, /2 passed, 1 failed/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a 1 MiB step name, a 1 MiB check name and a 5 MiB error are cut to size in every report', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-huge-'));
     try {
