@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, cli } from '../helpers/cli';
+import { writeCollectionLoadScript } from '../../src/postman/collection-load-script';
 
 describe('topas run: hostile input never runs commands', () => {
   for (const form of ['separate', 'equals'] as const) {
@@ -95,6 +96,35 @@ describe('topas run: hostile input never runs commands', () => {
       assert.match(r.stdout, /2 passed, 1 failed/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the generated Postman load script is never written through a folder or symlink someone else planted in the temp dir', () => {
+    const collection = path.join(REPO_ROOT, 'fixtures', 'postman', 'mock-app.postman_collection.json');
+    const savedTmp = process.env.TMPDIR;
+    const clean = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-pm-clean-'));
+    const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-pm-shared-'));
+    try {
+      process.env.TMPDIR = clean;
+      const name = path.basename(writeCollectionLoadScript(collection, {}, REPO_ROOT));
+      // the trap: a world-writable folder of the expected name, the script's name a symlink to a victim
+      const victim = path.join(shared, 'victim.txt');
+      fs.writeFileSync(victim, 'precious\n');
+      const planted = path.join(shared, 'topas-postman-load');
+      fs.mkdirSync(planted);
+      fs.chmodSync(planted, 0o777);
+      fs.symlinkSync(victim, path.join(planted, name));
+      process.env.TMPDIR = shared;
+      const script = writeCollectionLoadScript(collection, {}, REPO_ROOT);
+      assert.equal(fs.readFileSync(victim, 'utf8'), 'precious\n', 'the victim was overwritten through the symlink');
+      assert.notEqual(path.dirname(script), planted);
+      assert.equal(fs.statSync(path.dirname(script)).mode & 0o077, 0, 'the script folder is private');
+      assert.match(fs.readFileSync(script, 'utf8'), /postman\.replay/);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+      fs.rmSync(clean, { recursive: true, force: true });
+      fs.rmSync(shared, { recursive: true, force: true });
     }
   });
 
