@@ -81,6 +81,18 @@ describe('topas run: hostile input never runs commands', () => {
     }
   });
 
+  test('a load script printing escape sequences reaches the console escaped', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-ansi-load-'));
+    try {
+      const r = await cli(['load', path.join(REPO_ROOT, 'fixtures/hostile/load-terminal-injection.lua')], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.ok(r.stderr.includes('\\x1b[2J\\x1b]0;pwned\\x07 \\r overwritten'), r.stderr);
+      assert.doesNotMatch(r.stderr, /\x1b\[2J|\x07/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a scenario file named with an escape sequence or a newline is shown escaped', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-names-'));
     try {
