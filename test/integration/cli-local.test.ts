@@ -116,4 +116,38 @@ describe('topas on the local backend, end to end', () => {
     for (const port of ports) assert.equal(await portOpen(port), false, `port ${port} still open`);
     assert.match(stderr, new RegExp(`${sig}: stopping scenarios and tearing down`));
   });
+
+  test('a run killed with -9 while PostgreSQL is being made has recorded its folder outside $TMPDIR (as root), so a sweep can remove it', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('only as root does PostgreSQL get a folder outside $TMPDIR');
+    const tmp = (await import('node:os')).tmpdir();
+    const before = new Set(fs.readdirSync('/tmp').filter((f) => f.startsWith('topas-pg-2')));
+    const child = spawn(process.execPath, [BIN, 'up', '--app', 'fixtures/cli/with-app/topas.yaml', '--backend', 'local'], { cwd: REPO_ROOT, stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const registry = path.join(tmp, 'topas-local');
+    let dir: string | undefined;
+    let runId: string | undefined;
+    const deadline = Date.now() + 60_000;
+    // ours: a new topas-pg-<runId>-* folder whose run is in our own $TMPDIR's registry
+    while (!dir && Date.now() < deadline) {
+      for (const f of fs.readdirSync('/tmp')) {
+        const m = /^topas-pg-(.+)-[A-Za-z0-9]{6}$/.exec(f);
+        if (m && !before.has(f) && fs.existsSync(path.join(registry, `${m[1]}.json`))) {
+          dir = path.join('/tmp', f);
+          runId = m[1];
+        }
+      }
+      if (!dir) await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(dir && runId, 'no PostgreSQL folder appeared');
+    try {
+      const rec = JSON.parse(fs.readFileSync(path.join(registry, `${runId}.json`), 'utf8')) as { extraDirs: string[] };
+      assert.ok(rec.extraDirs.includes(dir), `the record does not name ${dir}: ${JSON.stringify(rec.extraDirs)}`);
+    } finally {
+      // what the killed run left: its folder and record (no process of it got started)
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(path.join(registry, `${runId}.json`), { force: true });
+    }
+  });
 });
