@@ -138,16 +138,21 @@ describe('topas on the local backend, end to end', () => {
       }
       if (!dir) await new Promise((r) => setTimeout(r, 5));
     }
+    // initdb takes a second or more: 50 ms in, topas is still making PostgreSQL (the record it wrote
+    // before initdb is on disk; the one after PostgreSQL started is not)
+    await new Promise((r) => setTimeout(r, 50));
     child.kill('SIGKILL');
     await exited;
     assert.ok(dir && runId, 'no PostgreSQL folder appeared');
+    const recordFile = path.join(registry, `${runId}.json`);
+    const rec = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as { extraDirs: string[]; workDir: string; proxyHost?: { pid: number } };
     try {
-      const rec = JSON.parse(fs.readFileSync(path.join(registry, `${runId}.json`), 'utf8')) as { extraDirs: string[] };
       assert.ok(rec.extraDirs.includes(dir), `the record does not name ${dir}: ${JSON.stringify(rec.extraDirs)}`);
     } finally {
-      // what the killed run left: its folder and record (no process of it got started)
-      fs.rmSync(dir, { recursive: true, force: true });
-      fs.rmSync(path.join(registry, `${runId}.json`), { force: true });
+      // what the killed run left (as a sweep would, for this run only): its proxy host, folders and record
+      if (rec.proxyHost && alive(rec.proxyHost.pid)) process.kill(rec.proxyHost.pid, 'SIGKILL');
+      for (const d of [rec.workDir, dir]) fs.rmSync(d, { recursive: true, force: true });
+      fs.rmSync(recordFile, { force: true });
     }
   });
 });
