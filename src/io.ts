@@ -7,9 +7,17 @@ export interface Io {
   env: NodeJS.ProcessEnv;
   cwd: string;
   now(): number;
-  /** Register for SIGINT/SIGTERM; returns an unsubscribe function. */
-  onSignal(handler: (signal: 'SIGINT' | 'SIGTERM') => void): () => void;
+  /** Register for SIGINT/SIGTERM/SIGHUP; returns an unsubscribe function. */
+  onSignal(handler: (signal: StopSignal) => void): () => void;
 }
+
+/**
+ * The signals that stop a command, tearing down what it started. SIGHUP (the
+ * terminal closed, an ssh session dropped) would otherwise kill the process
+ * on the spot and leave the SUT running.
+ */
+export type StopSignal = 'SIGINT' | 'SIGTERM' | 'SIGHUP';
+const STOP_SIGNALS: StopSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 export function processIo(): Io {
   return {
@@ -19,12 +27,10 @@ export function processIo(): Io {
     cwd: process.cwd(),
     now: () => Date.now(),
     onSignal(handler) {
-      const h = (sig: NodeJS.Signals) => handler(sig as 'SIGINT' | 'SIGTERM');
-      process.on('SIGINT', h);
-      process.on('SIGTERM', h);
+      const h = (sig: NodeJS.Signals) => handler(sig as StopSignal);
+      for (const s of STOP_SIGNALS) process.on(s, h);
       return () => {
-        process.off('SIGINT', h);
-        process.off('SIGTERM', h);
+        for (const s of STOP_SIGNALS) process.off(s, h);
       };
     },
   };

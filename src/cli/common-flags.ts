@@ -45,6 +45,10 @@ export function parseDurationFlag(value: string, flag: string): number {
   } catch (err) {
     throw new TopasError('INVALID_FLAGS', (err as Error).message, { problems: [{ path: flag, message: `expected a duration like "30s" or "2m", got ${JSON.stringify(value)}` }] });
   }
+  // 0 would mean "no limit" further down: a scenario that never ends must still be stopped
+  if (ms <= 0) {
+    throw new TopasError('INVALID_FLAGS', `${flag}: expected a duration above 0, got "${value}"`, { problems: [{ path: flag, message: 'above 0' }] });
+  }
   if (ms > LIMITS.durationMs) {
     throw new TopasError('INVALID_FLAGS', `${flag}: expected at most ${formatLimitDuration(LIMITS.durationMs)}, got "${value}"`, { problems: [{ path: flag, message: `at most ${formatLimitDuration(LIMITS.durationMs)}` }] });
   }

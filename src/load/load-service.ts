@@ -33,6 +33,7 @@ import { captureSut, reportFromRecord, RUN_RECORD_SCHEMA_VERSION } from '../run/
 import { reporterHooks } from '../reporters/index';
 import { checkReporterOutputs, renderReports, type ReporterRequest } from '../run/render-reports';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
+import { MAX_MESSAGE_CHARS, clipText, escapeControl } from '../util/terminal-text';
 
 export interface LoadOptions {
   io: Io;
@@ -151,9 +152,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     store.appendLog(runId, { ts: io.now(), runId, source: 'topas', level: 'info', message: masked });
   };
   const scriptLog = (level: LogLevel, source: string, message: string) => {
-    const m = mask(message);
+    const m = clipText(mask(message), MAX_MESSAGE_CHARS);
     store.appendLog(runId, { ts: io.now(), runId, source, level, message: m });
-    io.stderr.write(`[${source}] ${level === 'info' ? '' : `${level.toUpperCase()} `}${m}\n`);
+    // the script's text must not drive the terminal (escape sequences, \r)
+    io.stderr.write(`[${source}] ${level === 'info' ? '' : `${level.toUpperCase()} `}${escapeControl(m, { multiline: true })}\n`);
   };
   const host = await VuHost.create({
     file,

@@ -74,6 +74,8 @@ export function parseThresholdExpr(source: string): ThresholdExpr {
   }
   const op = (m[3] === '===' ? '==' : m[3]) as ThresholdOp;
   const value = Number(m[4]);
+  // 1e309 is Infinity: a bound that can never be crossed is a typo, not a threshold
+  if (!Number.isFinite(value)) throw new Error(`cannot parse "${source}": ${m[4]} is not a finite number`);
   if (m[2] !== undefined) {
     const p = Number(m[2]);
     if (!(p >= 0 && p <= 100)) throw new Error(`cannot parse "${source}": a percentile is between 0 and 100`);

@@ -401,10 +401,7 @@ export class LuaRuntime {
       };
     } else if (outcome.kind === 'error') {
       const isAssertion = run.assertions.has(outcome.message);
-      let message = outcome.message;
-      if (message === MEMORY_ERROR || message.endsWith(`: ${MEMORY_ERROR}`)) {
-        message = `${message} (memory limit of ${formatBytes(task.memoryLimitBytes)} reached)`;
-      }
+      const message = withMemoryLimit(outcome.message, task.memoryLimitBytes);
       state = isAssertion ? 'failed' : 'error';
       error = luaError(message, outcome.location, outcome.traceback, isAssertion);
       if (isAssertion) error.name = 'AssertionError';
@@ -538,7 +535,7 @@ export class LuaRuntime {
           checks: open ? [...open.checks.values()] : [],
         };
         if (!ok) {
-          const msg = run.cancelReason ? cancelMessage(run) : String(message ?? 'step failed');
+          const msg = run.cancelReason ? cancelMessage(run) : withMemoryLimit(String(message ?? 'step failed'), run.task.memoryLimitBytes);
           step.error = luaError(msg, location ?? undefined, traceback ?? undefined, run.assertions.has(String(message)));
           if (!run.firstStepError) run.firstStepError = step.error;
           if (!open?.continueOnFailure) run.blocked = true;
@@ -592,6 +589,12 @@ export class LuaRuntime {
 
 function isTable(v: unknown): boolean {
   return typeof v === 'object' && v !== null;
+}
+
+/** Lua's bare "not enough memory" says which limit was reached. */
+function withMemoryLimit(message: string, limitBytes: number): string {
+  if (message === MEMORY_ERROR || message.endsWith(`: ${MEMORY_ERROR}`)) return `${message} (memory limit of ${formatBytes(limitBytes)} reached)`;
+  return message;
 }
 
 function cancelMessage(run: ActiveRun): string {

@@ -342,6 +342,8 @@ local function step(name, opts, fn)
     js_step_end(name, true)
     return true
   end
+  -- out of memory skips the handler: e is the bare message
+  if type(e) ~= "table" then e = { msg = tostring(e) } end
   if js_step_end(name, false, e.msg, e.loc, e.tb) then
     -- the run was cancelled (timeout/interrupt): do not swallow it
     error(e, 0)

@@ -78,6 +78,8 @@ export function parsePlaybook(text: string, file: string, opts: PlaybookLoadOpti
     if (v === undefined) return undefined;
     const ms = tryParseDurationMs(v);
     if (ms === undefined) problems.push({ path: at, message: `expected a duration like "30s" or "5m", got ${JSON.stringify(v)}` });
+    // 0 would mean no limit at all for a scenario
+    else if (ms <= 0) problems.push({ path: at, message: `expected a duration above 0, got ${JSON.stringify(v)}` });
     else if (ms > LIMITS.durationMs) problems.push({ path: at, message: `expected at most ${formatLimitDuration(LIMITS.durationMs)}, got ${JSON.stringify(v)}` });
     return ms;
   };

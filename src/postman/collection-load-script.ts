@@ -51,12 +51,32 @@ export function writeCollectionLoadScript(collection: string, opts: CollectionLo
     'end',
     '',
   ].join('\n');
-  const dir = path.join(os.tmpdir(), 'topas-postman-load');
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = privateScriptDir();
   const name = `${path.basename(collection).replace(/\.json$/i, '').replace(/[^\w.-]+/g, '_')}-${crypto.createHash('sha256').update(source).digest('hex').slice(0, 12)}.lua`;
   const file = path.join(dir, name);
   if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== source) fs.writeFileSync(file, source);
   return file;
+}
+
+/**
+ * The folder for generated scripts: ours alone (made 0700, owned by us). In a
+ * shared temp dir another user could have made `topas-postman-load` first and
+ * put a symlink where the script goes: writing through it would overwrite any
+ * file we can write, and a planted script would run in our load test.
+ */
+function privateScriptDir(): string {
+  const uid = process.getuid?.() ?? -1;
+  const base = path.join(os.tmpdir(), 'topas-postman-load');
+  for (const dir of [base, `${base}-${uid}`]) {
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const st = fs.lstatSync(dir);
+    if (st.isDirectory() && (uid < 0 || st.uid === uid) && (st.mode & 0o077) === 0) return dir;
+  }
+  return fs.mkdtempSync(`${base}-`);
 }
 
 function luaString(s: string): string {

@@ -3,6 +3,7 @@ import type { SerializedError } from '../errors';
 import type { CheckTally, ScenarioResult } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
 import { paint } from '../util/color';
+import { escapeControl } from '../util/terminal-text';
 import type { ReporterOptions } from './index';
 import { STATE_TEXT, countScenarios, failuresOf, messageWithLocation, tracebackOf, type RunReport } from './run-report';
 
@@ -46,6 +47,7 @@ function errorLines(err: SerializedError | undefined, pad: string): string[] {
 /** A row per scenario, a row per step beneath it, a summary line, then every failure with its Lua location and traceback. */
 export function tableReporter(report: RunReport, opts: ReporterOptions): string {
   const { color } = opts;
+  report = terminalSafe(report);
   const table = new Table({
     head: ['', 'scenario / step', 'duration', 'checks'],
     // Empty styles: no colors unless we add them, so piped output stays plain.
@@ -138,4 +140,28 @@ function loadLines(report: RunReport, color: boolean): string[] {
   if (load.aborted) out.push(paint(color, 'red', `aborted: ${load.aborted}`));
   if (load.errors.length) out.push('iteration errors:', ...load.errors.map((e) => `  ${e.count} × ${e.message}`));
   return out;
+}
+
+/**
+ * The report with every text a scenario controls made safe for a terminal:
+ * escape sequences and `\r` shown escaped, names on one line (a newline in a
+ * step name would break the table), messages keep their lines.
+ */
+function terminalSafe(report: RunReport): RunReport {
+  const line = (s: string) => escapeControl(s);
+  const text = (s: string) => escapeControl(s, { multiline: true });
+  const err = (e: SerializedError | undefined) =>
+    e && { ...e, message: text(e.message), ...(e.stack ? { stack: text(e.stack) } : {}), ...(e.hint ? { hint: text(e.hint) } : {}), ...(e.location ? { location: line(e.location) } : {}) };
+  return {
+    ...report,
+    error: err(report.error),
+    results: report.results.map((r) => ({
+      ...r,
+      name: line(r.name),
+      file: line(r.file),
+      error: err(r.error),
+      steps: r.steps.map((s) => ({ ...s, name: line(s.name), error: err(s.error) })),
+      checks: r.checks.map((c) => ({ ...c, name: line(c.name) })),
+    })),
+  };
 }

@@ -8,6 +8,8 @@ import { createMasker, maskDeep, registerEnvSecrets, registerSpecSecrets } from 
 import { reporterHooks } from '../reporters/index';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
+import { boundedEvent, boundedMessage, boundedResult } from './bounded-result';
+import { escapeControl } from '../util/terminal-text';
 import { createSutRpcHandler } from './sut-rpc';
 import { checkBackendName } from '../backends/registry';
 import { checkServiceEnvWithFlags } from '../util/limits';
@@ -178,13 +180,15 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
         rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id), shape: () => (session as SutSession | undefined)?.sut.shaping?.() }),
         onLog: (line) => {
-          const message = mask(line.message);
+          const message = boundedMessage(line.message, mask);
           store.appendLog(runId, { ...line, message });
-          io.stderr.write(`[${line.source}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${message}\n`);
+          // the scenario's text must not drive the terminal (escape sequences, \r)
+          io.stderr.write(`[${escapeControl(line.source)}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${escapeControl(message, { multiline: true })}\n`);
         },
-        onEvent: (scenarioRunId, ev) => {
+        onEvent: (scenarioRunId, event) => {
+          const ev = boundedEvent(event, mask);
           if (ev.kind === 'step-end') hooks.stepEnd(maskDeep({ scenarioRunId, name: ev.name, state: ev.state, ...(ev.error ? { error: { message: ev.error.message, location: ev.error.location } } : {}) }, mask));
-          if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${ev.name}\n`);
+          if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${escapeControl(ev.name)}\n`);
           store.appendLog(runId, { ts: ev.ts, runId: scenarioRunId, source: 'event', level: 'debug', message: JSON.stringify(ev) });
         },
       });
@@ -198,7 +202,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       const endpoints = session ? session.sut.endpointMap() : {};
       const runTask = async (task: ScenarioTask): Promise<ScenarioResult> => {
         metrics.started();
-        const r = await activePool.run({ ...task, endpoints });
+        const r = boundedResult(await activePool.run({ ...task, endpoints }), mask);
         metrics.finished(r.state, r.durationMs);
         hooks.scenarioEnd(maskDeep(r, mask));
         return r;

@@ -80,6 +80,7 @@ function checkPort(v: unknown, issue: IssueFn): number {
 function checkDurationMs(v: unknown, issue: IssueFn): number {
   const ms = tryParseDurationMs(v);
   if (ms === undefined) issue(`expected a duration like "30s", "500ms" or "2m", got ${describeValue(v)}`);
+  else if (ms <= 0) issue(`expected a duration above 0, got ${describeValue(v)}`);
   else if (ms > LIMITS.durationMs) issue(`expected at most ${formatLimitDuration(LIMITS.durationMs)}, got ${describeValue(v)}`);
   return ms as number;
 }

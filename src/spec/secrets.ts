@@ -50,8 +50,10 @@ function charPattern(ch: string): string {
   if (NAMED_ENTITIES[ch]) entity.unshift(`${NAMED_ENTITIES[ch]};`);
   alts.push(`&(?:amp;)*(?:${entity.join('|')})`);
   const any = `(?:${alts.join('|')})`;
-  // `\"`, `\/`, `\'`, also in front of an entity (JSON inside XML)
-  return ch === '"' || ch === '/' || ch === "'" ? `\\\\*${any}` : any;
+  // `\"`, `\/`, `\'`, also in front of an entity (JSON inside XML); a quote
+  // doubled is how SQL writes it in a literal (PostgreSQL echoes the statement)
+  if (ch === '"' || ch === "'") return `(?:\\\\*${any}){1,2}`;
+  return ch === '/' ? `\\\\*${any}` : any;
 }
 
 /** A regex source that matches `secret` in any of its encodings. */
@@ -59,12 +61,35 @@ export function secretPattern(secret: string): string {
   return [...secret].map(charPattern).join('');
 }
 
+/** Base64 shorter than this is not looked for: it would match ordinary words. */
+const MIN_BASE64_CHARS = 8;
+
+/**
+ * The base64 characters that only the secret's bytes decide, for each of the
+ * three alignments it can have inside a longer encoded text (standard and
+ * URL-safe alphabets). `Authorization: Basic base64(user:password)` is the
+ * common case: scenarios log their headers, and anyone can decode them.
+ */
+export function base64Cores(secret: string): string[] {
+  const bytes = Buffer.from(secret, 'utf8');
+  const out = new Set<string>();
+  for (let offset = 0; offset < 3; offset++) {
+    const b64 = Buffer.concat([Buffer.alloc(offset), bytes]).toString('base64');
+    const core = b64.slice(Math.ceil((8 * offset) / 6), Math.floor((8 * (offset + bytes.length)) / 6));
+    if (core.length < MIN_BASE64_CHARS) continue;
+    out.add(core);
+    out.add(core.replace(/\+/g, '-').replace(/\//g, '_'));
+  }
+  return [...out];
+}
+
 function buildMasker(secrets: Iterable<string>): (text: string) => string {
   const all = new Set<string>();
   for (const s of secrets) if (typeof s === 'string' && s.length >= MIN_SECRET_LENGTH) all.add(s);
   // Longest first, so a secret that contains another is masked whole.
   const sorted = [...all].sort((a, b) => b.length - a.length);
-  const re = sorted.length > 0 ? new RegExp(sorted.map(secretPattern).join('|'), 'g') : undefined;
+  const patterns = [...sorted.map(secretPattern), ...sorted.flatMap(base64Cores).sort((a, b) => b.length - a.length).map(escapeRegExp)];
+  const re = patterns.length > 0 ? new RegExp(patterns.join('|'), 'g') : undefined;
   return (text: string) => {
     if (typeof text !== 'string') return text;
     let out = re ? text.replace(re, MASK) : text;

@@ -128,6 +128,8 @@ function tableCases(): Case[] {
     c('run --timeout forever', run('--timeout', 'forever'), '--timeout'),
     c('run --timeout 99999h', run('--timeout', '99999h'), '--timeout: expected at most 7 days'),
     c('run --timeout ""', run('--timeout', ''), '--timeout'),
+    c('run --timeout 0s (would mean no limit)', run('--timeout', '0s'), '--timeout: expected a duration above 0, got "0s"'),
+    c('run --timeout 0', run('--timeout', '0'), '--timeout: expected a duration above 0'),
     c('run --reporter nope', run('--reporter', 'nope'), '--reporter nope', 'unknown reporter "nope"'),
     c('run --reporter junit:<file>/x.xml (parent is a file)', () => ['run', TRIVIAL, '--reporter', `junit:${t('a-file.lua', 'x.xml')}`], '--reporter junit:', 'a-file.lua is a file'),
     c('run --reporter junit:<folder>', () => ['run', TRIVIAL, '--reporter', `junit:${t('empty-folder')}`], '--reporter junit:', 'is a folder'),
@@ -159,6 +161,7 @@ function tableCases(): Case[] {
     c('test schedule --timeout 99999h', () => ['test', 'schedule', TRIVIAL, '--timeout', '99999h'], '--timeout: expected at most 7 days'),
     c('test schedule --env BIG=<3 MB>', () => ['test', 'schedule', TRIVIAL, '--env', `BIG=${bigValue()}`], '--env BIG'),
     c('test schedule --reporter junit:<folder>', () => ['test', 'schedule', TRIVIAL, '--reporter', `junit:${t('empty-folder')}`], '--reporter junit:', 'is a folder'),
+    c('test schedule --timeout 0s', () => ['test', 'schedule', TRIVIAL, '--timeout', '0s'], '--timeout: expected a duration above 0'),
     c('test schedule --parallel 0', () => ['test', 'schedule', TRIVIAL, '--parallel', '0'], '--parallel'),
 
     // topas load: flags
@@ -177,6 +180,9 @@ function tableCases(): Case[] {
     c('load --ramp longer than --duration', load('--rate', '1/s', '--duration', '1s', '--ramp', '5s'), '--ramp: the ramp'),
     c('load --threshold without a metric', load('--threshold', 'p(95)<250'), '--threshold'),
     c('load --threshold with a bad expression', load('--threshold', 'http_req_duration:p95'), '--threshold[1]'),
+    c('load --threshold p(95)<1e309 (Infinity)', load('--threshold', 'http_req_duration:p(95)<1e309'), '--threshold[1]', '1e309 is not a finite number'),
+    c('load --threshold with a 400-digit bound', load('--threshold', `http_req_duration:p(95)<${'9'.repeat(400)}`), '--threshold[1]', 'is not a finite number'),
+    c('load --threshold p(200)<1', load('--threshold', 'http_req_duration:p(200)<1'), '--threshold[1]', 'a percentile is between 0 and 100'),
     c('load --max-regression x', load('--max-regression', 'x'), '--max-regression'),
     c('load --workers 0', load('--workers', '0'), '--workers'),
     c('load --workers 100000', load('--workers', '100000'), '--workers'),

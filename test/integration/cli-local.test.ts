@@ -91,7 +91,8 @@ describe('topas on the local backend, end to end', () => {
     }
   });
 
-  test('SIGINT during a run exits 130 and leaves no SUT process, PostgreSQL or port behind', async () => {
+  // SIGHUP: the terminal closed (an ssh session dropped); it must tear down like Ctrl-C
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) test(`${sig} during a run exits 130 and leaves no SUT process, PostgreSQL or port behind`, async () => {
     const child = spawn(process.execPath, [BIN, 'run', 'fixtures/cli/with-app/slow.lua', '--app', 'fixtures/cli/with-app/topas.yaml', '--backend', 'local'], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -108,11 +109,50 @@ describe('topas on the local backend, end to end', () => {
     const pids = descendants(child.pid!);
     assert.ok(pids.length >= 2, `expected SUT processes under topas, saw ${pids.length}`);
     // detached service processes are not children in the tree: collect by port owner too
-    child.kill('SIGINT');
+    child.kill(sig);
     const code = await exited;
     assert.equal(code, 130, stderr);
     for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} survived`);
     for (const port of ports) assert.equal(await portOpen(port), false, `port ${port} still open`);
-    assert.match(stderr, /tearing down/);
+    assert.match(stderr, new RegExp(`${sig}: stopping scenarios and tearing down`));
+  });
+
+  test('a run killed with -9 while PostgreSQL is being made has recorded its folder outside $TMPDIR (as root), so a sweep can remove it', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('only as root does PostgreSQL get a folder outside $TMPDIR');
+    const tmp = (await import('node:os')).tmpdir();
+    const before = new Set(fs.readdirSync('/tmp').filter((f) => f.startsWith('topas-pg-2')));
+    const child = spawn(process.execPath, [BIN, 'up', '--app', 'fixtures/cli/with-app/topas.yaml', '--backend', 'local'], { cwd: REPO_ROOT, stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const registry = path.join(tmp, 'topas-local');
+    let dir: string | undefined;
+    let runId: string | undefined;
+    const deadline = Date.now() + 60_000;
+    // ours: a new topas-pg-<runId>-* folder whose run is in our own $TMPDIR's registry
+    while (!dir && Date.now() < deadline) {
+      for (const f of fs.readdirSync('/tmp')) {
+        const m = /^topas-pg-(.+)-[A-Za-z0-9]{6}$/.exec(f);
+        if (m && !before.has(f) && fs.existsSync(path.join(registry, `${m[1]}.json`))) {
+          dir = path.join('/tmp', f);
+          runId = m[1];
+        }
+      }
+      if (!dir) await new Promise((r) => setTimeout(r, 5));
+    }
+    // initdb takes a second or more: 50 ms in, topas is still making PostgreSQL (the record it wrote
+    // before initdb is on disk; the one after PostgreSQL started is not)
+    await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(dir && runId, 'no PostgreSQL folder appeared');
+    const recordFile = path.join(registry, `${runId}.json`);
+    const rec = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as { extraDirs: string[]; workDir: string; proxyHost?: { pid: number } };
+    try {
+      assert.ok(rec.extraDirs.includes(dir), `the record does not name ${dir}: ${JSON.stringify(rec.extraDirs)}`);
+    } finally {
+      // what the killed run left (as a sweep would, for this run only): its proxy host, folders and record
+      if (rec.proxyHost && alive(rec.proxyHost.pid)) process.kill(rec.proxyHost.pid, 'SIGKILL');
+      for (const d of [rec.workDir, dir]) fs.rmSync(d, { recursive: true, force: true });
+      fs.rmSync(recordFile, { force: true });
+    }
   });
 });

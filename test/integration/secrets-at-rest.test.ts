@@ -52,6 +52,12 @@ function encodingsOf(secret: string): Map<string, string> {
   add('HTML of a JSON string', xmlEscape(json, '&#39;'));
   add('XML of encodeURI', xmlEscape(encodeURI(secret), '&apos;'));
   add('XML of a URL query', xmlEscape(new URL(`http://h/?${secret}`).search.slice(1), '&apos;'));
+  add('SQL literal', secret.replace(/'/g, "''"));
+  add('XML of an SQL literal', xmlEscape(secret.replace(/'/g, "''"), '&apos;'));
+  add('JSON of an SQL literal', JSON.stringify(secret.replace(/'/g, "''")).slice(1, -1));
+  // base64 of user:secret (Basic auth), the part only the secret decides
+  const b64 = Buffer.from(`app:${secret}`).toString('base64');
+  add('base64 in a Basic auth header', b64.slice(6, -2));
   return out;
 }
 

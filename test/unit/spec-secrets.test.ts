@@ -107,5 +107,23 @@ describe('secret masking', () => {
     registerSecretsIn({ postgres: { superPassword: 'gen-pass-1', port: 5432 }, proxyHost: { token: 'tok-host-2', pid: 1 }, services: { api: { env: { API_TOKEN: 'apitok', MODE: 'production' } } } });
     assert.equal(maskSecrets('gen-pass-1 tok-host-2 apitok production'), '*** *** *** production');
   });
-});
 
+  test('a password in a Basic auth header (base64 of user:password, any alignment, URL-safe too) is masked', () => {
+    const mask = createMasker(spec);
+    for (const user of ['admin', 'ad', 'a', '']) {
+      const header = `Authorization: Basic ${Buffer.from(`${user}:s3cr3t!pw`).toString('base64')}`;
+      assert.ok(mask(header).includes('***'), `${user}: ${mask(header)}`);
+      assert.ok(!mask(header).includes(Buffer.from('s3cr3t!pw').toString('base64').slice(2, 10)), mask(header));
+    }
+    const urlSafe = Buffer.from('x:tok-abcdef?>>').toString('base64url');
+    assert.ok(mask(urlSafe).includes('***'), mask(urlSafe));
+    assert.equal(mask('Basic YWRtaW46b3RoZXI='), 'Basic YWRtaW46b3RoZXI=', 'another password is left alone');
+  });
+
+  test('a password written into SQL (quotes doubled) is masked in the statement PostgreSQL echoes', () => {
+    const mask = createMasker({ ...spec, databases: [{ ...spec.databases[0], credentials: { user: 'u', password: `pw'x"y`, dbname: 'd' } }] });
+    assert.equal(mask(`LINE 1: SELECT 'pw''x"y'::int`), `LINE 1: SELECT '***'::int`);
+    assert.equal(mask(`CREATE ROLE "pw'x""y"`), `CREATE ROLE "***"`);
+    assert.equal(mask(`pw'x"y`), '***');
+  });
+});

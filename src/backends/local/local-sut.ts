@@ -425,7 +425,11 @@ export class LocalSut implements Sut {
     if (!this.pgStart) {
       // as root, postgres runs as its own user: its files go where it can reach them
       const { dir: base, outside } = postgresBaseDir(path.join(this.workDir, 'postgres'), this.workDir, this.runId);
-      if (outside) this.extraDirs.push(base);
+      if (outside) {
+        this.extraDirs.push(base);
+        // recorded at once: a run killed while initdb runs must still name it for the sweep
+        this.persist();
+      }
       const timeoutMs = Math.max(...this.spec.databases.map((d) => d.ready.timeoutMs), 30_000);
       this.pgStart = PostgresCluster.start(base, {
         ownedRoot: this.extraDirs.includes(base) ? base : this.workDir,
