@@ -752,6 +752,7 @@ export class DockerSut implements Sut {
   }
 
   async scale(name: string, replicas: number): Promise<void> {
+    if (!Number.isInteger(replicas) || replicas < 0) throw sutErrors.badReplicaCount('scale', name, replicas);
     await this.applyService(name, { replicas });
   }
 

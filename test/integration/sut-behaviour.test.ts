@@ -1,0 +1,90 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseAppSpec } from '../../src/spec/load-app-spec';
+import type { Backend, Sut } from '../../src/backends/backend';
+import { TopasError } from '../../src/errors';
+import { LocalBackend } from '../../src/backends/local/local-backend';
+import { DockerBackend } from '../../src/backends/docker/docker-backend';
+
+/**
+ * One behaviour suite, run against every backend through the SUT core:
+ * the same mistake gives the same code and text, logs have one format.
+ */
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
+
+const SPEC = `
+name: behaviour
+services:
+  - name: api
+    image: local/mock-app
+    version: "1.0.0"
+    command: ["node", "${path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'server.js')}"]
+    port: 8080
+    ports: { grpc: 9090 }
+    replicas: 2
+    ready: { http: /healthz, timeout: 60s }
+`;
+
+/** `CODE: message (hint)`, or what it returned */
+async function mistake(fn: () => unknown): Promise<string> {
+  try {
+    await fn();
+    return 'no error';
+  } catch (e) {
+    if (!(e instanceof TopasError)) throw e;
+    return `${e.code}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`;
+  }
+}
+
+const backends: Array<[string, () => Backend]> = [
+  ['local', () => new LocalBackend()],
+  ['docker', () => new DockerBackend()],
+];
+
+const seen = new Map<string, Record<string, string>>();
+
+for (const [name, make] of backends) {
+  describe(`sut behaviour: ${name}`, () => {
+    let sut: Sut | undefined;
+    let workDir: string;
+    before(async () => {
+      workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-behaviour-${name}-`));
+      const file = path.join(workDir, 'topas.yaml');
+      fs.writeFileSync(file, SPEC);
+      sut = await make().start(parseAppSpec(SPEC, file), { runId: `bh-${name}-${process.pid}`, workDir: path.join(workDir, 'run'), log: () => {} });
+    });
+    after(async () => {
+      await sut?.dispose();
+      fs.rmSync(workDir, { recursive: true, force: true });
+    });
+
+    test('the same mistakes give the same errors', async () => {
+      const s = sut!;
+      const errors: Record<string, string> = {
+        'endpoint of an unknown service': await mistake(() => s.endpoint('nope')),
+        'an unknown named port': await mistake(() => s.endpoint('api', 'http')),
+        'kill of an unknown service': await mistake(() => s.kill('nope')),
+        'kill of a replica that does not run': await mistake(() => s.kill('api', { replica: 7 })),
+        'scale below zero': await mistake(() => s.scale('api', -1)),
+        'logs of an unknown service': await mistake(() => s.logs('nope')),
+        'exec of nothing': await mistake(() => s.exec('api', [])),
+      };
+      assert.equal(errors['endpoint of an unknown service'], 'SCENARIO_FAILED: no service or database named "nope" in app behaviour (known: api)');
+      assert.equal(errors['an unknown named port'], 'SCENARIO_FAILED: service api has no port named "http" (named ports: grpc)');
+      assert.equal(errors['kill of a replica that does not run'], 'SUT_NOT_UP: service api has no running replica 7 (running: 1, 2)');
+      seen.set(name, errors);
+      const first = [...seen.values()][0];
+      assert.deepEqual(errors, first, 'every backend fails the same way as the first one');
+    });
+
+    test('logs of several replicas: one line format, [api-1] / [api-2]', async () => {
+      const text = await sut!.logs('api', { tail: 5 });
+      assert.match(text, /^\[api-1\] listening on \d+/m);
+      assert.match(text, /^\[api-2\] listening on \d+/m);
+    });
+  });
+}
