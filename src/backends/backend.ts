@@ -90,8 +90,11 @@ export interface KillOptions {
   replica?: number;
 }
 
-/** A running SUT. Disposable: `dispose()` removes everything it made. */
-export interface Sut {
+/**
+ * A running SUT. Disposable: `dispose()` (or leaving an `await using` block)
+ * removes everything it made; `detach()` lets it run on, kept (`topas up`).
+ */
+export interface Sut extends AsyncDisposable {
   readonly backend: string;
   readonly spec: AppSpec;
   readonly runId: string;
@@ -124,6 +127,8 @@ export interface Sut {
   detach(): Promise<void>;
   /** Tear everything down. Idempotent. */
   dispose(): Promise<void>;
+  /** The same as dispose(), for `await using sut = await backend.start(...)`. */
+  [Symbol.asyncDispose](): Promise<void>;
   /** The traffic-shaping proxies in front of every service and database (require("shape")). */
   shaping?(): ShapeController;
 }

@@ -1,6 +1,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseAppSpec } from '../../src/spec/load-app-spec';
@@ -45,6 +46,18 @@ const backends: Array<[string, () => Backend]> = [
   ['docker', () => new DockerBackend()],
 ];
 
+/** The HTTP status of one GET on a fresh connection, or the network error's code. */
+function status(url: string): Promise<string> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, timeout: 3000 }, (res) => {
+      res.resume();
+      resolve(String(res.statusCode));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+}
+
 const seen = new Map<string, Record<string, string>>();
 
 for (const [name, make] of backends) {
@@ -79,6 +92,22 @@ for (const [name, make] of backends) {
       seen.set(name, errors);
       const first = [...seen.values()][0];
       assert.deepEqual(errors, first, 'every backend fails the same way as the first one');
+    });
+
+    test('a started SUT is disposed when its `await using` block ends', async () => {
+      const dir = path.join(workDir, 'using');
+      fs.mkdirSync(dir);
+      const file = path.join(dir, 'topas.yaml');
+      const one = SPEC.replace('name: behaviour', 'name: behaviour-using').replace('replicas: 2', 'replicas: 1');
+      fs.writeFileSync(file, one);
+      let urls: string[] = [];
+      {
+        await using s = await make().start(parseAppSpec(one, file), { runId: `bhu-${name}-${process.pid}`, workDir: path.join(dir, 'run'), log: () => {} });
+        urls = (await s.services()).flatMap((x) => x.endpoints);
+        assert.equal(urls.length, 1);
+        assert.equal(await status(`${urls[0]}/healthz`), '200');
+      }
+      assert.notEqual(await status(`${urls[0]}/healthz`), '200', 'the replica still answers after the block');
     });
 
     test('logs of several replicas: one line format, [api-1] / [api-2]', async () => {

@@ -917,6 +917,10 @@ export class DockerSut implements Sut {
     return this.disposing;
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
   /** Stop a start in progress: remove what exists now so pending waits fail at once. */
   abortStart(): void {
     this.disposed = true;

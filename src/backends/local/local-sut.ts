@@ -1072,6 +1072,10 @@ export class LocalSut implements Sut {
     return this.disposing;
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
   private async teardown(): Promise<void> {
     this.closed = true;
     if (this.loop) clearInterval(this.loop);
