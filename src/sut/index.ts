@@ -7,5 +7,6 @@ export { sutErrors, errorMessage } from './sut-errors';
 export { DEFAULT_LOG_TAIL, replicaPrefix, mergeReplicaLogs, tailLines } from './log-format';
 export { OpQueue } from './op-queue';
 export { HEAL_POLICY, healBackoffMs } from './heal-policy';
-export { RoundRobin, servingPool, postgresUrl, type DbCredentials } from './endpoints';
+export { RoundRobin, servingPool, postgresUrl, serviceEntry, databaseEntry, type DbCredentials } from './endpoints';
 export { resolveReference, resolveValue, type Address, type AddressView } from './references';
+export { startReplicaProxies, startDatabaseProxy, startDependentProxies, databaseProxyKey, type ShapedService, type ReplicaTarget } from './shaping';

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAppSpec } from '../../src/spec/load-app-spec';
 import { TopasError } from '../../src/errors';
-import { healBackoffMs, mergeReplicaLogs, OpQueue, resolveValue, RoundRobin, servingPool, sutErrors, type AddressView } from '../../src/sut';
+import { databaseEntry, serviceEntry, healBackoffMs, mergeReplicaLogs, OpQueue, resolveValue, RoundRobin, servingPool, sutErrors, type AddressView } from '../../src/sut';
 
 const spec = parseAppSpec(
   `
@@ -83,6 +83,13 @@ describe('sut core: policies', () => {
     await q.idle();
     assert.deepEqual(order, ['first', 'second', 'third']);
     assert.equal(q.busy, 0);
+  });
+  test('endpoint map entries: a URL and named-port address per replica; a database URL only while it runs', () => {
+    const e = serviceEntry([{ p: 1 }, { p: 2 }], ['grpc'], (r) => `http://h:${r.p}`, (r, n) => `h:${r.p}${n}`);
+    assert.deepEqual(e, { kind: 'service', urls: ['http://h:1', 'http://h:2'], extra: { grpc: ['h:1grpc', 'h:2grpc'] } });
+    const info = { host: 'h', port: 5, user: 'u', password: 'p w', dbname: 'd' };
+    assert.deepEqual(databaseEntry(info).urls, ['postgres://u:p%20w@h:5/d']);
+    assert.deepEqual(databaseEntry(info, false).urls, []);
   });
   test('the error table: one code and text per mistake', () => {
     assert.equal(sutErrors.unknownTarget('core', 'nope', ['api', 'db']).code, 'SCENARIO_FAILED');

@@ -12,7 +12,7 @@ import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
-import { DEFAULT_LOG_TAIL, OpQueue, RoundRobin, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
+import { DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
 
 /** Image for a database without one: overridable because a machine may only have a local build. */
 export function defaultPostgresImage(): string {
@@ -147,31 +147,33 @@ export class DockerSut implements Sut {
    */
   async startShaping(gateway?: string): Promise<void> {
     const dbTarget = (db: DatabaseRt): ProxyTarget | undefined => (db.hostPort && db.ready ? { host: '127.0.0.1', port: db.hostPort } : undefined);
-    for (const db of this.dbs.values()) await this.fleet.replicaProxy(db.spec.name, `${db.spec.name}#db`, 'db', 'tcp', () => dbTarget(db));
+    for (const db of this.dbs.values()) await startDatabaseProxy(this.fleet, db.spec.name, () => dbTarget(db));
     for (const svc of this.svcs.values()) for (const r of svc.replicas) if (!r.gone) await this.startReplicaProxies(svc, r);
     if (!gateway) {
       markDependentsBypass(this.shapes, this.spec);
       return;
     }
     this.gateway = gateway;
-    for (const db of this.dbs.values()) {
-      await this.fleet.dependentProxy(db.spec.name, 'db', 'tcp', () => [dbTarget(db)].filter((t): t is ProxyTarget => !!t), gateway);
-    }
-    for (const svc of this.svcs.values()) {
-      const pool = (): Replica[] => {
-        const ready = this.readyReplicas(svc);
-        return ready.length ? ready : svc.replicas.filter((r) => !r.gone);
-      };
-      const targets = (port: number) => () => pool().flatMap((r) => (r.hostPorts.get(port) ? [{ host: '127.0.0.1', port: r.hostPorts.get(port)! }] : []));
-      await this.fleet.dependentProxy(svc.spec.name, 'main', 'http', targets(svc.spec.port), gateway);
-      for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.dependentProxy(svc.spec.name, pn, 'tcp', targets(p), gateway);
-    }
+    await startDependentProxies(this.fleet, {
+      databases: [...this.dbs.keys()],
+      databaseTarget: (name) => dbTarget(this.dbs.get(name)!),
+      services: this.spec.services,
+      serviceTargets: (name, port) => {
+        const svc = this.svc(name);
+        return servingPool(this.readyReplicas(svc), svc.replicas.filter((r) => !r.gone)).flatMap((r) => {
+          const p = r.hostPorts.get(port === 'main' ? svc.spec.port : svc.spec.ports[port]);
+          return p ? [{ host: '127.0.0.1', port: p }] : [];
+        });
+      },
+      listenHost: gateway,
+    });
   }
 
   private async startReplicaProxies(svc: ServiceRt, r: Replica): Promise<void> {
-    const hostPort = (p: number) => (): ProxyTarget | undefined => (r.hostPorts.get(p) ? { host: '127.0.0.1', port: r.hostPorts.get(p)! } : undefined);
-    await this.fleet.replicaProxy(svc.spec.name, r.id, 'main', 'http', hostPort(svc.spec.port));
-    for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.replicaProxy(svc.spec.name, r.id, pn, 'tcp', hostPort(p));
+    await startReplicaProxies(this.fleet, svc.spec, r.id, (port) => {
+      const p = r.hostPorts.get(port === 'main' ? svc.spec.port : svc.spec.ports[port]);
+      return p ? { host: '127.0.0.1', port: p } : undefined;
+    });
   }
 
   /** Image references the spec needs, for checking them all before anything starts. */
@@ -678,20 +680,12 @@ export class DockerSut implements Sut {
   endpointMap(): EndpointMap {
     const map: EndpointMap = {};
     for (const db of this.dbs.values()) {
-      const c = db.spec.credentials;
-      const via = this.fleet.replicaAddress(`${db.spec.name}#db`, 'db');
-      map[db.spec.name] = {
-        kind: 'database',
-        urls: db.hostPort ? [this.dbUrl(db)] : [],
-        extra: {},
-        db: { host: via?.host ?? '127.0.0.1', port: via?.port ?? db.hostPort ?? 0, user: c.user, password: c.password, dbname: c.dbname },
-      };
+      const via = this.fleet.replicaAddress(databaseProxyKey(db.spec.name), 'db');
+      map[db.spec.name] = databaseEntry({ ...db.spec.credentials, host: via?.host ?? '127.0.0.1', port: via?.port ?? db.hostPort ?? 0 }, !!db.hostPort);
     }
     for (const svc of this.svcs.values()) {
-      const ready = this.readyReplicas(svc);
-      const extra: Record<string, string[]> = {};
-      for (const [pn, p] of Object.entries(svc.spec.ports)) extra[pn] = ready.map((r) => this.replicaHostPort(r, pn, p));
-      map[svc.spec.name] = { kind: 'service', urls: ready.map((r) => this.replicaUrl(svc, r)), extra };
+      const pool = servingPool(this.readyReplicas(svc), svc.replicas.filter((r) => !r.gone));
+      map[svc.spec.name] = serviceEntry(pool, Object.keys(svc.spec.ports), (r) => this.replicaUrl(svc, r), (r, pn) => this.replicaHostPort(r, pn, svc.spec.ports[pn]));
     }
     return map;
   }
@@ -979,7 +973,7 @@ export class DockerSut implements Sut {
 
   /** As scenarios reach the database (its proxy), or `direct`. */
   private dbUrl(db: DatabaseRt, direct = false): string {
-    const via = direct ? undefined : this.fleet.replicaAddress(`${db.spec.name}#db`, 'db');
+    const via = direct ? undefined : this.fleet.replicaAddress(databaseProxyKey(db.spec.name), 'db');
     return postgresUrl(db.spec.credentials, via?.host ?? '127.0.0.1', via?.port ?? db.hostPort ?? 0);
   }
 }

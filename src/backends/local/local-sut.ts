@@ -18,7 +18,7 @@ import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { selfCommand } from '../../util/self-command';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
-import { DEFAULT_LOG_TAIL, OpQueue, RoundRobin, errorMessage, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
+import { DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, errorMessage, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
 
 export interface LocalSutOptions {
   /** SIGTERM -> SIGKILL grace when stopping a replica; default 5s */
@@ -345,27 +345,19 @@ export class LocalSut implements Sut {
    */
   private async startServiceProxies(): Promise<void> {
     const pgTarget = (): ProxyTarget | undefined => (this.pg ? { host: HOST, port: this.pg.state.port } : undefined);
-    for (const db of this.dbs.values()) {
-      await this.fleet.replicaProxy(db.name, `${db.name}#db`, 'db', 'tcp', pgTarget);
-      if (this.shapeDependents) await this.fleet.dependentProxy(db.name, 'db', 'tcp', () => [pgTarget()].filter((t): t is ProxyTarget => !!t));
-    }
+    for (const db of this.dbs.keys()) await startDatabaseProxy(this.fleet, db, pgTarget);
     if (!this.shapeDependents) return;
-    for (const svc of this.svcs.values()) {
-      const pool = () => this.pool(svc);
-      await this.fleet.dependentProxy(svc.config.name, 'main', 'http', () => pool().map((r) => ({ host: HOST, port: r.port })));
-      for (const name of Object.keys(svc.config.ports)) {
-        await this.fleet.dependentProxy(svc.config.name, name, 'tcp', () => pool().map((r) => ({ host: HOST, port: r.ports[name] })));
-      }
-    }
+    await startDependentProxies(this.fleet, {
+      databases: [...this.dbs.keys()],
+      databaseTarget: pgTarget,
+      services: [...this.svcs.values()].map((svc) => svc.config),
+      serviceTargets: (name, port) => this.pool(this.svc(name)).map((r) => ({ host: HOST, port: port === 'main' ? r.port : r.ports[port] })),
+    });
   }
 
-  /** The scenario proxies of one replica: main port in HTTP mode (http_fault), named ports plain TCP. */
+  /** The scenario proxies of one replica. */
   private async startReplicaProxies(svc: ServiceRuntime, r: Replica): Promise<void> {
-    const key = this.replicaKey(svc, r);
-    await this.fleet.replicaProxy(svc.config.name, key, 'main', 'http', () => ({ host: HOST, port: r.port }));
-    for (const name of Object.keys(svc.config.ports)) {
-      await this.fleet.replicaProxy(svc.config.name, key, name, 'tcp', () => ({ host: HOST, port: r.ports[name] }));
-    }
+    await startReplicaProxies(this.fleet, svc.config, this.replicaKey(svc, r), (port) => ({ host: HOST, port: port === 'main' ? r.port : r.ports[port] }));
   }
 
   /** A replica's base URL as scenarios reach it: through its proxy (direct when it has none). */
@@ -382,7 +374,7 @@ export class LocalSut implements Sut {
   /** Connection info of a database as scenarios reach it (through its proxy). */
   private dbScenarioInfo(db: DatabaseSpec): { host: string; port: number; user: string; password: string; dbname: string } {
     const info = this.dbInfo(db);
-    const a = this.fleet.replicaAddress(`${db.name}#db`, 'db');
+    const a = this.fleet.replicaAddress(databaseProxyKey(db.name), 'db');
     return a ? { ...info, host: a.host, port: a.port } : info;
   }
 
@@ -793,16 +785,9 @@ export class LocalSut implements Sut {
   endpointMap(): EndpointMap {
     const map: EndpointMap = {};
     for (const svc of this.svcs.values()) {
-      const pool = this.pool(svc);
-      const extra: Record<string, string[]> = {};
-      for (const name of Object.keys(svc.config.ports)) extra[name] = pool.map((r) => this.replicaPort(svc, r, name));
-      map[svc.config.name] = { kind: 'service', urls: pool.map((r) => this.replicaUrl(svc, r)), extra };
+      map[svc.config.name] = serviceEntry(this.pool(svc), Object.keys(svc.config.ports), (r) => this.replicaUrl(svc, r), (r, name) => this.replicaPort(svc, r, name));
     }
-    for (const db of this.dbs.values()) {
-      if (!this.pg) continue;
-      const info = this.dbScenarioInfo(db);
-      map[db.name] = { kind: 'database', urls: [this.dbUrl(db, info)], extra: {}, db: info };
-    }
+    for (const db of this.dbs.values()) if (this.pg) map[db.name] = databaseEntry(this.dbScenarioInfo(db));
     return map;
   }
 
