@@ -1,6 +1,7 @@
 import type { AppSpec } from '../spec/app-spec';
 import type { ShapeController } from '../shape/shape-controller';
 import type { SweepOptions } from './ownership';
+import type { SutLifecycle } from '../sut/lifecycle';
 
 /**
  * A backend stands a SUT up and hands back a handle to it. One small seam,
@@ -125,6 +126,8 @@ export interface Sut extends AsyncDisposable {
   state(): SutState;
   /** Stop watching (self-healing loop) without removing anything: used after `topas up`. */
   detach(): Promise<void>;
+  /** running (removed on dispose), kept (outlives this process: `topas up`, --keep, attached) or disposed */
+  readonly lifecycle: SutLifecycle;
   /** Tear everything down. Idempotent. */
   dispose(): Promise<void>;
   /** The same as dispose(), for `await using sut = await backend.start(...)`. */

@@ -10,3 +10,4 @@ export { HEAL_POLICY, healBackoffMs } from './heal-policy';
 export { RoundRobin, servingPool, postgresUrl, serviceEntry, databaseEntry, type DbCredentials } from './endpoints';
 export { resolveReference, resolveValue, type Address, type AddressView } from './references';
 export { startReplicaProxies, startDatabaseProxy, startDependentProxies, databaseProxyKey, type ShapedService, type ReplicaTarget } from './shaping';
+export { lifecycleOf, type SutLifecycle } from './lifecycle';

@@ -101,12 +101,16 @@ for (const [name, make] of backends) {
       const one = SPEC.replace('name: behaviour', 'name: behaviour-using').replace('replicas: 2', 'replicas: 1');
       fs.writeFileSync(file, one);
       let urls: string[] = [];
+      let disposedOne: Sut | undefined;
       {
         await using s = await make().start(parseAppSpec(one, file), { runId: `bhu-${name}-${process.pid}`, workDir: path.join(dir, 'run'), log: () => {} });
         urls = (await s.services()).flatMap((x) => x.endpoints);
         assert.equal(urls.length, 1);
         assert.equal(await status(`${urls[0]}/healthz`), '200');
+        assert.equal(s.lifecycle, 'running');
+        disposedOne = s;
       }
+      assert.equal(disposedOne?.lifecycle, 'disposed');
       assert.notEqual(await status(`${urls[0]}/healthz`), '200', 'the replica still answers after the block');
     });
 
@@ -114,6 +118,18 @@ for (const [name, make] of backends) {
       const text = await sut!.logs('api', { tail: 5 });
       assert.match(text, /^\[api-1\] listening on \d+/m);
       assert.match(text, /^\[api-2\] listening on \d+/m);
+    });
+
+    test('kept and disposed are distinct states: detach keeps it running, dispose removes it', async () => {
+      const s = sut!;
+      assert.equal(s.lifecycle, 'running');
+      await s.detach();
+      assert.equal(s.lifecycle, 'kept');
+      const url = (await s.services()).flatMap((x) => x.endpoints)[0];
+      assert.equal(await status(`${url}/healthz`), '200', 'a kept SUT keeps running');
+      await s.dispose();
+      assert.equal(s.lifecycle, 'disposed');
+      assert.notEqual(await status(`${url}/healthz`), '200');
     });
   });
 }

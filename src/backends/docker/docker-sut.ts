@@ -12,7 +12,7 @@ import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
-import { DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
+import { lifecycleOf, type SutLifecycle, DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
 
 /** Image for a database without one: overridable because a machine may only have a local build. */
 export function defaultPostgresImage(): string {
@@ -80,6 +80,8 @@ export class DockerSut implements Sut {
   private readonly prefix: string;
   private counter = 0;
   private disposed = false;
+  /** detached, or attached to a SUT another process kept */
+  private kept: boolean;
   private disposing?: Promise<void>;
   private reconcileTimer?: NodeJS.Timeout;
   private reconciling = false;
@@ -101,6 +103,7 @@ export class DockerSut implements Sut {
     data?: DockerSutData,
   ) {
     this.docker = engine.docker;
+    this.kept = data !== undefined;
     this.prefix = dockerName('topas', spec.name, runId);
     for (const s of spec.services) {
       const saved = data?.services[s.name];
@@ -893,7 +896,12 @@ export class DockerSut implements Sut {
     this.fleet.useHost(host);
   }
 
+  get lifecycle(): SutLifecycle {
+    return lifecycleOf({ disposed: this.disposed, kept: this.kept });
+  }
+
   async detach(): Promise<void> {
+    this.kept = true;
     this.stopReconcile();
     // scenario proxies end with this process; dependents' proxies, if any, live on in the proxy host
     await this.fleet.close();

@@ -18,7 +18,7 @@ import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { selfCommand } from '../../util/self-command';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
-import { DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, errorMessage, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
+import { lifecycleOf, type SutLifecycle, DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, errorMessage, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
 
 export interface LocalSutOptions {
   /** SIGTERM -> SIGKILL grace when stopping a replica; default 5s */
@@ -1050,6 +1050,10 @@ export class LocalSut implements Sut {
     // scenario proxies end with this process; dependents' proxies, if any, live on in the proxy host
     await this.fleet.close();
     this.persist();
+  }
+
+  get lifecycle(): SutLifecycle {
+    return lifecycleOf({ disposed: this.closed, kept: this.detached || this.kept });
   }
 
   dispose(): Promise<void> {
