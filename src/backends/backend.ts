@@ -1,6 +1,7 @@
 import type { AppSpec } from '../spec/app-spec';
 import type { ShapeController } from '../shape/shape-controller';
 import type { SweepOptions } from './ownership';
+import type { SutLifecycle } from '../sut/lifecycle';
 
 /**
  * A backend stands a SUT up and hands back a handle to it. One small seam,
@@ -90,8 +91,11 @@ export interface KillOptions {
   replica?: number;
 }
 
-/** A running SUT. Disposable: `dispose()` removes everything it made. */
-export interface Sut {
+/**
+ * A running SUT. Disposable: `dispose()` (or leaving an `await using` block)
+ * removes everything it made; `detach()` lets it run on, kept (`topas up`).
+ */
+export interface Sut extends AsyncDisposable {
   readonly backend: string;
   readonly spec: AppSpec;
   readonly runId: string;
@@ -122,8 +126,12 @@ export interface Sut {
   state(): SutState;
   /** Stop watching (self-healing loop) without removing anything: used after `topas up`. */
   detach(): Promise<void>;
+  /** running (removed on dispose), kept (outlives this process: `topas up`, --keep, attached) or disposed */
+  readonly lifecycle: SutLifecycle;
   /** Tear everything down. Idempotent. */
   dispose(): Promise<void>;
+  /** The same as dispose(), for `await using sut = await backend.start(...)`. */
+  [Symbol.asyncDispose](): Promise<void>;
   /** The traffic-shaping proxies in front of every service and database (require("shape")). */
   shaping?(): ShapeController;
 }

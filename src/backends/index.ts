@@ -13,5 +13,3 @@ registerBackend('docker', () => {
   return new DockerBackend();
 });
 
-export { LocalBackend } from './local/local-backend';
-export { LocalSut } from './local/local-sut';

@@ -1,6 +1,6 @@
 import type { Config } from '@oclif/core';
 import type { Backend } from './backend';
-import { registerBackend } from './registry';
+import { registerPluginBackend } from './registry';
 
 /** What a plugin's `backends` hook receives: call `register` for each backend it brings. */
 export type BackendsHookOptions = {
@@ -11,13 +11,21 @@ const done = new WeakSet<Config>();
 
 /**
  * Backends from oclif plugins (the kubernetes backend lives in
- * plugins/kubernetes): each plugin declares `"hooks": {"backends": "./dist/hooks/backends"}`
- * and registers by name. Core never imports a plugin.
+ * plugins/kubernetes): each plugin declares `"hooks": {"topas:backends": "./dist/hooks/backends"}`
+ * and registers by name, never as `local`, `docker` or `auto`. Core never imports a plugin.
  */
 export async function registerPluginBackends(config: Config): Promise<void> {
   if (done.has(config)) return;
   done.add(config);
-  const opts: BackendsHookOptions = { register: registerBackend };
-  const result = await config.runHook('backends', opts);
-  for (const f of result.failures) process.emitWarning(`plugin ${f.plugin.name}: backends hook failed: ${f.error.message}`);
+  const opts: BackendsHookOptions = {
+    register: (name, factory) => {
+      const refused = registerPluginBackend(name, factory);
+      if (refused) process.emitWarning(`a plugin's backend was not registered: ${refused}`);
+    },
+  };
+  // `topas:backends` is the hook; plain `backends` is what plugins written before it declare
+  for (const hook of ['topas:backends', 'backends']) {
+    const result = await config.runHook(hook, opts);
+    for (const f of result.failures) process.emitWarning(`plugin ${f.plugin.name}: ${hook} hook failed: ${f.error.message}`);
+  }
 }

@@ -4,8 +4,27 @@ import { TopasError } from '../errors';
 /** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `backends` oclif hook (plugin-backends.ts). */
 const factories = new Map<string, () => Backend>();
 
+/** The backends topas brings; `--backend auto` tries them in this order, then plugin backends. */
+export const BUILT_IN_BACKENDS = ['docker', 'local'] as const;
+
 export function registerBackend(name: string, factory: () => Backend): void {
   factories.set(name, factory);
+}
+
+/**
+ * A plugin's backend: never one of the built-in names (nor `auto`), so a plugin
+ * cannot take over `local` or `docker`. Returns why it was refused, else undefined.
+ */
+export function registerPluginBackend(name: string, factory: () => Backend): string | undefined {
+  if (name === 'auto' || (BUILT_IN_BACKENDS as readonly string[]).includes(name)) return `"${name}" is a built-in backend name; a plugin cannot replace it`;
+  if (!/^[a-z][a-z0-9-]*$/.test(name)) return `"${name}" is not a backend name (lower-case letters, digits and -)`;
+  factories.set(name, factory);
+  return undefined;
+}
+
+/** The backends plugins added, in the order they registered. */
+export function pluginBackendNames(): string[] {
+  return [...factories.keys()].filter((n) => !(BUILT_IN_BACKENDS as readonly string[]).includes(n));
 }
 
 export function backendNames(): string[] {

@@ -8,7 +8,7 @@ export const appFlag = Flags.string({ description: 'path to the app spec (defaul
 export const backendFlag = Flags.string({
   description: 'where to stand the SUT up: auto (docker when the engine answers and every service has an image, else local), local, docker, or a plugin backend',
   default: 'auto',
-  helpValue: 'auto|local|docker|kubernetes',
+  helpValue: 'auto|local|docker',
 });
 export const envFlag = Flags.string({
   description: `variable for scenarios and services (repeatable; at most ${formatBytes(LIMITS.envEntryBytes)} each, ${formatBytes(LIMITS.envTotalBytes)} in all)`,

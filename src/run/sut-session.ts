@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Backend, Sut, SutState } from '../backends/backend';
-import { getBackend } from '../backends/registry';
+import { BUILT_IN_BACKENDS, getBackend, pluginBackendNames } from '../backends/registry';
 import '../backends/index';
 import { TopasError } from '../errors';
 import type { AppSpec } from '../spec/app-spec';
@@ -30,7 +30,8 @@ export async function chooseBackend(spec: AppSpec, requested: string): Promise<B
     return { backend, reason: `requested with --backend ${requested}` };
   }
   const reasons: string[] = [];
-  for (const name of ['docker', 'local']) {
+  // the built-in ones first, then what plugins added
+  for (const name of [...BUILT_IN_BACKENDS, ...pluginBackendNames()]) {
     let backend: Backend;
     try {
       backend = getBackend(name);

@@ -3,7 +3,6 @@ import type { AppSpec, DatabaseSpec, ServiceSpec } from '../../spec/app-spec';
 import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, StartContext, Sut, SutState } from '../backend';
 import { TopasError } from '../../errors';
 import { formatDurationMs } from '../../util/duration';
-import { resolveReferences } from '../../spec/references';
 import { sleep, waitForHttp } from '../readiness';
 import { containerLogs, ensureImage, imageRef, versionOf, type Engine } from './engine';
 import { ExitWatch, exitOf, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
@@ -13,6 +12,7 @@ import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
+import { lifecycleOf, type SutLifecycle, DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
 
 /** Image for a database without one: overridable because a machine may only have a local build. */
 export function defaultPostgresImage(): string {
@@ -23,7 +23,6 @@ const RECONCILE_INTERVAL_MS = 500;
 /** After an old replica leaves the endpoint set, requests already handed its address finish first. */
 const DRAIN_MS = 250;
 const STOP_GRACE_S = 10;
-const MAX_HEAL_BACKOFF_MS = 30_000;
 /** one readiness attempt of a replica found running (attach, ps) */
 const PROBE_ONCE_MS = 2000;
 
@@ -48,9 +47,8 @@ interface ServiceRt {
   declared: number;
   stopped: boolean;
   replicas: Replica[];
-  rr: number;
-  lock: Promise<void>;
-  busy: number;
+  rr: RoundRobin;
+  ops: OpQueue;
   healFailures: number;
   nextHealAt: number;
 }
@@ -62,8 +60,7 @@ interface DatabaseRt {
   hostPort?: number;
   ready: boolean;
   stopped: boolean;
-  lock: Promise<void>;
-  busy: number;
+  ops: OpQueue;
 }
 
 /** What `state()` persists so `attach` in another process can reopen the SUT. */
@@ -83,6 +80,8 @@ export class DockerSut implements Sut {
   private readonly prefix: string;
   private counter = 0;
   private disposed = false;
+  /** detached, or attached to a SUT another process kept */
+  private kept: boolean;
   private disposing?: Promise<void>;
   private reconcileTimer?: NodeJS.Timeout;
   private reconciling = false;
@@ -104,6 +103,7 @@ export class DockerSut implements Sut {
     data?: DockerSutData,
   ) {
     this.docker = engine.docker;
+    this.kept = data !== undefined;
     this.prefix = dockerName('topas', spec.name, runId);
     for (const s of spec.services) {
       const saved = data?.services[s.name];
@@ -115,9 +115,8 @@ export class DockerSut implements Sut {
         declared: saved?.declared ?? s.replicas,
         stopped: saved?.stopped ?? false,
         replicas: [],
-        rr: 0,
-        lock: Promise.resolve(),
-        busy: 0,
+        rr: new RoundRobin(),
+        ops: new OpQueue(),
         healFailures: 0,
         nextHealAt: 0,
       });
@@ -128,8 +127,7 @@ export class DockerSut implements Sut {
         ref: d.image ? imageRef(d.image, d.version) : defaultPostgresImage(),
         ready: false,
         stopped: data?.databases[d.name]?.stopped ?? false,
-        lock: Promise.resolve(),
-        busy: 0,
+        ops: new OpQueue(),
       });
     }
     this.shapes = new ShapeController({ services: [...this.svcs.keys(), ...this.dbs.keys()] });
@@ -152,31 +150,33 @@ export class DockerSut implements Sut {
    */
   async startShaping(gateway?: string): Promise<void> {
     const dbTarget = (db: DatabaseRt): ProxyTarget | undefined => (db.hostPort && db.ready ? { host: '127.0.0.1', port: db.hostPort } : undefined);
-    for (const db of this.dbs.values()) await this.fleet.replicaProxy(db.spec.name, `${db.spec.name}#db`, 'db', 'tcp', () => dbTarget(db));
+    for (const db of this.dbs.values()) await startDatabaseProxy(this.fleet, db.spec.name, () => dbTarget(db));
     for (const svc of this.svcs.values()) for (const r of svc.replicas) if (!r.gone) await this.startReplicaProxies(svc, r);
     if (!gateway) {
       markDependentsBypass(this.shapes, this.spec);
       return;
     }
     this.gateway = gateway;
-    for (const db of this.dbs.values()) {
-      await this.fleet.dependentProxy(db.spec.name, 'db', 'tcp', () => [dbTarget(db)].filter((t): t is ProxyTarget => !!t), gateway);
-    }
-    for (const svc of this.svcs.values()) {
-      const pool = (): Replica[] => {
-        const ready = this.readyReplicas(svc);
-        return ready.length ? ready : svc.replicas.filter((r) => !r.gone);
-      };
-      const targets = (port: number) => () => pool().flatMap((r) => (r.hostPorts.get(port) ? [{ host: '127.0.0.1', port: r.hostPorts.get(port)! }] : []));
-      await this.fleet.dependentProxy(svc.spec.name, 'main', svc.spec.tls ? 'tcp' : 'http', targets(svc.spec.port), gateway);
-      for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.dependentProxy(svc.spec.name, pn, 'tcp', targets(p), gateway);
-    }
+    await startDependentProxies(this.fleet, {
+      databases: [...this.dbs.keys()],
+      databaseTarget: (name) => dbTarget(this.dbs.get(name)!),
+      services: this.spec.services,
+      serviceTargets: (name, port) => {
+        const svc = this.svc(name);
+        return servingPool(this.readyReplicas(svc), svc.replicas.filter((r) => !r.gone)).flatMap((r) => {
+          const p = r.hostPorts.get(port === 'main' ? svc.spec.port : svc.spec.ports[port]);
+          return p ? [{ host: '127.0.0.1', port: p }] : [];
+        });
+      },
+      listenHost: gateway,
+    });
   }
 
   private async startReplicaProxies(svc: ServiceRt, r: Replica): Promise<void> {
-    const hostPort = (p: number) => (): ProxyTarget | undefined => (r.hostPorts.get(p) ? { host: '127.0.0.1', port: r.hostPorts.get(p)! } : undefined);
-    await this.fleet.replicaProxy(svc.spec.name, r.id, 'main', svc.spec.tls ? 'tcp' : 'http', hostPort(svc.spec.port));
-    for (const [pn, p] of Object.entries(svc.spec.ports)) await this.fleet.replicaProxy(svc.spec.name, r.id, pn, 'tcp', hostPort(p));
+    await startReplicaProxies(this.fleet, svc.spec, r.id, (port) => {
+      const p = r.hostPorts.get(port === 'main' ? svc.spec.port : svc.spec.ports[port]);
+      return p ? { host: '127.0.0.1', port: p } : undefined;
+    });
   }
 
   /** Image references the spec needs, for checking them all before anything starts. */
@@ -343,53 +343,26 @@ export class DockerSut implements Sut {
     const version = svc.version ?? versionOf(this.refOf(svc));
     env.TOPAS_VERSION = version;
     for (const [k, v] of Object.entries({ ...s.env, ...(this.ctx.env ?? {}), ...svc.envOverrides })) {
-      env[k] = resolveReferences(v, (name, field) => this.resolveInNetwork(name, field));
+      env[k] = resolveValue(this.spec, this.view, v);
     }
     return env;
   }
 
-  /** `${name.field}` as seen from inside the run network. */
-  private resolveInNetwork(name: string, field: string): string {
-    const viaPort = this.dbs.has(name) ? 'db' : field.startsWith('ports.') ? field.slice(6) : 'main';
-    const via = this.gateway && (field === 'url' || field === 'host' || field === 'port' || field.startsWith('ports.')) ? this.fleet.dependentAddress(name, viaPort) : undefined;
-    if (via) {
-      if (field === 'host') return via.host;
-      if (field === 'port' || field.startsWith('ports.')) return String(via.port);
-      const db = this.dbs.get(name);
-      if (!db) return proxyUrl(via);
-      const c = db.spec.credentials;
-      return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${via.host}:${via.port}/${encodeURIComponent(c.dbname)}`;
-    }
-    const db = this.dbs.get(name);
-    if (db) {
-      const d = db.spec;
-      const c = d.credentials;
-      switch (field) {
-        case 'url':
-          return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${d.name}:${d.port}/${encodeURIComponent(c.dbname)}`;
-        case 'host':
-        case 'name':
-          return d.name;
-        case 'port':
-          return String(d.port);
-        case 'user':
-          return c.user;
-        case 'password':
-          return c.password;
-        case 'dbname':
-          return c.dbname;
-      }
-    }
-    const svc = this.svcs.get(name);
-    if (svc) {
-      const s = svc.spec;
-      if (field === 'url') return `http://${s.name}:${s.port}`;
-      if (field === 'host' || field === 'name') return s.name;
-      if (field === 'port') return String(s.port);
-      if (field.startsWith('ports.') && s.ports[field.slice(6)] !== undefined) return String(s.ports[field.slice(6)]);
-    }
-    throw new TopasError('INVALID_APP_SPEC', `reference \${${name}.${field}} names nothing the docker backend can resolve`);
-  }
+  /** Addresses as a container sees them: the dependents' proxy on the gateway when shaped, else the network alias and declared port. */
+  private readonly view: AddressView = {
+    service: (name, port): Address | undefined => {
+      const via = this.gateway ? this.fleet.dependentAddress(name, port) : undefined;
+      if (via) return via;
+      const s = this.svc(name).spec;
+      const p = port === 'main' ? s.port : s.ports[port];
+      return p === undefined ? undefined : { host: name, port: p };
+    },
+    database: (name): Address | undefined => {
+      const via = this.gateway ? this.fleet.dependentAddress(name, 'db') : undefined;
+      const d = this.dbs.get(name)!.spec;
+      return via ?? { host: d.name, port: d.port };
+    },
+  };
 
   private labels(service: string, kind: 'service' | 'database', slot: number, ref: string): Record<string, string> {
     return {
@@ -472,7 +445,7 @@ export class DockerSut implements Sut {
       const ready = svc.spec.ready;
       if (ready.kind !== 'http') continue;
       for (const r of svc.replicas.filter((x) => !x.gone && !x.ready)) {
-        void this.withLock(svc, async () => {
+        void svc.ops.run(async () => {
           if (r.gone || r.ready || this.disposed) return;
           const label = `service ${svc.spec.name} replica ${r.slot}`;
           const watch = new ExitWatch(this.docker, r.id);
@@ -535,7 +508,7 @@ export class DockerSut implements Sut {
         return; // engine hiccup: next tick
       }
       for (const svc of this.svcs.values()) {
-        if (svc.stopped || svc.busy > 0) continue;
+        if (svc.stopped || svc.ops.busy > 0) continue;
         for (const r of svc.replicas) {
           if (!running.has(r.id)) {
             r.gone = true;
@@ -545,12 +518,12 @@ export class DockerSut implements Sut {
         const alive = svc.replicas.filter((r) => !r.gone).length;
         if (alive === svc.declared && alive === svc.replicas.length) continue;
         if (Date.now() < svc.nextHealAt) continue;
-        void this.withLock(svc, () => this.heal(svc)).catch(() => {});
+        void svc.ops.run(() => this.heal(svc)).catch(() => {});
       }
       for (const db of this.dbs.values()) {
-        if (db.stopped || db.busy > 0 || !db.id || running.has(db.id)) continue;
+        if (db.stopped || db.ops.busy > 0 || !db.id || running.has(db.id)) continue;
         db.ready = false;
-        void this.withLock(db, async () => {
+        void db.ops.run(async () => {
           this.ctx.log(`docker: database ${db.spec.name} is not running; starting it again`);
           await this.restartDatabaseContainer(db, false);
         }).catch((e: unknown) => this.ctx.log(`docker: database ${db.spec.name}: restart failed: ${(e as Error).message}`));
@@ -572,23 +545,12 @@ export class DockerSut implements Sut {
       svc.nextHealAt = 0;
     } catch (err) {
       svc.healFailures++;
-      svc.nextHealAt = Date.now() + Math.min(MAX_HEAL_BACKOFF_MS, 1000 * 2 ** (svc.healFailures - 1));
+      svc.nextHealAt = Date.now() + healBackoffMs(svc.healFailures);
       this.ctx.log(`docker: service ${svc.spec.name}: replacing replicas failed (${(err as Error).message}); retrying`);
       throw err;
     }
   }
 
-  private withLock<T>(rt: { lock: Promise<void>; busy: number }, fn: () => Promise<T>): Promise<T> {
-    rt.busy++;
-    const run = rt.lock.then(fn);
-    rt.lock = run.then(
-      () => {},
-      () => {},
-    );
-    return run.finally(() => {
-      rt.busy--;
-    });
-  }
 
   // ---- replica set changes -------------------------------------------------
 
@@ -707,41 +669,26 @@ export class DockerSut implements Sut {
   endpoint(name: string, port?: string): string {
     const db = this.dbs.get(name);
     if (db) {
-      if (!db.hostPort) throw new TopasError('SUT_NOT_UP', `database ${name} is not running`);
+      if (!db.hostPort) throw sutErrors.databaseNotRunning(name);
       return this.dbUrl(db);
     }
     const svc = this.svc(name);
-    let pool = this.readyReplicas(svc);
-    if (pool.length === 0) pool = svc.replicas.filter((r) => !r.gone);
-    if (pool.length === 0) throw new TopasError('SUT_NOT_UP', `service ${name} has no running replica`);
-    const r = pool[svc.rr++ % pool.length];
-    if (port === undefined) return this.replicaUrl(svc, r);
-    const p = svc.spec.ports[port];
-    if (p === undefined) {
-      throw new TopasError('SCENARIO_FAILED', `service ${name} has no port named "${port}"`, {
-        hint: `named ports: ${Object.keys(svc.spec.ports).join(', ') || 'none'}`,
-      });
-    }
-    return this.replicaHostPort(r, port, p);
+    const p = port === undefined ? undefined : svc.spec.ports[port];
+    if (port !== undefined && p === undefined) throw sutErrors.unknownPort(name, port, Object.keys(svc.spec.ports));
+    const r = svc.rr.pick(servingPool(this.readyReplicas(svc), svc.replicas.filter((x) => !x.gone)));
+    if (!r) throw sutErrors.noRunningReplica(name);
+    return port === undefined ? this.replicaUrl(svc, r) : this.replicaHostPort(r, port, p!);
   }
 
   endpointMap(): EndpointMap {
     const map: EndpointMap = {};
     for (const db of this.dbs.values()) {
-      const c = db.spec.credentials;
-      const via = this.fleet.replicaAddress(`${db.spec.name}#db`, 'db');
-      map[db.spec.name] = {
-        kind: 'database',
-        urls: db.hostPort ? [this.dbUrl(db)] : [],
-        extra: {},
-        db: { host: via?.host ?? '127.0.0.1', port: via?.port ?? db.hostPort ?? 0, user: c.user, password: c.password, dbname: c.dbname },
-      };
+      const via = this.fleet.replicaAddress(databaseProxyKey(db.spec.name), 'db');
+      map[db.spec.name] = databaseEntry({ ...db.spec.credentials, host: via?.host ?? '127.0.0.1', port: via?.port ?? db.hostPort ?? 0 }, !!db.hostPort);
     }
     for (const svc of this.svcs.values()) {
-      const ready = this.readyReplicas(svc);
-      const extra: Record<string, string[]> = {};
-      for (const [pn, p] of Object.entries(svc.spec.ports)) extra[pn] = ready.map((r) => this.replicaHostPort(r, pn, p));
-      map[svc.spec.name] = { kind: 'service', urls: ready.map((r) => this.replicaUrl(svc, r)), extra, ...(svc.spec.tlsPorts ? { tlsPorts: svc.spec.tlsPorts } : {}) };
+      const pool = servingPool(this.readyReplicas(svc), svc.replicas.filter((r) => !r.gone));
+      map[svc.spec.name] = serviceEntry(pool, Object.keys(svc.spec.ports), (r) => this.replicaUrl(svc, r), (r, pn) => this.replicaHostPort(r, pn, svc.spec.ports[pn]), svc.spec.tlsPorts);
     }
     return map;
   }
@@ -749,9 +696,9 @@ export class DockerSut implements Sut {
   async applyService(name: string, change: ApplyServiceChange): Promise<void> {
     const svc = this.svc(name);
     if (change.replicas !== undefined && (!Number.isInteger(change.replicas) || change.replicas < 0)) {
-      throw new TopasError('SCENARIO_FAILED', `apply_service ${name}: replicas must be a whole number >= 0, got ${change.replicas}`);
+      throw sutErrors.badReplicaCount('apply_service', name, change.replicas);
     }
-    await this.withLock(svc, async () => {
+    await svc.ops.run(async () => {
       const before = { image: svc.image, version: svc.version, envOverrides: svc.envOverrides };
       const image = change.image ?? svc.image;
       const version = change.version ?? (change.image !== undefined && /:[^/]*$/.test(change.image) ? undefined : svc.version);
@@ -802,13 +749,14 @@ export class DockerSut implements Sut {
   }
 
   async scale(name: string, replicas: number): Promise<void> {
+    if (!Number.isInteger(replicas) || replicas < 0) throw sutErrors.badReplicaCount('scale', name, replicas);
     await this.applyService(name, { replicas });
   }
 
   async stop(name: string): Promise<void> {
     const db = this.dbs.get(name);
     if (db) {
-      await this.withLock(db, async () => {
+      await db.ops.run(async () => {
         db.stopped = true;
         db.ready = false;
         this.saveState();
@@ -817,7 +765,7 @@ export class DockerSut implements Sut {
       return;
     }
     const svc = this.svc(name);
-    await this.withLock(svc, async () => {
+    await svc.ops.run(async () => {
       svc.stopped = true;
       this.saveState();
       const victims = svc.replicas;
@@ -831,7 +779,7 @@ export class DockerSut implements Sut {
   async start(name: string): Promise<void> {
     const db = this.dbs.get(name);
     if (db) {
-      await this.withLock(db, async () => {
+      await db.ops.run(async () => {
         db.stopped = false;
         this.saveState();
         if (db.id) await this.restartDatabaseContainer(db, false);
@@ -840,7 +788,7 @@ export class DockerSut implements Sut {
       return;
     }
     const svc = this.svc(name);
-    await this.withLock(svc, async () => {
+    await svc.ops.run(async () => {
       svc.stopped = false;
       this.saveState();
       await this.scaleTo(svc, svc.declared);
@@ -850,7 +798,7 @@ export class DockerSut implements Sut {
   async restart(name: string): Promise<void> {
     const db = this.dbs.get(name);
     if (db) {
-      await this.withLock(db, async () => {
+      await db.ops.run(async () => {
         db.stopped = false;
         this.saveState();
         if (db.id) await this.restartDatabaseContainer(db, true);
@@ -859,7 +807,7 @@ export class DockerSut implements Sut {
       return;
     }
     const svc = this.svc(name);
-    await this.withLock(svc, async () => {
+    await svc.ops.run(async () => {
       svc.stopped = false;
       this.saveState();
       await this.rollAll(svc);
@@ -890,8 +838,10 @@ export class DockerSut implements Sut {
         };
       }
     }
+    if (!target && db) throw sutErrors.databaseNotRunning(name);
     if (!target) {
-      throw new TopasError('SCENARIO_FAILED', `kill ${name}: no running ${opts.replica !== undefined ? `replica ${opts.replica}` : 'replica'}`);
+      const running = this.svc(name).replicas.filter((r) => !r.gone).map((r) => r.slot).sort((a, b) => a - b);
+      throw sutErrors.noRunningReplica(name, opts.replica, running);
     }
     await this.docker.getContainer(target.id).kill({ signal });
     // Known dead at once, so wait_ready right after a kill waits for the replacement.
@@ -909,24 +859,12 @@ export class DockerSut implements Sut {
 
   async logs(name: string, opts: { tail?: number } = {}): Promise<string> {
     const db = this.dbs.get(name);
-    if (db) return db.id ? containerLogs(this.docker, db.id, opts.tail) : '';
+    const tail = opts.tail ?? DEFAULT_LOG_TAIL;
+    if (db) return db.id ? mergeReplicaLogs(name, [{ index: 1, text: await containerLogs(this.docker, db.id, tail) }], tail) : '';
     const svc = this.svc(name);
     const reps = [...svc.replicas].sort((a, b) => a.slot - b.slot);
-    const parts = await Promise.all(reps.map((r) => containerLogs(this.docker, r.id, opts.tail)));
-    let text =
-      reps.length === 1
-        ? parts[0]
-        : parts
-            .map((t, i) =>
-              t
-                .split('\n')
-                .filter((l) => l !== '')
-                .map((l) => `${name}-${reps[i].slot} | ${l}\n`)
-                .join(''),
-            )
-            .join('');
-    if (opts.tail !== undefined) text = text.split('\n').filter((l) => l !== '').slice(-opts.tail).join('\n') + '\n';
-    return text;
+    const parts = await Promise.all(reps.map(async (r) => ({ index: r.slot, text: await containerLogs(this.docker, r.id, tail) })));
+    return mergeReplicaLogs(name, parts, tail);
   }
 
   async exec(name: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -937,7 +875,8 @@ export class DockerSut implements Sut {
       const svc = this.svc(name);
       id = (this.readyReplicas(svc)[0] ?? svc.replicas.find((r) => !r.gone))?.id;
     }
-    if (!id) throw new TopasError('SUT_NOT_UP', `exec ${name}: nothing is running`);
+    if (argv.length === 0) throw sutErrors.emptyExec(name);
+    if (!id) throw sutErrors.nothingToExec(name);
     const r = await this.engine.client.container.exec(this.docker.getContainer(id), argv);
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
@@ -957,7 +896,12 @@ export class DockerSut implements Sut {
     this.fleet.useHost(host);
   }
 
+  get lifecycle(): SutLifecycle {
+    return lifecycleOf({ disposed: this.disposed, kept: this.kept });
+  }
+
   async detach(): Promise<void> {
+    this.kept = true;
     this.stopReconcile();
     // scenario proxies end with this process; dependents' proxies, if any, live on in the proxy host
     await this.fleet.close();
@@ -975,6 +919,10 @@ export class DockerSut implements Sut {
     return this.disposing;
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
   /** Stop a start in progress: remove what exists now so pending waits fail at once. */
   abortStart(): void {
     this.disposed = true;
@@ -987,7 +935,7 @@ export class DockerSut implements Sut {
     this.stopReconcile();
     // let operations in flight notice `disposed` and settle (bounded)
     await Promise.race([
-      Promise.allSettled([...this.svcs.values(), ...this.dbs.values()].map((rt) => rt.lock)),
+      Promise.allSettled([...this.svcs.values(), ...this.dbs.values()].map((rt) => rt.ops.idle())),
       sleep(2000),
     ]);
     await this.fleet.close();
@@ -1002,10 +950,7 @@ export class DockerSut implements Sut {
 
   private svc(name: string): ServiceRt {
     const s = this.svcs.get(name);
-    if (!s) {
-      const names = [...this.svcs.keys(), ...this.dbs.keys()].join(', ');
-      throw new TopasError('SCENARIO_FAILED', `no service or database named "${name}" in app ${this.spec.name}`, { hint: `known: ${names}` });
-    }
+    if (!s) throw sutErrors.unknownTarget(this.spec.name, name, [...this.svcs.keys(), ...this.dbs.keys()]);
     return s;
   }
 
@@ -1015,7 +960,7 @@ export class DockerSut implements Sut {
 
   private isReady(svc: ServiceRt): boolean {
     if (svc.stopped) return true;
-    return svc.busy === 0 && this.readyReplicas(svc).length >= svc.declared && svc.replicas.every((r) => !r.gone);
+    return svc.ops.busy === 0 && this.readyReplicas(svc).length >= svc.declared && svc.replicas.every((r) => !r.gone);
   }
 
   /** A replica's base URL as scenarios reach it: through its shaping proxy (direct when it has none). */
@@ -1036,10 +981,8 @@ export class DockerSut implements Sut {
 
   /** As scenarios reach the database (its proxy), or `direct`. */
   private dbUrl(db: DatabaseRt, direct = false): string {
-    const c = db.spec.credentials;
-    const via = direct ? undefined : this.fleet.replicaAddress(`${db.spec.name}#db`, 'db');
-    const hostPort = via ? `${via.host}:${via.port}` : `127.0.0.1:${db.hostPort}`;
-    return `postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${hostPort}/${encodeURIComponent(c.dbname)}`;
+    const via = direct ? undefined : this.fleet.replicaAddress(databaseProxyKey(db.spec.name), 'db');
+    return postgresUrl(db.spec.credentials, via?.host ?? '127.0.0.1', via?.port ?? db.hostPort ?? 0);
   }
 }
 

@@ -6,19 +6,19 @@ import path from 'node:path';
 import { TopasError } from '../../errors';
 import type { AppSpec, DatabaseSpec, ServiceSpec } from '../../spec/app-spec';
 import { startInDependencyOrder } from '../../spec/dependency-graph';
-import { resolveReferences } from '../../spec/references';
 import { formatDurationMs } from '../../util/duration';
 import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, StartContext, Sut, SutState } from '../backend';
 import { sleep, waitForHttp, waitForLog, waitForTcp, type ProbeOptions } from '../readiness';
 import { commandHint, replicaStartFailure } from '../start-errors';
 import { PostgresCluster, postgresBaseDir, type PostgresClusterState } from './postgres-cluster';
-import { findRunProcesses, freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup, tailLines, waitForExit } from './processes';
+import { findRunProcesses, freePort, isAlive, processStartTicks, readTail, signalGroup, stopGroup, waitForExit } from './processes';
 import { currentOwner, readRunRecords, removeRunRecord, writeRunRecord, type RunRecord } from './run-registry';
 import { markDependentsBypass, ShapeController } from '../../shape/shape-controller';
 import { ProxyFleet, proxyUrl } from '../../shape/proxy-fleet';
 import { ProxyHostClient, type ProxyHostInfo } from '../../shape/proxy-host';
 import { selfCommand } from '../../util/self-command';
 import type { ProxyTarget } from '../../shape/shaping-proxy';
+import { lifecycleOf, type SutLifecycle, DEFAULT_LOG_TAIL, databaseEntry, databaseProxyKey, serviceEntry, OpQueue, startDatabaseProxy, startDependentProxies, startReplicaProxies, RoundRobin, errorMessage, healBackoffMs, mergeReplicaLogs, postgresUrl, resolveValue, servingPool, sutErrors, type Address, type AddressView } from '../../sut';
 
 export interface LocalSutOptions {
   /** SIGTERM -> SIGKILL grace when stopping a replica; default 5s */
@@ -55,8 +55,8 @@ interface ServiceRuntime {
   /** what `start` brings back after `stop` */
   lastDeclared: number;
   replicas: Replica[];
-  lock: Mutex;
-  rr: number;
+  lock: OpQueue;
+  rr: RoundRobin;
   lastError?: string;
   failures: number;
   healAfter: number;
@@ -91,20 +91,6 @@ export interface LocalStateData {
   >;
 }
 
-/** Serializes the operations on one service (rollout, scale, heal). */
-class Mutex {
-  private tail: Promise<unknown> = Promise.resolve();
-  busy = 0;
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    this.busy++;
-    const p = this.tail.then(fn);
-    this.tail = p.catch(() => undefined);
-    return p.finally(() => {
-      this.busy--;
-    });
-  }
-}
-
 const HOST = '127.0.0.1';
 const EXEC_TIMEOUT_MS = 120_000;
 const DEFAULT_WAIT_READY_MS = 60_000;
@@ -120,10 +106,6 @@ function describeExit(exit: Replica['exit']): string {
   if (exit.signal) return `killed by ${exit.signal}`;
   if (exit.code === null) return 'exited';
   return `exit code ${exit.code}`;
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**
@@ -183,8 +165,8 @@ export class LocalSut implements Sut {
         declared: s.replicas,
         lastDeclared: Math.max(s.replicas, 1),
         replicas: [],
-        lock: new Mutex(),
-        rr: 0,
+        lock: new OpQueue(),
+        rr: new RoundRobin(),
         failures: 0,
         healAfter: 0,
       });
@@ -363,28 +345,19 @@ export class LocalSut implements Sut {
    */
   private async startServiceProxies(): Promise<void> {
     const pgTarget = (): ProxyTarget | undefined => (this.pg ? { host: HOST, port: this.pg.state.port } : undefined);
-    for (const db of this.dbs.values()) {
-      await this.fleet.replicaProxy(db.name, `${db.name}#db`, 'db', 'tcp', pgTarget);
-      if (this.shapeDependents) await this.fleet.dependentProxy(db.name, 'db', 'tcp', () => [pgTarget()].filter((t): t is ProxyTarget => !!t));
-    }
+    for (const db of this.dbs.keys()) await startDatabaseProxy(this.fleet, db, pgTarget);
     if (!this.shapeDependents) return;
-    for (const svc of this.svcs.values()) {
-      const pool = () => (this.serving(svc).length ? this.serving(svc) : this.live(svc));
-      await this.fleet.dependentProxy(svc.config.name, 'main', svc.config.tls ? 'tcp' : 'http', () => pool().map((r) => ({ host: HOST, port: r.port })));
-      for (const name of Object.keys(svc.config.ports)) {
-        await this.fleet.dependentProxy(svc.config.name, name, 'tcp', () => pool().map((r) => ({ host: HOST, port: r.ports[name] })));
-      }
-    }
+    await startDependentProxies(this.fleet, {
+      databases: [...this.dbs.keys()],
+      databaseTarget: pgTarget,
+      services: [...this.svcs.values()].map((svc) => svc.config),
+      serviceTargets: (name, port) => this.pool(this.svc(name)).map((r) => ({ host: HOST, port: port === 'main' ? r.port : r.ports[port] })),
+    });
   }
 
-  /** The scenario proxies of one replica: main port in HTTP mode (http_fault), named ports plain TCP. */
+  /** The scenario proxies of one replica. */
   private async startReplicaProxies(svc: ServiceRuntime, r: Replica): Promise<void> {
-    const key = this.replicaKey(svc, r);
-    // a TLS port cannot go through the HTTP-mode proxy: bytes only
-    await this.fleet.replicaProxy(svc.config.name, key, 'main', svc.config.tls ? 'tcp' : 'http', () => ({ host: HOST, port: r.port }));
-    for (const name of Object.keys(svc.config.ports)) {
-      await this.fleet.replicaProxy(svc.config.name, key, name, 'tcp', () => ({ host: HOST, port: r.ports[name] }));
-    }
+    await startReplicaProxies(this.fleet, svc.config, this.replicaKey(svc, r), (port) => ({ host: HOST, port: port === 'main' ? r.port : r.ports[port] }));
   }
 
   /** A replica's base URL as scenarios reach it: through its proxy (direct when it has none). */
@@ -402,7 +375,7 @@ export class LocalSut implements Sut {
   /** Connection info of a database as scenarios reach it (through its proxy). */
   private dbScenarioInfo(db: DatabaseSpec): { host: string; port: number; user: string; password: string; dbname: string } {
     const info = this.dbInfo(db);
-    const a = this.fleet.replicaAddress(`${db.name}#db`, 'db');
+    const a = this.fleet.replicaAddress(databaseProxyKey(db.name), 'db');
     return a ? { ...info, host: a.host, port: a.port } : info;
   }
 
@@ -452,10 +425,7 @@ export class LocalSut implements Sut {
 
   private svc(name: string): ServiceRuntime {
     const svc = this.svcs.get(name);
-    if (!svc) {
-      const known = [...this.svcs.keys()].join(', ') || 'none';
-      throw new TopasError('SUT_NOT_UP', `no service named "${name}" in app ${this.spec.name} (services: ${known})`);
-    }
+    if (!svc) throw sutErrors.unknownTarget(this.spec.name, name, [...this.svcs.keys(), ...this.dbs.keys()]);
     return svc;
   }
 
@@ -467,59 +437,32 @@ export class LocalSut implements Sut {
     return this.live(svc).filter((r) => r.ready);
   }
 
+  private pool(svc: ServiceRuntime): Replica[] {
+    return servingPool(this.serving(svc), this.live(svc));
+  }
+
   private dbInfo(db: DatabaseSpec): { host: string; port: number; user: string; password: string; dbname: string } {
     if (!this.pg) throw new TopasError('SUT_NOT_UP', `database ${db.name} is not started`);
     return { host: HOST, port: this.pg.state.port, ...db.credentials };
   }
 
   private dbUrl(db: DatabaseSpec, i = this.dbInfo(db)): string {
-    return `postgres://${encodeURIComponent(i.user)}:${encodeURIComponent(i.password)}@${i.host}:${i.port}/${encodeURIComponent(i.dbname)}`;
+    return postgresUrl(i, i.host, i.port);
   }
 
-  /** `${name.field}` as seen from a local process. */
-  private resolveRef = (name: string, field: string): string => {
-    const db = this.dbs.get(name);
-    if (db) {
-      const direct = this.dbInfo(db);
+  /** Addresses as a local process sees them: the dependents' proxy when shaped, else 127.0.0.1 and a replica's port. */
+  private readonly view: AddressView = {
+    service: (name, port): Address | undefined => {
+      const via = this.shapeDependents ? this.fleet.dependentAddress(name, port) : undefined;
+      if (via) return via;
+      const r = this.pool(this.svc(name))[0];
+      const p = r && (port === 'main' ? r.port : r.ports[port]);
+      return p === undefined ? undefined : { host: HOST, port: p };
+    },
+    database: (name): Address | undefined => {
       const via = this.shapeDependents ? this.fleet.dependentAddress(name, 'db') : undefined;
-      const i = via ? { ...direct, host: via.host, port: via.port } : direct;
-      switch (field) {
-        case 'url':
-          return this.dbUrl(db, i);
-        case 'host':
-          return i.host;
-        case 'port':
-          return String(i.port);
-        case 'user':
-          return i.user;
-        case 'password':
-          return i.password;
-        case 'dbname':
-          return i.dbname;
-        case 'name':
-          return name;
-      }
-      throw new TopasError('SUT_START_FAILED', `reference \${${name}.${field}}: databases have no field "${field}"`);
-    }
-    const svc = this.svcs.get(name);
-    if (svc) {
-      if (field === 'name') return name;
-      const viaPort = field === 'url' || field === 'host' || field === 'port' ? 'main' : field.slice(6);
-      const via = this.shapeDependents ? this.fleet.dependentAddress(name, viaPort) : undefined;
-      if (via) {
-        if (field === 'url') return proxyUrl(via, svc.config.tls ? 'https' : 'http');
-        if (field === 'host') return via.host;
-        return String(via.port);
-      }
-      const r = this.serving(svc)[0] ?? this.live(svc)[0];
-      if (!r) throw new TopasError('SUT_START_FAILED', `reference \${${name}.${field}}: service ${name} has no running replica`);
-      if (field === 'url') return `${svc.config.tls ? 'https' : 'http'}://${HOST}:${r.port}`;
-      if (field === 'host') return HOST;
-      if (field === 'port') return String(r.port);
-      if (field.startsWith('ports.') && r.ports[field.slice(6)] !== undefined) return String(r.ports[field.slice(6)]);
-      throw new TopasError('SUT_START_FAILED', `reference \${${name}.${field}}: service ${name} has no field "${field}"`);
-    }
-    throw new TopasError('SUT_START_FAILED', `reference \${${name}.${field}}: no service or database named "${name}"`);
+      return via ?? (this.pg ? { host: HOST, port: this.pg.state.port } : undefined);
+    },
   };
 
   private baseEnv(): Record<string, string> {
@@ -533,7 +476,7 @@ export class LocalSut implements Sut {
 
   private replicaEnv(svc: ServiceRuntime, index: number, port: number | undefined, ports: Record<string, number>): Record<string, string> {
     const env = this.baseEnv();
-    for (const [k, v] of Object.entries(svc.config.env)) env[k] = resolveReferences(v, this.resolveRef);
+    for (const [k, v] of Object.entries(svc.config.env)) env[k] = resolveValue(this.spec, this.view, v);
     Object.assign(env, this.extraEnv);
     if (port !== undefined) env.PORT = String(port);
     for (const [name, p] of Object.entries(ports)) env[portEnvName(name)] = String(p);
@@ -550,14 +493,14 @@ export class LocalSut implements Sut {
   }
 
   private argv(svc: ServiceRuntime): string[] {
-    const argv = (svc.config.command ?? []).map((a) => resolveReferences(a, this.resolveRef));
+    const argv = (svc.config.command ?? []).map((a) => resolveValue(this.spec, this.view, a));
     // same node as topas: works without node on PATH and matches the tested version
     if (argv[0] === 'node') argv[0] = nodeExecutable();
     return argv;
   }
 
   private async spawnReplica(svc: ServiceRuntime, index: number): Promise<Replica> {
-    if (this.closed) throw new TopasError('SUT_NOT_UP', `local run ${this.runId} is shut down`);
+    if (this.closed) throw sutErrors.disposed('local', this.runId);
     const port = await freePort();
     const ports: Record<string, number> = {};
     for (const name of Object.keys(svc.config.ports)) ports[name] = await freePort();
@@ -628,7 +571,7 @@ export class LocalSut implements Sut {
     });
     if (this.closed) {
       await this.stopReplica(svc, r, 0);
-      throw new TopasError('SUT_NOT_UP', `local run ${this.runId} is shut down`);
+      throw sutErrors.disposed('local', this.runId);
     }
     try {
       await this.startReplicaProxies(svc, r);
@@ -800,7 +743,7 @@ export class LocalSut implements Sut {
           if (this.closed) return;
           svc.failures++;
           svc.lastError = errorMessage(e);
-          const backoffMs = Math.min(10_000, 250 * 2 ** svc.failures);
+          const backoffMs = healBackoffMs(svc.failures);
           svc.healAfter = Date.now() + backoffMs;
           this.ctx.log(`local: replacing a replica of ${svc.config.name} failed (retry in ${formatDurationMs(backoffMs)}): ${svc.lastError}`);
         });
@@ -810,7 +753,7 @@ export class LocalSut implements Sut {
   // ---------------------------------------------------------------- Sut
 
   private ensureOpen(): void {
-    if (this.closed) throw new TopasError('SUT_NOT_UP', `local run ${this.runId} is shut down`);
+    if (this.closed) throw sutErrors.disposed('local', this.runId);
   }
 
   async services(): Promise<ServiceStatus[]> {
@@ -842,12 +785,9 @@ export class LocalSut implements Sut {
     const db = this.dbs.get(name);
     if (db) return this.dbUrl(db, this.dbScenarioInfo(db));
     const svc = this.svc(name);
-    if (port !== undefined && svc.config.ports[port] === undefined) {
-      throw new TopasError('INVALID_APP_SPEC', `service ${name} has no port named "${port}" (ports: ${Object.keys(svc.config.ports).join(', ') || 'none'})`);
-    }
-    const pool = this.serving(svc).length ? this.serving(svc) : this.live(svc);
-    if (pool.length === 0) throw new TopasError('SUT_NOT_UP', `service ${name} has no running replica`);
-    const r = pool[svc.rr++ % pool.length];
+    if (port !== undefined && svc.config.ports[port] === undefined) throw sutErrors.unknownPort(name, port, Object.keys(svc.config.ports));
+    const r = svc.rr.pick(this.pool(svc));
+    if (!r) throw sutErrors.noRunningReplica(name);
     if (port === undefined) return this.replicaUrl(svc, r);
     return svc.config.tlsPorts?.includes(port) ? `https://${this.replicaPort(svc, r, port)}` : this.replicaPort(svc, r, port);
   }
@@ -855,16 +795,9 @@ export class LocalSut implements Sut {
   endpointMap(): EndpointMap {
     const map: EndpointMap = {};
     for (const svc of this.svcs.values()) {
-      const pool = this.serving(svc).length ? this.serving(svc) : this.live(svc);
-      const extra: Record<string, string[]> = {};
-      for (const name of Object.keys(svc.config.ports)) extra[name] = pool.map((r) => this.replicaPort(svc, r, name));
-      map[svc.config.name] = { kind: 'service', urls: pool.map((r) => this.replicaUrl(svc, r)), extra, ...(svc.config.tlsPorts ? { tlsPorts: svc.config.tlsPorts } : {}) };
+      map[svc.config.name] = serviceEntry(this.pool(svc), Object.keys(svc.config.ports), (r) => this.replicaUrl(svc, r), (r, name) => this.replicaPort(svc, r, name), svc.config.tlsPorts);
     }
-    for (const db of this.dbs.values()) {
-      if (!this.pg) continue;
-      const info = this.dbScenarioInfo(db);
-      map[db.name] = { kind: 'database', urls: [this.dbUrl(db, info)], extra: {}, db: info };
-    }
+    for (const db of this.dbs.values()) if (this.pg) map[db.name] = databaseEntry(this.dbScenarioInfo(db));
     return map;
   }
 
@@ -948,7 +881,7 @@ export class LocalSut implements Sut {
 
   async scale(name: string, replicas: number): Promise<void> {
     this.ensureOpen();
-    if (!Number.isInteger(replicas) || replicas < 0) throw new TopasError('INVALID_FLAGS', `scale ${name}: replicas must be an integer >= 0, got ${replicas}`);
+    if (!Number.isInteger(replicas) || replicas < 0) throw sutErrors.badReplicaCount('scale', name, replicas);
     const svc = this.svc(name);
     await svc.lock.run(() => this.scaleTo(svc, replicas, this.opsAbort.signal));
   }
@@ -983,10 +916,10 @@ export class LocalSut implements Sut {
     let r: Replica | undefined;
     if (opts.replica !== undefined) {
       r = live.find((x) => x.index === opts.replica);
-      if (!r) throw new TopasError('SUT_NOT_UP', `service ${name} has no running replica ${opts.replica} (running: ${live.map((x) => x.index).join(', ') || 'none'})`);
+      if (!r) throw sutErrors.noRunningReplica(name, opts.replica, live.map((x) => x.index));
     } else {
       r = live[Math.floor(Math.random() * live.length)];
-      if (!r) throw new TopasError('SUT_NOT_UP', `service ${name} has no running replica to kill`);
+      if (!r) throw sutErrors.noRunningReplica(name);
     }
     const wasReady = r.ready;
     r.ready = false;
@@ -1005,25 +938,18 @@ export class LocalSut implements Sut {
   }
 
   async logs(name: string, opts: { tail?: number } = {}): Promise<string> {
-    const tail = opts.tail ?? 100;
+    const tail = opts.tail ?? DEFAULT_LOG_TAIL;
     const db = this.dbs.get(name);
     if (db) return this.pg ? this.pg.logs(tail) : '';
     const svc = this.svc(name);
     const replicas = [...svc.replicas].sort((a, b) => a.index - b.index || a.seq - b.seq);
-    if (replicas.length === 1) return tailLines(readTail(replicas[0].logFile), tail);
-    return replicas
-      .map((r) => {
-        const text = tailLines(readTail(r.logFile), tail);
-        return text ? text.split('\n').map((l) => `[${name}-${r.index}] ${l}`).join('\n') : '';
-      })
-      .filter((t) => t !== '')
-      .join('\n');
+    return mergeReplicaLogs(name, replicas.map((r) => ({ index: r.index, text: readTail(r.logFile) })), tail);
   }
 
   /** Local equivalent of `docker exec`: argv in the service's cwd with the env of its first replica. */
   async exec(name: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     this.ensureOpen();
-    if (argv.length === 0) throw new TopasError('INVALID_FLAGS', `exec ${name}: empty command`);
+    if (argv.length === 0) throw sutErrors.emptyExec(name);
     let cwd = this.spec.dir;
     let env: Record<string, string>;
     const db = this.dbs.get(name);
@@ -1136,9 +1062,17 @@ export class LocalSut implements Sut {
     this.persist();
   }
 
+  get lifecycle(): SutLifecycle {
+    return lifecycleOf({ disposed: this.closed, kept: this.detached || this.kept });
+  }
+
   dispose(): Promise<void> {
     this.disposing ??= this.teardown();
     return this.disposing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   private async teardown(): Promise<void> {

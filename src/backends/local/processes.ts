@@ -235,9 +235,3 @@ export function readTail(file: string, bytes = 64 * 1024): string {
     if (fd !== undefined) fs.closeSync(fd);
   }
 }
-
-export function tailLines(text: string, n: number): string {
-  const lines = text.split('\n');
-  if (lines.length && lines[lines.length - 1] === '') lines.pop();
-  return lines.slice(-n).join('\n');
-}
