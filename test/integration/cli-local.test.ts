@@ -151,8 +151,31 @@ describe('topas on the local backend, end to end', () => {
     } finally {
       // what the killed run left (as a sweep would, for this run only): its proxy host, folders and record
       if (rec.proxyHost && alive(rec.proxyHost.pid)) process.kill(rec.proxyHost.pid, 'SIGKILL');
-      for (const d of [rec.workDir, dir]) fs.rmSync(d, { recursive: true, force: true });
+      // the killed run's initdb lives on for a moment and keeps writing there: end it (found by the
+      // run's own folder in its command line), then remove what it wrote
+      for (const pid of processesNaming(dir!)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+      for (const d of [rec.workDir, dir]) fs.rmSync(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
       fs.rmSync(recordFile, { force: true });
     }
   });
 });
+
+/** Pids whose command line names `text` (a folder unique to one run). */
+function processesNaming(text: string): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(text))) out.push(Number(name));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
