@@ -89,7 +89,8 @@ function mode(p: string): string {
   return (fs.statSync(p).mode & 0o777).toString(8);
 }
 
-describe('secrets are never stored or printed', () => {
+// the same on both backends: docker's containers and network carry the same secrets in other places
+for (const backend of ['local', 'docker'] as const) describe(`secrets are never stored or printed (${backend})`, () => {
   let appDir: string;
   let outDir: string;
   let app: string[];
@@ -107,7 +108,7 @@ describe('secrets are never stored or printed', () => {
     for (const f of fs.readdirSync(FIXTURE)) fs.copyFileSync(path.join(FIXTURE, f), path.join(appDir, f));
     const spec = path.join(appDir, 'topas.yaml');
     fs.writeFileSync(spec, fs.readFileSync(spec, 'utf8').replace('../apps/mock-app/server.js', path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'server.js')));
-    app = ['--app', spec, '--backend', 'local'];
+    app = ['--app', spec, '--backend', backend];
   });
 
   after(async () => {
