@@ -86,7 +86,8 @@ describe('topas load --baseline, local backend', () => {
     assert.equal(first.code, 0, first.stderr);
     const id = JSON.parse(first.stdout).runId;
     try {
-      const second = await cli([...args, '--baseline', id], { cwd: app, env: env() });
+      // about the rate only: latencies of a few ms drift by tens of percent between two runs
+      const second = await cli([...args, '--baseline', id, '--max-regression', '1000%'], { cwd: app, env: env() });
       assert.equal(second.code, 0, second.stderr + second.stdout);
       const b = JSON.parse(second.stdout).baseline;
       const row = b.rows.find((x: { metric: string; stat: string }) => x.metric === 'http_reqs' && x.stat === 'rate');
