@@ -22,6 +22,11 @@ export function registerPluginBackend(name: string, factory: () => Backend): str
   return undefined;
 }
 
+/** Forget every plugin's backend (the built-in ones stay). */
+export function clearPluginBackends(): void {
+  for (const name of pluginBackendNames()) factories.delete(name);
+}
+
 /** The backends plugins added, in the order they registered. */
 export function pluginBackendNames(): string[] {
   return [...factories.keys()].filter((n) => !(BUILT_IN_BACKENDS as readonly string[]).includes(n));
