@@ -124,7 +124,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   if (syntax.length) throw new TopasError('LUA_SYNTAX', `${opts.file} does not compile`, { problems: syntax });
   const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: requested });
   // the spec's schema, YAML and the backends load only when there is an app (~190 ms of start-up otherwise)
-  const spec: AppSpec | undefined = specFile ? await (await import('../spec/load-app-spec')).loadAppSpec(specFile) : undefined;
+  const spec: AppSpec | undefined = specFile ? await (await import('../spec/load-app-spec')).loadAppSpec(specFile, { env: io.env, cwd: io.cwd }) : undefined;
   // process-wide: the run record, log, summary and console mask them too
   if (spec) registerSpecSecrets(spec);
   registerEnvSecrets(opts.env);

@@ -308,7 +308,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const playbooks = targets.playbooks.map((f) => loadPlaybook(f, { appOverridden: opts.app !== undefined }));
   const appFromPlaybook = playbooks.find((p) => p.app)?.app;
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
-  const spec = specFile ? await loadAppSpec(specFile) : undefined;
+  const spec = specFile ? await loadAppSpec(specFile, { env: io.env, cwd: io.cwd }) : undefined;
   if (spec) checkBackendName(opts.backend);
   if (spec) checkServiceEnvWithFlags(spec.services, opts.env);
   if (spec) checkShapingTargets(playbooks, spec);
