@@ -86,7 +86,7 @@ const workerPaths = {
       if (!args.path.startsWith(srcDir + path.sep) || args.path.startsWith(path.join(srcDir, 'sea') + path.sep)) return undefined;
       const text = fs.readFileSync(args.path, 'utf8');
       const re = /path\.join\(__dirname, '([\w-]+-worker\.js)'\)/g;
-      if (!re.test(text) || /getWorkerPath|getScenarioWorkerPath/.test(text)) return undefined;
+      if (!re.test(text) || /getWorkerPath/.test(text)) return undefined;
       let assets = path.relative(path.dirname(args.path), path.join(srcDir, 'sea', 'assets')).split(path.sep).join('/');
       if (!assets.startsWith('.')) assets = `./${assets}`;
       console.warn(`build-binary: ${path.relative(ROOT, args.path)} does not call getWorkerPath yet; bridged in the bundle`);

@@ -119,10 +119,6 @@ export function stackOf(err: unknown): string {
   return parts.join('\n');
 }
 
-export function exitCodeFor(code: ErrorCode): ExitCode {
-  return EXIT_BY_CODE[code];
-}
-
 /** Errors cross worker threads and land in run records as plain values. */
 export interface SerializedError {
   name: string;

@@ -641,14 +641,6 @@ function emptyData(type: MetricType, like: SeriesData): SeriesData {
   }
 }
 
-/** Aggregations a threshold or summary may ask for, per metric type (k6's). */
-export const AGGREGATIONS: Readonly<Record<MetricType, readonly string[]>> = {
-  counter: ['count', 'rate'],
-  gauge: ['value', 'min', 'max'],
-  rate: ['rate'],
-  trend: ['avg', 'min', 'med', 'max', 'count', 'p(N)'],
-};
-
 const PERCENTILE_RE = /^p\((\d+(?:\.\d+)?)\)$/;
 
 /**
