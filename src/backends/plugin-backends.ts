@@ -2,7 +2,7 @@ import type { Config } from '@oclif/core';
 import type { Backend } from './backend';
 import { clearPluginBackends, registerPluginBackend } from './registry';
 
-/** What a plugin's `backends` hook receives: call `register` for each backend it brings. */
+/** What a plugin's `topas:backends` hook receives: call `register` for each backend it brings. */
 export type BackendsHookOptions = {
   register: (name: string, factory: () => Backend) => void;
 };

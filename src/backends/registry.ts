@@ -1,7 +1,7 @@
 import type { Backend } from './backend';
 import { TopasError } from '../errors';
 
-/** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `backends` oclif hook (plugin-backends.ts). */
+/** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `topas:backends` oclif hook (plugin-backends.ts). */
 const factories = new Map<string, () => Backend>();
 /** the names that came through registerPluginBackend, so a later config can forget them */
 const fromPlugins = new Set<string>();
