@@ -94,6 +94,7 @@ export class LoadRunner {
   async prepare(): Promise<number> {
     this.host = await VuHost.create({
       file: this.init.file,
+      source: this.init.source,
       baseDir: this.init.baseDir,
       env: this.init.env,
       endpoints: this.init.endpoints,
