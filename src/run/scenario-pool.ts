@@ -108,6 +108,11 @@ export class ScenarioPool {
     }
   }
 
+  /** How the transport names each worker now ("process 1234", "thread 2"). */
+  get workerLabels(): string[] {
+    return this.slots.map((s) => s.worker.label);
+  }
+
   /** Number of scenarios running now. */
   get running(): number {
     return this.slots.reduce((n, s) => n + s.runs.size, 0);
