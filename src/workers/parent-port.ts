@@ -36,6 +36,9 @@ export function connectParent<In, Out>(): ParentPort<In, Out> {
   process.on('unhandledRejection', crash);
   // the coordinator gone (killed): nothing to work for
   process.on('disconnect', () => process.exit(0));
+  // Ctrl-C in a terminal reaches the whole process group: the coordinator decides how its workers stop
+  // (a load run stops them and still collects their last reports), so the signal alone must not end one
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => undefined);
   return {
     post: (msg) => {
       if (process.connected) process.send!(msg as never);

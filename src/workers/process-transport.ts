@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { isSea } from '../sea/assets';
-import type { SerializedError } from '../errors';
+import { TopasError, type SerializedError } from '../errors';
 import type { StartWorkerOptions, TransportEvent, WorkerTransport } from './transport';
 import { CRASH_MESSAGE_TYPE } from './parent-port';
 
@@ -11,7 +11,7 @@ import { CRASH_MESSAGE_TYPE } from './parent-port';
  * script's variables travel in the init message, never through the host's env.
  */
 export function processTransport<In, Out>(opts: StartWorkerOptions): WorkerTransport<In, Out> {
-  if (isSea()) throw new Error('worker processes need the npm install of topas (the single executable cannot fork its worker scripts yet); use --spread threads');
+  if (isSea()) throw new TopasError('INVALID_FLAGS', 'worker processes need the npm install of topas: the single executable cannot fork its worker scripts yet', { hint: 'use --spread threads (the default)' });
   const child: ChildProcess = fork(opts.entry, [], {
     serialization: 'advanced',
     env: { ...opts.env },

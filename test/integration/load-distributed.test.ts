@@ -115,9 +115,10 @@ describe('topas load over 3 worker processes', () => {
       // two thirds of the whole run, and the lost third up to its last report (4 or 5 of 10 seconds);
       // started or dropped: what the 0-dropped run above checks is the rate, this is the split
       const count = s.metrics.iterations.values.count + (s.metrics.dropped_iterations?.values.count ?? 0);
-      const kept = Math.round(s.lost[0].keptUntilMs / 1000) * 1000;
-      const expected = (PLANNED * 2) / 3 + (PLANNED / 3) * (kept / (DURATION_S * 1000));
-      assert.ok(Math.abs(count - expected) <= PLANNED * 0.01, `${count} iterations, expected ~${expected}`);
+      // its cumulative snapshot as of its last report counts what had finished by then (iterations still
+      // in flight at that instant are in neither count: 2% of the run covers them on a loaded machine)
+      const expected = (PLANNED * 2) / 3 + (PLANNED / 3) * (s.lost[0].keptUntilMs / (DURATION_S * 1000));
+      assert.ok(Math.abs(count - expected) <= PLANNED * 0.02, `${count} iterations, expected ~${Math.round(expected)}`);
       // the thresholds were judged on what arrived
       assert.equal(s.thresholds.length, 2);
       assert.ok(s.thresholds.every((t: { ok: boolean }) => t.ok), JSON.stringify(s.thresholds));
