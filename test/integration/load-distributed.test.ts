@@ -50,7 +50,7 @@ function exactPercentile(sorted: number[], p: number): number {
   return sorted[Math.max(1, Math.ceil((p / 100) * sorted.length)) - 1];
 }
 
-const ARGS = ['load', SCRIPT, '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--workers', '3', '--spread', 'processes', '--max-vus', '900', '--json'];
+const ARGS = ['load', SCRIPT, '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--workers', '3', '--spread', 'processes', '--max-vus', '3000', '--json'];
 
 describe('topas load over 3 worker processes', () => {
   test(`${RATE}/s for ${DURATION_S}s: every iteration, none dropped, percentiles as one histogram of all samples`, async () => {
