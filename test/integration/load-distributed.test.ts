@@ -50,7 +50,7 @@ function exactPercentile(sorted: number[], p: number): number {
   return sorted[Math.max(1, Math.ceil((p / 100) * sorted.length)) - 1];
 }
 
-const ARGS = ['load', SCRIPT, '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--workers', '3', '--spread', 'processes', '--max-vus', '3000', '--json'];
+const ARGS = ['load', SCRIPT, '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--workers', '3', '--spread', 'processes', '--max-vus', '1500', '--json'];
 
 describe('topas load over 3 worker processes', () => {
   test(`${RATE}/s for ${DURATION_S}s: every iteration, none dropped, percentiles as one histogram of all samples`, async () => {
@@ -65,8 +65,7 @@ describe('topas load over 3 worker processes', () => {
     process.stdout.write(`# ${RATE}/s x ${DURATION_S}s on 3 processes: ${count} iterations, ${dropped} dropped, served ${served.length}, state ${s.state}\n`);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(s.state, 'passed');
-    assert.ok(Math.abs(count - PLANNED) <= PLANNED * 0.01, `${count} iterations of ${PLANNED}`);
-    assert.equal(dropped, 0);
+    // the merge first (it holds at any rate the machine reaches), then the rate (it needs the cores)
     // every request the server answered was recorded once, by exactly one worker
     assert.equal(s.metrics.served_ms.values.count, served.length);
     const sorted = [...served].sort((a, b) => a - b);
@@ -78,6 +77,8 @@ describe('topas load over 3 worker processes', () => {
     // per-second buckets (the coordinator's seconds) add up to the total
     const record = JSON.parse(fs.readFileSync(path.join(cwd, '.topas', 'runs', s.runId, 'run.json'), 'utf8'));
     assert.equal(record.load.timeSeries.points.reduce((n: number, p: { achievedRate: number }) => n + p.achievedRate, 0), count);
+    assert.ok(Math.abs(count - PLANNED) <= PLANNED * 0.01, `${count} iterations of ${PLANNED} (${dropped} dropped)`);
+    assert.equal(dropped, 0);
   });
 
   for (const requireAll of [false, true]) {
