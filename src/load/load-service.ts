@@ -583,10 +583,19 @@ function post(slot: WorkerSlot, msg: ToLoadWorker): void {
   if (!slot.gone) slot.worker.send(msg);
 }
 
-/** How far the worker's wall clock is ahead of ours (one probe; half the round trip is the error bound). */
+/**
+ * How far the worker's wall clock is ahead of ours, from one probe. It is
+ * known to half the round trip: an offset within that is no offset (threads
+ * and processes of this machine read one clock, and a busy machine's slow
+ * round trip must not move their start).
+ */
 function clockOffset(slot: WorkerSlot): Promise<number> {
   return new Promise((resolve) => {
-    slot.onClock = (sentMs, workerMs) => resolve(Math.round(workerMs - (sentMs + wallNowMs()) / 2));
+    slot.onClock = (sentMs, workerMs) => {
+      const nowMs = wallNowMs();
+      const offset = workerMs - (sentMs + nowMs) / 2;
+      resolve(Math.abs(offset) <= (nowMs - sentMs) / 2 ? 0 : Math.round(offset));
+    };
     post(slot, { type: 'clock-probe', sentMs: wallNowMs() });
     // a worker that does not answer (gone) is found lost by its exit; it starts with no correction
     if (slot.gone) resolve(0);
