@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import path from 'node:path';
 import { startWorker, type Spread, type WorkerTransport } from '../workers/transport';
 import { workerProcessEnv } from '../workers/worker-env';
@@ -57,6 +58,7 @@ export class ScenarioPool {
   private closed = false;
   private nextSlotId = 1;
   private readonly workerFile = path.join(__dirname, 'scenario-worker.js');
+  private readonly sources = new SourceCache();
 
   constructor(private readonly opts: ScenarioPoolOptions) {
     const n = Math.max(1, Math.floor(opts.workers));
@@ -66,7 +68,15 @@ export class ScenarioPool {
   run(task: ScenarioTask): Promise<ScenarioResult> {
     if (this.closed) return Promise.resolve(syntheticResult(task, new Date(), 'interrupted', { name: 'InterruptedError', code: 'INTERRUPTED', message: `${task.name} was not started: the scenario pool is closed` }));
     const slot = this.slots.reduce((best, s) => (s.runs.size < best.runs.size ? s : best));
-    const t: ScenarioTask = this.endpoints ? { ...task, endpoints: this.endpoints } : task;
+    let t: ScenarioTask = this.endpoints ? { ...task, endpoints: this.endpoints } : task;
+    // a worker process gets the script's text, not a path to read (threads read it through the engine's cache)
+    if (this.opts.spread === 'processes' && t.source === undefined) {
+      try {
+        t = { ...t, source: this.sources.read(t.file) };
+      } catch {
+        // unreadable: the worker reports it as the engine always has
+      }
+    }
     return new Promise<ScenarioResult>((resolve) => {
       const pending: PendingRun = { task: t, startedAt: new Date(), resolve, progress: { steps: [], open: [], checks: new Map() } };
       slot.runs.set(t.runId, pending);
@@ -288,4 +298,18 @@ function syntheticResult(task: ScenarioTask, startedAt: Date, state: RunState, e
     checks: progress ? [...progress.checks.values()] : [],
     error,
   };
+}
+
+/** Script texts by path, read again when the file changed (a run of many instances reads one file once). */
+class SourceCache {
+  private readonly byFile = new Map<string, { mtimeMs: number; source: string }>();
+
+  read(file: string): string {
+    const mtimeMs = fs.statSync(file).mtimeMs;
+    const hit = this.byFile.get(file);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.source;
+    const source = fs.readFileSync(file, 'utf8');
+    this.byFile.set(file, { mtimeMs, source });
+    return source;
+  }
 }
