@@ -45,7 +45,7 @@ export function connectParent<In, Out>(): ParentPort<In, Out> {
     },
     on: (h) => void process.on('message', h as never),
     close: () => {
-      process.off('disconnect', () => undefined);
+      // this end closes the channel: not the coordinator going away
       process.removeAllListeners('disconnect');
       if (process.connected) process.disconnect();
       // handles the Lua engines keep (timers, sockets) must not hold the process
