@@ -14,7 +14,9 @@ export default class Load extends BaseCommand {
     'Executors: constant arrival rate (--rate), ramping arrival rate (--ramp or options.stages), constant VUs (options.vus). ' +
     'Iterations start on schedule whether or not earlier ones finished; when no VU is free and max VUs are in use an iteration is dropped and counted. ' +
     'Thresholds use k6 syntax (METRIC:EXPR, e.g. "http_req_duration:p(95)<250", "http_req_failed:rate<0.01", "iterations:rate>190"). ' +
-    'Exit codes: 0 passed, 1 the script failed, 2 invalid input, 3 SUT could not start, 4 thresholds failed or baseline regressed, 130 interrupted.';
+    '--spread processes runs the workers as processes of this machine, each with 1/N of the rate; their HDR histograms merge exactly into one live view and summary. ' +
+    'A worker lost mid-run makes the run partial (state "partial", which share was lost and from when): the thresholds on what arrived decide the exit code, unless --require-all-workers. ' +
+    'Exit codes: 0 passed (or partial), 1 the script failed or, with --require-all-workers, a worker was lost, 2 invalid input, 3 SUT could not start, 4 thresholds failed or baseline regressed, 130 interrupted.';
   static override args = {
     file: Args.string({ description: 'the load script (.lua), or a Postman collection (.json) to run as the iteration', required: true }),
   };
