@@ -4,7 +4,9 @@ import { registerLiveLoadMetrics } from './live-metrics';
 import { colorEnabled } from '../util/color';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { startWorker, type Spread, type WorkerTransport } from '../workers/transport';
+import { workerProcessEnv } from '../workers/worker-env';
+import { describeLostShare, type LostShare } from './lost-share';
 import { EXIT_CODES, TopasError, internalLine, reportedError, serializeError, stackOf, type SerializedError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
@@ -42,8 +44,12 @@ export interface LoadOptions {
   app?: string;
   backend: string;
   flags: LoadFlags;
-  /** worker threads (default: cores, at most the VU count) */
+  /** workers (default: cores - 1, at most the VU count) */
   workers?: number;
+  /** where the workers run: threads of this process (default) or processes of this machine */
+  spread?: Spread;
+  /** a lost worker fails the run (exit 1) instead of making it partial */
+  requireAllWorkers?: boolean;
   /** a run id or a JSON file (run.json, summary JSON, k6 summary) */
   baseline?: string;
   /** 0.1 = 10% */
@@ -67,7 +73,8 @@ export interface LoadOptions {
 
 export interface LoadSummaryJson {
   runId: string;
-  state: 'passed' | 'failed' | 'interrupted' | 'error';
+  /** partial: a worker was lost and the run went on without its share (lost says which, from when) */
+  state: 'passed' | 'failed' | 'interrupted' | 'error' | 'partial';
   exitCode: number;
   durationMs: number;
   executor: LoadPlan['executor'];
@@ -76,8 +83,10 @@ export interface LoadSummaryJson {
   thresholds: ThresholdResult[];
   baseline?: BaselineComparison;
   aborted?: string;
-  /** load worker threads that died while the load ran: the metrics are partial */
+  /** load workers that died while the load ran: the metrics are partial */
   lostWorkers?: string[];
+  /** the same, as data: which share of the load was lost and from when */
+  lost?: LostShare[];
   errors: Array<{ message: string; count: number }>;
 }
 
@@ -213,16 +222,17 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let hardStopTimer: NodeJS.Timeout | undefined;
   /** workers lost while the load ran: the results are partial */
   const lostWorkers: string[] = [];
+  const lost: LostShare[] = [];
   const loseWorker = (s: WorkerSlot, why: string) => {
     if (s.finished) return;
     s.finished = true;
-    const atMs = Math.max(0, wallNowMs() - loadStartMs);
-    const kept = s.lastReportMs !== undefined ? `its metrics up to ${formatDurationMs(Math.max(0, s.lastReportMs - loadStartMs))} are kept` : 'it had reported no metrics yet';
-    const line = `load worker ${s.index} of ${slots.length} died ${formatDurationMs(atMs)} into the load (${why}); ${kept}, the rest of its share of the load is missing`;
+    const share: LostShare = { worker: s.index, workers: slots.length, label: s.worker.label, atMs: Math.round(Math.max(0, wallNowMs() - loadStartMs)), ...(s.lastReportMs !== undefined ? { keptUntilMs: Math.round(Math.max(0, s.lastReportMs - loadStartMs)) } : {}), reason: why };
+    lost.push(share);
+    const line = describeLostShare(share, plan.executor);
     lostWorkers.push(line);
     log(`error: ${line}`);
     s.errors = [...s.errors, { message: `load worker ${s.index} died: ${why}`, count: 1 }];
-    if (!s.gone) void s.worker.terminate();
+    if (!s.gone) void s.worker.stop();
     s.gone = true;
     s.activeVus = 0;
     s.resolveDone();
@@ -303,9 +313,12 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       if (interrupts.interrupted) return;
 
       const endpoints = session ? session.sut.endpointMap() : {};
+      // read once here: a worker elsewhere gets the text, not the path to read
+      const source = fs.readFileSync(file, 'utf8');
       for (let w = 0; w < workers; w++) {
         const init: LoadWorkerInit = {
           file,
+          source,
           baseDir: io.cwd,
           env,
           endpoints,
@@ -337,10 +350,12 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       await Promise.race([Promise.all(slots.map((s) => slotEvents(s).ready)), anyFatal, abortedPromise(interrupts.signal)]);
       if (interrupts.interrupted) return;
 
+      // each worker starts at the same instant of this clock, told in its own: its per-second buckets are this clock's seconds
+      const offsets = await Promise.race([Promise.all(slots.map((s) => clockOffset(s))), anyFatal]);
       loadStartMs = Math.ceil(wallNowMs()) + 50;
       timeSeries = new TimeSeriesBuilder(loadStartMs);
-      for (const s of slots) post(s, { type: 'load-start', startMs: loadStartMs });
-      log(`load: ${describePlan(plan)} on ${workers} worker thread${workers > 1 ? 's' : ''}`);
+      slots.forEach((s, i) => post(s, { type: 'load-start', startMs: loadStartMs + offsets[i] }));
+      log(`load: ${describePlan(plan)} on ${workers} worker ${opts.spread === 'processes' ? `process${workers > 1 ? 'es' : ''} (pids ${slots.map((s) => s.worker.pid).join(', ')})` : `thread${workers > 1 ? 's' : ''}`}`);
 
       const rateAt = (sec: number) => targetRateAt(ex, schedule, sec * 1000);
       const refresh = (final: boolean) => {
@@ -428,11 +443,13 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   let baseline: BaselineComparison | undefined;
   if (baselineFigures && loadStartMs > 0 && !runError) baseline = compareWithBaseline(figuresFromSnapshot(merged, durationMs), baselineFigures, { maxRegression: opts.maxRegression });
   const failedGate = !thresholdsPassed(thresholds) || (baseline !== undefined && !baseline.ok) || aborted !== undefined;
-  // a lost worker is an error of the run, not a verdict on the SUT: its thresholds were judged on part of the load
+  // a lost worker makes the run partial: the thresholds are judged on what arrived, and decide the exit code;
+  // with --require-all-workers it is an error of the run (exit 1), not a verdict on the SUT
+  const lostFails = lostWorkers.length > 0 && Boolean(opts.requireAllWorkers);
   if (interrupts.interrupted) exitCode = EXIT_CODES.interrupted;
-  else if (!runError && lostWorkers.length) exitCode = EXIT_CODES.failed;
+  else if (!runError && lostFails) exitCode = EXIT_CODES.failed;
   else if (!runError && failedGate) exitCode = EXIT_CODES.thresholdsFailed;
-  const state: LoadSummaryJson['state'] = interrupts.interrupted ? 'interrupted' : runError || lostWorkers.length ? 'error' : failedGate ? 'failed' : 'passed';
+  const state: LoadSummaryJson['state'] = interrupts.interrupted ? 'interrupted' : runError || lostFails ? 'error' : failedGate ? 'failed' : lostWorkers.length ? 'partial' : 'passed';
   const series = timeSeries.build((sec) => targetRateAt(ex, schedule, sec * 1000));
   const summaryFile = toSummaryFile(merged, { durationMs: Math.max(1, durationMs) });
   // metric names carry URLs, errors carry messages: masked before they are stored or printed
@@ -446,18 +463,19 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     thresholds,
     ...(baseline ? { baseline } : {}),
     ...(aborted ? { aborted } : {}),
-    ...(lostWorkers.length ? { lostWorkers } : {}),
+    ...(lostWorkers.length ? { lostWorkers, lost } : {}),
     errors: [...errors].map(([message, count]) => ({ message: mask(message), count })),
   }, mask);
   store.writeRun(runId, {
     ...baseRecord,
     state: state === 'interrupted' ? 'interrupted' : state === 'error' ? 'error' : state === 'failed' ? 'failed' : 'passed',
+    ...(state === 'partial' ? { partial: true } : {}),
     backend: (session as SutSession | undefined)?.backend,
     durationMs: io.now() - startedAtMs,
     exitCode,
     ...(runError ? { error: runError } : {}),
     ...(sutReport ? { sut: sutReport } : {}),
-    load: { plan, describe: describePlan(plan), durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers } : {}) },
+    load: { plan, describe: describePlan(plan), durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers, lost: summary.lost } : {}) },
   });
 
   if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
@@ -474,7 +492,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   // ------------------------------------------------------------------ workers
 
   function spawnWorker(index: number, init: LoadWorkerInit): WorkerSlot {
-    const worker = new Worker(path.join(__dirname, 'load-worker.js'));
+    const worker = startWorker<ToLoadWorker, FromLoadWorker>(opts.spread ?? 'threads', { entry: path.join(__dirname, 'load-worker.js'), env: workerProcessEnv() });
     let readyResolve!: () => void;
     let doneResolve!: () => void;
     const slot: WorkerSlot = {
@@ -486,10 +504,13 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
       events: { ready: new Promise<void>((r) => (readyResolve = r)), done: new Promise<void>((r) => (doneResolve = r)) },
       resolveDone: () => doneResolve(),
     };
-    worker.on('message', (msg: FromLoadWorker) => {
+    const onMessage = (msg: FromLoadWorker) => {
       switch (msg.type) {
         case 'load-ready':
           readyResolve();
+          break;
+        case 'clock-reply':
+          slot.onClock?.(msg.sentMs, msg.workerMs);
           break;
         case 'load-metrics':
           if (slot.finished) break;
@@ -521,15 +542,17 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
           slot.onFatal?.(msg.error);
           break;
       }
-    });
+    };
     // an uncaught error in the worker comes as 'error', then 'exit': the first one says why
-    worker.on('error', (err) => {
-      if (!slot.gone) slot.onFatal?.(serializeError(err));
-      slot.gone = true;
-    });
-    worker.on('exit', (code) => {
-      if (!slot.gone) slot.onFatal?.({ name: 'WorkerError', message: `exited unexpectedly (code ${code})` });
-      slot.gone = true;
+    worker.on((ev) => {
+      if (ev.type === 'message') onMessage(ev.message);
+      else if (ev.type === 'error') {
+        if (!slot.gone) slot.onFatal?.(ev.error);
+        slot.gone = true;
+      } else {
+        if (!slot.gone) slot.onFatal?.({ name: 'WorkerError', message: `exited unexpectedly (${ev.signal ? `killed by ${ev.signal}` : `code ${ev.code}`})` });
+        slot.gone = true;
+      }
     });
     post(slot, { type: 'load-init', init });
     return slot;
@@ -538,7 +561,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
 
 interface WorkerSlot {
   index: number;
-  worker: Worker;
+  worker: WorkerTransport<ToLoadWorker, FromLoadWorker>;
+  onClock?: (sentMs: number, workerMs: number) => void;
   gone: boolean;
   /** reported load-done, or was lost */
   finished: boolean;
@@ -556,26 +580,32 @@ interface WorkerSlot {
 }
 
 function post(slot: WorkerSlot, msg: ToLoadWorker): void {
-  if (slot.gone) return;
-  try {
-    slot.worker.postMessage(msg);
-  } catch {
-    // gone already
-  }
+  if (!slot.gone) slot.worker.send(msg);
+}
+
+/**
+ * How far the worker's wall clock is ahead of ours, from one probe. It is
+ * known to half the round trip: an offset within that is no offset (threads
+ * and processes of this machine read one clock, and a busy machine's slow
+ * round trip must not move their start).
+ */
+function clockOffset(slot: WorkerSlot): Promise<number> {
+  return new Promise((resolve) => {
+    slot.onClock = (sentMs, workerMs) => {
+      const nowMs = wallNowMs();
+      const offset = workerMs - (sentMs + nowMs) / 2;
+      resolve(Math.abs(offset) <= (nowMs - sentMs) / 2 ? 0 : Math.round(offset));
+    };
+    post(slot, { type: 'clock-probe', sentMs: wallNowMs() });
+    // a worker that does not answer (gone) is found lost by its exit; it starts with no correction
+    if (slot.gone) resolve(0);
+  });
 }
 
 async function closeWorker(slot: WorkerSlot): Promise<void> {
   if (slot.gone) return;
-  const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
   slot.gone = true;
-  try {
-    slot.worker.postMessage({ type: 'shutdown' } satisfies ToLoadWorker);
-  } catch {
-    // already gone
-  }
-  const timer = setTimeout(() => void slot.worker.terminate(), GRACE_MS);
-  await exited;
-  clearTimeout(timer);
+  await slot.worker.stop({ shutdown: { type: 'shutdown' }, graceMs: GRACE_MS });
 }
 
 function abortedPromise(signal: AbortSignal): Promise<void> {

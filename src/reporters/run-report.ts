@@ -137,6 +137,8 @@ export interface LoadReportSection {
   metrics: Record<string, { type: string; values: Record<string, number | null> }>;
   errors: Array<{ message: string; count: number }>;
   aborted?: string;
+  /** the run is partial: each lost worker, which share of the load it carried and from when it is missing */
+  partial?: string[];
   baselineOk?: boolean;
   /** the load summary as the terminal printed it */
   summaryText?: string;

@@ -25,6 +25,7 @@ interface LoadRecord {
   thresholds?: ThresholdResult[];
   baseline?: { ok?: boolean };
   aborted?: string;
+  lostWorkers?: string[];
   errors?: Array<{ message: string; count: number }>;
 }
 
@@ -59,6 +60,7 @@ function loadSection(record: RunRecord, withSummary = true): LoadReportSection |
     metrics: load.summary?.metrics ?? {},
     errors: load.errors ?? [],
     aborted: load.aborted,
+    ...(load.lostWorkers?.length ? { partial: load.lostWorkers } : {}),
     baselineOk: load.baseline?.ok,
     summaryText,
   };
@@ -112,6 +114,7 @@ export function loadResultLine(record: RunRecord): string {
     const p95 = load.metrics.http_req_duration?.values['p(95)'];
     if (typeof p95 === 'number') parts.push(`p95 ${p95.toFixed(1)}ms`);
     if (load.aborted) parts.push(`aborted: ${load.aborted}`);
+    if (load.partial) parts.push(`partial: ${load.partial.length} worker(s) lost`);
     if (load.baselineOk === false) parts.push('regressed against the baseline');
   }
   if (record.error) parts.push(record.error.message);

@@ -33,6 +33,7 @@ import { watchEndpoints } from './watch-endpoints';
 // traffic shaping (src/shape): the SUT owns the proxies; the run routes shape.* to them, runs playbook shaping, records history
 import { startPlaybookShaping } from '../shape/playbook-shaping';
 import { shapeChangeLine, type ShapeController } from '../shape/shape-controller';
+import type { Spread } from '../workers/transport';
 
 export interface RunOptions {
   io: Io;
@@ -41,6 +42,8 @@ export interface RunOptions {
   backend: string;
   parallel: number;
   workers?: number;
+  /** where the scenario workers run: threads of this process (default) or processes of this machine; sync reaches them all through the coordinator */
+  spread?: Spread;
   timeoutMs: number;
   reporters: ReporterRequest[];
   env: Record<string, string>;
@@ -178,6 +181,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
       pool = new ScenarioPool({
         workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
+        spread: opts.spread,
         rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id), shape: () => (session as SutSession | undefined)?.sut.shaping?.() }),
         onLog: (line) => {
           const message = boundedMessage(line.message, mask);
@@ -193,6 +197,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         },
       });
       const activePool = pool;
+      if (opts.spread === 'processes') log(`scenarios run in ${activePool.workerLabels.length} worker processes (pids ${activePool.workerLabels.map((l) => l.replace(/^process /, '')).join(', ')})`);
       const unsubscribeEndpoints = session ? watchEndpoints(session.sut, (map) => activePool.setEndpoints(map)) : undefined;
       cleanups.push(() => unsubscribeEndpoints?.());
       interrupts.onInterrupt(() => {
