@@ -24,10 +24,10 @@ import { mergeSnapshots, selectSeries, SeriesStats, TimeSeriesBuilder, toSummary
 import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFlags, type LoadPlan } from './schedule';
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
 import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
-import { ProgressRenderer, renderSummary, type ProgressState } from './progress';
+import { ProgressRenderer, type ProgressState } from './progress';
 import { ABORT_SLACK_MS, GRACEFUL_STOP_MS, wallNowMs } from './load-runner';
 import { reportFromRecord, RUN_RECORD_SCHEMA_VERSION } from '../run/record-report';
-import { checkReporterOutputs, renderReports, type ReporterRequest } from '../run/render-reports';
+import { checkReporterOutputs, parseReporterFlags, type ReporterRequest } from '../run/render-reports';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
 import { MAX_MESSAGE_CHARS, clipText, escapeControl } from '../util/terminal-text';
 
@@ -57,7 +57,7 @@ export interface LoadOptions {
   /** serve Prometheus metrics (run metrics and live request metrics) on 127.0.0.1:<port> (0 = any free port) */
   metricsPort?: number;
   onMetricsServer?: (port: number) => void;
-  /** --reporter name[:file]: rendered from the run record once it is written */
+  /** --reporter name[:file]: rendered from the run record once it is written (default: the summary, as JSON with `json`) */
   reporters?: ReporterRequest[];
 }
 
@@ -137,6 +137,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     throw new TopasError('SUT_NOT_UP', `${method}: the system under test is not up yet (the script's top level runs before it is)`);
   };
   const customTypes: Record<string, MetricType> = {};
+  const reporters = opts.reporters ?? parseReporterFlags([], Boolean(opts.json), 'load');
   await using session = new RunSession({
     io,
     kind: 'load',
@@ -145,7 +146,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     env: opts.env,
     keep: Boolean(opts.keep),
     recordDir: spec ? spec.dir : io.cwd,
-    reporters: opts.reporters ?? [],
+    reporters,
     debug: opts.debug,
     baseRecord: { schemaVersion: RUN_RECORD_SCHEMA_VERSION, kind: 'load', spec: spec ? recordedSpec(spec) : undefined, app: spec?.name, specFile, file: path.relative(io.cwd, requested), startedAt: new Date(startedAtMs).toISOString(), pid: process.pid },
   });
@@ -403,23 +404,17 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     ...(lostWorkers.length ? { lostWorkers } : {}),
     errors: [...errors].map(([message, count]) => ({ message: mask(message), count })),
   }, mask);
-  session.writeRecord({
-    state,
-    ...session.finalRecord(),
-    durationMs: io.now() - startedAtMs,
-    ...(runError ? { error: runError } : {}),
-    load: { plan, describe: describePlan(plan), durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers } : {}) },
-  });
-
-  if (opts.json) io.stdout.write(mask(JSON.stringify(summary, null, 2)) + '\n');
-  else if (loadStartMs > 0) {
-    io.stdout.write(mask(renderSummary(merged, { durationMs: Math.max(1, durationMs), thresholds, baseline, color: colorEnabled(io.env, io.stdout) })));
-    if (aborted) io.stdout.write(`aborted: ${mask(aborted)}\n`);
-    for (const l of lostWorkers) io.stdout.write(`partial results: ${mask(l)}\n`);
-    if (summary.errors.length) io.stdout.write(`iteration errors:\n${summary.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`);
-    io.stdout.write(`run ${runId}: ${state}\n`);
-  }
-  if (opts.reporters?.length) renderReports(reportFromRecord(store.readRun(runId), { logs: store.readLog(runId) }), opts.reporters, { io, mask });
+  // the reporters (the summary on stdout by default) render what the record holds, as `topas report` would
+  session.finish(
+    {
+      state,
+      ...session.finalRecord(),
+      durationMs: io.now() - startedAtMs,
+      ...(runError ? { error: runError } : {}),
+      load: { plan, describe: describePlan(plan), durationMs, snapshot: merged, summary: summaryFile, timeSeries: series, thresholds, baseline, aborted, errors: summary.errors, ...(summary.lostWorkers ? { lostWorkers: summary.lostWorkers } : {}) },
+    },
+    () => reportFromRecord(store.readRun(runId), { logs: store.readLog(runId) }),
+  );
   return { exitCode, runId, snapshot: merged, timeSeries: series, summary };
 
   // ------------------------------------------------------------------ workers

@@ -128,9 +128,13 @@ export interface SummaryOptions {
  * its stats, and a ✓/✗ per threshold declared on it.
  */
 export function renderSummary(snapshot: MetricsSnapshot, opts: SummaryOptions = {}): string {
+  return renderSummaryRows(summarize(snapshot, { durationMs: opts.durationMs, trendStats: opts.trendStats }), opts);
+}
+
+/** The summary table from its rows: what summarize() gives, or a stored summary's metrics (toSummaryFile). */
+export function renderSummaryRows(rows: ReadonlyArray<Pick<SummaryRow, 'key' | 'type' | 'contains' | 'values'>>, opts: Omit<SummaryOptions, 'durationMs' | 'trendStats'> = {}): string {
   const ok = paint(Boolean(opts.color), 'green', opts.ascii ? 'ok' : '✓');
   const bad = paint(Boolean(opts.color), 'red', opts.ascii ? 'FAIL' : '✗');
-  const rows = summarize(snapshot, { durationMs: opts.durationMs, trendStats: opts.trendStats });
   const byKey = new Map<string, ThresholdResult[]>();
   for (const r of opts.thresholds ?? []) {
     const k = r.key.replace(/\s+/g, '');

@@ -266,9 +266,9 @@ export class RunSession implements AsyncDisposable {
   }
 
   /** The final record, then every reporter requested (and their onRunEnd). */
-  finish(record: Record<string, unknown>, report: RunReport, details?: Pick<RunReport, 'kind' | 'exitCode' | 'sut' | 'logs'>): void {
+  finish(record: Record<string, unknown>, report: RunReport | (() => RunReport), details?: Pick<RunReport, 'kind' | 'exitCode' | 'sut' | 'logs'>): void {
     this.writeRecord(record);
-    renderReports(report, [...this.opts.reporters], { io: this.io, mask: this.mask, details });
+    renderReports(typeof report === 'function' ? report() : report, [...this.opts.reporters], { io: this.io, mask: this.mask, details });
   }
 }
 
