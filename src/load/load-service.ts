@@ -12,7 +12,6 @@ import type { AppSpec } from '../spec/app-spec';
 import { maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { VuHost, type Vu } from '../lua/vu-host';
-import { RunRecordStore } from '../run/run-record';
 import { findAppSpecFile } from '../run/targets';
 import type { EndpointMap } from '../backends/backend';
 import type { ShapeCall } from '../shape/shape-calls';
@@ -20,11 +19,12 @@ import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker
 import type { LogLevel } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
 import { checkServiceEnvWithFlags } from '../util/limits';
-import { mergeSnapshots, selectSeries, SeriesStats, TimeSeriesBuilder, toSummaryFile, type MetricType, type MetricsSnapshot, type SecondBucket, type TimeSeries } from './metrics';
+import { mergeSnapshots, TimeSeriesBuilder, toSummaryFile, type MetricType, type MetricsSnapshot, type SecondBucket, type TimeSeries } from './metrics';
 import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFlags, type LoadPlan } from './schedule';
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
-import { compareWithBaseline, figuresFromBaselineJson, figuresFromSnapshot, type BaselineComparison, type Figures } from './baseline';
-import { ProgressRenderer, type ProgressState } from './progress';
+import { compareWithBaseline, figuresFromSnapshot, type BaselineComparison } from './baseline';
+import { ProgressRenderer, progressState } from './progress';
+import { describeJsonProblem, describePlan, readBaseline, recordedSpec, stringEnv } from './load-input';
 import { ABORT_SLACK_MS, GRACEFUL_STOP_MS, wallNowMs } from './load-runner';
 import { reportFromRecord, RUN_RECORD_SCHEMA_VERSION } from '../run/record-report';
 import { checkReporterOutputs, parseReporterFlags, type ReporterRequest } from '../run/render-reports';
@@ -529,104 +529,4 @@ function abortedPromise(signal: AbortSignal): Promise<void> {
     if (signal.aborted) resolve();
     else signal.addEventListener('abort', () => resolve(), { once: true });
   });
-}
-
-function progressState(
-  merged: MetricsSnapshot,
-  ts: TimeSeriesBuilder,
-  elapsedMs: number,
-  totalMs: number,
-  rateAt: (sec: number) => number,
-  slots: WorkerSlot[],
-  maxVus: number,
-): ProgressState {
-  const sec = Math.floor(elapsedMs / 1000) - 1;
-  const last = sec >= 0 ? ts.point(sec, rateAt) : undefined;
-  const get = (metric: string, stat: string) => {
-    const sel = selectSeries(merged, metric);
-    return sel ? new SeriesStats(sel.data, Math.max(1, elapsedMs)).get(stat) : undefined;
-  };
-  const reqFailed = selectSeries(merged, 'http_req_failed');
-  const failedIterations = 0;
-  return {
-    elapsedMs: Math.min(elapsedMs, Math.max(totalMs, elapsedMs)),
-    totalMs,
-    targetRate: rateAt(Math.min(elapsedMs, Math.max(0, totalMs - 1)) / 1000),
-    achievedRate: last?.achievedRate ?? 0,
-    activeVus: slots.reduce((n, s) => n + (s.activeVus ?? 0), 0),
-    // vus_max as the summary has it (VUs made so far), the cap until a worker reports
-    maxVus: slots.some((s) => s.allocatedVus !== undefined) ? slots.reduce((n, s) => n + (s.allocatedVus ?? 0), 0) : maxVus,
-    p95Ms: last?.p95Ms ?? get('http_req_duration', 'p(95)'),
-    errors: (reqFailed && reqFailed.data.kind === 'rate' ? reqFailed.data.passes : 0) + failedIterations,
-    requests: get('http_reqs', 'count') ?? 0,
-    dropped: get('dropped_iterations', 'count') ?? 0,
-  };
-}
-
-function describePlan(p: LoadPlan): string {
-  const e = p.executor;
-  const per = (rate: number, unitMs: number) => `${rate}/${unitMs === 1000 ? 's' : formatDurationMs(unitMs)}`;
-  switch (e.executor) {
-    case 'constant-arrival-rate':
-      return `constant arrival rate ${per(e.rate, e.timeUnitMs)} for ${formatDurationMs(e.durationMs)}, up to ${e.maxVus} VUs`;
-    case 'ramping-arrival-rate':
-      return `ramping arrival rate (${e.stages.map((s) => `${per(s.target, e.timeUnitMs)} in ${formatDurationMs(s.durationMs)}`).join(', ')}), up to ${e.maxVus} VUs`;
-    case 'constant-vus':
-      return `${e.vus} constant VUs for ${formatDurationMs(e.durationMs)}`;
-  }
-}
-
-
-/** --baseline: an existing file, else a run id of this app's records. */
-function readBaseline(value: string, recordDir: string, cwd: string): Figures {
-  const asFile = path.resolve(cwd, value);
-  if (fs.existsSync(asFile) && fs.statSync(asFile).isFile()) {
-    let json: unknown;
-    try {
-      json = JSON.parse(fs.readFileSync(asFile, 'utf8'));
-    } catch (err) {
-      throw new TopasError('INVALID_FLAGS', `--baseline ${value}: not JSON (${(err as Error).message})`);
-    }
-    return figuresFromBaselineJson(json, `--baseline ${value}`);
-  }
-  const store = new RunRecordStore(recordDir);
-  let record;
-  try {
-    record = store.readRun(value);
-  } catch {
-    throw new TopasError('INVALID_FLAGS', `--baseline ${value}: no such file, and no run "${value}" in ${store.runsDir}`, { hint: 'pass a run id from `topas test status` or a JSON file' });
-  }
-  return figuresFromBaselineJson(record, `--baseline ${value}`);
-}
-
-function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
-  return out;
-}
-
-/** Why a .json file is not a Postman collection, for the message. */
-function describeJsonProblem(file: string): string {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    return `cannot read: ${(err as Error).message}`;
-  }
-  try {
-    JSON.parse(text);
-  } catch (err) {
-    // the parser quotes the input: binary bytes must not reach the terminal
-    return `not valid JSON: ${(err as Error).message.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?')}`;
-  }
-  return 'valid JSON, but no Postman collection schema in info.schema';
-}
-
-/** The spec as the record keeps it: plain data (the record writer masks its secrets). */
-function recordedSpec(spec: AppSpec): unknown {
-  try {
-    return JSON.parse(JSON.stringify(spec));
-  } catch {
-    return undefined;
-  }
 }

@@ -193,7 +193,7 @@ export class RunSession implements AsyncDisposable {
     };
   }
 
-  /** Runs before the SUT is captured and released (worker pools, the script's teardown); in the order registered. */
+  /** Runs before the SUT is captured and released (worker pools, the script's teardown); the last registered runs first. */
   onTeardown(fn: () => unknown): void {
     this.teardownSteps.push(fn);
   }
@@ -233,7 +233,8 @@ export class RunSession implements AsyncDisposable {
   private async teardown(): Promise<void> {
     const interrupts = this.interrupts;
     try {
-      for (const step of this.teardownSteps) {
+      // last registered, first undone (what was set up later may depend on what came before)
+      for (const step of [...this.teardownSteps].reverse()) {
         try {
           await step();
         } catch (err) {
