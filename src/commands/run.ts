@@ -29,7 +29,7 @@ export default class Run extends BaseCommand {
     parallel: Flags.integer({ description: `scenarios at once (1-${LIMITS.parallel})`, default: 1, min: 1, max: LIMITS.parallel }),
     workers: Flags.integer({ description: `worker threads hosting scenarios (default: cores; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
     timeout: Flags.string({ description: `per-scenario timeout; a hard stop (at most ${formatLimitDuration(LIMITS.durationMs)})`, default: '5m' }),
-    reporter: Flags.string({ description: 'table | json | junit | html | github, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
+    reporter: Flags.string({ description: 'table | json | junit | html | github | summary | ./custom.js, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
     env: envFlag,
     'env-file': envFileFlag,
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),

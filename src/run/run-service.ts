@@ -11,6 +11,8 @@ import { ScenarioPool } from './scenario-pool';
 import { boundedEvent, boundedMessage, boundedResult } from './bounded-result';
 import { escapeControl } from '../util/terminal-text';
 import { checkBackendName } from '../backends/registry';
+// the built-in backends register themselves (--backend local/docker is checked before anything starts)
+import '../backends/index';
 import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
 import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
