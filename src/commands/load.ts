@@ -3,7 +3,7 @@ import { BaseCommand } from '../cli/base-command';
 import { appFlag, backendFlag, envFileFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
 import { runLoad } from '../load/load-service';
 import type { Spread } from '../workers/transport';
-import { parseExtraReporterFlags } from '../run/render-reports';
+import { parseReporterFlags } from '../run/render-reports';
 import { TopasError } from '../errors';
 import { LIMITS, formatLimitDuration } from '../util/limits';
 
@@ -44,7 +44,7 @@ export default class Load extends BaseCommand {
     env: envFlag,
     'env-file': envFileFlag,
     'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running: requests, errors, latency histogram and rate per request name (0: any free port)', min: 0, max: 65535 }),
-    reporter: Flags.string({ description: 'also render the run as table | json | junit | html | github, optionally with :path (repeatable), e.g. html:report.html', multiple: true, default: [] }),
+    reporter: Flags.string({ description: 'summary | table | json | junit | html | github | ./custom.js, optionally with :path (repeatable); stdout shows the summary unless a reporter without a path replaces it, e.g. html:report.html', multiple: true, default: [] }),
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
     environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
@@ -69,7 +69,7 @@ export default class Load extends BaseCommand {
       json: flags.json,
       debug: flags.debug,
       metricsPort: flags['metrics-port'],
-      reporters: parseExtraReporterFlags(flags.reporter, Boolean(flags.json)),
+      reporters: parseReporterFlags(flags.reporter, Boolean(flags.json), 'load'),
     });
     this.finish(outcome.exitCode);
   }

@@ -31,7 +31,7 @@ export default class Run extends BaseCommand {
     workers: Flags.integer({ description: `workers hosting scenarios (default: cores; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
     spread: Flags.string({ description: "where the workers run: threads of this process, or processes on this machine (a playbook's instances are placed over them; sync reaches all of them)", options: ['threads', 'processes'], default: 'threads' }),
     timeout: Flags.string({ description: `per-scenario timeout; a hard stop (at most ${formatLimitDuration(LIMITS.durationMs)})`, default: '5m' }),
-    reporter: Flags.string({ description: 'table | json | junit | html | github, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
+    reporter: Flags.string({ description: 'table | json | junit | html | github | summary | ./custom.js, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
     env: envFlag,
     'env-file': envFileFlag,
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
