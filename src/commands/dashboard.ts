@@ -1,0 +1,30 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../cli/base-command';
+import { appFlag } from '../cli/common-flags';
+import { Interrupts } from '../run/interrupts';
+
+export default class Dashboard extends BaseCommand {
+  static override summary = 'Local web UI: run history, pass rates and duration trends, run reports, compare, the queue, live logs, /metrics';
+  static override description =
+    'Serves the runs stored in .topas/runs (next to the app spec, or here) on 127.0.0.1 until Ctrl-C. The printed URL holds a random token: every request and WebSocket needs it (the first page view turns it into a cookie; /metrics takes ?token= or an Authorization: Bearer header). Exits 0 when stopped.';
+  static override examples = ['<%= config.bin %> dashboard', '<%= config.bin %> dashboard --port 8484 --app topas.yaml'];
+  static override flags = {
+    app: appFlag,
+    port: Flags.integer({ description: 'port on 127.0.0.1 (default: any free port)', min: 1, max: 65535 }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Dashboard);
+    const { startDashboard } = await import('../dashboard/server');
+    const interrupts = new Interrupts(this.io);
+    try {
+      const dashboard = await startDashboard({ io: this.io, app: flags.app, port: flags.port });
+      if (flags.json) this.out(JSON.stringify({ url: dashboard.url, port: dashboard.port, dir: dashboard.dir }));
+      else this.out(`topas dashboard on ${dashboard.url}\n  runs in ${dashboard.dir}; Ctrl-C to stop`);
+      if (!interrupts.interrupted) await new Promise<void>((resolve) => interrupts.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await dashboard.close();
+    } finally {
+      interrupts.dispose();
+    }
+  }
+}
