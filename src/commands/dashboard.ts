@@ -1,7 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
 import { appFlag } from '../cli/common-flags';
-import { Interrupts } from '../run/interrupts';
 
 export default class Dashboard extends BaseCommand {
   static override summary = 'Local web UI: run history, pass rates and duration trends, run reports, compare, the queue, live logs, /metrics';
@@ -16,15 +15,19 @@ export default class Dashboard extends BaseCommand {
   async run(): Promise<void> {
     const { flags } = await this.parse(Dashboard);
     const { startDashboard } = await import('../dashboard/server');
-    const interrupts = new Interrupts(this.io);
+    // it starts nothing that needs tearing down: the first signal stops it
+    let stop!: (sig: string) => void;
+    const stopped = new Promise<string>((resolve) => (stop = resolve));
+    const unsubscribe = this.io.onSignal((sig) => stop(sig));
     try {
       const dashboard = await startDashboard({ io: this.io, app: flags.app, port: flags.port });
       if (flags.json) this.out(JSON.stringify({ url: dashboard.url, port: dashboard.port, dir: dashboard.dir }));
       else this.out(`topas dashboard on ${dashboard.url}\n  runs in ${dashboard.dir}; Ctrl-C to stop`);
-      if (!interrupts.interrupted) await new Promise<void>((resolve) => interrupts.signal.addEventListener('abort', () => resolve(), { once: true }));
+      const sig = await stopped;
       await dashboard.close();
+      this.err(`${sig}: dashboard stopped`);
     } finally {
-      interrupts.dispose();
+      unsubscribe();
     }
   }
 }
