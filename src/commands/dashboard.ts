@@ -15,17 +15,18 @@ export default class Dashboard extends BaseCommand {
   async run(): Promise<void> {
     const { flags } = await this.parse(Dashboard);
     const { startDashboard } = await import('../dashboard/server');
+    // one Io for the whole life of the server (the CLI's current Io may be swapped meanwhile in tests)
+    const io = this.io;
     // it starts nothing that needs tearing down: the first signal stops it
     let stop!: (sig: string) => void;
     const stopped = new Promise<string>((resolve) => (stop = resolve));
-    const unsubscribe = this.io.onSignal((sig) => stop(sig));
+    const unsubscribe = io.onSignal((sig) => stop(sig));
     try {
-      const dashboard = await startDashboard({ io: this.io, app: flags.app, port: flags.port });
-      if (flags.json) this.out(JSON.stringify({ url: dashboard.url, port: dashboard.port, dir: dashboard.dir }));
-      else this.out(`topas dashboard on ${dashboard.url}\n  runs in ${dashboard.dir}; Ctrl-C to stop`);
+      const dashboard = await startDashboard({ io, app: flags.app, port: flags.port });
+      io.stdout.write(flags.json ? `${JSON.stringify({ url: dashboard.url, port: dashboard.port, dir: dashboard.dir })}\n` : `topas dashboard on ${dashboard.url}\n  runs in ${dashboard.dir}; Ctrl-C to stop\n`);
       const sig = await stopped;
       await dashboard.close();
-      this.err(`${sig}: dashboard stopped`);
+      io.stderr.write(`${sig}: dashboard stopped\n`);
     } finally {
       unsubscribe();
     }

@@ -7,8 +7,10 @@ const READ_CHUNK_BYTES = 256 * 1024;
 /**
  * Reads log.ndjson from where it left off: whole lines only (a line still
  * being appended waits for its newline), in file order, so every line is
- * delivered once and in the order it was written. Step events (`source:
- * event`) are left out, as `topas test logs` leaves them out.
+ * delivered once and in the order it was written. Of the step events
+ * (`source: event`) only the end of each step is kept, as one line
+ * (`✓ step name`, `✗ step name: error`), so a run whose scenarios log nothing
+ * still shows its progress.
  */
 export class LogTail {
   private offset = 0;
@@ -52,10 +54,30 @@ export class LogTail {
       try {
         const l = JSON.parse(text) as LogLine;
         if (l.source !== 'event') lines.push({ ts: l.ts, runId: l.runId, source: String(l.source), level: l.level, message: String(l.message) });
+        else {
+          const step = stepLine(l);
+          if (step) lines.push(step);
+        }
       } catch {
         // a damaged line is skipped, the rest still streams
       }
     }
     return { lines, more };
   }
+}
+
+/** A step-end event as a log line; other events (step starts, checks) are left out. */
+function stepLine(l: LogLine): LogLine | undefined {
+  let ev: { kind?: string; name?: unknown; state?: unknown; error?: { message?: unknown; location?: unknown } };
+  try {
+    ev = JSON.parse(String(l.message)) as typeof ev;
+  } catch {
+    return undefined;
+  }
+  if (ev.kind !== 'step-end') return undefined;
+  const state = String(ev.state);
+  const mark = state === 'passed' ? '✓' : state === 'failed' ? '✗' : '-';
+  const where = ev.error?.location && !String(ev.error.message).includes(String(ev.error.location)) ? `${String(ev.error.location)}: ` : '';
+  const error = ev.error?.message !== undefined ? `: ${where}${String(ev.error.message)}` : state === 'skipped' ? ' (skipped)' : '';
+  return { ts: l.ts, runId: l.runId, source: 'step', level: state === 'failed' ? 'error' : 'info', message: `${mark} ${String(ev.name)}${error}` };
 }
