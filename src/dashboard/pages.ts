@@ -83,8 +83,8 @@ function filtersForm(f: RunFilter): string {
 /** A bar per finished run, oldest first: height is its duration, colour its outcome. */
 function sparkline(t: TestTrend): string {
   if (!t.durationsMs.length) return '';
-  const w = 6;
-  const h = 24;
+  const w = 8;
+  const h = 28;
   const max = Math.max(...t.durationsMs, 1);
   const bars = t.durationsMs
     .map((d, i) => {
@@ -117,7 +117,7 @@ export function historyPage(opts: { nonce: string; filter: RunFilter; page: Page
     page.page < page.pages ? `<a href="/${esc(query(filter, { page: page.page + 1 }))}" rel="next">older →</a>` : ''
   }</div>`;
   const body = [
-    `<h1>Run history</h1><p class="meta">runs stored in ${esc(opts.dir)}${finished ? ` · <span id="pass-rate">${((passed / finished) * 100).toFixed(0)}% passed</span> (${passed} of ${finished} finished)` : ''}</p>`,
+    `<h1>Run history</h1><p class="meta">runs stored in ${esc(opts.dir)}${finished ? ` · <span id="pass-rate">${((passed / finished) * 100).toFixed(0)}% passed</span> (${passed} of ${finished} finished runs)` : ''}</p>`,
     filtersForm(filter),
     `<form method="get" action="/compare" id="compare-form">`,
     rows.length
