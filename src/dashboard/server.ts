@@ -124,7 +124,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       const max = q.get('max') || '10%';
       const maxRegression = parseMaxRegression(max);
       if (!a || !b || maxRegression === undefined || !index.get(a) || !index.get(b)) {
-        return page('compare', comparePickPage({ nonce, runs: index.list().slice(0, 500), a, b, maxRegression: max }), a || b ? 400 : 200);
+        const runs = index.list().slice(0, 500);
+        // preselected: the newest run against the one before it
+        return page('compare', comparePickPage({ nonce, runs, a: a ?? runs[1]?.runId, b: b ?? runs[0]?.runId, maxRegression: max }), a || b ? 400 : 200);
       }
       const cap = captureIo(opts.io);
       await compareRuns({ io: cap.io, a, b, app: opts.app, maxRegression, format: 'html' });
