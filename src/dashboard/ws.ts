@@ -41,6 +41,8 @@ export class LiveStreams {
     const logs = /^\/ws\/logs\/([^/]+)$/.exec(pathname);
     if (pathname !== '/ws/queue' && !logs) return false;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // a client breaking the protocol (or sending too much) loses its stream, never the server
+      ws.on('error', () => ws.terminate());
       if (logs) this.followLog(ws, decodeURIComponent(logs[1]));
       else this.followQueue(ws);
     });
@@ -59,7 +61,12 @@ export class LiveStreams {
     if (!this.queueTimer) {
       this.queueTimer = setInterval(() => {
         if (!this.queueClients.size) return;
-        const msg = queueMessage(this.index);
+        let msg: string;
+        try {
+          msg = queueMessage(this.index);
+        } catch {
+          return; // the runs folder cannot be read just now: the next look may succeed
+        }
         if (msg === this.lastQueue) return;
         this.lastQueue = msg;
         for (const c of this.queueClients) c.send(msg);
@@ -92,27 +99,41 @@ export class LiveStreams {
       if (timer) this.timers.delete(timer);
       timer = undefined;
       if (closed) return;
-      let more = false;
-      if (ws.bufferedAmount < MAX_BUFFERED_BYTES) {
-        // the state is read before the lines: a run that had ended by then wrote all its lines before it
-        const state = this.index.get(id)?.state ?? 'Error';
-        const read = tail.read();
-        more = read.more;
-        for (let i = 0; i < read.lines.length; i += LINES_PER_MESSAGE) ws.send(JSON.stringify({ type: 'lines', lines: read.lines.slice(i, i + LINES_PER_MESSAGE) }));
-        if (state !== lastState) {
-          lastState = state;
-          ws.send(JSON.stringify({ type: 'state', state }));
-        }
-        if (FINAL_STATES.has(state) && !more) {
-          ws.send(JSON.stringify({ type: 'end', state }));
-          ws.close(1000, 'run ended');
-          return;
-        }
+      let more: boolean | undefined;
+      try {
+        more = this.pump(ws, id, tail, lastState, (s) => (lastState = s));
+      } catch (err) {
+        ws.send(JSON.stringify({ type: 'error', message: `cannot read the log: ${(err as Error).message}` }));
+        ws.close(1011, 'log unreadable');
+        return;
       }
+      if (more === undefined) return;
       timer = setTimeout(tick, more ? 0 : POLL_MS);
       this.timers.add(timer);
     };
     tick();
+  }
+
+  /** Sends what was appended since the last look; true: more is waiting, undefined: the run ended and the stream is closed. */
+  private pump(ws: WebSocket, id: string, tail: LogTail, lastState: string, setState: (s: ListedRun['state']) => void): boolean | undefined {
+    let more = false;
+    if (ws.bufferedAmount < MAX_BUFFERED_BYTES) {
+      // the state is read before the lines: a run that had ended by then wrote all its lines before it
+      const state = this.index.get(id)?.state ?? 'Error';
+      const read = tail.read();
+      more = read.more;
+      for (let i = 0; i < read.lines.length; i += LINES_PER_MESSAGE) ws.send(JSON.stringify({ type: 'lines', lines: read.lines.slice(i, i + LINES_PER_MESSAGE) }));
+      if (state !== lastState) {
+        setState(state);
+        ws.send(JSON.stringify({ type: 'state', state }));
+      }
+      if (FINAL_STATES.has(state) && !more) {
+        ws.send(JSON.stringify({ type: 'end', state }));
+        ws.close(1000, 'run ended');
+        return undefined;
+      }
+    }
+    return more;
   }
 
   close(): void {

@@ -11,7 +11,7 @@ import { RunRecordStore } from '../../src/run/run-record';
 /**
  * The dashboard in headless Chromium: three runs scheduled against one app
  * (`topas test schedule`; scheduled runs of one app run one at a time) while
- * the queue page is open, the third run's log page opened while it still
+ * the queue page is open, the log page of a run opened while it still
  * waits, then the history. Set TOPAS_DASHBOARD_SCREENSHOT=docs/dashboard.png
  * to write the history page's screenshot.
  */
@@ -88,12 +88,14 @@ describe('topas dashboard in headless Chromium', { skip: 'skip' in browser ? bro
       assert.equal(s.code, 0, s.stderr);
       scheduled.push(s.stdout.trim());
     }
-    const [first, second, third] = scheduled;
+    const first = scheduled[0];
 
-    // the third run's log, opened while it waits behind the other two
+    // the log of a run that still waits for its turn (the runners race for the app's lock, so ask the page which)
+    const waiting = await queuePage.evaluate<string[]>(`Array.from(document.querySelectorAll('#queue-pending tbody tr')).map((tr) => tr.getAttribute('data-run-id'))`);
+    const followed = waiting[waiting.length - 1] ?? scheduled[2];
     const logPage = await context.newPage();
     logPage.on('pageerror', (e) => errors.push(e.message));
-    await logPage.goto(`http://127.0.0.1:${dashboard.port}/runs/${third}/logs`);
+    await logPage.goto(`http://127.0.0.1:${dashboard.port}/runs/${followed}/logs`);
     await logPage.evaluate(`(() => {
       window.__marker = 'same page';
       window.__batches = 0;
@@ -107,12 +109,12 @@ describe('topas dashboard in headless Chromium', { skip: 'skip' in browser ? bro
     );
     const seen = await queuePage.evaluate<QueueSnapshot[]>('window.__seen');
     assert.equal(await queuePage.evaluate<string>('window.__marker'), 'same page', 'the queue page was never reloaded');
-    // one at a time: while the first ran, the other two waited in the order they were queued; then the second ran while the third waited
-    assert.ok(seen.some((s) => s.running.join() === first && s.pending.join() === `${second},${third}`), JSON.stringify(seen));
-    assert.ok(seen.some((s) => s.running.join() === second && s.pending.join() === third), JSON.stringify(seen));
-    const order: string[] = [];
-    for (const s of seen) for (const id of s.running) if (!order.includes(id)) order.push(id);
-    assert.deepEqual(order, scheduled, 'they ran in the order they were scheduled');
+    // a limit of one: never two running; the other two waited, shown in the order they were queued; each went through
+    assert.ok(seen.every((s) => s.running.length <= 1), JSON.stringify(seen));
+    assert.ok(seen.some((s) => s.running.length === 1 && s.pending.length === 2), JSON.stringify(seen));
+    assert.ok(seen.some((s) => s.running.length === 1 && s.pending.length === 1), JSON.stringify(seen));
+    for (const s of seen) assert.deepEqual(s.pending, scheduled.filter((id) => s.pending.includes(id)), 'pending in queue order');
+    for (const id of scheduled) assert.ok(seen.some((s) => s.running.includes(id)), `${id} was seen running`);
 
     await logPage.waitForSelector('body[data-log-ended]', { timeout: 120_000 });
     const log = await logPage.evaluate<{ lines: string[]; state: string; marker: string; batches: number }>(`({
