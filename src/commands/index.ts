@@ -1,4 +1,5 @@
 import Compare from './compare';
+import Dashboard from './dashboard';
 import Down from './down';
 import Export from './export';
 import Help from './help';
@@ -16,6 +17,7 @@ import TestStatus from './test/status';
 /** oclif explicit command discovery: the single binary never looks commands up on disk. */
 export const COMMANDS = {
   compare: Compare,
+  dashboard: Dashboard,
   down: Down,
   export: Export,
   help: Help,

@@ -16,7 +16,8 @@ export interface Route {
 export interface Page {
   on(event: 'dialog', fn: (d: { message(): string; dismiss(): Promise<void> }) => void): void;
   on(event: 'pageerror', fn: (e: Error) => void): void;
-  goto(url: string): Promise<unknown>;
+  goto(url: string): Promise<{ status(): number } | null>;
+  url(): string;
   waitForSelector(selector: string, opts?: { timeout?: number }): Promise<unknown>;
   /** a browser-side expression (the tests compile without the DOM types) */
   evaluate<T>(expression: string): Promise<T>;
@@ -25,6 +26,7 @@ export interface Page {
 export interface BrowserContext {
   route(pattern: string, handler: (route: Route) => unknown): Promise<void>;
   newPage(): Promise<Page>;
+  close(): Promise<void>;
 }
 export interface Browser {
   newContext(opts?: { viewport?: { width: number; height: number } }): Promise<BrowserContext>;
