@@ -535,6 +535,18 @@ export class VuHost {
         f.settop(L, base + 5);
         vu.runRef = f.ref(L);
         f.settop(L, 0);
+        // The init coroutine is never resumed again, but its suspended frames
+        // (prelude, xpcall, the script's top level, and the stack grown for
+        // them) were half of an idle VU's Lua heap (bench/vu-memory.ts): it is
+        // let go. What the script's functions captured lives on in their
+        // upvalues (closed when the coroutine is collected); locals nothing
+        // captured are freed. (Reset and reused as the command coroutine it
+        // would keep the xpcall's error handler slot: "error in error handling".)
+        this.fast.unref(this.global.address, vu.initRef);
+        vu.initRef = 0;
+        const cmd = f.newthread(this.global.address);
+        vu.L = vu.cmdL = cmd.L;
+        vu.cmdRef = cmd.ref;
         vu.state = 'idle';
         this.finish(vu, { ok: true, value: vu.info });
         return;
