@@ -33,7 +33,8 @@ end
 interface Sample {
   vus: number;
   luaBytes: number;
-  v8Bytes: number;
+  jsHeapBytes: number;
+  externalBytes: number;
   rssBytes: number;
   makeMs: number;
 }
@@ -51,7 +52,7 @@ async function child(dir: string, vus: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
     gc();
     const m = process.memoryUsage();
-    return { lua: host.heapBytes() ?? NaN, v8: m.heapUsed + m.external, rss: m.rss };
+    return { lua: host.heapBytes() ?? NaN, js: m.heapUsed, ext: m.external, rss: m.rss };
   };
   const list = [await host.createVu(0)];
   await host.setContext(list[0], undefined, 0);
@@ -62,10 +63,11 @@ async function child(dir: string, vus: number): Promise<void> {
     const r = await host.setContext(vu, undefined, i);
     if (!r.ok) throw new Error(r.error);
     list.push(vu);
+    if (process.env.VU_MEM_COLLECT_EVERY && i % Number(process.env.VU_MEM_COLLECT_EVERY) === 0) (host as unknown as { collect(): void }).collect();
   }
   const makeMs = performance.now() - t0;
   const m1 = await read();
-  const sample: Sample = { vus, luaBytes: m1.lua - m0.lua, v8Bytes: m1.v8 - m0.v8, rssBytes: m1.rss - m0.rss, makeMs };
+  const sample: Sample = { vus, luaBytes: m1.lua - m0.lua, jsHeapBytes: m1.js - m0.js, externalBytes: m1.ext - m0.ext, rssBytes: m1.rss - m0.rss, makeMs };
   process.stdout.write(`${JSON.stringify(sample)}\n`);
   process.exit(0);
 }
@@ -79,12 +81,12 @@ async function main(): Promise<void> {
   const kb = (b: number) => `${(b / 1024).toFixed(1)} KB`;
   try {
     let last: Sample | undefined;
-    process.stdout.write('VUs      made in   Lua heap/VU   V8 heap+external/VU   RSS/VU\n');
+    process.stdout.write('VUs      made in   Lua heap/VU   JS heap/VU   external (wasm memory)/VU   RSS/VU\n');
     for (const n of counts) {
       const out = execFileSync(process.execPath, ['--expose-gc', __filename, '--child', dir, String(n)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
       const s = JSON.parse(out.trim().split('\n').pop()!) as Sample;
       process.stdout.write(
-        `${String(n).padEnd(8)} ${`${(s.makeMs / 1000).toFixed(1)}s`.padStart(7)}   ${kb(s.luaBytes / n).padStart(11)}   ${kb(s.v8Bytes / n).padStart(19)}   ${kb(s.rssBytes / n).padStart(6)}\n`,
+        `${String(n).padEnd(8)} ${`${(s.makeMs / 1000).toFixed(1)}s`.padStart(7)}   ${kb(s.luaBytes / n).padStart(11)}   ${kb(s.jsHeapBytes / n).padStart(10)}   ${kb(s.externalBytes / n).padStart(25)}   ${kb(s.rssBytes / n).padStart(6)}\n`,
       );
       last = s;
     }
