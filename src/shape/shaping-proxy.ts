@@ -54,6 +54,7 @@ const UPSTREAM_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const CLIENT_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 // Bandwidth is paced in slices worth this long so the rate stays smooth.
 const BANDWIDTH_SLICE_MS = 20;
+const BANDWIDTH_CATCH_UP_MS = 100;
 
 /**
  * An in-process TCP proxy in front of one service endpoint that applies a
@@ -326,7 +327,12 @@ class Direction {
           this.queue.shift();
           this.readyAt.shift();
         }
-        this.nextFreeAt = Math.max(this.nextFreeAt, now) + (piece.length / bw.bytesPerSecond) * 1000;
+        // A timer that fired up to BANDWIDTH_CATCH_UP_MS late does not cost the
+        // rate (the next slices follow at once, a bounded burst); else a busy
+        // machine's late timers would lower it. After longer (idle, or the
+        // first slice) the pace starts again from now.
+        const from = this.nextFreeAt >= now - BANDWIDTH_CATCH_UP_MS ? this.nextFreeAt : now;
+        this.nextFreeAt = from + (piece.length / bw.bytesPerSecond) * 1000;
       } else {
         this.queue.shift();
         this.readyAt.shift();
