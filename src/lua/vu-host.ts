@@ -238,7 +238,8 @@ export class VuHost {
   private current: Vu | undefined;
   private endpoints: EndpointMap;
   private readonly vus = new Set<Vu>();
-  private source: string | undefined;
+  /** the script with the VU prefix and loop, in the registry */
+  private sourceRef = 0;
   private readonly chunk: string;
   private closed = false;
   /** per-VU heap cap in bytes; 0: off */
@@ -326,7 +327,11 @@ export class VuHost {
   /** Makes a VU and runs the script's top level in it. */
   async createVu(id: number): Promise<Vu> {
     if (this.closed) throw new Error('the VU host is closed');
-    this.source ??= VU_PREFIX + (this.opts.source ?? fs.readFileSync(this.opts.file, 'utf8')) + VU_LOOP;
+    if (!this.sourceRef) {
+      // one Lua string for every VU: pushed by reference, not copied per VU (long strings are not interned)
+      this.fast.pushstring(this.global.address, VU_PREFIX + (this.opts.source ?? fs.readFileSync(this.opts.file, 'utf8')) + VU_LOOP);
+      this.sourceRef = this.fast.ref(this.global.address);
+    }
     const vu = new Vu(id, `vu-${id}`);
     // made once per VU: the promise callbacks of every async call it makes
     vu.onResolved = (value: unknown) => this.resumeWith(vu, true, value);
@@ -338,7 +343,7 @@ export class VuHost {
     this.vus.add(vu);
     const L = vu.L;
     f.pushref(L, this.mainRef);
-    f.pushstring(L, this.source);
+    f.pushref(L, this.sourceRef);
     f.pushstring(L, this.chunk);
     f.push(L, { id: vu.name, role: 'load', index: id, count: 0, params: {} });
     const r = await new Promise<VuCommandResult>((resolve) => {
@@ -537,6 +542,21 @@ export class VuHost {
         f.settop(L, base + 5);
         vu.runRef = f.ref(L);
         f.settop(L, 0);
+        // The init coroutine is never resumed again, but its suspended frames
+        // (prelude, xpcall, the script's top level, and the stack grown for
+        // them) were half of an idle VU's Lua heap (bench/vu-memory.ts): it is
+        // let go. What the script's functions captured lives on in their
+        // upvalues (closed when the coroutine is collected); locals nothing
+        // captured are freed. (Reset and reused as the command coroutine it
+        // would keep the xpcall's error handler slot: "error in error handling".)
+        // reset first: its stack is freed now rather than left as garbage for
+        // the collector (memory that bulk VU creation would grow the heap by)
+        f.resetthread(L);
+        this.fast.unref(this.global.address, vu.initRef);
+        vu.initRef = 0;
+        const cmd = f.newthread(this.global.address);
+        vu.L = vu.cmdL = cmd.L;
+        vu.cmdRef = cmd.ref;
         vu.state = 'idle';
         this.finish(vu, { ok: true, value: vu.info });
         return;

@@ -49,10 +49,12 @@ export interface ShapingProxyStats {
 
 // Above this many queued bytes in one direction the source is paused.
 const QUEUE_HIGH_WATER_BYTES = 256 * 1024;
-// Every upstream socket reads into this; each read is copied out at once.
+// Every socket reads into one of these; each read is copied out at once.
 const UPSTREAM_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+const CLIENT_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 // Bandwidth is paced in slices worth this long so the rate stays smooth.
 const BANDWIDTH_SLICE_MS = 20;
+const BANDWIDTH_CATCH_UP_MS = 100;
 
 /**
  * An in-process TCP proxy in front of one service endpoint that applies a
@@ -99,7 +101,8 @@ export class ShapingProxy {
   async start(): Promise<ProxyTarget> {
     if (this.server) throw new TopasError('INTERNAL', `shaping proxy ${this.name} already started`);
     if (this.closed) throw new TopasError('INTERNAL', `shaping proxy ${this.name} is closed`);
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.accept(socket));
+    // paused so that no read is allocated before the socket reads into the shared buffer
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => this.accept(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(new TopasError('SUT_START_FAILED', `shaping proxy ${this.name}: cannot listen on ${this.listenHost}:${this.listenPort}: ${err.message}`, { cause: err }));
@@ -324,7 +327,12 @@ class Direction {
           this.queue.shift();
           this.readyAt.shift();
         }
-        this.nextFreeAt = Math.max(this.nextFreeAt, now) + (piece.length / bw.bytesPerSecond) * 1000;
+        // A timer that fired up to BANDWIDTH_CATCH_UP_MS late does not cost the
+        // rate (the next slices follow at once, a bounded burst); else a busy
+        // machine's late timers would lower it. After longer (idle, or the
+        // first slice) the pace starts again from now.
+        const from = this.nextFreeAt >= now - BANDWIDTH_CATCH_UP_MS ? this.nextFreeAt : now;
+        this.nextFreeAt = from + (piece.length / bw.bytesPerSecond) * 1000;
       } else {
         this.queue.shift();
         this.readyAt.shift();
@@ -379,26 +387,34 @@ class ProxiedConnection {
         answer: (head, status) => this.answer(head, status),
       };
     }
-    client.on('data', (chunk: Buffer) => {
-      if (this.framer && !this.proxy.shape.timeout) this.framer.push(chunk, this.sink!);
-      else {
-        if (this.answered && !this.framer) {
-          this.answered = false;
-          if (this.proxy.lost()) {
-            this.proxy.counters.resetConnections++;
-            this.reset();
-            return;
-          }
-        }
-        this.toServer.push(chunk);
-      }
+    const shared = readIntoSharedBuffer(client, CLIENT_READ_BUFFER, (n, buf) => {
+      if (!this.destroyed) this.fromClient(copyOut(buf, n));
+      return true;
     });
+    if (!shared) client.on('data', (chunk: Buffer) => this.fromClient(chunk));
     client.on('end', () => {
       if (this.held) this.destroy();
       else this.toServer.endSource();
     });
     client.on('error', () => this.destroy());
     client.on('close', () => this.destroy());
+    // accepted paused (ShapingProxy.start)
+    client.resume();
+  }
+
+  private fromClient(chunk: Buffer): void {
+    if (this.framer && !this.proxy.shape.timeout) this.framer.push(chunk, this.sink!);
+    else {
+      if (this.answered && !this.framer) {
+        this.answered = false;
+        if (this.proxy.lost()) {
+          this.proxy.counters.resetConnections++;
+          this.reset();
+          return;
+        }
+      }
+      this.toServer.push(chunk);
+    }
   }
 
   connectUpstream(): void {
@@ -421,7 +437,7 @@ class ProxiedConnection {
         callback: (n: number, buf: Uint8Array) => {
           if (!this.destroyed) {
             this.answered = true;
-            this.toClient.push(Buffer.from(buf.subarray(0, n)));
+            this.toClient.push(copyOut(buf, n));
           }
           return true;
         },
@@ -517,6 +533,46 @@ class ProxiedConnection {
       this.toClient.endSource();
     }
   }
+}
+
+/** The first `n` bytes of a shared read buffer in a buffer of their own (small ones come from Node's pool). */
+function copyOut(buf: Uint8Array, n: number): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  out.set(n === buf.length ? buf : buf.subarray(0, n));
+  return out;
+}
+
+/**
+ * Node reads an accepted socket into a fresh allocation per read (a backing
+ * store, an ArrayBuffer and a Buffer, then the stream's 'data' machinery):
+ * a third of the unshaped relay's garbage, so of its GC pauses (bench/README.md,
+ * proxy-tail). `onread` (a caller's buffer, as the upstream side uses) is only
+ * an option of sockets Node connects itself; for accepted ones the same two
+ * fields are set under their symbol keys, found once on a probe socket. Where a
+ * Node version keeps them differently, the caller falls back to 'data' events.
+ */
+const userReadKeys = ((): { buffer: symbol; callback: symbol } | undefined => {
+  const buffer = Buffer.alloc(1);
+  const callback = () => true;
+  // typed for connect() only, accepted by the constructor too
+  const probe = new net.Socket({ onread: { buffer, callback } } as net.SocketConstructorOpts);
+  const rec = probe as unknown as Record<symbol, unknown>;
+  const keys = Object.getOwnPropertySymbols(probe);
+  const b = keys.find((k) => rec[k] === buffer);
+  const c = keys.find((k) => rec[k] === callback);
+  probe.destroy();
+  return b && c ? { buffer: b, callback: c } : undefined;
+})();
+
+/** Makes a paused accepted socket read into `buffer`; false when not possible (use 'data'). */
+function readIntoSharedBuffer(socket: net.Socket, buffer: Buffer, callback: (n: number, buf: Buffer) => boolean): boolean {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
+  if (!userReadKeys || typeof handle?.useUserBuffer !== 'function') return false;
+  const rec = socket as unknown as Record<symbol, unknown>;
+  rec[userReadKeys.buffer] = buffer;
+  rec[userReadKeys.callback] = callback;
+  handle.useUserBuffer(buffer);
+  return true;
 }
 
 function faultResponse(head: RequestHead, status: number): Buffer {

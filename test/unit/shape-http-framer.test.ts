@@ -88,3 +88,27 @@ test('a dropped request that expects 100-continue is answered at once and the co
   const k = run([Buffer.from('POST /keep/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n'), Buffer.from('hello')]);
   assert.equal(k.forwarded, 'POST /keep/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello');
 });
+
+test('header names are read trimmed and case-insensitively, values trimmed (as latin1 text would be)', () => {
+  const seen: RequestHead[] = [];
+  const forwarded: string[] = [];
+  const f = new HttpRequestFramer((h) => {
+    seen.push(h);
+    return h.target === '/drop' ? 503 : undefined;
+  });
+  const sink = { forward: (b: Buffer) => forwarded.push(b.toString('latin1')), answer: () => undefined };
+  // a body length under an oddly spaced, oddly cased name (NBSP is trimmed too), then "Connection:\tClose"
+  f.push(Buffer.from('\r\nPOST /drop HTTP/1.1\r\n \xa0CoNtEnT-LeNgTh \t: \xa05 \r\nConnection:\tClose\r\n\r\nhelloGET /k HTTP/1.1\r\n\r\n', 'latin1'), sink);
+  assert.deepEqual(seen.map((h) => [h.method, h.target, h.keepAlive]), [
+    ['POST', '/drop', false],
+    ['GET', '/k', true],
+  ]);
+  // the dropped request's body was framed by its length: only the next request is forwarded
+  assert.equal(forwarded.join(''), 'GET /k HTTP/1.1\r\n\r\n');
+  // a header line without a colon is not HTTP as the framer knows it: passthrough from there
+  const g = new HttpRequestFramer(() => 503);
+  const out: string[] = [];
+  g.push(Buffer.from('GET / HTTP/1.1\r\nno colon here\r\n\r\n', 'latin1'), { forward: (b) => out.push(b.toString('latin1')), answer: () => undefined });
+  assert.equal(g.isPassthrough, true);
+  assert.equal(out.join(''), 'GET / HTTP/1.1\r\nno colon here\r\n\r\n');
+});
