@@ -20,12 +20,12 @@ export interface SutDriver {
   /** Called once by the core before anything else: how the driver reaches back. */
   bind(core: DriverHost): void;
   /**
-   * Before any replica starts (images present, network made). Returns the
-   * address where this host's dependents' shaping proxies must listen for
-   * the SUT's own services to reach them, or undefined: dependents are then
-   * not shaped (the driver cannot reach this host).
+   * Before any replica starts (images present, network made). With
+   * `shapeDependents`, says whether the SUT's own services can reach this
+   * host's dependents' proxies (`dependents`) and on which address they must
+   * listen (default: the fleet's, 127.0.0.1).
    */
-  prepare(opts: { signal: AbortSignal; shapeDependents: boolean }): Promise<{ dependentsListenHost?: string; unshapedReason?: string }>;
+  prepare(opts: { signal: AbortSignal; shapeDependents: boolean }): Promise<{ dependents: boolean; listenHost?: string }>;
 
   // ---- replicas
   /**
@@ -120,6 +120,10 @@ export interface DriverHost {
   replicaGone(replica: ReplicaHandle, why: string): void;
   /** the SUT is being disposed: a start in flight stops */
   readonly closed: boolean;
+  /** what runs changed outside a replica start (a database cluster came up): record it */
+  persist(): void;
+  /** one line of the run's log, prefixed with the backend */
+  log(line: string): void;
 }
 
 export interface Addresses {
@@ -134,9 +138,11 @@ export interface ReplicaHandle {
   readonly service: string;
   /** 1-based slot; a replacement takes the slot of the one it replaces */
   readonly index: number;
-  /** version and image it was started with (ps during a rollout, scale-down of old ones first) */
+  /** version and image it was started with (ps shows both versions during a rollout) */
   readonly version?: string;
   readonly image?: string;
+  /** what config it was started with (opaque: an image ref): scale-down takes other revisions first */
+  readonly revision?: string;
   /** from the machine running topas (scenario proxies, readiness, ps) */
   readonly host: Addresses;
   /** from inside the SUT (references) */
@@ -170,7 +176,7 @@ export interface ExecResult {
 }
 
 /** service -> the replicas the core persisted (index, retiring, the driver's `saved`) */
-export type SavedReplicas = Record<string, Array<{ index: number; retiring?: boolean; version?: string; image?: string; saved?: Record<string, unknown> }>>;
+export type SavedReplicas = Record<string, Array<{ index: number; retiring?: boolean; saved?: Record<string, unknown> }>>;
 
 export interface Adopted {
   replicas: Array<{ replica: ReplicaHandle; alive: boolean; retiring?: boolean }>;
