@@ -162,7 +162,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         log(`standing up app ${spec.name}…`);
         const t0 = io.now();
         standingUp = true;
-        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep, proxyHost: Boolean(opts.keep) });
+        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, processEnv: io.env, shapeDependents: !opts.keep, proxyHost: Boolean(opts.keep) });
         standingUp = false;
         log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
         const sut = session.sut;
