@@ -9,7 +9,7 @@ import { ProxyFleet } from '../shape/proxy-fleet';
 import { ProxyHostClient } from '../shape/proxy-host';
 import { selfCommand } from '../util/self-command';
 import type { DriverHost, ReplicaHandle, SutDriver } from './driver';
-import { databaseEntry, postgresUrl, serviceEntry } from './endpoints';
+import { endpointMapOf, endpointOf, serviceStatuses } from './core-status';
 import { Healer } from './healer';
 import { lifecycleOf, type SutLifecycle } from './lifecycle';
 import { DEFAULT_LOG_TAIL, mergeReplicaLogs } from './log-format';
@@ -179,18 +179,7 @@ export class CoreSut implements Sut {
       db.ready = !db.stopped;
     }
     // readiness as it is now, not as it was when the state was written
-    await Promise.all(
-      [...sut.table.services.values()].flatMap((svc) =>
-        sut.table.live(svc).map(async (r) => {
-          try {
-            await driver.waitReplicaReady(r.h, svc.config, { signal: sut.opsAbort.signal, onceMs: PROBE_ONCE_MS });
-            r.ready = true;
-          } catch {
-            r.ready = false;
-          }
-        }),
-      ),
-    );
+    await sut.rollouts.probeAll(PROBE_ONCE_MS, sut.opsAbort.signal);
     if (sut.readOnly) return sut;
     const dependents = hosted;
     if (dependents) {
@@ -208,24 +197,7 @@ export class CoreSut implements Sut {
     // what a run that died midway was replacing or scaling away
     for (const [svc, r] of retiring) void svc.ops.run(() => sut.rollouts.stop(svc, r)).catch(() => undefined);
     // alive but not answering (a run died while it started): its readiness timeout, then it is replaced
-    for (const svc of sut.table.services.values()) {
-      for (const r of sut.table.live(svc).filter((x) => !x.ready)) {
-        void svc.ops
-          .run(async () => {
-            if (r.gone || r.retiring || r.ready) return;
-            try {
-              await driver.waitReplicaReady(r.h, svc.config, { signal: sut.opsAbort.signal });
-              r.ready = true;
-              sut.notify();
-            } catch (e) {
-              if (sut.closed) return;
-              sut.log(`service ${svc.config.name} replica ${r.h.index} did not become ready (${errorMessage(e)}); replacing it`);
-              await sut.rollouts.stop(svc, r, false);
-            }
-          })
-          .catch(() => undefined);
-      }
-    }
+    sut.rollouts.awaitUnready(sut.opsAbort.signal, (l) => sut.log(l));
     sut.healer.start();
     return sut;
   }
@@ -278,69 +250,16 @@ export class CoreSut implements Sut {
     return this.shapes;
   }
 
-  async services(): Promise<ServiceStatus[]> {
-    const out: ServiceStatus[] = [];
-    for (const svc of this.table.services.values()) {
-      const live = this.table.live(svc);
-      const extra: Record<string, string[]> = {};
-      for (const pn of Object.keys(svc.config.ports)) extra[pn] = live.map((r) => addressText(r.h.host.ports[pn]));
-      // the versions that run (two during a rollout), else the declared one
-      const versions = [...new Set(live.map((r) => r.h.version).filter((v): v is string => v !== undefined))];
-      const current = live.find((r) => !this.table.stale(svc, r)) ?? live[0];
-      out.push({
-        name: svc.config.name,
-        kind: 'service',
-        replicas: live.length,
-        ready: this.table.isReady(svc),
-        version: versions.length ? versions.join(', ') : svc.config.version,
-        image: current?.h.image ?? svc.config.image,
-        endpoints: live.map((r) => `${svc.config.tls ? 'https' : 'http'}://${addressText(r.h.host.main)}`),
-        ...(Object.keys(extra).length ? { extraEndpoints: extra } : {}),
-      });
-    }
-    for (const db of this.table.databases.values()) {
-      const up = db.handle !== undefined && !db.stopped && !(await this.driver.databaseGone(db.spec.name));
-      const h = db.handle;
-      out.push({
-        name: db.spec.name,
-        kind: 'database',
-        replicas: up ? 1 : 0,
-        ready: up && db.ready,
-        image: h?.image ?? db.spec.image,
-        ...(h?.version ? { version: h.version } : {}),
-        endpoints: up && h ? [postgresUrl(db.spec.credentials, h.host.host, h.host.port)] : [],
-      });
-    }
-    return out;
+  services(): Promise<ServiceStatus[]> {
+    return serviceStatuses(this.table, this.driver);
   }
 
   endpoint(name: string, port?: string): string {
-    const db = this.table.databases.get(name);
-    if (db) {
-      const a = this.shaping_.databaseScenarioAddress(db);
-      if (!a) throw sutErrors.databaseNotRunning(name);
-      return postgresUrl(db.spec.credentials, a.host, a.port);
-    }
-    const svc = this.table.service(name);
-    if (port !== undefined && svc.config.ports[port] === undefined) throw sutErrors.unknownPort(name, port, Object.keys(svc.config.ports));
-    const r = svc.rr.pick(this.table.pool(svc));
-    if (!r) throw sutErrors.noRunningReplica(name);
-    if (port === undefined) return this.shaping_.replicaUrl(svc.config, r.h);
-    const a = this.shaping_.replicaPort(r.h, port);
-    return svc.config.tlsPorts?.includes(port) ? `https://${a}` : a;
+    return endpointOf(this.table, this.shaping_, name, port);
   }
 
   endpointMap(): EndpointMap {
-    const map: EndpointMap = {};
-    for (const svc of this.table.services.values()) {
-      const c = svc.config;
-      map[c.name] = serviceEntry(this.table.pool(svc), Object.keys(c.ports), (r) => this.shaping_.replicaUrl(c, r.h), (r, pn) => this.shaping_.replicaPort(r.h, pn), c.tlsPorts);
-    }
-    for (const db of this.table.databases.values()) {
-      const a = this.shaping_.databaseScenarioAddress(db);
-      map[db.spec.name] = databaseEntry({ ...db.spec.credentials, host: a?.host ?? '127.0.0.1', port: a?.port ?? 0 }, a !== undefined && !db.stopped);
-    }
-    return map;
+    return endpointMapOf(this.table, this.shaping_);
   }
 
   onEndpointsChange(listener: (map: EndpointMap) => void): () => void {
@@ -592,8 +511,3 @@ export class CoreSut implements Sut {
     for (const s of this.table.services.values()) s.replicas = [];
   }
 }
-
-function addressText(a: { host: string; port: number } | undefined): string {
-  return a ? `${a.host}:${a.port}` : '';
-}
-

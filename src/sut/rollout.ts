@@ -1,7 +1,7 @@
 import { sleep } from '../backends/readiness';
 import type { SutDriver, ReplicaHandle } from './driver';
 import type { Replica, ReplicaTable, ServiceRuntime } from './replica-table';
-import { sutErrors } from './sut-errors';
+import { errorMessage, sutErrors } from './sut-errors';
 
 /** What the replica-set operations need from the core around them. */
 export interface RolloutHost {
@@ -136,5 +136,43 @@ export class Rollouts {
       await this.stop(svc, old);
     }
     await this.scaleTo(svc, svc.declared, signal);
+  }
+
+  /** Attach: one readiness attempt of each live replica, as it is now (not as the state says). */
+  async probeAll(onceMs: number, signal: AbortSignal): Promise<void> {
+    await Promise.all(
+      [...this.table.services.values()].flatMap((svc) =>
+        this.table.live(svc).map(async (r) => {
+          try {
+            await this.driver.waitReplicaReady(r.h, svc.config, { signal, onceMs });
+            r.ready = true;
+          } catch {
+            r.ready = false;
+          }
+        }),
+      ),
+    );
+  }
+
+  /** Attach: a replica alive but not answering (a run died while it started) gets its readiness timeout, then is replaced. */
+  awaitUnready(signal: AbortSignal, log: (line: string) => void): void {
+    for (const svc of this.table.services.values()) {
+      for (const r of this.table.live(svc).filter((x) => !x.ready)) {
+        void svc.ops
+          .run(async () => {
+            if (r.gone || r.retiring || r.ready) return;
+            try {
+              await this.driver.waitReplicaReady(r.h, svc.config, { signal });
+              r.ready = true;
+              this.host.notify();
+            } catch (e) {
+              if (this.host.closed) return;
+              log(`service ${svc.config.name} replica ${r.h.index} did not become ready (${errorMessage(e)}); replacing it`);
+              await this.stop(svc, r, false);
+            }
+          })
+          .catch(() => undefined);
+      }
+    }
   }
 }

@@ -37,6 +37,8 @@ export class DockerDriver implements SutDriver {
   private closed = false;
   private proxyHost?: { pid: number; startTicks?: number };
   private running?: { at: number; ids: Set<string> };
+  /** when each container was known to run: a list asked for before that may not show it running */
+  private readonly born = new Map<string, number>();
   readonly dbs: DockerDatabases;
 
   constructor(
@@ -124,6 +126,8 @@ export class DockerDriver implements SutDriver {
         },
       });
       const h = this.handle(s, req.index, started.id, ref, started.hostPorts);
+      // from now on it runs: a list asked for earlier may have seen it only created
+      this.born.set(h.key, Date.now());
       req.created(h);
       return h;
     } catch (err) {
@@ -173,22 +177,25 @@ export class DockerDriver implements SutDriver {
   async removeReplica(h: ReplicaHandle, opts: { graceful: boolean }): Promise<void> {
     if (opts.graceful) await this.docker.getContainer(h.key).stop({ t: STOP_GRACE_S }).catch(() => {});
     await this.remove(h.key);
+    this.born.delete(h.key);
   }
 
   private async remove(id: string): Promise<void> {
     await this.docker.getContainer(id).remove({ force: true, v: true }).catch(() => {});
   }
 
-  /** One list of the run's running containers serves every replica's check for a moment. */
-  private async runningIds(): Promise<Set<string>> {
-    if (this.running && Date.now() - this.running.at < RUNNING_TTL_MS) return this.running.ids;
+  /** One list of the run's running containers serves every check for a moment (if asked for after `since`). */
+  private async runningIds(since = 0): Promise<Set<string>> {
+    if (this.running && this.running.at > since && Date.now() - this.running.at < RUNNING_TTL_MS) return this.running.ids;
+    const at = Date.now();
     const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL.run}=${this.ctx.runId}`] } });
-    this.running = { at: Date.now(), ids: new Set(list.filter((c) => c.State === 'running').map((c) => c.Id)) };
-    return this.running.ids;
+    const ids = new Set(list.filter((c) => c.State === 'running').map((c) => c.Id));
+    if (!this.running || this.running.at < at) this.running = { at, ids };
+    return ids;
   }
 
   async isGone(h: ReplicaHandle): Promise<boolean> {
-    return !(await this.runningIds()).has(h.key);
+    return !(await this.runningIds(this.born.get(h.key))).has(h.key);
   }
 
   async fault(h: ReplicaHandle, fault: Fault): Promise<'gone' | 'alive'> {
@@ -230,13 +237,15 @@ export class DockerDriver implements SutDriver {
 
   // ---- databases
 
-  startDatabase(db: { name: string }, opts: { signal: AbortSignal }): Promise<DatabaseHandle> {
-    return this.dbs.start(db.name, opts.signal);
+  async startDatabase(db: { name: string }, opts: { signal: AbortSignal }): Promise<DatabaseHandle> {
+    const h = await this.dbs.start(db.name, opts.signal);
+    this.born.set(this.dbs.get(db.name).id!, Date.now());
+    return h;
   }
 
   async databaseGone(name: string): Promise<boolean> {
     const id = this.dbs.get(name).id;
-    return !id || !(await this.runningIds()).has(id);
+    return !id || !(await this.runningIds(this.born.get(id))).has(id);
   }
 
   async databaseLogs(name: string, tail: number): Promise<string> {
@@ -249,9 +258,10 @@ export class DockerDriver implements SutDriver {
     return this.dbs.stop(name);
   }
 
-  restartDatabase(name: string, opts: { graceful: boolean; signal: AbortSignal }): Promise<DatabaseHandle> {
-    this.running = undefined;
-    return this.dbs.restart(name, opts.graceful, opts.signal);
+  async restartDatabase(name: string, opts: { graceful: boolean; signal: AbortSignal }): Promise<DatabaseHandle> {
+    const h = await this.dbs.restart(name, opts.graceful, opts.signal);
+    this.born.set(this.dbs.get(name).id!, Date.now());
+    return h;
   }
 
   async faultDatabase(name: string, fault: Fault): Promise<'gone' | 'alive'> {
