@@ -147,7 +147,8 @@ export class DockerDriver implements SutDriver {
     const env: Record<string, string> = { PORT: String(s.port) };
     for (const [n, p] of Object.entries(s.ports)) env[`PORT_${n.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = String(p);
     env.TOPAS_VERSION = s.version ?? versionOf(this.refOf(s));
-    for (const [k, v] of Object.entries({ ...(this.ctx.env ?? {}), ...s.env })) env[k] = this.host.resolve(v);
+    // --env over the service's env (as apply_service left it), as on every backend
+    for (const [k, v] of Object.entries({ ...s.env, ...(this.ctx.env ?? {}) })) env[k] = this.host.resolve(v);
     return env;
   }
 
