@@ -1,5 +1,6 @@
 /**
- * SUT startup on the docker backend vs. plain `docker run`.
+ * SUT startup on the docker backend vs. plain `docker run`, and the local
+ * backend's start-up of the quickstart (embedded PostgreSQL + 2 api processes).
  *
  *   node dist/bench/sut-startup.js [rounds=2]
  *
@@ -8,7 +9,9 @@
  * and polls readiness (postgres connect, then GET /healthz per replica) every
  * 100ms; topas runs `topas up --backend docker` in-process. Rounds alternate peer/topas; teardown
  * is not timed. Prints both times per round and the ratio of the medians
- * (topas / peer; the target is <= 1.0).
+ * (topas / peer; the target is <= 1.0). Each round also times
+ * `topas up --backend local` of the quickstart (fixtures/quickstart with an
+ * absolute command path), which must not get slower from one version to the next.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -108,15 +111,21 @@ async function peerCleanup(tag: string): Promise<void> {
   await docker('network', 'rm', `bench-peer-${tag}`).catch(() => '');
 }
 
+/** The quickstart as the local backend runs it: the mock app's server by absolute path. */
+function localQuickstart(): string {
+  const text = fs.readFileSync(path.join(REPO_ROOT, 'fixtures', 'quickstart', 'topas.yaml'), 'utf8');
+  return text.replace('"../apps/mock-app/server.js"', JSON.stringify(path.join(REPO_ROOT, 'fixtures', 'apps', 'mock-app', 'server.js')));
+}
+
 /** `topas up` as a user runs it (spec loading, sweep, parallel start, readiness), then `topas down`. */
-async function topasStart(tag: string, workDir: string): Promise<number> {
-  const dir = path.join(workDir, tag);
+async function topasStart(tag: string, workDir: string, backend: 'docker' | 'local' = 'docker'): Promise<number> {
+  const dir = path.join(workDir, `${backend}-${tag}`);
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'topas.yaml'), SPEC);
+  fs.writeFileSync(path.join(dir, 'topas.yaml'), backend === 'docker' ? SPEC : localQuickstart());
   const quiet = { write: () => true };
   const io = { ...processIo(), cwd: dir, stdout: quiet, stderr: quiet };
   const t0 = performance.now();
-  const code = await runCli(['up', '--backend', 'docker'], io);
+  const code = await runCli(['up', '--backend', backend], io);
   const ms = performance.now() - t0;
   const down = await runCli(['down'], io);
   if (code !== 0 || down !== 0) throw new Error(`topas up exited ${code}, down ${down}`);
@@ -136,6 +145,7 @@ async function main(): Promise<void> {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-bench-'));
   const peer: number[] = [];
   const topas: number[] = [];
+  const local: number[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
       const tag = `${process.pid}-${i}`;
@@ -145,13 +155,15 @@ async function main(): Promise<void> {
         await peerCleanup(tag);
       }
       topas.push(await topasStart(tag, workDir));
-      console.log(`round ${i + 1}: docker run + polling ${peer[i].toFixed(0)}ms, topas up ${topas[i].toFixed(0)}ms`);
+      local.push(await topasStart(tag, workDir, 'local'));
+      console.log(`round ${i + 1}: docker run + polling ${peer[i].toFixed(0)}ms, topas up ${topas[i].toFixed(0)}ms, topas up --backend local (quickstart) ${local[i].toFixed(0)}ms`);
     }
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
   }
   const ratio = median(topas) / median(peer);
   console.log(`median: docker run + polling ${median(peer).toFixed(0)}ms, topas up ${median(topas).toFixed(0)}ms, ratio ${ratio.toFixed(2)} (target <= 1.0)`);
+  console.log(`median: topas up --backend local (quickstart: embedded PostgreSQL + 2 api processes) ${median(local).toFixed(0)}ms (target: not slower than the previous version)`);
 }
 
 main().catch((err) => {

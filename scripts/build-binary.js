@@ -53,7 +53,7 @@ const SEA_SEAMS = [
     to: "function binDir(): string {\n  return require('../../sea/postgres-binaries').findPostgresBinaries().binDir;",
   },
   {
-    file: 'src/backends/local/local-sut.ts',
+    file: 'src/backends/local/local-driver.ts',
     uses: 'nodeExecutable',
     from: 'process.execPath',
     to: "require('../../sea/node-executable').nodeExecutable()",

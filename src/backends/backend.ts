@@ -37,6 +37,8 @@ export interface StartContext {
   signal?: AbortSignal;
   /** extra env for every service (e.g. from --env) */
   env?: Record<string, string>;
+  /** the environment topas runs in (Io.env): local services inherit it, backends read their settings from it; default process.env */
+  processEnv?: NodeJS.ProcessEnv;
   /**
    * Point dependents' references (`${db.url}`) at this process's shaping proxies,
    * so `shape` calls reach service-to-service traffic too. Only for a SUT that

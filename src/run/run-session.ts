@@ -155,7 +155,7 @@ export class RunSession implements AsyncDisposable {
     // loaded here: a run without an app needs no backend code (~190 ms of start-up)
     const { openSut } = await import('./sut-session');
     this.standingUp = true;
-    this.sut = await openSut({ spec, backend: this.opts.backend, runId: this.runId, log: this.log, signal: this.interrupts.signal, env: this.opts.env, shapeDependents: !this.opts.keep, proxyHost: this.opts.keep });
+    this.sut = await openSut({ spec, backend: this.opts.backend, runId: this.runId, log: this.log, signal: this.interrupts.signal, env: this.opts.env, processEnv: this.opts.io.env, shapeDependents: !this.opts.keep, proxyHost: this.opts.keep });
     this.standingUp = false;
     this.log(`app ${spec.name} is up on backend ${this.sut.backend} in ${formatDurationMs(this.io.now() - t0)} (${this.sut.reason})`);
     this.sut.sut.shaping?.().onChange((e) => {

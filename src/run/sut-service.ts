@@ -38,7 +38,7 @@ export async function upApp(opts: { io: Io; app?: string; backend: string; env: 
   const runId = existing?.runId ?? new RunRecordStore(spec.dir).createRunId();
   const interrupts = new Interrupts(opts.io);
   try {
-    const session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, proxyHost: true });
+    const session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, processEnv: opts.io.env, proxyHost: true });
     log(`app ${spec.name} is up on backend ${session.backend} (${session.reason})`);
     try {
       if (interrupts.interrupted) throw new TopasError('INTERRUPTED', 'interrupted while standing up');
@@ -86,7 +86,7 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean }): Pro
     const state = readStateFile(spec.dir);
     if (state) {
       try {
-        const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log, readOnly: true });
+        const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log, readOnly: true, processEnv: opts.io.env });
         await sut.dispose();
         tornDown = `${spec.name} (${state.backend}, run ${state.runId})`;
       } catch (err) {
@@ -116,7 +116,7 @@ export async function psApp(opts: { io: Io; app?: string }): Promise<{ app: stri
   if (!state) return { app: spec.name, services: [] };
   const log = (line: string) => opts.io.stderr.write(`topas: ${line}\n`);
   // looks only: probes what runs, writes nothing (a run holding the SUT records its own changes)
-  const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log, readOnly: true });
+  const sut = await getBackend(state.backend).attach(spec, state, { runId: state.runId, workDir: '', log, readOnly: true, processEnv: opts.io.env });
   try {
     return { app: spec.name, backend: state.backend, runId: state.runId, services: await sut.services() };
   } finally {

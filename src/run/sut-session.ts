@@ -67,6 +67,8 @@ export async function openSut(opts: {
   log: (line: string) => void;
   signal?: AbortSignal;
   env?: Record<string, string>;
+  /** the environment topas runs in (Io.env), for the backends (StartContext.processEnv) */
+  processEnv?: NodeJS.ProcessEnv;
   /** route dependents through this process's shaping proxies (StartContext.shapeDependents) */
   shapeDependents?: boolean;
   /** the SUT will outlive this process: dependents' proxies in a detached host (StartContext.proxyHost) */
@@ -82,7 +84,7 @@ export async function openSut(opts: {
       // every change this run makes to the kept SUT reaches state.json as it happens, so `ps`,
       // the next run and `down` see what runs, even if this process dies midway
       const onState = (next: SutState) => void updateStateFile(spec.dir, next);
-      const sut = await backend.attach(spec, state, { runId: opts.runId, workDir: '', log: opts.log, signal: opts.signal, env: opts.env, onState });
+      const sut = await backend.attach(spec, state, { runId: opts.runId, workDir: '', log: opts.log, signal: opts.signal, env: opts.env, processEnv: opts.processEnv, onState });
       registerSecretsIn(sut.state());
       return { sut, owned: false, backend: state.backend, reason: `reusing the SUT started by \`topas up\` (run ${state.runId})` };
     } catch (err) {
@@ -94,7 +96,7 @@ export async function openSut(opts: {
   await choice.backend.sweep({ app: spec.name, log: opts.log }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-${spec.name}-`));
   try {
-    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, shapeDependents: opts.shapeDependents, proxyHost: opts.proxyHost });
+    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, processEnv: opts.processEnv, shapeDependents: opts.shapeDependents, proxyHost: opts.proxyHost });
     registerSecretsIn(sut.state());
     return { sut, owned: true, backend: choice.backend.name, reason: choice.reason };
   } catch (err) {

@@ -24,6 +24,10 @@ export const sutErrors = {
   badReplicaCount(op: string, service: string, replicas: unknown): TopasError {
     return new TopasError('SCENARIO_FAILED', `${op} ${service}: replicas must be a whole number >= 0, got ${String(replicas)}`);
   },
+  /** an operation this backend cannot do (`stop` of one database in local's shared PostgreSQL) */
+  unsupported(backend: string, what: string, why: string): TopasError {
+    return new TopasError('SCENARIO_FAILED', `${what}: not supported on the ${backend} backend (${why})`);
+  },
   emptyExec(name: string): TopasError {
     return new TopasError('SCENARIO_FAILED', `exec ${name}: empty command`);
   },

@@ -13,7 +13,7 @@ import { loadAppSpec } from '../../src/spec/load-app-spec';
 import type { AppSpec } from '../../src/spec/app-spec';
 import type { Sut, SutState } from '../../src/backends/backend';
 import { LocalBackend } from '../../src/backends/local/local-backend';
-import type { LocalStateData } from '../../src/backends/local/local-sut';
+import type { LocalStateData } from '../../src/backends/local/local-backend';
 import { isAlive } from '../../src/backends/local/processes';
 import { registryFile } from '../../src/backends/local/run-registry';
 

@@ -8,7 +8,7 @@ import { TopasError } from '../../src/errors';
 import type { AppSpec, ServiceSpec } from '../../src/spec/app-spec';
 import type { SutState } from '../../src/backends/backend';
 import { LocalBackend } from '../../src/backends/local/local-backend';
-import type { LocalStateData } from '../../src/backends/local/local-sut';
+import type { LocalStateData } from '../../src/backends/local/local-backend';
 import { isAlive } from '../../src/backends/local/processes';
 import { registryFile } from '../../src/backends/local/run-registry';
 

@@ -1,24 +1,20 @@
 import * as fs from 'node:fs';
 import type { AppSpec } from '../../spec/app-spec';
-import type { Backend, StartContext, Sut, SutState } from '../backend';
+import type { StartContext, SutState } from '../backend';
 import { TopasError } from '../../errors';
-import { startInDependencyOrder } from '../../spec/dependency-graph';
-import { connectEngine, ensureImage, ENGINE_HINT, type Engine } from './engine';
-import { DockerSut, removeRun, type DockerSutData } from './docker-sut';
-import { KEPT_KIND, LABEL, clearDetached, dockerName, hasLegacyMarker, ownerGone, proxyHostDir, proxyHostOf, removeProxyHostDir, runLabels } from './labels';
+import { connectEngine, ENGINE_HINT, type Engine } from './engine';
+import { DockerDriver, type DockerSutData } from './docker-driver';
+import { removeRun } from './remove-run';
+import { KEPT_KIND, LABEL, clearDetached, dockerName, hasLegacyMarker, ownerGone, proxyHostOf, removeProxyHostDir } from './labels';
 import { isKeptApp, type SweepOptions } from '../ownership';
 import { isAlive, stopGroup, type ProcessRef } from '../local/processes';
-import { ProxyHostClient } from '../../shape/proxy-host';
-import { selfCommand } from '../../util/self-command';
+import { CoreBackend } from '../../sut/core-backend';
+import type { DriverBackend } from '../../sut/driver';
 
 const PROBE_TIMEOUT_MS = 3000;
 
-/**
- * The `docker` backend: every service replica and database is a container
- * (testcontainers' GenericContainer) on a network made for the run, with its
- * name as network alias; scenarios reach them on ports published on 127.0.0.1.
- */
-export class DockerBackend implements Backend {
+/** The docker driver's side of the backend: probe, a driver per run, sweep by labels. */
+class DockerDrivers implements DriverBackend {
   readonly name = 'docker';
 
   async probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }> {
@@ -35,48 +31,16 @@ export class DockerBackend implements Backend {
     return { ok: true, reason: 'the Docker engine answers and every service has an image' };
   }
 
-  async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
+  async create(spec: AppSpec, ctx: StartContext): Promise<DockerDriver> {
     // containers keep their own files: the run folder made for us would only stay behind, empty, in TMPDIR
     if (ctx.workDir) removeEmptyDir(ctx.workDir);
     const engine = await connectEngine();
-    const startedAt = new Date().toISOString();
-    const network = dockerName('topas', spec.name, ctx.runId);
-    const sut = new DockerSut(spec, ctx.runId, engine, ctx, network, startedAt);
-    // Every image is checked (and pulled when missing) before anything is made.
-    await Promise.all(sut.imageRefs().map((ref) => ensureImage(engine.docker, ref, ctx.log)));
-    if (ctx.signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
-    const onAbort = (): void => sut.abortStart();
-    ctx.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await engine.docker.createNetwork({
-        Name: network,
-        Driver: 'bridge',
-        CheckDuplicate: true,
-        Labels: { ...runLabels(spec.name, ctx.runId, spec.file), [LABEL.service]: '' },
-      });
-      const gateway = ctx.shapeDependents || ctx.proxyHost ? await networkGateway(engine, network, ctx.log) : undefined;
-      if (gateway && ctx.proxyHost) {
-        // the SUT outlives this process: its dependents' proxies go to a host that lives as long as the run
-        const dir = proxyHostDir(ctx.runId);
-        fs.mkdirSync(dir, { recursive: true });
-        sut.useProxyHost(await ProxyHostClient.start({ watchDir: dir, command: selfCommand() }));
-      }
-      await sut.startShaping(gateway);
-      await startInDependencyOrder(spec, (name) => sut.startComponent(name, ctx.signal), { signal: ctx.signal });
-      if (ctx.signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
-    } catch (err) {
-      await sut.dispose().catch(() => {});
-      throw err;
-    } finally {
-      ctx.signal?.removeEventListener('abort', onAbort);
-    }
-    sut.startReconcile();
-    return sut;
+    return new DockerDriver(spec, ctx, engine, dockerName('topas', spec.name, ctx.runId));
   }
 
-  async attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut> {
+  async reopen(spec: AppSpec, state: SutState, ctx: StartContext): Promise<DockerDriver> {
     const engine = await connectEngine();
-    const data = state.data as DockerSutData | undefined;
+    const data = state.data as Partial<DockerSutData> | undefined;
     const found = await engine.docker.listContainers({ all: true, filters: { label: [`${LABEL.run}=${state.runId}`] } });
     // a reader (ps, down) takes it as it is: nothing runs, but `down` still ends its proxy host
     if (found.length === 0 && !ctx.readOnly) {
@@ -84,23 +48,7 @@ export class DockerBackend implements Backend {
         hint: 'start it again with `topas up`',
       });
     }
-    const network = data?.network ?? dockerName('topas', spec.name, state.runId);
-    const sut = new DockerSut(spec, state.runId, engine, ctx, network, state.startedAt, data);
-    await sut.adopt();
-    // containers started by another process reach its proxy host, if it made one, else each other directly
-    const host = data?.proxyHost ? new ProxyHostClient(data.proxyHost) : undefined;
-    if (ctx.readOnly) {
-      // looks (ps) or tears down (down): no proxies, no healing
-      if (host?.alive()) sut.keepProxyHost(host);
-      return sut;
-    }
-    if (host?.alive() && data?.gateway) {
-      sut.useProxyHost(host);
-      await sut.startShaping(data.gateway);
-    } else await sut.startShaping(undefined);
-    sut.awaitUnready();
-    sut.startReconcile();
-    return sut;
+    return new DockerDriver(spec, ctx, engine, data?.network ?? dockerName('topas', spec.name, state.runId));
   }
 
   /**
@@ -184,15 +132,15 @@ export class DockerBackend implements Backend {
 }
 
 /**
- * The host's address on the run's bridge network: containers reach this
- * process's shaping proxies there. Undefined (dependents then talk directly)
- * when the engine reports none, e.g. a network without IPAM config.
+ * The `docker` backend: every service replica and database is a container
+ * (testcontainers' GenericContainer) on a network made for the run, with its
+ * name as network alias; scenarios reach them on ports published on 127.0.0.1.
+ * The SUT core (src/sut) does the rest.
  */
-async function networkGateway(engine: Engine, network: string, log: (line: string) => void): Promise<string | undefined> {
-  const info = (await engine.docker.getNetwork(network).inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
-  const gateway = info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
-  if (!gateway) log(`docker: network ${network} reports no gateway; service-to-service traffic is not shaped`);
-  return gateway;
+export class DockerBackend extends CoreBackend {
+  constructor() {
+    super(new DockerDrivers());
+  }
 }
 
 function removeEmptyDir(dir: string): void {

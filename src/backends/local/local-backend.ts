@@ -1,19 +1,20 @@
 import type { AppSpec } from '../../spec/app-spec';
-import type { Backend, StartContext, Sut, SutState } from '../backend';
+import { TopasError } from '../../errors';
+import type { StartContext, SutState } from '../backend';
 import type { SweepOptions } from '../ownership';
-import { LocalSut, type LocalSutOptions } from './local-sut';
-import { postgresBinariesAvailable } from './postgres-cluster';
+import { CoreBackend } from '../../sut/core-backend';
+import type { DriverBackend } from '../../sut/driver';
+import { LocalDriver, type LocalDriverOptions, type LocalStateData } from './local-driver';
+import { PostgresCluster, postgresBinariesAvailable } from './postgres-cluster';
 import { sweepRuns } from './run-registry';
 
-/**
- * The `local` backend: no Docker. Services run as child processes (one per
- * replica, each on a free port), databases in one embedded PostgreSQL cluster
- * per run. See LocalSut for the operations.
- */
-export class LocalBackend implements Backend {
+export type { LocalStateData } from './local-driver';
+
+/** The local driver's side of the backend: probe, checks, a driver per run, sweep of the run registry. */
+class LocalDrivers implements DriverBackend {
   readonly name = 'local';
 
-  constructor(private readonly opts: LocalSutOptions = {}) {}
+  constructor(private readonly opts: LocalDriverOptions) {}
 
   async probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }> {
     const noCommand = spec.services.filter((s) => !s.command || s.command.length === 0).map((s) => s.name);
@@ -24,15 +25,40 @@ export class LocalBackend implements Backend {
     return { ok: true, reason: 'every service has a command' };
   }
 
-  start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
-    return LocalSut.start(spec, ctx, this.opts);
+  check(spec: AppSpec): void {
+    const missing = spec.services.filter((s) => !s.command || s.command.length === 0).map((s) => s.name);
+    if (missing.length) {
+      throw new TopasError('BACKEND_UNAVAILABLE', `local backend: service(s) ${missing.join(', ')} have no command`, {
+        hint: 'the local backend runs services as processes: give each service a `command`, or use --backend docker',
+      });
+    }
   }
 
-  attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut> {
-    return LocalSut.attach(spec, state, ctx, this.opts);
+  async create(spec: AppSpec, ctx: StartContext): Promise<LocalDriver> {
+    return new LocalDriver(spec, ctx, this.opts);
+  }
+
+  async reopen(spec: AppSpec, state: SutState, ctx: StartContext): Promise<LocalDriver> {
+    const data = state.data as LocalStateData;
+    if (data.postgres && !ctx.readOnly && !PostgresCluster.fromState(data.postgres).alive()) {
+      // a reader shows it gone and `down` still removes the rest (replicas, proxy host, folders)
+      throw new TopasError('SUT_NOT_UP', `local run ${state.runId}: its PostgreSQL (pid ${data.postgres.pid}) is not running`);
+    }
+    return new LocalDriver(spec, ctx, this.opts, data.workDir, [...data.extraDirs], { ...data.extraEnv, ...(ctx.env ?? {}) }, data.seq, data.postgres);
   }
 
   sweep(opts: SweepOptions): Promise<{ removed: string[] }> {
     return sweepRuns(opts);
+  }
+}
+
+/**
+ * The `local` backend: no Docker. Services run as child processes (one per
+ * replica, each on a free port), databases in one embedded PostgreSQL cluster
+ * per run; the SUT core (src/sut) does the rest.
+ */
+export class LocalBackend extends CoreBackend {
+  constructor(opts: LocalDriverOptions = {}) {
+    super(new LocalDrivers(opts));
   }
 }

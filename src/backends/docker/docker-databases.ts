@@ -1,0 +1,168 @@
+import { Client } from 'pg';
+import { TopasError } from '../../errors';
+import type { AppSpec, DatabaseSpec } from '../../spec/app-spec';
+import { formatDurationMs } from '../../util/duration';
+import { sleep } from '../readiness';
+import { initSqlFailure, logExcerpt, withDetails } from '../start-errors';
+import type { DatabaseHandle } from '../../sut/driver';
+import { ExitWatch, inspectHostPorts, runContainer, startFailed } from './container-runner';
+import { containerLogs, imageRef, versionOf, type Dockerode } from './engine';
+
+const STOP_GRACE_S = 10;
+
+/** Image for a database without one: overridable because a machine may only have a local build. */
+export function defaultPostgresImage(env: NodeJS.ProcessEnv = process.env): string {
+  return env.TOPAS_POSTGRES_IMAGE || 'postgres:16-alpine';
+}
+
+interface Db {
+  spec: DatabaseSpec;
+  ref: string;
+  id?: string;
+  hostPort?: number;
+}
+
+export interface DatabaseContainerHooks {
+  docker: Dockerode;
+  network: string;
+  name(db: string): string;
+  labels(db: string, ref: string): Record<string, string>;
+  closed(): boolean;
+  remove(id: string): Promise<void>;
+}
+
+/** The docker driver's databases: a postgres container each, on the run network under its name. */
+export class DockerDatabases {
+  readonly dbs = new Map<string, Db>();
+
+  constructor(
+    private readonly spec: AppSpec,
+    private readonly hooks: DatabaseContainerHooks,
+    env: NodeJS.ProcessEnv | undefined,
+  ) {
+    for (const d of spec.databases) this.dbs.set(d.name, { spec: d, ref: d.image ? imageRef(d.image, d.version) : defaultPostgresImage(env) });
+  }
+
+  refs(): string[] {
+    return [...this.dbs.values()].map((d) => d.ref);
+  }
+
+  get(name: string): Db {
+    return this.dbs.get(name)!;
+  }
+
+  handle(db: Db): DatabaseHandle {
+    return { name: db.spec.name, host: { host: '127.0.0.1', port: db.hostPort ?? 0 }, inside: { host: db.spec.name, port: db.spec.port }, image: db.ref, version: versionOf(db.ref) };
+  }
+
+  /** Adopt a container found by label (attach). */
+  adopt(name: string, id: string, hostPorts: Map<number, number>): DatabaseHandle | undefined {
+    const db = this.dbs.get(name);
+    if (!db) return undefined;
+    db.id = id;
+    db.hostPort = hostPorts.get(db.spec.port);
+    return this.handle(db);
+  }
+
+  async start(name: string, signal?: AbortSignal): Promise<DatabaseHandle> {
+    const db = this.get(name);
+    const d = db.spec;
+    const label = `database ${d.name}`;
+    let createdId: string | undefined;
+    try {
+      const started = await runContainer({
+        name: this.hooks.name(d.name),
+        image: db.ref,
+        env: { POSTGRES_USER: d.credentials.user, POSTGRES_PASSWORD: d.credentials.password, POSTGRES_DB: d.credentials.dbname },
+        labels: this.hooks.labels(d.name, db.ref),
+        network: this.hooks.network,
+        aliases: [d.name],
+        ports: [d.port],
+        cmd: d.port === 5432 ? undefined : ['postgres', '-p', String(d.port)],
+        startupTimeoutMs: d.ready.timeoutMs,
+        onCreated: (id) => {
+          createdId = id;
+          db.id = id;
+          if (this.hooks.closed()) void this.hooks.remove(id);
+        },
+      });
+      db.hostPort = started.hostPorts.get(d.port);
+      await this.waitPostgres(db, signal);
+      if (d.initSQL) await this.runInitSql(db);
+      return this.handle(db);
+    } catch (err) {
+      const failed = startFailed(label, err, d.ready.timeoutMs);
+      if (!createdId || failed.code === 'INTERRUPTED') throw failed;
+      throw withDetails(failed, { excerpt: logExcerpt(await containerLogs(this.hooks.docker, createdId, 100), d.name, 10) });
+    }
+  }
+
+  /** Start a stopped or dead one again (`graceful`: restart a running one); a never-started one is started. */
+  async restart(name: string, graceful: boolean, signal?: AbortSignal): Promise<DatabaseHandle> {
+    const db = this.get(name);
+    if (!db.id) return this.start(name, signal);
+    const c = this.hooks.docker.getContainer(db.id);
+    if (graceful) await c.restart({ t: STOP_GRACE_S });
+    else
+      await c.start().catch((e: { statusCode?: number }) => {
+        if (e.statusCode !== 304) throw e;
+      });
+    // a published port without a fixed host port may move on every start
+    db.hostPort = (await inspectHostPorts(this.hooks.docker, db.id)).hostPorts.get(db.spec.port);
+    await this.waitPostgres(db, signal);
+    return this.handle(db);
+  }
+
+  async stop(name: string): Promise<void> {
+    const db = this.get(name);
+    if (db.id) await this.hooks.docker.getContainer(db.id).stop({ t: STOP_GRACE_S }).catch(() => {});
+  }
+
+  private connInfo(db: Db): { host: string; port: number; user: string; password: string; database: string } {
+    const c = db.spec.credentials;
+    return { host: '127.0.0.1', port: db.hostPort ?? 0, user: c.user, password: c.password, database: c.dbname };
+  }
+
+  private async waitPostgres(db: Db, signal?: AbortSignal): Promise<void> {
+    const d = db.spec;
+    const watch = new ExitWatch(this.hooks.docker, db.id!);
+    const deadline = Date.now() + d.ready.timeoutMs;
+    let last = 'no attempt yet';
+    try {
+      for (;;) {
+        if (signal?.aborted || this.hooks.closed()) throw new TopasError('INTERRUPTED', `database ${d.name}: readiness wait interrupted`);
+        const gone = watch.liveness();
+        if (gone) throw new TopasError('SUT_START_FAILED', `database ${d.name}: exited while waiting for readiness: ${gone}`);
+        const c = new Client({ ...this.connInfo(db), connectionTimeoutMillis: 2000 });
+        try {
+          await c.connect();
+          await c.query('SELECT 1');
+          return;
+        } catch (e) {
+          last = (e as Error).message;
+        } finally {
+          await c.end().catch(() => {});
+        }
+        if (Date.now() >= deadline) {
+          throw new TopasError('READINESS_TIMEOUT', `database ${d.name}: not ready after ${formatDurationMs(d.ready.timeoutMs)} (postgres connect: last result ${last})`);
+        }
+        await sleep(100, signal);
+      }
+    } finally {
+      watch.stop();
+    }
+  }
+
+  /** initSQL from the host through the mapped port, once, before any dependent starts. */
+  private async runInitSql(db: Db): Promise<void> {
+    const c = new Client({ ...this.connInfo(db), connectionTimeoutMillis: 5000 });
+    await c.connect();
+    try {
+      await c.query(db.spec.initSQL!);
+    } catch (err) {
+      throw initSqlFailure(this.spec, db.spec, err);
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,38 @@
+import { TopasError } from '../errors';
+import type { AppSpec } from '../spec/app-spec';
+import type { Backend, StartContext, Sut, SutState } from '../backends/backend';
+import type { SweepOptions } from '../backends/ownership';
+import { CoreSut, type CoreOptions } from './core-sut';
+import type { DriverBackend } from './driver';
+
+/** A `Backend` made of a driver and the SUT core: start and attach build the core over the driver. */
+export class CoreBackend implements Backend {
+  readonly name: string;
+
+  constructor(
+    private readonly drivers: DriverBackend,
+    private readonly opts: CoreOptions = {},
+  ) {
+    this.name = drivers.name;
+  }
+
+  probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }> {
+    return this.drivers.probe(spec);
+  }
+
+  async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
+    this.drivers.check?.(spec);
+    const driver = await this.drivers.create(spec, ctx);
+    return CoreSut.start(spec, driver, ctx, this.opts);
+  }
+
+  async attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut> {
+    if (state.backend !== this.name) throw new TopasError('SUT_NOT_UP', `state belongs to backend "${state.backend}", not ${this.name}`);
+    const driver = await this.drivers.reopen(spec, state, { ...ctx, runId: state.runId });
+    return CoreSut.attach(spec, driver, state, ctx, this.opts);
+  }
+
+  sweep(opts: SweepOptions): Promise<{ removed: string[] }> {
+    return this.drivers.sweep(opts);
+  }
+}
