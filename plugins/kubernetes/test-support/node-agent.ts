@@ -45,6 +45,7 @@ interface PodState {
   namespace: string;
   name: string;
   containerName: string;
+  image: string;
   containerId?: string;
   ip?: string;
   ready: boolean;
@@ -199,6 +200,7 @@ export class NodeAgent {
         namespace: pod.metadata!.namespace!,
         name: pod.metadata!.name!,
         containerName: pod.spec!.containers[0].name,
+        image: pod.spec!.containers[0].image ?? '',
         ready: false,
         restarts: 0,
         probeSuccesses: 0,
@@ -277,6 +279,7 @@ export class NodeAgent {
     const probe = container.readinessProbe;
     state.ready = !probe;
     await this.report(state);
+    this.watchExit(state, pod);
     this.schedule(state, pod, (probe?.initialDelaySeconds ?? 0) * 1000);
   }
 
@@ -328,53 +331,75 @@ export class NodeAgent {
     return out;
   }
 
-  /** The probe and liveness loop of one pod: container exits, restarts, readiness. */
+  /** The readiness loop of one pod (exits are seen by watchExit). */
   private schedule(state: PodState, pod: k8s.V1Pod, delayMs: number): void {
-    if (this.stopped || state.deleting) return;
-    state.timer = setTimeout(() => this.enqueue(state, () => this.tick(state, pod)), delayMs);
+    const probe = pod.spec!.containers[0].readinessProbe;
+    if (!probe || this.stopped || state.deleting) return;
+    state.timer = setTimeout(() => this.enqueue(state, () => this.tick(state, pod, probe)), delayMs);
     state.timer.unref();
   }
 
-  private async tick(state: PodState, pod: k8s.V1Pod): Promise<void> {
-    if (this.stopped || state.deleting || !state.containerId) return;
-    const container = pod.spec!.containers[0];
-    const probe = container.readinessProbe;
-    const periodMs = Math.max(1, probe?.periodSeconds ?? DEFAULT_PROBE_PERIOD_S) * 1000;
-    const info = await this.docker.getContainer(state.containerId).inspect();
-    if (!info.State.Running) {
-      const exitCode = info.State.ExitCode;
-      const policy = pod.spec?.restartPolicy ?? 'Always';
-      if (policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0)) {
-        state.restarts++;
-        state.ready = !probe;
-        state.probeSuccesses = 0;
-        await this.docker.getContainer(state.containerId).start();
-        const again = await this.docker.getContainer(state.containerId).inspect();
-        state.ip = again.NetworkSettings.Networks[this.network]?.IPAddress;
-        state.startedAt = new Date().toISOString();
-        await this.report(state);
-        this.schedule(state, pod, Math.min(periodMs, 1000 * Math.min(2 ** state.restarts, 10)));
-        return;
-      }
+  private async tick(state: PodState, pod: k8s.V1Pod, probe: k8s.V1Probe): Promise<void> {
+    if (this.stopped || state.deleting || !state.containerId || state.terminated) return;
+    const ok = await this.probe(state.containerId, probe, pod.spec!.containers[0]);
+    if (ok) {
+      state.probeFailures = 0;
+      state.probeSuccesses++;
+      if (state.probeSuccesses >= (probe.successThreshold ?? 1)) state.ready = true;
+    } else {
+      state.probeSuccesses = 0;
+      state.probeFailures++;
+      if (state.probeFailures >= (probe.failureThreshold ?? 3)) state.ready = false;
+    }
+    await this.report(state);
+    this.schedule(state, pod, Math.max(1, probe.periodSeconds ?? DEFAULT_PROBE_PERIOD_S) * 1000);
+  }
+
+  /** When the container exits: restart it (restartPolicy) or report the pod Succeeded/Failed with the exit code. */
+  private watchExit(state: PodState, pod: k8s.V1Pod): void {
+    const id = state.containerId;
+    if (!id) return;
+    void this.docker
+      .getContainer(id)
+      .wait()
+      .catch(() => undefined)
+      .then(() => {
+        if (this.stopped || state.deleting || state.containerId !== id) return;
+        this.enqueue(state, () => this.onExit(state, pod, id));
+      });
+  }
+
+  private async onExit(state: PodState, pod: k8s.V1Pod, id: string): Promise<void> {
+    if (this.stopped || state.deleting || state.containerId !== id) return;
+    const info = await this.docker.getContainer(id).inspect();
+    if (info.State.Running) return this.watchExit(state, pod);
+    const exitCode = info.State.ExitCode;
+    const policy = pod.spec?.restartPolicy ?? 'Always';
+    const probe = pod.spec!.containers[0].readinessProbe;
+    if (policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0)) {
+      state.restarts++;
       state.ready = false;
-      state.terminated = { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', finishedAt: info.State.FinishedAt };
+      state.lastReported = undefined;
       await this.report(state);
+      // back off as a kubelet does, briefly: 1 s, 2 s, 4 s … at most 10 s
+      await sleep(1000 * Math.min(2 ** (state.restarts - 1), 10));
+      if (this.stopped || state.deleting || state.containerId !== id) return;
+      await this.docker.getContainer(id).start();
+      const again = await this.docker.getContainer(id).inspect();
+      state.ip = again.NetworkSettings.Networks[this.network]?.IPAddress;
+      state.startedAt = new Date().toISOString();
+      state.ready = !probe;
+      state.probeSuccesses = 0;
+      await this.report(state);
+      this.watchExit(state, pod);
+      if (state.timer) clearTimeout(state.timer);
+      this.schedule(state, pod, (probe?.initialDelaySeconds ?? 0) * 1000);
       return;
     }
-    if (probe) {
-      const ok = await this.probe(state.containerId, probe, container);
-      if (ok) {
-        state.probeFailures = 0;
-        state.probeSuccesses++;
-        if (state.probeSuccesses >= (probe.successThreshold ?? 1)) state.ready = true;
-      } else {
-        state.probeSuccesses = 0;
-        state.probeFailures++;
-        if (state.probeFailures >= (probe.failureThreshold ?? 3)) state.ready = false;
-      }
-      await this.report(state);
-    }
-    this.schedule(state, pod, periodMs);
+    state.ready = false;
+    state.terminated = { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', finishedAt: info.State.FinishedAt };
+    if (state.timer) clearTimeout(state.timer);
+    await this.report(state);
   }
 
   /** Runs a probe inside the container (its own network namespace), bounded by the probe's timeout. */
@@ -434,7 +459,7 @@ export class NodeAgent {
       containerStatuses: [
         {
           name: state.containerName,
-          image: '',
+          image: state.image,
           imageID: '',
           containerID: state.containerId ? `docker://${state.containerId}` : undefined,
           ready: state.ready,
@@ -541,6 +566,10 @@ function mergePatch(): k8s.ConfigurationOptions {
 export function statusOf(err: unknown): number | undefined {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'number' ? code : undefined;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
