@@ -84,9 +84,9 @@ build_etcd() {
   go_build "$mod" "$CACHE/etcd" go.etcd.io/etcd/server/v3
 }
 
-build_kubernetes() {
+build_kubernetes() { # names...
   local want=() b
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do have_binary "$b" || want+=("$b"); done
+  for b in "$@"; do [ "$b" = etcd ] || have_binary "$b" || want+=("$b"); done
   [ ${#want[@]} -eq 0 ] && return 0
   local mod=$CACHE/src/kubernetes-$K8S_VERSION
   mkdir -p "$mod"
@@ -117,9 +117,10 @@ build_kubernetes() {
   for b in "${want[@]}"; do go_build "$mod" "$CACHE/$b" "k8s.io/kubernetes/cmd/$b" "$ldflags"; done
 }
 
-build_all() {
+build_all() { # names... (default: all of them)
   local missing=() b
-  for b in "${BINARIES[@]}"; do have_binary "$b" || missing+=("$b"); done
+  [ $# -gt 0 ] || set -- "${BINARIES[@]}"
+  for b in "$@"; do have_binary "$b" || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v go >/dev/null || die "go is needed to build ${missing[*]} (Go >= 1.26 for Kubernetes ${K8S_VERSION})"
   # one build per machine at a time; a second caller waits, then finds the binaries
@@ -127,8 +128,8 @@ build_all() {
   flock -w 3600 8 || die "could not take $CACHE/.build.lock"
   local t0; t0=$(now_ms)
   say "building ${missing[*]} into $CACHE (cold: ~8-11 min on 2 cores)"
-  build_etcd
-  build_kubernetes
+  [[ " ${missing[*]} " == *" etcd "* ]] && build_etcd
+  build_kubernetes "${missing[@]}"
   flock -u 8
   say "build done in $(secs_since "$t0")s"
 }
@@ -298,7 +299,7 @@ start_once() {
 }
 
 start() {
-  build_all
+  if [ "$COMPONENTS" = apiserver ]; then build_all etcd kube-apiserver; else build_all etcd kube-apiserver kube-controller-manager kube-scheduler; fi
   local base=${TMPDIR:-/tmp}
   RUN=$(mktemp -d "$base/topas-kube.XXXXXX")
   echo "$0" > "$RUN/control-plane"

@@ -149,10 +149,8 @@ export class NodeAgent {
     const status: k8s.V1NodeStatus = {
       capacity,
       allocatable: capacity,
-      addresses: [
-        { type: 'InternalIP', address: '127.0.0.1' },
-        { type: 'Hostname', address: this.nodeName },
-      ],
+      // no Hostname address: the API server would try it first to fetch logs, and it resolves nowhere
+      addresses: [{ type: 'InternalIP', address: '127.0.0.1' }],
       daemonEndpoints: { kubeletEndpoint: { Port: logPort } },
       conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'topas node agent (docker)', lastHeartbeatTime: now, lastTransitionTime: now }],
       nodeInfo: {
