@@ -94,7 +94,8 @@ describe('kubernetes backend: the quickstart on a local control plane', { skip }
   });
 
   test('the api reaches PostgreSQL through ${db.url} (the Service DNS name), from inside the cluster', async () => {
-    const host = `quickstart-api-${(await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` })).items[0].metadata!.name!.split('-').pop()}.${ns}.svc.cluster.local`;
+    const api = (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` })).items[0].metadata!.name!;
+    const host = `${api}.${ns}.svc.cluster.local`;
     const js = `(async () => {
       const base = 'http://${host}:8080';
       const post = await fetch(base + '/api/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'carol', role: 'editor' }) });
