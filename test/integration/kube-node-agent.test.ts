@@ -80,7 +80,7 @@ describe('node agent on a local control plane', { skip }, () => {
     }
 
     // inside the cluster, by the Service's short and full DNS names
-    const script = `for h of ['web', 'web.${ns}.svc.cluster.local']) { const r = await fetch('http://' + h + ':8080/version'); if (r.status !== 200) process.exit(2); } process.exit(7);`;
+    const script = `for (const h of ['web', 'web.${ns}.svc.cluster.local']) { const r = await fetch('http://' + h + ':8080/version'); if (r.status !== 200) process.exit(2); } process.exit(7);`;
     const job = (name: string, command: string[]) =>
       batch.createNamespacedJob({ namespace: ns, body: { metadata: { name }, spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: 'local/mock-app:1.0.0', command }] } } } } });
     await job('reach', ['node', '-e', `(async () => { ${script} })().catch(() => process.exit(3))`]);
