@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -31,10 +31,15 @@ describe('kubernetes backend: the quickstart on a local control plane', { skip }
   let runId: string;
   const ns = `kb-${process.pid}`;
 
-  const topas = (...args: string[]) => {
+  // asynchronous: the node agent runs in this process and must go on serving while topas runs
+  const topas = async (...args: string[]) => {
     const t0 = Date.now();
-    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], { cwd: work, env, encoding: 'utf8', timeout: 300_000 });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t0 };
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], { cwd: work, env, encoding: 'utf8', timeout: 300_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+    return { ...r, ms: Date.now() - t0 };
   };
 
   before(async () => {
@@ -66,7 +71,7 @@ describe('kubernetes backend: the quickstart on a local control plane', { skip }
   });
 
   test('topas up --backend kubernetes: every service Ready, objects labelled and owned by the run', async () => {
-    const up = topas('up', '--app', appFile, '--backend', 'kubernetes', '--json');
+    const up = await topas('up', '--app', appFile, '--backend', 'kubernetes', '--json');
     assert.equal(up.code, 0, `${up.stderr}\n${up.stdout}`);
     process.stdout.write(`# topas up of the quickstart on the cluster: ${(up.ms / 1000).toFixed(1)} s (CLI process start to exit)\n`);
     const result = JSON.parse(up.stdout) as { backend: string; runId: string; services: Array<{ name: string; ready: boolean; replicas: number; endpoints: string[] }> };
@@ -88,7 +93,7 @@ describe('kubernetes backend: the quickstart on a local control plane', { skip }
     assert.equal(init.items[0].status?.succeeded, 1, 'initSQL ran');
     assert.equal(JSON.parse(fs.readFileSync(path.join(work, '.topas', 'state.json'), 'utf8')).backend, 'kubernetes');
 
-    const ps = topas('ps', '--app', appFile, '--json');
+    const ps = await topas('ps', '--app', appFile, '--json');
     assert.equal(ps.code, 0, ps.stderr);
     assert.ok((JSON.parse(ps.stdout) as { services: Array<{ ready: boolean }> }).services.every((s) => s.ready));
   });
@@ -139,7 +144,9 @@ describe('kubernetes backend: the quickstart on a local control plane', { skip }
     sampling = false;
     await sampler;
     assert.ok(lowest >= 3, `available replicas dropped to ${lowest} during the rollout`);
-    const pods = (await core.listNamespacedPod({ namespace: ns, labelSelector: `topas.dev/run=${runId},topas.dev/component=api` })).items;
+    // the old pods may still be terminating (their node stops them gracefully): the rollout is done without them
+    const apiPods = async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: `topas.dev/run=${runId},topas.dev/component=api` })).items.filter((p) => !p.metadata?.deletionTimestamp);
+    const pods = await apiPods();
     assert.equal(pods.length, 3);
     for (const p of pods) assert.equal(p.spec?.containers[0].image, 'local/mock-app:1.1.0');
     const status = await sut.services();
@@ -147,7 +154,7 @@ describe('kubernetes backend: the quickstart on a local control plane', { skip }
 
     const before = new Set(pods.map((p) => p.metadata!.uid));
     await sut.kill('api', { signal: 'SIGKILL' });
-    const healed = (await core.listNamespacedPod({ namespace: ns, labelSelector: `topas.dev/run=${runId},topas.dev/component=api` })).items;
+    const healed = await apiPods();
     assert.equal(healed.length, 3);
     assert.equal(healed.filter((p) => !before.has(p.metadata!.uid)).length, 1, 'one pod was replaced');
     assert.equal((await readDep()).status?.readyReplicas, 3);
@@ -159,7 +166,7 @@ describe('kubernetes backend: the quickstart on a local control plane', { skip }
   });
 
   test('topas down --backend kubernetes leaves no object with the run label and no container', async () => {
-    const down = topas('down', '--app', appFile, '--backend', 'kubernetes');
+    const down = await topas('down', '--app', appFile, '--backend', 'kubernetes');
     assert.equal(down.code, 0, down.stderr);
     assert.match(down.stdout, /torn down: quickstart \(kubernetes/);
     const { remaining } = await import('../../plugins/kubernetes/src/kube-sut');

@@ -183,8 +183,13 @@ export class NodeAgent {
 
   // ------------------------------------------------------------ pods
 
+  private debug(line: string): void {
+    if (process.env.TOPAS_NODE_AGENT_DEBUG) this.log(`${new Date().toISOString()} ${line}`);
+  }
+
   private onPod(pod: k8s.V1Pod): void {
     const uid = pod.metadata?.uid;
+    this.debug(`event: pod ${pod.metadata?.namespace}/${pod.metadata?.name} phase=${pod.status?.phase} deleting=${Boolean(pod.metadata?.deletionTimestamp)}`);
     if (!uid || this.stopped) return;
     let state = this.pods.get(uid);
     if (!state) {
@@ -243,6 +248,7 @@ export class NodeAgent {
 
   private async runPod(state: PodState, pod: k8s.V1Pod): Promise<void> {
     const container = pod.spec!.containers[0];
+    this.debug(`pod ${state.namespace}/${state.name}: starting ${container.image}`);
     const image = container.image ?? '';
     try {
       await this.docker.getImage(image).inspect();
@@ -276,6 +282,7 @@ export class NodeAgent {
     state.startedAt = new Date().toISOString();
     const probe = container.readinessProbe;
     state.ready = !probe;
+    this.debug(`pod ${state.namespace}/${state.name}: running at ${state.ip}`);
     await this.report(state);
     this.watchExit(state, pod);
     this.schedule(state, pod, (probe?.initialDelaySeconds ?? 0) * 1000);
