@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
-import { appFlag, backendFlag } from '../cli/common-flags';
+import { appFlag, backendFlag, clusterFlags, withClusterFlags } from '../cli/common-flags';
 import { downApp } from '../run/sut-service';
 
 export default class Down extends BaseCommand {
@@ -17,11 +17,12 @@ export default class Down extends BaseCommand {
     app: appFlag,
     backend: Flags.string({ description: 'sweep only this backend (local, docker or a plugin backend such as kubernetes); default: the one the recorded SUT used, and with --all every backend', helpValue: backendFlag.helpValue }),
     all: Flags.boolean({ description: 'also remove what runs of any app left behind when their topas process died (never a live run, never another app’s kept SUT)', default: false }),
+    ...clusterFlags,
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Down);
-    const result = await downApp({ io: this.io, app: flags.app, all: flags.all, backend: flags.backend });
+    const result = await withClusterFlags(flags, () => downApp({ io: this.io, app: flags.app, all: flags.all, backend: flags.backend }));
     if (flags.json) return this.outJson(result);
     if (result.tornDown) this.out(`torn down: ${result.tornDown}`);
     this.out(result.removed.length ? `swept ${result.removed.length} leftover(s):\n${result.removed.map((r) => `  ${r}`).join('\n')}` : result.tornDown ? '' : 'nothing was running');

@@ -64,7 +64,9 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
     const dataDir = path.join(work, 'data');
     fs.mkdirSync(dataDir);
     fs.writeFileSync(path.join(dataDir, 'package.json'), JSON.stringify({ private: true, oclif: { schema: 1, plugins: [{ type: 'link', name: 'topas-plugin-kubernetes', root: path.join(REPO_ROOT, 'plugins', 'kubernetes') }] } }));
-    env = { ...process.env, TOPAS_DATA_DIR: dataDir, KUBECONFIG: cp.kubeconfig, TOPAS_KUBE_NAMESPACE: ns, TMPDIR: work };
+    // the cluster comes from the flags of `up` and `down`; `ps` finds it in .topas/state.json
+    env = { ...process.env, TOPAS_DATA_DIR: dataDir, TMPDIR: work };
+    delete env.KUBECONFIG;
     process.env.TOPAS_KUBECONFIG = cp.kubeconfig;
     process.env.TOPAS_KUBE_NAMESPACE = ns;
   });
@@ -76,7 +78,7 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
   });
 
   test('topas up --backend kubernetes: every service Ready, objects labelled and owned by the run', async () => {
-    const up = await topas('up', '--app', appFile, '--backend', 'kubernetes', '--json');
+    const up = await topas('up', '--app', appFile, '--backend', 'kubernetes', '--kubeconfig', cp.kubeconfig, '--namespace', ns, '--json');
     assert.equal(up.code, 0, `${up.stderr}\n${up.stdout}`);
     process.stdout.write(`# topas up of the quickstart on the cluster: ${(up.ms / 1000).toFixed(1)} s (CLI process start to exit)\n`);
     const result = JSON.parse(up.stdout) as { backend: string; runId: string; services: Array<{ name: string; ready: boolean; replicas: number; endpoints: string[] }> };
@@ -177,7 +179,7 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
   });
 
   test('topas down --backend kubernetes leaves no object with the run label and no container', async () => {
-    const down = await topas('down', '--app', appFile, '--backend', 'kubernetes');
+    const down = await topas('down', '--app', appFile, '--backend', 'kubernetes', '--kubeconfig', cp.kubeconfig, '--namespace', ns);
     assert.equal(down.code, 0, down.stderr);
     assert.match(down.stdout, /torn down: quickstart \(kubernetes/);
     const { remaining } = await import('../../plugins/kubernetes/src/kube-sut');
