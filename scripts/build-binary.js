@@ -86,7 +86,7 @@ const workerPaths = {
       if (!args.path.startsWith(srcDir + path.sep) || args.path.startsWith(path.join(srcDir, 'sea') + path.sep)) return undefined;
       const text = fs.readFileSync(args.path, 'utf8');
       const re = /path\.join\(__dirname, '([\w-]+-worker\.js)'\)/g;
-      if (!re.test(text) || /getWorkerPath|getScenarioWorkerPath/.test(text)) return undefined;
+      if (!re.test(text) || /getWorkerPath/.test(text)) return undefined;
       let assets = path.relative(path.dirname(args.path), path.join(srcDir, 'sea', 'assets')).split(path.sep).join('/');
       if (!assets.startsWith('.')) assets = `./${assets}`;
       console.warn(`build-binary: ${path.relative(ROOT, args.path)} does not call getWorkerPath yet; bridged in the bundle`);
@@ -131,7 +131,16 @@ async function commandTable(pjson) {
   for (const name of pjson.oclif.plugins ?? []) {
     const pkgDir = findPackageDir(name);
     const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, 'oclif.manifest.json'), 'utf8'));
+    const stub = STUBBED_PLUGINS[name];
     for (const [id, c] of Object.entries(manifest.commands)) {
+      if (stub) {
+        // each id and alias answers with the stub's message (aliases become ids of their own)
+        for (const alias of [id, ...(c.aliases ?? [])]) {
+          classes[alias] = require(path.join(ROOT, 'dist', stub.replace(/\.ts$/, '.js'))).default;
+          loaders.push([alias, `require(${JSON.stringify(path.join(ROOT, stub))}).default`]);
+        }
+        continue;
+      }
       const file = path.join(pkgDir, ...c.relativePath);
       classes[id] = require(file).default;
       loaders.push([id, `require(${JSON.stringify(file)}).default`]);
@@ -143,6 +152,14 @@ async function commandTable(pjson) {
   const loadersJs = `'use strict';\nmodule.exports = {\n${loaders.map(([id, expr]) => `  ${JSON.stringify(id)}: () => ${expr},`).join('\n')}\n};\n`;
   return { manifest: plugin.manifest, loadersJs };
 }
+
+/**
+ * Plugins whose commands cannot work in the binary: @oclif/plugin-plugins installs
+ * with npm into a folder the binary never loads plugins from. Their command ids
+ * are kept (so `topas plugins link` is not "command not found") and answer with a
+ * clear message from this command class instead.
+ */
+const STUBBED_PLUGINS = { '@oclif/plugin-plugins': 'src/sea/plugins-unavailable.ts' };
 
 /** A package's folder even when its "exports" hide package.json. */
 function findPackageDir(name) {

@@ -58,7 +58,18 @@ export interface Problem {
   message: string;
 }
 
+/**
+ * Marks a TopasError across copies of this module: a plugin installed with
+ * `topas plugins install` brings its own copy of topas (its dependency), and
+ * what it throws must still render and exit as a TopasError of the CLI's copy.
+ */
+const TOPAS_ERROR_BRAND = Symbol.for('topas.TopasError');
+
 export class TopasError extends Error {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[TOPAS_ERROR_BRAND] === true;
+  }
+
   readonly code: ErrorCode;
   readonly problems: Problem[];
   /** Extra hint for the user: what to do about it. */
@@ -67,6 +78,7 @@ export class TopasError extends Error {
   constructor(code: ErrorCode, message: string, opts: { problems?: Problem[]; hint?: string; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'TopasError';
+    Object.defineProperty(this, TOPAS_ERROR_BRAND, { value: true });
     this.code = code;
     this.problems = opts.problems ?? [];
     this.hint = opts.hint;
@@ -105,10 +117,6 @@ export function stackOf(err: unknown): string {
     parts.push(parts.length === 0 ? text : `caused by: ${text}`);
   }
   return parts.join('\n');
-}
-
-export function exitCodeFor(code: ErrorCode): ExitCode {
-  return EXIT_BY_CODE[code];
 }
 
 /** Errors cross worker threads and land in run records as plain values. */

@@ -1,11 +1,17 @@
 import type { Config } from '@oclif/core';
 import type { Backend } from './backend';
-import { registerPluginBackend } from './registry';
+import { clearPluginBackends, registerPluginBackend } from './registry';
 
-/** What a plugin's `backends` hook receives: call `register` for each backend it brings. */
+/** What a plugin's `topas:backends` hook receives: call `register` for each backend it brings. */
 export type BackendsHookOptions = {
   register: (name: string, factory: () => Backend) => void;
 };
+
+/**
+ * A plugin's `topas:backends` hook (`module.exports = hook`): registers its
+ * backends by name. Never `local`, `docker` or `auto`: those are refused.
+ */
+export type BackendsHook = (opts: BackendsHookOptions) => Promise<void> | void;
 
 const done = new WeakSet<Config>();
 
@@ -17,6 +23,9 @@ const done = new WeakSet<Config>();
 export async function registerPluginBackends(config: Config): Promise<void> {
   if (done.has(config)) return;
   done.add(config);
+  // the backends of this config's plugins only: a plugin uninstalled since an earlier
+  // in-process run (tests) is gone
+  clearPluginBackends();
   const opts: BackendsHookOptions = {
     register: (name, factory) => {
       const refused = registerPluginBackend(name, factory);

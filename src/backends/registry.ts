@@ -1,8 +1,10 @@
 import type { Backend } from './backend';
 import { TopasError } from '../errors';
 
-/** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `backends` oclif hook (plugin-backends.ts). */
+/** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `topas:backends` oclif hook (plugin-backends.ts). */
 const factories = new Map<string, () => Backend>();
+/** the names that came through registerPluginBackend, so a later config can forget them */
+const fromPlugins = new Set<string>();
 
 /** The backends topas brings; `--backend auto` tries them in this order, then plugin backends. */
 export const BUILT_IN_BACKENDS = ['docker', 'local'] as const;
@@ -19,7 +21,14 @@ export function registerPluginBackend(name: string, factory: () => Backend): str
   if (name === 'auto' || (BUILT_IN_BACKENDS as readonly string[]).includes(name)) return `"${name}" is a built-in backend name; a plugin cannot replace it`;
   if (!/^[a-z][a-z0-9-]*$/.test(name)) return `"${name}" is not a backend name (lower-case letters, digits and -)`;
   factories.set(name, factory);
+  fromPlugins.add(name);
   return undefined;
+}
+
+/** Forget what plugins registered (what topas registered itself stays). */
+export function clearPluginBackends(): void {
+  for (const name of fromPlugins) factories.delete(name);
+  fromPlugins.clear();
 }
 
 /** The backends plugins added, in the order they registered. */

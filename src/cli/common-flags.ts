@@ -6,11 +6,19 @@ import { parseDurationMs } from '../util/duration';
 import { LIMITS, envSizeProblems, formatBytes, formatLimitDuration } from '../util/limits';
 
 export const appFlag = Flags.string({ description: 'path to the app spec (default: topas.yaml here or next to the scenarios)', helpValue: 'topas.yaml' });
-export const backendFlag = Flags.string({
-  description: 'where to stand the SUT up: auto (docker when the engine answers and every service has an image, else local), local, docker, or a plugin backend',
-  default: 'auto',
-  helpValue: 'auto|local|docker',
-});
+/**
+ * --backend's help names the backends installed: the built-in ones, plus what
+ * plugins registered (src/cli/init-hook.ts rewrites it once they have).
+ */
+export function backendFlagHelp(pluginBackends: readonly string[] = []): { description: string; helpValue: string } {
+  const then = pluginBackends.length ? `, then ${pluginBackends.join(', ')}` : '';
+  return {
+    description: `where to stand the SUT up: auto (docker when the engine answers and every service has an image, else local${then}), ${['local', 'docker', ...pluginBackends].join(', ')}`,
+    helpValue: ['auto', 'local', 'docker', ...pluginBackends].join('|'),
+  };
+}
+
+export const backendFlag = Flags.string({ ...backendFlagHelp(), default: 'auto' });
 export const envFlag = Flags.string({
   description: `variable for scenarios and services (repeatable; at most ${formatBytes(LIMITS.envEntryBytes)} each, ${formatBytes(LIMITS.envTotalBytes)} in all)`,
   multiple: true,

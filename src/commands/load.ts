@@ -2,7 +2,8 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
 import { appFlag, backendFlag, envFileFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
 import { runLoad } from '../load/load-service';
-import { parseExtraReporterFlags } from '../run/render-reports';
+import type { Spread } from '../workers/transport';
+import { parseReporterFlags } from '../run/render-reports';
 import { TopasError } from '../errors';
 import { LIMITS, formatLimitDuration } from '../util/limits';
 
@@ -13,7 +14,9 @@ export default class Load extends BaseCommand {
     'Executors: constant arrival rate (--rate), ramping arrival rate (--ramp or options.stages), constant VUs (options.vus). ' +
     'Iterations start on schedule whether or not earlier ones finished; when no VU is free and max VUs are in use an iteration is dropped and counted. ' +
     'Thresholds use k6 syntax (METRIC:EXPR, e.g. "http_req_duration:p(95)<250", "http_req_failed:rate<0.01", "iterations:rate>190"). ' +
-    'Exit codes: 0 passed, 1 the script failed, 2 invalid input, 3 SUT could not start, 4 thresholds failed or baseline regressed, 130 interrupted.';
+    '--spread processes runs the workers as processes of this machine, each with 1/N of the rate; their HDR histograms merge exactly into one live view and summary. ' +
+    'A worker lost mid-run makes the run partial (state "partial", which share was lost and from when): the thresholds on what arrived decide the exit code, unless --require-all-workers. ' +
+    'Exit codes: 0 passed (or partial), 1 the script failed or, with --require-all-workers, a worker was lost, 2 invalid input, 3 SUT could not start, 4 thresholds failed or baseline regressed, 130 interrupted.';
   static override args = {
     file: Args.string({ description: 'the load script (.lua), or a Postman collection (.json) to run as the iteration', required: true }),
   };
@@ -31,7 +34,9 @@ export default class Load extends BaseCommand {
     ramp: Flags.string({ description: 'ramp linearly from 0 to --rate over this long (at most --duration)', helpValue: '5s' }),
     'max-vus': Flags.integer({ description: `VU pool cap (1-${LIMITS.vus.toLocaleString('en-US')}); iterations due while all are busy are dropped`, min: 1, max: LIMITS.vus }),
     threshold: Flags.string({ description: 'METRIC:EXPR in k6 syntax (repeatable); replaces the script\'s thresholds on that metric', multiple: true, default: [], helpValue: 'http_req_duration:p(95)<250' }),
-    workers: Flags.integer({ description: `worker threads hosting the VUs (default: cores - 1, at least 1; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
+    workers: Flags.integer({ description: `workers hosting the VUs (default: cores - 1, at least 1; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
+    spread: Flags.string({ description: 'where the workers run: threads of this process, or processes on this machine (each its own Node and Lua heap; their histograms merge exactly)', options: ['threads', 'processes'], default: 'threads' }),
+    'require-all-workers': Flags.boolean({ description: 'a worker lost while the load runs fails the run (exit 1) instead of making it partial', default: false }),
     baseline: Flags.string({ description: 'compare with an earlier run (run id or JSON file); fail when p95 or the error rate regressed', helpValue: 'RUN|FILE' }),
     'max-regression': Flags.string({ description: 'allowed regression against --baseline, e.g. 10% or 0.1', default: '10%' }),
     app: appFlag,
@@ -39,7 +44,7 @@ export default class Load extends BaseCommand {
     env: envFlag,
     'env-file': envFileFlag,
     'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running: requests, errors, latency histogram and rate per request name (0: any free port)', min: 0, max: 65535 }),
-    reporter: Flags.string({ description: 'also render the run as table | json | junit | html | github, optionally with :path (repeatable), e.g. html:report.html', multiple: true, default: [] }),
+    reporter: Flags.string({ description: 'summary | table | json | junit | html | github | ./custom.js, optionally with :path (repeatable); stdout shows the summary unless a reporter without a path replaces it, e.g. html:report.html', multiple: true, default: [] }),
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
     environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
@@ -54,6 +59,8 @@ export default class Load extends BaseCommand {
       backend: flags.backend,
       flags: { rate: flags.rate, duration: flags.duration, ramp: flags.ramp, maxVus: flags['max-vus'], threshold: flags.threshold },
       workers: flags.workers,
+      spread: flags.spread as Spread,
+      requireAllWorkers: flags['require-all-workers'],
       baseline: flags.baseline,
       maxRegression: parseRegression(flags['max-regression']),
       env: parseEnvFlags(flags.env, flags['env-file'], this.io.cwd),
@@ -62,7 +69,7 @@ export default class Load extends BaseCommand {
       json: flags.json,
       debug: flags.debug,
       metricsPort: flags['metrics-port'],
-      reporters: parseExtraReporterFlags(flags.reporter, Boolean(flags.json)),
+      reporters: parseReporterFlags(flags.reporter, Boolean(flags.json), 'load'),
     });
     this.finish(outcome.exitCode);
   }

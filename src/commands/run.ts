@@ -5,6 +5,7 @@ import { runScenarios, type RunOptions } from '../run/run-service';
 import type { Io } from '../io';
 import { parseReporterFlags } from '../run/render-reports';
 import { LIMITS, formatLimitDuration } from '../util/limits';
+import type { Spread } from '../workers/transport';
 
 export default class Run extends BaseCommand {
   static override summary = 'Run Lua scenarios as test runs against the SUT';
@@ -27,9 +28,10 @@ export default class Run extends BaseCommand {
     app: appFlag,
     backend: backendFlag,
     parallel: Flags.integer({ description: `scenarios at once (1-${LIMITS.parallel})`, default: 1, min: 1, max: LIMITS.parallel }),
-    workers: Flags.integer({ description: `worker threads hosting scenarios (default: cores; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
+    workers: Flags.integer({ description: `workers hosting scenarios (default: cores; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
+    spread: Flags.string({ description: "where the workers run: threads of this process, or processes on this machine (a playbook's instances are placed over them; sync reaches all of them)", options: ['threads', 'processes'], default: 'threads' }),
     timeout: Flags.string({ description: `per-scenario timeout; a hard stop (at most ${formatLimitDuration(LIMITS.durationMs)})`, default: '5m' }),
-    reporter: Flags.string({ description: 'table | json | junit | html | github, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
+    reporter: Flags.string({ description: 'table | json | junit | html | github | summary | ./custom.js, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
     env: envFlag,
     'env-file': envFileFlag,
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
@@ -57,6 +59,7 @@ export default class Run extends BaseCommand {
       backend: flags.backend,
       parallel: flags.parallel,
       workers: flags.workers,
+      spread: flags.spread as Spread,
       timeoutMs: parseDurationFlag(flags.timeout, '--timeout'),
       reporters: parseReporterFlags(flags.reporter, flags.json),
       env: parseEnvFlags(flags.env, flags['env-file'], io.cwd),

@@ -94,6 +94,7 @@ export class LoadRunner {
   async prepare(): Promise<number> {
     this.host = await VuHost.create({
       file: this.init.file,
+      source: this.init.source,
       baseDir: this.init.baseDir,
       env: this.init.env,
       endpoints: this.init.endpoints,
@@ -272,22 +273,7 @@ export class LoadRunner {
       if (this.heapFull()) break;
       made++;
       const slot = this.vus.length;
-      this.inFlight++;
-      const making = this.makeVu(slot);
-      this.vus[slot] = making;
-      making.then(
-        (vu) => {
-          this.inFlight--;
-          this.vus[slot] = vu;
-          if (this.stopping) this.maybeFinish();
-          else this.loopVu(slot, k);
-        },
-        (err: Error) => {
-          this.inFlight--;
-          if (!this.stopping) this.noteError(`VU init failed: ${err.message}`);
-          this.maybeFinish();
-        },
-      );
+      this.fillSlot(slot, () => this.loopVu(slot, k));
     }
     // next turn; with the heap full, look again a little later, not in a busy loop
     if (this.vus.length < this.targetVus) this.growTimer = setTimeout(() => this.growConstant(k), made === 0 ? 10 : 0);
@@ -446,6 +432,16 @@ export class LoadRunner {
     this.host.discardVu(dead);
     this.vus[slot] = undefined;
     if (this.stopping) return this.maybeFinish();
+    this.fillSlot(slot, then);
+  }
+
+  /**
+   * Makes the VU of a slot while the load runs (inFlight counts it until it
+   * is made, so the run does not finish under it); `then` gets it unless the
+   * run is stopping by then. A VU whose top level fails leaves the slot empty
+   * and is an iteration error.
+   */
+  private fillSlot(slot: number, then: (vu: Vu) => void): void {
     this.inFlight++;
     const making = this.makeVu(slot);
     this.vus[slot] = making;
@@ -453,12 +449,13 @@ export class LoadRunner {
       (vu) => {
         this.inFlight--;
         this.vus[slot] = vu;
-        then(vu);
+        if (this.stopping) this.maybeFinish();
+        else then(vu);
       },
       (err: Error) => {
         this.inFlight--;
         this.vus[slot] = undefined;
-        this.noteError(`VU init failed: ${err.message}`);
+        if (!this.stopping) this.noteError(`VU init failed: ${err.message}`);
         this.maybeFinish();
       },
     );

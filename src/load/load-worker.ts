@@ -1,17 +1,18 @@
 /**
- * Worker-thread entry for `topas load`: hosts one LoadRunner (a VU pool in one
+ * Worker entry for `topas load` (a thread, or a process with --spread processes): hosts one LoadRunner (a VU pool in one
  * Lua engine) and talks to the main thread with the messages of
  * worker-protocol.ts (ToLoadWorker / FromLoadWorker).
  */
 import { RpcClient } from '../run/rpc-client';
-import { parentPort } from 'node:worker_threads';
 import { serializeError } from '../errors';
 import type { FromLoadWorker, ToLoadWorker } from '../run/worker-protocol';
-import { LoadRunner } from './load-runner';
+import { LoadRunner, wallNowMs } from './load-runner';
 
-if (!parentPort) throw new Error('load-worker must run in a worker thread');
-const port = parentPort;
-const post = (msg: FromLoadWorker) => port.postMessage(msg);
+import { connectParent } from '../workers/parent-port';
+
+// a worker thread or a worker process (--spread processes): the same messages either way
+const port = connectParent<ToLoadWorker, FromLoadWorker>();
+const post = (msg: FromLoadWorker) => port.post(msg);
 
 const rpc = new RpcClient((msg) => post(msg));
 let runner: LoadRunner | undefined;
@@ -26,7 +27,7 @@ function fatal(err: unknown): void {
   post({ type: 'fatal', error: serializeError(err) });
 }
 
-port.on('message', (msg: ToLoadWorker) => {
+port.on((msg: ToLoadWorker) => {
   switch (msg.type) {
     case 'load-init': {
       const r = new LoadRunner(msg.init, {
@@ -49,6 +50,9 @@ port.on('message', (msg: ToLoadWorker) => {
           throw new Error('crashed on purpose (TOPAS_TEST_CRASH_LOAD_WORKER)');
         }, Math.max(0, msg.startMs - Date.now()) + crashAfterMs);
       }
+      break;
+    case 'clock-probe':
+      post({ type: 'clock-reply', sentMs: msg.sentMs, workerMs: wallNowMs() });
       break;
     case 'load-stop':
       runner?.stop(msg.abort);

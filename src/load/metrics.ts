@@ -1,4 +1,4 @@
-import { buildHistogram, decodeHistogram as decodeHdr, encodeHistogram, type Histogram } from './hdr';
+import { addEncoded, buildHistogram, decodeHistogram as decodeHdr, encodeHistogram, finishAdds, type Histogram } from './hdr';
 import { TopasError } from '../errors';
 
 /**
@@ -546,12 +546,13 @@ function mergeTrends(list: TrendData[]): TrendData {
   let min = Infinity;
   let max = -Infinity;
   for (const t of nonEmpty) {
-    h.add(decodeHistogram(t.hdr));
+    addEncoded(h, t.hdr);
     count += t.count;
     sum += t.sum;
     min = Math.min(min, t.min);
     max = Math.max(max, t.max);
   }
+  finishAdds(h);
   return { kind: 'trend', count, sum, min, max, hdr: encodeHistogram(h) };
 }
 
@@ -640,14 +641,6 @@ function emptyData(type: MetricType, like: SeriesData): SeriesData {
       return { kind: 'trend', count: 0, sum: 0, min: 0, max: 0, hdr: encodeHistogram(newHistogram()) };
   }
 }
-
-/** Aggregations a threshold or summary may ask for, per metric type (k6's). */
-export const AGGREGATIONS: Readonly<Record<MetricType, readonly string[]>> = {
-  counter: ['count', 'rate'],
-  gauge: ['value', 'min', 'max'],
-  rate: ['rate'],
-  trend: ['avg', 'min', 'med', 'max', 'count', 'p(N)'],
-};
 
 const PERCENTILE_RE = /^p\((\d+(?:\.\d+)?)\)$/;
 
@@ -890,7 +883,8 @@ export class TimeSeriesBuilder {
     let p99Ms: number | null = null;
     if (s.hdrs.length) {
       const h = newHistogram();
-      for (const e of s.hdrs) h.add(decodeHistogram(e));
+      for (const e of s.hdrs) addEncoded(h, e);
+      finishAdds(h);
       p50Ms = h.getValueAtPercentile(50) / 1000;
       p95Ms = h.getValueAtPercentile(95) / 1000;
       p99Ms = h.getValueAtPercentile(99) / 1000;

@@ -2,7 +2,7 @@ import Table from 'cli-table3';
 import type { Io } from '../io';
 import { formatDurationMs } from '../util/duration';
 import { paint } from '../util/color';
-import { summarize, type MetricContains, type MetricsSnapshot, type SummaryRow } from './metrics';
+import { selectSeries, SeriesStats, summarize, type MetricContains, type MetricsSnapshot, type SummaryRow, type TimeSeriesBuilder } from './metrics';
 import type { ThresholdResult } from './thresholds';
 import type { BaselineComparison } from './baseline';
 
@@ -128,9 +128,13 @@ export interface SummaryOptions {
  * its stats, and a ✓/✗ per threshold declared on it.
  */
 export function renderSummary(snapshot: MetricsSnapshot, opts: SummaryOptions = {}): string {
+  return renderSummaryRows(summarize(snapshot, { durationMs: opts.durationMs, trendStats: opts.trendStats }), opts);
+}
+
+/** The summary table from its rows: what summarize() gives, or a stored summary's metrics (toSummaryFile). */
+export function renderSummaryRows(rows: ReadonlyArray<Pick<SummaryRow, 'key' | 'type' | 'contains' | 'values'>>, opts: Omit<SummaryOptions, 'durationMs' | 'trendStats'> = {}): string {
   const ok = paint(Boolean(opts.color), 'green', opts.ascii ? 'ok' : '✓');
   const bad = paint(Boolean(opts.color), 'red', opts.ascii ? 'FAIL' : '✗');
-  const rows = summarize(snapshot, { durationMs: opts.durationMs, trendStats: opts.trendStats });
   const byKey = new Map<string, ThresholdResult[]>();
   for (const r of opts.thresholds ?? []) {
     const k = r.key.replace(/\s+/g, '');
@@ -173,4 +177,37 @@ export function renderBaseline(c: BaselineComparison, ascii = false): string {
   }
   const verdict = c.ok ? 'no regression' : `regressed by more than ${(c.maxRegression * 100).toFixed(0)}%`;
   return `${table.toString()}\n${verdict}`;
+}
+
+/** The live line's figures from the merged worker snapshots and the per-second series. */
+export function progressState(
+  merged: MetricsSnapshot,
+  ts: TimeSeriesBuilder,
+  elapsedMs: number,
+  totalMs: number,
+  rateAt: (sec: number) => number,
+  slots: ReadonlyArray<{ activeVus?: number; allocatedVus?: number }>,
+  maxVus: number,
+): ProgressState {
+  const sec = Math.floor(elapsedMs / 1000) - 1;
+  const last = sec >= 0 ? ts.point(sec, rateAt) : undefined;
+  const get = (metric: string, stat: string) => {
+    const sel = selectSeries(merged, metric);
+    return sel ? new SeriesStats(sel.data, Math.max(1, elapsedMs)).get(stat) : undefined;
+  };
+  const reqFailed = selectSeries(merged, 'http_req_failed');
+  const failedIterations = 0;
+  return {
+    elapsedMs: Math.min(elapsedMs, Math.max(totalMs, elapsedMs)),
+    totalMs,
+    targetRate: rateAt(Math.min(elapsedMs, Math.max(0, totalMs - 1)) / 1000),
+    achievedRate: last?.achievedRate ?? 0,
+    activeVus: slots.reduce((n, s) => n + (s.activeVus ?? 0), 0),
+    // vus_max as the summary has it (VUs made so far), the cap until a worker reports
+    maxVus: slots.some((s) => s.allocatedVus !== undefined) ? slots.reduce((n, s) => n + (s.allocatedVus ?? 0), 0) : maxVus,
+    p95Ms: last?.p95Ms ?? get('http_req_duration', 'p(95)'),
+    errors: (reqFailed && reqFailed.data.kind === 'rate' ? reqFailed.data.passes : 0) + failedIterations,
+    requests: get('http_reqs', 'count') ?? 0,
+    dropped: get('dropped_iterations', 'count') ?? 0,
+  };
 }

@@ -193,7 +193,7 @@ export class LuaRuntime {
     this.runs.set(task.runId, run);
     let outcome: MainOutcome;
     try {
-      run.source = await readScenario(task.file);
+      run.source = task.source ?? (await readScenario(task.file));
       if (task.timeoutMs > 0 && Number.isFinite(task.timeoutMs)) {
         run.timer = setTimeout(() => this.cancelRun(run, 'timeout'), task.timeoutMs);
       } else {

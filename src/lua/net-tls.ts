@@ -79,14 +79,3 @@ export function tlsDispatcher(t: TlsOptions): Dispatcher {
   }
   return a;
 }
-
-/** Node's TLS connect options for the same settings (WebSocket, gRPC). */
-export function nodeTlsOptions(t: TlsOptions | undefined): { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized: boolean; servername?: string } {
-  if (!t) return { rejectUnauthorized: true };
-  return {
-    rejectUnauthorized: !t.insecure,
-    ...(t.ca ? { ca: t.ca } : {}),
-    ...(t.cert ? { cert: t.cert, key: t.key } : {}),
-    ...(t.serverName ? { servername: t.serverName } : {}),
-  };
-}

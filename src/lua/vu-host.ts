@@ -40,8 +40,10 @@ export interface VuScriptInfo {
 }
 
 export interface VuHostOptions {
-  /** absolute path of the load script */
+  /** absolute path of the load script: its chunk name in errors and where require() looks */
   file: string;
+  /** the script's text, read by the coordinator (a worker elsewhere need not see the file); read from `file` if unset */
+  source?: string;
   baseDir: string;
   env: Record<string, string>;
   endpoints: EndpointMap;
@@ -324,7 +326,7 @@ export class VuHost {
   /** Makes a VU and runs the script's top level in it. */
   async createVu(id: number): Promise<Vu> {
     if (this.closed) throw new Error('the VU host is closed');
-    this.source ??= VU_PREFIX + fs.readFileSync(this.opts.file, 'utf8') + VU_LOOP;
+    this.source ??= VU_PREFIX + (this.opts.source ?? fs.readFileSync(this.opts.file, 'utf8')) + VU_LOOP;
     const vu = new Vu(id, `vu-${id}`);
     // made once per VU: the promise callbacks of every async call it makes
     vu.onResolved = (value: unknown) => this.resumeWith(vu, true, value);

@@ -188,12 +188,3 @@ export function checkShapingTargets(playbooks: Playbook[], spec: Pick<AppSpec, '
   }
   if (problems.length) throw new TopasError('INVALID_PLAYBOOK', `${problems.length} shaping step(s) name no service of the app`, { problems });
 }
-
-/** A YAML target is a playbook when it has `roles:`; anything else is rejected by the caller. */
-export function looksLikePlaybook(file: string): boolean {
-  try {
-    return /^roles\s*:/m.test(fs.readFileSync(file, 'utf8'));
-  } catch {
-    return false;
-  }
-}

@@ -32,6 +32,7 @@ export function githubReporter(input: RunReport, opts: ReporterOptions): string 
     lines.push(`::error title=${property(`topas ${report.kind === 'load' ? 'load' : 'run'} ${report.state}`)}::${data(report.error.message)}`);
   }
   if (report.load?.aborted) lines.push(`::error title=load aborted::${data(report.load.aborted)}`);
+  for (const p of report.load?.partial ?? []) lines.push(`::warning title=partial load results::${data(p)}`);
   const summaryFile = opts.env?.GITHUB_STEP_SUMMARY;
   if (summaryFile) fs.appendFileSync(summaryFile, opts.mask(markdownSummary(report)));
   return opts.mask(lines.join('\n')) + (lines.length ? '\n' : '');
@@ -101,6 +102,7 @@ export function markdownSummary(report: RunReport): string {
       out.push('');
     }
     if (l.aborted) out.push(`aborted: ${md(l.aborted)}`, '');
+    for (const p of l.partial ?? []) out.push(`partial results: ${md(p)}`, '');
   }
   if (report.error) out.push(`run error: ${md(report.error.message)}`, '');
   return out.join('\n') + '\n';

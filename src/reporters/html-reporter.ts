@@ -141,6 +141,7 @@ function loadSection(report: RunReport): string {
   const out: string[] = ['<h2>Load</h2>'];
   if (load.executor) out.push(`<p class="meta">${esc(load.executor)}, ${esc(formatDurationMs(load.durationMs))} of load</p>`);
   if (load.aborted) out.push(`<p class="bad">aborted: ${esc(load.aborted)}</p>`);
+  for (const p of load.partial ?? []) out.push(`<p class="bad">partial results: ${esc(p)}</p>`);
   if (load.baselineOk === false) out.push(`<p class="bad">regressed against the baseline</p>`);
   const chart = (id: string, name: string) => `<div class="chart"><h3>${esc(name)}</h3><div class="legend"></div><canvas id="${id}" role="img" aria-label="${esc(name)}"></canvas></div>`;
   if (load.points.length) {

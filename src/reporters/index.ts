@@ -9,6 +9,7 @@ import { junitReporter } from './junit-reporter';
 import type { LoadSeriesPoint, RunReport } from './run-report';
 import type { ScenarioResult } from '../run/scenario-types';
 import { tableReporter } from './table-reporter';
+import { summaryReporter } from './summary-reporter';
 
 export type { RunReport } from './run-report';
 
@@ -18,14 +19,17 @@ export interface ReporterOptions {
   mask: (s: string) => string;
   /** the process environment (from Io): the github reporter appends its summary to $GITHUB_STEP_SUMMARY */
   env?: Readonly<Record<string, string | undefined>>;
+  /** the command's --json: a reporter with a JSON form (summary) gives that */
+  json?: boolean;
 }
 
 export type Reporter = (report: RunReport, opts: ReporterOptions) => string;
 
 /**
- * A reporter as an object (the form custom reporters take): `render` gives
- * the output (written to stdout or the `:file`), `onRunEnd` is told the
- * finished run (e.g. to post it somewhere); both optional, at least one.
+ * A reporter: `render` gives the output (written to stdout or the `:file`),
+ * `onRunEnd` is told the finished run (e.g. to post it somewhere), and the
+ * lifecycle hooks are called as the run goes. Every member is optional; the
+ * built-in reporters and custom ones (a file given by path) take this form.
  */
 export interface ReporterObject {
   name?: string;
@@ -35,12 +39,13 @@ export interface ReporterObject {
   onRunStart?(info: { runId: string; kind: 'run' | 'load'; app?: string }): void;
   onStepEnd?(step: { scenarioRunId: string; name: string; state: string; error?: { message: string; location?: string } }): void;
   onScenarioEnd?(result: ScenarioResult): void;
+  /** each second of a load run, once it is over, with its live figures */
   onLoadSecond?(point: LoadSeriesPoint): void;
 }
 
 export type ReporterHookName = 'onRunStart' | 'onStepEnd' | 'onScenarioEnd' | 'onLoadSecond';
 
-/** Calls the lifecycle hooks of the custom reporters among `names`; built-in reporters have none. */
+/** Calls the lifecycle hooks of the reporters a run was asked for. */
 export interface ReporterHooks {
   runStart(info: Parameters<NonNullable<ReporterObject['onRunStart']>>[0]): void;
   stepEnd(step: Parameters<NonNullable<ReporterObject['onStepEnd']>>[0]): void;
@@ -49,21 +54,19 @@ export interface ReporterHooks {
 }
 
 /**
- * Hooks of the custom reporters requested (loaded by checkReporterOutputs
- * already). Masked values only reach them where the caller masked them; a
+ * Hooks of the reporters requested, by name or path (custom ones were loaded
+ * by checkReporterOutputs already). Masked values only reach them where the
+ * caller masked them, and every registered secret is masked once more; a
  * hook that throws is named on `warn` once and then left out, so a broken
  * reporter cannot fail the run.
  */
 export function reporterHooks(names: readonly string[], cwd: string, warn: (line: string) => void): ReporterHooks {
   const objects: Array<{ name: string; obj: ReporterObject }> = [];
-  for (const n of names) {
-    if (!isReporterPath(n)) continue;
-    loadReporterFile(n, cwd);
-    const obj = loadedObjects.get(path.resolve(cwd, n));
-    if (obj) objects.push({ name: n, obj });
+  for (const n of new Set(names)) {
+    const obj = isReporterPath(n) ? loadReporterObject(n, cwd) : registry.get(n);
+    if (obj && HOOKS.some((h) => typeof obj[h] === 'function')) objects.push({ name: n, obj });
   }
   const broken = new Set<string>();
-  // every secret registered in this process, on top of what the caller masked
   const masked = (arg: unknown) => (objects.length ? maskDeep(arg, maskSecrets) : arg);
   const call = (hook: ReporterHookName, arg: unknown) => {
     for (const { name, obj } of objects) {
@@ -95,16 +98,17 @@ function everySecret(mask: (s: string) => string): (s: string) => string {
   return (s) => maskSecrets(mask(s));
 }
 
-const HOOKS = ['render', 'onRunEnd', 'onRunStart', 'onStepEnd', 'onScenarioEnd', 'onLoadSecond'];
-const loaded = new Map<string, Reporter>();
-const loadedObjects = new Map<string, ReporterObject>();
+const HOOKS: ReporterHookName[] = ['onRunStart', 'onStepEnd', 'onScenarioEnd', 'onLoadSecond'];
+const MEMBERS = ['render', 'onRunEnd', ...HOOKS];
+const loaded = new Map<string, ReporterObject>();
 
 /**
  * A custom reporter from a CommonJS file (relative to `cwd`): module.exports
  * (or its `default`) is a function `(report, opts) => string` or a
  * ReporterObject. Loaded once per process; INVALID_FLAGS when it cannot be.
+ * What it renders and is told at the end is masked first.
  */
-export function loadReporterFile(name: string, cwd: string): Reporter {
+function loadReporterObject(name: string, cwd: string): ReporterObject {
   const file = path.resolve(cwd, name);
   const cached = loaded.get(file);
   if (cached) return cached;
@@ -116,48 +120,66 @@ export function loadReporterFile(name: string, cwd: string): Reporter {
     throw new TopasError('INVALID_FLAGS', `reporter ${name} does not load: ${(err as Error).message.split('\n')[0]}`);
   }
   const exported = (mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : mod) as Reporter | ReporterObject | undefined;
-  let reporter: Reporter;
+  let reporter: ReporterObject;
   // a custom reporter sees masked values only (what it does with them is out of our hands)
   if (typeof exported === 'function') {
     const fn = exported as Reporter;
-    reporter = (report, opts) => String(fn(maskDeep(report, everySecret(opts.mask)), opts) ?? '');
-  }
-  else if (exported && typeof exported === 'object' && HOOKS.some((h) => typeof (exported as Record<string, unknown>)[h] === 'function')) {
+    reporter = { name, render: (report, opts) => String(fn(maskDeep(report, everySecret(opts.mask)), opts) ?? '') };
+  } else if (exported && typeof exported === 'object' && MEMBERS.some((h) => typeof (exported as Record<string, unknown>)[h] === 'function')) {
     const obj = exported;
-    loadedObjects.set(file, obj);
-    reporter = (input, opts) => {
-      const report = maskDeep(input, everySecret(opts.mask));
-      const out = obj.render ? (obj.render(report, opts) ?? '') : '';
-      obj.onRunEnd?.(report, opts);
-      return String(out);
+    reporter = {
+      name,
+      render: obj.render ? (report, opts) => String(obj.render!(maskDeep(report, everySecret(opts.mask)), opts) ?? '') : undefined,
+      onRunEnd: obj.onRunEnd ? (report, opts) => obj.onRunEnd!(maskDeep(report, everySecret(opts.mask)), opts) : undefined,
+      ...Object.fromEntries(HOOKS.filter((h) => typeof obj[h] === 'function').map((h) => [h, (arg: never) => (obj[h] as (a: never) => void).call(obj, arg)])),
     };
   } else throw new TopasError('INVALID_FLAGS', `reporter ${name} exports neither a function nor an object with render(), onRunEnd() or another hook`);
   loaded.set(file, reporter);
   return reporter;
 }
 
-const reporters = new Map<string, Reporter>([
-  ['table', tableReporter],
-  ['json', jsonReporter],
-  ['junit', junitReporter],
-  ['html', htmlReporter],
-  ['github', githubReporter],
+/** A custom reporter from a file, as a render function (render, then onRunEnd). */
+export function loadReporterFile(name: string, cwd: string): Reporter {
+  return asFunction(loadReporterObject(name, cwd));
+}
+
+function asFunction(obj: ReporterObject): Reporter {
+  return (report, opts) => {
+    const out = obj.render?.(report, opts) ?? '';
+    obj.onRunEnd?.(report, opts);
+    return out;
+  };
+}
+
+const registry = new Map<string, ReporterObject>([
+  ['table', { name: 'table', render: tableReporter }],
+  ['json', { name: 'json', render: jsonReporter }],
+  ['junit', { name: 'junit', render: junitReporter }],
+  ['html', { name: 'html', render: htmlReporter }],
+  ['github', { name: 'github', render: githubReporter }],
+  ['summary', summaryReporter],
 ]);
 
-/** For reporters that live elsewhere (html, github). A later registration replaces an earlier one. */
-export function registerReporter(name: string, reporter: Reporter): void {
-  reporters.set(name, reporter);
+/** A reporter that lives elsewhere (a plugin). A later registration replaces an earlier one. */
+export function registerReporter(name: string, reporter: Reporter | ReporterObject): void {
+  registry.set(name, typeof reporter === 'function' ? { name, render: reporter } : { name, ...reporter });
 }
 
 export function reporterNames(): string[] {
-  return [...reporters.keys()];
+  return [...registry.keys()];
 }
 
-export function getReporter(name: string, cwd?: string): Reporter {
-  if (cwd !== undefined && isReporterPath(name)) return loadReporterFile(name, cwd);
-  const r = reporters.get(name);
+/** A reporter by name, or for a path a custom one from that file (relative to `cwd`). */
+export function getReporterObject(name: string, cwd?: string): ReporterObject {
+  if (cwd !== undefined && isReporterPath(name)) return loadReporterObject(name, cwd);
+  const r = registry.get(name);
   if (!r) {
     throw new TopasError('INVALID_FLAGS', `unknown reporter "${name}"`, { hint: `available: ${reporterNames().join(', ')}` });
   }
   return r;
+}
+
+/** getReporterObject as a render function (render, then onRunEnd). */
+export function getReporter(name: string, cwd?: string): Reporter {
+  return asFunction(getReporterObject(name, cwd));
 }

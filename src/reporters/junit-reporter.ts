@@ -88,6 +88,8 @@ export function junitReporter(report: RunReport, opts: ReporterOptions): string 
       failure: t.ok ? undefined : `${t.key} ${t.expression}: ${t.observed === undefined ? (t.note ?? 'no samples') : `observed ${t.observed}`}`,
     }));
     if (report.load.aborted) cases.push({ name: 'aborted', failure: `aborted: ${report.load.aborted}` });
+    // a partial run is not a failure of the SUT: listed, passing, with what was lost in its name
+    for (const [i, p] of (report.load.partial ?? []).entries()) cases.push({ name: `partial results (${i + 1}): ${p}`, failure: undefined });
     if (cases.length) {
       const sFailures = cases.filter((c) => c.failure).length;
       tests += cases.length;

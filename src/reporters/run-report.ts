@@ -123,6 +123,16 @@ export interface LoadThreshold {
   ok: boolean;
   observed?: number;
   note?: string;
+  metric?: string;
+  tags?: Record<string, string>;
+  abortOnFail?: boolean;
+}
+
+/** A `--baseline` comparison (src/load/baseline.ts BaselineComparison). */
+export interface LoadBaseline {
+  ok: boolean;
+  rows: Array<{ metric: string; stat: string; baseline?: number; current?: number; deltaRatio?: number; regressed?: boolean; [k: string]: unknown }>;
+  [k: string]: unknown;
 }
 
 /** What a report shows of a load run (`kind: 'load'` records). */
@@ -134,10 +144,20 @@ export interface LoadReportSection {
   marks: LoadMark[];
   thresholds: LoadThreshold[];
   /** k6 summary shape: metrics[key].values[stat] */
-  metrics: Record<string, { type: string; values: Record<string, number | null> }>;
+  metrics: Record<string, { type: string; contains?: string; values: Record<string, number | null> }>;
   errors: Array<{ message: string; count: number }>;
   aborted?: string;
+  /** the run is partial: each lost worker, which share of the load it carried and from when it is missing */
+  partial?: string[];
   baselineOk?: boolean;
+  /** the executor as planned (k6 names; rate, stages, VUs, durations in ms) */
+  plan?: Record<string, unknown>;
+  /** the `--baseline` comparison */
+  baseline?: LoadBaseline;
+  /** load worker threads that died while the load ran: the figures are partial */
+  lostWorkers?: string[];
+  /** the same, as data (src/load/lost-share.ts): worker, share, from when */
+  lost?: unknown[];
   /** the load summary as the terminal printed it */
   summaryText?: string;
 }

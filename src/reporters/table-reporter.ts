@@ -138,6 +138,7 @@ function loadLines(report: RunReport, color: boolean): string[] {
     for (const m of load.marks) out.push(`  ${formatDurationMs(Math.round(m.tMs)).padStart(7)}  ${m.text}`);
   }
   if (load.aborted) out.push(paint(color, 'red', `aborted: ${load.aborted}`));
+  for (const p of load.partial ?? []) out.push(paint(color, 'yellow', `partial results: ${p}`));
   if (load.errors.length) out.push('iteration errors:', ...load.errors.map((e) => `  ${e.count} × ${e.message}`));
   return out;
 }

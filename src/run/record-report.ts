@@ -23,9 +23,12 @@ interface LoadRecord {
   summary?: { metrics?: LoadReportSection['metrics'] };
   timeSeries?: { points?: LoadSeriesPoint[]; markers?: Array<{ tMs: number; text: string; kind?: LoadMark['kind'] }> };
   thresholds?: ThresholdResult[];
-  baseline?: { ok?: boolean };
+  baseline?: LoadReportSection['baseline'];
   aborted?: string;
+  lostWorkers?: string[];
+  lost?: unknown[];
   errors?: Array<{ message: string; count: number }>;
+  plan?: { executor?: Record<string, unknown> };
 }
 
 /** `sut.applyService(api, ...)` and `sut.scale` are SUT changes; `shape api: ...` a shaping change. */
@@ -55,12 +58,17 @@ function loadSection(record: RunRecord, withSummary = true): LoadReportSection |
     points: load.timeSeries?.points ?? [],
     // "sut.x done" repeats the start of the change: the start is where the chart marks it
     marks: (load.timeSeries?.markers ?? []).filter((m) => !/ done$/.test(m.text)).map((m) => ({ tMs: m.tMs, kind: m.kind ?? markKind(m.text), text: m.text })),
-    thresholds: (load.thresholds ?? []).map((t) => ({ key: t.key, expression: t.expression, ok: t.ok, observed: t.observed, note: t.note })),
+    // as evaluated (the summary's JSON form gives them as they are)
+    thresholds: (load.thresholds ?? []).map((t) => ({ ...t })),
     metrics: load.summary?.metrics ?? {},
     errors: load.errors ?? [],
     aborted: load.aborted,
+    ...(load.lostWorkers?.length ? { partial: load.lostWorkers } : {}),
     baselineOk: load.baseline?.ok,
     summaryText,
+    ...(load.plan?.executor ? { plan: load.plan.executor } : {}),
+    ...(load.baseline ? { baseline: load.baseline } : {}),
+    ...(load.lostWorkers?.length ? { lostWorkers: load.lostWorkers, ...(load.lost ? { lost: load.lost } : {}) } : {}),
   };
 }
 
@@ -107,11 +115,14 @@ export function loadResultLine(record: RunRecord): string {
   if (load) {
     const th = load.thresholds;
     if (th.length) parts.push(`${th.filter((t) => t.ok).length}/${th.length} threshold(s) passed`);
+    const iterations = load.metrics.iterations?.values;
+    if (typeof iterations?.count === 'number') parts.push(`${iterations.count} iteration(s)${typeof iterations.rate === 'number' ? ` at ${iterations.rate.toFixed(1)}/s` : ''}`);
     const reqs = load.metrics.http_reqs?.values.count;
     if (typeof reqs === 'number') parts.push(`${reqs} request(s)`);
     const p95 = load.metrics.http_req_duration?.values['p(95)'];
     if (typeof p95 === 'number') parts.push(`p95 ${p95.toFixed(1)}ms`);
     if (load.aborted) parts.push(`aborted: ${load.aborted}`);
+    if (load.partial) parts.push(`partial: ${load.partial.length} worker(s) lost`);
     if (load.baselineOk === false) parts.push('regressed against the baseline');
   }
   if (record.error) parts.push(record.error.message);

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { colorEnabled } from '../util/color';
 import * as path from 'node:path';
 import type { Io } from '../io';
-import { getReporter, isReporterPath } from '../reporters/index';
+import { getReporter, getReporterObject, isReporterPath } from '../reporters/index';
 import type { RunReport } from '../reporters/run-report';
 import { TopasError, type Problem } from '../errors';
 
@@ -10,23 +10,14 @@ export interface ReporterRequest {
   name: string;
   /** write here instead of stdout */
   file?: string;
+  /** the command's --json: the reporter gives its JSON form */
+  json?: boolean;
 }
 
 const DETAILED = new Set(['html', 'github']);
 
-/**
- * `topas load --reporter`: only what was asked for (the load summary is
- * printed anyway); with --json, stdout is the summary's, so each needs a file.
- */
-export function parseExtraReporterFlags(values: string[], json: boolean): ReporterRequest[] {
-  if (values.length === 0) return [];
-  const requests = parseReporterFlags(values, false).filter((r) => r.file !== undefined || values.includes(r.name));
-  if (json && requests.some((r) => r.file === undefined)) throw new TopasError('INVALID_FLAGS', '--json prints the summary on stdout; give each reporter a file (--reporter html:report.html)');
-  return requests;
-}
-
 /** `--reporter name[:path]`, repeatable; validated before anything runs. */
-export function parseReporterFlags(values: string[], json: boolean): ReporterRequest[] {
+export function parseReporterFlags(values: string[], json: boolean, kind: 'run' | 'load' = 'run'): ReporterRequest[] {
   const requests = values.map((v) => {
     const i = v.indexOf(':');
     return i < 0 ? { name: v } : { name: v.slice(0, i), file: v.slice(i + 1) };
@@ -44,6 +35,13 @@ export function parseReporterFlags(values: string[], json: boolean): ReporterReq
   }
   if (problems.length) throw new TopasError('INVALID_FLAGS', `--reporter: ${problems.length === 1 ? problems[0].message : 'unknown reporters'}`, { problems });
   const toStdout = requests.filter((r) => !r.file);
+  // `topas load`'s stdout is its summary (the `summary` reporter), `topas run`'s the table; --json gives either as JSON
+  if (kind === 'load') {
+    if (json && toStdout.length) throw new TopasError('INVALID_FLAGS', '--json prints the summary on stdout; give each reporter a file (--reporter html:report.html)');
+    if (json) return [...requests, { name: 'summary', json: true }];
+    if (toStdout.length === 0) requests.unshift({ name: 'summary' });
+    return requests;
+  }
   if (json) {
     if (toStdout.some((r) => r.name !== 'json')) throw new TopasError('INVALID_FLAGS', '--json prints JSON on stdout; give other reporters a file (--reporter junit:report.xml)');
     return [...requests.filter((r) => r.file), { name: 'json' }];
@@ -143,7 +141,10 @@ export function renderReports(
   for (const r of requests) {
     // the table, json and junit outputs of a scenario run stay as they were; html and github show the SUT and logs too
     const input = ctx.details && DETAILED.has(r.name) ? { ...report, ...ctx.details } : report;
-    const text = ctx.mask(getReporter(r.name, ctx.io.cwd)(input, { color: colorEnabled(ctx.io.env, ctx.io.stdout) && !r.file, mask: ctx.mask, env: ctx.io.env }));
+    const reporter = getReporterObject(r.name, ctx.io.cwd);
+    const opts = { color: colorEnabled(ctx.io.env, ctx.io.stdout) && !r.file, mask: ctx.mask, env: ctx.io.env, ...(r.json ? { json: true } : {}) };
+    const text = ctx.mask(reporter.render?.(input, opts) ?? '');
+    reporter.onRunEnd?.(input, opts);
     if (text === '' && !r.file) continue; // a reporter with nothing to print (onRunEnd only)
     if (r.file) {
       const file = path.resolve(ctx.io.cwd, r.file);

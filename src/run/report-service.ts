@@ -18,17 +18,17 @@ export async function reportRun(opts: { io: Io; id: string; app?: string; format
   const store = new RunRecordStore(recordDirFor(opts.io, opts.app));
   const record = store.readRun(opts.id);
   if (!Array.isArray(record.results) && record.kind !== 'load') throw new TopasError('FILE_NOT_FOUND', `run ${opts.id} holds no results (kind ${String(record.kind ?? 'run')})`);
-  await registerRecordSpecSecrets(record.specFile);
+  await registerRecordSpecSecrets(record.specFile, opts.io);
   const report = reportFromRecord(record, { logs: store.readLog(opts.id) });
   renderReports(report, [{ name: opts.format, file: opts.file }], { io: opts.io, mask: maskSecrets });
   return report;
 }
 
-async function registerRecordSpecSecrets(specFile: unknown): Promise<void> {
+async function registerRecordSpecSecrets(specFile: unknown, io: Io): Promise<void> {
   if (typeof specFile !== 'string' || !fs.existsSync(specFile)) return;
   try {
     const { loadAppSpec } = await import('../spec/load-app-spec');
-    registerSpecSecrets(await loadAppSpec(specFile));
+    registerSpecSecrets(await loadAppSpec(specFile, { env: io.env, cwd: io.cwd }));
   } catch {
     // a spec that no longer loads: the record was masked when it was written
   }

@@ -1,38 +1,37 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EXIT_CODES, TopasError, internalLine, reportedError, serializeError, stackOf, type Problem, type SerializedError } from '../errors';
+import { EXIT_CODES, TopasError, serializeError, type Problem, type SerializedError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
+import type { EndpointMap } from '../backends/backend';
 import { loadAppSpec } from '../spec/load-app-spec';
-import { createMasker, maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
-import { reporterHooks } from '../reporters/index';
+import { maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { boundedEvent, boundedMessage, boundedResult } from './bounded-result';
 import { escapeControl } from '../util/terminal-text';
-import { createSutRpcHandler } from './sut-rpc';
 import { checkBackendName } from '../backends/registry';
+// the built-in backends register themselves (--backend local/docker is checked before anything starts)
+import '../backends/index';
 import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
 import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
-import { openSut, releaseSut, type SutSession } from './sut-session';
-import { Interrupts } from './interrupts';
 import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
 import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
-import { captureSut, logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
-import type { SutServiceReport } from '../reporters/run-report';
-import { checkReporterOutputs, renderReports, type ReporterRequest } from './render-reports';
-import { formatDurationMs } from '../util/duration';
+import { logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
+import { checkReporterOutputs, type ReporterRequest } from './render-reports';
 import { fetchGitSource, type GitSource } from './git-source';
-import { acquireAppLock, recordDirFor } from './schedule-service';
-import { RunMetrics, serveMetrics, type MetricsServer } from './run-metrics';
+import { recordDirFor } from './schedule-service';
+import { RunMetrics } from './run-metrics';
+import { RunSession } from './run-session';
 import { checkShapingTargets, loadPlaybook, type Playbook } from '../playbook/playbook';
 import { SyncBroker } from '../sync/sync-broker';
 import { routeRpc, type RpcHandler } from './rpc-router';
 import { watchEndpoints } from './watch-endpoints';
 // traffic shaping (src/shape): the SUT owns the proxies; the run routes shape.* to them, runs playbook shaping, records history
 import { startPlaybookShaping } from '../shape/playbook-shaping';
-import { shapeChangeLine, type ShapeController } from '../shape/shape-controller';
+import type { ShapeController } from '../shape/shape-controller';
+import type { Spread } from '../workers/transport';
 
 export interface RunOptions {
   io: Io;
@@ -41,6 +40,8 @@ export interface RunOptions {
   backend: string;
   parallel: number;
   workers?: number;
+  /** where the scenario workers run: threads of this process (default) or processes of this machine; sync reaches them all through the coordinator */
+  spread?: Spread;
   timeoutMs: number;
   reporters: ReporterRequest[];
   env: Record<string, string>;
@@ -105,175 +106,123 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const { units, spec, specFile } = prepared;
   // process-wide: the run record, log, reports and console mask them too
   if (spec) registerSpecSecrets(spec);
-  const mask = spec ? createMasker(spec) : (s: string) => s;
 
   const recordDir = opts.runId ? recordDirFor(io, opts.app) : spec ? spec.dir : io.cwd;
-  const store = new RunRecordStore(recordDir);
-  const runId = opts.runId ?? store.createRunId();
-  const baseRecord = {
-    schemaVersion: RUN_RECORD_SCHEMA_VERSION,
-    runId,
-    kind: 'run',
-    spec: spec ? JSON.parse(JSON.stringify(spec)) : undefined,
-    app: spec?.name,
-    specFile,
-    targets: prepared.targetsForRecord,
-    startedAt: new Date(startedAtMs).toISOString(),
-    pid: process.pid,
-    results: [] as ScenarioResult[],
-    durationMs: 0,
-  };
-  const log = (line: string) => {
-    const masked = mask(line);
-    io.stderr.write(`topas: ${masked}\n`);
-    store.appendLog(runId, { ts: io.now(), runId, source: 'topas', level: 'info', message: masked });
-  };
-
-  const interrupts = new Interrupts(io);
-  const metrics = new RunMetrics();
-  let metricsServer: MetricsServer | undefined;
-  let releaseLock: (() => void) | undefined;
-  let session: SutSession | undefined;
-  let pool: ScenarioPool | undefined;
   const results: ScenarioResult[] = [];
   const playbookSummaries: PlaybookSummary[] = [];
-  let runError: SerializedError | undefined;
-  let exitCode: number = EXIT_CODES.ok;
-  const cleanups: Array<() => void> = [];
-  let standingUp = false;
-  let sutReport: SutServiceReport[] | undefined;
-  // custom reporters' lifecycle hooks (src/reporters/index.ts); they see masked values only
-  const hooks = reporterHooks(opts.reporters.map((r) => r.name), io.cwd, log);
+  await using session = new RunSession({
+    io,
+    kind: 'run',
+    spec,
+    backend: opts.backend,
+    env: opts.env,
+    keep: opts.keep,
+    recordDir,
+    runId: opts.runId,
+    reporters: opts.reporters,
+    debug: opts.debug,
+    baseRecord: {
+      schemaVersion: RUN_RECORD_SCHEMA_VERSION,
+      kind: 'run',
+      spec: spec ? JSON.parse(JSON.stringify(spec)) : undefined,
+      app: spec?.name,
+      specFile,
+      targets: prepared.targetsForRecord,
+      startedAt: new Date(startedAtMs).toISOString(),
+      pid: process.pid,
+      results: [] as ScenarioResult[],
+      durationMs: 0,
+    },
+  });
+  const { runId, store, mask, log, hooks } = session;
+  const metrics = new RunMetrics();
+  let pool: ScenarioPool | undefined;
+  session.onTeardown(() => pool?.close().catch(() => undefined));
 
-  try {
-    if (opts.queue && spec) {
-      store.writeRun(runId, { ...baseRecord, state: 'pending' });
-      releaseLock = await acquireAppLock(recordDir, spec.name, interrupts.signal);
-    }
-    store.writeRun(runId, { ...baseRecord, state: 'running' });
-    hooks.runStart({ runId, kind: 'run', app: spec?.name });
-    if (opts.metricsPort !== undefined) {
-      metricsServer = await serveMetrics(metrics, opts.metricsPort);
-      log(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
-      opts.onMetricsServer?.(metricsServer.port);
-    }
-    const work = async () => {
-      if (spec) {
-        log(`standing up app ${spec.name}…`);
-        const t0 = io.now();
-        standingUp = true;
-        session = await openSut({ spec, backend: opts.backend, runId, log, signal: interrupts.signal, env: opts.env, shapeDependents: !opts.keep, proxyHost: Boolean(opts.keep) });
-        standingUp = false;
-        log(`app ${spec.name} is up on backend ${session.backend} in ${formatDurationMs(io.now() - t0)} (${session.reason})`);
-        const sut = session.sut;
-        // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
-        sut.shaping?.().onChange((e) => {
-          log(shapeChangeLine(e));
-          pool?.setEndpoints(sut.endpointMap());
-        });
-      }
-      if (interrupts.interrupted) return;
-      const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
-      const sutRpc: RpcHandler = session ? createSutRpcHandler(session.sut, (map) => pool?.setEndpoints(map), spec) : noSutRpc;
-      const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
-      pool = new ScenarioPool({
-        workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
-        rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id), shape: () => (session as SutSession | undefined)?.sut.shaping?.() }),
-        onLog: (line) => {
-          const message = boundedMessage(line.message, mask);
-          store.appendLog(runId, { ...line, message });
-          // the scenario's text must not drive the terminal (escape sequences, \r)
-          io.stderr.write(`[${escapeControl(line.source)}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${escapeControl(message, { multiline: true })}\n`);
-        },
-        onEvent: (scenarioRunId, event) => {
-          const ev = boundedEvent(event, mask);
-          if (ev.kind === 'step-end') hooks.stepEnd(maskDeep({ scenarioRunId, name: ev.name, state: ev.state, ...(ev.error ? { error: { message: ev.error.message, location: ev.error.location } } : {}) }, mask));
-          if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${escapeControl(ev.name)}\n`);
-          store.appendLog(runId, { ts: ev.ts, runId: scenarioRunId, source: 'event', level: 'debug', message: JSON.stringify(ev) });
-        },
-      });
-      const activePool = pool;
-      const unsubscribeEndpoints = session ? watchEndpoints(session.sut, (map) => activePool.setEndpoints(map)) : undefined;
-      cleanups.push(() => unsubscribeEndpoints?.());
-      interrupts.onInterrupt(() => {
-        for (const b of brokers.values()) b.broker.close('the run was interrupted');
-        activePool.cancelAll('interrupt');
-      });
-      const endpoints = session ? session.sut.endpointMap() : {};
-      const runTask = async (task: ScenarioTask): Promise<ScenarioResult> => {
-        metrics.started();
-        const r = boundedResult(await activePool.run({ ...task, endpoints }), mask);
-        metrics.finished(r.state, r.durationMs);
-        hooks.scenarioEnd(maskDeep(r, mask));
-        return r;
-      };
-      metrics.queued(maxConcurrent);
-      const unitResults = await runLimited(
-        units,
-        opts.parallel,
-        async (unit): Promise<ScenarioResult[]> => {
-          if (unit.kind === 'scenario') {
-            const broker = new SyncBroker([unit.task.instance.id], DEFAULT_BARRIER_TIMEOUT_MS);
-            brokers.set(unit.task.runId, { broker, instance: unit.task.instance.id });
-            const r = await runTask(unit.task);
-            broker.close('the scenario ended');
-            return [r];
-          }
-          const out = await runPlaybook(unit, runTask, activePool, brokers, (session as SutSession | undefined)?.sut.shaping?.(), log);
-          playbookSummaries.push(summarizePlaybook(unit.playbook, out, prepared.namesDir));
-          return out;
-        },
-        () => interrupts.interrupted,
-      );
-      const started = unitResults.flat().filter((r): r is ScenarioResult => r !== undefined);
-      metrics.dropQueued(maxConcurrent - started.length);
-      results.push(...started);
+  await session.guard(async () => {
+    await session.begin({ queue: opts.queue });
+    if (opts.metricsPort !== undefined) await session.serveMetrics(metrics, opts.metricsPort, opts.onMetricsServer);
+    const sut = (await session.standUp())?.sut;
+    // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
+    if (sut) session.onShapeChange(() => pool?.setEndpoints(sut.endpointMap()));
+    if (session.interrupted) return;
+    const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
+    const sutRpc: RpcHandler = session.sutRpc((map: EndpointMap) => pool?.setEndpoints(map));
+    const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
+    pool = new ScenarioPool({
+      workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
+      spread: opts.spread,
+      rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id), shape: () => sut?.shaping?.() }),
+      onLog: (line) => {
+        const message = boundedMessage(line.message, mask);
+        store.appendLog(runId, { ...line, message });
+        // the scenario's text must not drive the terminal (escape sequences, \r)
+        io.stderr.write(`[${escapeControl(line.source)}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${escapeControl(message, { multiline: true })}\n`);
+      },
+      onEvent: (scenarioRunId, event) => {
+        const ev = boundedEvent(event, mask);
+        if (ev.kind === 'step-end') hooks.stepEnd(maskDeep({ scenarioRunId, name: ev.name, state: ev.state, ...(ev.error ? { error: { message: ev.error.message, location: ev.error.location } } : {}) }, mask));
+        if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${escapeControl(ev.name)}\n`);
+        store.appendLog(runId, { ts: ev.ts, runId: scenarioRunId, source: 'event', level: 'debug', message: JSON.stringify(ev) });
+      },
+    });
+    const activePool = pool;
+    if (opts.spread === 'processes') log(`scenarios run in ${activePool.workerLabels.length} worker processes (pids ${activePool.workerLabels.map((l) => l.replace(/^process /, '')).join(', ')})`);
+    const unsubscribeEndpoints = sut ? watchEndpoints(sut, (map) => activePool.setEndpoints(map)) : undefined;
+    session.onTeardown(() => unsubscribeEndpoints?.());
+    session.interrupts.onInterrupt(() => {
+      for (const b of brokers.values()) b.broker.close('the run was interrupted');
+      activePool.cancelAll('interrupt');
+    });
+    const endpoints = sut ? sut.endpointMap() : {};
+    const runTask = async (task: ScenarioTask): Promise<ScenarioResult> => {
+      metrics.started();
+      const r = boundedResult(await activePool.run({ ...task, endpoints }), mask);
+      metrics.finished(r.state, r.durationMs);
+      hooks.scenarioEnd(maskDeep(r, mask));
+      return r;
     };
-    await Promise.race([work(), interrupts.forced]);
-  } catch (caught) {
-    // a start that failed disposed what it made before it threw
-    const err = standingUp && interrupts.interrupted ? new TopasError('INTERRUPTED', 'interrupted while standing up; everything started was torn down', { cause: caught }) : caught;
-    runError = reportedError(err, opts.debug);
-    exitCode = err instanceof TopasError ? err.exitCode : EXIT_CODES.failed;
-    if (err instanceof TopasError) log(err.format());
-    else log(`error [INTERNAL]: ${internalLine(err)}`);
-    if (opts.debug) log(stackOf(err));
-  } finally {
-    await teardown();
-  }
+    metrics.queued(maxConcurrent);
+    const unitResults = await runLimited(
+      units,
+      opts.parallel,
+      async (unit): Promise<ScenarioResult[]> => {
+        if (unit.kind === 'scenario') {
+          const broker = new SyncBroker([unit.task.instance.id], DEFAULT_BARRIER_TIMEOUT_MS);
+          brokers.set(unit.task.runId, { broker, instance: unit.task.instance.id });
+          const r = await runTask(unit.task);
+          broker.close('the scenario ended');
+          return [r];
+        }
+        const out = await runPlaybook(unit, runTask, activePool, brokers, sut?.shaping?.(), log);
+        playbookSummaries.push(summarizePlaybook(unit.playbook, out, prepared.namesDir));
+        return out;
+      },
+      () => session.interrupted,
+    );
+    const started = unitResults.flat().filter((r): r is ScenarioResult => r !== undefined);
+    metrics.dropQueued(maxConcurrent - started.length);
+    results.push(...started);
+  });
+  await session.close();
 
-  async function teardown() {
-    for (const c of cleanups) c();
-    const p = pool as ScenarioPool | undefined;
-    await p?.close().catch(() => undefined);
-    await metricsServer?.close().catch(() => undefined);
-    sutReport = await captureSut((session as SutSession | undefined)?.sut);
-    try {
-      const released = await releaseSut(session as SutSession | undefined, { keep: Boolean(opts.keep), stateDir: spec?.dir ?? recordDir, log, forced: interrupts.forced });
-      if (!released && exitCode === EXIT_CODES.ok) exitCode = EXIT_CODES.sutFailed;
-    } finally {
-      releaseLock?.();
-      interrupts.dispose();
-    }
-  }
-
-  const state = overallState(results, interrupts.interrupted, runError);
-  if (interrupts.interrupted) exitCode = EXIT_CODES.interrupted;
-  else if (!runError) exitCode = exitCodeFor(state);
+  const state = overallState(results, session.interrupted, session.error);
+  if (session.interrupted) session.exitCode = EXIT_CODES.interrupted;
+  else if (!session.error) session.exitCode = exitCodeFor(state);
+  const exitCode = session.exitCode;
   const report: RunReport = {
     runId,
     app: spec?.name,
-    backend: (session as SutSession | undefined)?.backend,
+    backend: session.sut?.backend,
     startedAt: new Date(startedAtMs).toISOString(),
     durationMs: io.now() - startedAtMs,
     state,
     results,
     playbooks: playbookSummaries.length ? playbookSummaries : undefined,
-    error: runError,
+    error: session.error,
   };
-  const shaping = (session as SutSession | undefined)?.sut.shaping?.().history();
-  store.writeRun(runId, { ...baseRecord, ...report, exitCode, ...(shaping?.length ? { shaping } : {}), ...(sutReport ? { sut: sutReport } : {}) });
-  renderReports(report, opts.reporters, { io, mask, details: { kind: 'run', exitCode, sut: sutReport, logs: logExcerpt(store.readLog(runId)) } });
+  const { backend: _backend, ...common } = session.finalRecord();
+  session.finish({ ...report, ...common }, report, { kind: 'run', exitCode, sut: session.sutReport, logs: logExcerpt(store.readLog(runId)) });
   return { exitCode, report };
 }
 
@@ -308,7 +257,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const playbooks = targets.playbooks.map((f) => loadPlaybook(f, { appOverridden: opts.app !== undefined }));
   const appFromPlaybook = playbooks.find((p) => p.app)?.app;
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
-  const spec = specFile ? await loadAppSpec(specFile) : undefined;
+  const spec = specFile ? await loadAppSpec(specFile, { env: io.env, cwd: io.cwd }) : undefined;
   if (spec) checkBackendName(opts.backend);
   if (spec) checkServiceEnvWithFlags(spec.services, opts.env);
   if (spec) checkShapingTargets(playbooks, spec);
@@ -419,12 +368,6 @@ function summarizePlaybook(pb: Playbook, results: ScenarioResult[], cwd: string)
     firstFailure: failed ? { instance: failed.instance.id, error: failed.error } : undefined,
   };
 }
-
-const noSutRpc: RpcHandler = async (_runId, method) => {
-  throw new TopasError('SUT_NOT_UP', `${method}: no app spec was found, so there is no system under test`, {
-    hint: 'pass --app topas.yaml or put a topas.yaml next to your scenarios',
-  });
-};
 
 function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};

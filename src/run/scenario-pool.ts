@@ -1,6 +1,7 @@
+import * as fs from 'node:fs';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
-import { getWorkerPath } from '../sea/assets';
+import { startWorker, type Spread, type WorkerTransport } from '../workers/transport';
+import { workerProcessEnv } from '../workers/worker-env';
 import { MessageBatcher } from './message-batcher';
 import type { EndpointMap } from '../backends/backend';
 import { serializeError, type SerializedError } from '../errors';
@@ -9,6 +10,8 @@ import type { FromWorker, ToWorker } from './worker-protocol';
 
 export interface ScenarioPoolOptions {
   workers: number;
+  /** where the workers run: threads of this process (default) or processes of this machine */
+  spread?: Spread;
   /** serves `rpc-call`s (sut.*) from scenarios */
   rpc: (runId: string, method: string, args: unknown[]) => Promise<unknown>;
   onLog: (line: LogLine) => void;
@@ -37,7 +40,7 @@ interface Progress {
 
 interface Slot {
   id: number;
-  worker: Worker;
+  worker: WorkerTransport<ToWorker, FromWorker>;
   runs: Map<string, PendingRun>;
   gone: boolean;
   outbox: MessageBatcher<ToWorker>;
@@ -55,6 +58,7 @@ export class ScenarioPool {
   private closed = false;
   private nextSlotId = 1;
   private readonly workerFile = path.join(__dirname, 'scenario-worker.js');
+  private readonly sources = new SourceCache();
 
   constructor(private readonly opts: ScenarioPoolOptions) {
     const n = Math.max(1, Math.floor(opts.workers));
@@ -64,7 +68,15 @@ export class ScenarioPool {
   run(task: ScenarioTask): Promise<ScenarioResult> {
     if (this.closed) return Promise.resolve(syntheticResult(task, new Date(), 'interrupted', { name: 'InterruptedError', code: 'INTERRUPTED', message: `${task.name} was not started: the scenario pool is closed` }));
     const slot = this.slots.reduce((best, s) => (s.runs.size < best.runs.size ? s : best));
-    const t: ScenarioTask = this.endpoints ? { ...task, endpoints: this.endpoints } : task;
+    let t: ScenarioTask = this.endpoints ? { ...task, endpoints: this.endpoints } : task;
+    // a worker process gets the script's text, not a path to read (threads read it through the engine's cache)
+    if (this.opts.spread === 'processes' && t.source === undefined) {
+      try {
+        t = { ...t, source: this.sources.read(t.file) };
+      } catch {
+        // unreadable: the worker reports it as the engine always has
+      }
+    }
     return new Promise<ScenarioResult>((resolve) => {
       const pending: PendingRun = { task: t, startedAt: new Date(), resolve, progress: { steps: [], open: [], checks: new Map() } };
       slot.runs.set(t.runId, pending);
@@ -106,6 +118,11 @@ export class ScenarioPool {
     }
   }
 
+  /** How the transport names each worker now ("process 1234", "thread 2"). */
+  get workerLabels(): string[] {
+    return this.slots.map((s) => s.worker.label);
+  }
+
   /** Number of scenarios running now. */
   get running(): number {
     return this.slots.reduce((n, s) => n + s.runs.size, 0);
@@ -120,11 +137,8 @@ export class ScenarioPool {
         this.failAll(slot, 'interrupted', { name: 'InterruptedError', code: 'INTERRUPTED', message: 'the scenario pool was closed while this scenario ran' });
         if (slot.gone) return;
         slot.gone = true;
-        const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
-        this.postRaw(slot, { type: 'shutdown' });
-        const timer = setTimeout(() => void slot.worker.terminate(), GRACE_MS);
-        await exited;
-        clearTimeout(timer);
+        slot.outbox.flush();
+        await slot.worker.stop({ shutdown: { type: 'shutdown' }, graceMs: GRACE_MS });
       }),
     );
   }
@@ -132,7 +146,7 @@ export class ScenarioPool {
   // ------------------------------------------------------------------ internals
 
   private spawn(): Slot {
-    const worker = new Worker(getWorkerPath(this.workerFile));
+    const worker = startWorker<ToWorker, FromWorker>(this.opts.spread ?? 'threads', { entry: this.workerFile, env: workerProcessEnv() });
     const slot: Slot = {
       id: this.nextSlotId++,
       worker,
@@ -140,10 +154,10 @@ export class ScenarioPool {
       gone: false,
       outbox: new MessageBatcher<ToWorker>((messages) => this.send(slot, messages.length === 1 ? messages[0] : { type: 'batch', messages })),
     };
-    worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
-    worker.on('error', (err) => this.crashed(slot, `worker crashed: ${err.message}`));
-    worker.on('exit', (code) => {
-      if (!slot.gone) this.crashed(slot, `worker exited unexpectedly (code ${code})`);
+    worker.on((ev) => {
+      if (ev.type === 'message') this.onMessage(slot, ev.message);
+      else if (ev.type === 'error') this.crashed(slot, `worker crashed: ${ev.error.message}`);
+      else if (!slot.gone) this.crashed(slot, `worker exited unexpectedly (${ev.signal ? `signal ${ev.signal}` : `code ${ev.code}`})`);
     });
     if (this.endpoints) this.postRaw(slot, { type: 'endpoints', endpoints: this.endpoints });
     return slot;
@@ -162,11 +176,8 @@ export class ScenarioPool {
   }
 
   private send(slot: Slot, msg: ToWorker): void {
-    try {
-      slot.worker.postMessage(msg);
-    } catch {
-      // the worker is already gone; its runs are failed by the exit handler
-    }
+    // once the worker is gone this is nothing: its runs are failed by the exit handler
+    slot.worker.send(msg);
   }
 
   private onMessage(slot: Slot, msg: FromWorker): void {
@@ -235,7 +246,7 @@ export class ScenarioPool {
   private replace(slot: Slot, state: RunState, error: SerializedError): void {
     slot.gone = true;
     this.failAll(slot, state, error);
-    void slot.worker.terminate();
+    void slot.worker.stop();
     const i = this.slots.indexOf(slot);
     if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
   }
@@ -287,4 +298,18 @@ function syntheticResult(task: ScenarioTask, startedAt: Date, state: RunState, e
     checks: progress ? [...progress.checks.values()] : [],
     error,
   };
+}
+
+/** Script texts by path, read again when the file changed (a run of many instances reads one file once). */
+class SourceCache {
+  private readonly byFile = new Map<string, { mtimeMs: number; source: string }>();
+
+  read(file: string): string {
+    const mtimeMs = fs.statSync(file).mtimeMs;
+    const hit = this.byFile.get(file);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.source;
+    const source = fs.readFileSync(file, 'utf8');
+    this.byFile.set(file, { mtimeMs, source });
+    return source;
+  }
 }

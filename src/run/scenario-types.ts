@@ -17,6 +17,8 @@ export interface ScenarioTask {
   runId: string;
   /** absolute path of the .lua file; chunk names and error locations use its path relative to `baseDir` */
   file: string;
+  /** the script's text, when the coordinator sends it (worker processes); else the worker reads `file` */
+  source?: string;
   baseDir: string;
   /** the project folder require() and data files may not leave (the Git checkout for --git runs); baseDir if unset */
   rootDir?: string;

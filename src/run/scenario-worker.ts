@@ -3,15 +3,14 @@
  * Talks to the main thread only through the messages in worker-protocol.ts.
  */
 import { RpcClient } from './rpc-client';
-import { parentPort } from 'node:worker_threads';
+import { connectParent } from '../workers/parent-port';
 import { serializeError } from '../errors';
 import { LuaRuntime } from '../lua/engine';
 import type { FromWorker, ToWorker } from './worker-protocol';
 import { MessageBatcher } from './message-batcher';
 
-if (!parentPort) throw new Error('scenario-worker must run in a worker thread');
-const port = parentPort;
-const batcher = new MessageBatcher<FromWorker>((messages) => port.postMessage(messages.length === 1 ? messages[0] : { type: 'batch', messages }));
+const port = connectParent<ToWorker, FromWorker>();
+const batcher = new MessageBatcher<FromWorker>((messages) => port.post(messages.length === 1 ? messages[0] : { type: 'batch', messages }));
 const post = (msg: FromWorker) => batcher.push(msg);
 
 const rpc = new RpcClient((msg) => post(msg));
@@ -28,7 +27,7 @@ ready.then(
   (err) => post({ type: 'fatal', error: serializeError(err) }),
 );
 
-port.on('message', onMessage);
+port.on(onMessage);
 
 function onMessage(msg: ToWorker): void {
   switch (msg.type) {

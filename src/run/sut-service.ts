@@ -16,7 +16,7 @@ import { checkServiceEnvWithFlags } from '../util/limits';
 async function loadSpec(io: Io, app?: string): Promise<AppSpec> {
   const file = findAppSpecFile({ app, cwd: io.cwd });
   if (!file) throw new TopasError('FILE_NOT_FOUND', 'no topas.yaml here', { hint: 'pass --app path/to/topas.yaml, or run `topas init`' });
-  return loadAppSpec(file);
+  return loadAppSpec(file, { env: io.env, cwd: io.cwd });
 }
 
 export interface UpResult {
@@ -74,7 +74,7 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean; backen
   let spec: AppSpec | undefined;
   if (file) {
     try {
-      spec = await loadAppSpec(file);
+      spec = await loadAppSpec(file, { env: opts.io.env, cwd: opts.io.cwd });
     } catch (err) {
       // --all still sweeps the leftovers of crashed runs; this app's kept SUT stays, as its spec cannot be read
       if (!opts.all) throw err;

@@ -32,7 +32,10 @@ export type FromWorker =
 
 /** What a load worker needs to host its VUs; structured-cloneable. */
 export interface LoadWorkerInit {
+  /** the script's path: its chunk name in errors, and where require() resolves */
   file: string;
+  /** the script's text as the coordinator read it (load-service always sends it, so a worker does not read `file`; unset only when a runner is made in-process) */
+  source?: string;
   baseDir: string;
   env: Record<string, string>;
   endpoints: EndpointMap;
@@ -52,12 +55,15 @@ export type ToLoadWorker =
   | { type: 'load-init'; init: LoadWorkerInit }
   /** start the schedule at this wall-clock time (ms epoch), shared by all workers */
   | { type: 'load-start'; startMs: number }
+  /** clock probe before the start: the worker answers with its own wall clock, so the coordinator can give it the start in its clock */
+  | { type: 'clock-probe'; sentMs: number }
   /** stop starting iterations; `abort` also interrupts those in flight */
   | { type: 'load-stop'; abort: boolean }
   | Extract<ToWorker, { type: 'rpc-result' | 'endpoints' | 'shutdown' }>;
 
 export type FromLoadWorker =
   | { type: 'load-ready'; vus: number }
+  | { type: 'clock-reply'; sentMs: number; workerMs: number }
   /** once a second: finished per-second buckets and the worker's cumulative snapshot (src/load/metrics.ts types) */
   | { type: 'load-metrics'; buckets: unknown[]; snapshot: unknown; activeVus: number; allocatedVus: number }
   /** the worker's schedule ended and its in-flight iterations finished (or were interrupted) */

@@ -116,11 +116,6 @@ export function getWorkerPath(defaultPath: string): string {
   return extractAsset(`${SEA_ASSETS.workerPrefix}${name}`, name);
 }
 
-/** getWorkerPath for the scenario pool's worker. */
-export function getScenarioWorkerPath(defaultPath: string): string {
-  return getWorkerPath(defaultPath);
-}
-
 /** lua-types/ files carried by the executable (name -> text); undefined outside it. */
 export function getEmbeddedLuaTypes(): Record<string, string> | undefined {
   if (!isSea()) return undefined;

@@ -34,7 +34,8 @@ export interface SeaConfigInput {
 }
 
 export async function loadSeaConfig(input: SeaConfigInput): Promise<Config> {
-  const pjson: Interfaces.PJSON = { ...input.pjson, oclif: { ...input.pjson.oclif, plugins: [] } };
+  // no plugins and no hooks from disk: the init hook registers plugins' backends, and the binary loads none
+  const pjson: Interfaces.PJSON = { ...input.pjson, oclif: { ...input.pjson.oclif, plugins: [], hooks: {} } };
   const root = input.root ?? path.dirname(process.execPath);
   const plugin = new Plugin({ isRoot: true, pjson, root, name: pjson.name });
   const internals = plugin as unknown as { commandCache: Record<string, Command.Class>; _manifest: () => Promise<Interfaces.Manifest> };

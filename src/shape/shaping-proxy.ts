@@ -1,4 +1,4 @@
-import net from 'node:net';
+import * as net from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import { TopasError } from '../errors';
 import { HttpRequestFramer, type FramerSink, type RequestHead } from './http-request-framer';

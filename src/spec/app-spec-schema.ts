@@ -294,7 +294,6 @@ export const kindAppSchema = z.strictObject({
   spec: z.strictObject(body),
 });
 
-export type PlainApp = z.output<typeof plainAppSchema>;
 export type RawService = z.output<typeof serviceSchema>;
 export type RawDatabase = z.output<typeof databaseSchema>;
 

@@ -24,10 +24,11 @@ export interface LoadAppSpecOptions {
   /**
    * Values for `${VAR}` / `${VAR:-default}` placeholders
    * (names without a dot; `${name.field}` is a reference, left for backends).
-   * `$${` writes a literal `${`. Defaults to process.env.
+   * `$${` writes a literal `${`. The command's `Io.env`; none when left out
+   * (the loader never reads the process's environment itself).
    */
   env?: Record<string, string | undefined>;
-  /** Folder a relative `file` resolves against; defaults to process.cwd(). */
+  /** Folder a relative `file` resolves against: the command's `Io.cwd`. */
   cwd?: string;
 }
 
@@ -106,7 +107,7 @@ export function parseAppSpec(text: string, file: string, opts: LoadAppSpecOption
   }
 
   const problems: LocatedProblem[] = [];
-  const env = opts.env ?? process.env;
+  const env = opts.env ?? {};
   const kindForm = 'apiVersion' in raw || 'kind' in raw;
   const bodyPrefix: Segment[] = kindForm ? ['spec'] : [];
   const rawBody = kindForm ? raw.spec : raw;

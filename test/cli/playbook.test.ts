@@ -14,6 +14,23 @@ describe('playbooks: many instances coordinated through sync', () => {
     ]);
   });
 
+  test('--workers 3 --spread processes: the same 51 instances placed over 3 worker processes meet at barriers of all 51', async () => {
+    const r = await cli(['run', 'fixtures/playbooks/meet/meet.yaml', '--workers', '3', '--spread', 'processes', '--json']);
+    assert.equal(r.code, 0, r.stderr.slice(-3000));
+    assert.match(r.stderr, /scenarios run in 3 worker processes \(pids \d+, \d+, \d+\)/);
+    const pids = /pids (\d+), (\d+), (\d+)/.exec(r.stderr)!.slice(1).map(Number);
+    assert.equal(new Set([...pids, process.pid]).size, 4, 'three processes besides this one');
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.results.length, 51);
+    // barriers "ready" and "done" count every instance (total: 51): all passed means all met there
+    assert.deepEqual(report.playbooks[0].roles, [
+      { name: 'client', ok: 50, total: 50 },
+      { name: 'chaos', ok: 1, total: 1 },
+    ]);
+    // the worker processes are gone
+    for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/);
+  });
+
   test('an instance that fails before a barrier fails the run at once, naming it, and stops the others', async (t) => {
     const r = await cli(['run', 'fixtures/playbooks/meet/meet-failing.yaml', '--json']);
     t.diagnostic(`elapsed ${r.elapsedMs} ms (barrier timeout 30 s)`);

@@ -61,14 +61,14 @@ describe('reports of load runs', () => {
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout);
     assert.doesNotMatch(s.result, /scenario/);
-    assert.match(s.result, /^passed: load, \d+ request\(s\), p95 [\d.]+ms$/);
+    assert.match(s.result, /^passed: load, 20 iteration\(s\) at [\d.]+\/s, 20 request\(s\), p95 [\d.]+ms$/);
   });
 
   test('--reporter github: an annotation per failed threshold, the job summary appended to $GITHUB_STEP_SUMMARY', async () => {
     const summary = path.join(cwd, 'summary.md');
     fs.writeFileSync(summary, 'before\n');
     const r = await cli(
-      ['load', path.join(SCRIPTS, 'fixed.lua'), '--rate', '20/s', '--duration', '1s', '--threshold', 'http_req_duration:p(95)<0.000001', '--reporter', 'github', '--reporter', 'html:out/load.html'],
+      ['load', path.join(SCRIPTS, 'fixed.lua'), '--rate', '20/s', '--duration', '1s', '--threshold', 'http_req_duration:p(95)<0.000001', '--reporter', 'summary', '--reporter', 'github', '--reporter', 'html:out/load.html'],
       { cwd, env: { ...process.env, TARGET: `${server.url}/fixed`, GITHUB_STEP_SUMMARY: summary } },
     );
     assert.equal(r.code, 4, r.stderr);

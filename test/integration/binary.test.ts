@@ -72,6 +72,16 @@ describe('single executable (dist/topas via Node SEA)', () => {
     assert.match(ac.stdout, /autocomplete \[SHELL\]/);
   });
 
+  test('`topas plugins ...` says the binary loads no plugins, instead of "command not found"', () => {
+    const dir = emptyDir('plugins');
+    for (const args of [['plugins', 'link', dir], ['plugins', 'install', 'topas-plugin-x'], ['plugins', 'remove', 'x'], ['plugins']]) {
+      const r = topas(args, dir);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`\`topas ${args.slice(0, 2).join(' ')}\`: the single executable cannot load plugins`));
+      assert.match(r.stderr, /install topas with npm/);
+    }
+  });
+
   test('autocomplete script for bash is generated from the bundled commands', () => {
     const dir = emptyDir('autocomplete');
     const env = { ...cleanEnv(), XDG_CACHE_HOME: path.join(dir, 'cache'), HOME: dir };

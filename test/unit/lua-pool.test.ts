@@ -214,7 +214,7 @@ test('a worker thread that dies keeps its scenarios\' finished steps and checks;
   try {
     const kill = Promise.race([c2, delay(20_000)])
       .then(() => delay(200))
-      .then(() => (p as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots[0].worker.terminate());
+      .then(() => (p as unknown as { slots: Array<{ worker: { stop(): Promise<void> } }> }).slots[0].worker.stop());
     const [ra, rb] = await Promise.all([p.run(ta), p.run(tb), kill]);
     assert.equal(ra.state, 'error');
     assert.deepEqual(ra.steps.map((s) => [s.name, s.state]), [['one', 'passed'], ['two', 'failed']]);

@@ -1,0 +1,27 @@
+/**
+ * topas's public API, for backend plugins: `import { ... } from 'topas'`.
+ * What is exported here is a contract with packages outside this repository
+ * (the kubernetes plugin, fixtures/plugins/process-backend): change it with care.
+ * The CLI itself never imports this file.
+ */
+
+// the backend seam (src/backends/backend.ts) and what a plugin's hook receives
+export type { Backend, Sut, StartContext, ServiceStatus, EndpointMap, SutState, ApplyServiceChange, KillOptions } from './backends/backend';
+export type { SweepOptions, KeptApp } from './backends/ownership';
+export type { BackendsHook, BackendsHookOptions } from './backends/plugin-backends';
+
+// the app spec, as backends receive it (normalized and validated)
+export type { AppSpec, ServiceSpec, DatabaseSpec, ReadinessSpec, ReferenceField } from './spec/app-spec';
+
+// one error root with stable codes and one exit-code table
+export { TopasError, EXIT_CODES, type ErrorCode, type ExitCode, type Problem } from './errors';
+
+// the backend-neutral SUT core: error table, log format, endpoint choice, references, heal policy, ordering
+export * from './sut/index';
+
+// readiness probes
+export { waitForHttp, waitForTcp, waitForLog, sleep, type ProbeOptions, type HttpProbeOptions } from './backends/readiness';
+
+// for backends that run things on this machine: a free port, the local backend's embedded PostgreSQL
+export { freePort } from './backends/local/processes';
+export { startPostgres, type RunPostgres } from './backends/local/run-postgres';
