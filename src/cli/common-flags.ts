@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { Flags } from '@oclif/core';
 import { TopasError } from '../errors';
 import { readEnvFiles } from './env-file';
@@ -61,4 +62,36 @@ export function parseDurationFlag(value: string, flag: string): number {
     throw new TopasError('INVALID_FLAGS', `${flag}: expected at most ${formatLimitDuration(LIMITS.durationMs)}, got "${value}"`, { problems: [{ path: flag, message: `at most ${formatLimitDuration(LIMITS.durationMs)}` }] });
   }
   return ms;
+}
+
+/**
+ * Where a cluster backend (the kubernetes plugin) works. Core knows nothing of
+ * clusters: it hands these to the backend as the environment variables the
+ * plugin reads (TOPAS_KUBECONFIG, TOPAS_KUBE_CONTEXT, TOPAS_KUBE_NAMESPACE).
+ */
+export const clusterFlags = {
+  kubeconfig: Flags.string({ description: 'kubeconfig for a cluster backend such as kubernetes (default: KUBECONFIG, ~/.kube/config)', helpValue: 'FILE', helpGroup: 'CLUSTER' }),
+  context: Flags.string({ description: 'kubeconfig context for a cluster backend (default: the current one)', helpValue: 'NAME', helpGroup: 'CLUSTER' }),
+  namespace: Flags.string({ description: "namespace for a cluster backend (default: the context's, else default)", helpValue: 'NAME', helpGroup: 'CLUSTER' }),
+};
+
+const CLUSTER_ENV = { kubeconfig: 'TOPAS_KUBECONFIG', context: 'TOPAS_KUBE_CONTEXT', namespace: 'TOPAS_KUBE_NAMESPACE' } as const;
+
+/** Runs `fn` with the cluster flags given as the plugin's environment variables, restored afterwards. */
+export async function withClusterFlags<T>(flags: { kubeconfig?: string; context?: string; namespace?: string }, fn: () => Promise<T>): Promise<T> {
+  const saved: Record<string, string | undefined> = {};
+  for (const [flag, name] of Object.entries(CLUSTER_ENV) as Array<[keyof typeof CLUSTER_ENV, string]>) {
+    const value = flags[flag];
+    if (value === undefined) continue;
+    saved[name] = process.env[name];
+    process.env[name] = flag === 'kubeconfig' ? path.resolve(value) : value;
+  }
+  try {
+    return await fn();
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
 }

@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import type { ServiceStatus } from '../backends/backend';
-import { backendNames, getBackend } from '../backends/registry';
+import { backendNames, checkBackendName, getBackend } from '../backends/registry';
 import '../backends/index';
 import { TopasError } from '../errors';
 import type { Io } from '../io';
@@ -65,7 +65,7 @@ export async function upApp(opts: { io: Io; app?: string; backend: string; env: 
  * app whose owner process is gone left behind. Never a run whose owner lives,
  * never a SUT another app (or the same name in another folder) kept.
  */
-export async function downApp(opts: { io: Io; app?: string; all: boolean }): Promise<{ removed: string[]; tornDown?: string }> {
+export async function downApp(opts: { io: Io; app?: string; all: boolean; backend?: string }): Promise<{ removed: string[]; tornDown?: string }> {
   const log = (line: string) => opts.io.stderr.write(`topas: ${line}\n`);
   const removed: string[] = [];
   let tornDown: string | undefined;
@@ -81,7 +81,9 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean }): Pro
       log(`${file}: not read (${(err as Error).message}); its kept SUT, if any, is left alone`);
     }
   }
-  let backends = backendNames();
+  if (opts.backend !== undefined && opts.backend !== 'auto') checkBackendName(opts.backend);
+  const only = opts.backend !== undefined && opts.backend !== 'auto' ? opts.backend : undefined;
+  let backends = only ? [only] : backendNames();
   if (spec) {
     const state = readStateFile(spec.dir);
     if (state) {
@@ -94,7 +96,7 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean }): Pro
       }
       removeStateFile(spec.dir);
       // a plain down need not wake a backend the app did not use
-      if (!opts.all) backends = [state.backend];
+      if (!opts.all && !only) backends = [state.backend];
     }
   }
   const kept = spec ? { app: spec.name, specFile: spec.file } : undefined;

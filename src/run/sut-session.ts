@@ -24,7 +24,12 @@ export async function chooseBackend(spec: AppSpec, requested: string): Promise<B
     const probe = await backend.probe(spec);
     if (!probe.ok) {
       throw new TopasError('BACKEND_UNAVAILABLE', `backend ${requested} cannot run app ${spec.name}: ${probe.reason}`, {
-        hint: requested === 'docker' ? 'start Docker (scripts/ensure-docker.sh) or use --backend local' : 'give every service a `command` to run it locally, or use --backend docker',
+        hint:
+          requested === 'docker'
+            ? 'start Docker (scripts/ensure-docker.sh) or use --backend local'
+            : requested === 'local'
+              ? 'give every service a `command` to run it locally, or use --backend docker'
+              : `fix what the ${requested} backend reports above, or use --backend docker or local`,
       });
     }
     return { backend, reason: `requested with --backend ${requested}` };

@@ -1,0 +1,13 @@
+import type { BackendsHookOptions } from '../../../../src/backends/plugin-backends';
+
+/**
+ * The plugin's `topas:backends` hook: registers `kubernetes`. The client
+ * library loads on first use, so other commands do not pay for it.
+ */
+export default async function backends(opts: BackendsHookOptions): Promise<void> {
+  opts.register('kubernetes', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { KubernetesBackend } = require('../kube-backend') as typeof import('../kube-backend');
+    return new KubernetesBackend();
+  });
+}

@@ -1,0 +1,99 @@
+import * as k8s from '@kubernetes/client-node';
+import type { Backend, StartContext, Sut, SutState } from '../../../src/backends/backend';
+import type { SweepOptions } from '../../../src/backends/ownership';
+import { isKeptApp } from '../../../src/backends/ownership';
+import { TopasError } from '../../../src/errors';
+import type { AppSpec } from '../../../src/spec/app-spec';
+import { startInDependencyOrder } from '../../../src/spec/dependency-graph';
+import { KUBE_HINT, apiMessage, clusterOptionsFromEnv, connect, ownerGone, withTimeout, type Cluster } from './cluster';
+import { KubeSut, deleteRun, type KubeSutData } from './kube-sut';
+import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue } from './manifests';
+
+const PROBE_TIMEOUT_MS = 5000;
+
+/**
+ * The `kubernetes` backend (registered by this plugin through the
+ * `topas:backends` hook): the app's services as Deployments and Services, its
+ * databases as StatefulSets, in the namespace of the current context (or
+ * --namespace), everything of a run labelled with it and owned by its
+ * ConfigMap. Scenarios do not reach them from this machine (see NO_HOST_TRAFFIC).
+ */
+export class KubernetesBackend implements Backend {
+  readonly name = 'kubernetes';
+
+  async probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }> {
+    const noImage = spec.services.filter((s) => !s.image).map((s) => s.name);
+    let cluster: Cluster;
+    try {
+      cluster = connect(clusterOptionsFromEnv());
+      const v = await withTimeout(cluster.kc.makeApiClient(k8s.VersionApi).getCode(), PROBE_TIMEOUT_MS, 'kubernetes');
+      if (noImage.length > 0) return { ok: false, reason: `services without an image: ${noImage.join(', ')}` };
+      return { ok: true, reason: `cluster ${cluster.kc.getCurrentCluster()?.server} (${v.gitVersion}), namespace ${cluster.namespace}` };
+    } catch (err) {
+      return { ok: false, reason: apiMessage(err) };
+    }
+  }
+
+  async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
+    const cluster = connect(clusterOptionsFromEnv());
+    const sut = new KubeSut(spec, ctx.runId, cluster, ctx, new Date().toISOString());
+    try {
+      await sut.createParent();
+      await startInDependencyOrder(spec, (name) => sut.startComponent(name, ctx.signal), { signal: ctx.signal });
+      if (ctx.signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
+    } catch (err) {
+      await sut.dispose().catch((e: Error) => ctx.log(`kubernetes: cleanup after a failed start: ${e.message}`));
+      throw err;
+    }
+    return sut;
+  }
+
+  async attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut> {
+    const data = state.data as KubeSutData | undefined;
+    // the cluster the run was made on, unless this command names another one
+    const cluster = connect({ ...(data?.cluster ?? {}), ...clusterOptionsFromEnv() });
+    const sut = new KubeSut(spec, state.runId, cluster, ctx, state.startedAt, data ?? { cluster: cluster.options, parent: '', overrides: {} });
+    if (!(await sut.adopt()) && !ctx.readOnly) {
+      throw new TopasError('SUT_NOT_UP', `kubernetes: run ${state.runId} (app ${state.app}) no longer exists in namespace ${cluster.namespace}`, { hint: 'start it again with `topas up`' });
+    }
+    return sut;
+  }
+
+  /**
+   * Runs are found by their parent ConfigMaps in the namespace. A kept run
+   * (`topas up`) goes only for `kept` of the same app and spec file; another
+   * run only when its owner process (on this host) is gone.
+   */
+  async sweep(opts: SweepOptions): Promise<{ removed: string[] }> {
+    let cluster: Cluster;
+    let parents: k8s.V1ConfigMap[];
+    try {
+      cluster = connect(clusterOptionsFromEnv());
+      const labelSelector = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.kind}=run${!opts.all && opts.app !== undefined ? `,${LABELS.app}=${labelValue(opts.app)}` : ''}`;
+      parents = (await withTimeout(cluster.core.listNamespacedConfigMap({ namespace: cluster.namespace, labelSelector }), PROBE_TIMEOUT_MS, 'kubernetes')).items;
+    } catch (err) {
+      if (opts.all) opts.log?.(`kubernetes: not swept (${apiMessage(err)}); hint: ${KUBE_HINT}`);
+      return { removed: [] };
+    }
+    const removed: string[] = [];
+    for (const cm of parents) {
+      const app = cm.data?.app ?? cm.metadata?.labels?.[LABELS.app] ?? '';
+      const runId = cm.data?.runId ?? '';
+      const kept = cm.metadata?.annotations?.[ANNOTATIONS.kept] === 'true';
+      let reason: string;
+      if (kept) {
+        if (!isKeptApp(opts.kept, app, cm.data?.specFile)) continue;
+        reason = 'kept SUT of this app';
+      } else {
+        if (!ownerGone(cm.metadata?.annotations?.[ANNOTATIONS.owner])) continue;
+        if (!opts.all && app !== opts.app) continue;
+        reason = 'owner gone';
+      }
+      await deleteRun(cluster, app, runId, opts.log ?? (() => {}));
+      const what = `kubernetes run ${runId} (app ${app}, ${reason}) in namespace ${cluster.namespace}`;
+      opts.log?.(`swept ${what}`);
+      removed.push(what);
+    }
+    return { removed };
+  }
+}

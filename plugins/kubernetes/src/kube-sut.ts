@@ -1,0 +1,451 @@
+import * as k8s from '@kubernetes/client-node';
+import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, StartContext, Sut, SutState } from '../../../src/backends/backend';
+import { TopasError } from '../../../src/errors';
+import type { AppSpec, ServiceSpec } from '../../../src/spec/app-spec';
+import type { SutLifecycle } from '../../../src/sut/lifecycle';
+import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
+import {
+  ANNOTATIONS,
+  LABELS,
+  databaseObjects,
+  labelValue,
+  objectName,
+  ownedBy,
+  parentConfigMap,
+  parentName,
+  runSelector,
+  serviceHost,
+  serviceObjects,
+  type RenderOptions,
+} from './manifests';
+
+const POLL_MS = 250;
+const DELETE_WAIT_MS = 90_000;
+const FIELD_MANAGER = 'topas';
+const FORCE_AFTER_MS = 20_000;
+
+/** What `topas up` records so `run`, `ps` and `down` find the run again. */
+export interface KubeSutData {
+  cluster: ClusterOptions;
+  parent: string;
+  /** per service: what applyService/scale changed since the spec */
+  overrides: Record<string, { image?: string; version?: string; replicas?: number; env?: Record<string, string>; stoppedFrom?: number }>;
+}
+
+export const NO_HOST_TRAFFIC =
+  'the kubernetes backend does not reach services from this machine: topas never sends traffic to pod or Service IPs from outside the cluster, and scenarios on a cluster run in a runner Job inside it (not implemented yet)';
+
+/** A SUT on a cluster: the objects of one run in one namespace, owned by the run's ConfigMap. */
+export class KubeSut implements Sut {
+  readonly backend = 'kubernetes';
+  private kept: boolean;
+  private disposed = false;
+  private parentUid?: string;
+  private readonly overrides: KubeSutData['overrides'];
+  private readonly render: RenderOptions;
+
+  constructor(
+    readonly spec: AppSpec,
+    readonly runId: string,
+    private readonly cluster: Cluster,
+    private readonly ctx: StartContext,
+    private readonly startedAt: string,
+    data?: KubeSutData,
+  ) {
+    this.kept = data !== undefined;
+    this.overrides = data?.overrides ?? {};
+    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: process.env.TOPAS_POSTGRES_IMAGE || undefined };
+  }
+
+  get lifecycle(): SutLifecycle {
+    return this.disposed ? 'disposed' : this.kept ? 'kept' : 'running';
+  }
+
+  private get ns(): string {
+    return this.cluster.namespace;
+  }
+
+  private name(component: string): string {
+    return objectName(this.spec.name, component, this.runId);
+  }
+
+  // ------------------------------------------------------------ start
+
+  /** The run's parent ConfigMap; everything else is owned by it. */
+  async createParent(): Promise<void> {
+    const cm = parentConfigMap(this.spec, this.render, selfOwner(), this.startedAt);
+    const made = await this.apply(cm);
+    this.parentUid = made.metadata?.uid;
+  }
+
+  async adopt(): Promise<boolean> {
+    try {
+      const cm = await this.cluster.core.readNamespacedConfigMap({ name: parentName(this.spec.name, this.runId), namespace: this.ns });
+      this.parentUid = cm.metadata?.uid;
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 404) return false;
+      throw err;
+    }
+  }
+
+  /** Server-side apply, owned by the run's parent (the parent itself is not owned). */
+  private async apply<T extends k8s.KubernetesObject>(obj: T): Promise<T> {
+    const body = obj.kind === 'ConfigMap' && obj.metadata?.name === parentName(this.spec.name, this.runId) ? obj : ownedBy(obj, { name: parentName(this.spec.name, this.runId), uid: this.parentUid! });
+    try {
+      return await this.cluster.objects.patch(body, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+    } catch (err) {
+      throw new TopasError('SUT_START_FAILED', `kubernetes: ${obj.kind} ${obj.metadata?.name} was refused: ${apiMessage(err)}`, { cause: err });
+    }
+  }
+
+  /** Starts one service or database (its dependencies are up): applies its objects and waits until it is ready. */
+  async startComponent(component: string, signal?: AbortSignal): Promise<void> {
+    const db = this.spec.databases.find((d) => d.name === component);
+    if (db) {
+      const o = databaseObjects(this.spec, db, this.render);
+      await this.apply(o.secret);
+      await this.apply(o.service);
+      await this.apply(o.statefulSet);
+      await this.waitReady(component, db.ready.timeoutMs, signal);
+      if (o.initJob) {
+        this.ctx.log(`kubernetes: ${db.name}: applying initSQL (Job ${o.initJob.metadata!.name})`);
+        await this.apply(o.initJob);
+        await this.waitJob(o.initJob.metadata!.name!, db.ready.timeoutMs, signal);
+      }
+      return;
+    }
+    const svc = this.service(component);
+    const o = serviceObjects(this.spec, svc, this.render, this.overrides[component]);
+    await this.apply(o.secret);
+    await this.apply(o.service);
+    await this.apply(o.deployment);
+    await this.waitReady(component, svc.ready.timeoutMs, signal);
+  }
+
+  private service(name: string): ServiceSpec {
+    const svc = this.spec.services.find((s) => s.name === name);
+    if (!svc) {
+      if (this.spec.databases.some((d) => d.name === name)) throw new TopasError('INVALID_FLAGS', `${name} is a database; only services can be changed this way on kubernetes`);
+      throw new TopasError('INVALID_FLAGS', `no service named "${name}" in app ${this.spec.name}`);
+    }
+    return svc;
+  }
+
+  // ------------------------------------------------------------ waiting
+
+  /** Until the component's pods are all Ready and no old ones remain (a rollout is done), or the timeout. */
+  async waitReady(name: string, timeoutMs?: number, signal?: AbortSignal): Promise<void> {
+    const isDb = this.spec.databases.some((d) => d.name === name);
+    const limitMs = timeoutMs ?? (isDb ? this.spec.databases.find((d) => d.name === name)!.ready.timeoutMs : this.service(name).ready.timeoutMs);
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      if (signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
+      if (await this.rolledOut(name, isDb)) return;
+      if (Date.now() > deadline) {
+        throw new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} was not ready within ${Math.round(limitMs / 1000)}s`, { problems: await this.podProblems(name), hint: 'check the image exists on the nodes and the `ready:` check of the service' });
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  private async rolledOut(name: string, isDb: boolean): Promise<boolean> {
+    if (isDb) {
+      const s = await this.cluster.apps.readNamespacedStatefulSet({ name: this.name(name), namespace: this.ns });
+      const want = s.spec?.replicas ?? 1;
+      const st = s.status;
+      return (st?.observedGeneration ?? 0) >= (s.metadata?.generation ?? 0) && (st?.readyReplicas ?? 0) === want && (st?.replicas ?? 0) === want && (st?.updatedReplicas ?? want) === want;
+    }
+    const d = await this.cluster.apps.readNamespacedDeployment({ name: this.name(name), namespace: this.ns });
+    const want = d.spec?.replicas ?? 1;
+    const st = d.status;
+    return (
+      (st?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
+      (st?.updatedReplicas ?? 0) === want &&
+      (st?.replicas ?? 0) === want &&
+      (st?.availableReplicas ?? 0) === want &&
+      (st?.readyReplicas ?? 0) === want &&
+      // pods still terminating from the previous revision are gone too
+      (await this.pods(name)).length === want
+    );
+  }
+
+  private async waitJob(jobName: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + Math.max(timeoutMs, 30_000);
+    for (;;) {
+      if (signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
+      const job = await this.cluster.batch.readNamespacedJob({ name: jobName, namespace: this.ns });
+      if ((job.status?.succeeded ?? 0) > 0) return;
+      const failed = job.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
+      if (failed || Date.now() > deadline) {
+        const logs = await this.podLogs(`job-name=${jobName}`, 20).catch(() => '');
+        throw new TopasError('SUT_START_FAILED', `kubernetes: Job ${jobName} ${failed ? `failed: ${failed.message ?? failed.reason}` : 'did not complete in time'}`, {
+          problems: logs ? [{ path: jobName, message: logs.trim() }] : [],
+        });
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** Why pods are not ready: waiting reasons, exit codes. */
+  private async podProblems(name: string): Promise<{ path: string; message: string }[]> {
+    const pods = await this.pods(name, true).catch(() => []);
+    if (pods.length === 0) return [{ path: name, message: 'no pods were created (is a node Ready? are there scheduling events?)' }];
+    return pods.map((p) => {
+      const cs = p.status?.containerStatuses?.[0];
+      const why = cs?.state?.waiting ? `waiting: ${cs.state.waiting.reason}${cs.state.waiting.message ? ` (${cs.state.waiting.message})` : ''}` : cs?.state?.terminated ? `exited ${cs.state.terminated.exitCode}` : !p.spec?.nodeName ? 'not scheduled' : `${p.status?.phase ?? 'Pending'}, not ready`;
+      return { path: p.metadata!.name!, message: why };
+    });
+  }
+
+  /** The component's pods, oldest first; without `all`, only those not being deleted. */
+  private async pods(component: string, all = false): Promise<k8s.V1Pod[]> {
+    const list = await this.cluster.core.listNamespacedPod({ namespace: this.ns, labelSelector: `${LABELS.run}=${labelValue(this.runId)},${LABELS.component}=${labelValue(component)}` });
+    return list.items
+      .filter((p) => all || !p.metadata?.deletionTimestamp)
+      .sort((a, b) => String(a.metadata?.creationTimestamp?.toISOString?.() ?? '').localeCompare(String(b.metadata?.creationTimestamp?.toISOString?.() ?? '')) || a.metadata!.name!.localeCompare(b.metadata!.name!));
+  }
+
+  // ------------------------------------------------------------ operations
+
+  async services(): Promise<ServiceStatus[]> {
+    const out: ServiceStatus[] = [];
+    for (const s of this.spec.services) {
+      const d = await this.cluster.apps.readNamespacedDeployment({ name: this.name(s.name), namespace: this.ns }).catch(() => undefined);
+      const want = d?.spec?.replicas ?? 0;
+      const image = d?.spec?.template.spec?.containers[0]?.image;
+      const host = serviceHost(this.spec.name, s.name, this.runId, this.ns);
+      const extra = Object.fromEntries(Object.entries(s.ports).map(([n, p]) => [n, [`${host}:${p}`]]));
+      out.push({
+        name: s.name,
+        kind: 'service',
+        replicas: want,
+        ready: want > 0 && (d?.status?.readyReplicas ?? 0) >= want,
+        version: d?.spec?.template.metadata?.labels?.[LABELS.version],
+        image,
+        // in-cluster addresses: what pods (and a runner Job) use; not reachable from this machine
+        endpoints: [`${s.tls ? 'https' : 'http'}://${host}:${s.port}`],
+        ...(Object.keys(extra).length ? { extraEndpoints: extra } : {}),
+      });
+    }
+    for (const db of this.spec.databases) {
+      const s = await this.cluster.apps.readNamespacedStatefulSet({ name: this.name(db.name), namespace: this.ns }).catch(() => undefined);
+      const want = s?.spec?.replicas ?? 0;
+      const c = db.credentials;
+      out.push({
+        name: db.name,
+        kind: 'database',
+        replicas: want,
+        ready: want > 0 && (s?.status?.readyReplicas ?? 0) >= want,
+        image: s?.spec?.template.spec?.containers[0]?.image,
+        version: s?.spec?.template.metadata?.labels?.[LABELS.version],
+        endpoints: [`postgres://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${serviceHost(this.spec.name, db.name, this.runId, this.ns)}:${db.port}/${encodeURIComponent(c.dbname)}`],
+      });
+    }
+    return out;
+  }
+
+  endpoint(): string {
+    throw new TopasError('BACKEND_UNAVAILABLE', NO_HOST_TRAFFIC, { hint: 'run scenarios with --backend docker or local for now; `topas up|ps|down --backend kubernetes` work' });
+  }
+
+  endpointMap(): EndpointMap {
+    return this.endpoint() as never;
+  }
+
+  /** A rolling update (maxUnavailable 0) of the service's Deployment; returns when the rollout is done. */
+  async applyService(name: string, change: ApplyServiceChange): Promise<void> {
+    this.service(name);
+    const o = { ...this.overrides[name] };
+    if (change.image !== undefined) o.image = change.image;
+    if (change.version !== undefined) o.version = change.version;
+    if (change.replicas !== undefined) o.replicas = change.replicas;
+    if (change.env !== undefined) o.env = { ...o.env, ...change.env };
+    await this.applyDeployment(name, o);
+    await this.waitReady(name);
+  }
+
+  private async applyDeployment(name: string, o: KubeSutData['overrides'][string], restartedAt?: string): Promise<void> {
+    this.overrides[name] = o;
+    const objs = serviceObjects(this.spec, this.service(name), this.render, o);
+    if (restartedAt) objs.deployment.spec!.template.metadata!.annotations![ANNOTATIONS.restartedAt] = restartedAt;
+    await this.apply(objs.secret);
+    await this.apply(objs.deployment);
+    this.ctx.onState?.(this.state());
+  }
+
+  async scale(name: string, replicas: number): Promise<void> {
+    if (this.spec.databases.some((d) => d.name === name)) {
+      await this.cluster.apps.patchNamespacedStatefulSetScale({ name: this.name(name), namespace: this.ns, body: { spec: { replicas } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+      await this.waitReplicas(name, replicas);
+      return;
+    }
+    await this.applyDeployment(name, { ...this.overrides[name], replicas });
+    await this.waitReplicas(name, replicas);
+  }
+
+  private async waitReplicas(name: string, replicas: number): Promise<void> {
+    if (replicas > 0) return this.waitReady(name);
+    const deadline = Date.now() + DELETE_WAIT_MS;
+    while ((await this.pods(name, true)).length > 0) {
+      if (Date.now() > deadline) throw new TopasError('TIMEOUT', `kubernetes: ${name}: pods still there after scaling to 0`);
+      await sleep(POLL_MS);
+    }
+  }
+
+  async stop(name: string): Promise<void> {
+    const isDb = this.spec.databases.some((d) => d.name === name);
+    const current = isDb ? 1 : (this.overrides[name]?.replicas ?? this.service(name).replicas);
+    if (!isDb) this.overrides[name] = { ...this.overrides[name], stoppedFrom: current };
+    await this.scale(name, 0);
+  }
+
+  async start(name: string): Promise<void> {
+    const isDb = this.spec.databases.some((d) => d.name === name);
+    const back = isDb ? 1 : (this.overrides[name]?.stoppedFrom ?? this.service(name).replicas);
+    await this.scale(name, back);
+  }
+
+  async restart(name: string): Promise<void> {
+    if (this.spec.databases.some((d) => d.name === name)) {
+      for (const p of await this.pods(name)) await this.cluster.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: this.ns });
+      return this.waitReady(name);
+    }
+    await this.applyDeployment(name, { ...this.overrides[name] }, new Date().toISOString());
+    await this.waitReady(name);
+  }
+
+  /** Deletes one pod (SIGKILL: no grace period) and waits until its controller has replaced it and all are Ready. */
+  async kill(name: string, opts: KillOptions = {}): Promise<void> {
+    const pods = await this.pods(name);
+    const victim = opts.replica ? pods[opts.replica - 1] : pods[0];
+    if (!victim) throw new TopasError('SUT_NOT_UP', `kubernetes: ${name} has no running pod${opts.replica ? ` #${opts.replica}` : ''}`);
+    const gracePeriodSeconds = opts.signal === 'SIGKILL' ? 0 : 1;
+    await this.cluster.core.deleteNamespacedPod({ name: victim.metadata!.name!, namespace: this.ns, gracePeriodSeconds });
+    const deadline = Date.now() + DELETE_WAIT_MS;
+    while ((await this.pods(name, true)).some((p) => p.metadata?.uid === victim.metadata?.uid)) {
+      if (Date.now() > deadline) throw new TopasError('TIMEOUT', `kubernetes: pod ${victim.metadata!.name} was not removed`);
+      await sleep(POLL_MS);
+    }
+    await this.waitReady(name);
+  }
+
+  async logs(name: string, opts: { tail?: number } = {}): Promise<string> {
+    return this.podLogs(`${LABELS.run}=${labelValue(this.runId)},${LABELS.component}=${labelValue(name)}`, opts.tail ?? 200);
+  }
+
+  /** Logs of every pod the selector matches, through the API server, each line prefixed with its pod. */
+  private async podLogs(selector: string, tail: number): Promise<string> {
+    const list = await this.cluster.core.listNamespacedPod({ namespace: this.ns, labelSelector: selector });
+    const parts: string[] = [];
+    for (const p of list.items) {
+      try {
+        const text = await this.cluster.core.readNamespacedPodLog({ name: p.metadata!.name!, namespace: this.ns, tailLines: tail });
+        parts.push(...String(text).split('\n').filter(Boolean).map((l) => `[${p.metadata!.name}] ${l}`));
+      } catch (err) {
+        parts.push(`[${p.metadata!.name}] (no logs: ${apiMessage(err)})`);
+      }
+    }
+    return parts.join('\n') + (parts.length ? '\n' : '');
+  }
+
+  async exec(): Promise<{ code: number; stdout: string; stderr: string }> {
+    throw new TopasError('BACKEND_UNAVAILABLE', 'kubernetes: exec into a pod is not supported yet');
+  }
+
+  state(): SutState {
+    const data: KubeSutData = { cluster: this.cluster.options, parent: parentName(this.spec.name, this.runId), overrides: this.overrides };
+    return { backend: 'kubernetes', runId: this.runId, app: this.spec.name, specFile: this.spec.file, startedAt: this.startedAt, data };
+  }
+
+  /** Lets the run live on (`topas up`): marks its parent kept, so sweeps leave it to `topas down` of this app. */
+  async detach(): Promise<void> {
+    if (this.disposed || this.ctx.readOnly) return;
+    if (!this.kept) {
+      await this.cluster.core.patchNamespacedConfigMap(
+        { name: parentName(this.spec.name, this.runId), namespace: this.ns, body: { metadata: { annotations: { [ANNOTATIONS.kept]: 'true' } } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
+    }
+    this.kept = true;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await deleteRun(this.cluster, this.spec.name, this.runId, this.ctx.log);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+}
+
+/**
+ * Removes every object of a run: the parent (the garbage collector follows its
+ * owner references), then by label what is left (also what a crash made before
+ * the parent existed), and waits until nothing with the run label remains.
+ */
+export async function deleteRun(cluster: Cluster, app: string, runId: string, log: (line: string) => void): Promise<void> {
+  const namespace = cluster.namespace;
+  const labelSelector = runSelector(runId);
+  const background = { propagationPolicy: 'Background' };
+  const ignore404 = (err: unknown): void => {
+    if (statusOf(err) !== 404) throw err;
+  };
+  await cluster.core.deleteNamespacedConfigMap({ name: parentName(app, runId), namespace, body: background }).catch(ignore404);
+  await Promise.all([
+    cluster.apps.deleteCollectionNamespacedDeployment({ namespace, labelSelector, body: background }),
+    cluster.apps.deleteCollectionNamespacedStatefulSet({ namespace, labelSelector, body: background }),
+    cluster.batch.deleteCollectionNamespacedJob({ namespace, labelSelector, body: background }),
+    cluster.core.deleteCollectionNamespacedSecret({ namespace, labelSelector }),
+    cluster.core.deleteCollectionNamespacedConfigMap({ namespace, labelSelector }),
+  ]);
+  for (const s of (await cluster.core.listNamespacedService({ namespace, labelSelector })).items) {
+    await cluster.core.deleteNamespacedService({ name: s.metadata!.name!, namespace }).catch(ignore404);
+  }
+  const t0 = Date.now();
+  const deadline = t0 + DELETE_WAIT_MS;
+  for (;;) {
+    const left = await remaining(cluster, runId);
+    if (left.length === 0) return;
+    if (Date.now() > deadline) {
+      log(`kubernetes: run ${runId}: still there after ${DELETE_WAIT_MS / 1000}s: ${left.join(', ')}`);
+      throw new TopasError('TIMEOUT', `kubernetes: run ${runId} was not removed completely`, { problems: left.map((l) => ({ path: namespace, message: l })) });
+    }
+    // pods whose node never confirms (no kubelet runs them any more) stay Terminating: well after their grace period, force them
+    if (Date.now() - t0 > FORCE_AFTER_MS) await cluster.core.deleteCollectionNamespacedPod({ namespace, labelSelector, gracePeriodSeconds: 0, body: { ...background, gracePeriodSeconds: 0 } }).catch(() => undefined);
+    await sleep(500);
+  }
+}
+
+/** `Kind/name` of every object that still carries the run label. */
+export async function remaining(cluster: Cluster, runId: string): Promise<string[]> {
+  const namespace = cluster.namespace;
+  const labelSelector = runSelector(runId);
+  const names = (kind: string, items: Array<{ metadata?: k8s.V1ObjectMeta }>) => items.map((i) => `${kind}/${i.metadata?.name}`);
+  const [pods, deps, rs, sts, jobs, svcs, secrets, cms] = await Promise.all([
+    cluster.core.listNamespacedPod({ namespace, labelSelector }),
+    cluster.apps.listNamespacedDeployment({ namespace, labelSelector }),
+    cluster.apps.listNamespacedReplicaSet({ namespace, labelSelector }),
+    cluster.apps.listNamespacedStatefulSet({ namespace, labelSelector }),
+    cluster.batch.listNamespacedJob({ namespace, labelSelector }),
+    cluster.core.listNamespacedService({ namespace, labelSelector }),
+    cluster.core.listNamespacedSecret({ namespace, labelSelector }),
+    cluster.core.listNamespacedConfigMap({ namespace, labelSelector }),
+  ]);
+  return [
+    ...names('Pod', pods.items),
+    ...names('Deployment', deps.items),
+    ...names('ReplicaSet', rs.items),
+    ...names('StatefulSet', sts.items),
+    ...names('Job', jobs.items),
+    ...names('Service', svcs.items),
+    ...names('Secret', secrets.items),
+    ...names('ConfigMap', cms.items),
+  ];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
