@@ -25,3 +25,10 @@ export { waitForHttp, waitForTcp, waitForLog, sleep, type ProbeOptions, type Htt
 // for backends that run things on this machine: a free port, the local backend's embedded PostgreSQL
 export { freePort } from './backends/local/processes';
 export { startPostgres, type RunPostgres } from './backends/local/run-postgres';
+// the `node` a service's `command: [node, ...]` runs with (this Node; the one on PATH inside the single executable)
+export { nodeExecutable } from './sea/node-executable';
+
+// what a failed start tells the user, the same on every backend: `backend: 'local'` gives a
+// process's hints (command, cwd, $PORT), 'docker' a container's (image, version, port)
+export { replicaStartFailure, commandHint, specWhere, type ReplicaFailure } from './backends/start-errors';
+

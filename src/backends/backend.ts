@@ -1,4 +1,5 @@
 import type { AppSpec } from '../spec/app-spec';
+import type { Problem } from '../errors';
 import type { ShapeController } from '../shape/shape-controller';
 import type { SweepOptions } from './ownership';
 import type { SutLifecycle } from '../sut/lifecycle';
@@ -12,6 +13,8 @@ export interface Backend {
   readonly name: string;
   /** Can this backend run this spec here? Used by `--backend auto`. Never throws. */
   probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }>;
+  /** Every problem of a valid spec for this backend, with its path; pure. Checked before anything starts. */
+  validate?(spec: AppSpec): Problem[];
   /**
    * Start everything in dependency order, in parallel where the graph allows.
    * A failed start tears down what it made before rethrowing (TopasError

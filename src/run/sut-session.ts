@@ -1,3 +1,4 @@
+import { unrunnable } from '../sut/core-backend';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +22,9 @@ export interface BackendChoice {
 export async function chooseBackend(spec: AppSpec, requested: string): Promise<BackendChoice> {
   if (requested !== 'auto') {
     const backend = getBackend(requested);
+    // every problem of the spec for this backend at once, with its path, before anything starts
+    const problems = backend.validate?.(spec) ?? [];
+    if (problems.length) throw unrunnable(requested, spec, problems, requested === 'local' ? 'give every service a `command` to run it locally, or use --backend docker' : undefined);
     const probe = await backend.probe(spec);
     if (!probe.ok) {
       throw new TopasError('BACKEND_UNAVAILABLE', `backend ${requested} cannot run app ${spec.name}: ${probe.reason}`, {

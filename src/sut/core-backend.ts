@@ -1,4 +1,4 @@
-import { TopasError } from '../errors';
+import { TopasError, type Problem } from '../errors';
 import type { AppSpec } from '../spec/app-spec';
 import type { Backend, StartContext, Sut, SutState } from '../backends/backend';
 import type { SweepOptions } from '../backends/ownership';
@@ -20,8 +20,13 @@ export class CoreBackend implements Backend {
     return this.drivers.probe(spec);
   }
 
+  validate(spec: AppSpec): Problem[] {
+    return this.drivers.validate?.(spec) ?? [];
+  }
+
   async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
-    this.drivers.check?.(spec);
+    const problems = this.validate(spec);
+    if (problems.length) throw unrunnable(this.name, spec, problems);
     const driver = await this.drivers.create(spec, ctx);
     return CoreSut.start(spec, driver, ctx, this.opts);
   }
@@ -35,4 +40,10 @@ export class CoreBackend implements Backend {
   sweep(opts: SweepOptions): Promise<{ removed: string[] }> {
     return this.drivers.sweep(opts);
   }
+}
+
+/** A spec this backend cannot run, with every problem and its path (BACKEND_UNAVAILABLE: another backend may run it). */
+export function unrunnable(backend: string, spec: AppSpec, problems: Problem[], hint?: string): TopasError {
+  const n = problems.length;
+  return new TopasError('BACKEND_UNAVAILABLE', `backend ${backend} cannot run app ${spec.name}: ${n} problem${n === 1 ? '' : 's'} in the app spec for it`, { problems, hint });
 }

@@ -2,6 +2,7 @@ import type { AppSpec, DatabaseSpec, ServiceSpec } from '../spec/app-spec';
 import type { StartContext, SutState } from '../backends/backend';
 import type { SweepOptions } from '../backends/ownership';
 import type { Address } from './references';
+import type { Problem } from '../errors';
 
 /**
  * The narrow seam under the SUT core: a driver starts and removes single
@@ -197,8 +198,12 @@ export interface RunSnapshot {
 export interface DriverBackend {
   readonly name: string;
   probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }>;
-  /** Before the core exists: every problem of the spec for this driver (a missing command or image). */
-  check?(spec: AppSpec): void;
+  /**
+   * Every problem of a (valid) spec for this driver, each with its path in
+   * topas.yaml (`services[0].command`): pure, nothing is started or asked.
+   * Reported at once, before anything starts.
+   */
+  validate?(spec: AppSpec): Problem[];
   create(spec: AppSpec, ctx: StartContext): Promise<SutDriver>;
   /** The driver of a SUT another process started; throws SUT_NOT_UP when it is gone (not for readers). */
   reopen(spec: AppSpec, state: SutState, ctx: StartContext): Promise<SutDriver>;

@@ -13,6 +13,6 @@ export { resolveReference, resolveValue, type Address, type AddressView } from '
 export { startReplicaProxies, startDatabaseProxy, startDependentProxies, databaseProxyKey, type ShapedService, type ReplicaTarget } from './shaping';
 export { lifecycleOf, type SutLifecycle } from './lifecycle';
 export { CoreSut, type CoreOptions } from './core-sut';
-export { CoreBackend } from './core-backend';
+export { CoreBackend, unrunnable } from './core-backend';
 export { probeReplica } from './readiness';
 export type { SutDriver, DriverBackend, DriverCapabilities, DriverHost, ReplicaHandle, ReplicaRequest, DatabaseHandle, Addresses, Fault, ExecTarget, ExecResult, SavedReplicas, Adopted, RunSnapshot } from './driver';

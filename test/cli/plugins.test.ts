@@ -99,7 +99,8 @@ describe('topas plugins: link, a plugin backend, uninstall (in-process; oclif pr
       // local is still topas's own: its probe, not the impostor's
       const local = await run('local');
       assert.equal(local.code, 3, local.stderr);
-      assert.match(local.stderr, /backend local cannot run app plugins-cli: service\(s\) api have no command/);
+      assert.match(local.stderr, /backend local cannot run app plugins-cli: 1 problem in the app spec for it/);
+      assert.match(local.stderr, /services\[0\]\.command: service api has no command \(its image local\/mock-app runs on docker\)/);
       assert.deepEqual(backendNames().sort(), ['docker', 'legacy', 'local']);
       assert.equal(getBackend('local').constructor.name, 'LocalBackend');
       assert.equal(getBackend('docker').constructor.name, 'DockerBackend');

@@ -85,7 +85,7 @@ export const wrong = new TopasError('NOT_A_CODE', 'x');
     const plugin = path.join(root, 'process-backend');
     fs.cpSync(path.join(REPO_ROOT, 'fixtures', 'plugins', 'process-backend'), plugin, { recursive: true });
     installPackedTopas(plugin);
-    const checked = tsc(plugin, ['--allowJs', '--checkJs', 'hooks/backends.js', 'lib/process-backend.js', 'lib/process-sut.js']);
+    const checked = tsc(plugin, ['--allowJs', '--checkJs', 'hooks/backends.js', 'lib/process-backend.js', 'lib/process-driver.js']);
     assert.equal(checked.status, 0, `the plugin does not type-check against the packed API:\n${checked.stdout}${checked.stderr}`);
 
     // the default `link` (dependencies "installed"): the plugin has no lockfile, so nothing is fetched

@@ -8,7 +8,7 @@ import { TopasError } from '../../src/errors';
 const DIST_SRC = path.resolve(__dirname, '..', '..', 'src');
 
 test('the public API carries what a backend plugin builds on', () => {
-  for (const name of ['TopasError', 'EXIT_CODES', 'sutErrors', 'RoundRobin', 'OpQueue', 'servingPool', 'serviceEntry', 'databaseEntry', 'postgresUrl', 'resolveValue', 'replicaPrefix', 'mergeReplicaLogs', 'lifecycleOf', 'healBackoffMs', 'waitForHttp', 'waitForTcp', 'waitForLog', 'sleep', 'freePort', 'startPostgres']) {
+  for (const name of ['TopasError', 'EXIT_CODES', 'sutErrors', 'RoundRobin', 'OpQueue', 'servingPool', 'serviceEntry', 'databaseEntry', 'postgresUrl', 'resolveValue', 'replicaPrefix', 'mergeReplicaLogs', 'lifecycleOf', 'healBackoffMs', 'waitForHttp', 'waitForTcp', 'waitForLog', 'sleep', 'freePort', 'startPostgres', 'CoreBackend', 'CoreSut', 'probeReplica', 'nodeExecutable', 'replicaStartFailure', 'commandHint']) {
     assert.notEqual(typeof (api as Record<string, unknown>)[name], 'undefined', name);
   }
   assert.equal(api.sutErrors.unknownTarget('app', 'nope', ['api']).code, 'SCENARIO_FAILED');

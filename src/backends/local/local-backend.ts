@@ -1,5 +1,5 @@
 import type { AppSpec } from '../../spec/app-spec';
-import { TopasError } from '../../errors';
+import { TopasError, type Problem } from '../../errors';
 import type { StartContext, SutState } from '../backend';
 import type { SweepOptions } from '../ownership';
 import { CoreBackend } from '../../sut/core-backend';
@@ -25,13 +25,11 @@ class LocalDrivers implements DriverBackend {
     return { ok: true, reason: 'every service has a command' };
   }
 
-  check(spec: AppSpec): void {
-    const missing = spec.services.filter((s) => !s.command || s.command.length === 0).map((s) => s.name);
-    if (missing.length) {
-      throw new TopasError('BACKEND_UNAVAILABLE', `local backend: service(s) ${missing.join(', ')} have no command`, {
-        hint: 'the local backend runs services as processes: give each service a `command`, or use --backend docker',
-      });
-    }
+  /** A service with an `image` but no `command` is not runnable as a process. */
+  validate(spec: AppSpec): Problem[] {
+    return spec.services.flatMap((s, i) =>
+      s.command && s.command.length > 0 ? [] : [{ path: `services[${i}].command`, message: `service ${s.name} has no command${s.image ? ` (its image ${s.image} runs on docker)` : ''}: the local backend runs services as processes` }],
+    );
   }
 
   async create(spec: AppSpec, ctx: StartContext): Promise<LocalDriver> {
