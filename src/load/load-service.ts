@@ -346,8 +346,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     const refresh = (final: boolean) => {
       merged = mergeSnapshots(slots.map((s) => s.snapshot).filter((s): s is MetricsSnapshot => !!s));
       let elapsedMs = Math.max(0, wallNowMs() - loadStartMs);
-      // a run that went to its end shows the full schedule, not the ms its clock read short
-      if (final && !aborted && !interrupts.interrupted) elapsedMs = Math.max(elapsedMs, plan.durationMs);
+      // a run that went to its end shows its schedule, not the ms its clock read short or the ms the last reports took
+      if (final && !aborted && !interrupts.interrupted) elapsedMs = plan.durationMs;
       const state = progressState(merged, timeSeries, elapsedMs, plan.durationMs, rateAt, slots, maxVus);
       const lastSec = Math.floor(elapsedMs / 1000) - 1;
       liveRates = { iterations: state.achievedRate, requests: (lastSec >= 0 ? timeSeries.point(lastSec, rateAt)?.requests : 0) ?? 0 };
