@@ -310,6 +310,7 @@ export class LocalDriver implements SutDriver {
         ownedRoot: this.extraDirs.includes(base) ? base : this.workDir,
         timeoutMs,
         signal,
+        env: this.ctx.processEnv ?? process.env,
         onStarted: (s) => {
           this.pg = PostgresCluster.fromState(s);
           this.host.persist();

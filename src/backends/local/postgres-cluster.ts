@@ -75,7 +75,7 @@ export class PostgresCluster {
   }
 
   /** initdb + start + wait until it accepts connections. On failure nothing is left running. */
-  static async start(baseDir: string, opts: { /** highest folder we may chmod (the run's workDir) */ ownedRoot: string; timeoutMs: number; signal?: AbortSignal; onStarted?: (s: PostgresClusterState) => void }): Promise<PostgresCluster> {
+  static async start(baseDir: string, opts: { /** highest folder we may chmod (the run's workDir) */ ownedRoot: string; timeoutMs: number; signal?: AbortSignal; onStarted?: (s: PostgresClusterState) => void; /** the environment topas runs in (Io.env): initdb and postgres find their helpers on its PATH */ env?: NodeJS.ProcessEnv }): Promise<PostgresCluster> {
     const user = postgresUser();
     const bin = user ? reachableBinDir(binDir()) : binDir();
     const dataDir = path.join(baseDir, 'data');
@@ -94,7 +94,7 @@ export class PostgresCluster {
     // readable by the postgres user only (0600, its own), and only while initdb runs
     const pwFile = path.join(baseDir, 'pwfile');
     fs.writeFileSync(pwFile, superPassword + '\n', { mode: 0o600 });
-    const env = { LC_ALL: 'C', LANG: 'C', PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    const env = { LC_ALL: 'C', LANG: 'C', PATH: opts.env?.PATH ?? '/usr/bin:/bin' };
     let init: { code: number; output: string };
     try {
       if (user) fs.chownSync(pwFile, user.uid, user.gid);

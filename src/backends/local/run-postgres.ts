@@ -25,7 +25,7 @@ export interface RunPostgres {
  * `workDir`, every database of `spec` created with its user, password and
  * initSQL. A failed start leaves nothing running.
  */
-export async function startPostgres(spec: AppSpec, opts: { workDir: string; runId: string; signal?: AbortSignal }): Promise<RunPostgres> {
+export async function startPostgres(spec: AppSpec, opts: { workDir: string; runId: string; signal?: AbortSignal; /** StartContext.processEnv: initdb and postgres get its PATH */ env?: NodeJS.ProcessEnv }): Promise<RunPostgres> {
   // as root, postgres runs as its own user: its files go where it can reach them
   const { dir, outside } = postgresBaseDir(path.join(opts.workDir, 'postgres'), opts.workDir, opts.runId);
   const timeoutMs = Math.max(30_000, ...spec.databases.map((d) => d.ready.timeoutMs));
@@ -36,7 +36,7 @@ export async function startPostgres(spec: AppSpec, opts: { workDir: string; runI
     fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   };
   try {
-    cluster = await PostgresCluster.start(dir, { ownedRoot: outside ? dir : opts.workDir, timeoutMs, signal: opts.signal });
+    cluster = await PostgresCluster.start(dir, { ownedRoot: outside ? dir : opts.workDir, timeoutMs, signal: opts.signal, env: opts.env });
     for (const db of spec.databases) await cluster.createDatabase(db, spec);
   } catch (err) {
     await dispose();
