@@ -327,6 +327,17 @@ export class KubeSut implements Sut {
       if (Date.now() > deadline) throw new TopasError('TIMEOUT', `kubernetes: pod ${victim.metadata!.name} was not removed`);
       await sleep(POLL_MS);
     }
+    // the Deployment's status may still count the victim as ready: the heal is done when as many
+    // pods as before run, the replacement among them, all Ready, and the rollout agrees
+    const want = pods.length;
+    const ready = (p: k8s.V1Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    const healDeadline = Date.now() + this.service(name).ready.timeoutMs;
+    for (;;) {
+      const now = await this.pods(name);
+      if (now.length >= want && now.some((p) => p.metadata?.uid !== victim.metadata?.uid && !pods.some((q) => q.metadata?.uid === p.metadata?.uid)) && now.every(ready)) break;
+      if (Date.now() > healDeadline) throw new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} did not heal after pod ${victim.metadata!.name} was killed`, { problems: await this.podProblems(name) });
+      await sleep(POLL_MS);
+    }
     await this.waitReady(name);
   }
 
