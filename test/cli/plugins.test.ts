@@ -25,9 +25,12 @@ function writePlugin(name: string, hook: string, names: string[]): string {
   return dir;
 }
 
+// oclif colours its plugin list when it believes it runs in CI (CI=true), whatever the pipe says
+const NO_COLOUR = { NO_COLOR: '1', FORCE_COLOR: '0' };
+
 /** oclif prints help and the plugin list itself, on the process's stdout: those run as a child process. */
 function child(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], { encoding: 'utf8', timeout: 60_000, env: process.env });
+  const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...NO_COLOUR } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

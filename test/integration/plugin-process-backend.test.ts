@@ -33,7 +33,8 @@ function tsc(cwd: string, args: string[]): SpawnSyncReturns<string> {
 
 /** The CLI under test, with oclif's data, cache and config dirs private to this file. */
 function topas(args: string[]): SpawnSyncReturns<string> {
-  const env = { ...process.env, TOPAS_DATA_DIR: path.join(root, 'data'), TOPAS_CACHE_DIR: path.join(root, 'cache'), TOPAS_CONFIG_DIR: path.join(root, 'config') };
+  const env = { ...process.env, TOPAS_DATA_DIR: path.join(root, 'data'), TOPAS_CACHE_DIR: path.join(root, 'cache'), TOPAS_CONFIG_DIR: path.join(root, 'config'), NO_COLOR: '1', FORCE_COLOR: '0' };
+  // (oclif colours its plugin list when it believes it runs in CI, whatever the pipe says)
   return spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: STEP_TIMEOUT_MS });
 }
 
