@@ -18,7 +18,7 @@ form.filters label{display:flex;flex-direction:column;font-size:12px;color:var(-
 input,select,button{font:inherit;padding:3px 6px}
 a{color:var(--accent)}
 .pager{margin:10px 0;display:flex;gap:14px;align-items:baseline}
-.s-Passed{color:var(--ok);font-weight:600}.s-Failed,.s-Error{color:var(--bad);font-weight:600}.s-Running,.s-Pending{color:var(--warn);font-weight:600}
+.s-Passed{color:var(--ok);font-weight:600}.s-Failed,.s-Error{color:var(--bad);font-weight:600}.s-Running,.s-Pending,.s-Partial{color:var(--warn);font-weight:600}
 .log{background:var(--panel);border:1px solid var(--line);border-radius:4px;padding:8px 10px;font:12px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word;min-height:80px}
 .log .lvl-warn{color:var(--warn)}.log .lvl-error{color:var(--bad)}
 svg.spark{vertical-align:middle}

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadResultLine } from '../run/record-report';
+import { loadResultLine, recordState } from '../run/record-report';
 import { RunRecordStore, TOPAS_DIR, writeFileAtomic, type RunRecord } from '../run/run-record';
 import { displayState, type DisplayState } from '../run/schedule-service';
 
@@ -13,7 +13,7 @@ import { displayState, type DisplayState } from '../run/schedule-service';
 export interface RunRow {
   runId: string;
   kind: 'run' | 'load';
-  /** as stored: pending, running, passed, failed, error, timedOut, interrupted */
+  /** as stored: pending, running, passed, partial, failed, error, timedOut, interrupted */
   rawState: string;
   app?: string;
   /** the test: the scenario targets of a run, the script of a load run */
@@ -35,7 +35,7 @@ export interface ListedRun extends RunRow {
 }
 
 export interface RunFilter {
-  /** a display state, lower case: pending, running, passed, failed, error */
+  /** a display state, lower case: pending, running, passed, partial, failed, error */
   state?: string;
   /** substring of the test name, the app or the run id (case-insensitive) */
   name?: string;
@@ -45,7 +45,7 @@ export interface RunFilter {
   to?: string;
 }
 
-export const DISPLAY_STATES: DisplayState[] = ['Pending', 'Running', 'Passed', 'Failed', 'Error'];
+export const DISPLAY_STATES: DisplayState[] = ['Pending', 'Running', 'Passed', 'Partial', 'Failed', 'Error'];
 
 interface CacheEntry {
   mtimeMs: number;
@@ -84,7 +84,7 @@ export function rowOf(record: RunRecord): RunRow {
   return {
     runId: record.runId,
     kind,
-    rawState: String(record.state),
+    rawState: String(recordState(record)),
     app: typeof record.app === 'string' ? record.app : undefined,
     name: testName(record),
     startedAt: typeof record.startedAt === 'string' ? record.startedAt : undefined,
@@ -110,7 +110,7 @@ function dayStartMs(day: string | undefined): number | undefined {
 }
 
 /** Bumped when RunRow changes, so an older cache file is read as empty. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 /** The cache file is rewritten at most this often while runs keep changing. */
 const CACHE_WRITE_EVERY_MS = 2000;
 /**
@@ -119,7 +119,7 @@ const CACHE_WRITE_EVERY_MS = 2000;
  * seconds all are, for a record replaced by hand.
  */
 const FULL_CHECK_EVERY_MS = 5000;
-const FINAL_RAW_STATES = new Set(['passed', 'failed', 'error', 'timedOut', 'interrupted']);
+const FINAL_RAW_STATES = new Set(['passed', 'partial', 'failed', 'error', 'timedOut', 'interrupted']);
 
 /**
  * Keeps one row per stored run, refreshed from run.json only when that file
@@ -289,11 +289,13 @@ export function trends(runs: readonly ListedRun[]): TestTrend[] {
       by.set(key, t);
     }
     t.runs++;
-    if (r.state === 'Passed') t.passed++;
+    // a partial load run passed its gate on what arrived (exit 0): it counts as passed, and lists as Partial
+    const passed = r.state === 'Passed' || r.state === 'Partial';
+    if (passed) t.passed++;
     else if (r.state === 'Failed' || r.state === 'Error') t.failed++;
-    if ((r.state === 'Passed' || r.state === 'Failed' || r.state === 'Error') && t.durationsMs.length < TREND_POINTS && typeof r.durationMs === 'number') {
+    if ((passed || r.state === 'Failed' || r.state === 'Error') && t.durationsMs.length < TREND_POINTS && typeof r.durationMs === 'number') {
       t.durationsMs.unshift(r.durationMs);
-      t.outcomes.unshift(r.state === 'Passed');
+      t.outcomes.unshift(passed);
     }
   }
   for (const t of by.values()) t.passRate = t.passed + t.failed ? t.passed / (t.passed + t.failed) : undefined;

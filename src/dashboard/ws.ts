@@ -11,7 +11,7 @@ const POLL_MS = 200;
 const MAX_BUFFERED_BYTES = 1024 * 1024;
 const LINES_PER_MESSAGE = 500;
 
-const FINAL_STATES = new Set(['Passed', 'Failed', 'Error']);
+const FINAL_STATES = new Set(['Passed', 'Partial', 'Failed', 'Error']);
 
 function queueMessage(index: RunIndex): string {
   const q = queueOf(index.list());

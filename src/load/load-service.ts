@@ -424,8 +424,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   // the reporters (the summary on stdout by default) render what the record holds, as `topas report` would
   session.finish(
     {
-      state: state === 'partial' ? 'passed' : state,
-      ...(state === 'partial' ? { partial: true } : {}),
+      state,
       ...session.finalRecord(),
       durationMs: io.now() - startedAtMs,
       ...(runError ? { error: runError } : {}),

@@ -74,7 +74,7 @@ function code(s: unknown): string {
 }
 
 export function markdownSummary(report: RunReport): string {
-  const icon = report.state === 'passed' ? '✅' : report.state === 'interrupted' ? '⚠️' : '❌';
+  const icon = report.state === 'passed' ? '✅' : report.state === 'interrupted' || report.state === 'partial' ? '⚠️' : '❌';
   const out: string[] = [`### ${icon} topas ${report.kind === 'load' ? 'load' : 'run'} ${md(report.runId)}: ${md(STATE_TEXT[report.state])}`, ''];
   const meta = [report.app && `app ${code(report.app)}`, report.backend && `backend ${md(report.backend)}`, `duration ${formatDurationMs(report.durationMs)}`, report.exitCode !== undefined && `exit code ${report.exitCode}`].filter(Boolean);
   out.push(meta.join(' · '), '');

@@ -16,12 +16,12 @@ h2{font-size:16px;margin:28px 0 10px;padding-bottom:4px;border-bottom:1px solid 
 .meta{color:var(--muted);font-size:13px}
 .meta span{margin-right:16px}
 .verdict{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:600;color:#fff;margin-right:8px}
-.v-passed{background:var(--ok)}.v-failed,.v-error,.v-timedOut{background:var(--bad)}.v-interrupted,.v-running,.v-pending{background:var(--warn)}
+.v-passed{background:var(--ok)}.v-failed,.v-error,.v-timedOut{background:var(--bad)}.v-interrupted,.v-running,.v-pending,.v-partial{background:var(--warn)}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:var(--panel);font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.s-passed,.ok{color:var(--ok);font-weight:600}.s-failed,.s-error,.s-timedOut,.bad{color:var(--bad);font-weight:600}.s-skipped{color:var(--muted)}.s-interrupted{color:var(--warn);font-weight:600}
+.s-passed,.ok{color:var(--ok);font-weight:600}.s-failed,.s-error,.s-timedOut,.bad{color:var(--bad);font-weight:600}.s-skipped{color:var(--muted)}.s-interrupted,.s-partial{color:var(--warn);font-weight:600}
 tr.step td:first-child{padding-left:26px}
 .loc{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;color:var(--accent)}
 pre{background:var(--panel);border:1px solid var(--line);border-radius:4px;padding:8px 10px;overflow:auto;max-height:360px;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word}

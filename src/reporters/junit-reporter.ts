@@ -95,6 +95,8 @@ export function junitReporter(report: RunReport, opts: ReporterOptions): string 
       tests += cases.length;
       failures += sFailures;
       const lines = [`  <testsuite name="${a(name)}" tests="${cases.length}" failures="${sFailures}" errors="0" skipped="0" time="${seconds(report.load.durationMs)}" timestamp="${a(report.startedAt)}" file="${a(file)}">`];
+      // JUnit has no word for a run that passed on part of its load: the run's state goes with the suite as a property
+      if (report.state === 'partial') lines.push('    <properties>', `      <property name="topas.state" value="${a(report.state)}"/>`, '    </properties>');
       for (const c of cases) {
         const open = `    <testcase name="${a(c.name)}" classname="${a(`${name} thresholds`)}" file="${a(file)}" time="0.000"`;
         if (c.failure) lines.push(`${open}>`, `      <failure message="${a(c.failure)}" type="threshold">${escapeXmlText(mask(c.failure))}</failure>`, '    </testcase>');

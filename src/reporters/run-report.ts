@@ -1,6 +1,9 @@
 import type { SerializedError } from '../errors';
 import type { RunState, ScenarioResult } from '../run/scenario-types';
 
+/** The state of a whole run (a scenario's own state is a RunState). */
+export type RunReportState = RunState | 'pending' | 'running' | 'partial';
+
 /** A run as reporters see it (and as run.json stores it, see src/run/run-record.ts). */
 export interface RunReport {
   runId: string;
@@ -9,8 +12,11 @@ export interface RunReport {
   /** ISO timestamp */
   startedAt: string;
   durationMs: number;
-  /** `pending` / `running` for runs that are queued or still going */
-  state: RunState | 'pending' | 'running';
+  /**
+   * `pending` / `running` for runs that are queued or still going; `partial` for a
+   * load run that lost a worker and passed on what arrived (load.lost says what is missing)
+   */
+  state: RunReportState;
   results: ScenarioResult[];
   /** what ended the run outside any scenario (SUT failed to start, interrupted, ...) */
   error?: SerializedError;
@@ -91,6 +97,7 @@ export const STATE_TEXT: Record<RunReport['state'] | 'skipped', string> = {
   interrupted: 'interrupted',
   pending: 'pending',
   running: 'running',
+  partial: 'partial',
   skipped: 'skipped',
 };
 

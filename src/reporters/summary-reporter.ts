@@ -13,8 +13,8 @@ export function loadSummaryJson(report: RunReport): Record<string, unknown> {
   const load = report.load!;
   return {
     runId: report.runId,
-    // a run that lost a worker and passed on what arrived is partial (--require-all-workers makes it an error)
-    state: report.state === 'passed' && load.lostWorkers?.length ? 'partial' : report.state,
+    // as the record says: `partial` when a worker was lost and the rest passed (--require-all-workers makes it `error`)
+    state: report.state,
     exitCode: report.exitCode,
     durationMs: load.durationMs,
     executor: load.plan,
@@ -46,7 +46,7 @@ function render(report: RunReport, opts: ReporterOptions): string {
   if (load.aborted) out += `aborted: ${load.aborted}\n`;
   for (const l of load.lostWorkers ?? []) out += `partial results: ${l}\n`;
   if (load.errors.length) out += `iteration errors:\n${load.errors.map((e) => `  ${e.count} × ${e.message}`).join('\n')}\n`;
-  return `${out}run ${report.runId}: ${report.state === 'passed' && load.lostWorkers?.length ? 'partial' : report.state}\n`;
+  return `${out}run ${report.runId}: ${report.state}\n`;
 }
 
 /**

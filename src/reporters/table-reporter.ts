@@ -12,6 +12,7 @@ function symbol(state: string, color: boolean): string {
   if (state === 'passed') return paint(color, 'green', '✓');
   if (state === 'skipped') return paint(color, 'dim', '-');
   if (state === 'pending' || state === 'running') return paint(color, 'yellow', '…');
+  if (state === 'partial') return paint(color, 'yellow', '!');
   return paint(color, 'red', '✗');
 }
 
@@ -80,7 +81,7 @@ export function tableReporter(report: RunReport, opts: ReporterOptions): string 
   let summary =
     counts.total === 0
       ? report.kind === 'load'
-        ? `load ${STATE_TEXT[report.state]}${report.exitCode !== undefined ? ` (exit ${report.exitCode})` : ''}`
+        ? `load ${report.state === 'partial' ? paint(color, 'yellow', STATE_TEXT.partial) : STATE_TEXT[report.state]}${report.exitCode !== undefined ? ` (exit ${report.exitCode})` : ''}`
         : 'no scenarios ran'
       : `${paint(color, counts.passed > 0 ? 'green' : 'dim', `${counts.passed} passed`)}, ${paint(color, counts.failed > 0 ? 'red' : 'dim', `${counts.failed} failed`)}`;
   if (others.length > 0) summary += ` (${others.join(', ')})`;

@@ -10,6 +10,7 @@ import { maskSecrets } from '../spec/secrets';
 import { checkReporterOutputs } from './render-reports';
 import { RunRecordStore, type RunRecord } from './run-record';
 import { recordDirFor } from './schedule-service';
+import { recordState } from './record-report';
 
 /**
  * `topas compare <idA> <idB>`: two stored runs side by side. Load runs: per
@@ -38,9 +39,19 @@ export interface ScenarioCompareRow {
   regression: boolean;
 }
 
+export interface ComparedRun {
+  runId: string;
+  kind: string;
+  /** as the record says (a load run that lost a worker is `partial`) */
+  state: string;
+  startedAt?: string;
+  /** a partial load run: what was lost (which share, from when), one line per lost worker */
+  lost?: string[];
+}
+
 export interface Comparison {
-  a: { runId: string; kind: string; state: string; startedAt?: string };
-  b: { runId: string; kind: string; state: string; startedAt?: string };
+  a: ComparedRun;
+  b: ComparedRun;
   maxRegression: number;
   rows: CompareRow[];
   scenarios: ScenarioCompareRow[];
@@ -122,7 +133,10 @@ export function compareRecords(ra: RunRecord, rb: RunRecord, maxRegression: numb
     const b = sb.get(name);
     scenarios.push({ scenario: name, a, b, regression: a === 'passed' && b !== undefined && b !== 'passed' });
   }
-  const side = (r: RunRecord) => ({ runId: r.runId, kind: String(r.kind ?? 'run'), state: r.state, startedAt: r.startedAt });
+  const side = (r: RunRecord): ComparedRun => {
+    const lost = (r.load as { lostWorkers?: unknown } | undefined)?.lostWorkers;
+    return { runId: r.runId, kind: String(r.kind ?? 'run'), state: recordState(r), startedAt: r.startedAt, ...(Array.isArray(lost) && lost.length ? { lost: lost.map(String) } : {}) };
+  };
   return { a: side(ra), b: side(rb), maxRegression, rows, scenarios, regressions: rows.filter((r) => r.regression).length + scenarios.filter((s) => s.regression).length };
 }
 
@@ -139,7 +153,12 @@ function delta(r: CompareRow): string {
 }
 
 export function renderCompareTable(c: Comparison): string {
-  const out = [`A ${c.a.runId} (${c.a.kind}, ${c.a.state})`, `B ${c.b.runId} (${c.b.kind}, ${c.b.state})`];
+  const out: string[] = [];
+  for (const [name, s] of [['A', c.a], ['B', c.b]] as const) {
+    out.push(`${name} ${s.runId} (${s.kind}, ${s.state})`);
+    // a partial run's figures lack a share of the load: say which, beside them
+    for (const l of s.lost ?? []) out.push(`  partial results: ${l}`);
+  }
   if (c.rows.length) {
     const t = new Table({ head: ['endpoint', 'metric', 'A', 'B', 'change', ''], style: { head: [], border: [] } });
     for (const r of c.rows) t.push([r.endpoint, METRIC_TEXT[r.metric], num(r.a, r.metric), num(r.b, r.metric), delta(r), r.regression ? 'REGRESSION' : '']);
@@ -167,7 +186,8 @@ export function renderCompareHtml(c: Comparison): string {
     `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">`,
     `<title>topas compare ${esc(c.a.runId)} ${esc(c.b.runId)}</title><style>${REPORT_CSS}</style></head><body><main>`,
     `<h1>${verdict}topas compare</h1>`,
-    `<div class="meta"><span>A ${esc(c.a.runId)} (${esc(c.a.kind)}, ${esc(c.a.state)})</span><span>B ${esc(c.b.runId)} (${esc(c.b.kind)}, ${esc(c.b.state)})</span><span>max regression ${esc((c.maxRegression * 100).toFixed(1))}%</span></div>`,
+    `<div class="meta"><span>A ${esc(c.a.runId)} (${esc(c.a.kind)}, <span class="s-${esc(c.a.state)}">${esc(c.a.state)}</span>)</span><span>B ${esc(c.b.runId)} (${esc(c.b.kind)}, <span class="s-${esc(c.b.state)}">${esc(c.b.state)}</span>)</span><span>max regression ${esc((c.maxRegression * 100).toFixed(1))}%</span></div>`,
+    ...[['A', c.a] as const, ['B', c.b] as const].flatMap(([name, s]) => (s.lost ?? []).map((l) => `<p class="bad">${name}: partial results: ${esc(l)}</p>`)),
     rows ? `<h2>Endpoints</h2><table id="compare-metrics"><thead><tr><th>endpoint</th><th>metric</th><th>A</th><th>B</th><th>change</th><th></th></tr></thead><tbody>${rows}</tbody></table>` : '',
     scen ? `<h2>Scenarios</h2><table id="compare-scenarios"><thead><tr><th>scenario</th><th>A</th><th>B</th><th></th></tr></thead><tbody>${scen}</tbody></table>` : '',
     '</main></body></html>',

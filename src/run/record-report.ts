@@ -31,6 +31,14 @@ interface LoadRecord {
   plan?: { executor?: Record<string, unknown> };
 }
 
+/**
+ * The run's state as stored. Load records written before `partial` was a state
+ * of its own said `state: "passed"` with `partial: true`: read as `partial`.
+ */
+export function recordState(record: Pick<RunRecord, 'state'> & { partial?: unknown }): RunReport['state'] {
+  return record.state === 'passed' && record.partial === true ? 'partial' : record.state;
+}
+
 /** `sut.applyService(api, ...)` and `sut.scale` are SUT changes; `shape api: ...` a shaping change. */
 export function markKind(text: string): LoadMark['kind'] {
   if (text.startsWith('sut.')) return 'sut';
@@ -95,7 +103,7 @@ export function reportFromRecord(record: RunRecord, opts: { logs?: readonly LogL
     backend: record.backend,
     startedAt: record.startedAt ?? '',
     durationMs: record.durationMs ?? 0,
-    state: record.state,
+    state: recordState(record),
     results: Array.isArray(record.results) ? record.results : [],
     playbooks: record.playbooks,
     error: record.error,
@@ -126,7 +134,7 @@ export function loadResultLine(record: RunRecord): string {
     if (load.baselineOk === false) parts.push('regressed against the baseline');
   }
   if (record.error) parts.push(record.error.message);
-  return `${record.state}: load${parts.length ? `, ${parts.join(', ')}` : ''}`;
+  return `${recordState(record)}: load${parts.length ? `, ${parts.join(', ')}` : ''}`;
 }
 
 const SUT_CAPTURE_MS = 3000;

@@ -7,12 +7,15 @@ import { PRIVATE_FILE_MODE, RunRecordStore, TOPAS_DIR, ensurePrivateDir, type Ru
 import type { LogLine } from './scenario-types';
 import { selfCommand } from '../util/self-command';
 import { findAppSpecFile } from './targets';
-import { loadResultLine } from './record-report';
+import { loadResultLine, recordState } from './record-report';
 
-/** The states `topas test status` shows (the seed's kctrl vocabulary). */
-export type DisplayState = 'Pending' | 'Running' | 'Passed' | 'Failed' | 'Error';
+/**
+ * The states `topas test status` shows (the seed's kctrl vocabulary, plus
+ * Partial: a load run that lost a worker and passed on what arrived).
+ */
+export type DisplayState = 'Pending' | 'Running' | 'Passed' | 'Partial' | 'Failed' | 'Error';
 
-const FINAL = new Set(['passed', 'failed', 'error', 'timedOut', 'interrupted']);
+const FINAL = new Set(['passed', 'partial', 'failed', 'error', 'timedOut', 'interrupted']);
 
 /** Where records of runs started from here live: next to the app spec, else cwd. */
 export function recordDirFor(io: Io, app?: string): string {
@@ -58,13 +61,15 @@ export function displayState(record: RunRecord): DisplayState {
       return (err as NodeJS.ErrnoException).code === 'EPERM';
     }
   };
-  switch (record.state) {
+  switch (recordState(record)) {
     case 'pending':
       return alive(record.runnerPid) ? 'Pending' : 'Error';
     case 'running':
       return alive(record.runnerPid ?? record.pid) ? 'Running' : 'Error';
     case 'passed':
       return 'Passed';
+    case 'partial':
+      return 'Partial';
     case 'failed':
     case 'timedOut':
       return 'Failed';

@@ -118,7 +118,7 @@ test('a load worker thread that dies mid-run: the others finish, its reports are
   assert.ok(ran > 75 && ran < 150, `iterations ${ran}`);
   assert.ok(summary.errors.some((e: { message: string }) => /load worker 1 died/.test(e.message)), JSON.stringify(summary.errors));
   const record = JSON.parse(fs.readFileSync(path.join(cwd, '.topas', 'runs', summary.runId, 'run.json'), 'utf8'));
-  assert.equal(record.partial, true);
+  assert.equal(record.state, 'partial');
   assert.equal(record.exitCode, 0);
   assert.deepEqual(record.load.lostWorkers, summary.lostWorkers);
   assert.deepEqual(record.load.lost, summary.lost);

@@ -6,7 +6,7 @@ import { runStatus } from '../../run/schedule-service';
 import { formatDurationMs } from '../../util/duration';
 
 export default class TestStatus extends BaseCommand {
-  static override summary = 'State (Pending, Running, Passed, Failed, Error), result and duration of runs';
+  static override summary = 'State (Pending, Running, Passed, Partial, Failed, Error), result and duration of runs';
   static override examples = ['<%= config.bin %> test status', '<%= config.bin %> test status 20261122-101500-123-10-a1b2c3 --json'];
   static override args = { id: Args.string({ description: 'run id (default: the recent runs)' }) };
   static override flags = { app: appFlag, limit: Flags.integer({ description: 'how many recent runs', default: 20, min: 1 }) };
