@@ -2,8 +2,9 @@
 'use strict';
 // Builds dist/topas: a single executable for this platform (Node SEA), offline.
 //   1. esbuild bundles src/sea/entry.ts (the CLI, with a command table and the
-//      oclif manifest made from dist/) and each worker-thread script (WORKERS)
-//      into CommonJS files with every package inlined;
+//      oclif manifest made from dist/, and the workers for worker processes,
+//      which are the binary itself: src/sea/worker-mode.ts) and each
+//      worker-thread script (WORKERS) into CommonJS files with every package inlined;
 //   2. the workers, wasmoon's glue.wasm and lua-types/ become SEA assets
 //      (src/sea/assets.ts reads them back);
 //   3. node --experimental-sea-config makes the blob (with V8 code cache), postject

@@ -23,6 +23,8 @@ let flushOclif: (() => Promise<void>) | undefined;
 
 /** Same contract as runCli (src/cli/main.ts): resolves to the exit code. */
 export async function seaMain(argv: string[]): Promise<number> {
+  // a worker process of `--spread processes` (the executable started itself): it serves until its coordinator lets it go
+  if ((require('./worker-mode') as typeof import('./worker-mode')).runWorkerMode(argv)) return new Promise<number>(() => undefined);
   if (argv[0] === 'proxy-host') {
     // the detached shaping proxy host: no CLI framework, it serves until told to exit
     (require('../shape/proxy-host') as typeof import('../shape/proxy-host')).proxyHostMain(argv.slice(1));

@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { isSea } from '../sea/assets';
-import { TopasError, type SerializedError } from '../errors';
+import { workerModeArgs } from '../sea/worker-mode';
+import type { SerializedError } from '../errors';
 import type { StartWorkerOptions, TransportEvent, WorkerTransport } from './transport';
 import { CRASH_MESSAGE_TYPE } from './parent-port';
 
@@ -9,10 +10,12 @@ import { CRASH_MESSAGE_TYPE } from './parent-port';
  * serialization: the structured clone threads use, so Maps, typed arrays and
  * undefined cross alike). Its environment is only what the caller gives: the
  * script's variables travel in the init message, never through the host's env.
+ * The single executable has no worker file to fork: it forks itself in its
+ * hidden worker mode (src/sea/worker-mode.ts), the worker's code bundled in it.
  */
 export function processTransport<In, Out>(opts: StartWorkerOptions): WorkerTransport<In, Out> {
-  if (isSea()) throw new TopasError('INVALID_FLAGS', 'worker processes need the npm install of topas: the single executable cannot fork its worker scripts yet', { hint: 'use --spread threads (the default)' });
-  const child: ChildProcess = fork(opts.entry, [], {
+  const [modulePath, args] = isSea() ? workerModeArgs(opts.entry) : [opts.entry, []];
+  const child: ChildProcess = fork(modulePath, args, {
     serialization: 'advanced',
     env: { ...opts.env },
     // the worker's stdout is not ours to print to; its stderr (Node's own crash output) is

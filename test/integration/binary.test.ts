@@ -1,10 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../helpers/cli';
+import { startHttpServer } from '../helpers/http-server';
 
 // The single executable, built once for this file into a temp folder, run from
 // empty folders with no node_modules anywhere above them.
@@ -24,6 +25,26 @@ function topas(args: string[], cwd: string, env: NodeJS.ProcessEnv = cleanEnv())
   const r = spawnSync(binary, args, { cwd, env, encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
   assert.equal(r.error, undefined, `spawn ${args.join(' ')}: ${r.error}`);
   return r;
+}
+
+/** The binary run without blocking this process (a server in it must answer), bounded by RUN_TIMEOUT_MS. */
+function topasAsync(args: string[], cwd: string, env: NodeJS.ProcessEnv, onStderr?: (all: string) => void): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c;
+      onStderr?.(stderr);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }
 
 function emptyDir(name: string): string {
@@ -153,6 +174,41 @@ describe('single executable (dist/topas via Node SEA)', () => {
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /1 passed, 0 failed/);
     assert.match(r.stdout, /upgrade api to 1\.1\.0/);
+  });
+
+  test('load --workers 2 --spread processes: the binary starts itself as its worker processes and merges their results', async () => {
+    const dir = emptyDir('load-processes');
+    fs.copyFileSync(path.join(REPO_ROOT, 'fixtures', 'load', 'no-app', 'fixed.lua'), path.join(dir, 'fixed.lua'));
+    const server = await startHttpServer((_req, res) => res.end('ok'));
+    try {
+      // each worker's command line, read while it runs: the binary itself in its worker mode, not a forked .js file
+      const cmdlines = new Map<string, string>();
+      const r = await topasAsync(['load', 'fixed.lua', '--rate', '30/s', '--duration', '2s', '--workers', '2', '--spread', 'processes', '--json'], dir, { ...cleanEnv(), TARGET: `${server.url}/fixed` }, (err) => {
+        const pids = /on 2 worker processes \(pids (\d+), (\d+)\)/.exec(err);
+        for (const pid of pids?.slice(1) ?? []) {
+          if (cmdlines.has(pid)) continue;
+          try {
+            cmdlines.set(pid, fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '));
+          } catch {
+            cmdlines.set(pid, '(gone)');
+          }
+        }
+      });
+      assert.equal(r.status, 0, r.stderr + r.stdout);
+      assert.match(r.stderr, /on 2 worker processes \(pids \d+, \d+\)/);
+      assert.equal(cmdlines.size, 2, r.stderr);
+      for (const [pid, cmd] of cmdlines) assert.ok(cmd.startsWith(`${binary} __topas-worker load-worker`), `worker ${pid}: ${cmd}`);
+      const s = JSON.parse(r.stdout);
+      assert.equal(s.state, 'passed');
+      // 60 iterations over two processes, merged: every one ran or was dropped, and each request the server saw is counted once
+      const iterations = s.metrics.iterations.values.count;
+      assert.equal(iterations + (s.metrics.dropped_iterations?.values.count ?? 0), 60);
+      assert.equal(s.metrics.http_reqs.values.count, server.requests.length);
+      assert.equal(s.metrics.http_reqs.values.count, iterations);
+      assert.equal(s.metrics.checks.values.passes, iterations);
+    } finally {
+      await server.close();
+    }
   });
 
   test('init from the binary writes the Lua type files into .topas/lua-types for the editor', () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { SPREADS, startWorker, type TransportEvent, type WorkerTransport } from '../../src/workers/transport';
 import { workerProcessEnv } from '../../src/workers/worker-env';
+import { WORKER_MODE_ARG, runWorkerMode, workerModeArgs } from '../../src/sea/worker-mode';
 
 /**
  * One behaviour suite, run against every transport: what the scenario pool
@@ -116,5 +117,19 @@ describe('worker transport: processes only', () => {
     assert.ok(exit.type === 'exit');
     assert.equal(exit.signal, 'SIGKILL');
     assert.equal(w.gone, true);
+  });
+});
+
+describe('worker processes of the single executable', () => {
+  test('the executable starts itself in worker mode, naming the worker of the entry it was given', () => {
+    assert.deepEqual(workerModeArgs('/tmp/topas-sea-1-x/load-worker.js'), [WORKER_MODE_ARG, ['load-worker']]);
+    assert.deepEqual(workerModeArgs(path.join('dist', 'src', 'run', 'scenario-worker.js')), [WORKER_MODE_ARG, ['scenario-worker']]);
+    // a worker the bundle does not hold is an error here, not a child that dies on start
+    assert.throws(() => workerModeArgs('/x/echo-worker.js'), /holds no worker named echo-worker/);
+  });
+
+  test('any other argv is not worker mode', () => {
+    assert.equal(runWorkerMode(['load', 'x.lua']), false);
+    assert.equal(runWorkerMode([]), false);
   });
 });
