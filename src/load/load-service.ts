@@ -5,10 +5,10 @@ import { registerLiveLoadMetrics } from './live-metrics';
 import { colorEnabled } from '../util/color';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startWorker, type Spread, type WorkerTransport } from '../workers/transport';
-import { workerProcessEnv } from '../workers/worker-env';
+import type { Spread } from '../workers/transport';
+import { clockOffset, closeWorker, post, spawnWorkerSlot, type WorkerSlot } from './worker-slot';
 import { describeLostShare, type LostShare } from './lost-share';
-import { EXIT_CODES, TopasError, serializeError, type SerializedError } from '../errors';
+import { EXIT_CODES, TopasError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
 import { maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
@@ -17,11 +17,11 @@ import { VuHost, type Vu } from '../lua/vu-host';
 import { findAppSpecFile } from '../run/targets';
 import type { EndpointMap } from '../backends/backend';
 import type { ShapeCall } from '../shape/shape-calls';
-import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
+import type { LoadWorkerInit } from '../run/worker-protocol';
 import type { LogLevel } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
 import { checkServiceEnvWithFlags } from '../util/limits';
-import { mergeSnapshots, TimeSeriesBuilder, toSummaryFile, type MetricType, type MetricsSnapshot, type SecondBucket, type TimeSeries } from './metrics';
+import { mergeSnapshots, TimeSeriesBuilder, toSummaryFile, type MetricType, type MetricsSnapshot, type TimeSeries } from './metrics';
 import { ArrivalSchedule, resolveLoadPlan, splitCount, targetRateAt, type LoadFlags, type LoadPlan } from './schedule';
 import { abortingThreshold, evaluateThresholds, thresholdsPassed, type ThresholdResult } from './thresholds';
 import { compareWithBaseline, figuresFromSnapshot, type BaselineComparison } from './baseline';
@@ -94,7 +94,6 @@ export interface LoadOutcome {
   summary: LoadSummaryJson;
 }
 
-const GRACE_MS = 5000;
 /** Past duration + gracefulStop + the workers' abort slack, a worker that has not reported is stuck (a Lua loop that never yields): it is stopped. */
 const HARD_STOP_SLACK_MS = 5000;
 
@@ -314,7 +313,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         maxVus: ex.executor === 'constant-vus' ? 0 : Math.max(1, splitCount(ex.maxVus, workers, w)),
         data,
       };
-      slots.push(spawnWorker(w, init));
+      slots.push(spawnWorkerSlot(w, init, { spread: opts.spread ?? 'threads', log: scriptLog, rpc: (method, args) => rpcImpl(method, args) }));
     }
     const slotEvents = (s: WorkerSlot) => s.events;
     // before the load starts, a worker that fails (its VUs' top level threw) fails the run;
@@ -433,124 +432,6 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     () => reportFromRecord(store.readRun(runId), { logs: store.readLog(runId) }),
   );
   return { exitCode, runId, snapshot: merged, timeSeries: series, summary };
-
-  // ------------------------------------------------------------------ workers
-
-  function spawnWorker(index: number, init: LoadWorkerInit): WorkerSlot {
-    const worker = startWorker<ToLoadWorker, FromLoadWorker>(opts.spread ?? 'threads', { entry: path.join(__dirname, 'load-worker.js'), env: workerProcessEnv() });
-    let readyResolve!: () => void;
-    let doneResolve!: () => void;
-    const slot: WorkerSlot = {
-      index,
-      worker,
-      gone: false,
-      finished: false,
-      errors: [],
-      events: { ready: new Promise<void>((r) => (readyResolve = r)), done: new Promise<void>((r) => (doneResolve = r)) },
-      resolveDone: () => doneResolve(),
-    };
-    const onMessage = (msg: FromLoadWorker) => {
-      switch (msg.type) {
-        case 'load-ready':
-          readyResolve();
-          break;
-        case 'clock-reply':
-          slot.onClock?.(msg.sentMs, msg.workerMs);
-          break;
-        case 'load-metrics':
-          if (slot.finished) break;
-          slot.lastReportMs = wallNowMs();
-          slot.snapshot = msg.snapshot as MetricsSnapshot;
-          slot.activeVus = msg.activeVus;
-          slot.allocatedVus = msg.allocatedVus;
-          slot.onMetrics?.(msg.buckets as SecondBucket[]);
-          break;
-        case 'load-done':
-          if (slot.finished) break;
-          slot.finished = true;
-          slot.snapshot = msg.snapshot as MetricsSnapshot;
-          slot.activeVus = 0;
-          slot.errors = msg.errors;
-          slot.onMetrics?.(msg.buckets as SecondBucket[]);
-          doneResolve();
-          break;
-        case 'log':
-          scriptLog(msg.line.level, msg.line.source, msg.line.message);
-          break;
-        case 'rpc-call':
-          rpcImpl(msg.method, msg.args).then(
-            (value) => post(slot, { type: 'rpc-result', callId: msg.callId, ok: true, value }),
-            (err) => post(slot, { type: 'rpc-result', callId: msg.callId, ok: false, error: serializeError(err) }),
-          );
-          break;
-        case 'fatal':
-          slot.onFatal?.(msg.error);
-          break;
-      }
-    };
-    // an uncaught error in the worker comes as 'error', then 'exit': the first one says why
-    worker.on((ev) => {
-      if (ev.type === 'message') onMessage(ev.message);
-      else if (ev.type === 'error') {
-        if (!slot.gone) slot.onFatal?.(ev.error);
-        slot.gone = true;
-      } else {
-        if (!slot.gone) slot.onFatal?.({ name: 'WorkerError', message: `exited unexpectedly (${ev.signal ? `killed by ${ev.signal}` : `code ${ev.code}`})` });
-        slot.gone = true;
-      }
-    });
-    post(slot, { type: 'load-init', init });
-    return slot;
-  }
-}
-
-interface WorkerSlot {
-  index: number;
-  worker: WorkerTransport<ToLoadWorker, FromLoadWorker>;
-  onClock?: (sentMs: number, workerMs: number) => void;
-  gone: boolean;
-  /** reported load-done, or was lost */
-  finished: boolean;
-  /** wall clock of its last metrics report */
-  lastReportMs?: number;
-  resolveDone(): void;
-  snapshot?: MetricsSnapshot;
-  activeVus?: number;
-  /** VUs the worker has made so far: summed, the summary's vus_max */
-  allocatedVus?: number;
-  errors: Array<{ message: string; count: number }>;
-  events: { ready: Promise<void>; done: Promise<void> };
-  onMetrics?: (buckets: SecondBucket[]) => void;
-  onFatal?: (e: SerializedError) => void;
-}
-
-function post(slot: WorkerSlot, msg: ToLoadWorker): void {
-  if (!slot.gone) slot.worker.send(msg);
-}
-
-/**
- * How far the worker's wall clock is ahead of ours, from one probe. It is
- * known to half the round trip: an offset within that is no offset (threads
- * and processes of this machine read one clock, and a busy machine's slow
- * round trip must not move their start).
- */
-function clockOffset(slot: WorkerSlot): Promise<number> {
-  return new Promise((resolve) => {
-    slot.onClock = (sentMs, workerMs) => {
-      const nowMs = wallNowMs();
-      const offset = workerMs - (sentMs + nowMs) / 2;
-      resolve(Math.abs(offset) <= (nowMs - sentMs) / 2 ? 0 : Math.round(offset));
-    };
-    post(slot, { type: 'clock-probe', sentMs: wallNowMs() });
-    // a worker that does not answer (gone) is found lost by its exit; it starts with no correction
-    if (slot.gone) resolve(0);
-  });
-}
-
-async function closeWorker(slot: WorkerSlot): Promise<void> {
-  if (slot.gone) return;
-  slot.gone = true;
-  await slot.worker.stop({ shutdown: { type: 'shutdown' }, graceMs: GRACE_MS });
 }
 
 function abortedPromise(signal: AbortSignal): Promise<void> {
