@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cli, REPO_ROOT } from '../helpers/cli';
 import { startHttpServer } from '../helpers/http-server';
+import { readHookEvents, writeLifecycleReporter } from '../helpers/lifecycle-reporter';
 
 /** `--reporter ./path.js[:file]`: a custom reporter, a function or an object with render()/onRunEnd(), loaded from the user's folder. */
 let dir: string;
@@ -25,22 +26,7 @@ before(() => {
     ].join('\n'),
   );
   fs.writeFileSync(path.join(dir, 'bad.js'), 'module.exports = 42;\n');
-  // every hook appends a JSON line to events.ndjson
-  fs.writeFileSync(
-    path.join(dir, 'lifecycle.js'),
-    [
-      "const fs = require('node:fs');",
-      "const out = (hook, v) => fs.appendFileSync(__dirname + '/events.ndjson', JSON.stringify({ hook, v }) + '\\n');",
-      'module.exports = {',
-      "  onRunStart: (info) => out('runStart', info),",
-      "  onStepEnd: (s) => out('stepEnd', { name: s.name, state: s.state, location: s.error && s.error.location }),",
-      "  onScenarioEnd: (r) => out('scenarioEnd', { name: r.name, state: r.state }),",
-      "  onLoadSecond: (p) => out('loadSecond', { t: p.t, requests: p.requests }),",
-      "  onRunEnd: (r) => out('runEnd', { state: r.state }),",
-      '};',
-      '',
-    ].join('\n'),
-  );
+  writeLifecycleReporter(dir);
   fs.writeFileSync(path.join(dir, 'steps.lua'), ['step("one", function() end)', 'step("two", function()', '  expect(1):to_be(2)', 'end)', ''].join('\n'));
 });
 
@@ -56,16 +42,13 @@ describe('custom reporters from a path', () => {
   });
 
   test('lifecycle hooks: run start, each step and scenario end, run end; and each second of a load run', async () => {
-    const events = path.join(dir, 'events.ndjson');
-    fs.rmSync(events, { force: true });
     const r = await cli(['run', 'steps.lua', '--reporter', './lifecycle.js'], { cwd: dir });
     assert.equal(r.code, 1, r.stderr);
-    const seen = fs.readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const seen = readHookEvents(dir);
     assert.deepEqual(
       seen.map((e) => e.hook === 'runStart' ? [e.hook, e.v.kind] : [e.hook, e.v.name ?? e.v.state, e.v.state, e.v.location].filter((x) => x !== undefined)),
       [['runStart', 'run'], ['stepEnd', 'one', 'passed'], ['stepEnd', 'two', 'failed', 'steps.lua:3'], ['scenarioEnd', 'steps.lua', 'failed'], ['runEnd', 'failed', 'failed']],
     );
-    fs.rmSync(events, { force: true });
     const server = await startHttpServer((_req, res) => res.end('ok'));
     try {
       const l = await cli(['load', path.join(REPO_ROOT, 'fixtures', 'load', 'no-app', 'fixed.lua'), '--rate', '20/s', '--duration', '3s', '--reporter', './lifecycle.js'], { cwd: dir, env: { ...process.env, TARGET: `${server.url}/fixed` } });
@@ -73,13 +56,13 @@ describe('custom reporters from a path', () => {
     } finally {
       await server.close();
     }
-    const load = fs.readFileSync(events, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const load = readHookEvents(dir);
     assert.deepEqual(load[0], { hook: 'runStart', v: { runId: load[0].v.runId, kind: 'load' } });
     const seconds = load.filter((e) => e.hook === 'loadSecond').map((e) => e.v);
     // one per second of the 3 s schedule, in order (a fourth when a response came in after the last second)
     assert.deepEqual(seconds.map((p) => p.t).slice(0, 3), [0, 1, 2], JSON.stringify(load));
     assert.ok(seconds.length <= 4 && seconds.every((p, i) => p.t === i), JSON.stringify(load));
-    assert.equal(seconds.reduce((n, p) => n + p.requests, 0), 60);
+    assert.equal(seconds.reduce((n, p) => n + Number(p.requests), 0), 60);
     assert.equal(load[load.length - 1].hook, 'runEnd');
   });
 

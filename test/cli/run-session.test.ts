@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cli, REPO_ROOT } from '../helpers/cli';
 import { startHttpServer, type TestHttpServer } from '../helpers/http-server';
+import { readHookEvents, writeLifecycleReporter, type HookEvent } from '../helpers/lifecycle-reporter';
 
 /**
  * What `topas run` and `topas load` share (src/run/run-session.ts): the
@@ -15,8 +16,6 @@ import { startHttpServer, type TestHttpServer } from '../helpers/http-server';
 const SECRET = 'hunter2-s3cr3t-token';
 let dir: string;
 let server: TestHttpServer;
-
-type HookEvent = { hook: string; v: Record<string, unknown> };
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-run-session-'));
@@ -59,22 +58,7 @@ before(async () => {
       '',
     ].join('\n'),
   );
-  // every hook appends a JSON line to events.ndjson
-  fs.writeFileSync(
-    path.join(dir, 'lifecycle.js'),
-    [
-      "const fs = require('node:fs');",
-      "const out = (hook, v) => fs.appendFileSync(__dirname + '/events.ndjson', JSON.stringify({ hook, v }) + '\\n');",
-      'module.exports = {',
-      "  onRunStart: (info) => out('runStart', info),",
-      "  onStepEnd: (s) => out('stepEnd', { name: s.name, state: s.state }),",
-      "  onScenarioEnd: (r) => out('scenarioEnd', { name: r.name, state: r.state }),",
-      "  onLoadSecond: (p) => out('loadSecond', { t: p.t, requests: p.requests, targetRate: p.targetRate }),",
-      "  onRunEnd: (r) => out('runEnd', { state: r.state, kind: r.kind }),",
-      '};',
-      '',
-    ].join('\n'),
-  );
+  writeLifecycleReporter(dir);
 });
 
 after(async () => {
@@ -83,10 +67,7 @@ after(async () => {
 });
 
 function readEvents(): HookEvent[] {
-  const file = path.join(dir, 'events.ndjson');
-  const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as HookEvent);
-  fs.rmSync(file);
-  return lines;
+  return readHookEvents(dir);
 }
 
 function readRecord(id: string): { text: string; json: Record<string, any> } {
