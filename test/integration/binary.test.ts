@@ -211,6 +211,20 @@ describe('single executable (dist/topas via Node SEA)', () => {
     }
   });
 
+  test('run --workers 3 --spread processes: a 51-instance playbook meets at its barriers over 3 worker processes of the binary', () => {
+    const dir = emptyDir('playbook-processes');
+    fs.cpSync(path.join(REPO_ROOT, 'fixtures', 'playbooks', 'meet'), path.join(dir, 'meet'), { recursive: true });
+    const r = topas(['run', 'meet/meet.yaml', '--workers', '3', '--spread', 'processes', '--json'], dir);
+    assert.equal(r.status, 0, r.stderr.slice(-3000));
+    assert.match(r.stderr, /scenarios run in 3 worker processes \(pids \d+, \d+, \d+\)/);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.results.length, 51);
+    assert.deepEqual(report.playbooks[0].roles, [
+      { name: 'client', ok: 50, total: 50 },
+      { name: 'chaos', ok: 1, total: 1 },
+    ]);
+  });
+
   test('init from the binary writes the Lua type files into .topas/lua-types for the editor', () => {
     const dir = emptyDir('init');
     const r = topas(['init', '--json'], dir);
