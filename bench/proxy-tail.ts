@@ -25,28 +25,13 @@
  * another build of shaping-proxy.js if MODULE is given (A/B of code); its CPU
  * and run queue wait come from /proc like Toxiproxy's.
  */
-import { fork, spawn, spawnSync } from 'node:child_process';
+import { fork } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import path from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { ShapingProxy } from '../src/shape/shaping-proxy';
+import { arg, loadAverage, runWrk, serveFixedResponse, startPipeRelay, startToxiproxy, which } from './proxy-peers';
 
-const repo = path.resolve(__dirname, '..', '..');
 const CLK_TCK = 100;
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
-}
-
-function which(tool: string): string | undefined {
-  const local = path.join(repo, '.tools', 'bin', tool);
-  if (fs.existsSync(local)) return local;
-  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : undefined;
-}
 
 interface Burst {
   rps: number;
@@ -60,34 +45,6 @@ interface Burst {
   eldMaxMs?: number;
   runWaitUsPerReq: number;
   preemptPer1k: number;
-}
-
-function toMs(v: string, unit: string): number {
-  return unit === 'us' ? Number(v) / 1000 : unit === 's' ? Number(v) * 1000 : Number(v);
-}
-
-function wrk(bin: string, port: number, connections: number, seconds: number): Promise<{ requests: number; rps: number; p99Ms: number; errors: number }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const kill = setTimeout(() => p.kill('SIGKILL'), seconds * 1000 + 30_000);
-    p.on('close', () => {
-      clearTimeout(kill);
-      const total = /(\d+) requests in ([\d.]+)(\w+)/.exec(out);
-      const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)/m.exec(out);
-      if (!total) return reject(new Error(`cannot read wrk output:\n${out}`));
-      const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      const requests = Number(total[1]);
-      resolve({
-        requests,
-        rps: requests / (toMs(total[2], total[3]) / 1000),
-        p99Ms: p99 ? toMs(p99[1], p99[2]) : NaN,
-        errors: (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
-      });
-    });
-  });
 }
 
 function procCpuUs(pid: number): { user: number; sys: number } {
@@ -112,51 +69,12 @@ function schedUs(pid: number): { waitUs: number; preempted: number } {
   return { waitUs, preempted };
 }
 
-async function startToxiproxy(bin: string, upstreamPort: number): Promise<{ port: number; pid: number; stop: () => void }> {
-  const free = () =>
-    new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-  const apiPort = await free();
-  const listenPort = await free();
-  const proc = spawn(bin, ['-host', '127.0.0.1', '-port', String(apiPort)], { stdio: 'ignore' });
-  const stop = () => proc.kill('SIGKILL');
-  for (let i = 0; i < 100; i++) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${apiPort}/proxies`, {
-        method: 'POST',
-        body: JSON.stringify({ name: 'bench', listen: `127.0.0.1:${listenPort}`, upstream: `127.0.0.1:${upstreamPort}`, enabled: true }),
-      });
-      if (res.ok) return { port: listenPort, pid: proc.pid!, stop };
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  stop();
-  throw new Error('toxiproxy did not start');
-}
-
 function runChildProxy(): void {
   const [, , , mode, upstream, module] = process.argv;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Proxy = module ? (require(module) as { ShapingProxy: typeof ShapingProxy }).ShapingProxy : ShapingProxy;
   const p = new Proxy({ name: `child-${mode}`, mode: mode as 'tcp' | 'http', targets: () => [{ host: '127.0.0.1', port: Number(upstream) }] });
   void p.start().then((a) => process.send!({ port: a.port }));
-  process.on('disconnect', () => process.exit(0));
-}
-
-function runServer(): void {
-  const body = Buffer.from('{"ok":true,"msg":"fixed response"}');
-  const server = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-    res.end(body);
-  });
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as net.AddressInfo).port }));
   process.on('disconnect', () => process.exit(0));
 }
 
@@ -194,16 +112,9 @@ async function main(): Promise<void> {
       paths.push({ name: 'toxiproxy', port: t.port, pid: t.pid });
     }
     if (wanted.includes('pipe')) {
-      const pipe = net.createServer((c) => {
-        const up = net.connect({ host: '127.0.0.1', port, noDelay: true });
-        c.setNoDelay(true);
-        c.pipe(up).pipe(c);
-        c.on('error', () => up.destroy());
-        up.on('error', () => c.destroy());
-      });
-      await new Promise<void>((r) => pipe.listen(0, '127.0.0.1', () => r()));
-      closers.push(() => pipe.close());
-      paths.push({ name: 'node pipe', port: (pipe.address() as net.AddressInfo).port });
+      const pipe = await startPipeRelay(port);
+      closers.push(pipe.close);
+      paths.push({ name: 'node pipe', port: pipe.port });
     }
     const gcs: number[] = [];
     const obs = new PerformanceObserver((list) => {
@@ -218,7 +129,7 @@ async function main(): Promise<void> {
       eld.enable();
       const s0 = schedUs(p.pid ?? process.pid);
       const c0 = p.pid ? procCpuUs(p.pid) : process.cpuUsage();
-      const r = await wrk(wrkBin, p.port, connections, secs);
+      const r = await runWrk(wrkBin, p.port, connections, secs * 1000);
       const c1 = p.pid ? procCpuUs(p.pid) : process.cpuUsage();
       const s1 = schedUs(p.pid ?? process.pid);
       eld.disable();
@@ -251,7 +162,7 @@ async function main(): Promise<void> {
       return v.length ? v[Math.floor(v.length / 2)] : undefined;
     };
     const f = (x: number | undefined, d = 1) => (x === undefined ? '-' : x.toFixed(d));
-    process.stdout.write(`\nmedians of ${rounds} interleaved ${seconds}s wrk bursts (1 thread, ${connections} connections); load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}\n`);
+    process.stdout.write(`\nmedians of ${rounds} interleaved ${seconds}s wrk bursts (1 thread, ${connections} connections); load average ${loadAverage()}\n`);
     process.stdout.write('path        req/s   p99ms  user µs/req  sys µs/req  cpu µs/req  GCs/10k  GC ms/10k  loop-delay p99/max ms  run-wait µs/req  preempt/1k\n');
     for (const p of paths) {
       const bs = runs.get(p.name)!;
@@ -265,7 +176,7 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === 'server') runServer();
+if (process.argv[2] === 'server') serveFixedResponse();
 else if (process.argv[2] === 'proxy') runChildProxy();
 else
   main().catch((err) => {
