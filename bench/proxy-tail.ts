@@ -103,7 +103,12 @@ async function main(): Promise<void> {
       const cp = fork(__filename, ['proxy', mode, String(port), ...(module ? [module] : [])], { execArgv: flags.split(' ').filter(Boolean), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       closers.push(() => cp.kill());
       const m = await new Promise<{ port: number }>((resolve) => cp.once('message', (x) => resolve(x as { port: number })));
-      paths.push({ name: `${mode}${module ? ` ${module.split('/').slice(-4, -2).join('/')}` : ''} ${flags}`.trim(), port: m.port, pid: cp.pid });
+      // a build is named by the folder that holds its dist/ (two builds' dist/src would look alike)
+      const parts = module?.split('/') ?? [];
+      const build = parts.lastIndexOf('dist') > 0 ? parts[parts.lastIndexOf('dist') - 1] : parts.slice(-4, -2).join('/');
+      let name = `${mode}${module ? ` ${build}` : ''} ${flags}`.trim();
+      while (paths.some((x) => x.name === name)) name += "'";
+      paths.push({ name, port: m.port, pid: cp.pid });
     }
     const toxiBin = which('toxiproxy-server');
     if (toxiBin && wanted.includes('toxiproxy')) {
