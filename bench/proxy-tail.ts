@@ -18,12 +18,17 @@
  *   machine takes from it.
  *
  *   node dist/bench/proxy-tail.js [--seconds 2] [--rounds 5] [--connections 32] [--paths tcp,http,toxiproxy,pipe]
- *     [--child 'tcp:--max-semi-space-size=64' ...] [--child 'tcp@/tmp/old/shaping-proxy.js']
+ *     [--child 'tcp:--max-semi-space-size=64' ...] [--child 'tcp@/tmp/old/shaping-proxy.js'] [--busy-main 2/20]
  *
  * --child MODE[@MODULE][:NODE_FLAGS] (repeatable) adds a topas proxy in a child
  * process of its own, run with those node flags (A/B of V8 settings), from
  * another build of shaping-proxy.js if MODULE is given (A/B of code); its CPU
  * and run queue wait come from /proc like Toxiproxy's.
+ *
+ * --busy-main MS/PERIOD keeps this process's event loop busy for MS of every
+ * PERIOD ms during the bursts, as a run's own work would (workers' metrics,
+ * progress): what that adds to an in-process proxy's tail, against a `--child`
+ * proxy that has a thread of its own (what a worker-thread data path would get).
  */
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
@@ -153,6 +158,16 @@ async function main(): Promise<void> {
         preemptPer1k: ((s1.preempted - s0.preempted) * 1000) / r.requests,
       };
     };
+    const [busyMs, busyPeriod] = arg('busy-main', '0/0').split('/').map(Number);
+    if (busyMs > 0 && busyPeriod > 0) {
+      const spin = setInterval(() => {
+        const end = performance.now() + busyMs;
+        while (performance.now() < end) {
+          // the main thread's own work, for busyMs
+        }
+      }, busyPeriod);
+      closers.push(() => clearInterval(spin));
+    }
     for (const p of paths) await burst(p, 1); // warm-up
     const runs = new Map<string, Burst[]>();
     for (let round = 0; round < rounds; round++) {
