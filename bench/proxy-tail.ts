@@ -17,7 +17,7 @@
  *   involuntary context switches per 1,000 requests: what the rest of the
  *   machine takes from it.
  *
- *   node dist/bench/proxy-tail.js [--seconds 2] [--rounds 5] [--connections 32] [--paths tcp,http,toxiproxy,pipe]
+ *   node dist/bench/proxy-tail.js [--seconds 2] [--rounds 5] [--connections 32] [--paths tcp,http,toxiproxy,pipe,thread-tcp,thread-http]
  *     [--child 'tcp:--max-semi-space-size=64' ...] [--child 'tcp@/tmp/old/shaping-proxy.js'] [--busy-main 2/20]
  *
  * --child MODE[@MODULE][:NODE_FLAGS] (repeatable) adds a topas proxy in a child
@@ -31,6 +31,7 @@
  * proxy that has a thread of its own (what a worker-thread data path would get).
  */
 import { fork } from 'node:child_process';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import fs from 'node:fs';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { ShapingProxy } from '../src/shape/shaping-proxy';
@@ -88,18 +89,27 @@ async function main(): Promise<void> {
   const rounds = Number(arg('rounds', '5'));
   const connections = Number(arg('connections', '32'));
   const wanted = arg('paths', 'tcp,http,toxiproxy,pipe').split(',');
+  const withLoopDelay = !process.argv.includes('--no-loop-delay');
   const wrkBin = which('wrk');
   if (!wrkBin) throw new Error('wrk is not installed (scripts/install-peers.sh)');
   const server = fork(__filename, ['server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const closers: Array<() => unknown> = [() => server.kill()];
   try {
     const { port } = await new Promise<{ port: number }>((resolve) => server.once('message', (m) => resolve(m as { port: number })));
-    const paths: Array<{ name: string; port: number; pid?: number }> = [];
+    const paths: Array<{ name: string; port: number; pid?: number; thread?: boolean }> = [];
     for (const mode of ['tcp', 'http'] as const) {
       if (!wanted.includes(mode)) continue;
       const p = new ShapingProxy({ name: `tail-${mode}`, mode, targets: () => [{ host: '127.0.0.1', port }] });
       closers.push(() => p.close());
       paths.push({ name: `topas ${mode}`, port: (await p.start()).port });
+    }
+    // the same proxy in a worker thread of this process: off the main event loop, not out of the process
+    for (const mode of ['tcp', 'http'] as const) {
+      if (!wanted.includes(`thread-${mode}`)) continue;
+      const w = new Worker(__filename, { workerData: { mode, upstream: port } });
+      closers.push(() => w.terminate());
+      const m = await new Promise<{ port: number }>((resolve) => w.once('message', (x) => resolve(x as { port: number })));
+      paths.push({ name: `thread ${mode}`, port: m.port, thread: true });
     }
     for (let i = 0; i < process.argv.length; i++) {
       if (process.argv[i] !== '--child') continue;
@@ -133,17 +143,19 @@ async function main(): Promise<void> {
     obs.observe({ entryTypes: ['gc'] });
     closers.push(() => obs.disconnect());
 
-    const burst = async (p: { port: number; pid?: number }, secs: number): Promise<Burst> => {
+    const burst = async (p: { port: number; pid?: number; thread?: boolean }, secs: number): Promise<Burst> => {
       gcs.length = 0;
+      // the monitor is a 1 ms timer on the proxy's loop: --no-loop-delay shows what it costs the proxy
       const eld = monitorEventLoopDelay({ resolution: 1 });
-      eld.enable();
+      if (withLoopDelay) eld.enable();
       const s0 = schedUs(p.pid ?? process.pid);
       const c0 = p.pid ? procCpuUs(p.pid) : process.cpuUsage();
       const r = await runWrk(wrkBin, p.port, connections, secs * 1000);
       const c1 = p.pid ? procCpuUs(p.pid) : process.cpuUsage();
       const s1 = schedUs(p.pid ?? process.pid);
       eld.disable();
-      const inProcess = !p.pid;
+      // GC and loop delay are the main thread's: only for proxies on it
+      const inProcess = !p.pid && !p.thread;
       return {
         rps: r.rps,
         p99Ms: r.p99Ms,
@@ -152,8 +164,8 @@ async function main(): Promise<void> {
         sysUsPerReq: ((p.pid ? (c1 as { sys: number }).sys : (c1 as NodeJS.CpuUsage).system) - (p.pid ? (c0 as { sys: number }).sys : (c0 as NodeJS.CpuUsage).system)) / r.requests,
         gcPer10k: inProcess ? (gcs.length * 10_000) / r.requests : undefined,
         gcMsPer10k: inProcess ? (gcs.reduce((a, b) => a + b, 0) * 10_000) / r.requests : undefined,
-        eldP99Ms: inProcess ? eld.percentile(99) / 1e6 : undefined,
-        eldMaxMs: inProcess ? eld.max / 1e6 : undefined,
+        eldP99Ms: inProcess && withLoopDelay ? eld.percentile(99) / 1e6 : undefined,
+        eldMaxMs: inProcess && withLoopDelay ? eld.max / 1e6 : undefined,
         runWaitUsPerReq: (s1.waitUs - s0.waitUs) / r.requests,
         preemptPer1k: ((s1.preempted - s0.preempted) * 1000) / r.requests,
       };
@@ -196,7 +208,11 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === 'server') serveFixedResponse();
+if (!isMainThread) {
+  const { mode, upstream } = workerData as { mode: 'tcp' | 'http'; upstream: number };
+  const p = new ShapingProxy({ name: `thread-${mode}`, mode, targets: () => [{ host: '127.0.0.1', port: upstream }] });
+  void p.start().then((a) => parentPort!.postMessage({ port: a.port }));
+} else if (process.argv[2] === 'server') serveFixedResponse();
 else if (process.argv[2] === 'proxy') runChildProxy();
 else
   main().catch((err) => {
