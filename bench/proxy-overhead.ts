@@ -20,46 +20,13 @@
  *   scripts/install-peers.sh   # wrk, toxiproxy
  *   node dist/bench/proxy-overhead.js [--seconds 2] [--connections 32] [--rounds 5] [--clients wrk,undici]
  */
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import path from 'node:path';
+import { fork, type ChildProcess } from 'node:child_process';
 import Table from 'cli-table3';
 import { Pool } from 'undici';
 import { ShapingProxy, type ProxyMode } from '../src/shape/shaping-proxy';
+import { arg, loadAverage, runWrk, serveFixedResponse, startPipeRelay, startToxiproxy, which, type WrkResult } from './proxy-peers';
 
-interface LoadResult {
-  requests: number;
-  errors: number;
-  rps: number;
-  p99Ms: number;
-}
-
-const repo = path.resolve(__dirname, '..', '..');
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
-}
-
-function which(tool: string): string | undefined {
-  const local = path.join(repo, '.tools', 'bin', tool);
-  if (fs.existsSync(local)) return local;
-  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : undefined;
-}
-
-async function runServer(): Promise<void> {
-  const body = Buffer.from('{"ok":true,"msg":"fixed response"}');
-  const server = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-    res.end(body);
-  });
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as net.AddressInfo).port }));
-  process.on('disconnect', () => process.exit(0));
-}
+type LoadResult = WrkResult;
 
 async function runUndiciLoad(port: number, connections: number, durationMs: number): Promise<LoadResult> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
@@ -109,70 +76,6 @@ async function measureUndici(port: number, connections: number, durationMs: numb
   return r;
 }
 
-function toMs(v: string, unit: string): number {
-  return unit === 'us' ? Number(v) / 1000 : unit === 's' ? Number(v) * 1000 : Number(v);
-}
-
-function measureWrk(bin: string, port: number, connections: number, durationMs: number): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const secs = Math.max(1, Math.round(durationMs / 1000));
-    const p = spawn(bin, ['-t', '1', '-c', String(connections), '-d', `${secs}s`, '--latency', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const kill = setTimeout(() => p.kill('SIGKILL'), durationMs + 30_000);
-    p.on('close', () => {
-      clearTimeout(kill);
-      const total = /(\d+) requests in ([\d.]+)(\w+)/.exec(out);
-      const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)/m.exec(out);
-      if (!total) return reject(new Error(`cannot read wrk output:\n${out}`));
-      const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      const seconds = toMs(total[2], total[3]) / 1000;
-      resolve({
-        requests: Number(total[1]),
-        errors: (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
-        rps: Number(total[1]) / seconds,
-        p99Ms: p99 ? toMs(p99[1], p99[2]) : NaN,
-      });
-    });
-  });
-}
-
-/** Toxiproxy's server with one proxy to `upstreamPort`; resolves to its listen port. */
-async function startToxiproxy(bin: string, upstreamPort: number): Promise<{ port: number; stop: () => void }> {
-  const free = () =>
-    new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-  const apiPort = await free();
-  const listenPort = await free();
-  const proc = spawn(bin, ['-host', '127.0.0.1', '-port', String(apiPort)], { stdio: 'ignore' });
-  const stop = () => proc.kill('SIGKILL');
-  try {
-    // bounded wait for the API
-    for (let i = 0; i < 100; i++) {
-      try {
-        const res = await fetch(`http://127.0.0.1:${apiPort}/proxies`, {
-          method: 'POST',
-          body: JSON.stringify({ name: 'bench', listen: `127.0.0.1:${listenPort}`, upstream: `127.0.0.1:${upstreamPort}`, enabled: true }),
-        });
-        if (res.ok) return { port: listenPort, stop };
-        throw new Error(`toxiproxy answered ${res.status}: ${await res.text()}`);
-      } catch (e) {
-        if (i === 99) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    throw new Error('toxiproxy did not start');
-  } catch (e) {
-    stop();
-    throw e;
-  }
-}
-
 async function main(): Promise<void> {
   const seconds = Number(arg('seconds', '2'));
   const connections = Number(arg('connections', '32'));
@@ -206,18 +109,11 @@ async function main(): Promise<void> {
         skipped.push(`toxiproxy (${(e as Error).message.split('\n')[0]})`);
       }
     }
-    const pipe = net.createServer((c) => {
-      const up = net.connect({ host: '127.0.0.1', port, noDelay: true });
-      c.setNoDelay(true);
-      c.pipe(up).pipe(c);
-      c.on('error', () => up.destroy());
-      up.on('error', () => c.destroy());
-    });
-    await new Promise<void>((r) => pipe.listen(0, '127.0.0.1', () => r()));
-    paths['node pipe'] = (pipe.address() as net.AddressInfo).port;
-    closers.push(() => pipe.close());
+    const pipe = await startPipeRelay(port);
+    paths['node pipe'] = pipe.port;
+    closers.push(pipe.close);
 
-    const measure = (client: string, p: number, ms: number) => (client === 'wrk' ? measureWrk(wrkBin!, p, connections, ms) : measureUndici(p, connections, ms));
+    const measure = (client: string, p: number, ms: number) => (client === 'wrk' ? runWrk(wrkBin!, p, connections, ms) : measureUndici(p, connections, ms));
     // warm up every path (JIT, connection setup)
     for (const client of clients) for (const name of Object.keys(paths)) await measure(client, paths[name], 1000);
     const runs: Record<string, LoadResult[]> = {};
@@ -257,7 +153,7 @@ async function main(): Promise<void> {
     process.stdout.write(`against direct: ${verdicts.join('; ')}\n`);
     // issue 20: req/s at least Toxiproxy's for both clients and modes, p99 (wrk) no worse than Toxiproxy's
     if (toxiTargets.length) process.stdout.write(`target >= 1.0x toxiproxy req/s, wrk p99 <= toxiproxy's: ${toxiTargets.join('; ')}\n`);
-    process.stdout.write(`load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} (a shared machine: compare within a run)\n`);
+    process.stdout.write(`load average ${loadAverage()} (a shared machine: compare within a run)\n`);
     if (skipped.length) process.stdout.write(`skipped: ${skipped.join('; ')}\n`);
   } finally {
     await Promise.all(proxies.map((p) => p.close()));
@@ -268,7 +164,7 @@ async function main(): Promise<void> {
 
 const role = process.argv[2];
 if (role === 'server') {
-  void runServer();
+  serveFixedResponse();
 } else if (role === 'load') {
   process.once('message', (m: { port: number; connections: number; durationMs: number }) => {
     void runUndiciLoad(m.port, m.connections, m.durationMs).then((r) => process.send!(r));

@@ -17,36 +17,27 @@
  *   involuntary context switches per 1,000 requests: what the rest of the
  *   machine takes from it.
  *
- *   node dist/bench/proxy-tail.js [--seconds 2] [--rounds 5] [--connections 32] [--paths tcp,http,toxiproxy,pipe]
- *     [--child 'tcp:--max-semi-space-size=64' ...] [--child 'tcp@/tmp/old/shaping-proxy.js']
+ *   node dist/bench/proxy-tail.js [--seconds 2] [--rounds 5] [--connections 32] [--paths tcp,http,toxiproxy,pipe,thread-tcp,thread-http]
+ *     [--child 'tcp:--max-semi-space-size=64' ...] [--child 'tcp@/tmp/old/shaping-proxy.js'] [--busy-main 2/20]
  *
  * --child MODE[@MODULE][:NODE_FLAGS] (repeatable) adds a topas proxy in a child
  * process of its own, run with those node flags (A/B of V8 settings), from
  * another build of shaping-proxy.js if MODULE is given (A/B of code); its CPU
  * and run queue wait come from /proc like Toxiproxy's.
+ *
+ * --busy-main MS/PERIOD keeps this process's event loop busy for MS of every
+ * PERIOD ms during the bursts, as a run's own work would (workers' metrics,
+ * progress): what that adds to an in-process proxy's tail, against a `--child`
+ * proxy that has a thread of its own (what a worker-thread data path would get).
  */
-import { fork, spawn, spawnSync } from 'node:child_process';
+import { fork } from 'node:child_process';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import path from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { ShapingProxy } from '../src/shape/shaping-proxy';
+import { arg, loadAverage, runWrk, serveFixedResponse, startPipeRelay, startToxiproxy, which } from './proxy-peers';
 
-const repo = path.resolve(__dirname, '..', '..');
 const CLK_TCK = 100;
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
-}
-
-function which(tool: string): string | undefined {
-  const local = path.join(repo, '.tools', 'bin', tool);
-  if (fs.existsSync(local)) return local;
-  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : undefined;
-}
 
 interface Burst {
   rps: number;
@@ -60,34 +51,6 @@ interface Burst {
   eldMaxMs?: number;
   runWaitUsPerReq: number;
   preemptPer1k: number;
-}
-
-function toMs(v: string, unit: string): number {
-  return unit === 'us' ? Number(v) / 1000 : unit === 's' ? Number(v) * 1000 : Number(v);
-}
-
-function wrk(bin: string, port: number, connections: number, seconds: number): Promise<{ requests: number; rps: number; p99Ms: number; errors: number }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const kill = setTimeout(() => p.kill('SIGKILL'), seconds * 1000 + 30_000);
-    p.on('close', () => {
-      clearTimeout(kill);
-      const total = /(\d+) requests in ([\d.]+)(\w+)/.exec(out);
-      const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)/m.exec(out);
-      if (!total) return reject(new Error(`cannot read wrk output:\n${out}`));
-      const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      const requests = Number(total[1]);
-      resolve({
-        requests,
-        rps: requests / (toMs(total[2], total[3]) / 1000),
-        p99Ms: p99 ? toMs(p99[1], p99[2]) : NaN,
-        errors: (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
-      });
-    });
-  });
 }
 
 function procCpuUs(pid: number): { user: number; sys: number } {
@@ -112,34 +75,6 @@ function schedUs(pid: number): { waitUs: number; preempted: number } {
   return { waitUs, preempted };
 }
 
-async function startToxiproxy(bin: string, upstreamPort: number): Promise<{ port: number; pid: number; stop: () => void }> {
-  const free = () =>
-    new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-  const apiPort = await free();
-  const listenPort = await free();
-  const proc = spawn(bin, ['-host', '127.0.0.1', '-port', String(apiPort)], { stdio: 'ignore' });
-  const stop = () => proc.kill('SIGKILL');
-  for (let i = 0; i < 100; i++) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${apiPort}/proxies`, {
-        method: 'POST',
-        body: JSON.stringify({ name: 'bench', listen: `127.0.0.1:${listenPort}`, upstream: `127.0.0.1:${upstreamPort}`, enabled: true }),
-      });
-      if (res.ok) return { port: listenPort, pid: proc.pid!, stop };
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  stop();
-  throw new Error('toxiproxy did not start');
-}
-
 function runChildProxy(): void {
   const [, , , mode, upstream, module] = process.argv;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -149,34 +84,32 @@ function runChildProxy(): void {
   process.on('disconnect', () => process.exit(0));
 }
 
-function runServer(): void {
-  const body = Buffer.from('{"ok":true,"msg":"fixed response"}');
-  const server = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-    res.end(body);
-  });
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as net.AddressInfo).port }));
-  process.on('disconnect', () => process.exit(0));
-}
-
 async function main(): Promise<void> {
   const seconds = Number(arg('seconds', '2'));
   const rounds = Number(arg('rounds', '5'));
   const connections = Number(arg('connections', '32'));
   const wanted = arg('paths', 'tcp,http,toxiproxy,pipe').split(',');
+  const withLoopDelay = !process.argv.includes('--no-loop-delay');
   const wrkBin = which('wrk');
   if (!wrkBin) throw new Error('wrk is not installed (scripts/install-peers.sh)');
   const server = fork(__filename, ['server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const closers: Array<() => unknown> = [() => server.kill()];
   try {
     const { port } = await new Promise<{ port: number }>((resolve) => server.once('message', (m) => resolve(m as { port: number })));
-    const paths: Array<{ name: string; port: number; pid?: number }> = [];
+    const paths: Array<{ name: string; port: number; pid?: number; thread?: boolean }> = [];
     for (const mode of ['tcp', 'http'] as const) {
       if (!wanted.includes(mode)) continue;
       const p = new ShapingProxy({ name: `tail-${mode}`, mode, targets: () => [{ host: '127.0.0.1', port }] });
       closers.push(() => p.close());
       paths.push({ name: `topas ${mode}`, port: (await p.start()).port });
+    }
+    // the same proxy in a worker thread of this process: off the main event loop, not out of the process
+    for (const mode of ['tcp', 'http'] as const) {
+      if (!wanted.includes(`thread-${mode}`)) continue;
+      const w = new Worker(__filename, { workerData: { mode, upstream: port } });
+      closers.push(() => w.terminate());
+      const m = await new Promise<{ port: number }>((resolve) => w.once('message', (x) => resolve(x as { port: number })));
+      paths.push({ name: `thread ${mode}`, port: m.port, thread: true });
     }
     for (let i = 0; i < process.argv.length; i++) {
       if (process.argv[i] !== '--child') continue;
@@ -185,7 +118,12 @@ async function main(): Promise<void> {
       const cp = fork(__filename, ['proxy', mode, String(port), ...(module ? [module] : [])], { execArgv: flags.split(' ').filter(Boolean), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       closers.push(() => cp.kill());
       const m = await new Promise<{ port: number }>((resolve) => cp.once('message', (x) => resolve(x as { port: number })));
-      paths.push({ name: `${mode}${module ? ` ${module.split('/').slice(-4, -2).join('/')}` : ''} ${flags}`.trim(), port: m.port, pid: cp.pid });
+      // a build is named by the folder that holds its dist/ (two builds' dist/src would look alike)
+      const parts = module?.split('/') ?? [];
+      const build = parts.lastIndexOf('dist') > 0 ? parts[parts.lastIndexOf('dist') - 1] : parts.slice(-4, -2).join('/');
+      let name = `${mode}${module ? ` ${build}` : ''} ${flags}`.trim();
+      while (paths.some((x) => x.name === name)) name += "'";
+      paths.push({ name, port: m.port, pid: cp.pid });
     }
     const toxiBin = which('toxiproxy-server');
     if (toxiBin && wanted.includes('toxiproxy')) {
@@ -194,16 +132,9 @@ async function main(): Promise<void> {
       paths.push({ name: 'toxiproxy', port: t.port, pid: t.pid });
     }
     if (wanted.includes('pipe')) {
-      const pipe = net.createServer((c) => {
-        const up = net.connect({ host: '127.0.0.1', port, noDelay: true });
-        c.setNoDelay(true);
-        c.pipe(up).pipe(c);
-        c.on('error', () => up.destroy());
-        up.on('error', () => c.destroy());
-      });
-      await new Promise<void>((r) => pipe.listen(0, '127.0.0.1', () => r()));
-      closers.push(() => pipe.close());
-      paths.push({ name: 'node pipe', port: (pipe.address() as net.AddressInfo).port });
+      const pipe = await startPipeRelay(port);
+      closers.push(pipe.close);
+      paths.push({ name: 'node pipe', port: pipe.port });
     }
     const gcs: number[] = [];
     const obs = new PerformanceObserver((list) => {
@@ -212,17 +143,19 @@ async function main(): Promise<void> {
     obs.observe({ entryTypes: ['gc'] });
     closers.push(() => obs.disconnect());
 
-    const burst = async (p: { port: number; pid?: number }, secs: number): Promise<Burst> => {
+    const burst = async (p: { port: number; pid?: number; thread?: boolean }, secs: number): Promise<Burst> => {
       gcs.length = 0;
+      // the monitor is a 1 ms timer on the proxy's loop: --no-loop-delay shows what it costs the proxy
       const eld = monitorEventLoopDelay({ resolution: 1 });
-      eld.enable();
+      if (withLoopDelay) eld.enable();
       const s0 = schedUs(p.pid ?? process.pid);
       const c0 = p.pid ? procCpuUs(p.pid) : process.cpuUsage();
-      const r = await wrk(wrkBin, p.port, connections, secs);
+      const r = await runWrk(wrkBin, p.port, connections, secs * 1000);
       const c1 = p.pid ? procCpuUs(p.pid) : process.cpuUsage();
       const s1 = schedUs(p.pid ?? process.pid);
       eld.disable();
-      const inProcess = !p.pid;
+      // GC and loop delay are the main thread's: only for proxies on it
+      const inProcess = !p.pid && !p.thread;
       return {
         rps: r.rps,
         p99Ms: r.p99Ms,
@@ -231,12 +164,22 @@ async function main(): Promise<void> {
         sysUsPerReq: ((p.pid ? (c1 as { sys: number }).sys : (c1 as NodeJS.CpuUsage).system) - (p.pid ? (c0 as { sys: number }).sys : (c0 as NodeJS.CpuUsage).system)) / r.requests,
         gcPer10k: inProcess ? (gcs.length * 10_000) / r.requests : undefined,
         gcMsPer10k: inProcess ? (gcs.reduce((a, b) => a + b, 0) * 10_000) / r.requests : undefined,
-        eldP99Ms: inProcess ? eld.percentile(99) / 1e6 : undefined,
-        eldMaxMs: inProcess ? eld.max / 1e6 : undefined,
+        eldP99Ms: inProcess && withLoopDelay ? eld.percentile(99) / 1e6 : undefined,
+        eldMaxMs: inProcess && withLoopDelay ? eld.max / 1e6 : undefined,
         runWaitUsPerReq: (s1.waitUs - s0.waitUs) / r.requests,
         preemptPer1k: ((s1.preempted - s0.preempted) * 1000) / r.requests,
       };
     };
+    const [busyMs, busyPeriod] = arg('busy-main', '0/0').split('/').map(Number);
+    if (busyMs > 0 && busyPeriod > 0) {
+      const spin = setInterval(() => {
+        const end = performance.now() + busyMs;
+        while (performance.now() < end) {
+          // the main thread's own work, for busyMs
+        }
+      }, busyPeriod);
+      closers.push(() => clearInterval(spin));
+    }
     for (const p of paths) await burst(p, 1); // warm-up
     const runs = new Map<string, Burst[]>();
     for (let round = 0; round < rounds; round++) {
@@ -251,7 +194,7 @@ async function main(): Promise<void> {
       return v.length ? v[Math.floor(v.length / 2)] : undefined;
     };
     const f = (x: number | undefined, d = 1) => (x === undefined ? '-' : x.toFixed(d));
-    process.stdout.write(`\nmedians of ${rounds} interleaved ${seconds}s wrk bursts (1 thread, ${connections} connections); load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}\n`);
+    process.stdout.write(`\nmedians of ${rounds} interleaved ${seconds}s wrk bursts (1 thread, ${connections} connections); load average ${loadAverage()}\n`);
     process.stdout.write('path        req/s   p99ms  user µs/req  sys µs/req  cpu µs/req  GCs/10k  GC ms/10k  loop-delay p99/max ms  run-wait µs/req  preempt/1k\n');
     for (const p of paths) {
       const bs = runs.get(p.name)!;
@@ -265,7 +208,11 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === 'server') runServer();
+if (!isMainThread) {
+  const { mode, upstream } = workerData as { mode: 'tcp' | 'http'; upstream: number };
+  const p = new ShapingProxy({ name: `thread-${mode}`, mode, targets: () => [{ host: '127.0.0.1', port: upstream }] });
+  void p.start().then((a) => parentPort!.postMessage({ port: a.port }));
+} else if (process.argv[2] === 'server') serveFixedResponse();
 else if (process.argv[2] === 'proxy') runChildProxy();
 else
   main().catch((err) => {

@@ -44,6 +44,12 @@ export class HttpRequestFramer {
   /** the current request is answered by us: drop its bytes */
   private dropStatus: number | undefined;
   private afterHead: 'passthrough' | undefined;
+  /**
+   * During push: where the run of bytes to forward that was not handed out yet
+   * starts (a field, not a closure's variable: push runs once per request and
+   * its closures were a third of the framer's garbage).
+   */
+  private runStart = 0;
   /** count of requests seen (forwarded + answered) */
   requests = 0;
 
@@ -66,22 +72,12 @@ export class HttpRequestFramer {
       this.pending = undefined;
     }
     let pos = 0;
-    // start of the run of bytes to forward that has not been handed out yet
-    let runStart = 0;
-    const flushRun = (end: number) => {
-      if (end > runStart) sink.forward(runStart === 0 && end === buf.length ? buf : buf.subarray(runStart, end));
-      runStart = end;
-    };
-    const skipTo = (end: number) => {
-      // dropped bytes: hand out what came before, then move past them
-      flushRun(pos);
-      runStart = end;
-    };
+    this.runStart = 0;
     while (pos < buf.length) {
       switch (this.state) {
         case 'passthrough':
-          flushRun(pos);
-          flushRun(buf.length);
+          this.flushRun(buf, pos, sink);
+          this.flushRun(buf, buf.length, sink);
           return;
         case 'head': {
           const end = buf.indexOf(CRLFCRLF, pos);
@@ -91,7 +87,7 @@ export class HttpRequestFramer {
               this.state = 'passthrough';
               continue;
             }
-            flushRun(pos);
+            this.flushRun(buf, pos, sink);
             this.pending = Buffer.from(buf.subarray(pos));
             return;
           }
@@ -105,7 +101,7 @@ export class HttpRequestFramer {
           this.head = parsed.head;
           this.dropStatus = this.judge(parsed.head);
           this.afterHead = parsed.upgrade && this.dropStatus === undefined ? 'passthrough' : undefined;
-          if (this.dropStatus !== undefined) skipTo(headEnd);
+          if (this.dropStatus !== undefined) this.skipTo(buf, pos, headEnd, sink);
           pos = headEnd;
           const hasBody = parsed.chunked || parsed.contentLength > 0;
           if (this.dropStatus !== undefined && hasBody && parsed.head.expectContinue) {
@@ -127,16 +123,16 @@ export class HttpRequestFramer {
             this.remaining = parsed.contentLength;
             this.state = 'body';
           } else {
-            this.endMessage(sink, () => flushRun(pos));
+            this.endMessage(sink, buf, pos);
           }
           break;
         }
         case 'body': {
           const take = Math.min(this.remaining, buf.length - pos);
-          if (this.dropStatus !== undefined) skipTo(pos + take);
+          if (this.dropStatus !== undefined) this.skipTo(buf, pos, pos + take, sink);
           pos += take;
           this.remaining -= take;
-          if (this.remaining === 0) this.endMessage(sink, () => flushRun(pos));
+          if (this.remaining === 0) this.endMessage(sink, buf, pos);
           break;
         }
         case 'chunk-size':
@@ -148,15 +144,15 @@ export class HttpRequestFramer {
               this.state = 'passthrough';
               continue;
             }
-            if (this.dropStatus !== undefined) skipTo(buf.length);
-            else flushRun(pos);
+            if (this.dropStatus !== undefined) this.skipTo(buf, pos, buf.length, sink);
+            else this.flushRun(buf, pos, sink);
             // keep the partial line for the next chunk; it is forwarded (or dropped) then
             this.pending = Buffer.from(buf.subarray(pos));
-            if (this.dropStatus === undefined) runStart = buf.length;
+            if (this.dropStatus === undefined) this.runStart = buf.length;
             return;
           }
           const line = buf.toString('latin1', pos, nl).replace(/\r$/, '');
-          if (this.dropStatus !== undefined) skipTo(nl + 1);
+          if (this.dropStatus !== undefined) this.skipTo(buf, pos, nl + 1, sink);
           pos = nl + 1;
           if (this.state === 'chunk-data-end') {
             this.state = 'chunk-size';
@@ -172,13 +168,13 @@ export class HttpRequestFramer {
               this.state = 'chunk-data';
             }
           } else if (line === '') {
-            this.endMessage(sink, () => flushRun(pos));
+            this.endMessage(sink, buf, pos);
           }
           break;
         }
         case 'chunk-data': {
           const take = Math.min(this.remaining, buf.length - pos);
-          if (this.dropStatus !== undefined) skipTo(pos + take);
+          if (this.dropStatus !== undefined) this.skipTo(buf, pos, pos + take, sink);
           pos += take;
           this.remaining -= take;
           if (this.remaining === 0) this.state = 'chunk-data-end';
@@ -186,10 +182,23 @@ export class HttpRequestFramer {
         }
       }
     }
-    flushRun(buf.length);
+    this.flushRun(buf, buf.length, sink);
   }
 
-  private endMessage(sink: FramerSink, flush: () => void): void {
+  /** Hands out buf[runStart, end): the run of bytes to forward not handed out yet. */
+  private flushRun(buf: Buffer, end: number, sink: FramerSink): void {
+    const start = this.runStart;
+    if (end > start) sink.forward(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+    this.runStart = end;
+  }
+
+  /** Dropped bytes buf[pos, end): hand out what came before them, then move past them. */
+  private skipTo(buf: Buffer, pos: number, end: number, sink: FramerSink): void {
+    this.flushRun(buf, pos, sink);
+    this.runStart = end;
+  }
+
+  private endMessage(sink: FramerSink, buf: Buffer, pos: number): void {
     this.state = 'head';
     const status = this.dropStatus;
     const head = this.head;
@@ -197,7 +206,7 @@ export class HttpRequestFramer {
     this.head = undefined;
     if (status !== undefined && head) {
       // bytes of earlier forwarded requests go out before our answer
-      flush();
+      this.flushRun(buf, pos, sink);
       sink.answer(head, status);
     }
   }
@@ -211,7 +220,8 @@ interface ParsedHead {
 }
 
 const CRLF = Buffer.from('\r\n');
-const REQUEST_LINE = /^([A-Z!#$%&'*+.^_`|~0-9-]+) (\S+) HTTP\/1\.([01])$/;
+/** the request line's end, its minor version digit checked apart */
+const HTTP1_VERSION = Buffer.from('HTTP/1.x', 'latin1');
 
 /**
  * Parses the head in buf[start, end) (without its blank line). Works on the
@@ -228,9 +238,19 @@ function parseHead(buf: Buffer, start: number, end: number): ParsedHead | undefi
   while (p + 1 < end && buf[p] === 13 && buf[p + 1] === 10) p += 2;
   // the head ends with CRLFCRLF at `end`, so a CRLF is always found at or before it
   let lineEnd = buf.indexOf(CRLF, p);
-  const m = REQUEST_LINE.exec(buf.toString('latin1', p, lineEnd));
-  if (!m) return undefined;
-  const [, method, target, minor] = m;
+  // METHOD SP TARGET SP HTTP/1.x, read on the bytes as
+  // /^([A-Z!#$%&'*+.^_`|~0-9-]+) (\S+) HTTP\/1\.([01])$/ would read the latin1 text
+  let i = p;
+  while (i < lineEnd && isMethodByte(buf[i])) i++;
+  if (i === p || buf[i] !== 32) return undefined;
+  const methodEnd = i;
+  const targetStart = ++i;
+  while (i < lineEnd && !isLatin1Space(buf[i])) i++;
+  if (i === targetStart || lineEnd - i !== HTTP1_VERSION.length + 1 || buf[i] !== 32 || buf.compare(HTTP1_VERSION, 0, HTTP1_VERSION.length - 1, i + 1, lineEnd - 1) !== 0) return undefined;
+  const minor = buf[lineEnd - 1];
+  if (minor !== 48 && minor !== 49) return undefined;
+  const method = buf.toString('latin1', p, methodEnd);
+  const target = buf.toString('latin1', targetStart, i);
   let contentLength = 0;
   let chunked = false;
   let connection = '';
@@ -262,18 +282,29 @@ function parseHead(buf: Buffer, start: number, end: number): ParsedHead | undefi
       expectContinue = value.toLowerCase() === '100-continue';
     }
   }
-  const tokens = connection.split(',').map((t) => t.trim());
-  const keepAlive = minor === '1' ? !tokens.includes('close') : tokens.includes('keep-alive');
+  // most requests have no Connection header: no token list for them
+  let keepAlive = minor === 49;
+  let upgradeToken = false;
+  if (connection !== '') {
+    const tokens = connection.split(',').map((t) => t.trim());
+    keepAlive = minor === 49 ? !tokens.includes('close') : tokens.includes('keep-alive');
+    upgradeToken = tokens.includes('upgrade');
+  }
   return {
     head: { method, target, keepAlive, expectContinue },
     contentLength: chunked ? 0 : contentLength,
     chunked,
-    upgrade: method === 'CONNECT' || (upgradeHeader && tokens.includes('upgrade')),
+    upgrade: method === 'CONNECT' || (upgradeHeader && upgradeToken),
   };
 }
 
 const HEADERS_OF_INTEREST = ['content-length', 'transfer-encoding', 'connection', 'upgrade', 'expect'] as const;
 type HeaderOfInterest = (typeof HEADERS_OF_INTEREST)[number];
+
+/** A byte of a method token as the request line accepts it: A-Z, digits, !#$%&'*+-.^_`|~ */
+function isMethodByte(b: number): boolean {
+  return (b >= 65 && b <= 90) || (b >= 48 && b <= 57) || b === 33 || (b >= 35 && b <= 39) || b === 42 || b === 43 || b === 45 || b === 46 || (b >= 94 && b <= 96) || b === 124 || b === 126;
+}
 
 /** What String.prototype.trim strips, among the code points latin1 decodes to. */
 function isLatin1Space(b: number): boolean {

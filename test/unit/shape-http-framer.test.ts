@@ -112,3 +112,50 @@ test('header names are read trimmed and case-insensitively, values trimmed (as l
   assert.equal(g.isPassthrough, true);
   assert.equal(out.join(''), 'GET / HTTP/1.1\r\nno colon here\r\n\r\n');
 });
+
+test('the request line is read on the bytes exactly as the request-line pattern reads its latin1 text', () => {
+  // the pattern the framer used on a decoded line, kept here as the oracle
+  const pattern = /^([A-Z!#$%&'*+.^_`|~0-9-]+) (\S+) HTTP\/1\.([01])$/;
+  const lines = [
+    'GET / HTTP/1.1',
+    'GET / HTTP/1.0',
+    "M-._~!#$%&'*+^`|09 /x?y=1 HTTP/1.1",
+    'get / HTTP/1.1',
+    'GET  / HTTP/1.1',
+    'GET /a b HTTP/1.1',
+    'GET /\ta HTTP/1.1',
+    'GET /\xa0 HTTP/1.1',
+    'GET /\xe9\x85 HTTP/1.1',
+    'GET / HTTP/1.2',
+    'GET / HTTP/2.0',
+    'GET / HTTP/1.1 ',
+    'GET / HTTP/1.',
+    'GET / http/1.1',
+    'GET /HTTP/1.1',
+    ' GET / HTTP/1.1',
+    'GET',
+    'GET ',
+    'GE(T / HTTP/1.1',
+    'GET / HTTP/1.1x',
+  ];
+  for (const line of lines) {
+    const m = pattern.exec(line);
+    const seen: RequestHead[] = [];
+    const f = new HttpRequestFramer((h) => {
+      seen.push(h);
+      return undefined;
+    });
+    f.push(Buffer.from(`${line}\r\nHost: x\r\n\r\n`, 'latin1'), { forward: () => undefined, answer: () => undefined });
+    if (m) {
+      assert.equal(f.isPassthrough, false, JSON.stringify(line));
+      assert.deepEqual(
+        seen.map((h) => [h.method, h.target, h.keepAlive]),
+        [[m[1], m[2], m[3] === '1']],
+        JSON.stringify(line),
+      );
+    } else {
+      assert.equal(f.isPassthrough, true, JSON.stringify(line));
+      assert.equal(seen.length, 0, JSON.stringify(line));
+    }
+  }
+});
