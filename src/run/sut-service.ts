@@ -103,7 +103,7 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean; backen
   const kept = spec ? { app: spec.name, specFile: spec.file } : undefined;
   for (const name of backends) {
     try {
-      const r = await getBackend(name).sweep({ app: spec?.name, all: opts.all, kept, log });
+      const r = await getBackend(name).sweep({ app: spec?.name, all: opts.all, kept, log, env: opts.io.env });
       removed.push(...r.removed);
     } catch (err) {
       log(`${name}: sweep skipped (${(err as Error).message})`);
