@@ -10,7 +10,7 @@ import type { AppSpec } from '../spec/app-spec';
 import { registerSecretsIn, registerSpecSecrets } from '../spec/secrets';
 import { readStateFile, removeStateFile, updateStateFile, writeStateFile } from './run-record';
 
-export interface BackendChoice {
+interface BackendChoice {
   backend: Backend;
   reason: string;
 }
@@ -20,7 +20,7 @@ export interface BackendChoice {
  * service has an image, else local when every service has a command.
  * `env`: the environment the backends read their settings from (Io.env).
  */
-export async function chooseBackend(spec: AppSpec, requested: string, env?: NodeJS.ProcessEnv): Promise<BackendChoice> {
+async function chooseBackend(spec: AppSpec, requested: string, env?: NodeJS.ProcessEnv): Promise<BackendChoice> {
   if (requested !== 'auto') {
     const backend = getBackend(requested);
     // every problem of the spec for this backend at once, with its path, before anything starts

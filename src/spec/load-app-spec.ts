@@ -43,7 +43,7 @@ interface LocatedProblem {
 }
 
 /** `services[1].port`, `services[0].env.DATABASE_URL`, `metadata.labels["a.b"]` */
-export function formatPath(segments: readonly Segment[]): string {
+function formatPath(segments: readonly Segment[]): string {
   let out = '';
   for (const s of segments) {
     if (typeof s === 'number') out += `[${s}]`;

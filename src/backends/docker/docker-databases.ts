@@ -11,7 +11,7 @@ import { containerLogs, imageRef, versionOf, type Dockerode } from './engine';
 const STOP_GRACE_S = 10;
 
 /** Image for a database without one: overridable because a machine may only have a local build. */
-export function defaultPostgresImage(env: NodeJS.ProcessEnv = process.env): string {
+function defaultPostgresImage(env: NodeJS.ProcessEnv = process.env): string {
   return env.TOPAS_POSTGRES_IMAGE || 'postgres:16-alpine';
 }
 

@@ -120,7 +120,7 @@ async function pullImage(docker: Dockerode, ref: string): Promise<void> {
 }
 
 /** An engine call that failed in a way that means the engine is gone. */
-export function engineError(err: unknown): Error {
+function engineError(err: unknown): Error {
   const e = err as NodeJS.ErrnoException;
   if (e && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT' || e.code === 'EACCES')) {
     return new TopasError('BACKEND_UNAVAILABLE', `the Docker engine is not reachable: ${e.message}`, { hint: ENGINE_HINT, cause: err });
@@ -129,7 +129,7 @@ export function engineError(err: unknown): Error {
 }
 
 /** `docker logs` output of a container without a TTY is multiplexed: 8-byte frame headers. */
-export function demuxLogs(buf: Buffer): string {
+function demuxLogs(buf: Buffer): string {
   let out = '';
   let i = 0;
   while (i + 8 <= buf.length) {

@@ -221,7 +221,7 @@ export class PostgresCluster {
  * Can the unprivileged postgres user walk down to dir? When running as root in a
  * folder like /root/... it cannot, and we do not loosen folders we do not own.
  */
-export function traversableByOthers(dir: string): boolean {
+function traversableByOthers(dir: string): boolean {
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
     try {
       if ((fs.statSync(d).mode & 0o001) === 0) return false;
@@ -236,7 +236,7 @@ export function traversableByOthers(dir: string): boolean {
  * A temp folder the postgres user can walk into: $TMPDIR when it is open to
  * others, else the system's (a private TMPDIR, as `mktemp -d` makes it, is 0700).
  */
-export function reachableTmpRoot(): string {
+function reachableTmpRoot(): string {
   for (const dir of [os.tmpdir(), '/tmp', '/var/tmp']) if (traversableByOthers(dir)) return dir;
   throw new TopasError('BACKEND_UNAVAILABLE', `local backend: PostgreSQL runs as the postgres user, which can reach no temp folder (${os.tmpdir()}, /tmp, /var/tmp)`, {
     hint: 'point TMPDIR at a folder others may traverse (chmod o+x), or run topas as a user other than root',
