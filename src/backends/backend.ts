@@ -31,9 +31,9 @@ export interface Backend {
   sweep(opts: SweepOptions): Promise<{ removed: string[] }>;
 }
 
-/** Where a backend reads its settings (TOPAS_POSTGRES_IMAGE, a cluster's TOPAS_KUBECONFIG...): the command's Io.env, never process.env. */
+/** Where a backend reads its settings (TOPAS_PG_DIR, a cluster's TOPAS_KUBECONFIG...): the command's Io.env, never process.env. */
 export interface BackendEnv {
-  /** the environment topas runs in (Io.env, with what flags such as --kubeconfig add) */
+  /** the environment topas runs in (Io.env, with what flags such as --kubeconfig add); without it, no settings */
   env?: NodeJS.ProcessEnv;
 }
 
@@ -46,8 +46,12 @@ export interface StartContext {
   signal?: AbortSignal;
   /** extra env for every service (e.g. from --env) */
   env?: Record<string, string>;
-  /** the environment topas runs in (Io.env, with what flags such as --kubeconfig add): local services inherit it, backends read their settings from it */
-  processEnv?: NodeJS.ProcessEnv;
+  /**
+   * The environment topas runs in (Io.env, with what flags such as --kubeconfig
+   * add): local services inherit it, backends read their settings from it.
+   * Required: no backend falls back to process.env (tests run the CLI in-process).
+   */
+  processEnv: NodeJS.ProcessEnv;
   /**
    * Point dependents' references (`${db.url}`) at this process's shaping proxies,
    * so `shape` calls reach service-to-service traffic too. Only for a SUT that

@@ -78,7 +78,7 @@ export async function openSut(opts: {
   signal?: AbortSignal;
   env?: Record<string, string>;
   /** the environment topas runs in (Io.env), for the backends (StartContext.processEnv) */
-  processEnv?: NodeJS.ProcessEnv;
+  processEnv: NodeJS.ProcessEnv;
   /** route dependents through this process's shaping proxies (StartContext.shapeDependents) */
   shapeDependents?: boolean;
   /** the SUT will outlive this process: dependents' proxies in a detached host (StartContext.proxyHost) */

@@ -134,7 +134,7 @@ export class CoreSut implements Sut {
       const dependents = wanted && prep.dependents;
       if (dependents && ctx.proxyHost) {
         // the SUT outlives this process: its dependents' proxies go to a host that lives as long as it
-        sut.proxyHost = await ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand() });
+        sut.proxyHost = await ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand(), env: ctx.processEnv });
         sut.fleet.useHost(sut.proxyHost);
       }
       if (dependents) sut.listenHost = prep.listenHost ?? '';
