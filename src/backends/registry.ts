@@ -63,13 +63,18 @@ export function checkBackendName(name: string): void {
 /**
  * The checks of the backend `--backend` names, for the spec loader: a spec with
  * problems of its own reports this backend's beside them, in one error. None
- * for `auto` (no one backend's rules apply before one is chosen) nor for a
- * backend without checks. Throws INVALID_FLAGS for an unknown name.
+ * for `auto` (no one backend's rules apply before one is chosen). Throws
+ * INVALID_FLAGS for an unknown name.
  */
 export function backendChecks(name: string): { backend: string; problems(spec: AppSpec): Problem[] } | undefined {
   checkBackendName(name);
   if (name === 'auto') return undefined;
-  const backend = getBackend(name);
-  const validate = backend.validate?.bind(backend);
-  return validate ? { backend: name, problems: validate } : undefined;
+  // made only when the spec has problems of its own (docker's loads testcontainers)
+  return {
+    backend: name,
+    problems: (spec) => {
+      const backend = getBackend(name);
+      return backend.validate?.(spec) ?? [];
+    },
+  };
 }
