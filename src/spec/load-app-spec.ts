@@ -40,6 +40,8 @@ interface LocatedProblem {
   message: string;
   /** found by the backend's checks, not the spec's own */
   backend?: boolean;
+  /** a backend's path that names no place in the file, shown as it wrote it */
+  shown?: string;
 }
 
 /** `services[1].port`, `services[0].env.DATABASE_URL`, `metadata.labels["a.b"]` */
@@ -182,7 +184,10 @@ function backendProblems(body: Record<string, unknown>, prefix: Segment[], check
   } catch {
     return [];
   }
-  return found.map((p) => ({ segments: locateInFile(p.path, partial, prefix) ?? [...prefix], message: p.message, backend: true }));
+  return found.map((p) => {
+    const at = locateInFile(p.path, partial, prefix);
+    return at ? { segments: at, message: p.message, backend: true } : { segments: [...prefix], message: p.message, backend: true, shown: p.path };
+  });
 }
 
 function specName(raw: Record<string, unknown>, dir: string): string {
@@ -196,13 +201,13 @@ function invalidSpec(doc: Document, file: string, located: LocatedProblem[], bac
   const withPos = located
     .map((p, i) => ({ p, i, pos: positionOf(doc, p.segments) }))
     .filter(({ p }) => {
-      const key = `${formatPath(p.segments)}\0${p.message}`;
+      const key = `${p.shown ?? formatPath(p.segments)}\0${p.message}`;
       if (seen.has(key)) return false;
       seen.add(key);
       return true;
     })
     .sort((a, b) => a.pos - b.pos || a.i - b.i);
-  const problems = withPos.map(({ p }) => ({ path: formatPath(p.segments), message: p.message }));
+  const problems = withPos.map(({ p }) => ({ path: p.shown ?? formatPath(p.segments), message: p.message }));
   const n = problems.length;
   const ofBackend = withPos.filter(({ p }) => p.backend).length;
   const also = backend && ofBackend ? ` (${ofBackend} of them for backend ${backend})` : '';

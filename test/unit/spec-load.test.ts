@@ -362,6 +362,11 @@ describe('the backend\'s checks beside the spec\'s own problems', () => {
     assert.deepEqual(problemLines(e).filter((l) => / refused$/.test(l)), ['services[0].image: api refused', 'services[2].image: web refused']);
   });
 
+  test('a backend problem whose path names no place in the file keeps its path as written', () => {
+    const e = thrown(() => parseAppSpec(yaml, file, { backendChecks: { backend: 'test', problems: () => [{ path: 'cluster', message: 'no cluster' }] } }));
+    assert.ok(problemLines(e).includes('cluster: no cluster'), problemLines(e).join('\n'));
+  });
+
   test('a valid spec does not ask the checks (the backend raises its own when chosen); a check that throws adds nothing', () => {
     let asked = 0;
     const ok = parseAppSpec('services:\n  - name: api\n    image: a\n    port: 8080\n', file, {
