@@ -6,7 +6,7 @@
  */
 
 // the backend seam (src/backends/backend.ts) and what a plugin's hook receives
-export type { Backend, Sut, StartContext, ServiceStatus, EndpointMap, SutState, ApplyServiceChange, KillOptions } from './backends/backend';
+export type { Backend, BackendEnv, Sut, StartContext, ServiceStatus, EndpointMap, SutState, ApplyServiceChange, KillOptions } from './backends/backend';
 export type { SweepOptions, KeptApp } from './backends/ownership';
 export type { BackendsHook, BackendsHookOptions } from './backends/plugin-backends';
 

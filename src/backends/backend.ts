@@ -12,7 +12,7 @@ import type { SutLifecycle } from '../sut/lifecycle';
 export interface Backend {
   readonly name: string;
   /** Can this backend run this spec here? Used by `--backend auto`. Never throws. */
-  probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }>;
+  probe(spec: AppSpec, opts?: BackendEnv): Promise<{ ok: boolean; reason: string }>;
   /** Every problem of a valid spec for this backend, with its path; pure. Checked before anything starts. */
   validate?(spec: AppSpec): Problem[];
   /**
@@ -31,6 +31,12 @@ export interface Backend {
   sweep(opts: SweepOptions): Promise<{ removed: string[] }>;
 }
 
+/** Where a backend reads its settings (TOPAS_PG_DIR, a cluster's TOPAS_KUBECONFIG...): the command's Io.env, never process.env. */
+export interface BackendEnv {
+  /** the environment topas runs in (Io.env, with what flags such as --kubeconfig add); without it, no settings */
+  env?: NodeJS.ProcessEnv;
+}
+
 export interface StartContext {
   runId: string;
   /** where a backend keeps files for this run (logs, data dirs); removed on dispose unless keep */
@@ -40,8 +46,12 @@ export interface StartContext {
   signal?: AbortSignal;
   /** extra env for every service (e.g. from --env) */
   env?: Record<string, string>;
-  /** the environment topas runs in (Io.env): local services inherit it, backends read their settings from it; default process.env */
-  processEnv?: NodeJS.ProcessEnv;
+  /**
+   * The environment topas runs in (Io.env, with what flags such as --kubeconfig
+   * add): local services inherit it, backends read their settings from it.
+   * Required: no backend falls back to process.env (tests run the CLI in-process).
+   */
+  processEnv: NodeJS.ProcessEnv;
   /**
    * Point dependents' references (`${db.url}`) at this process's shaping proxies,
    * so `shape` calls reach service-to-service traffic too. Only for a SUT that

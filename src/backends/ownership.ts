@@ -17,6 +17,8 @@ export interface SweepOptions {
   /** also remove SUTs kept (detached on purpose) by this app: same name and same spec file */
   kept?: KeptApp;
   log?: (line: string) => void;
+  /** the environment topas runs in (Io.env, with what flags such as --kubeconfig add): where a backend reads its settings */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface KeptApp {

@@ -1,5 +1,6 @@
 import type { Backend } from './backend';
-import { TopasError } from '../errors';
+import { TopasError, type Problem } from '../errors';
+import type { AppSpec } from '../spec/app-spec';
 
 /** name -> factory. `local` and `docker` register themselves in src/backends/index.ts; plugins add theirs through the `topas:backends` oclif hook (plugin-backends.ts). */
 const factories = new Map<string, () => Backend>();
@@ -57,4 +58,23 @@ export function checkBackendName(name: string): void {
   throw new TopasError('INVALID_FLAGS', `--backend: unknown backend "${name}"`, {
     problems: [{ path: '--backend', message: `unknown backend "${name}"; available: ${known.join(', ')}` }],
   });
+}
+
+/**
+ * The checks of the backend `--backend` names, for the spec loader: a spec with
+ * problems of its own reports this backend's beside them, in one error. None
+ * for `auto` (no one backend's rules apply before one is chosen). Throws
+ * INVALID_FLAGS for an unknown name.
+ */
+export function backendChecks(name: string): { backend: string; problems(spec: AppSpec): Problem[] } | undefined {
+  checkBackendName(name);
+  if (name === 'auto') return undefined;
+  // made only when the spec has problems of its own (docker's loads testcontainers)
+  return {
+    backend: name,
+    problems: (spec) => {
+      const backend = getBackend(name);
+      return backend.validate?.(spec) ?? [];
+    },
+  };
 }

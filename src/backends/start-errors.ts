@@ -10,7 +10,7 @@ import { lastLines } from './readiness';
  * the last lines the service printed (each with its replica's prefix, as
  * `[api-1] ...`), and a hint naming the field of topas.yaml to look at.
  */
-export const LOG_TAIL_LINES = 20;
+const LOG_TAIL_LINES = 20;
 
 /** `services[0] (api) in topas.yaml`: where a service or database is declared. */
 export function specWhere(spec: AppSpec, name: string): string {

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { Flags } from '@oclif/core';
 import { TopasError } from '../errors';
+import type { Io } from '../io';
 import { readEnvFiles } from './env-file';
 import { parseDurationMs } from '../util/duration';
 import { LIMITS, envSizeProblems, formatBytes, formatLimitDuration } from '../util/limits';
@@ -67,7 +68,8 @@ export function parseDurationFlag(value: string, flag: string): number {
 /**
  * Where a cluster backend (the kubernetes plugin) works. Core knows nothing of
  * clusters: it hands these to the backend as the environment variables the
- * plugin reads (TOPAS_KUBECONFIG, TOPAS_KUBE_CONTEXT, TOPAS_KUBE_NAMESPACE).
+ * plugin reads (TOPAS_KUBECONFIG, TOPAS_KUBE_CONTEXT, TOPAS_KUBE_NAMESPACE),
+ * in the command's Io.env (StartContext.processEnv, SweepOptions.env, probe's env).
  */
 export const clusterFlags = {
   kubeconfig: Flags.string({ description: 'kubeconfig for a cluster backend such as kubernetes (default: KUBECONFIG, ~/.kube/config)', helpValue: 'FILE', helpGroup: 'CLUSTER' }),
@@ -77,21 +79,27 @@ export const clusterFlags = {
 
 const CLUSTER_ENV = { kubeconfig: 'TOPAS_KUBECONFIG', context: 'TOPAS_KUBE_CONTEXT', namespace: 'TOPAS_KUBE_NAMESPACE' } as const;
 
-/** Runs `fn` with the cluster flags given as the plugin's environment variables, restored afterwards. */
-export async function withClusterFlags<T>(flags: { kubeconfig?: string; context?: string; namespace?: string }, fn: () => Promise<T>): Promise<T> {
-  const saved: Record<string, string | undefined> = {};
+/**
+ * The command's Io with the cluster flags given added to its env, as the
+ * plugin's variables (a relative --kubeconfig resolved against Io.cwd). The
+ * process's own environment is left alone: the backends read the Io's.
+ */
+export function withClusterFlags(io: Io, flags: { kubeconfig?: string; context?: string; namespace?: string }): Io {
+  const added: Record<string, string> = {};
   for (const [flag, name] of Object.entries(CLUSTER_ENV) as Array<[keyof typeof CLUSTER_ENV, string]>) {
     const value = flags[flag];
-    if (value === undefined) continue;
-    saved[name] = process.env[name];
-    process.env[name] = flag === 'kubeconfig' ? path.resolve(value) : value;
+    if (value !== undefined) added[name] = flag === 'kubeconfig' ? path.resolve(io.cwd, value) : value;
   }
-  try {
-    return await fn();
-  } finally {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  }
+  if (Object.keys(added).length === 0) return io;
+  const env = { ...io.env, ...added };
+  return {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    env,
+    get cwd() {
+      return io.cwd;
+    },
+    now: () => io.now(),
+    onSignal: (handler) => io.onSignal(handler),
+  };
 }

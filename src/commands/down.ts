@@ -22,7 +22,7 @@ export default class Down extends BaseCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Down);
-    const result = await withClusterFlags(flags, () => downApp({ io: this.io, app: flags.app, all: flags.all, backend: flags.backend }));
+    const result = await downApp({ io: withClusterFlags(this.io, flags), app: flags.app, all: flags.all, backend: flags.backend });
     if (flags.json) return this.outJson(result);
     if (result.tornDown) this.out(`torn down: ${result.tornDown}`);
     this.out(result.removed.length ? `swept ${result.removed.length} leftover(s):\n${result.removed.map((r) => `  ${r}`).join('\n')}` : result.tornDown ? '' : 'nothing was running');

@@ -10,7 +10,7 @@ export default class Ps extends BaseCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Ps);
-    const result = await withClusterFlags(flags, () => psApp({ io: this.io, app: flags.app }));
+    const result = await psApp({ io: withClusterFlags(this.io, flags), app: flags.app });
     if (flags.json) return this.outJson(result);
     if (!result.backend) return this.out(`${result.app} is not up (\`topas up\` starts it)`);
     this.out(`${result.app} on ${result.backend} (run ${result.runId})`);

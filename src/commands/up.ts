@@ -11,7 +11,7 @@ export default class Up extends BaseCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Up);
-    const result = await withClusterFlags(flags, () => upApp({ io: this.io, app: flags.app, backend: flags.backend, env: parseEnvFlags(flags.env, flags['env-file'], this.io.cwd) }));
+    const result = await upApp({ io: withClusterFlags(this.io, flags), app: flags.app, backend: flags.backend, env: parseEnvFlags(flags.env, flags['env-file'], this.io.cwd) });
     if (flags.json) return this.outJson(result);
     this.out(`${result.alreadyUp ? 'already up' : 'up'}: ${result.app} on ${result.backend} (run ${result.runId})`);
     this.out(servicesTable(result.services, maskSecrets));

@@ -127,15 +127,17 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   if (syntax.length) throw new TopasError('LUA_SYNTAX', `${opts.file} does not compile`, { problems: syntax });
   const specFile = findAppSpecFile({ app: opts.app, cwd: io.cwd, near: requested });
   // the spec's schema, YAML and the backends load only when there is an app (~190 ms of start-up otherwise)
-  const spec: AppSpec | undefined = specFile ? await (await import('../spec/load-app-spec')).loadAppSpec(specFile, { env: io.env, cwd: io.cwd }) : undefined;
+  let spec: AppSpec | undefined;
+  if (specFile) {
+    await import('../backends/index');
+    // with --backend NAME, the spec's problems and that backend's come in one error
+    const backendChecks = (await import('../backends/registry')).backendChecks(opts.backend);
+    spec = await (await import('../spec/load-app-spec')).loadAppSpec(specFile, { env: io.env, cwd: io.cwd, backendChecks });
+  }
   // process-wide: the run record, log, summary and console mask them too
   if (spec) registerSpecSecrets(spec);
   registerEnvSecrets(opts.env);
-  if (spec) {
-    await import('../backends/index');
-    (await import('../backends/registry')).checkBackendName(opts.backend);
-    checkServiceEnvWithFlags(spec.services, opts.env);
-  }
+  if (spec) checkServiceEnvWithFlags(spec.services, opts.env);
   const env = { ...stringEnv(io.env), ...spec?.env, ...opts.env };
   const baselineFigures = opts.baseline !== undefined ? readBaseline(opts.baseline, spec?.dir ?? io.cwd, io.cwd) : undefined;
   if (opts.maxRegression !== undefined && !(opts.maxRegression >= 0)) throw new TopasError('INVALID_FLAGS', `--max-regression must be >= 0, got ${opts.maxRegression}`);

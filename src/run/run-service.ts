@@ -10,7 +10,7 @@ import { checkLuaSyntax } from '../lua/syntax-check';
 import { ScenarioPool } from './scenario-pool';
 import { boundedEvent, boundedMessage, boundedResult } from './bounded-result';
 import { escapeControl } from '../util/terminal-text';
-import { checkBackendName } from '../backends/registry';
+import { backendChecks } from '../backends/registry';
 // the built-in backends register themselves (--backend local/docker is checked before anything starts)
 import '../backends/index';
 import { checkServiceEnvWithFlags } from '../util/limits';
@@ -257,8 +257,8 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   const playbooks = targets.playbooks.map((f) => loadPlaybook(f, { appOverridden: opts.app !== undefined }));
   const appFromPlaybook = playbooks.find((p) => p.app)?.app;
   const specFile = findAppSpecFile({ app: opts.app ?? appFromPlaybook, cwd: io.cwd, near: targets.luaFiles[0] ?? targets.playbooks[0] });
-  const spec = specFile ? await loadAppSpec(specFile, { env: io.env, cwd: io.cwd }) : undefined;
-  if (spec) checkBackendName(opts.backend);
+  // with --backend NAME, the spec's problems and that backend's come in one error
+  const spec = specFile ? await loadAppSpec(specFile, { env: io.env, cwd: io.cwd, backendChecks: backendChecks(opts.backend) }) : undefined;
   if (spec) checkServiceEnvWithFlags(spec.services, opts.env);
   if (spec) checkShapingTargets(playbooks, spec);
 

@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import type { ServiceStatus } from '../backends/backend';
-import { backendNames, checkBackendName, getBackend } from '../backends/registry';
+import { backendChecks, backendNames, checkBackendName, getBackend } from '../backends/registry';
 import '../backends/index';
 import { TopasError } from '../errors';
 import type { Io } from '../io';
@@ -13,10 +13,11 @@ import { openSut } from './sut-session';
 import { findAppSpecFile } from './targets';
 import { checkServiceEnvWithFlags } from '../util/limits';
 
-async function loadSpec(io: Io, app?: string): Promise<AppSpec> {
+/** `backend`: the one that will run it (`topas up --backend local`), whose problems join the spec's own. */
+async function loadSpec(io: Io, app?: string, backend?: string): Promise<AppSpec> {
   const file = findAppSpecFile({ app, cwd: io.cwd });
   if (!file) throw new TopasError('FILE_NOT_FOUND', 'no topas.yaml here', { hint: 'pass --app path/to/topas.yaml, or run `topas init`' });
-  return loadAppSpec(file, { env: io.env, cwd: io.cwd });
+  return loadAppSpec(file, { env: io.env, cwd: io.cwd, backendChecks: backend === undefined ? undefined : backendChecks(backend) });
 }
 
 export interface UpResult {
@@ -30,7 +31,7 @@ export interface UpResult {
 
 /** `topas up`: stand up (or find up) the SUT and leave it running, recorded in .topas/state.json. */
 export async function upApp(opts: { io: Io; app?: string; backend: string; env: Record<string, string> }): Promise<UpResult> {
-  const spec = await loadSpec(opts.io, opts.app);
+  const spec = await loadSpec(opts.io, opts.app, opts.backend);
   checkServiceEnvWithFlags(spec.services, opts.env);
   const mask = createMasker(spec);
   const log = (line: string) => opts.io.stderr.write(`topas: ${mask(line)}\n`);
@@ -102,7 +103,7 @@ export async function downApp(opts: { io: Io; app?: string; all: boolean; backen
   const kept = spec ? { app: spec.name, specFile: spec.file } : undefined;
   for (const name of backends) {
     try {
-      const r = await getBackend(name).sweep({ app: spec?.name, all: opts.all, kept, log });
+      const r = await getBackend(name).sweep({ app: spec?.name, all: opts.all, kept, log, env: opts.io.env });
       removed.push(...r.removed);
     } catch (err) {
       log(`${name}: sweep skipped (${(err as Error).message})`);

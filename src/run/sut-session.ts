@@ -10,7 +10,7 @@ import type { AppSpec } from '../spec/app-spec';
 import { registerSecretsIn, registerSpecSecrets } from '../spec/secrets';
 import { readStateFile, removeStateFile, updateStateFile, writeStateFile } from './run-record';
 
-export interface BackendChoice {
+interface BackendChoice {
   backend: Backend;
   reason: string;
 }
@@ -18,14 +18,15 @@ export interface BackendChoice {
 /**
  * `--backend auto` (the default): docker when the engine answers and every
  * service has an image, else local when every service has a command.
+ * `env`: the environment the backends read their settings from (Io.env).
  */
-export async function chooseBackend(spec: AppSpec, requested: string): Promise<BackendChoice> {
+async function chooseBackend(spec: AppSpec, requested: string, env?: NodeJS.ProcessEnv): Promise<BackendChoice> {
   if (requested !== 'auto') {
     const backend = getBackend(requested);
     // every problem of the spec for this backend at once, with its path, before anything starts
     const problems = backend.validate?.(spec) ?? [];
     if (problems.length) throw unrunnable(requested, spec, problems, requested === 'local' ? 'give every service a `command` to run it locally, or use --backend docker' : undefined);
-    const probe = await backend.probe(spec);
+    const probe = await backend.probe(spec, { env });
     if (!probe.ok) {
       throw new TopasError('BACKEND_UNAVAILABLE', `backend ${requested} cannot run app ${spec.name}: ${probe.reason}`, {
         hint:
@@ -47,7 +48,7 @@ export async function chooseBackend(spec: AppSpec, requested: string): Promise<B
     } catch {
       continue;
     }
-    const probe = await backend.probe(spec);
+    const probe = await backend.probe(spec, { env });
     if (probe.ok) return { backend, reason: `auto: ${[...reasons, `${name}: ${probe.reason}`].join('; ')}` };
     reasons.push(`${name} not usable: ${probe.reason}`);
   }
@@ -77,7 +78,7 @@ export async function openSut(opts: {
   signal?: AbortSignal;
   env?: Record<string, string>;
   /** the environment topas runs in (Io.env), for the backends (StartContext.processEnv) */
-  processEnv?: NodeJS.ProcessEnv;
+  processEnv: NodeJS.ProcessEnv;
   /** route dependents through this process's shaping proxies (StartContext.shapeDependents) */
   shapeDependents?: boolean;
   /** the SUT will outlive this process: dependents' proxies in a detached host (StartContext.proxyHost) */
@@ -101,8 +102,8 @@ export async function openSut(opts: {
       removeStateFile(spec.dir);
     }
   }
-  const choice = await chooseBackend(spec, opts.backend);
-  await choice.backend.sweep({ app: spec.name, log: opts.log }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
+  const choice = await chooseBackend(spec, opts.backend, opts.processEnv);
+  await choice.backend.sweep({ app: spec.name, log: opts.log, env: opts.processEnv }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-${spec.name}-`));
   try {
     const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, processEnv: opts.processEnv, shapeDependents: opts.shapeDependents, proxyHost: opts.proxyHost });

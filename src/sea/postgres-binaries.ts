@@ -80,7 +80,8 @@ export interface FindPostgresOptions {
   ownModules?: boolean;
 }
 
-export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env, opts: FindPostgresOptions = {}): PostgresBinaries {
+/** `env`: where TOPAS_PG_DIR may be set (the command's Io.env) */
+export function findPostgresBinaries(env: NodeJS.ProcessEnv, opts: FindPostgresOptions = {}): PostgresBinaries {
   const fromEnv = env[PG_DIR_ENV];
   if (fromEnv) {
     const dir = binDirUnder(path.resolve(fromEnv));

@@ -147,7 +147,7 @@ export class ProxyHostClient {
    * Starts a detached host for the SUT whose work directory is `watchDir`.
    * `command` is the argv that starts this topas (script or single executable).
    */
-  static async start(opts: { watchDir: string; command: string[] }): Promise<ProxyHostClient> {
+  static async start(opts: { watchDir: string; command: string[]; /** the environment topas runs in (StartContext.processEnv) */ env: NodeJS.ProcessEnv }): Promise<ProxyHostClient> {
     const token = crypto.randomBytes(18).toString('base64url');
     const readyFile = path.join(opts.watchDir, `proxy-host-${crypto.randomBytes(4).toString('hex')}.json`);
     const logFd = fs.openSync(path.join(opts.watchDir, 'proxy-host.log'), 'a');
@@ -155,7 +155,7 @@ export class ProxyHostClient {
     const child = spawn(cmd, [...pre, 'proxy-host', '--watch', opts.watchDir, '--ready', readyFile], {
       detached: true,
       stdio: ['ignore', logFd, logFd],
-      env: { ...process.env, [PROXY_HOST_TOKEN_ENV]: token },
+      env: { ...opts.env, [PROXY_HOST_TOKEN_ENV]: token },
     });
     fs.closeSync(logFd);
     let exited: string | undefined;

@@ -37,7 +37,7 @@ function field<T>(check: (v: unknown, issue: IssueFn) => T) {
 
 const REQUIRED = 'required field is missing';
 
-export const DNS_LABEL_RE = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const DNS_LABEL_RE = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const DEFAULT_READY_TIMEOUT_MS = 30_000;
 
@@ -62,7 +62,7 @@ function checkText(v: unknown, issue: IssueFn): string {
   return v;
 }
 
-export function checkName(v: unknown, issue: IssueFn): string {
+function checkName(v: unknown, issue: IssueFn): string {
   if (v === undefined) issue(REQUIRED);
   else if (typeof v !== 'string' || !DNS_LABEL_RE.test(v)) {
     issue(`expected a name of lowercase letters, digits and "-" (starting with a letter, at most 63 characters), got ${describeValue(v)}`);
@@ -279,7 +279,7 @@ export const plainAppSchema = z.strictObject({ name: name.optional(), ...body })
 
 const stringMap = z.record(z.string(), z.string());
 
-export const API_VERSION = 'topas.dev/v1';
+const API_VERSION = 'topas.dev/v1';
 
 export const kindAppSchema = z.strictObject({
   apiVersion: field((v, issue) => {

@@ -2,7 +2,7 @@ import type { AppSpec } from './app-spec';
 import { TopasError } from '../errors';
 
 /** name -> names it depends on, in spec order: databases first, then services. */
-export function dependencyGraph(spec: AppSpec): Map<string, string[]> {
+function dependencyGraph(spec: AppSpec): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const db of spec.databases) graph.set(db.name, []);
   for (const svc of spec.services) graph.set(svc.name, [...svc.dependsOn]);

@@ -3,17 +3,10 @@ import * as path from 'node:path';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { TopasError, type Problem } from '../errors';
-import type { AppSpec, DatabaseSpec, ReadinessSpec, ServiceSpec } from './app-spec';
-import {
-  DEFAULT_READY_TIMEOUT_MS,
-  describeValue,
-  kindAppSchema,
-  knownKeysAt,
-  plainAppSchema,
-  type RawDatabase,
-  type RawReady,
-  type RawService,
-} from './app-spec-schema';
+import type { AppSpec } from './app-spec';
+import { describeValue, kindAppSchema, knownKeysAt, plainAppSchema } from './app-spec-schema';
+import { normalizeDatabase, normalizeService } from './normalize-spec';
+import { locateInFile, partialAppSpec } from './partial-spec';
 import { suggestion } from './did-you-mean';
 import { findCycle } from './dependency-graph';
 import { DATABASE_REFERENCE_FIELDS, SERVICE_REFERENCE_FIELDS, findReferences, findUnclosedReference } from './references';
@@ -30,19 +23,29 @@ export interface LoadAppSpecOptions {
   env?: Record<string, string | undefined>;
   /** Folder a relative `file` resolves against: the command's `Io.cwd`. */
   cwd?: string;
+  /**
+   * The checks of the backend that will run the spec (`--backend local`), so
+   * that a spec with problems of its own reports the backend's beside them in
+   * one INVALID_APP_SPEC (asked with the entries that parse; paths as in
+   * `services[0].command`). A spec without problems of its own is returned:
+   * the backend raises its problems itself when it is chosen.
+   */
+  backendChecks?: { backend: string; problems(spec: AppSpec): Problem[] };
 }
-
-export const DEFAULT_DATABASE_PORT = 5432;
 
 type Segment = string | number;
 
 interface LocatedProblem {
   segments: Segment[];
   message: string;
+  /** found by the backend's checks, not the spec's own */
+  backend?: boolean;
+  /** a backend's path that names no place in the file, shown as it wrote it */
+  shown?: string;
 }
 
 /** `services[1].port`, `services[0].env.DATABASE_URL`, `metadata.labels["a.b"]` */
-export function formatPath(segments: readonly Segment[]): string {
+function formatPath(segments: readonly Segment[]): string {
   let out = '';
   for (const s of segments) {
     if (typeof s === 'number') out += `[${s}]`;
@@ -124,7 +127,10 @@ export function parseAppSpec(text: string, file: string, opts: LoadAppSpecOption
   // A body of the wrong type was already reported by the schema.
   if (isMapping(rawBody)) crossChecks(rawBody, bodyPrefix, dir, initSQLFromFile, problems);
 
-  if (problems.length > 0) throw invalidSpec(doc, file, problems);
+  if (problems.length > 0) {
+    const forBackend = isMapping(rawBody) && opts.backendChecks ? backendProblems(rawBody, bodyPrefix, opts.backendChecks, { name: specName(raw, dir), file: absFile, dir }) : [];
+    throw invalidSpec(doc, file, [...problems, ...forBackend], forBackend.length ? opts.backendChecks?.backend : undefined);
+  }
   if (!parsed.success) throw new TopasError('INTERNAL', 'app spec validation failed without problems');
 
   const data = parsed.data;
@@ -169,21 +175,43 @@ function yamlSyntaxError(doc: Document, file: string): TopasError {
   });
 }
 
-function invalidSpec(doc: Document, file: string, located: LocatedProblem[]): TopasError {
+/** The backend's problems with the entries that parse, located in the file (a check that throws adds none: the backend says so when it starts). */
+function backendProblems(body: Record<string, unknown>, prefix: Segment[], checks: NonNullable<LoadAppSpecOptions['backendChecks']>, base: { name: string; file: string; dir: string }): LocatedProblem[] {
+  const partial = partialAppSpec(body, base);
+  let found: Problem[];
+  try {
+    found = checks.problems(partial.spec);
+  } catch {
+    return [];
+  }
+  return found.map((p) => {
+    const at = locateInFile(p.path, partial, prefix);
+    return at ? { segments: at, message: p.message, backend: true } : { segments: [...prefix], message: p.message, backend: true, shown: p.path };
+  });
+}
+
+function specName(raw: Record<string, unknown>, dir: string): string {
+  const named = isMapping(raw.metadata) ? raw.metadata.name : raw.name;
+  return typeof named === 'string' ? named : defaultAppName(dir);
+}
+
+function invalidSpec(doc: Document, file: string, located: LocatedProblem[], backend?: string): TopasError {
   // Report in file order, each problem once.
   const seen = new Set<string>();
   const withPos = located
     .map((p, i) => ({ p, i, pos: positionOf(doc, p.segments) }))
     .filter(({ p }) => {
-      const key = `${formatPath(p.segments)}\0${p.message}`;
+      const key = `${p.shown ?? formatPath(p.segments)}\0${p.message}`;
       if (seen.has(key)) return false;
       seen.add(key);
       return true;
     })
     .sort((a, b) => a.pos - b.pos || a.i - b.i);
-  const problems = withPos.map(({ p }) => ({ path: formatPath(p.segments), message: p.message }));
+  const problems = withPos.map(({ p }) => ({ path: p.shown ?? formatPath(p.segments), message: p.message }));
   const n = problems.length;
-  return new TopasError('INVALID_APP_SPEC', `${file}: ${n} problem${n === 1 ? '' : 's'} in the app spec`, { problems });
+  const ofBackend = withPos.filter(({ p }) => p.backend).length;
+  const also = backend && ofBackend ? ` (${ofBackend} of them for backend ${backend})` : '';
+  return new TopasError('INVALID_APP_SPEC', `${file}: ${n} problem${n === 1 ? '' : 's'} in the app spec${also}`, { problems });
 }
 
 function positionOf(doc: Document, segments: readonly Segment[]): number {
@@ -423,71 +451,4 @@ function checkInitSQL(e: Entity, dir: string, initSQLFromFile: Map<number, strin
       message: code === 'ENOENT' ? `file not found: ${abs}` : `cannot read ${abs}: ${(err as Error).message}`,
     });
   }
-}
-
-function normalizeReady(r: RawReady | undefined, ports: Record<string, number>): ReadinessSpec {
-  if (!r) return { kind: 'tcp', timeoutMs: DEFAULT_READY_TIMEOUT_MS };
-  const port = typeof r.port === 'string' ? ports[r.port] : r.port;
-  const withPort = port === undefined ? {} : { port };
-  switch (r.kind) {
-    case 'http':
-      return { kind: 'http', path: r.path ?? '/', timeoutMs: r.timeoutMs, ...withPort };
-    case 'tcp':
-      return { kind: 'tcp', timeoutMs: r.timeoutMs, ...withPort };
-    case 'log':
-      return { kind: 'log', pattern: r.pattern ?? '', timeoutMs: r.timeoutMs };
-    case 'none':
-      return { kind: 'none', timeoutMs: r.timeoutMs };
-  }
-}
-
-function normalizeService(s: RawService, names: Set<string>): ServiceSpec {
-  const ports: Record<string, number> = {};
-  const tlsPorts: string[] = [];
-  for (const [k, v] of Object.entries(s.ports ?? {})) {
-    if (typeof v === 'number') ports[k] = v;
-    else {
-      ports[k] = v.port;
-      if (v.tls) tlsPorts.push(k);
-    }
-  }
-  const env = s.env ?? s.envVars ?? {};
-  const deps = [...(s.depends_on ?? [])];
-  const refStrings = [...Object.values(env), ...(s.command ?? [])];
-  for (const v of refStrings) for (const ref of findReferences(v)) if (ref.name !== s.name && names.has(ref.name)) deps.push(ref.name);
-  const out: ServiceSpec = {
-    name: s.name,
-    port: s.port,
-    ports,
-    replicas: s.replicas ?? 1,
-    env,
-    ready: normalizeReady(s.ready, ports),
-    dependsOn: [...new Set(deps)],
-  };
-  if (s.tls) out.tls = true;
-  if (tlsPorts.length) out.tlsPorts = tlsPorts;
-  if (s.image !== undefined) out.image = s.image;
-  if (s.version !== undefined) out.version = s.version;
-  if (s.command !== undefined) out.command = s.command;
-  if (s.cwd !== undefined) out.cwd = s.cwd;
-  return out;
-}
-
-function normalizeDatabase(d: RawDatabase, initSQLFromFile: string | undefined): DatabaseSpec {
-  const out: DatabaseSpec = {
-    name: d.name,
-    engine: 'postgres',
-    port: d.port ?? DEFAULT_DATABASE_PORT,
-    credentials: {
-      user: d.credentials?.user ?? 'postgres',
-      password: d.credentials?.password ?? 'postgres',
-      dbname: d.credentials?.dbname ?? d.name,
-    },
-    ready: { timeoutMs: d.ready?.timeout ?? DEFAULT_READY_TIMEOUT_MS },
-  };
-  if (d.image !== undefined) out.image = d.image;
-  if (d.version !== undefined) out.version = d.version;
-  const sql = d.initSQL ?? initSQLFromFile;
-  if (sql !== undefined) out.initSQL = sql;
-  return out;
 }

@@ -1,14 +1,14 @@
 import type { AppSpec } from './app-spec';
 import { findReferences } from './references';
 
-export const MASK = '***';
+const MASK = '***';
 /** Shorter values would mask ordinary text all over the output. */
 const MIN_SECRET_LENGTH = 3;
 const SECRET_NAME_RE = /PASSWORD|SECRET|TOKEN|KEY/i;
 // The password part of `scheme://user:password@host`, whatever registered it.
 const URL_PASSWORD_RE = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)([^\s/@]+)@/gi;
 
-export function isSecretName(envName: string): boolean {
+function isSecretName(envName: string): boolean {
   return SECRET_NAME_RE.test(envName);
 }
 
@@ -57,7 +57,7 @@ function charPattern(ch: string): string {
 }
 
 /** A regex source that matches `secret` in any of its encodings. */
-export function secretPattern(secret: string): string {
+function secretPattern(secret: string): string {
   return [...secret].map(charPattern).join('');
 }
 
@@ -70,7 +70,7 @@ const MIN_BASE64_CHARS = 8;
  * URL-safe alphabets). `Authorization: Basic base64(user:password)` is the
  * common case: scenarios log their headers, and anyone can decode them.
  */
-export function base64Cores(secret: string): string[] {
+function base64Cores(secret: string): string[] {
   const bytes = Buffer.from(secret, 'utf8');
   const out = new Set<string>();
   for (let offset = 0; offset < 3; offset++) {
@@ -99,7 +99,7 @@ function buildMasker(secrets: Iterable<string>): (text: string) => string {
 }
 
 /** Secret values named by the spec: database passwords and env values whose names look secret. */
-export function specSecrets(spec: AppSpec): string[] {
+function specSecrets(spec: AppSpec): string[] {
   const out: string[] = [];
   for (const db of spec.databases) out.push(db.credentials.password);
   for (const svc of spec.services) {

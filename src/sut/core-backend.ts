@@ -1,6 +1,6 @@
 import { TopasError, type Problem } from '../errors';
 import type { AppSpec } from '../spec/app-spec';
-import type { Backend, StartContext, Sut, SutState } from '../backends/backend';
+import type { Backend, BackendEnv, StartContext, Sut, SutState } from '../backends/backend';
 import type { SweepOptions } from '../backends/ownership';
 import { CoreSut, type CoreOptions } from './core-sut';
 import type { DriverBackend } from './driver';
@@ -16,8 +16,8 @@ export class CoreBackend implements Backend {
     this.name = drivers.name;
   }
 
-  probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }> {
-    return this.drivers.probe(spec);
+  probe(spec: AppSpec, opts?: BackendEnv): Promise<{ ok: boolean; reason: string }> {
+    return this.drivers.probe(spec, opts);
   }
 
   validate(spec: AppSpec): Problem[] {

@@ -12,7 +12,7 @@ import type { DriverHost, ReplicaHandle, SutDriver } from './driver';
 import { endpointMapOf, endpointOf, serviceStatuses } from './core-status';
 import { Healer } from './healer';
 import { lifecycleOf, type SutLifecycle } from './lifecycle';
-import { DEFAULT_LOG_TAIL, mergeReplicaLogs } from './log-format';
+import { CoreOperations } from './core-operations';
 import { ReplicaTable, type Replica, type ServiceRuntime } from './replica-table';
 import { resolveValue } from './references';
 import { Rollouts } from './rollout';
@@ -27,7 +27,6 @@ export interface CoreOptions {
   reconcileIntervalMs?: number;
 }
 
-const DEFAULT_WAIT_READY_MS = 60_000;
 /** a single readiness attempt (attach, ps): the time one answer may take */
 const PROBE_ONCE_MS = 2000;
 
@@ -43,6 +42,7 @@ export class CoreSut implements Sut {
   readonly table: ReplicaTable;
   private readonly rollouts: Rollouts;
   private readonly healer: Healer;
+  private readonly ops: CoreOperations;
   private readonly shapes: ShapeController;
   private readonly fleet: ProxyFleet;
   private readonly shaping_: CoreShaping;
@@ -92,8 +92,16 @@ export class CoreSut implements Sut {
       signal: this.opsAbort.signal,
       log: (l) => this.log(l),
       notify: () => this.notify(),
-      restartDatabase: (name) => this.restartDatabase(name, false),
+      restartDatabase: (name) => this.ops.restartDatabase(name, false),
     }, opts.reconcileIntervalMs ?? driver.tuning?.reconcileIntervalMs ?? 250);
+    this.ops = new CoreOperations(this.table, driver, this.rollouts, this.healer, {
+      backend: this.backend,
+      signal: this.opsAbort.signal,
+      ensureOpen: () => this.ensureOpen(),
+      log: (l) => this.log(l),
+      notify: () => this.notify(),
+      persist: () => this.persist(),
+    });
     const host: DriverHost = {
       spec,
       ctx,
@@ -126,7 +134,7 @@ export class CoreSut implements Sut {
       const dependents = wanted && prep.dependents;
       if (dependents && ctx.proxyHost) {
         // the SUT outlives this process: its dependents' proxies go to a host that lives as long as it
-        sut.proxyHost = await ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand() });
+        sut.proxyHost = await ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand(), env: ctx.processEnv });
         sut.fleet.useHost(sut.proxyHost);
       }
       if (dependents) sut.listenHost = prep.listenHost ?? '';
@@ -231,15 +239,6 @@ export class CoreSut implements Sut {
     this.notify();
   }
 
-  private async restartDatabase(name: string, graceful: boolean): Promise<void> {
-    const db = this.table.databases.get(name)!;
-    if (!this.driver.restartDatabase) throw sutErrors.unsupported(this.backend, `start database ${name}`, 'its databases share one server');
-    db.ready = false;
-    db.handle = await this.driver.restartDatabase(name, { graceful, signal: this.opsAbort.signal });
-    db.ready = true;
-    this.persist();
-  }
-
   // ---------------------------------------------------------------- Sut
 
   private ensureOpen(): void {
@@ -281,168 +280,41 @@ export class CoreSut implements Sut {
     }
   }
 
-  async applyService(name: string, change: ApplyServiceChange): Promise<void> {
-    this.ensureOpen();
-    const svc = this.table.service(name);
-    if (change.replicas !== undefined && (!Number.isInteger(change.replicas) || change.replicas < 0)) throw sutErrors.badReplicaCount('apply_service', name, change.replicas);
-    const signal = this.opsAbort.signal;
-    await svc.ops.run(async () => {
-      const before = { ...svc.config, env: { ...svc.config.env } };
-      const next = { ...svc.config, env: { ...svc.config.env, ...(change.env ?? {}) } };
-      if (change.image !== undefined) next.image = change.image;
-      // a new image with its own tag replaces the version; else the version stays unless given
-      if (change.version !== undefined) next.version = change.version;
-      else if (change.image !== undefined && /:[^/]*$/.test(change.image)) next.version = undefined;
-      const changed = next.image !== before.image || next.version !== before.version || JSON.stringify(next.env) !== JSON.stringify(before.env);
-      if (changed) await this.driver.prepareConfig?.(next);
-      const target = change.replicas ?? svc.declared;
-      if (changed) {
-        svc.config = next;
-        svc.revision = undefined;
-      }
-      // recorded before the work: a run that dies midway leaves the intent, and the next attach finishes it
-      this.persist();
-      if (target < this.table.live(svc).length) await this.rollouts.scaleTo(svc, target, signal);
-      if (changed && this.table.live(svc).length > 0) {
-        this.log(`rolling out ${name}${next.version ? ` version ${next.version}` : ''}`);
-        try {
-          await this.rollouts.roll(svc, signal);
-        } catch (e) {
-          // replicas not yet replaced keep the old config, and so do later heals
-          svc.config = before;
-          this.persist();
-          throw e;
-        }
-        this.log(`service ${name} rolled out`);
-      }
-      await this.rollouts.scaleTo(svc, target, signal);
-    });
+  // what scenarios do to it: src/sut/core-operations.ts
+  applyService(name: string, change: ApplyServiceChange): Promise<void> {
+    return this.ops.applyService(name, change);
   }
 
-  async waitReady(name: string, timeoutMs = DEFAULT_WAIT_READY_MS): Promise<void> {
-    this.ensureOpen();
-    const db = this.table.databases.get(name);
-    const svc = db ? undefined : this.table.service(name);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (db) {
-        if (db.stopped || (db.handle && db.ready && !(await this.driver.databaseGone(name)))) return;
-        if (!this.driver.capabilities.healDatabases && db.handle) throw sutErrors.databaseNotRunning(name);
-      } else {
-        await this.healer.sweepDead();
-        if (this.table.isReady(svc!) && svc!.ops.busy === 0) return;
-      }
-      if (Date.now() >= deadline) {
-        if (!svc) throw new TopasError('READINESS_TIMEOUT', `database ${name}: not ready after ${formatDurationMs(timeoutMs)}`);
-        const serving = this.table.serving(svc).length;
-        throw new TopasError('READINESS_TIMEOUT', `service ${name}: ${serving} of ${svc.declared} replica(s) ready after ${formatDurationMs(timeoutMs)}${svc.lastError ? ` (last error: ${svc.lastError})` : ''}`);
-      }
-      this.ensureOpen();
-      void this.healer.once();
-      await sleep(50, this.opsAbort.signal);
-    }
+  waitReady(name: string, timeoutMs?: number): Promise<void> {
+    return this.ops.waitReady(name, timeoutMs);
   }
 
-  async scale(name: string, replicas: number): Promise<void> {
-    this.ensureOpen();
-    const svc = this.table.service(name);
-    if (!Number.isInteger(replicas) || replicas < 0) throw sutErrors.badReplicaCount('scale', name, replicas);
-    await svc.ops.run(() => this.rollouts.scaleTo(svc, replicas, this.opsAbort.signal));
+  scale(name: string, replicas: number): Promise<void> {
+    return this.ops.scale(name, replicas);
   }
 
-  async stop(name: string): Promise<void> {
-    this.ensureOpen();
-    const db = this.table.databases.get(name);
-    if (db) {
-      if (!this.driver.stopDatabase) throw sutErrors.unsupported(this.backend, `stop database ${name}`, 'its databases share one server');
-      await db.ops.run(async () => {
-        db.stopped = true;
-        db.ready = false;
-        this.persist();
-        await this.driver.stopDatabase!(name);
-      });
-      return;
-    }
-    const svc = this.table.service(name);
-    await svc.ops.run(async () => {
-      const keep = svc.declared;
-      await this.rollouts.scaleTo(svc, 0, this.opsAbort.signal);
-      if (keep > 0) svc.lastDeclared = keep;
-      this.persist();
-    });
+  stop(name: string): Promise<void> {
+    return this.ops.stop(name);
   }
 
-  async start(name: string): Promise<void> {
-    this.ensureOpen();
-    const db = this.table.databases.get(name);
-    if (db) return this.dbOp(name, false);
-    const svc = this.table.service(name);
-    await svc.ops.run(() => this.rollouts.scaleTo(svc, Math.max(svc.declared, svc.lastDeclared, 1), this.opsAbort.signal));
+  start(name: string): Promise<void> {
+    return this.ops.start(name);
   }
 
-  async restart(name: string): Promise<void> {
-    this.ensureOpen();
-    if (this.table.databases.has(name)) return this.dbOp(name, true);
-    const svc = this.table.service(name);
-    await svc.ops.run(() => this.rollouts.roll(svc, this.opsAbort.signal));
+  restart(name: string): Promise<void> {
+    return this.ops.restart(name);
   }
 
-  private async dbOp(name: string, graceful: boolean): Promise<void> {
-    const db = this.table.databases.get(name)!;
-    await db.ops.run(async () => {
-      db.stopped = false;
-      this.persist();
-      await this.restartDatabase(name, graceful);
-    });
+  kill(name: string, opts?: KillOptions): Promise<void> {
+    return this.ops.kill(name, opts);
   }
 
-  async kill(name: string, opts: KillOptions = {}): Promise<void> {
-    this.ensureOpen();
-    const signal = opts.signal ?? 'SIGKILL';
-    const db = this.table.databases.get(name);
-    if (db) {
-      if (!this.driver.faultDatabase) throw sutErrors.unsupported(this.backend, `kill database ${name}`, 'its databases share one server');
-      if (!db.handle || db.stopped) throw sutErrors.databaseNotRunning(name);
-      if ((await this.driver.faultDatabase(name, { kind: 'kill', signal })) === 'gone') db.ready = false;
-      void this.healer.once();
-      return;
-    }
-    const svc = this.table.service(name);
-    const live = this.table.live(svc);
-    const r = opts.replica !== undefined ? live.find((x) => x.h.index === opts.replica) : live[Math.floor(Math.random() * live.length)];
-    if (!r) throw sutErrors.noRunningReplica(name, opts.replica, opts.replica === undefined ? [] : live.map((x) => x.h.index));
-    const wasReady = r.ready;
-    r.ready = false;
-    this.notify();
-    this.log(`${signal} to service ${name} replica ${r.h.index}`);
-    if ((await this.driver.fault(r.h, { kind: 'kill', signal })) === 'gone') {
-      // known dead at once, so wait_ready right after a kill waits for the replacement
-      r.gone = true;
-      void this.healer.once();
-    } else if (!r.gone) {
-      // a signal the process handles (SIGHUP, SIGUSR1): it keeps serving
-      r.ready = wasReady;
-    }
-    this.notify();
+  logs(name: string, opts?: { tail?: number }): Promise<string> {
+    return this.ops.logs(name, opts);
   }
 
-  async logs(name: string, opts: { tail?: number } = {}): Promise<string> {
-    const tail = opts.tail ?? DEFAULT_LOG_TAIL;
-    if (this.table.databases.has(name)) return mergeReplicaLogs(name, [{ index: 1, text: await this.driver.databaseLogs(name, tail) }], tail);
-    const svc = this.table.service(name);
-    const replicas = [...svc.replicas].sort((a, b) => a.h.index - b.h.index);
-    const parts = await Promise.all(replicas.map(async (r) => ({ index: r.h.index, text: await this.driver.replicaLogs(r.h, tail) })));
-    return mergeReplicaLogs(name, parts, tail);
-  }
-
-  async exec(name: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    this.ensureOpen();
-    const db = this.table.databases.get(name);
-    const svc = db ? undefined : this.table.service(name);
-    if (argv.length === 0) throw sutErrors.emptyExec(name);
-    if (db) return this.driver.exec({ kind: 'database', database: db.spec }, argv);
-    const r = this.table.serving(svc!)[0] ?? this.table.live(svc!)[0];
-    return this.driver.exec({ kind: 'service', service: svc!.config, replica: r?.h }, argv);
+  exec(name: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return this.ops.exec(name, argv);
   }
 
   state(): SutState {

@@ -1,5 +1,5 @@
 import type { AppSpec, DatabaseSpec, ServiceSpec } from '../spec/app-spec';
-import type { StartContext, SutState } from '../backends/backend';
+import type { BackendEnv, StartContext, SutState } from '../backends/backend';
 import type { SweepOptions } from '../backends/ownership';
 import type { Address } from './references';
 import type { Problem } from '../errors';
@@ -197,7 +197,7 @@ export interface RunSnapshot {
  */
 export interface DriverBackend {
   readonly name: string;
-  probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }>;
+  probe(spec: AppSpec, opts?: BackendEnv): Promise<{ ok: boolean; reason: string }>;
   /**
    * Every problem of a (valid) spec for this driver, each with its path in
    * topas.yaml (`services[0].command`): pure, nothing is started or asked.

@@ -77,7 +77,7 @@ function labelled(kind: 'ps' | 'network', label: string): string[] {
 }
 
 function ctx(runId: string, workDir: string, lines: string[] = []) {
-  return { runId, workDir, log: (l: string) => lines.push(l) };
+  return { runId, workDir, log: (l: string) => lines.push(l), processEnv: process.env };
 }
 
 describe('docker backend (real Docker engine)', () => {
@@ -243,7 +243,7 @@ describe('docker backend (real Docker engine)', () => {
       const { DockerBackend } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/backends/docker/docker-backend.js'))});
       const { parseAppSpec } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/spec/load-app-spec.js'))});
       const spec = parseAppSpec(${JSON.stringify(specText('dockertest-sweep', '1.0.0', 1, false))}, ${JSON.stringify(s.file)});
-      new DockerBackend().start(spec, { runId: ${JSON.stringify(deadRun)}, workDir: ${JSON.stringify(workDir)}, log() {} })
+      new DockerBackend().start(spec, { runId: ${JSON.stringify(deadRun)}, workDir: ${JSON.stringify(workDir)}, log() {}, processEnv: process.env })
         .then(() => process.kill(process.pid, 'SIGKILL'), (e) => { console.error(e); process.exit(1); });`;
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, TESTCONTAINERS_RYUK_DISABLED: 'true' } });
     const exit = await new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, sig) => resolve(sig ?? code)));

@@ -130,7 +130,7 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
     const { KubernetesBackend } = await import('../../plugins/kubernetes/src/kube-backend');
     const spec = await loadAppSpec(appFile);
     const state = JSON.parse(fs.readFileSync(path.join(work, '.topas', 'state.json'), 'utf8')) as SutState;
-    const sut: Sut = await new KubernetesBackend().attach(spec, state, { runId: state.runId, workDir: '', log: () => {} });
+    const sut: Sut = await new KubernetesBackend().attach(spec, state, { runId: state.runId, workDir: '', log: () => {}, processEnv: process.env });
     const depName = (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` })).items[0].metadata!.name!;
     const readDep = () => apps.readNamespacedDeployment({ name: depName, namespace: ns });
 

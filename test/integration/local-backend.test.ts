@@ -106,7 +106,7 @@ describe('local backend: quickstart', () => {
   before(async () => {
     spec = await loadAppSpec(QUICKSTART);
     const t0 = Date.now();
-    sut = await backend.start(spec, { runId, workDir: tmpWorkDir('local-it'), log: (l) => logs.push(l) });
+    sut = await backend.start(spec, { runId, workDir: tmpWorkDir('local-it'), log: (l) => logs.push(l), processEnv: process.env });
     startMs = Date.now() - t0;
   });
 
@@ -294,7 +294,7 @@ describe('local backend: attach and detach', () => {
     const spec = await loadAppSpec(QUICKSTART);
     const oneReplica: AppSpec = { ...spec, services: [{ ...spec.services[0], replicas: 1 }] };
     const runId = `it-attach-${process.pid}`;
-    const first = await new LocalBackend().start(oneReplica, { runId, workDir: tmpWorkDir('local-attach'), log: () => {} });
+    const first = await new LocalBackend().start(oneReplica, { runId, workDir: tmpWorkDir('local-attach'), log: () => {}, processEnv: process.env });
     let attached: Sut | undefined;
     try {
       const state = JSON.parse(JSON.stringify(first.state())) as SutState;
@@ -306,7 +306,7 @@ describe('local backend: attach and detach', () => {
       const pid = stateData(state).services.api.replicas[0].pid;
       assert.equal(isAlive({ pid }), true);
 
-      attached = await new LocalBackend().attach(oneReplica, state, { runId, workDir: stateData(state).workDir, log: () => {} });
+      attached = await new LocalBackend().attach(oneReplica, state, { runId, workDir: stateData(state).workDir, log: () => {}, processEnv: process.env });
       assert.equal((await get(attached.endpoint('api') + '/healthz')).status, 200);
       assert.equal((await attached.services()).find((s) => s.name === 'db')!.ready, true);
       await attached.kill('api');

@@ -75,7 +75,7 @@ describe('local backend: failed starts leave nothing behind', () => {
     );
     const workDir = tmpWorkDir('local-fail');
     const runId = `it-fail-${process.pid}`;
-    const err = await startError(new LocalBackend().start(spec, { runId, workDir, log: () => {} }));
+    const err = await startError(new LocalBackend().start(spec, { runId, workDir, log: () => {}, processEnv: process.env }));
     assert.equal(err.code, 'SUT_START_FAILED');
     assert.match(err.message, /service crashy replica 1: exited/);
     assert.match(err.message, /exit code 3/);
@@ -97,7 +97,7 @@ describe('local backend: failed starts leave nothing behind', () => {
     ]);
     const workDir = tmpWorkDir('local-stuck');
     const runId = `it-stuck-${process.pid}`;
-    const err = await startError(new LocalBackend().start(spec, { runId, workDir, log: () => {} }));
+    const err = await startError(new LocalBackend().start(spec, { runId, workDir, log: () => {}, processEnv: process.env }));
     assert.equal(err.code, 'READINESS_TIMEOUT');
     assert.match(err.message, /^service stuck replica 1: not ready after 1\.00s \(tcp 127\.0\.0\.1:\d+: last result ECONNREFUSED\)/);
     assert.match(err.message, new RegExp(`waiting ${marker}`));
@@ -109,7 +109,7 @@ describe('local backend: failed starts leave nothing behind', () => {
   test('a command that does not exist is SUT_START_FAILED naming the command', async () => {
     const spec = appSpec('missing', [service('ghost', ['./no-such-binary-here'])]);
     const workDir = tmpWorkDir('local-missing');
-    const err = await startError(new LocalBackend().start(spec, { runId: `it-missing-${process.pid}`, workDir, log: () => {} }));
+    const err = await startError(new LocalBackend().start(spec, { runId: `it-missing-${process.pid}`, workDir, log: () => {}, processEnv: process.env }));
     assert.equal(err.code, 'SUT_START_FAILED');
     assert.match(err.message, /service ghost replica 1: cannot start `\.\/no-such-binary-here`/);
     assert.equal(fs.existsSync(workDir), false);
@@ -124,7 +124,7 @@ describe('local backend: failed starts leave nothing behind', () => {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), 500);
     try {
-      const err = await startError(new LocalBackend().start(spec, { runId: `it-abort-${process.pid}`, workDir, log: () => {}, signal: ac.signal }));
+      const err = await startError(new LocalBackend().start(spec, { runId: `it-abort-${process.pid}`, workDir, log: () => {}, signal: ac.signal, processEnv: process.env }));
       assert.equal(err.code, 'INTERRUPTED');
     } finally {
       clearTimeout(timer);
@@ -144,7 +144,7 @@ describe('local backend: sweep', () => {
     // the owner: starts the run, prints its state, then waits to be killed without cleaning up
     const script = `
       const { LocalBackend } = require(${JSON.stringify(backendJs)});
-      new LocalBackend().start(JSON.parse(process.env.SPEC), { runId: ${JSON.stringify(runId)}, workDir: ${JSON.stringify(workDir)}, log: () => {} })
+      new LocalBackend().start(JSON.parse(process.env.SPEC), { runId: ${JSON.stringify(runId)}, workDir: ${JSON.stringify(workDir)}, log: () => {}, processEnv: process.env })
         .then((sut) => { process.stdout.write(JSON.stringify(sut.state()) + '\\n'); setInterval(() => {}, 1000); },
               (e) => { console.error(e.message); process.exit(1); });`;
     const owner = spawn(process.execPath, ['-e', script], { env: { ...process.env, SPEC: JSON.stringify(spec) }, stdio: ['ignore', 'pipe', 'inherit'] });

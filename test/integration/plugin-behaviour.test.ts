@@ -31,7 +31,7 @@ test("the plugin's validate(spec) stops a start before anything runs, every prob
   const file = path.join(dir, 'topas.yaml');
   const spec = parseAppSpec('name: no-commands\nservices:\n  - name: api\n    image: local/mock-app\n    port: 8080\n  - name: web\n    image: local/mock-app\n    port: 8080\n', file);
   const workDir = path.join(dir, 'never');
-  const err = await new ProcessBackend().start(spec, { runId: `pv-${process.pid}`, workDir, log: () => {} }).then(
+  const err = await new ProcessBackend().start(spec, { runId: `pv-${process.pid}`, workDir, log: () => {}, processEnv: process.env }).then(
     () => undefined,
     (e: unknown) => e,
   );

@@ -101,7 +101,7 @@ export function sutBehaviourSuite(name: string, make: () => Backend, opts: Behav
       workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-behaviour-${name}-`));
       const file = path.join(workDir, 'topas.yaml');
       fs.writeFileSync(file, SPEC);
-      sut = await make().start(parseAppSpec(SPEC, file), { runId: `bh-${name}-${process.pid}`, workDir: path.join(workDir, 'run'), log: () => {}, shapeDependents: true });
+      sut = await make().start(parseAppSpec(SPEC, file), { runId: `bh-${name}-${process.pid}`, workDir: path.join(workDir, 'run'), log: () => {}, shapeDependents: true, processEnv: process.env });
     });
     after(async () => {
       await sut?.dispose();
@@ -233,7 +233,7 @@ export function sutBehaviourSuite(name: string, make: () => Backend, opts: Behav
       let urls: string[] = [];
       let disposedOne: Sut | undefined;
       {
-        await using s = await make().start(parseAppSpec(one, file), { runId: `bhu-${name}-${process.pid}`, workDir: path.join(dir, 'run'), log: () => {} });
+        await using s = await make().start(parseAppSpec(one, file), { runId: `bhu-${name}-${process.pid}`, workDir: path.join(dir, 'run'), log: () => {}, processEnv: process.env });
         urls = (await s.services()).flatMap((x) => x.endpoints);
         assert.equal(urls.length, 1);
         assert.equal(await status(`${urls[0]}/healthz`), '200');

@@ -112,7 +112,7 @@ function plain(events: string[]): string[] {
 }
 
 async function started(driver = new FakeDriver()): Promise<{ sut: CoreSut; driver: FakeDriver }> {
-  const sut = await CoreSut.start(spec, driver, { runId: 'fake-1', workDir: '', log: () => {} });
+  const sut = await CoreSut.start(spec, driver, { runId: 'fake-1', workDir: '', log: () => {}, processEnv: process.env });
   return { sut, driver };
 }
 
@@ -221,7 +221,7 @@ describe('sut core over a driver', () => {
     const a = { host: '127.0.0.1', port: 40001 };
     const mk = (key: string, index: number): ReplicaHandle => ({ key, service: 'api', index, version: '1', revision: '1', host: { main: a, ports: {} }, inside: { main: a, ports: {} } });
     again.adoptable = { replicas: [{ replica: mk('r1', 1), alive: true }, { replica: mk('r2', 2), alive: true }, { replica: mk('old', 2), alive: true, retiring: true }], databases: [] };
-    const attached = await CoreSut.attach(spec, again, state, { runId: 'fake-1', workDir: '', log: () => {} });
+    const attached = await CoreSut.attach(spec, again, state, { runId: 'fake-1', workDir: '', log: () => {}, processEnv: process.env });
     try {
       assert.match(again.events[0], /^adopt \{"api":\[\{"index":1/);
       assert.equal(attached.lifecycle, 'kept');

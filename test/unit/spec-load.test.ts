@@ -325,3 +325,56 @@ spec:
     assert.match(e.problems[0].message, /unique/);
   });
 });
+
+describe('the backend\'s checks beside the spec\'s own problems', () => {
+  const file = path.join(os.tmpdir(), 'topas.yaml');
+  const yaml = [
+    'services:',
+    '  - name: api',
+    '    port: 8080',
+    '    image: a',
+    '    tls: maybe',
+    '  - name: nameless-port',
+    '    image: b',
+    '  - name: web',
+    '    image: c',
+    '    port: 8081',
+    '',
+  ].join('\n');
+
+  test('the checks see the entries that parse (a bad optional field left out) and their paths point into the file', () => {
+    const seen: string[][] = [];
+    const e = thrown(() =>
+      parseAppSpec(yaml, file, {
+        backendChecks: {
+          backend: 'test',
+          problems: (spec) => {
+            seen.push(spec.services.map((s) => s.name));
+            return spec.services.map((s, i) => ({ path: `services[${i}].image`, message: `${s.name} refused` }));
+          },
+        },
+      }),
+    );
+    assert.equal(e.code, 'INVALID_APP_SPEC');
+    // the entry without a port does not parse: the backend is not asked about it
+    assert.deepEqual(seen, [['api', 'web']]);
+    assert.match(e.message, /4 problems in the app spec \(2 of them for backend test\)$/);
+    assert.deepEqual(problemLines(e).filter((l) => / refused$/.test(l)), ['services[0].image: api refused', 'services[2].image: web refused']);
+  });
+
+  test('a backend problem whose path names no place in the file keeps its path as written', () => {
+    const e = thrown(() => parseAppSpec(yaml, file, { backendChecks: { backend: 'test', problems: () => [{ path: 'cluster', message: 'no cluster' }] } }));
+    assert.ok(problemLines(e).includes('cluster: no cluster'), problemLines(e).join('\n'));
+  });
+
+  test('a valid spec does not ask the checks (the backend raises its own when chosen); a check that throws adds nothing', () => {
+    let asked = 0;
+    const ok = parseAppSpec('services:\n  - name: api\n    image: a\n    port: 8080\n', file, {
+      backendChecks: { backend: 'test', problems: () => (asked++, [{ path: 'services[0]', message: 'no' }]) },
+    });
+    assert.equal(ok.services.length, 1);
+    assert.equal(asked, 0);
+    const e = thrown(() => parseAppSpec(yaml, file, { backendChecks: { backend: 'test', problems: () => { throw new Error('a plugin bug'); } } }));
+    assert.match(e.message, /2 problems in the app spec$/);
+  });
+});

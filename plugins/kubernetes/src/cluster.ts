@@ -5,7 +5,9 @@ import { TopasError } from '../../../src/errors';
 
 /**
  * Which cluster and namespace: `--kubeconfig`/`--context`/`--namespace` reach
- * the backend as TOPAS_KUBECONFIG, TOPAS_KUBE_CONTEXT and TOPAS_KUBE_NAMESPACE;
+ * the backend as TOPAS_KUBECONFIG, TOPAS_KUBE_CONTEXT and TOPAS_KUBE_NAMESPACE
+ * in the environment topas hands it (StartContext.processEnv, SweepOptions.env,
+ * probe's env: the command's Io.env, not this process's);
  * without them the usual places (KUBECONFIG, ~/.kube/config, in-cluster), the
  * current context and its namespace (else `default`).
  */
@@ -15,7 +17,9 @@ export interface ClusterOptions {
   namespace?: string;
 }
 
-export function clusterOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ClusterOptions {
+/** `env` undefined: a caller that hands no environment (a program using the backend directly), so this process's. */
+export function clusterOptionsFromEnv(given: NodeJS.ProcessEnv | undefined): ClusterOptions {
+  const env = given ?? process.env;
   return {
     ...(env.TOPAS_KUBECONFIG ? { kubeconfig: env.TOPAS_KUBECONFIG } : {}),
     ...(env.TOPAS_KUBE_CONTEXT ? { context: env.TOPAS_KUBE_CONTEXT } : {}),
@@ -37,7 +41,11 @@ export interface Cluster {
 
 export const KUBE_HINT = 'point KUBECONFIG (or --kubeconfig / TOPAS_KUBECONFIG) at a cluster; for a local test cluster: scripts/kube-control-plane.sh start';
 
-/** A kubeconfig exists in one of the usual places (else loadFromDefault would invent localhost:8080). */
+/**
+ * A kubeconfig exists in one of the usual places (else loadFromDefault would
+ * invent localhost:8080). It reads process.env itself (KUBECONFIG, in-cluster),
+ * so this looks where it will.
+ */
 function hasKubeconfig(opts: ClusterOptions): boolean {
   if (opts.kubeconfig) return true;
   if (process.env.KUBECONFIG) return process.env.KUBECONFIG.split(':').some((f) => f && fs.existsSync(f));

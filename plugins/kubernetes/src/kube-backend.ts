@@ -1,5 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
-import type { Backend, StartContext, Sut, SutState } from '../../../src/backends/backend';
+import type { Backend, BackendEnv, StartContext, Sut, SutState } from '../../../src/backends/backend';
 import type { SweepOptions } from '../../../src/backends/ownership';
 import { isKeptApp } from '../../../src/backends/ownership';
 import { TopasError } from '../../../src/errors';
@@ -21,11 +21,11 @@ const PROBE_TIMEOUT_MS = 5000;
 export class KubernetesBackend implements Backend {
   readonly name = 'kubernetes';
 
-  async probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }> {
+  async probe(spec: AppSpec, opts?: BackendEnv): Promise<{ ok: boolean; reason: string }> {
     const noImage = spec.services.filter((s) => !s.image).map((s) => s.name);
     let cluster: Cluster;
     try {
-      cluster = connect(clusterOptionsFromEnv());
+      cluster = connect(clusterOptionsFromEnv(opts?.env));
       const v = await withTimeout(cluster.kc.makeApiClient(k8s.VersionApi).getCode(), PROBE_TIMEOUT_MS, 'kubernetes');
       if (noImage.length > 0) return { ok: false, reason: `services without an image: ${noImage.join(', ')}` };
       return { ok: true, reason: `cluster ${cluster.kc.getCurrentCluster()?.server} (${v.gitVersion}), namespace ${cluster.namespace}` };
@@ -35,7 +35,7 @@ export class KubernetesBackend implements Backend {
   }
 
   async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
-    const cluster = connect(clusterOptionsFromEnv());
+    const cluster = connect(clusterOptionsFromEnv(ctx.processEnv));
     const sut = new KubeSut(spec, ctx.runId, cluster, ctx, new Date().toISOString());
     try {
       await sut.createParent();
@@ -51,7 +51,7 @@ export class KubernetesBackend implements Backend {
   async attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut> {
     const data = state.data as KubeSutData | undefined;
     // the cluster the run was made on, unless this command names another one
-    const cluster = connect({ ...(data?.cluster ?? {}), ...clusterOptionsFromEnv() });
+    const cluster = connect({ ...(data?.cluster ?? {}), ...clusterOptionsFromEnv(ctx.processEnv) });
     const sut = new KubeSut(spec, state.runId, cluster, ctx, state.startedAt, data ?? { cluster: cluster.options, parent: '', overrides: {} });
     if (!(await sut.adopt()) && !ctx.readOnly) {
       throw new TopasError('SUT_NOT_UP', `kubernetes: run ${state.runId} (app ${state.app}) no longer exists in namespace ${cluster.namespace}`, { hint: 'start it again with `topas up`' });
@@ -68,7 +68,7 @@ export class KubernetesBackend implements Backend {
     let cluster: Cluster;
     let parents: k8s.V1ConfigMap[];
     try {
-      cluster = connect(clusterOptionsFromEnv());
+      cluster = connect(clusterOptionsFromEnv(opts.env));
       const labelSelector = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.kind}=run${!opts.all && opts.app !== undefined ? `,${LABELS.app}=${labelValue(opts.app)}` : ''}`;
       parents = (await withTimeout(cluster.core.listNamespacedConfigMap({ namespace: cluster.namespace, labelSelector }), PROBE_TIMEOUT_MS, 'kubernetes')).items;
     } catch (err) {

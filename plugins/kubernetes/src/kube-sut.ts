@@ -54,7 +54,7 @@ export class KubeSut implements Sut {
   ) {
     this.kept = data !== undefined;
     this.overrides = data?.overrides ?? {};
-    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: process.env.TOPAS_POSTGRES_IMAGE || undefined };
+    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: (ctx.processEnv ?? process.env).TOPAS_POSTGRES_IMAGE || undefined };
   }
 
   get lifecycle(): SutLifecycle {

@@ -11,7 +11,7 @@ import { containerLogs, imageRef, versionOf, type Dockerode } from './engine';
 const STOP_GRACE_S = 10;
 
 /** Image for a database without one: overridable because a machine may only have a local build. */
-export function defaultPostgresImage(env: NodeJS.ProcessEnv = process.env): string {
+function defaultPostgresImage(env: NodeJS.ProcessEnv): string {
   return env.TOPAS_POSTGRES_IMAGE || 'postgres:16-alpine';
 }
 
@@ -38,7 +38,8 @@ export class DockerDatabases {
   constructor(
     private readonly spec: AppSpec,
     private readonly hooks: DatabaseContainerHooks,
-    env: NodeJS.ProcessEnv | undefined,
+    /** the environment topas runs in (StartContext.processEnv) */
+    env: NodeJS.ProcessEnv,
   ) {
     for (const d of spec.databases) this.dbs.set(d.name, { spec: d, ref: d.image ? imageRef(d.image, d.version) : defaultPostgresImage(env) });
   }

@@ -2,7 +2,8 @@ import * as http from 'node:http';
 import { TopasError } from '../../errors';
 
 // The Ryuk reaper image cannot be pulled here, and topas removes what it makes
-// itself (dispose, sweep by labels). Set before testcontainers reads it.
+// itself (dispose, sweep by labels). Set before testcontainers reads it:
+// testcontainers reads its settings from process.env itself, not from Io.env.
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 
 import { getContainerRuntimeClient, type ContainerRuntimeClient } from 'testcontainers';
@@ -24,6 +25,7 @@ export async function connectEngine(): Promise<Engine> {
   try {
     // testcontainers falls back to the default socket when DOCKER_HOST does not
     // answer; a user who named an engine must get that engine or an error.
+    // It reads DOCKER_HOST from process.env itself, so this checks the same one.
     if (process.env.DOCKER_HOST) await pingDockerHost(process.env.DOCKER_HOST);
     client = await getContainerRuntimeClient();
     await client.container.dockerode.ping();
@@ -120,7 +122,7 @@ async function pullImage(docker: Dockerode, ref: string): Promise<void> {
 }
 
 /** An engine call that failed in a way that means the engine is gone. */
-export function engineError(err: unknown): Error {
+function engineError(err: unknown): Error {
   const e = err as NodeJS.ErrnoException;
   if (e && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT' || e.code === 'EACCES')) {
     return new TopasError('BACKEND_UNAVAILABLE', `the Docker engine is not reachable: ${e.message}`, { hint: ENGINE_HINT, cause: err });
@@ -129,7 +131,7 @@ export function engineError(err: unknown): Error {
 }
 
 /** `docker logs` output of a container without a TTY is multiplexed: 8-byte frame headers. */
-export function demuxLogs(buf: Buffer): string {
+function demuxLogs(buf: Buffer): string {
   let out = '';
   let i = 0;
   while (i + 8 <= buf.length) {

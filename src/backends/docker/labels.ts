@@ -38,7 +38,7 @@ export function runLabels(app: string, runId: string, specFile?: string, proxyHo
   };
 }
 
-export function ownerOf(labels: Record<string, string> | undefined): ProcessRef | undefined {
+function ownerOf(labels: Record<string, string> | undefined): ProcessRef | undefined {
   const pid = Number(labels?.[LABEL.ownerPid]);
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   const start = labels?.[LABEL.ownerStart];

@@ -1,6 +1,6 @@
 import type { AppSpec } from '../../spec/app-spec';
 import { TopasError, type Problem } from '../../errors';
-import type { StartContext, SutState } from '../backend';
+import type { BackendEnv, StartContext, SutState } from '../backend';
 import type { SweepOptions } from '../ownership';
 import { CoreBackend } from '../../sut/core-backend';
 import type { DriverBackend } from '../../sut/driver';
@@ -16,10 +16,10 @@ class LocalDrivers implements DriverBackend {
 
   constructor(private readonly opts: LocalDriverOptions) {}
 
-  async probe(spec: AppSpec): Promise<{ ok: boolean; reason: string }> {
+  async probe(spec: AppSpec, opts?: BackendEnv): Promise<{ ok: boolean; reason: string }> {
     const noCommand = spec.services.filter((s) => !s.command || s.command.length === 0).map((s) => s.name);
     if (noCommand.length) return { ok: false, reason: `service(s) ${noCommand.join(', ')} have no command` };
-    if (spec.databases.length && !postgresBinariesAvailable()) {
+    if (spec.databases.length && !postgresBinariesAvailable(opts?.env ?? {})) {
       return { ok: false, reason: `no embedded PostgreSQL binaries for ${process.platform}-${process.arch}` };
     }
     return { ok: true, reason: 'every service has a command' };

