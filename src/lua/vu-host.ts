@@ -798,14 +798,21 @@ export class VuHost {
     return 2;
   }
 
-  private moduleInstance(vu: Vu, name: string): LuaModuleInstance {
-    const opts = this.opts;
+  /** The module's factory; throws what require reports for a module that is not there. */
+  private moduleFactory(name: string): (ctx: LuaModuleContext) => LuaModuleInstance {
+    const custom = this.opts.custom;
     if (name === 'metrics') {
-      if (!opts.custom) throw new Error("module 'metrics' is only available under `topas load`");
-      return createVuMetricsModule(opts.custom);
+      if (!custom) throw new Error("module 'metrics' is only available under `topas load`");
+      return () => createVuMetricsModule(custom);
     }
     const factory = getLuaModule(name);
     if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
+    return factory;
+  }
+
+  private moduleInstance(vu: Vu, name: string): LuaModuleInstance {
+    const opts = this.opts;
+    const factory = this.moduleFactory(name);
     const ctx: LuaModuleContext = {
       task: this.taskFor(vu),
       endpoints: () => this.endpoints,
@@ -862,6 +869,11 @@ export class VuHost {
         return delay(ms, undefined, { signal: vu.abort.signal });
       }),
       env: (name: string) => opts.env[name],
+      // modules are made on first use (prelude.ts lazy_module); require only checks the name
+      module_check: this.wrapJs((name: unknown) => {
+        this.moduleFactory(String(name));
+        return true;
+      }),
       ...jsonBindings(),
       ...projectFileBindings(() => opts, (f) => this.wrapJs(f)),
     };
