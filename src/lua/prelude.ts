@@ -445,6 +445,8 @@ local function lazy_module(make)
   return stub
 end
 
+local wrapped_cache = setmetatable({}, { __mode = "k" })
+
 local function new_env(instance)
   local env = setmetatable({}, { __index = env_index })
   local modules = {}
@@ -470,8 +472,14 @@ local function new_env(instance)
     end
     local function instantiate()
       local exports, shim = settle(js_require(name))
-      local wrapped = {}
-      for k, f in pairs(exports) do wrapped[k] = wrap_js(f) end
+      -- a shim's own view of the exports can be shared by every env given the
+      -- same exports table (load VUs); without a shim it is the module table
+      local wrapped = shim and wrapped_cache[exports]
+      if not wrapped then
+        wrapped = {}
+        for k, f in pairs(exports) do wrapped[k] = wrap_js(f) end
+        if shim then wrapped_cache[exports] = wrapped end
+      end
       if not shim then return wrapped end
       local make = shim_cache[name]
       if not make then
