@@ -120,6 +120,7 @@ export class LuaRuntime {
   private readonly runs = new Map<string, ActiveRun>();
   private readonly resultPtr: number;
   private readonly hookPtr: number;
+  private readonly checkPtr: number;
   private readonly hookCount: number;
   private readonly baselineBytes: number;
   private endpoints: EndpointMap | undefined;
@@ -148,6 +149,10 @@ export class LuaRuntime {
     const G = this.global.address;
     this.global.loadString(PRELUDE_LUA, PRELUDE_CHUNK);
     this.global.pushValue(this.preludeBindings());
+    // check() is the hot binding of short scenarios: a raw C function, not wasmoon's wrapper
+    this.checkPtr = this.lua.module.addFunction((L: number) => this.rawCheck(L), 'ii');
+    this.lua.lua_pushcclosure(G, this.checkPtr, 0);
+    this.fast.setfield(G, -2, 'check');
     const status = this.lua.lua_pcallk(G, 1, 1, 0, 0, null);
     if (status !== LuaReturn.Ok) {
       const msg = this.lua.lua_tolstring(G, -1, null);
@@ -247,6 +252,7 @@ export class LuaRuntime {
     // lua_close on a broken state traps again; the thread's end frees it all
     if (this.crash) return;
     this.lua.module.removeFunction(this.hookPtr);
+    this.lua.module.removeFunction(this.checkPtr);
     this.lua.module._free(this.resultPtr);
     this.fast.dispose();
     this.global.close();
@@ -488,6 +494,18 @@ export class LuaRuntime {
     else t.failed++;
   }
 
+  /** check(name, ok) from the prelude (a string and a boolean); raises like any binding outside a scenario */
+  private rawCheck(L: number): number {
+    const run = this.current;
+    if (!run) {
+      this.fast.pushstring(L, 'called outside a running scenario');
+      this.lua.lua_error(L);
+      return 0;
+    }
+    this.recordCheck(run, this.fast.tostring(L, 1), this.fast.toboolean(L, 2));
+    return 0;
+  }
+
   private recordCheck(run: ActiveRun, name: string, ok: boolean): void {
     this.tally(run.checks, name, ok);
     for (const s of run.openSteps) this.tally(s.checks, name, ok);
@@ -541,7 +559,6 @@ export class LuaRuntime {
         const run = this.current;
         if (run) this.emitLog(run, level, message);
       },
-      check: (name: string, ok: boolean) => this.recordCheck(need(), name, ok),
       assert_failed: (message: string) => this.recordCheck(need(), message, false),
       assertion: (message: string) => {
         need().assertions.add(message);
