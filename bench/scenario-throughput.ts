@@ -9,6 +9,11 @@
  *   (W worker threads, C runs in flight): runs/s (target >= 8,000 on 2 workers).
  * - idle footprint: I scenarios parked in `sleep` at once on one engine; Lua
  *   heap and process memory per idle instance (target <= 64 KB).
+ *
+ * Beside runs/s, the CPU time per run (process.cpuUsage: every thread of the
+ * process, the pool's workers included): on a shared machine runs/s follow
+ * the neighbours' load, CPU per run much less. `--rounds R` repeats each
+ * measurement and prints the median.
  */
 import path from 'node:path';
 import { LuaRuntime } from '../src/lua/engine';
@@ -42,7 +47,17 @@ function task(file: string, timeoutMs = 60_000): ScenarioTask {
   };
 }
 
-async function oneThread(runs: number, concurrency: number): Promise<number> {
+interface Rate {
+  runsPerS: number;
+  cpuUsPerRun: number;
+}
+
+function cpuNow(): number {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+}
+
+async function oneThread(runs: number, concurrency: number): Promise<Rate> {
   const rt = await LuaRuntime.create({ onLog: () => undefined, onEvent: () => undefined, rpc: async () => undefined });
   const lane = async (n: number) => {
     for (let i = 0; i < n; i++) {
@@ -52,14 +67,16 @@ async function oneThread(runs: number, concurrency: number): Promise<number> {
   };
   await lane(500); // warm-up: JIT, file cache
   const t0 = performance.now();
+  const c0 = cpuNow();
   const per = Math.ceil(runs / concurrency);
   await Promise.all(Array.from({ length: concurrency }, () => lane(per)));
   const s = (performance.now() - t0) / 1000;
+  const cpu = cpuNow() - c0;
   rt.close();
-  return (per * concurrency) / s;
+  return { runsPerS: (per * concurrency) / s, cpuUsPerRun: cpu / (per * concurrency) };
 }
 
-async function pooled(runs: number, concurrency: number, workers: number): Promise<number> {
+async function pooled(runs: number, concurrency: number, workers: number): Promise<Rate> {
   const pool = new ScenarioPool({ workers, rpc: async () => undefined, onLog: () => undefined, onEvent: () => undefined });
   try {
     let next = 0;
@@ -74,8 +91,9 @@ async function pooled(runs: number, concurrency: number, workers: number): Promi
     await Promise.all(Array.from({ length: concurrency }, () => lane(1000))); // warm-up every worker
     next = 0;
     const t0 = performance.now();
+    const c0 = cpuNow();
     await Promise.all(Array.from({ length: concurrency }, () => lane(runs)));
-    return runs / ((performance.now() - t0) / 1000);
+    return { runsPerS: runs / ((performance.now() - t0) / 1000), cpuUsPerRun: (cpuNow() - c0) / runs };
   } finally {
     await pool.close();
   }
@@ -106,12 +124,22 @@ async function main(): Promise<void> {
   const concurrency = flag('concurrency', 16);
   const workers = flag('workers', 0);
   const idle = flag('idle', 1000);
+  const rounds = Math.max(1, flag('rounds', 1));
   const kb = (b: number) => `${(b / 1024).toFixed(1)} KB`;
-  const single = await oneThread(runs, 1);
-  process.stdout.write(`one thread, in-thread driver:   ${Math.round(single)} runs/s (target >= 5000)\n`);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const medianRate = async (measure: () => Promise<Rate>): Promise<Rate> => {
+    const all: Rate[] = [];
+    for (let r = 0; r < rounds; r++) all.push(await measure());
+    return { runsPerS: median(all.map((x) => x.runsPerS)), cpuUsPerRun: median(all.map((x) => x.cpuUsPerRun)) };
+  };
+  const cpu = (r: Rate) => `${r.cpuUsPerRun.toFixed(1)} µs CPU per run`;
+  const single = await medianRate(() => oneThread(runs, 1));
+  process.stdout.write(`one thread, in-thread driver:   ${Math.round(single.runsPerS)} runs/s, ${cpu(single)} (target >= 5000)\n`);
   if (workers > 0) {
-    const multi = await pooled(runs, concurrency, workers);
-    process.stdout.write(`worker pool, ${workers} workers, ${concurrency} in flight: ${Math.round(multi)} runs/s over ${runs} runs (target >= 8000)\n`);
+    const multi = await medianRate(() => pooled(runs, concurrency, workers));
+    process.stdout.write(
+      `worker pool, ${workers} workers, ${concurrency} in flight: ${Math.round(multi.runsPerS)} runs/s over ${runs} runs, ${cpu(multi)} (all threads; ${Math.round((workers * 1e6) / multi.cpuUsPerRun)} runs/s on ${workers} free cores) (target >= 20000 on 2 workers)\n`,
+    );
   }
   const fp = await idleFootprint(idle);
   process.stdout.write(`${idle} idle instances on one engine: Lua heap ${kb(fp.luaPerInstance)} per instance, process RSS ${kb(fp.rssPerInstance)} per instance (target <= 64 KB)\n`);

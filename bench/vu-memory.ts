@@ -11,6 +11,10 @@
  * heap (wasm), of V8's heap + external memory (JS objects, closures, buffers)
  * and of the process RSS (all of it, the wasm memory included), divided by N.
  * Target (issue 20): at most 16 KB of RSS per idle VU at 10,000 VUs.
+ *
+ * A VU makes its JS modules on first use (src/lua/prelude.ts lazy_module), so
+ * a parked VU holds none: each N is also measured with VUs whose script
+ * touched its module at the top level ("in use"), what a VU costs once it ran.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,6 +28,7 @@ const SCRIPT = `
 local net = require("net")
 local target = env("TARGET", "http://127.0.0.1:9/")
 options = { executor = "constant-vus", vus = 10000, duration = "1m" }
+--USE--
 function iteration(ctx)
   local res = net.get(target)
   check("status 200", res.status == 200)
@@ -39,10 +44,12 @@ interface Sample {
   makeMs: number;
 }
 
-async function child(dir: string, vus: number): Promise<void> {
+type Mode = 'idle' | 'in use';
+
+async function child(dir: string, vus: number, mode: Mode): Promise<void> {
   const { VuHost } = await import('../src/lua/vu-host');
-  const file = path.join(dir, 'idle.lua');
-  fs.writeFileSync(file, SCRIPT);
+  const file = path.join(dir, mode === 'idle' ? 'idle.lua' : 'in-use.lua');
+  fs.writeFileSync(file, SCRIPT.replace('--USE--', mode === 'idle' ? '' : 'local _made_now = net.get'));
   const host = await VuHost.create({ file, baseDir: dir, env: {}, endpoints: {}, rpc: async () => undefined, log: () => undefined });
   const gc = (globalThis as { gc?: () => void }).gc!;
   const read = async () => {
@@ -74,21 +81,23 @@ async function child(dir: string, vus: number): Promise<void> {
 
 async function main(): Promise<void> {
   const c = process.argv.indexOf('--child');
-  if (c >= 0) return child(process.argv[c + 1], Number(process.argv[c + 2]));
+  if (c >= 0) return child(process.argv[c + 1], Number(process.argv[c + 2]), process.argv[c + 3] as Mode);
   const i = process.argv.indexOf('--vus');
   const counts = (i >= 0 ? process.argv[i + 1] : '1000,10000').split(',').map(Number);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-bench-vu-mem-'));
   const kb = (b: number) => `${(b / 1024).toFixed(1)} KB`;
   try {
     let last: Sample | undefined;
-    process.stdout.write('VUs      made in   Lua heap/VU   JS heap/VU   external (wasm memory)/VU   RSS/VU\n');
+    process.stdout.write('VUs      modules   made in   Lua heap/VU   JS heap/VU   external (wasm memory)/VU   RSS/VU\n');
     for (const n of counts) {
-      const out = execFileSync(process.execPath, ['--expose-gc', __filename, '--child', dir, String(n)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-      const s = JSON.parse(out.trim().split('\n').pop()!) as Sample;
-      process.stdout.write(
-        `${String(n).padEnd(8)} ${`${(s.makeMs / 1000).toFixed(1)}s`.padStart(7)}   ${kb(s.luaBytes / n).padStart(11)}   ${kb(s.jsHeapBytes / n).padStart(10)}   ${kb(s.externalBytes / n).padStart(25)}   ${kb(s.rssBytes / n).padStart(6)}\n`,
-      );
-      last = s;
+      for (const mode of ['idle', 'in use'] as const) {
+        const out = execFileSync(process.execPath, ['--expose-gc', __filename, '--child', dir, String(n), mode], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+        const s = JSON.parse(out.trim().split('\n').pop()!) as Sample;
+        process.stdout.write(
+          `${String(n).padEnd(8)} ${mode.padEnd(7)} ${`${(s.makeMs / 1000).toFixed(1)}s`.padStart(9)}   ${kb(s.luaBytes / n).padStart(11)}   ${kb(s.jsHeapBytes / n).padStart(10)}   ${kb(s.externalBytes / n).padStart(25)}   ${kb(s.rssBytes / n).padStart(6)}\n`,
+        );
+        if (mode === 'idle') last = s;
+      }
     }
     if (last) {
       const per = last.rssBytes / last.vus;

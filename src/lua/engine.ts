@@ -16,6 +16,7 @@ import { jsonBindings } from './lua-json';
 import { CheckedTableReader } from './lua-table-reader';
 import { projectFileBindings } from './data-files';
 import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance } from './modules';
+import { FastLua } from './vu-lua-api';
 
 export interface LuaRuntimeOptions {
   onLog(line: LogLine): void;
@@ -58,7 +59,8 @@ interface ActiveRun {
   /** messages raised by expect/assert/db.expect: these fail, the rest error */
   assertions: Set<string>;
   modules: LuaModuleInstance[];
-  abort: AbortController;
+  /** made on first use (sleep, a module): most short scenarios never need one */
+  abort?: AbortController;
   endpoints: EndpointMap;
   /** require("metrics"): custom metrics, in the scenario's result */
   metrics?: ScenarioMetrics;
@@ -110,10 +112,15 @@ export function luaWasmExports(): Record<string, WasmFn> | undefined {
 export class LuaRuntime {
   private readonly lua: LuaEngine['global']['lua'];
   private readonly global: LuaGlobal;
+  /** the C API without wasmoon's wrappers, for the per-run path (see vu-lua-api.ts) */
+  private readonly fast: FastLua;
+  /** scenario sources as Lua strings in the registry: a run of a file pushes a reference, not its text */
+  private readonly sourceRefs = new Map<string, number>();
   private current: ActiveRun | undefined;
   private readonly runs = new Map<string, ActiveRun>();
   private readonly resultPtr: number;
   private readonly hookPtr: number;
+  private readonly checkPtr: number;
   private readonly hookCount: number;
   private readonly baselineBytes: number;
   private endpoints: EndpointMap | undefined;
@@ -134,6 +141,7 @@ export class LuaRuntime {
     this.global = engine.global;
     this.lua = engine.global.lua;
     this.global.registerTypeExtension(2, new CheckedTableReader(this.global));
+    this.fast = new FastLua(this.global);
     this.hookCount = opts.hookInstructionCount ?? 1000;
     this.resultPtr = this.lua.module._malloc(4);
     this.hookPtr = this.lua.module.addFunction((L: number) => this.onHook(L), 'vii');
@@ -141,6 +149,10 @@ export class LuaRuntime {
     const G = this.global.address;
     this.global.loadString(PRELUDE_LUA, PRELUDE_CHUNK);
     this.global.pushValue(this.preludeBindings());
+    // check() is the hot binding of short scenarios: a raw C function, not wasmoon's wrapper
+    this.checkPtr = this.lua.module.addFunction((L: number) => this.rawCheck(L), 'ii');
+    this.lua.lua_pushcclosure(G, this.checkPtr, 0);
+    this.fast.setfield(G, -2, 'check');
     const status = this.lua.lua_pcallk(G, 1, 1, 0, 0, null);
     if (status !== LuaReturn.Ok) {
       const msg = this.lua.lua_tolstring(G, -1, null);
@@ -187,7 +199,6 @@ export class LuaRuntime {
       blocked: false,
       assertions: new Set(),
       modules: [],
-      abort: new AbortController(),
       endpoints: this.endpoints ?? task.endpoints,
     };
     this.runs.set(task.runId, run);
@@ -241,7 +252,9 @@ export class LuaRuntime {
     // lua_close on a broken state traps again; the thread's end frees it all
     if (this.crash) return;
     this.lua.module.removeFunction(this.hookPtr);
+    this.lua.module.removeFunction(this.checkPtr);
     this.lua.module._free(this.resultPtr);
+    this.fast.dispose();
     this.global.close();
   }
 
@@ -250,7 +263,7 @@ export class LuaRuntime {
   private cancelRun(run: ActiveRun, reason: CancelReason): void {
     if (run.cancelReason) return;
     run.cancelReason = reason;
-    run.abort.abort(new Error(reason === 'timeout' ? 'scenario timed out' : 'scenario interrupted'));
+    run.abort?.abort(cancelError(reason));
     run.wake();
   }
 
@@ -280,9 +293,26 @@ export class LuaRuntime {
   }
 
   private resume(L: number, nargs: number): { status: LuaReturn; nres: number } {
-    this.lua.module.setValue(this.resultPtr, 0, 'i32');
-    const status = this.lua.lua_resume(L, null, nargs, this.resultPtr);
-    return { status, nres: this.lua.module.getValue(this.resultPtr, 'i32') };
+    const status = this.fast.resume(L, nargs) as LuaReturn;
+    return { status, nres: this.fast.nres };
+  }
+
+  /** Pushes a scenario's source: a registry reference to one Lua string per text (bounded; long strings are not interned). */
+  private pushSource(L: number, source: string): void {
+    const f = this.fast;
+    let ref = this.sourceRefs.get(source);
+    if (ref === undefined) {
+      if (this.sourceRefs.size >= MAX_SOURCE_REFS) {
+        for (const old of this.sourceRefs.values()) f.unref(this.global.address, old);
+        this.sourceRefs.clear();
+      }
+      f.pushstring(L, source);
+      this.lua.lua_pushvalue(L, -1);
+      ref = f.ref(L);
+      this.sourceRefs.set(source, ref);
+      return;
+    }
+    f.pushref(L, ref);
   }
 
   private async drive(run: ActiveRun): Promise<MainOutcome> {
@@ -291,17 +321,18 @@ export class LuaRuntime {
     if (this.crash) return { kind: 'error', message: 'stopped' };
     // pushes allocate outside any protected call: never let the cap hit there
     this.global.setMemoryMax(undefined);
-    run.L = lua.lua_newthread(G);
-    run.threadRef = lua.luaL_ref(G, LUA_REGISTRYINDEX);
+    const f = this.fast;
+    const t = f.newthread(G);
+    run.L = t.L;
+    run.threadRef = t.ref;
     lua.lua_sethook(run.L, this.hookPtr, LuaEventMasks.Count, this.hookCount);
     const L = run.L;
     const thread = this.global.stateToThread(L);
-    lua.lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.mainRef));
-    lua.lua_pushstring(L, run.source);
-    lua.lua_pushstring(L, chunkName(run.task));
-    // instance params come from a playbook: any nesting toLua keeps needs room
-    this.makeRoom(L, 4);
-    thread.pushValue(toLua(run.task.instance));
+    f.pushref(L, this.mainRef);
+    this.pushSource(L, run.source);
+    f.pushstring(L, cachedChunkName(run.task));
+    // instance params come from a playbook: push makes room for their nesting
+    f.push(L, toLua(run.task.instance));
     let nargs = 3;
     for (;;) {
       this.updateMemoryMax();
@@ -319,8 +350,8 @@ export class LuaRuntime {
         if (!this.crash) this.global.setMemoryMax(undefined);
       }
       if (res.status === LuaReturn.Yield) {
-        const first = res.nres > 0 && lua.lua_type(L, -res.nres) === LuaType.String ? lua.lua_tolstring(L, -res.nres, null) : undefined;
-        lua.lua_settop(L, 0);
+        const first = res.nres > 0 && f.type(L, -res.nres) === LuaType.String ? f.tostring(L, -res.nres) : undefined;
+        f.settop(L, 0);
         if (run.cancelReason) return { kind: 'error', message: cancelMessage(run) };
         if (first === ASYNC_MARK) {
           const pending = run.pending;
@@ -336,10 +367,19 @@ export class LuaRuntime {
         continue;
       }
       if (res.status === LuaReturn.Ok) {
-        const vals = thread.getStackValues(lua.lua_gettop(L) - res.nres);
-        lua.lua_settop(L, 0);
-        if (vals[0] === 'ok') return { kind: 'ok' };
-        return { kind: 'error', message: String(vals[1] ?? 'error'), location: (vals[2] as string | null) ?? undefined, traceback: (vals[3] as string | null) ?? undefined };
+        // scenario_main returns (kind, message, location, traceback): strings or nil
+        const base = f.gettop(L) - res.nres + 1;
+        const val = (i: number): unknown => (i < res.nres ? f.read(L, base + i) : undefined);
+        const kind = val(0);
+        if (kind === 'ok') {
+          f.settop(L, 0);
+          return { kind: 'ok' };
+        }
+        const message = val(1);
+        const location = val(2);
+        const traceback = val(3);
+        f.settop(L, 0);
+        return { kind: 'error', message: String(message ?? 'error'), location: (location as string | undefined) ?? undefined, traceback: (traceback as string | undefined) ?? undefined };
       }
       // an error that escaped scenario_main's xpcall (memory, or raised before it)
       const message = lua.lua_type(L, -1) === LuaType.String ? lua.lua_tolstring(L, -1, null) : `Lua error (${LuaReturn[res.status]})`;
@@ -368,7 +408,7 @@ export class LuaRuntime {
   private async finish(run: ActiveRun, outcome: MainOutcome): Promise<ScenarioResult> {
     const task = run.task;
     if (run.timer) clearTimeout(run.timer);
-    if (!run.abort.signal.aborted) run.abort.abort(new Error('scenario ended'));
+    if (run.abort && !run.abort.signal.aborted) run.abort.abort(new Error('scenario ended'));
     for (const m of run.modules.reverse()) {
       try {
         await Promise.race([Promise.resolve(m.close?.()), delay(5000)]);
@@ -454,6 +494,18 @@ export class LuaRuntime {
     else t.failed++;
   }
 
+  /** check(name, ok) from the prelude (a string and a boolean); raises like any binding outside a scenario */
+  private rawCheck(L: number): number {
+    const run = this.current;
+    if (!run) {
+      this.fast.pushstring(L, 'called outside a running scenario');
+      this.lua.lua_error(L);
+      return 0;
+    }
+    this.recordCheck(run, this.fast.tostring(L, 1), this.fast.toboolean(L, 2));
+    return 0;
+  }
+
   private recordCheck(run: ActiveRun, name: string, ok: boolean): void {
     this.tally(run.checks, name, ok);
     for (const s of run.openSteps) this.tally(s.checks, name, ok);
@@ -507,7 +559,6 @@ export class LuaRuntime {
         const run = this.current;
         if (run) this.emitLog(run, level, message);
       },
-      check: (name: string, ok: boolean) => this.recordCheck(need(), name, ok),
       assert_failed: (message: string) => this.recordCheck(need(), message, false),
       assertion: (message: string) => {
         need().assertions.add(message);
@@ -554,7 +605,7 @@ export class LuaRuntime {
       sleep: this.wrapJs((d: unknown) => {
         const run = need();
         const ms = luaDurationMs(d, 'sleep') ?? 0;
-        return delay(ms, undefined, { signal: run.abort.signal });
+        return delay(ms, undefined, { signal: signalOf(run) });
       }),
       env: (name: string) => {
         const v = need().task.env[name];
@@ -575,7 +626,7 @@ export class LuaRuntime {
           endpoints: () => run.endpoints,
           rpc: (method, args) => this.opts.rpc(run.task.runId, method, args),
           log: (level, message) => this.emitLog(run, level, message),
-          signal: run.abort.signal,
+          signal: signalOf(run),
         };
         const inst = factory(ctx);
         run.modules.push(inst);
@@ -585,6 +636,19 @@ export class LuaRuntime {
       }),
     };
   }
+}
+
+/** The run's abort signal, made on first use; already aborted if the run was cancelled before. */
+function signalOf(run: ActiveRun): AbortSignal {
+  if (!run.abort) {
+    run.abort = new AbortController();
+    if (run.cancelReason) run.abort.abort(cancelError(run.cancelReason));
+  }
+  return run.abort.signal;
+}
+
+function cancelError(reason: CancelReason): Error {
+  return new Error(reason === 'timeout' ? 'scenario timed out' : 'scenario interrupted');
 }
 
 function isTable(v: unknown): boolean {
@@ -599,6 +663,21 @@ function withMemoryLimit(message: string, limitBytes: number): string {
 
 function cancelMessage(run: ActiveRun): string {
   return run.cancelReason === 'timeout' ? `timed out after ${formatDurationMs(run.task.timeoutMs)}` : 'interrupted';
+}
+
+const MAX_SOURCE_REFS = 64;
+
+// a run of many instances names the same file thousands of times
+const chunkNames = new Map<string, string>();
+function cachedChunkName(task: { file: string; baseDir: string }): string {
+  const key = `${task.baseDir}\0${task.file}`;
+  let name = chunkNames.get(key);
+  if (name === undefined) {
+    name = chunkName(task);
+    if (chunkNames.size >= 1000) chunkNames.clear();
+    chunkNames.set(key, name);
+  }
+  return name;
 }
 
 /** Chunk name: the file relative to baseDir, with forward slashes. */

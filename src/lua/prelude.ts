@@ -411,6 +411,42 @@ local function lib_module(env, name, source, chunk)
   return m
 end
 
+-- Load VUs (js.module_check set): a JS module is made on first use, not at
+-- require. A VU that is set up and parked (ramping executors keep thousands)
+-- holds a small stand-in instead of the module's instance, exports and shim
+-- (bench/vu-memory.ts: half of an idle VU). The stand-in is the module table
+-- the script keeps: on first use it forwards every read, write, pairs and #
+-- to the real one, so shim functions and the script see the same table.
+local js_module_check = js.module_check
+local debug_getmetatable, debug_setmetatable = debug.getmetatable, debug.setmetatable
+-- stand-ins not used yet -> their maker (weak: a VU that is gone lets its stand-in go)
+local lazy_makers = setmetatable({}, { __mode = "k" })
+local function load_lazy(stub)
+  local real = lazy_makers[stub]()
+  lazy_makers[stub] = nil
+  -- the stand-in's metatable is protected from scripts (__metatable), not from here
+  debug_setmetatable(stub, {
+    __index = real, __newindex = real, __metatable = false,
+    __pairs = function(t) return pairs(debug_getmetatable(t).__index) end,
+    __len = function(t) return #debug_getmetatable(t).__index end,
+  })
+  return real
+end
+local LAZY = {
+  __index = function(t, k) return load_lazy(t)[k] end,
+  __newindex = function(t, k, v) load_lazy(t)[k] = v end,
+  __pairs = function(t) return pairs(load_lazy(t)) end,
+  __len = function(t) return #load_lazy(t) end,
+  __metatable = false,
+}
+local function lazy_module(make)
+  local stub = setmetatable({}, LAZY)
+  lazy_makers[stub] = make
+  return stub
+end
+
+local wrapped_cache = setmetatable({}, { __mode = "k" })
+
 local function new_env(instance)
   local env = setmetatable({}, { __index = env_index })
   local modules = {}
@@ -434,10 +470,17 @@ local function new_env(instance)
       modules[name] = res
       return res
     end
-    local exports, shim = settle(js_require(name))
-    local wrapped = {}
-    for k, f in pairs(exports) do wrapped[k] = wrap_js(f) end
-    if shim then
+    local function instantiate()
+      local exports, shim = settle(js_require(name))
+      -- a shim's own view of the exports can be shared by every env given the
+      -- same exports table (load VUs); without a shim it is the module table
+      local wrapped = shim and wrapped_cache[exports]
+      if not wrapped then
+        wrapped = {}
+        for k, f in pairs(exports) do wrapped[k] = wrap_js(f) end
+        if shim then wrapped_cache[exports] = wrapped end
+      end
+      if not shim then return wrapped end
       local make = shim_cache[name]
       if not make then
         local err
@@ -447,10 +490,15 @@ local function new_env(instance)
       end
       -- raw: the unwrapped exports with the protocol parts, for shims whose hot
       -- calls settle results themselves (no vararg frames per call)
-      m = make(wrapped, { inspect = inspect, raise = raise, raise_assert = raise_assert, json = json, env = env,
+      return make(wrapped, { inspect = inspect, raise = raise, raise_assert = raise_assert, json = json, env = env,
         raw = exports, ASYNC = ASYNC, ERR = ERR, ASSERT = ASSERT, yield = co_yield })
+    end
+    if js_module_check then
+      -- an unknown module still fails here, at the require
+      settle(js_module_check(name))
+      m = lazy_module(instantiate)
     else
-      m = wrapped
+      m = instantiate()
     end
     modules[name] = m
     return m

@@ -197,6 +197,8 @@ export class Vu {
   cmdL = 0;
   pending: PromiseLike<unknown> | undefined;
   modules: LuaModuleInstance[] = [];
+  /** the VU's instance of each module it required, by name: what the shared export bindings call into */
+  readonly instances = new Map<string, LuaModuleInstance>();
   readonly abort = new AbortController();
   /** resolves the command in progress */
   onDone: ((r: VuCommandResult) => void) | undefined;
@@ -231,6 +233,10 @@ export class VuHost {
   /** one C function for every raw binding; its upvalue indexes rawFns */
   private readonly dispatchPtr: number;
   private readonly rawFns: Array<(L: number) => number> = [];
+  /** "module\0export" -> its raw binding (rawFns index), one for every VU: it calls the running VU's instance */
+  private readonly exportFns = new Map<string, number>();
+  /** "module\0export,export..." -> the table of those bindings, in the registry: one per host, not per VU */
+  private readonly exportTables = new Map<string, number>();
   private readonly mainRef: number;
   /** ASYNC_MARK as a Lua string kept in the registry: pushed by reference, recognized by address */
   private readonly asyncRef: number;
@@ -736,12 +742,32 @@ export class VuHost {
     }
   }
 
+  /**
+   * The raw binding of a module's export, made once per host rather than per
+   * VU (thousands of VUs, a dozen exports each): it calls the export of the
+   * VU running now, the only one that can reach its module table.
+   */
+  private exportBinding(module: string, key: string): number {
+    const id = `${module}\0${key}`;
+    let index = this.exportFns.get(id);
+    if (index === undefined) {
+      const call = this.rawExport((vu) => vu.instances.get(module)?.exports[key]);
+      index = this.register(call);
+      this.exportFns.set(id, index);
+    }
+    return index;
+  }
+
   /** A module export as a raw binding: same contract as wrapJs (ASYNC / ERR / ASSERT). */
-  private rawExport(fn: (...args: any[]) => unknown): (L: number) => number {
+  private rawExport(exportOf: (vu: Vu) => ((...args: any[]) => unknown) | undefined): (L: number) => number {
     const f = this.fast;
     return (L: number) => {
       const n = f.gettop(L);
       try {
+        const vu = this.current;
+        if (!vu) throw new Error('a module function was called outside a VU');
+        const fn = exportOf(vu);
+        if (!fn) throw new Error('a module function was called outside its VU');
         let r: unknown;
         // the common cases without an arguments array, with the arity Lua called with
         if (n === 0) r = fn();
@@ -755,8 +781,6 @@ export class VuHost {
           r = fn(...args);
         }
         if (r instanceof Deferred || r instanceof Promise) {
-          const vu = this.current;
-          if (!vu) throw new Error('async call outside a VU');
           vu.pending = r;
           f.pushref(L, this.asyncRef);
           return 1;
@@ -788,24 +812,42 @@ export class VuHost {
     if (!vu) throw new Error('require called outside a VU');
     const inst = this.moduleInstance(vu, name);
     vu.modules.push(inst);
-    f.newtable(L);
-    for (const [k, fn] of Object.entries(inst.exports)) {
-      f.pushclosure(L, this.dispatchPtr, this.register(this.rawExport(fn)));
-      f.setfield(L, -2, k);
+    vu.instances.set(name, inst);
+    // the bindings call the running VU's instance, so every VU can get the same table
+    // (only the prelude and the module's shim see it: the script gets the shim's table or its own copy)
+    const keys = Object.keys(inst.exports);
+    const tableId = `${name}\0${keys.join(',')}`;
+    const ref = this.exportTables.get(tableId);
+    if (ref !== undefined) f.pushref(L, ref);
+    else {
+      f.newtable(L);
+      for (const k of keys) {
+        f.pushclosure(L, this.dispatchPtr, this.exportBinding(name, k));
+        f.setfield(L, -2, k);
+      }
+      this.lua.lua_pushvalue(L, -1);
+      this.exportTables.set(tableId, f.ref(L));
     }
     if (inst.shim) f.pushstring(L, inst.shim);
     else f.pushnil(L);
     return 2;
   }
 
-  private moduleInstance(vu: Vu, name: string): LuaModuleInstance {
-    const opts = this.opts;
+  /** The module's factory; throws what require reports for a module that is not there. */
+  private moduleFactory(name: string): (ctx: LuaModuleContext) => LuaModuleInstance {
+    const custom = this.opts.custom;
     if (name === 'metrics') {
-      if (!opts.custom) throw new Error("module 'metrics' is only available under `topas load`");
-      return createVuMetricsModule(opts.custom);
+      if (!custom) throw new Error("module 'metrics' is only available under `topas load`");
+      return () => createVuMetricsModule(custom);
     }
     const factory = getLuaModule(name);
     if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
+    return factory;
+  }
+
+  private moduleInstance(vu: Vu, name: string): LuaModuleInstance {
+    const opts = this.opts;
+    const factory = this.moduleFactory(name);
     const ctx: LuaModuleContext = {
       task: this.taskFor(vu),
       endpoints: () => this.endpoints,
@@ -862,6 +904,11 @@ export class VuHost {
         return delay(ms, undefined, { signal: vu.abort.signal });
       }),
       env: (name: string) => opts.env[name],
+      // modules are made on first use (prelude.ts lazy_module); require only checks the name
+      module_check: this.wrapJs((name: unknown) => {
+        this.moduleFactory(String(name));
+        return true;
+      }),
       ...jsonBindings(),
       ...projectFileBindings(() => opts, (f) => this.wrapJs(f)),
     };

@@ -208,7 +208,9 @@ export class ScenarioPool {
         if (!run) break;
         slot.runs.delete(msg.runId);
         if (run.lastResort) clearTimeout(run.lastResort);
-        const result = msg.result;
+        const { task } = run;
+        // the worker leaves out what the task says (worker-protocol.ts DoneResult)
+        const result: ScenarioResult = { runId: task.runId, name: task.name, file: task.file, instance: task.instance, ...msg.result };
         if (run.cancelledBecause !== undefined && result.state === 'interrupted' && result.error) {
           result.error = { ...result.error, message: `${result.error.message}: ${run.cancelledBecause}` };
         }

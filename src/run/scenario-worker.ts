@@ -39,7 +39,8 @@ function onMessage(msg: ToWorker): void {
         .then((rt) => rt.run(msg.task))
         .then(
           (result) => {
-            post({ type: 'done', runId: msg.task.runId, result });
+            const { runId, name: _name, file: _file, instance: _instance, ...rest } = result;
+            post({ type: 'done', runId, result: rest });
             // a crashed engine is never reused: the pool replaces this worker (and its wasm memory)
             void ready.then((rt) => {
               if (rt.crashed) post({ type: 'fatal', error: { name: 'LuaEngineCrash', message: rt.crashed } });

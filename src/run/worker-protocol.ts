@@ -16,13 +16,16 @@ export type ToWorker =
   /** several of the above in order, posted as one (see MessageBatcher) */
   | { type: 'batch'; messages: ToWorker[] };
 
+export type DoneResult = Omit<ScenarioResult, 'runId' | 'name' | 'file' | 'instance'>;
+
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'log'; line: LogLine }
   | { type: 'event'; runId: string; event: ScenarioEvent }
   /** a module call that the main thread must serve (e.g. `sut.apply_service`): method like `sut.applyService` */
   | { type: 'rpc-call'; runId: string; callId: number; method: string; args: unknown[] }
-  | { type: 'done'; runId: string; result: ScenarioResult }
+  /** the result without what the pool's task already says (runId, name, file, instance): less to copy per run */
+  | { type: 'done'; runId: string; result: DoneResult }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'batch'; messages: FromWorker[] };
 

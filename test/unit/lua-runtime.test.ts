@@ -144,6 +144,36 @@ describe('isolation and limits', () => {
     assert.equal(again.state, 'passed', again.error?.message);
   });
 
+  test('runs of one file share nothing: globals, instance, module tables and required modules start fresh every run', async () => {
+    // one file run again and again: the engine keeps its text once, every run must still start clean
+    const file = write(
+      'iso-same.lua',
+      [
+        'expect(seen):to_be_nil()',
+        'expect(instance.touched):to_be_nil()',
+        'local net = require("net")',
+        'expect(net.marker):to_be_nil()',
+        'local json2 = require("net")',
+        'expect(json2):to_be(net)',
+        'expect(string.marker):to_be_nil()',
+        'seen = true',
+        'instance.touched = true',
+        'net.marker = instance.id',
+        'net.get = nil',
+        'string.marker = 1',
+        'setmetatable(_G, { __index = function() return "from-meta" end })',
+        '',
+      ].join('\n'),
+    );
+    for (let i = 0; i < 3; i++) {
+      const r = await rt.run(task(file, { instance: { id: `inst-${i}`, role: 'default', index: i + 1, count: 3, params: {} } }));
+      assert.equal(r.state, 'passed', `run ${i}: ${r.error?.message}`);
+    }
+    // and a run of another file after them sees nothing either
+    const other = await runLua('iso-other.lua', 'expect(seen):to_be_nil()\nexpect(type(require("net").get)):to_be("function")\n');
+    assert.equal(other.state, 'passed', other.error?.message);
+  });
+
   test('bytecode never loads: load is text-only whatever mode is asked, and string.dump is gone', async () => {
     const r = await runLua(
       'bytecode.lua',
