@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as k8s from '@kubernetes/client-node';
-import { TopasError } from '../../../src/errors';
+import { TopasError } from 'topas';
 
 /**
  * Which cluster and namespace: `--kubeconfig`/`--context`/`--namespace` reach

@@ -1,8 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
-import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, StartContext, Sut, SutState } from '../../../src/backends/backend';
-import { TopasError } from '../../../src/errors';
-import type { AppSpec, ServiceSpec } from '../../../src/spec/app-spec';
-import type { SutLifecycle } from '../../../src/sut/lifecycle';
+import { TopasError, type AppSpec, type ApplyServiceChange, type EndpointMap, type KillOptions, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
   ANNOTATIONS,
