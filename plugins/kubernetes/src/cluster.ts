@@ -94,22 +94,8 @@ export function apiMessage(err: unknown): string {
   return (err as Error)?.message ?? String(err);
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    t.unref();
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
+// defined with the other waits (src/wait.ts); the backend imports it from here
+export { withTimeout } from './wait';
 
 /** This process as an owner: host, pid and kernel start time (a recycled pid is not the owner). */
 export function selfOwner(): { host: string; pid: number; startTicks?: number } {

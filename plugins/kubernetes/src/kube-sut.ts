@@ -15,8 +15,8 @@ import {
   serviceObjects,
   type RenderOptions,
 } from './manifests';
+import { poll } from './wait';
 
-const POLL_MS = 250;
 const DELETE_WAIT_MS = 90_000;
 const FIELD_MANAGER = 'topas';
 const FORCE_AFTER_MS = 20_000;
@@ -135,15 +135,12 @@ export class KubeSut implements Sut {
   async waitReady(name: string, timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     const isDb = this.spec.databases.some((d) => d.name === name);
     const limitMs = timeoutMs ?? (isDb ? this.spec.databases.find((d) => d.name === name)!.ready.timeoutMs : this.service(name).ready.timeoutMs);
-    const deadline = Date.now() + limitMs;
-    for (;;) {
-      if (signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
-      if (await this.rolledOut(name, isDb)) return;
-      if (Date.now() > deadline) {
-        throw new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} was not ready within ${Math.round(limitMs / 1000)}s`, { problems: await this.podProblems(name), hint: 'check the image exists on the nodes and the `ready:` check of the service' });
-      }
-      await sleep(POLL_MS);
-    }
+    await poll(() => this.rolledOut(name, isDb), {
+      timeoutMs: limitMs,
+      signal,
+      onTimeout: async () =>
+        new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} was not ready within ${Math.round(limitMs / 1000)}s`, { problems: await this.podProblems(name), hint: 'check the image exists on the nodes and the `ready:` check of the service' }),
+    });
   }
 
   private async rolledOut(name: string, isDb: boolean): Promise<boolean> {
@@ -168,20 +165,20 @@ export class KubeSut implements Sut {
   }
 
   private async waitJob(jobName: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    const deadline = Date.now() + Math.max(timeoutMs, 30_000);
-    for (;;) {
-      if (signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
-      const job = await this.cluster.batch.readNamespacedJob({ name: jobName, namespace: this.ns });
-      if ((job.status?.succeeded ?? 0) > 0) return;
-      const failed = job.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
-      if (failed || Date.now() > deadline) {
-        const logs = await this.podLogs(`job-name=${jobName}`, 20).catch(() => '');
-        throw new TopasError('SUT_START_FAILED', `kubernetes: Job ${jobName} ${failed ? `failed: ${failed.message ?? failed.reason}` : 'did not complete in time'}`, {
-          problems: logs ? [{ path: jobName, message: logs.trim() }] : [],
-        });
-      }
-      await sleep(POLL_MS);
-    }
+    const failure = async (why: string): Promise<TopasError> => {
+      const logs = await this.podLogs(`job-name=${jobName}`, 20).catch(() => '');
+      return new TopasError('SUT_START_FAILED', `kubernetes: Job ${jobName} ${why}`, { problems: logs ? [{ path: jobName, message: logs.trim() }] : [] });
+    };
+    await poll(
+      async () => {
+        const job = await this.cluster.batch.readNamespacedJob({ name: jobName, namespace: this.ns });
+        if ((job.status?.succeeded ?? 0) > 0) return true;
+        const failed = job.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
+        if (failed) throw await failure(`failed: ${failed.message ?? failed.reason}`);
+        return false;
+      },
+      { timeoutMs: Math.max(timeoutMs, 30_000), signal, onTimeout: () => failure('did not complete in time') },
+    );
   }
 
   /** Why pods are not ready: waiting reasons, exit codes. */
@@ -283,11 +280,10 @@ export class KubeSut implements Sut {
 
   private async waitReplicas(name: string, replicas: number): Promise<void> {
     if (replicas > 0) return this.waitReady(name);
-    const deadline = Date.now() + DELETE_WAIT_MS;
-    while ((await this.pods(name, true)).length > 0) {
-      if (Date.now() > deadline) throw new TopasError('TIMEOUT', `kubernetes: ${name}: pods still there after scaling to 0`);
-      await sleep(POLL_MS);
-    }
+    await poll(async () => (await this.pods(name, true)).length === 0, {
+      timeoutMs: DELETE_WAIT_MS,
+      onTimeout: () => new TopasError('TIMEOUT', `kubernetes: ${name}: pods still there after scaling to 0`),
+    });
   }
 
   async stop(name: string): Promise<void> {
@@ -319,22 +315,24 @@ export class KubeSut implements Sut {
     if (!victim) throw new TopasError('SUT_NOT_UP', `kubernetes: ${name} has no running pod${opts.replica ? ` #${opts.replica}` : ''}`);
     const gracePeriodSeconds = opts.signal === 'SIGKILL' ? 0 : 1;
     await this.cluster.core.deleteNamespacedPod({ name: victim.metadata!.name!, namespace: this.ns, gracePeriodSeconds });
-    const deadline = Date.now() + DELETE_WAIT_MS;
-    while ((await this.pods(name, true)).some((p) => p.metadata?.uid === victim.metadata?.uid)) {
-      if (Date.now() > deadline) throw new TopasError('TIMEOUT', `kubernetes: pod ${victim.metadata!.name} was not removed`);
-      await sleep(POLL_MS);
-    }
+    await poll(async () => !(await this.pods(name, true)).some((p) => p.metadata?.uid === victim.metadata?.uid), {
+      timeoutMs: DELETE_WAIT_MS,
+      onTimeout: () => new TopasError('TIMEOUT', `kubernetes: pod ${victim.metadata!.name} was not removed`),
+    });
     // the Deployment's status may still count the victim as ready: the heal is done when as many
     // pods as before run, the replacement among them, all Ready, and the rollout agrees
     const want = pods.length;
     const ready = (p: k8s.V1Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-    const healDeadline = Date.now() + this.service(name).ready.timeoutMs;
-    for (;;) {
-      const now = await this.pods(name);
-      if (now.length >= want && now.some((p) => p.metadata?.uid !== victim.metadata?.uid && !pods.some((q) => q.metadata?.uid === p.metadata?.uid)) && now.every(ready)) break;
-      if (Date.now() > healDeadline) throw new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} did not heal after pod ${victim.metadata!.name} was killed`, { problems: await this.podProblems(name) });
-      await sleep(POLL_MS);
-    }
+    await poll(
+      async () => {
+        const now = await this.pods(name);
+        return now.length >= want && now.some((p) => p.metadata?.uid !== victim.metadata?.uid && !pods.some((q) => q.metadata?.uid === p.metadata?.uid)) && now.every(ready);
+      },
+      {
+        timeoutMs: this.service(name).ready.timeoutMs,
+        onTimeout: async () => new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} did not heal after pod ${victim.metadata!.name} was killed`, { problems: await this.podProblems(name) }),
+      },
+    );
     await this.waitReady(name);
   }
 
@@ -413,18 +411,24 @@ export async function deleteRun(cluster: Cluster, app: string, runId: string, lo
     await cluster.core.deleteNamespacedService({ name: s.metadata!.name!, namespace }).catch(ignore404);
   }
   const t0 = Date.now();
-  const deadline = t0 + DELETE_WAIT_MS;
-  for (;;) {
-    const left = await remaining(cluster, runId);
-    if (left.length === 0) return;
-    if (Date.now() > deadline) {
-      log(`kubernetes: run ${runId}: still there after ${DELETE_WAIT_MS / 1000}s: ${left.join(', ')}`);
-      throw new TopasError('TIMEOUT', `kubernetes: run ${runId} was not removed completely`, { problems: left.map((l) => ({ path: namespace, message: l })) });
-    }
-    // pods whose node never confirms (no kubelet runs them any more) stay Terminating: well after their grace period, force them
-    if (Date.now() - t0 > FORCE_AFTER_MS) await cluster.core.deleteCollectionNamespacedPod({ namespace, labelSelector, gracePeriodSeconds: 0, body: { ...background, gracePeriodSeconds: 0 } }).catch(() => undefined);
-    await sleep(500);
-  }
+  let left: string[] = [];
+  await poll(
+    async () => {
+      left = await remaining(cluster, runId);
+      if (left.length === 0) return true;
+      // pods whose node never confirms (no kubelet runs them any more) stay Terminating: well after their grace period, force them
+      if (Date.now() - t0 > FORCE_AFTER_MS) await cluster.core.deleteCollectionNamespacedPod({ namespace, labelSelector, gracePeriodSeconds: 0, body: { ...background, gracePeriodSeconds: 0 } }).catch(() => undefined);
+      return false;
+    },
+    {
+      timeoutMs: DELETE_WAIT_MS,
+      intervalMs: 500,
+      onTimeout: () => {
+        log(`kubernetes: run ${runId}: still there after ${DELETE_WAIT_MS / 1000}s: ${left.join(', ')}`);
+        return new TopasError('TIMEOUT', `kubernetes: run ${runId} was not removed completely`, { problems: left.map((l) => ({ path: namespace, message: l })) });
+      },
+    },
+  );
 }
 
 /** `Kind/name` of every object that still carries the run label. */
@@ -452,8 +456,4 @@ export async function remaining(cluster: Cluster, runId: string): Promise<string
     ...names('Secret', secrets.items),
     ...names('ConfigMap', cms.items),
   ];
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import * as k8s from '@kubernetes/client-node';
+import { statusOf } from '../src/cluster';
+import { sleep, withTimeout } from '../src/wait';
 
 /**
  * A kubelet stand-in for tests (no kubelet runs on these machines): registers a
@@ -420,7 +422,7 @@ export class NodeAgent {
     } else return true;
     const timeoutMs = Math.max(1, probe.timeoutSeconds ?? 1) * 1000;
     try {
-      return await withTimeout(this.exec(containerId, argv), timeoutMs).then((code) => code === 0);
+      return await withTimeout(this.exec(containerId, argv), timeoutMs, 'probe').then((code) => code === 0);
     } catch {
       return false;
     }
@@ -568,30 +570,6 @@ function mergePatch(): k8s.ConfigurationOptions {
   return k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 }
 
-export function statusOf(err: unknown): number | undefined {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** `node dist/plugins/kubernetes/test-support/node-agent.js KUBECONFIG`: runs an agent until SIGINT/SIGTERM. */
 if (require.main === module) {
