@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import Docker from 'dockerode';
 import { REPO_ROOT } from './cli';
-import { AGENT_LABEL, NodeAgent } from '../../plugins/kubernetes/test-support/node-agent';
+import { AGENT_LABEL, NodeAgent, POD_LABEL } from '../../plugins/kubernetes/test-support/node-agent';
 import { poll } from '../../plugins/kubernetes/src/wait';
 
 const SCRIPT = path.join(REPO_ROOT, 'scripts', 'kube-control-plane.sh');
@@ -65,12 +65,13 @@ export async function startAgent(kc: k8s.KubeConfig): Promise<NodeAgent> {
   return agent;
 }
 
-/** Containers (any state) and networks the agent labelled. */
-export async function agentLeftovers(nodeName: string): Promise<{ containers: string[]; networks: string[] }> {
+/** Containers (any state) and networks the agent labelled; with `podPrefix` (`<ns>/<pod name start>`), only the containers of those pods. */
+export async function agentLeftovers(nodeName: string, podPrefix?: string): Promise<{ containers: string[]; networks: string[] }> {
   const docker = new Docker();
   const filters = { label: [`${AGENT_LABEL}=${nodeName}`] };
   const [containers, networks] = await Promise.all([docker.listContainers({ all: true, filters }), docker.listNetworks({ filters })]);
-  return { containers: containers.map((c) => c.Names[0]), networks: networks.map((n) => n.Name) };
+  const mine = podPrefix === undefined ? containers : containers.filter((c) => (c.Labels[POD_LABEL] ?? '').startsWith(podPrefix));
+  return { containers: mine.map((c) => c.Names[0]), networks: networks.map((n) => n.Name) };
 }
 
 /** Polls `check` until it returns a value (not undefined), or fails after `timeoutMs` with `what`; errors count as "not yet". */
@@ -172,8 +173,13 @@ export function kubeCliWorkspace(specFile: string, prefix = 'kube-cli-'): KubeCl
  * every namespaced kind the API server lists (found by discovery, not the
  * plugin's own list of kinds, so what the plugin forgets shows up too).
  */
-export async function runObjects(kc: k8s.KubeConfig, ns: string, runId: string): Promise<string[]> {
-  const selector = encodeURIComponent(`topas.dev/run=${runId}`);
+export function runObjects(kc: k8s.KubeConfig, ns: string, runId: string): Promise<string[]> {
+  return labelledObjects(kc, ns, `topas.dev/run=${runId}`);
+}
+
+/** The same for any label selector, e.g. `topas.dev/app=<app>` when the run id is not known (a start that failed). */
+export async function labelledObjects(kc: k8s.KubeConfig, ns: string, labelSelector: string): Promise<string[]> {
+  const selector = encodeURIComponent(labelSelector);
   const groups = (await getJson<{ groups: Array<{ preferredVersion: { groupVersion: string } }> }>(kc, '/apis')).groups;
   const versions = ['/api/v1', ...groups.map((g) => `/apis/${g.preferredVersion.groupVersion}`)];
   const out: string[] = [];

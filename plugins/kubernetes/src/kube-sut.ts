@@ -15,6 +15,7 @@ import {
   serviceObjects,
   type RenderOptions,
 } from './manifests';
+import { eventProblems } from './events';
 import { poll } from './wait';
 
 const DELETE_WAIT_MS = 90_000;
@@ -167,7 +168,8 @@ export class KubeSut implements Sut {
   private async waitJob(jobName: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const failure = async (why: string): Promise<TopasError> => {
       const logs = await this.podLogs(`job-name=${jobName}`, 20).catch(() => '');
-      return new TopasError('SUT_START_FAILED', `kubernetes: Job ${jobName} ${why}`, { problems: logs ? [{ path: jobName, message: logs.trim() }] : [] });
+      const events = await eventProblems(this.cluster, [jobName]);
+      return new TopasError('SUT_START_FAILED', `kubernetes: Job ${jobName} ${why}`, { problems: [...(logs ? [{ path: jobName, message: logs.trim() }] : []), ...events] });
     };
     await poll(
       async () => {
@@ -181,15 +183,21 @@ export class KubeSut implements Sut {
     );
   }
 
-  /** Why pods are not ready: waiting reasons, exit codes. */
+  /** Why pods are not ready: waiting reasons, exit codes (OOMKilled and the like), then the cluster's last events about them. */
   private async podProblems(name: string): Promise<{ path: string; message: string }[]> {
     const pods = await this.pods(name, true).catch(() => []);
-    if (pods.length === 0) return [{ path: name, message: 'no pods were created (is a node Ready? are there scheduling events?)' }];
-    return pods.map((p) => {
-      const cs = p.status?.containerStatuses?.[0];
-      const why = cs?.state?.waiting ? `waiting: ${cs.state.waiting.reason}${cs.state.waiting.message ? ` (${cs.state.waiting.message})` : ''}` : cs?.state?.terminated ? `exited ${cs.state.terminated.exitCode}` : !p.spec?.nodeName ? 'not scheduled' : `${p.status?.phase ?? 'Pending'}, not ready`;
-      return { path: p.metadata!.name!, message: why };
-    });
+    const events = await eventProblems(this.cluster, [this.name(name)]);
+    if (pods.length === 0) return [{ path: name, message: 'no pods were created (is a node Ready? are there scheduling events?)' }, ...events];
+    return [
+      ...pods.map((p) => {
+        const cs = p.status?.containerStatuses?.[0];
+        const exited = (t: k8s.V1ContainerStateTerminated) => `exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}`;
+        const why = cs?.state?.waiting ? `waiting: ${cs.state.waiting.reason}${cs.state.waiting.message ? ` (${cs.state.waiting.message})` : ''}` : cs?.state?.terminated ? exited(cs.state.terminated) : !p.spec?.nodeName ? 'not scheduled' : `${p.status?.phase ?? 'Pending'}, not ready`;
+        const last = cs?.lastState?.terminated ? `; last ${exited(cs.lastState.terminated)}, ${cs.restartCount ?? 0} restarts` : '';
+        return { path: p.metadata!.name!, message: why + last };
+      }),
+      ...events,
+    ];
   }
 
   /** The component's pods, oldest first; without `all`, only those not being deleted. */

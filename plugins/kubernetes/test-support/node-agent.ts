@@ -35,7 +35,8 @@ export interface NodeAgentOptions {
 
 /** Label on every container and network the agent makes: `topas.kube-agent=<node name>`. */
 export const AGENT_LABEL = 'topas.kube-agent';
-const POD_LABEL = 'topas.kube-pod';
+/** Label on each pod's container: `<namespace>/<pod name>`. */
+export const POD_LABEL = 'topas.kube-pod';
 const LEASE_RENEW_MS = 10_000;
 const LEASE_SECONDS = 40;
 const NODE_STATUS_MS = 20_000;
@@ -61,6 +62,8 @@ interface PodState {
   chain: Promise<void>;
   deleting: boolean;
   lastReported?: string;
+  /** Events recorded for this pod, by reason and message: repeats raise the count, as a kubelet's do */
+  events: Map<string, { name: string; count: number }>;
 }
 
 export class NodeAgent {
@@ -212,6 +215,7 @@ export class NodeAgent {
         probeFailures: 0,
         chain: Promise.resolve(),
         deleting: false,
+        events: new Map(),
       };
       this.pods.set(uid, state);
       const s = state;
@@ -255,6 +259,7 @@ export class NodeAgent {
     try {
       await this.docker.getImage(image).inspect();
     } catch {
+      await this.event(state, 'Warning', 'ErrImageNeverPull', `Container image "${image}" is not present on this node and the agent never pulls`);
       await this.patchStatus(state, {
         phase: 'Pending',
         conditions: [cond('PodScheduled', true), cond('Ready', false, 'ContainersNotReady')],
@@ -348,7 +353,8 @@ export class NodeAgent {
 
   private async tick(state: PodState, pod: k8s.V1Pod, probe: k8s.V1Probe): Promise<void> {
     if (this.stopped || state.deleting || !state.containerId || state.terminated) return;
-    const ok = await this.probe(state.containerId, probe, pod.spec!.containers[0]);
+    const { ok, output } = await this.probe(state.containerId, probe, pod.spec!.containers[0]);
+    if (!ok) await this.event(state, 'Warning', 'Unhealthy', `Readiness probe failed: ${output}`);
     if (ok) {
       state.probeFailures = 0;
       state.probeSuccesses++;
@@ -388,6 +394,7 @@ export class NodeAgent {
       state.ready = false;
       state.lastReported = undefined;
       await this.report(state);
+      await this.event(state, 'Warning', 'BackOff', `Back-off restarting failed container ${state.containerName} in pod ${state.name} (exit code ${exitCode})`);
       // back off as a kubelet does, briefly: 1 s, 2 s, 4 s … at most 10 s
       await sleep(1000 * Math.min(2 ** (state.restarts - 1), 10));
       if (this.stopped || state.deleting || state.containerId !== id) return;
@@ -409,8 +416,8 @@ export class NodeAgent {
     await this.report(state);
   }
 
-  /** Runs a probe inside the container (its own network namespace), bounded by the probe's timeout. */
-  private async probe(containerId: string, probe: k8s.V1Probe, container: k8s.V1Container): Promise<boolean> {
+  /** Runs a probe inside the container (its own network namespace), bounded by the probe's timeout; `output` says why it failed. */
+  private async probe(containerId: string, probe: k8s.V1Probe, container: k8s.V1Container): Promise<{ ok: boolean; output: string }> {
     const port = (p: number | string | undefined): number | undefined => (typeof p === 'number' ? p : /^\d+$/.test(String(p)) ? Number(p) : container.ports?.find((cp) => cp.name === p)?.containerPort);
     let argv: string[];
     if (probe.exec?.command) argv = probe.exec.command;
@@ -418,26 +425,67 @@ export class NodeAgent {
     else if (probe.httpGet) {
       const p = port(probe.httpGet.port);
       const pathPart = (probe.httpGet.path ?? '/').replace(/[^A-Za-z0-9/._~?&=%:+-]/g, '');
-      argv = ['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${p} && printf 'GET ${pathPart} HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: kube-probe/1.37\\r\\n\\r\\n' >&3 && read -r proto code rest <&3 && [ "$code" -ge 200 ] && [ "$code" -lt 400 ]`];
-    } else return true;
-    const timeoutMs = Math.max(1, probe.timeoutSeconds ?? 1) * 1000;
+      // says the status as a kubelet's probe does when it is not 2xx/3xx
+      argv = ['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${p} && printf 'GET ${pathPart} HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: kube-probe/1.37\\r\\n\\r\\n' >&3 && read -r proto code rest <&3 && { [ "$code" -ge 200 ] && [ "$code" -lt 400 ] || { echo "HTTP probe failed with statuscode: $code"; exit 1; }; }`];
+    } else return { ok: true, output: '' };
+    const timeoutSeconds = Math.max(1, probe.timeoutSeconds ?? 1);
     try {
-      return await withTimeout(this.exec(containerId, argv), timeoutMs, 'probe').then((code) => code === 0);
+      const r = await withTimeout(this.exec(containerId, argv), timeoutSeconds * 1000, 'probe');
+      return { ok: r.code === 0, output: r.output.trim().split('\n').pop() || `exit code ${r.code}` };
     } catch {
-      return false;
+      return { ok: false, output: `timeout: no answer within ${timeoutSeconds}s` };
     }
   }
 
-  private async exec(containerId: string, argv: string[]): Promise<number> {
+  private async exec(containerId: string, argv: string[]): Promise<{ code: number; output: string }> {
     const exec = await this.docker.getContainer(containerId).exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
     const stream = await exec.start({ hijack: true, stdin: false });
+    const chunks: Buffer[] = [];
     await new Promise<void>((resolve) => {
+      stream.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c));
       stream.on('end', resolve);
       stream.on('close', resolve);
       stream.on('error', () => resolve());
-      stream.resume();
     });
-    return (await exec.inspect()).ExitCode ?? 1;
+    return { code: (await exec.inspect()).ExitCode ?? 1, output: demux(Buffer.concat(chunks)).toString('utf8') };
+  }
+
+  /**
+   * Records a core/v1 Event on the pod, as a kubelet does (source kubelet, this
+   * node): the first time a reason and message are seen it is created, repeats
+   * raise its count and last timestamp. Best effort: a lost event is no failure.
+   */
+  private async event(state: PodState, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    const key = `${reason}\u0000${message}`;
+    const now = new Date();
+    const seen = state.events.get(key);
+    try {
+      if (seen) {
+        seen.count++;
+        await this.core.patchNamespacedEvent({ name: seen.name, namespace: state.namespace, body: { count: seen.count, lastTimestamp: now } }, mergePatch());
+        return;
+      }
+      const name = `${state.name}.${crypto.randomBytes(8).toString('hex')}`;
+      state.events.set(key, { name, count: 1 });
+      await this.core.createNamespacedEvent({
+        namespace: state.namespace,
+        body: {
+          metadata: { name, namespace: state.namespace },
+          involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: state.namespace, name: state.name, uid: state.uid, fieldPath: `spec.containers{${state.containerName}}` },
+          type,
+          reason,
+          message,
+          count: 1,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          source: { component: 'kubelet', host: this.nodeName },
+          reportingComponent: 'kubelet',
+          reportingInstance: this.nodeName,
+        },
+      });
+    } catch (err) {
+      this.debug(`event ${reason} on ${state.namespace}/${state.name}: ${(err as Error).message}`);
+    }
   }
 
   private async report(state: PodState): Promise<void> {
