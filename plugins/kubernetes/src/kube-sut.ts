@@ -439,12 +439,22 @@ export async function deleteRun(cluster: Cluster, app: string, runId: string, lo
   );
 }
 
-/** `Kind/name` of every object that still carries the run label. */
+function forbiddenAsNone(err: unknown): { items: [] } {
+  if (statusOf(err) === 403) return { items: [] };
+  throw err;
+}
+
+/**
+ * `Kind/name` of every object that still carries the run label: what topas
+ * made and what controllers made from it with its labels (ReplicaSets, pods,
+ * a StatefulSet's ControllerRevisions, a Service's EndpointSlices), which the
+ * garbage collector removes only after their owner is gone.
+ */
 export async function remaining(cluster: Cluster, runId: string): Promise<string[]> {
   const namespace = cluster.namespace;
   const labelSelector = runSelector(runId);
   const names = (kind: string, items: Array<{ metadata?: k8s.V1ObjectMeta }>) => items.map((i) => `${kind}/${i.metadata?.name}`);
-  const [pods, deps, rs, sts, jobs, svcs, secrets, cms] = await Promise.all([
+  const [pods, deps, rs, sts, jobs, svcs, secrets, cms, revisions, slices] = await Promise.all([
     cluster.core.listNamespacedPod({ namespace, labelSelector }),
     cluster.apps.listNamespacedDeployment({ namespace, labelSelector }),
     cluster.apps.listNamespacedReplicaSet({ namespace, labelSelector }),
@@ -453,6 +463,9 @@ export async function remaining(cluster: Cluster, runId: string): Promise<string
     cluster.core.listNamespacedService({ namespace, labelSelector }),
     cluster.core.listNamespacedSecret({ namespace, labelSelector }),
     cluster.core.listNamespacedConfigMap({ namespace, labelSelector }),
+    // made by controllers, not topas: a user whose role may not list them still gets the rest checked
+    cluster.apps.listNamespacedControllerRevision({ namespace, labelSelector }).catch(forbiddenAsNone),
+    cluster.objects.list('discovery.k8s.io/v1', 'EndpointSlice', namespace, undefined, undefined, undefined, undefined, labelSelector).catch(forbiddenAsNone),
   ]);
   return [
     ...names('Pod', pods.items),
@@ -463,5 +476,7 @@ export async function remaining(cluster: Cluster, runId: string): Promise<string
     ...names('Service', svcs.items),
     ...names('Secret', secrets.items),
     ...names('ConfigMap', cms.items),
+    ...names('ControllerRevision', revisions.items),
+    ...names('EndpointSlice', slices.items),
   ];
 }
