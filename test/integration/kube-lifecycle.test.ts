@@ -103,10 +103,10 @@ describe('kubernetes: failed, interrupted and crashed runs leave nothing behind'
   });
 
   test('a service that never gets ready: `topas up` fails naming the pod and the cluster events (the failed probe), and removes the run', async () => {
-    const ws = workspace('stuck', '8s');
+    const ws = workspace('stuck', '25s');
     const up = await ws.topas('up', '--app', ws.appFile, ...clusterFlags());
     assert.equal(up.code, EXIT_CODES.sutFailed, `${up.stderr}\n${up.stdout}`);
-    assert.match(up.stderr, /web was not ready within 8s/);
+    assert.match(up.stderr, /web was not ready within 25s/);
     // the pod's state, then the events the node agent recorded as a kubelet does
     assert.match(up.stderr, /stuck-web-[0-9a-f]{6}-\S+: Running, not ready/);
     assert.match(up.stderr, /event: Warning Unhealthy pod\/stuck-web-[0-9a-f]{6}-\S+: Readiness probe failed: HTTP probe failed with statuscode: 404 \(x\d+, \d+s ago\)/);
