@@ -58,6 +58,9 @@ export async function startAgent(kc: k8s.KubeConfig): Promise<NodeAgent> {
   const agent = new NodeAgent({ kubeconfig: kc, log: (l) => process.stderr.write(`# node-agent: ${l}\n`) });
   try {
     await agent.start();
+    // the node lifecycle controller may taint a new Node not-ready before it sees the agent's Ready status, and lifts the taint a moment later
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    await until('the agent\'s Node without taints', async () => ((await core.readNode({ name: agent.nodeName })).spec?.taints ?? []).length === 0 || undefined, 60_000);
   } catch (err) {
     await agent.stop().catch(() => {});
     throw err;

@@ -9,6 +9,7 @@ import Docker from 'dockerode';
 import * as k8s from '@kubernetes/client-node';
 import { statusOf } from '../src/cluster';
 import { sleep, withTimeout } from '../src/wait';
+import { PodEvents } from './pod-events';
 
 /**
  * A kubelet stand-in for tests (no kubelet runs on these machines): registers a
@@ -80,6 +81,7 @@ export class NodeAgent {
   private timers: NodeJS.Timeout[] = [];
   private logServer?: https.Server;
   private stopped = false;
+  private readonly events: PodEvents;
 
   constructor(opts: NodeAgentOptions) {
     this.kc = opts.kubeconfig;
@@ -88,6 +90,7 @@ export class NodeAgent {
     this.core = this.kc.makeApiClient(k8s.CoreV1Api);
     this.coordination = this.kc.makeApiClient(k8s.CoordinationV1Api);
     this.log = opts.log ?? (() => {});
+    this.events = new PodEvents(this.core, this.nodeName, (l) => this.debug(l));
   }
 
   async start(): Promise<void> {
@@ -259,7 +262,7 @@ export class NodeAgent {
     try {
       await this.docker.getImage(image).inspect();
     } catch {
-      await this.event(state, 'Warning', 'ErrImageNeverPull', `Container image "${image}" is not present on this node and the agent never pulls`);
+      await this.events.record(state, 'Warning', 'ErrImageNeverPull', `Container image "${image}" is not present on this node and the agent never pulls`);
       await this.patchStatus(state, {
         phase: 'Pending',
         conditions: [cond('PodScheduled', true), cond('Ready', false, 'ContainersNotReady')],
@@ -354,7 +357,7 @@ export class NodeAgent {
   private async tick(state: PodState, pod: k8s.V1Pod, probe: k8s.V1Probe): Promise<void> {
     if (this.stopped || state.deleting || !state.containerId || state.terminated) return;
     const { ok, output } = await this.probe(state.containerId, probe, pod.spec!.containers[0]);
-    if (!ok) await this.event(state, 'Warning', 'Unhealthy', `Readiness probe failed: ${output}`);
+    if (!ok) await this.events.record(state, 'Warning', 'Unhealthy', `Readiness probe failed: ${output}`);
     if (ok) {
       state.probeFailures = 0;
       state.probeSuccesses++;
@@ -394,7 +397,7 @@ export class NodeAgent {
       state.ready = false;
       state.lastReported = undefined;
       await this.report(state);
-      await this.event(state, 'Warning', 'BackOff', `Back-off restarting failed container ${state.containerName} in pod ${state.name} (exit code ${exitCode})`);
+      await this.events.record(state, 'Warning', 'BackOff', `Back-off restarting failed container ${state.containerName} in pod ${state.name} (exit code ${exitCode})`);
       // back off as a kubelet does, briefly: 1 s, 2 s, 4 s … at most 10 s
       await sleep(1000 * Math.min(2 ** (state.restarts - 1), 10));
       if (this.stopped || state.deleting || state.containerId !== id) return;
@@ -448,44 +451,6 @@ export class NodeAgent {
       stream.on('error', () => resolve());
     });
     return { code: (await exec.inspect()).ExitCode ?? 1, output: demux(Buffer.concat(chunks)).toString('utf8') };
-  }
-
-  /**
-   * Records a core/v1 Event on the pod, as a kubelet does (source kubelet, this
-   * node): the first time a reason and message are seen it is created, repeats
-   * raise its count and last timestamp. Best effort: a lost event is no failure.
-   */
-  private async event(state: PodState, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
-    const key = `${reason}\u0000${message}`;
-    const now = new Date();
-    const seen = state.events.get(key);
-    try {
-      if (seen) {
-        seen.count++;
-        await this.core.patchNamespacedEvent({ name: seen.name, namespace: state.namespace, body: { count: seen.count, lastTimestamp: now } }, mergePatch());
-        return;
-      }
-      const name = `${state.name}.${crypto.randomBytes(8).toString('hex')}`;
-      state.events.set(key, { name, count: 1 });
-      await this.core.createNamespacedEvent({
-        namespace: state.namespace,
-        body: {
-          metadata: { name, namespace: state.namespace },
-          involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: state.namespace, name: state.name, uid: state.uid, fieldPath: `spec.containers{${state.containerName}}` },
-          type,
-          reason,
-          message,
-          count: 1,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          source: { component: 'kubelet', host: this.nodeName },
-          reportingComponent: 'kubelet',
-          reportingInstance: this.nodeName,
-        },
-      });
-    } catch (err) {
-      this.debug(`event ${reason} on ${state.namespace}/${state.name}: ${(err as Error).message}`);
-    }
   }
 
   private async report(state: PodState): Promise<void> {
