@@ -8,10 +8,14 @@
 // the backend seam (src/backends/backend.ts) and what a plugin's hook receives
 export type { Backend, BackendEnv, Sut, StartContext, ServiceStatus, EndpointMap, SutState, ApplyServiceChange, KillOptions } from './backends/backend';
 export type { SweepOptions, KeptApp } from './backends/ownership';
+export { isKeptApp } from './backends/ownership';
 export type { BackendsHook, BackendsHookOptions } from './backends/plugin-backends';
 
 // the app spec, as backends receive it (normalized and validated)
 export type { AppSpec, ServiceSpec, DatabaseSpec, ReadinessSpec, ReferenceField } from './spec/app-spec';
+// starting in dependency order (what a backend without the SUT core does itself), `${name.field}` in spec strings
+export { startInDependencyOrder, dependencyOrder } from './spec/dependency-graph';
+export { findReferences, resolveReferences, type Reference } from './spec/references';
 
 // one error root with stable codes and one exit-code table
 export { TopasError, EXIT_CODES, type ErrorCode, type ExitCode, type Problem } from './errors';

@@ -1,15 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { NodeAgent } from '../../plugins/kubernetes/test-support/node-agent';
 import type { Sut, SutState } from '../../src/backends/backend';
 import { loadAppSpec } from '../../src/spec/load-app-spec';
 import { REPO_ROOT } from '../helpers/cli';
-import { agentLeftovers, kubeSkipReason, startAgent, startControlPlane, until, type ControlPlane } from '../helpers/kube';
+import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, runObjects, startKubeTestCluster, stopKubeTestCluster, until, type ControlPlane, type KubeCliWorkspace, type KubeTestCluster } from '../helpers/kube';
 
 // `topas up|down --backend kubernetes` of the quickstart app on a real control
 // plane, its pods run by the tests' node agent; then the SUT operations
@@ -25,56 +23,33 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
     test('needs the control-plane binaries', { skip }, () => {});
     return;
   }
+  let kube: KubeTestCluster;
   let cp: ControlPlane;
   let agent: NodeAgent;
   let core: k8s.CoreV1Api;
   let apps: k8s.AppsV1Api;
   let batch: k8s.BatchV1Api;
+  let ws: KubeCliWorkspace;
   let work: string;
   let appFile: string;
-  let env: NodeJS.ProcessEnv;
+  let topas: KubeCliWorkspace['topas'];
   let runId: string;
   const ns = `kb-${process.pid}`;
 
-  // asynchronous: the node agent runs in this process and must go on serving while topas runs
-  const topas = async (...args: string[]) => {
-    const t0 = Date.now();
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], { cwd: work, env, encoding: 'utf8', timeout: 300_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-      );
-    });
-    return { ...r, ms: Date.now() - t0 };
-  };
-
   before(async () => {
-    cp = startControlPlane();
-    process.stdout.write(`# control plane up in ${(cp.startMs / 1000).toFixed(1)} s\n`);
-    core = cp.kc.makeApiClient(k8s.CoreV1Api);
-    apps = cp.kc.makeApiClient(k8s.AppsV1Api);
-    batch = cp.kc.makeApiClient(k8s.BatchV1Api);
-    agent = await startAgent(cp.kc);
-    await core.createNamespace({ body: { metadata: { name: ns } } });
-    await until('the default ServiceAccount', () => core.readNamespacedServiceAccount({ name: 'default', namespace: ns }));
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-backend-'));
-    // a copy: `topas up` records .topas/state.json next to the spec
-    appFile = path.join(work, 'topas.yaml');
-    fs.copyFileSync(QUICKSTART, appFile);
-    // the plugin, linked as `topas plugins link` would (oclif reads linked plugins from the data dir)
-    const dataDir = path.join(work, 'data');
-    fs.mkdirSync(dataDir);
-    fs.writeFileSync(path.join(dataDir, 'package.json'), JSON.stringify({ private: true, oclif: { schema: 1, plugins: [{ type: 'link', name: 'topas-plugin-kubernetes', root: path.join(REPO_ROOT, 'plugins', 'kubernetes') }] } }));
+    kube = await startKubeTestCluster(ns);
+    ({ cp, agent, core, apps, batch } = kube);
     // the cluster comes from the flags of `up` and `down`; `ps` finds it in .topas/state.json
-    env = { ...process.env, TOPAS_DATA_DIR: dataDir, TMPDIR: work };
-    delete env.KUBECONFIG;
+    ws = kubeCliWorkspace(QUICKSTART, 'kube-backend-');
+    ({ work, appFile, topas } = ws);
+    // for the SUT operations through the backend in this process
     process.env.TOPAS_KUBECONFIG = cp.kubeconfig;
     process.env.TOPAS_KUBE_NAMESPACE = ns;
   });
 
   after(async () => {
-    await agent?.stop();
-    cp?.stop();
-    if (work) fs.rmSync(work, { recursive: true, force: true });
+    await stopKubeTestCluster(kube);
+    ws?.cleanup();
   });
 
   test('topas up --backend kubernetes: every service Ready, objects labelled and owned by the run', async () => {
@@ -182,9 +157,8 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
     const down = await topas('down', '--app', appFile, '--backend', 'kubernetes', '--kubeconfig', cp.kubeconfig, '--namespace', ns);
     assert.equal(down.code, 0, down.stderr);
     assert.match(down.stdout, /torn down: quickstart \(kubernetes/);
-    const { remaining } = await import('../../plugins/kubernetes/src/kube-sut');
-    const { connect } = await import('../../plugins/kubernetes/src/cluster');
-    assert.deepEqual(await remaining(connect({ kubeconfig: cp.kubeconfig, namespace: ns }), runId), []);
+    // every kind the API server lists, found by discovery (not the plugin's own list): down waited for all of it
+    assert.deepEqual(await runObjects(cp.kc, ns, runId), []);
     await until('the agent removed every container', async () => ((await agentLeftovers(agent.nodeName)).containers.length === 0 ? true : undefined), 30_000);
     assert.ok(!fs.existsSync(path.join(work, '.topas', 'state.json')));
   });

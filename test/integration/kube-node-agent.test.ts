@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
 import type { NodeAgent } from '../../plugins/kubernetes/test-support/node-agent';
-import { agentLeftovers, kubeSkipReason, startAgent, startControlPlane, until, type ControlPlane } from '../helpers/kube';
+import { agentLeftovers, kubeSkipReason, startKubeTestCluster, stopKubeTestCluster, until, type KubeTestCluster } from '../helpers/kube';
 
 // The tests' kubelet stand-in on a real control plane: pods of a Deployment and
 // of Jobs run as Docker containers (the locally built fixture images), report
@@ -15,7 +15,7 @@ describe('node agent on a local control plane', () => {
     test('needs the control-plane binaries', { skip }, () => {});
     return;
   }
-  let cp: ControlPlane;
+  let kube: KubeTestCluster;
   let agent: NodeAgent;
   let core: k8s.CoreV1Api;
   let apps: k8s.AppsV1Api;
@@ -23,20 +23,11 @@ describe('node agent on a local control plane', () => {
   const ns = `agent-${process.pid}`;
 
   before(async () => {
-    cp = startControlPlane();
-    process.stdout.write(`# control plane up in ${(cp.startMs / 1000).toFixed(1)} s (script start, incl. PKI)\n`);
-    core = cp.kc.makeApiClient(k8s.CoreV1Api);
-    apps = cp.kc.makeApiClient(k8s.AppsV1Api);
-    batch = cp.kc.makeApiClient(k8s.BatchV1Api);
-    agent = await startAgent(cp.kc);
-    await core.createNamespace({ body: { metadata: { name: ns } } });
-    await until('the default ServiceAccount', () => core.readNamespacedServiceAccount({ name: 'default', namespace: ns }));
+    kube = await startKubeTestCluster(ns);
+    ({ agent, core, apps, batch } = kube);
   });
 
-  after(async () => {
-    await agent?.stop();
-    cp?.stop();
-  });
+  after(() => stopKubeTestCluster(kube));
 
   test('the node registers and is Ready', async () => {
     const node = await core.readNode({ name: agent.nodeName });

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as k8s from '@kubernetes/client-node';
-import { TopasError } from '../../../src/errors';
+import { TopasError } from 'topas';
 
 /**
  * Which cluster and namespace: `--kubeconfig`/`--context`/`--namespace` reach
@@ -102,22 +102,8 @@ export function apiMessage(err: unknown): string {
   return (err as Error)?.message ?? String(err);
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    t.unref();
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
+// defined with the other waits (src/wait.ts); the backend imports it from here
+export { withTimeout } from './wait';
 
 /** This process as an owner: host, pid and kernel start time (a recycled pid is not the owner). */
 export function selfOwner(): { host: string; pid: number; startTicks?: number } {

@@ -1,10 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
-import type { Backend, BackendEnv, StartContext, Sut, SutState } from '../../../src/backends/backend';
-import type { SweepOptions } from '../../../src/backends/ownership';
-import { isKeptApp } from '../../../src/backends/ownership';
-import { TopasError } from '../../../src/errors';
-import type { AppSpec } from '../../../src/spec/app-spec';
-import { startInDependencyOrder } from '../../../src/spec/dependency-graph';
+import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Backend, type BackendEnv, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
 import { KUBE_HINT, apiMessage, clusterOptionsFromEnv, connect, ownerGone, withTimeout, type Cluster } from './cluster';
 import { KubeSut, deleteRun, type KubeSutData } from './kube-sut';
 import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue } from './manifests';

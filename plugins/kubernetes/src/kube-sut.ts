@@ -1,8 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
-import type { ApplyServiceChange, EndpointMap, KillOptions, ServiceStatus, StartContext, Sut, SutState } from '../../../src/backends/backend';
-import { TopasError } from '../../../src/errors';
-import type { AppSpec, ServiceSpec } from '../../../src/spec/app-spec';
-import type { SutLifecycle } from '../../../src/sut/lifecycle';
+import { TopasError, type AppSpec, type ApplyServiceChange, type EndpointMap, type KillOptions, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
   ANNOTATIONS,
@@ -18,8 +15,9 @@ import {
   serviceObjects,
   type RenderOptions,
 } from './manifests';
+import { eventProblems } from './events';
+import { poll } from './wait';
 
-const POLL_MS = 250;
 const DELETE_WAIT_MS = 90_000;
 const FIELD_MANAGER = 'topas';
 const FORCE_AFTER_MS = 20_000;
@@ -138,15 +136,12 @@ export class KubeSut implements Sut {
   async waitReady(name: string, timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     const isDb = this.spec.databases.some((d) => d.name === name);
     const limitMs = timeoutMs ?? (isDb ? this.spec.databases.find((d) => d.name === name)!.ready.timeoutMs : this.service(name).ready.timeoutMs);
-    const deadline = Date.now() + limitMs;
-    for (;;) {
-      if (signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
-      if (await this.rolledOut(name, isDb)) return;
-      if (Date.now() > deadline) {
-        throw new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} was not ready within ${Math.round(limitMs / 1000)}s`, { problems: await this.podProblems(name), hint: 'check the image exists on the nodes and the `ready:` check of the service' });
-      }
-      await sleep(POLL_MS);
-    }
+    await poll(() => this.rolledOut(name, isDb), {
+      timeoutMs: limitMs,
+      signal,
+      onTimeout: async () =>
+        new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} was not ready within ${Math.round(limitMs / 1000)}s`, { problems: await this.podProblems(name), hint: 'check the image exists on the nodes and the `ready:` check of the service' }),
+    });
   }
 
   private async rolledOut(name: string, isDb: boolean): Promise<boolean> {
@@ -171,31 +166,38 @@ export class KubeSut implements Sut {
   }
 
   private async waitJob(jobName: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    const deadline = Date.now() + Math.max(timeoutMs, 30_000);
-    for (;;) {
-      if (signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
-      const job = await this.cluster.batch.readNamespacedJob({ name: jobName, namespace: this.ns });
-      if ((job.status?.succeeded ?? 0) > 0) return;
-      const failed = job.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
-      if (failed || Date.now() > deadline) {
-        const logs = await this.podLogs(`job-name=${jobName}`, 20).catch(() => '');
-        throw new TopasError('SUT_START_FAILED', `kubernetes: Job ${jobName} ${failed ? `failed: ${failed.message ?? failed.reason}` : 'did not complete in time'}`, {
-          problems: logs ? [{ path: jobName, message: logs.trim() }] : [],
-        });
-      }
-      await sleep(POLL_MS);
-    }
+    const failure = async (why: string): Promise<TopasError> => {
+      const logs = await this.podLogs(`job-name=${jobName}`, 20).catch(() => '');
+      const events = await eventProblems(this.cluster, [jobName]);
+      return new TopasError('SUT_START_FAILED', `kubernetes: Job ${jobName} ${why}`, { problems: [...(logs ? [{ path: jobName, message: logs.trim() }] : []), ...events] });
+    };
+    await poll(
+      async () => {
+        const job = await this.cluster.batch.readNamespacedJob({ name: jobName, namespace: this.ns });
+        if ((job.status?.succeeded ?? 0) > 0) return true;
+        const failed = job.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
+        if (failed) throw await failure(`failed: ${failed.message ?? failed.reason}`);
+        return false;
+      },
+      { timeoutMs: Math.max(timeoutMs, 30_000), signal, onTimeout: () => failure('did not complete in time') },
+    );
   }
 
-  /** Why pods are not ready: waiting reasons, exit codes. */
+  /** Why pods are not ready: waiting reasons, exit codes (OOMKilled and the like), then the cluster's last events about them. */
   private async podProblems(name: string): Promise<{ path: string; message: string }[]> {
     const pods = await this.pods(name, true).catch(() => []);
-    if (pods.length === 0) return [{ path: name, message: 'no pods were created (is a node Ready? are there scheduling events?)' }];
-    return pods.map((p) => {
-      const cs = p.status?.containerStatuses?.[0];
-      const why = cs?.state?.waiting ? `waiting: ${cs.state.waiting.reason}${cs.state.waiting.message ? ` (${cs.state.waiting.message})` : ''}` : cs?.state?.terminated ? `exited ${cs.state.terminated.exitCode}` : !p.spec?.nodeName ? 'not scheduled' : `${p.status?.phase ?? 'Pending'}, not ready`;
-      return { path: p.metadata!.name!, message: why };
-    });
+    const events = await eventProblems(this.cluster, [this.name(name)]);
+    if (pods.length === 0) return [{ path: name, message: 'no pods were created (is a node Ready? are there scheduling events?)' }, ...events];
+    return [
+      ...pods.map((p) => {
+        const cs = p.status?.containerStatuses?.[0];
+        const exited = (t: k8s.V1ContainerStateTerminated) => `exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}`;
+        const why = cs?.state?.waiting ? `waiting: ${cs.state.waiting.reason}${cs.state.waiting.message ? ` (${cs.state.waiting.message})` : ''}` : cs?.state?.terminated ? exited(cs.state.terminated) : !p.spec?.nodeName ? 'not scheduled' : `${p.status?.phase ?? 'Pending'}, not ready`;
+        const last = cs?.lastState?.terminated ? `; last ${exited(cs.lastState.terminated)}, ${cs.restartCount ?? 0} restarts` : '';
+        return { path: p.metadata!.name!, message: why + last };
+      }),
+      ...events,
+    ];
   }
 
   /** The component's pods, oldest first; without `all`, only those not being deleted. */
@@ -286,11 +288,10 @@ export class KubeSut implements Sut {
 
   private async waitReplicas(name: string, replicas: number): Promise<void> {
     if (replicas > 0) return this.waitReady(name);
-    const deadline = Date.now() + DELETE_WAIT_MS;
-    while ((await this.pods(name, true)).length > 0) {
-      if (Date.now() > deadline) throw new TopasError('TIMEOUT', `kubernetes: ${name}: pods still there after scaling to 0`);
-      await sleep(POLL_MS);
-    }
+    await poll(async () => (await this.pods(name, true)).length === 0, {
+      timeoutMs: DELETE_WAIT_MS,
+      onTimeout: () => new TopasError('TIMEOUT', `kubernetes: ${name}: pods still there after scaling to 0`),
+    });
   }
 
   async stop(name: string): Promise<void> {
@@ -322,22 +323,24 @@ export class KubeSut implements Sut {
     if (!victim) throw new TopasError('SUT_NOT_UP', `kubernetes: ${name} has no running pod${opts.replica ? ` #${opts.replica}` : ''}`);
     const gracePeriodSeconds = opts.signal === 'SIGKILL' ? 0 : 1;
     await this.cluster.core.deleteNamespacedPod({ name: victim.metadata!.name!, namespace: this.ns, gracePeriodSeconds });
-    const deadline = Date.now() + DELETE_WAIT_MS;
-    while ((await this.pods(name, true)).some((p) => p.metadata?.uid === victim.metadata?.uid)) {
-      if (Date.now() > deadline) throw new TopasError('TIMEOUT', `kubernetes: pod ${victim.metadata!.name} was not removed`);
-      await sleep(POLL_MS);
-    }
+    await poll(async () => !(await this.pods(name, true)).some((p) => p.metadata?.uid === victim.metadata?.uid), {
+      timeoutMs: DELETE_WAIT_MS,
+      onTimeout: () => new TopasError('TIMEOUT', `kubernetes: pod ${victim.metadata!.name} was not removed`),
+    });
     // the Deployment's status may still count the victim as ready: the heal is done when as many
     // pods as before run, the replacement among them, all Ready, and the rollout agrees
     const want = pods.length;
     const ready = (p: k8s.V1Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-    const healDeadline = Date.now() + this.service(name).ready.timeoutMs;
-    for (;;) {
-      const now = await this.pods(name);
-      if (now.length >= want && now.some((p) => p.metadata?.uid !== victim.metadata?.uid && !pods.some((q) => q.metadata?.uid === p.metadata?.uid)) && now.every(ready)) break;
-      if (Date.now() > healDeadline) throw new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} did not heal after pod ${victim.metadata!.name} was killed`, { problems: await this.podProblems(name) });
-      await sleep(POLL_MS);
-    }
+    await poll(
+      async () => {
+        const now = await this.pods(name);
+        return now.length >= want && now.some((p) => p.metadata?.uid !== victim.metadata?.uid && !pods.some((q) => q.metadata?.uid === p.metadata?.uid)) && now.every(ready);
+      },
+      {
+        timeoutMs: this.service(name).ready.timeoutMs,
+        onTimeout: async () => new TopasError('READINESS_TIMEOUT', `kubernetes: ${name} did not heal after pod ${victim.metadata!.name} was killed`, { problems: await this.podProblems(name) }),
+      },
+    );
     await this.waitReady(name);
   }
 
@@ -416,26 +419,42 @@ export async function deleteRun(cluster: Cluster, app: string, runId: string, lo
     await cluster.core.deleteNamespacedService({ name: s.metadata!.name!, namespace }).catch(ignore404);
   }
   const t0 = Date.now();
-  const deadline = t0 + DELETE_WAIT_MS;
-  for (;;) {
-    const left = await remaining(cluster, runId);
-    if (left.length === 0) return;
-    if (Date.now() > deadline) {
-      log(`kubernetes: run ${runId}: still there after ${DELETE_WAIT_MS / 1000}s: ${left.join(', ')}`);
-      throw new TopasError('TIMEOUT', `kubernetes: run ${runId} was not removed completely`, { problems: left.map((l) => ({ path: namespace, message: l })) });
-    }
-    // pods whose node never confirms (no kubelet runs them any more) stay Terminating: well after their grace period, force them
-    if (Date.now() - t0 > FORCE_AFTER_MS) await cluster.core.deleteCollectionNamespacedPod({ namespace, labelSelector, gracePeriodSeconds: 0, body: { ...background, gracePeriodSeconds: 0 } }).catch(() => undefined);
-    await sleep(500);
-  }
+  let left: string[] = [];
+  await poll(
+    async () => {
+      left = await remaining(cluster, runId);
+      if (left.length === 0) return true;
+      // pods whose node never confirms (no kubelet runs them any more) stay Terminating: well after their grace period, force them
+      if (Date.now() - t0 > FORCE_AFTER_MS) await cluster.core.deleteCollectionNamespacedPod({ namespace, labelSelector, gracePeriodSeconds: 0, body: { ...background, gracePeriodSeconds: 0 } }).catch(() => undefined);
+      return false;
+    },
+    {
+      timeoutMs: DELETE_WAIT_MS,
+      intervalMs: 500,
+      onTimeout: () => {
+        log(`kubernetes: run ${runId}: still there after ${DELETE_WAIT_MS / 1000}s: ${left.join(', ')}`);
+        return new TopasError('TIMEOUT', `kubernetes: run ${runId} was not removed completely`, { problems: left.map((l) => ({ path: namespace, message: l })) });
+      },
+    },
+  );
 }
 
-/** `Kind/name` of every object that still carries the run label. */
+function forbiddenAsNone(err: unknown): { items: [] } {
+  if (statusOf(err) === 403) return { items: [] };
+  throw err;
+}
+
+/**
+ * `Kind/name` of every object that still carries the run label: what topas
+ * made and what controllers made from it with its labels (ReplicaSets, pods,
+ * a StatefulSet's ControllerRevisions, a Service's EndpointSlices), which the
+ * garbage collector removes only after their owner is gone.
+ */
 export async function remaining(cluster: Cluster, runId: string): Promise<string[]> {
   const namespace = cluster.namespace;
   const labelSelector = runSelector(runId);
   const names = (kind: string, items: Array<{ metadata?: k8s.V1ObjectMeta }>) => items.map((i) => `${kind}/${i.metadata?.name}`);
-  const [pods, deps, rs, sts, jobs, svcs, secrets, cms] = await Promise.all([
+  const [pods, deps, rs, sts, jobs, svcs, secrets, cms, revisions, slices] = await Promise.all([
     cluster.core.listNamespacedPod({ namespace, labelSelector }),
     cluster.apps.listNamespacedDeployment({ namespace, labelSelector }),
     cluster.apps.listNamespacedReplicaSet({ namespace, labelSelector }),
@@ -444,6 +463,9 @@ export async function remaining(cluster: Cluster, runId: string): Promise<string
     cluster.core.listNamespacedService({ namespace, labelSelector }),
     cluster.core.listNamespacedSecret({ namespace, labelSelector }),
     cluster.core.listNamespacedConfigMap({ namespace, labelSelector }),
+    // made by controllers, not topas: a user whose role may not list them still gets the rest checked
+    cluster.apps.listNamespacedControllerRevision({ namespace, labelSelector }).catch(forbiddenAsNone),
+    cluster.objects.list('discovery.k8s.io/v1', 'EndpointSlice', namespace, undefined, undefined, undefined, undefined, labelSelector).catch(forbiddenAsNone),
   ]);
   return [
     ...names('Pod', pods.items),
@@ -454,9 +476,7 @@ export async function remaining(cluster: Cluster, runId: string): Promise<string
     ...names('Service', svcs.items),
     ...names('Secret', secrets.items),
     ...names('ConfigMap', cms.items),
+    ...names('ControllerRevision', revisions.items),
+    ...names('EndpointSlice', slices.items),
   ];
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

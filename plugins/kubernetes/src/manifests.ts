@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
-import type { AppSpec, DatabaseSpec, ServiceSpec } from '../../../src/spec/app-spec';
-import { resolveReferences } from '../../../src/spec/references';
+import { resolveReferences, type AppSpec, type DatabaseSpec, type ServiceSpec } from 'topas';
 
 /**
  * The App on a cluster, as plain objects (pure functions, no API calls):

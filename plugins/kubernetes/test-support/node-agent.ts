@@ -7,6 +7,9 @@ import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import * as k8s from '@kubernetes/client-node';
+import { statusOf } from '../src/cluster';
+import { sleep, withTimeout } from '../src/wait';
+import { PodEvents } from './pod-events';
 
 /**
  * A kubelet stand-in for tests (no kubelet runs on these machines): registers a
@@ -33,7 +36,8 @@ export interface NodeAgentOptions {
 
 /** Label on every container and network the agent makes: `topas.kube-agent=<node name>`. */
 export const AGENT_LABEL = 'topas.kube-agent';
-const POD_LABEL = 'topas.kube-pod';
+/** Label on each pod's container: `<namespace>/<pod name>`. */
+export const POD_LABEL = 'topas.kube-pod';
 const LEASE_RENEW_MS = 10_000;
 const LEASE_SECONDS = 40;
 const NODE_STATUS_MS = 20_000;
@@ -59,6 +63,8 @@ interface PodState {
   chain: Promise<void>;
   deleting: boolean;
   lastReported?: string;
+  /** Events recorded for this pod, by reason and message: repeats raise the count, as a kubelet's do */
+  events: Map<string, { name: string; count: number }>;
 }
 
 export class NodeAgent {
@@ -75,6 +81,7 @@ export class NodeAgent {
   private timers: NodeJS.Timeout[] = [];
   private logServer?: https.Server;
   private stopped = false;
+  private readonly events: PodEvents;
 
   constructor(opts: NodeAgentOptions) {
     this.kc = opts.kubeconfig;
@@ -83,6 +90,7 @@ export class NodeAgent {
     this.core = this.kc.makeApiClient(k8s.CoreV1Api);
     this.coordination = this.kc.makeApiClient(k8s.CoordinationV1Api);
     this.log = opts.log ?? (() => {});
+    this.events = new PodEvents(this.core, this.nodeName, (l) => this.debug(l));
   }
 
   async start(): Promise<void> {
@@ -210,6 +218,7 @@ export class NodeAgent {
         probeFailures: 0,
         chain: Promise.resolve(),
         deleting: false,
+        events: new Map(),
       };
       this.pods.set(uid, state);
       const s = state;
@@ -253,6 +262,7 @@ export class NodeAgent {
     try {
       await this.docker.getImage(image).inspect();
     } catch {
+      await this.events.record(state, 'Warning', 'ErrImageNeverPull', `Container image "${image}" is not present on this node and the agent never pulls`);
       await this.patchStatus(state, {
         phase: 'Pending',
         conditions: [cond('PodScheduled', true), cond('Ready', false, 'ContainersNotReady')],
@@ -346,7 +356,8 @@ export class NodeAgent {
 
   private async tick(state: PodState, pod: k8s.V1Pod, probe: k8s.V1Probe): Promise<void> {
     if (this.stopped || state.deleting || !state.containerId || state.terminated) return;
-    const ok = await this.probe(state.containerId, probe, pod.spec!.containers[0]);
+    const { ok, output } = await this.probe(state.containerId, probe, pod.spec!.containers[0]);
+    if (!ok) await this.events.record(state, 'Warning', 'Unhealthy', `Readiness probe failed: ${output}`);
     if (ok) {
       state.probeFailures = 0;
       state.probeSuccesses++;
@@ -386,6 +397,7 @@ export class NodeAgent {
       state.ready = false;
       state.lastReported = undefined;
       await this.report(state);
+      await this.events.record(state, 'Warning', 'BackOff', `Back-off restarting failed container ${state.containerName} in pod ${state.name} (exit code ${exitCode})`);
       // back off as a kubelet does, briefly: 1 s, 2 s, 4 s … at most 10 s
       await sleep(1000 * Math.min(2 ** (state.restarts - 1), 10));
       if (this.stopped || state.deleting || state.containerId !== id) return;
@@ -407,8 +419,8 @@ export class NodeAgent {
     await this.report(state);
   }
 
-  /** Runs a probe inside the container (its own network namespace), bounded by the probe's timeout. */
-  private async probe(containerId: string, probe: k8s.V1Probe, container: k8s.V1Container): Promise<boolean> {
+  /** Runs a probe inside the container (its own network namespace), bounded by the probe's timeout; `output` says why it failed. */
+  private async probe(containerId: string, probe: k8s.V1Probe, container: k8s.V1Container): Promise<{ ok: boolean; output: string }> {
     const port = (p: number | string | undefined): number | undefined => (typeof p === 'number' ? p : /^\d+$/.test(String(p)) ? Number(p) : container.ports?.find((cp) => cp.name === p)?.containerPort);
     let argv: string[];
     if (probe.exec?.command) argv = probe.exec.command;
@@ -416,26 +428,29 @@ export class NodeAgent {
     else if (probe.httpGet) {
       const p = port(probe.httpGet.port);
       const pathPart = (probe.httpGet.path ?? '/').replace(/[^A-Za-z0-9/._~?&=%:+-]/g, '');
-      argv = ['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${p} && printf 'GET ${pathPart} HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: kube-probe/1.37\\r\\n\\r\\n' >&3 && read -r proto code rest <&3 && [ "$code" -ge 200 ] && [ "$code" -lt 400 ]`];
-    } else return true;
-    const timeoutMs = Math.max(1, probe.timeoutSeconds ?? 1) * 1000;
+      // says the status as a kubelet's probe does when it is not 2xx/3xx
+      argv = ['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${p} && printf 'GET ${pathPart} HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: kube-probe/1.37\\r\\n\\r\\n' >&3 && read -r proto code rest <&3 && { [ "$code" -ge 200 ] && [ "$code" -lt 400 ] || { echo "HTTP probe failed with statuscode: $code"; exit 1; }; }`];
+    } else return { ok: true, output: '' };
+    const timeoutSeconds = Math.max(1, probe.timeoutSeconds ?? 1);
     try {
-      return await withTimeout(this.exec(containerId, argv), timeoutMs).then((code) => code === 0);
+      const r = await withTimeout(this.exec(containerId, argv), timeoutSeconds * 1000, 'probe');
+      return { ok: r.code === 0, output: r.output.trim().split('\n').pop() || `exit code ${r.code}` };
     } catch {
-      return false;
+      return { ok: false, output: `timeout: no answer within ${timeoutSeconds}s` };
     }
   }
 
-  private async exec(containerId: string, argv: string[]): Promise<number> {
+  private async exec(containerId: string, argv: string[]): Promise<{ code: number; output: string }> {
     const exec = await this.docker.getContainer(containerId).exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
     const stream = await exec.start({ hijack: true, stdin: false });
+    const chunks: Buffer[] = [];
     await new Promise<void>((resolve) => {
+      stream.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c));
       stream.on('end', resolve);
       stream.on('close', resolve);
       stream.on('error', () => resolve());
-      stream.resume();
     });
-    return (await exec.inspect()).ExitCode ?? 1;
+    return { code: (await exec.inspect()).ExitCode ?? 1, output: demux(Buffer.concat(chunks)).toString('utf8') };
   }
 
   private async report(state: PodState): Promise<void> {
@@ -568,30 +583,6 @@ function mergePatch(): k8s.ConfigurationOptions {
   return k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 }
 
-export function statusOf(err: unknown): number | undefined {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** `node dist/plugins/kubernetes/test-support/node-agent.js KUBECONFIG`: runs an agent until SIGINT/SIGTERM. */
 if (require.main === module) {

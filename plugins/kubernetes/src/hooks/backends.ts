@@ -1,4 +1,4 @@
-import type { BackendsHookOptions } from '../../../../src/backends/plugin-backends';
+import type { BackendsHookOptions } from 'topas';
 
 /**
  * The plugin's `topas:backends` hook: registers `kubernetes`. The client
