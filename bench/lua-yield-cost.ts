@@ -12,7 +12,7 @@
  *
  *   node dist/bench/lua-yield-cost.js [--n 100000] [--rounds 3]
  */
-import { luaFactory } from '../src/lua/engine';
+import { luaFactory } from '../src/lua/lua-factory';
 import { arg } from './proxy-peers';
 
 function thrower(): never {

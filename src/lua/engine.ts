@@ -1,22 +1,19 @@
-import fs from 'node:fs';
-import { createVuMetricsModule } from './vu-metrics-module';
-import { ScenarioMetrics } from '../run/scenario-metrics';
-import path from 'node:path';
+import { LuaMultiReturn, LuaReturn, LuaType, LuaEventMasks, LUA_REGISTRYINDEX } from 'wasmoon';
+import type { LuaEngine, LuaGlobal } from 'wasmoon';
 import { setTimeout as delay } from 'node:timers/promises';
-import { decorateFunction, LuaFactory, LuaMultiReturn, LuaReturn, LuaType, LuaEventMasks, LUA_REGISTRYINDEX } from 'wasmoon';
-import type { LuaEngine, LuaGlobal, LuaThread } from 'wasmoon';
 import type { EndpointMap } from '../backends/backend';
 import type { SerializedError } from '../errors';
-import type { CheckTally, LogLevel, LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask, StepResult } from '../run/scenario-types';
+import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from '../run/scenario-types';
 import { formatDurationMs } from '../util/duration';
-import { getWasmLocation } from '../sea/assets';
-import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
-import { errorMessage, luaDurationMs, toLua, TO_LUA_STACK_SLOTS } from './lua-values';
-import { jsonBindings } from './lua-json';
+import { ASYNC_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
+import { errorMessage, toLua } from './lua-values';
 import { CheckedTableReader } from './lua-table-reader';
-import { projectFileBindings } from './data-files';
-import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance } from './modules';
+import { LuaAssertionError } from './modules';
 import { FastLua } from './vu-lua-api';
+import { luaFactory } from './lua-factory';
+import { cachedChunkName, readScenario } from './scenario-files';
+import { ScenarioBindings } from './scenario-bindings';
+import { cancelError, cancelMessage, isTable, luaError, withMemoryLimit, type ActiveRun, type CancelReason, type MainOutcome } from './scenario-run';
 
 export interface LuaRuntimeOptions {
   onLog(line: LogLine): void;
@@ -25,82 +22,6 @@ export interface LuaRuntimeOptions {
   rpc(runId: string, method: string, args: unknown[]): Promise<unknown>;
   /** Lua instructions between two deadline checks */
   hookInstructionCount?: number;
-}
-
-type CancelReason = 'timeout' | 'interrupt';
-
-interface OpenStep {
-  name: string;
-  startedMs: number;
-  checks: Map<string, CheckTally>;
-  continueOnFailure: boolean;
-}
-
-interface ActiveRun {
-  task: ScenarioTask;
-  source: string;
-  startedAt: Date;
-  startedMs: number;
-  deadlineMs: number;
-  /** lua_State of the scenario's coroutine, and its registry ref keeping it alive */
-  L: number;
-  threadRef: number;
-  cancelReason?: CancelReason;
-  wake: () => void;
-  cancelled: Promise<void>;
-  pending?: Promise<unknown>;
-  timer?: NodeJS.Timeout;
-  checks: Map<string, CheckTally>;
-  steps: StepResult[];
-  openSteps: OpenStep[];
-  /** a step failed without continue_on_failure: later steps are skipped */
-  blocked: boolean;
-  firstStepError?: SerializedError;
-  /** messages raised by expect/assert/db.expect: these fail, the rest error */
-  assertions: Set<string>;
-  modules: LuaModuleInstance[];
-  /** made on first use (sleep, a module): most short scenarios never need one */
-  abort?: AbortController;
-  endpoints: EndpointMap;
-  /** require("metrics"): custom metrics, in the scenario's result */
-  metrics?: ScenarioMetrics;
-}
-
-type MainOutcome = { kind: 'ok' } | { kind: 'error'; message: string; location?: string; traceback?: string };
-
-const MEMORY_ERROR = 'not enough memory';
-
-// one wasm module per thread; engines made from it are cheap
-let sharedFactory: LuaFactory | undefined;
-type WasmFn = (...args: any[]) => any;
-let wasmExports: Record<string, WasmFn> | undefined;
-export function luaFactory(): LuaFactory {
-  if (sharedFactory) return sharedFactory;
-  // wasmoon's emscripten build (with assertions) reaches every export through
-  // a wrapper that asserts, looks the export up by name and calls it with
-  // `apply(arguments)`: ~30 ns against ~5 ns for the export itself, tens of
-  // calls per request in a load test. The exports are not exposed, so the
-  // instance is picked up as the module is instantiated.
-  const wa = (globalThis as unknown as { WebAssembly: { instantiate: (...a: unknown[]) => Promise<unknown> } }).WebAssembly;
-  const original = wa.instantiate;
-  wa.instantiate = function (this: unknown, ...args: unknown[]) {
-    return original.apply(this, args).then((r) => {
-      const exports = (r as { instance?: { exports: Record<string, WasmFn> } }).instance?.exports;
-      if (exports && typeof exports.lua_resume === 'function' && typeof exports.luaL_ref === 'function') wasmExports = exports;
-      return r;
-    });
-  };
-  sharedFactory = new LuaFactory(getWasmLocation());
-  void sharedFactory.getLuaModule().then(
-    () => (wa.instantiate = original),
-    () => (wa.instantiate = original),
-  );
-  return sharedFactory;
-}
-
-/** The Lua wasm module's own exports (`lua_settop`, `malloc`...), once an engine exists; undefined if they could not be picked up. */
-export function luaWasmExports(): Record<string, WasmFn> | undefined {
-  return wasmExports;
 }
 
 /**
@@ -116,11 +37,13 @@ export class LuaRuntime {
   private readonly fast: FastLua;
   /** scenario sources as Lua strings in the registry: a run of a file pushes a reference, not its text */
   private readonly sourceRefs = new Map<string, number>();
-  private current: ActiveRun | undefined;
+  /** the run in progress (the bindings work on it) */
+  private readonly at: { current: ActiveRun | undefined } = { current: undefined };
   private readonly runs = new Map<string, ActiveRun>();
   private readonly resultPtr: number;
   private readonly hookPtr: number;
-  private readonly checkPtr: number;
+  /** the prelude's bindings, working on the run in progress */
+  private readonly bindings: ScenarioBindings;
   private readonly hookCount: number;
   private readonly baselineBytes: number;
   private endpoints: EndpointMap | undefined;
@@ -142,17 +65,14 @@ export class LuaRuntime {
     this.lua = engine.global.lua;
     this.global.registerTypeExtension(2, new CheckedTableReader(this.global));
     this.fast = new FastLua(this.global);
+    this.bindings = new ScenarioBindings(this.lua, this.fast, opts, this.at);
     this.hookCount = opts.hookInstructionCount ?? 1000;
     this.resultPtr = this.lua.module._malloc(4);
     this.hookPtr = this.lua.module.addFunction((L: number) => this.onHook(L), 'vii');
 
     const G = this.global.address;
     this.global.loadString(PRELUDE_LUA, PRELUDE_CHUNK);
-    this.global.pushValue(this.preludeBindings());
-    // check() is the hot binding of short scenarios: a raw C function, not wasmoon's wrapper
-    this.checkPtr = this.lua.module.addFunction((L: number) => this.rawCheck(L), 'ii');
-    this.lua.lua_pushcclosure(G, this.checkPtr, 0);
-    this.fast.setfield(G, -2, 'check');
+    this.bindings.pushTable(this.global);
     const status = this.lua.lua_pcallk(G, 1, 1, 0, 0, null);
     if (status !== LuaReturn.Ok) {
       const msg = this.lua.lua_tolstring(G, -1, null);
@@ -252,7 +172,7 @@ export class LuaRuntime {
     // lua_close on a broken state traps again; the thread's end frees it all
     if (this.crash) return;
     this.lua.module.removeFunction(this.hookPtr);
-    this.lua.module.removeFunction(this.checkPtr);
+    this.bindings.close();
     this.lua.module._free(this.resultPtr);
     this.fast.dispose();
     this.global.close();
@@ -268,7 +188,7 @@ export class LuaRuntime {
   }
 
   private onHook(L: number): void {
-    const run = this.current;
+    const run = this.at.current;
     if (!run) return;
     if (!run.cancelReason && Date.now() > run.deadlineMs) this.cancelRun(run, 'timeout');
     if (run.cancelReason) {
@@ -336,17 +256,17 @@ export class LuaRuntime {
     let nargs = 3;
     for (;;) {
       this.updateMemoryMax();
-      this.current = run;
+      this.at.current = run;
       let res: { status: LuaReturn; nres: number };
       try {
         res = this.resume(L, nargs);
       } catch (err) {
         // a throw out of lua_resume skipped Lua's own unwinding: the state is broken
-        this.current = undefined;
+        this.at.current = undefined;
         this.crashedBy(run, err);
         return { kind: 'error', message: errorMessage(err) };
       } finally {
-        this.current = undefined;
+        this.at.current = undefined;
         if (!this.crash) this.global.setMemoryMax(undefined);
       }
       if (res.status === LuaReturn.Yield) {
@@ -400,7 +320,7 @@ export class LuaRuntime {
       pushes = [err instanceof LuaAssertionError ? 'assert' : false, errorMessage(err)];
     }
     if (this.crash) return 0;
-    if (pushes.some(isTable)) this.makeRoom(thread.address, pushes.length);
+    if (pushes.some(isTable)) this.bindings.makeRoom(thread.address, pushes.length);
     for (const v of pushes) thread.pushValue(v);
     return pushes.length;
   }
@@ -413,7 +333,7 @@ export class LuaRuntime {
       try {
         await Promise.race([Promise.resolve(m.close?.()), delay(5000)]);
       } catch (err) {
-        this.emitLog(run, 'warn', `closing a module failed: ${errorMessage(err)}`);
+        this.bindings.emitLog(run, 'warn', `closing a module failed: ${errorMessage(err)}`);
       }
     }
     if (run.threadRef && !this.crash) this.lua.luaL_unref(this.global.address, LUA_REGISTRYINDEX, run.threadRef);
@@ -473,251 +393,6 @@ export class LuaRuntime {
       ...(error ? { error } : {}),
     };
   }
-
-  // ------------------------------------------------------------------ bindings
-
-  private emitLog(run: ActiveRun, level: LogLevel, message: string): void {
-    this.opts.onLog({ ts: Date.now(), runId: run.task.runId, source: run.task.name, level, message });
-  }
-
-  private emit(run: ActiveRun, ev: ScenarioEvent): void {
-    this.opts.onEvent(run.task.runId, ev);
-  }
-
-  private tally(map: Map<string, CheckTally>, name: string, ok: boolean): void {
-    let t = map.get(name);
-    if (!t) {
-      t = { name, passed: 0, failed: 0 };
-      map.set(name, t);
-    }
-    if (ok) t.passed++;
-    else t.failed++;
-  }
-
-  /** check(name, ok) from the prelude (a string and a boolean); raises like any binding outside a scenario */
-  private rawCheck(L: number): number {
-    const run = this.current;
-    if (!run) {
-      this.fast.pushstring(L, 'called outside a running scenario');
-      this.lua.lua_error(L);
-      return 0;
-    }
-    this.recordCheck(run, this.fast.tostring(L, 1), this.fast.toboolean(L, 2));
-    return 0;
-  }
-
-  private recordCheck(run: ActiveRun, name: string, ok: boolean): void {
-    this.tally(run.checks, name, ok);
-    for (const s of run.openSteps) this.tally(s.checks, name, ok);
-    this.emit(run, { kind: 'check', name, ok, ts: Date.now() });
-  }
-
-  /** Wraps a JS function for Lua: promises become ASYNC, throws become ERR/ASSERT. */
-  private wrapJs(fn: (...args: any[]) => unknown): unknown {
-    // the calling coroutine: a nested table result needs room on its stack
-    return decorateFunction((thread: LuaThread, ...args: unknown[]) => {
-      const run = this.current;
-      try {
-        const r = fn(...args);
-        if (r instanceof Promise || (typeof r === 'object' && r !== null && typeof (r as { then?: unknown }).then === 'function')) {
-          if (!run) throw new Error('async call outside a scenario');
-          // a real promise (thenables included), so late rejections of work whose scenario was cancelled can be swallowed
-          const p = r instanceof Promise ? r : Promise.resolve(r as PromiseLike<unknown>);
-          run.pending = p;
-          p.catch(() => undefined);
-          return ASYNC_MARK;
-        }
-        if (r instanceof LuaMultiReturn) {
-          const vals = r.map((v) => toLua(v));
-          if (vals.some(isTable)) this.makeRoom(thread.address, vals.length);
-          return LuaMultiReturn.of(...vals);
-        }
-        const v = toLua(r);
-        if (isTable(v)) this.makeRoom(thread.address, 1);
-        return v;
-      } catch (err) {
-        return LuaMultiReturn.of(err instanceof LuaAssertionError ? ASSERT_MARK : ERR_MARK, errorMessage(err));
-      }
-    }, { receiveThread: true });
-  }
-
-  private makeRoom(L: number, values: number): void {
-    if (!this.lua.lua_checkstack(L, TO_LUA_STACK_SLOTS + values)) throw new Error('not enough Lua stack for the result');
-  }
-
-  private preludeBindings(): Record<string, unknown> {
-    const need = (): ActiveRun => {
-      const run = this.current;
-      if (!run) throw new Error('called outside a running scenario');
-      return run;
-    };
-    return {
-      ASYNC: ASYNC_MARK,
-      ERR: ERR_MARK,
-      ASSERT: ASSERT_MARK,
-      log: (level: LogLevel, message: string) => {
-        const run = this.current;
-        if (run) this.emitLog(run, level, message);
-      },
-      assert_failed: (message: string) => this.recordCheck(need(), message, false),
-      assertion: (message: string) => {
-        need().assertions.add(message);
-      },
-      step_begin: (name: string, continueOnFailure: boolean) => {
-        const run = need();
-        const now = Date.now();
-        if (run.blocked && !continueOnFailure) {
-          run.steps.push({ name, state: 'skipped', durationMs: 0, checks: [] });
-          this.emit(run, { kind: 'step-end', name, ts: now, state: 'skipped' });
-          return false;
-        }
-        run.openSteps.push({ name, startedMs: now, checks: new Map(), continueOnFailure: continueOnFailure || run.task.continueOnFailure });
-        this.emit(run, { kind: 'step-start', name, ts: now });
-        return true;
-      },
-      step_end: (name: string, ok: boolean, message?: string | null, location?: string | null, traceback?: string | null) => {
-        const run = need();
-        const open = run.openSteps.pop();
-        const now = Date.now();
-        const step: StepResult = {
-          name,
-          state: ok ? 'passed' : 'failed',
-          durationMs: open ? now - open.startedMs : 0,
-          checks: open ? [...open.checks.values()] : [],
-        };
-        if (!ok) {
-          const msg = run.cancelReason ? cancelMessage(run) : withMemoryLimit(String(message ?? 'step failed'), run.task.memoryLimitBytes);
-          step.error = luaError(msg, location ?? undefined, traceback ?? undefined, run.assertions.has(String(message)));
-          if (!run.firstStepError) run.firstStepError = step.error;
-          if (!open?.continueOnFailure) run.blocked = true;
-        } else if (open && [...open.checks.values()].some((c) => c.failed > 0)) {
-          // a step whose checks failed is a failed step, though it ran to its end
-          step.state = 'failed';
-          const names = [...open.checks.values()].filter((c) => c.failed > 0).map((c) => `"${c.name}"`);
-          step.error = { name: 'CheckFailed', message: `check failed: ${names.join(', ')}` };
-          // checks are non-fatal: later steps still run
-          if (!run.firstStepError) run.firstStepError = step.error;
-        }
-        run.steps.push(step);
-        this.emit(run, { kind: 'step-end', name, ts: now, state: step.state, ...(step.error ? { error: step.error } : {}) });
-        return run.cancelReason !== undefined;
-      },
-      sleep: this.wrapJs((d: unknown) => {
-        const run = need();
-        const ms = luaDurationMs(d, 'sleep') ?? 0;
-        return delay(ms, undefined, { signal: signalOf(run) });
-      }),
-      env: (name: string) => {
-        const v = need().task.env[name];
-        return v === undefined ? undefined : v;
-      },
-      ...jsonBindings(),
-      ...projectFileBindings(() => need().task, (f) => this.wrapJs(f)),
-      require: this.wrapJs((name: string) => {
-        const run = need();
-        if (name === 'metrics') {
-          const inst = createVuMetricsModule((run.metrics ??= new ScenarioMetrics()));
-          return LuaMultiReturn.of<unknown>(Object.fromEntries(Object.entries(inst.exports).map(([k, f]) => [k, this.wrapJs(f)])), inst.shim);
-        }
-        const factory = getLuaModule(name);
-        if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
-        const ctx: LuaModuleContext = {
-          task: run.task,
-          endpoints: () => run.endpoints,
-          rpc: (method, args) => this.opts.rpc(run.task.runId, method, args),
-          log: (level, message) => this.emitLog(run, level, message),
-          signal: signalOf(run),
-        };
-        const inst = factory(ctx);
-        run.modules.push(inst);
-        const exportsTable: Record<string, unknown> = {};
-        for (const [k, f] of Object.entries(inst.exports)) exportsTable[k] = this.wrapJs(f);
-        return LuaMultiReturn.of<unknown>(exportsTable, inst.shim);
-      }),
-    };
-  }
-}
-
-/** The run's abort signal, made on first use; already aborted if the run was cancelled before. */
-function signalOf(run: ActiveRun): AbortSignal {
-  if (!run.abort) {
-    run.abort = new AbortController();
-    if (run.cancelReason) run.abort.abort(cancelError(run.cancelReason));
-  }
-  return run.abort.signal;
-}
-
-function cancelError(reason: CancelReason): Error {
-  return new Error(reason === 'timeout' ? 'scenario timed out' : 'scenario interrupted');
-}
-
-function isTable(v: unknown): boolean {
-  return typeof v === 'object' && v !== null;
-}
-
-/** Lua's bare "not enough memory" says which limit was reached. */
-function withMemoryLimit(message: string, limitBytes: number): string {
-  if (message === MEMORY_ERROR || message.endsWith(`: ${MEMORY_ERROR}`)) return `${message} (memory limit of ${formatBytes(limitBytes)} reached)`;
-  return message;
-}
-
-function cancelMessage(run: ActiveRun): string {
-  return run.cancelReason === 'timeout' ? `timed out after ${formatDurationMs(run.task.timeoutMs)}` : 'interrupted';
 }
 
 const MAX_SOURCE_REFS = 64;
-
-// a run of many instances names the same file thousands of times
-const chunkNames = new Map<string, string>();
-function cachedChunkName(task: { file: string; baseDir: string }): string {
-  const key = `${task.baseDir}\0${task.file}`;
-  let name = chunkNames.get(key);
-  if (name === undefined) {
-    name = chunkName(task);
-    if (chunkNames.size >= 1000) chunkNames.clear();
-    chunkNames.set(key, name);
-  }
-  return name;
-}
-
-/** Chunk name: the file relative to baseDir, with forward slashes. */
-export function chunkName(task: { file: string; baseDir: string }): string {
-  const rel = path.relative(task.baseDir, task.file);
-  return (rel && !rel.startsWith('..') ? rel : task.file).split(path.sep).join('/');
-}
-
-// scenario files are read once per worker: load tests start thousands of runs of one file
-const sourceCache = new Map<string, { mtimeMs: number; source: string }>();
-async function readScenario(file: string): Promise<string> {
-  // statSync: a few µs, where an async stat's thread-pool round trip costs a run's whole budget
-  const st = fs.statSync(file);
-  const hit = sourceCache.get(file);
-  if (hit && hit.mtimeMs === st.mtimeMs) return hit.source;
-  const source = await fs.promises.readFile(file, 'utf8');
-  sourceCache.set(file, { mtimeMs: st.mtimeMs, source });
-  return source;
-}
-
-function luaError(message: string, location: string | undefined, traceback: string | undefined, assertion: boolean): SerializedError {
-  const e: SerializedError = { name: assertion ? 'AssertionError' : 'LuaError', message };
-  if (location) e.location = location;
-  const tb = traceback ? cleanTraceback(traceback) : undefined;
-  if (tb) e.stack = `${message}\n${tb}`;
-  return e;
-}
-
-/** Drops the runtime's own frames so a traceback shows the scenario's. */
-function cleanTraceback(tb: string): string | undefined {
-  const lines = tb.split('\n').filter((l) => {
-    const t = l.trim();
-    return !t.startsWith('topas') && !t.startsWith('[C]: in function \'xpcall\'') && !t.startsWith('[C]: in ?') && t !== "[C]: in function 'error'" && t !== '(...tail calls...)';
-  });
-  return lines.length > 1 ? lines.join('\n') : undefined;
-}
-
-function formatBytes(n: number): string {
-  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(n % (1 << 20) === 0 ? 0 : 1)} MB`;
-  if (n >= 1 << 10) return `${Math.round(n / 1024)} KB`;
-  return `${n} B`;
-}
-

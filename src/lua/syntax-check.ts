@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import type { LuaEngine } from 'wasmoon';
 import { LuaReturn } from 'wasmoon';
 import type { Problem } from '../errors';
-import { chunkName, luaFactory } from './engine';
+import { luaFactory } from './lua-factory';
+import { chunkName } from './scenario-files';
 import { isBuiltinModule } from './data-files';
 import { libChunkText, literalRequires, resolveLibModule } from './require-loader';
 

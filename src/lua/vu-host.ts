@@ -1,20 +1,23 @@
-import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import { LuaMultiReturn, LuaReturn, LuaType, LUA_REGISTRYINDEX } from 'wasmoon';
 import type { LuaEngine, LuaGlobal } from 'wasmoon';
 import type { EndpointMap } from '../backends/backend';
-import type { LogLevel, ScenarioTask } from '../run/scenario-types';
-import { chunkName, luaFactory } from './engine';
-import { ASSERT_MARK, ASYNC_MARK, ERR_MARK, PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
-import { errorMessage, luaDurationMs, toLua } from './lua-values';
-import { getLuaModule, luaModuleNames, LuaAssertionError, type LuaModuleContext, type LuaModuleInstance, type RequestMetricsSink } from './modules';
-import { createVuMetricsModule, type CustomMetricsSink } from './vu-metrics-module';
+import type { LogLevel } from '../run/scenario-types';
+import { luaFactory } from './lua-factory';
+import { chunkName } from './scenario-files';
+import { PRELUDE_CHUNK, PRELUDE_LUA } from './prelude';
+import { errorMessage } from './lua-values';
+import { LuaAssertionError, type RequestMetricsSink } from './modules';
+import type { CustomMetricsSink } from './vu-metrics-module';
 import { FastLua } from './vu-lua-api';
-import { jsonBindings } from './lua-json';
 import { CheckedTableReader } from './lua-table-reader';
-import { projectFileBindings } from './data-files';
 import { Deferred } from './deferred';
+import { CMD_CONTEXT, CMD_SETUP, CMD_TEARDOWN, OK, Vu, VU_LOOP, VU_PREFIX, YIELD_INIT, type VuCommandResult } from './vu';
+import { VuBindings, type VuCursor } from './vu-bindings';
+import { VuMemoryCap } from './vu-memory-cap';
+
+export { Vu, type VuCommandResult, type VuScriptInfo } from './vu';
+export { DEFAULT_VU_MEMORY_LIMIT_BYTES, WORKER_MEMORY_LIMIT_BYTES } from './vu-memory-cap';
 
 /**
  * Virtual users for `topas load`: many VUs in one wasmoon engine, each with
@@ -29,15 +32,6 @@ import { Deferred } from './deferred';
  * setjmp/longjmp), so a command ends by returning, never by yielding, and the
  * iteration is called without a pcall frame (fewer wasm frames to unwind).
  */
-
-/** What a VU reports after its script's top level ran. */
-export interface VuScriptInfo {
-  /** the script's global `options` (plain JS data) */
-  options: unknown;
-  hasIteration: boolean;
-  hasSetup: boolean;
-  hasTeardown: boolean;
-}
 
 export interface VuHostOptions {
   /** absolute path of the load script: its chunk name in errors and where require() looks */
@@ -59,205 +53,24 @@ export interface VuHostOptions {
   memoryLimitBytes?: number;
 }
 
-/**
- * What one VU may hold on the Lua heap. Scenarios get 256 MiB each; a worker
- * hosts hundreds of VUs, so a VU gets less. Over it, the VU's iteration fails
- * and the load runner replaces the VU with a fresh one.
- */
-export const DEFAULT_VU_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
-/**
- * What all VUs of a worker thread may hold together: many VUs each under
- * their own cap would still fill the engine (wasm memory tops out at 2 GiB,
- * and never shrinks). Over it, the VU holding the most is replaced.
- */
-export const WORKER_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024;
-const LEAK_HINT = 'does the script keep data across iterations, in globals or upvalues?';
-
-/**
- * Measures what a VU holds: walks what its command function and coroutines
- * reach (its _ENV, upvalues, the locals of a suspended iteration), minus what
- * was there before any VU (globals, libraries, the prelude), and adds up an
- * estimate of each object's size. Run only when a meter says a VU may be over
- * its cap, which heap deltas alone cannot tell (garbage is freed wherever the
- * collector happens to run).
- */
-const SIZER_LUA = String.raw`
-local next, type, rawlen = next, type, rawlen
-local getupvalue, getlocal, getinfo, getmetatable, getregistry = debug.getupvalue, debug.getlocal, debug.getinfo, debug.getmetatable, debug.getregistry
-local shared = {}
-local function walk(mark, ...)
-  local seen = mark and shared or {}
-  local stack, n, size = { ... }, select("#", ...), 0
-  local function push(x)
-    local t = type(x)
-    if t == "string" then
-      -- short strings are interned and small: counted, not deduplicated
-      if #x <= 64 then size = size + 24 + #x; return end
-    elseif t ~= "table" and t ~= "function" and t ~= "thread" then
-      return
-    end
-    if seen[x] or shared[x] then return end
-    seen[x] = true
-    n = n + 1
-    stack[n] = x
-  end
-  while n > 0 do
-    local v = stack[n]
-    stack[n] = nil
-    n = n - 1
-    local t = type(v)
-    if t == "string" then
-      size = size + 24 + #v
-    elseif t == "table" then
-      size = size + 56
-      for k, x in next, v do
-        size = size + 16
-        push(k)
-        push(x)
-      end
-      push(getmetatable(v))
-    elseif t == "function" then
-      size = size + 40
-      for i = 1, 255 do
-        local name, x = getupvalue(v, i)
-        if name == nil then break end
-        push(x)
-      end
-    elseif t == "thread" then
-      size = size + 200
-      local level = 0
-      while getinfo(v, level, "l") do
-        for i = 1, 250 do
-          local name, x = getlocal(v, level, i)
-          if name == nil then break end
-          push(x)
-        end
-        level = level + 1
-      end
-    end
-  end
-  return size
-end
-shared[shared] = true
-walk(true, getregistry(), _G, walk)
-return function(...) return walk(false, ...) end
-`;
-
-export type VuCommandResult = { ok: true; value: unknown } | { ok: false; error: string };
-
-// Appended to the script, which runs inside `do ... end` so a top-level
-// `return` ends its block, not the VU setup; line 1 keeps its numbering.
-const VU_PREFIX = 'local __topas_yield, __topas_xpcall, __topas_tostring = coroutine.yield, xpcall, tostring; do ';
-const VU_LOOP = String.raw`
-end
-local __topas_ctx = { vu = 0, iteration = 0 }
--- every command runs in a fresh coroutine that returns when done: ending a
--- coroutine is cheap, while a yield unwinds the wasm stack (a JS exception)
-local function __topas_run(cmd, a, b)
-  if cmd >= 0 then
-    -- no pcall: an error ends this coroutine, which the driver resets (one C frame less to unwind per yield)
-    __topas_ctx.iteration = cmd
-    iteration(__topas_ctx)
-    return true
-  elseif cmd == -1 then
-    if setup ~= nil then return __topas_xpcall(setup, __topas_tostring) end
-    return true
-  elseif cmd == -2 then
-    if teardown ~= nil then
-      local ok, res = __topas_xpcall(teardown, __topas_tostring, a)
-      if ok then return true end
-      return false, res
-    end
-    return true
-  elseif cmd == -3 then
-    __topas_ctx.data = a
-    __topas_ctx.vu = b
-  end
-  return true
-end
-__topas_yield(-1, options, iteration ~= nil, setup ~= nil, teardown ~= nil, __topas_run)
-`;
-
-const OK: VuCommandResult = Object.freeze({ ok: true, value: undefined }) as VuCommandResult;
-const CMD_SETUP = -1;
-const CMD_TEARDOWN = -2;
-const CMD_CONTEXT = -3;
-const YIELD_INIT = -1;
-
-type VuState = 'init' | 'idle' | 'busy' | 'dead';
-
-export class Vu {
-  state: VuState = 'init';
-  /** the coroutine running now: the init one, then one per command */
-  L = 0;
-  /** registry refs: the init coroutine, the VU's command function, the command coroutine */
-  initRef = 0;
-  runRef = 0;
-  cmdRef = 0;
-  cmdL = 0;
-  pending: PromiseLike<unknown> | undefined;
-  modules: LuaModuleInstance[] = [];
-  /** the VU's instance of each module it required, by name: what the shared export bindings call into */
-  readonly instances = new Map<string, LuaModuleInstance>();
-  readonly abort = new AbortController();
-  /** resolves the command in progress */
-  onDone: ((r: VuCommandResult) => void) | undefined;
-  /** async calls made during the command in progress */
-  asyncCalls = 0;
-  info: VuScriptInfo | undefined;
-  onResolved: (value: unknown) => void = () => undefined;
-  onRejected: (err: unknown) => void = () => undefined;
-  /** the error that killed the VU, if it died */
-  deathError: string | undefined;
-  /**
-   * Lua heap bytes put down to this VU: the heap's growth while it ran
-   * (resumes, and the values pushed for them) since it was last measured.
-   * Lua keeps no per-coroutine account (VUs share one heap), and a VU's
-   * frees land on whoever runs the collector: over the cap, it is measured.
-   */
-  memBytes = 0;
-
-  constructor(
-    readonly id: number,
-    readonly name: string,
-  ) {
-    // every request in flight listens on it; a VU may run many at once from coroutines
-    setMaxListeners(0, this.abort.signal);
-  }
-}
-
 export class VuHost {
   private readonly global: LuaGlobal;
   private readonly lua: LuaGlobal['lua'];
   private readonly fast: FastLua;
-  /** one C function for every raw binding; its upvalue indexes rawFns */
-  private readonly dispatchPtr: number;
-  private readonly rawFns: Array<(L: number) => number> = [];
-  /** "module\0export" -> its raw binding (rawFns index), one for every VU: it calls the running VU's instance */
-  private readonly exportFns = new Map<string, number>();
-  /** "module\0export,export..." -> the table of those bindings, in the registry: one per host, not per VU */
-  private readonly exportTables = new Map<string, number>();
+  /** the prelude's bindings and the raw ones (require, check, module exports) */
+  private readonly bindings: VuBindings;
+  /** the VU running now (the bindings call into it) and the endpoints */
+  private readonly at: VuCursor;
   private readonly mainRef: number;
-  /** ASYNC_MARK as a Lua string kept in the registry: pushed by reference, recognized by address */
-  private readonly asyncRef: number;
+  /** ASYNC_MARK's address in the Lua heap (see VuBindings) */
   private readonly asyncPtr: number;
-  private current: Vu | undefined;
-  private endpoints: EndpointMap;
   private readonly vus = new Set<Vu>();
   /** the script with the VU prefix and loop, in the registry */
   private sourceRef = 0;
   private readonly chunk: string;
   private closed = false;
-  /** per-VU heap cap in bytes; 0: off */
-  private memCap: number;
-  /** cap on the whole heap (all VUs), when memCap is on */
-  private readonly heapCap = WORKER_MEMORY_LIMIT_BYTES;
-  /** the heap at the last point its growth was put down to a VU */
-  private lastHeap = 0;
-  /** a chunk running collectgarbage("collect"), in the registry */
-  private gcRef = 0;
-  /** SIZER_LUA's function, in the registry */
-  private sizerRef = 0;
+  /** the VU memory cap's meters (mem.cap 0: off) */
+  private readonly mem: VuMemoryCap;
 
   static async create(opts: VuHostOptions): Promise<VuHost> {
     // no allocation tracing: it routes every Lua allocation through JS
@@ -272,18 +85,14 @@ export class VuHost {
     this.global = engine.global;
     this.lua = engine.global.lua;
     this.global.registerTypeExtension(2, new CheckedTableReader(this.global));
-    this.endpoints = opts.endpoints;
+    this.at = { current: undefined, endpoints: opts.endpoints };
     this.chunk = chunkName({ file: opts.file, baseDir: opts.baseDir });
     this.fast = new FastLua(this.global);
-    this.dispatchPtr = this.lua.module.addFunction((L: number) => this.dispatch(L), 'ii');
+    this.bindings = new VuBindings(this.global, this.fast, opts, this.at);
+    this.asyncPtr = this.bindings.asyncPtr;
     const G = this.global.address;
     this.global.loadString(PRELUDE_LUA, PRELUDE_CHUNK);
-    this.global.pushValue(this.bindings());
-    // the per-iteration bindings bypass wasmoon's function wrapper
-    this.fast.pushclosure(G, this.dispatchPtr, this.register((L) => this.rawRequire(L)));
-    this.fast.setfield(G, -2, 'require');
-    this.fast.pushclosure(G, this.dispatchPtr, this.register((L) => this.rawCheck(L)));
-    this.fast.setfield(G, -2, 'check');
+    this.bindings.pushTable();
     const status = this.lua.lua_pcallk(G, 1, 1, 0, 0, null);
     if (status !== LuaReturn.Ok) {
       const msg = this.lua.lua_tolstring(G, -1, null);
@@ -292,42 +101,11 @@ export class VuHost {
     }
     this.mainRef = this.lua.luaL_ref(G, LUA_REGISTRYINDEX);
     this.global.setTop(0);
-    // short strings are interned, so every ASYNC the prelude or a binding yields is this one string
-    this.fast.pushstring(G, ASYNC_MARK);
-    this.asyncPtr = this.fast.stringptr(G, -1);
-    this.asyncRef = this.fast.ref(G);
-    this.memCap = opts.memoryLimitBytes ?? DEFAULT_VU_MEMORY_LIMIT_BYTES;
-    if (this.memCap > 0) this.setUpMemoryCap();
-  }
-
-  /** Checks that heapBytes reads what Lua counts (else the cap stays off), and keeps the collect chunk. */
-  private setUpMemoryCap(): void {
-    const G = this.global.address;
-    this.global.loadString('return collectgarbage("count") * 1024', '=topas-heap');
-    const counted = this.lua.lua_pcallk(G, 0, 1, 0, 0, null) === LuaReturn.Ok ? this.lua.lua_tonumberx(G, -1, null) : NaN;
-    this.global.setTop(0);
-    const read = this.fast.heapBytes();
-    if (!(Math.abs(read - counted) < 64 * 1024)) {
-      this.memCap = 0;
-      this.opts.log('warn', 'load', `the VU memory cap is off: the Lua heap size could not be read (read ${read}, Lua counts ${counted})`);
-      return;
-    }
-    this.global.loadString('collectgarbage("collect")', '=topas-gc');
-    this.gcRef = this.fast.ref(G);
-    this.global.loadString(SIZER_LUA, '=topas-sizer');
-    if (this.lua.lua_pcallk(G, 0, 1, 0, 0, null) !== LuaReturn.Ok) {
-      const why = this.lua.lua_tolstring(G, -1, null);
-      this.global.setTop(0);
-      this.memCap = 0;
-      this.opts.log('warn', 'load', `the VU memory cap is off: ${why}`);
-      return;
-    }
-    this.sizerRef = this.fast.ref(G);
-    this.lastHeap = this.fast.heapBytes();
+    this.mem = new VuMemoryCap(this.global, this.fast, opts.memoryLimitBytes, (level, source, message) => opts.log(level, source, message));
   }
 
   setEndpoints(map: EndpointMap): void {
-    this.endpoints = map;
+    this.at.endpoints = map;
   }
 
   /** Makes a VU and runs the script's top level in it. */
@@ -401,7 +179,7 @@ export class VuHost {
   discardVu(vu: Vu): void {
     this.interrupt(vu);
     this.kill(vu);
-    if (this.memCap > 0 && !this.closed) this.collect();
+    if (this.mem.cap > 0 && !this.closed) this.mem.collect();
     void this.closeModules(vu);
   }
 
@@ -421,7 +199,7 @@ export class VuHost {
     }
     this.closed = true;
     this.fast.dispose();
-    this.lua.module.removeFunction(this.dispatchPtr);
+    this.bindings.close();
     this.global.close();
   }
 
@@ -436,7 +214,7 @@ export class VuHost {
 
   /** Bytes on the Lua heap (all VUs), or undefined when it cannot be read (the memory cap is off then). */
   heapBytes(): number | undefined {
-    return this.memCap > 0 && !this.closed ? this.fast.heapBytes() : undefined;
+    return this.mem.cap > 0 && !this.closed ? this.fast.heapBytes() : undefined;
   }
 
   // ------------------------------------------------------------------ driver
@@ -506,21 +284,23 @@ export class VuHost {
   private step(vu: Vu, nargs: number): void {
     const f = this.fast;
     const L = vu.L;
-    const prev = this.current;
-    this.current = vu;
-    const cap = this.memCap;
+    const at = this.at;
+    const prev = at.current;
+    at.current = vu;
+    const mem = this.mem;
+    const cap = mem.cap;
     // what was pushed for this resume is the VU's
-    if (cap > 0) this.credit(vu);
+    if (cap > 0) mem.credit(vu);
     let status: number;
     try {
       status = f.resume(L, nargs);
     } finally {
-      this.current = prev;
+      at.current = prev;
     }
     const nres = f.nres;
     if (cap > 0) {
-      this.credit(vu);
-      if ((vu.memBytes > cap || this.lastHeap > this.heapCap) && this.overCap(vu)) return;
+      mem.credit(vu);
+      if ((vu.memBytes > cap || mem.lastHeap > mem.heapCap) && this.overCap(vu)) return;
     }
     if (status === LuaReturn.Yield) {
       // absolute index of the first yielded value
@@ -603,43 +383,6 @@ export class VuHost {
     this.finish(vu, { ok: false, error: message });
   }
 
-  // ------------------------------------------------------------------ memory cap
-
-  private credit(vu: Vu): void {
-    const h = this.fast.heapBytes();
-    vu.memBytes += h - this.lastHeap;
-    this.lastHeap = h;
-  }
-
-  /** Runs a full collection, outside any VU's account. */
-  private collect(): void {
-    const G = this.global.address;
-    this.fast.pushref(G, this.gcRef);
-    this.lua.lua_pcallk(G, 0, 0, 0, 0, null);
-    this.global.setTop(0);
-    this.lastHeap = this.fast.heapBytes();
-  }
-
-  /** Sets every VU's meter to what it holds now (SIZER_LUA). */
-  private measureAll(): void {
-    const G = this.global.address;
-    const f = this.fast;
-    for (const v of this.vus) {
-      if (!v.runRef) continue;
-      f.pushref(G, this.sizerRef);
-      f.pushref(G, v.runRef);
-      let n = 1;
-      for (const ref of [v.cmdRef, v.initRef]) {
-        if (!ref) continue;
-        f.pushref(G, ref);
-        n++;
-      }
-      if (this.lua.lua_pcallk(G, n, 1, 0, 0, null) === LuaReturn.Ok) v.memBytes = f.tonumber(G, -1);
-      f.settop(G, 0);
-    }
-    this.lastHeap = this.fast.heapBytes();
-  }
-
   /**
    * After a resume, the VU's meter passed its cap or the heap the worker's.
    * The meters are set to what each VU holds (measured); the VU over its cap,
@@ -648,25 +391,9 @@ export class VuHost {
    * load runner replaces it). Returns true if that was this VU.
    */
   private overCap(vu: Vu): boolean {
-    const cap = this.memCap;
-    let victim: Vu | undefined;
-    let message = '';
-    if (vu.memBytes > cap) {
-      this.measureAll();
-      if (vu.memBytes > cap) {
-        victim = vu;
-        message = `VU memory over ${formatMiB(cap)}: the iteration was stopped and the VU replaced by a fresh one (${LEAK_HINT})`;
-      }
-    }
-    if (!victim && this.fast.heapBytes() > this.heapCap) {
-      this.collect();
-      if (this.fast.heapBytes() > this.heapCap) {
-        this.measureAll();
-        for (const v of this.vus) if (v.runRef && (!victim || v.memBytes > victim.memBytes)) victim = v;
-        message = `worker memory over ${formatMiB(this.heapCap)} (all VUs of a worker thread): the VU holding the most was stopped and replaced by a fresh one (${LEAK_HINT})`;
-      }
-    }
-    if (!victim) return false;
+    const hit = this.mem.victim(vu, this.vus);
+    if (!hit) return false;
+    const { victim, message } = hit;
     if (victim !== vu) {
       this.stopOther(victim, message);
       return false;
@@ -690,7 +417,7 @@ export class VuHost {
     v.deathError = message;
     this.interrupt(v);
     this.kill(v);
-    this.collect();
+    this.mem.collect();
     // a command waiting on a promise: its result is dropped (resumeWith ignores dead VUs)
     if (busy) this.finish(v, { ok: false, error: message });
   }
@@ -723,216 +450,6 @@ export class VuHost {
     }
     this.step(vu, n);
   }
-
-  // ------------------------------------------------------------------ raw bindings
-
-  private register(fn: (L: number) => number): number {
-    this.rawFns.push(fn);
-    return this.rawFns.length - 1;
-  }
-
-  /** The one C function behind every raw binding: never lets a JS exception unwind through wasm. */
-  private dispatch(L: number): number {
-    try {
-      return this.rawFns[this.fast.upvalue(L)](L);
-    } catch (err) {
-      this.fast.pushstring(L, ERR_MARK);
-      this.fast.pushstring(L, errorMessage(err));
-      return 2;
-    }
-  }
-
-  /**
-   * The raw binding of a module's export, made once per host rather than per
-   * VU (thousands of VUs, a dozen exports each): it calls the export of the
-   * VU running now, the only one that can reach its module table.
-   */
-  private exportBinding(module: string, key: string): number {
-    const id = `${module}\0${key}`;
-    let index = this.exportFns.get(id);
-    if (index === undefined) {
-      const call = this.rawExport((vu) => vu.instances.get(module)?.exports[key]);
-      index = this.register(call);
-      this.exportFns.set(id, index);
-    }
-    return index;
-  }
-
-  /** A module export as a raw binding: same contract as wrapJs (ASYNC / ERR / ASSERT). */
-  private rawExport(exportOf: (vu: Vu) => ((...args: any[]) => unknown) | undefined): (L: number) => number {
-    const f = this.fast;
-    return (L: number) => {
-      const n = f.gettop(L);
-      try {
-        const vu = this.current;
-        if (!vu) throw new Error('a module function was called outside a VU');
-        const fn = exportOf(vu);
-        if (!fn) throw new Error('a module function was called outside its VU');
-        let r: unknown;
-        // the common cases without an arguments array, with the arity Lua called with
-        if (n === 0) r = fn();
-        else if (n === 1) r = fn(f.read(L, 1));
-        else if (n === 2) r = fn(f.read(L, 1), f.read(L, 2));
-        else if (n === 3) r = fn(f.read(L, 1), f.read(L, 2), f.read(L, 3));
-        else if (n === 4) r = fn(f.read(L, 1), f.read(L, 2), f.read(L, 3), f.read(L, 4));
-        else {
-          const args: unknown[] = new Array(n);
-          for (let i = 0; i < n; i++) args[i] = f.read(L, i + 1);
-          r = fn(...args);
-        }
-        if (r instanceof Deferred || r instanceof Promise) {
-          vu.pending = r;
-          f.pushref(L, this.asyncRef);
-          return 1;
-        }
-        if (r instanceof LuaMultiReturn) {
-          for (const v of r) f.push(L, v);
-          return r.length;
-        }
-        f.push(L, r);
-        return 1;
-      } catch (err) {
-        f.pushstring(L, err instanceof LuaAssertionError ? ASSERT_MARK : ERR_MARK);
-        f.pushstring(L, errorMessage(err));
-        return 2;
-      }
-    };
-  }
-
-  private rawCheck(L: number): number {
-    const name = this.fast.tostring(L, 1);
-    this.opts.onCheck?.(name, this.fast.toboolean(L, 2));
-    return 0;
-  }
-
-  private rawRequire(L: number): number {
-    const f = this.fast;
-    const name = String(f.read(L, 1));
-    const vu = this.current;
-    if (!vu) throw new Error('require called outside a VU');
-    const inst = this.moduleInstance(vu, name);
-    vu.modules.push(inst);
-    vu.instances.set(name, inst);
-    // the bindings call the running VU's instance, so every VU can get the same table
-    // (only the prelude and the module's shim see it: the script gets the shim's table or its own copy)
-    const keys = Object.keys(inst.exports);
-    const tableId = `${name}\0${keys.join(',')}`;
-    const ref = this.exportTables.get(tableId);
-    if (ref !== undefined) f.pushref(L, ref);
-    else {
-      f.newtable(L);
-      for (const k of keys) {
-        f.pushclosure(L, this.dispatchPtr, this.exportBinding(name, k));
-        f.setfield(L, -2, k);
-      }
-      this.lua.lua_pushvalue(L, -1);
-      this.exportTables.set(tableId, f.ref(L));
-    }
-    if (inst.shim) f.pushstring(L, inst.shim);
-    else f.pushnil(L);
-    return 2;
-  }
-
-  /** The module's factory; throws what require reports for a module that is not there. */
-  private moduleFactory(name: string): (ctx: LuaModuleContext) => LuaModuleInstance {
-    const custom = this.opts.custom;
-    if (name === 'metrics') {
-      if (!custom) throw new Error("module 'metrics' is only available under `topas load`");
-      return () => createVuMetricsModule(custom);
-    }
-    const factory = getLuaModule(name);
-    if (!factory) throw new Error(`module '${name}' not found (available: ${[...luaModuleNames(), 'metrics'].join(', ')})`);
-    return factory;
-  }
-
-  private moduleInstance(vu: Vu, name: string): LuaModuleInstance {
-    const opts = this.opts;
-    const factory = this.moduleFactory(name);
-    const ctx: LuaModuleContext = {
-      task: this.taskFor(vu),
-      endpoints: () => this.endpoints,
-      rpc: (method, args) => opts.rpc(method, args),
-      log: (level, message) => opts.log(level, vu.name, message),
-      signal: vu.abort.signal,
-      metrics: opts.requests,
-    };
-    return factory(ctx);
-  }
-
-  // ------------------------------------------------------------------ bindings
-
-  /** Wraps a JS function for Lua: promises become ASYNC, throws become ERR/ASSERT. */
-  private wrapJs(fn: (...args: any[]) => unknown): (...args: unknown[]) => unknown {
-    return (...args: unknown[]) => {
-      const vu = this.current;
-      try {
-        const r = fn(...args);
-        if (r instanceof Deferred || r instanceof Promise) {
-          if (!vu) throw new Error('async call outside a VU');
-          vu.pending = r;
-          return ASYNC_MARK;
-        }
-        if (r instanceof LuaMultiReturn) return LuaMultiReturn.of(...r.map((v) => toLua(v)));
-        return toLua(r);
-      } catch (err) {
-        return LuaMultiReturn.of(err instanceof LuaAssertionError ? ASSERT_MARK : ERR_MARK, errorMessage(err));
-      }
-    };
-  }
-
-  private bindings(): Record<string, unknown> {
-    const need = (): Vu => {
-      const vu = this.current;
-      if (!vu) throw new Error('called outside a VU');
-      return vu;
-    };
-    const opts = this.opts;
-    return {
-      ASYNC: ASYNC_MARK,
-      ERR: ERR_MARK,
-      ASSERT: ASSERT_MARK,
-      log: (level: LogLevel, message: string) => opts.log(level, this.current?.name ?? 'load', message),
-      check: (name: string, ok: boolean) => opts.onCheck?.(name, ok),
-      assert_failed: (message: string) => opts.onCheck?.(message, false),
-      assertion: () => undefined,
-      // steps are plain calls under load: their failure fails the iteration
-      step_begin: () => true,
-      step_end: () => false,
-      sleep: this.wrapJs((d: unknown) => {
-        const vu = need();
-        const ms = luaDurationMs(d, 'sleep') ?? 0;
-        return delay(ms, undefined, { signal: vu.abort.signal });
-      }),
-      env: (name: string) => opts.env[name],
-      // modules are made on first use (prelude.ts lazy_module); require only checks the name
-      module_check: this.wrapJs((name: unknown) => {
-        this.moduleFactory(String(name));
-        return true;
-      }),
-      ...jsonBindings(),
-      ...projectFileBindings(() => opts, (f) => this.wrapJs(f)),
-    };
-  }
-
-  private taskFor(vu: Vu): ScenarioTask {
-    return {
-      runId: vu.name,
-      file: this.opts.file,
-      baseDir: this.opts.baseDir,
-      name: vu.name,
-      timeoutMs: Infinity,
-      env: this.opts.env,
-      instance: { id: vu.name, role: 'load', index: vu.id, count: 0, params: {} },
-      endpoints: this.endpoints,
-      memoryLimitBytes: 0,
-      continueOnFailure: true,
-    };
-  }
 }
 
 const ignore = (): void => undefined;
-
-function formatMiB(bytes: number): string {
-  const mib = bytes / (1024 * 1024);
-  return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
-}

@@ -1,7 +1,7 @@
 import { LUA_REGISTRYINDEX, LuaType } from 'wasmoon';
 import type { LuaGlobal } from 'wasmoon';
 import { toLua, TO_LUA_STACK_SLOTS } from './lua-values';
-import { luaWasmExports } from './engine';
+import { luaWasmExports } from './lua-factory';
 
 type WasmFn = (...args: any[]) => any;
 
