@@ -1,6 +1,6 @@
 import { Args, Flags, type Interfaces } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
-import { appFlag, backendFlag, envFileFlag, envFlag, parseDurationFlag, parseEnvFlags } from '../cli/common-flags';
+import { appFlag, backendFlag, clusterFlags, envFileFlag, envFlag, parseDurationFlag, parseEnvFlags, withClusterFlags } from '../cli/common-flags';
 import { runScenarios, type RunOptions } from '../run/run-service';
 import type { Io } from '../io';
 import { parseReporterFlags } from '../run/render-reports';
@@ -20,6 +20,7 @@ export default class Run extends BaseCommand {
     '<%= config.bin %> run tests/smoke.lua',
     '<%= config.bin %> run tests/ --parallel 4 --reporter junit:report.xml',
     "<%= config.bin %> run 'tests/*.lua' --app topas.yaml --backend local --timeout 2m",
+    '<%= config.bin %> run tests/ --backend kubernetes --namespace e2e   # scenarios run in a Job in the cluster',
     '<%= config.bin %> run tests/smoke.lua --env BASE_USER=alice --keep',
     '<%= config.bin %> run upgrade-under-load.yaml --metrics-port 9464',
     '<%= config.bin %> run --git https://example.com/org/tests.git --git-path e2e --git-ref v1.2.0',
@@ -42,11 +43,12 @@ export default class Run extends BaseCommand {
     'git-ref': Flags.string({ description: 'branch, tag or commit (default: HEAD)', dependsOn: ['git'], helpValue: 'R' }),
     'run-id': Flags.string({ hidden: true, description: 'use this run id (set by `topas test schedule`)' }),
     queue: Flags.boolean({ hidden: true, description: 'wait for the app lock first (set by `topas test schedule`)', default: false }),
+    ...clusterFlags,
   };
 
   async run(): Promise<void> {
     const { argv, flags } = await this.parse(Run);
-    const outcome = await runScenarios(Run.options(argv as string[], flags, this.io));
+    const outcome = await withClusterFlags(flags, () => runScenarios(Run.options(argv as string[], flags, this.io)));
     this.finish(outcome.exitCode);
   }
 

@@ -6,7 +6,7 @@ import { TopasError } from '../../../src/errors';
 import type { AppSpec } from '../../../src/spec/app-spec';
 import { startInDependencyOrder } from '../../../src/spec/dependency-graph';
 import { KUBE_HINT, apiMessage, clusterOptionsFromEnv, connect, ownerGone, withTimeout, type Cluster } from './cluster';
-import { KubeSut, deleteRun, type KubeSutData } from './kube-sut';
+import { KubeSut, deleteRun, isInClusterRunner, type KubeSutData } from './kube-sut';
 import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue } from './manifests';
 
 const PROBE_TIMEOUT_MS = 5000;
@@ -35,6 +35,8 @@ export class KubernetesBackend implements Backend {
   }
 
   async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
+    // the runner Job attaches to what the CLI stood up; it never stands up a SUT of its own inside the cluster
+    if (isInClusterRunner(ctx.processEnv ?? process.env)) throw new TopasError('SUT_NOT_UP', 'kubernetes runner: the SUT to attach to is gone');
     const cluster = connect(clusterOptionsFromEnv());
     const sut = new KubeSut(spec, ctx.runId, cluster, ctx, new Date().toISOString());
     try {

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import * as k8s from '@kubernetes/client-node';
@@ -24,6 +25,15 @@ import * as k8s from '@kubernetes/client-node';
  * IP. Container logs are served to the API server (`kubectl logs`,
  * readNamespacedPodLog) from a small HTTPS endpoint on 127.0.0.1, as a kubelet
  * would. One container per pod (the first); init containers are not run.
+ *
+ * Pods reach the API server as under a kubelet: KUBERNETES_SERVICE_HOST/PORT
+ * name a TCP relay the agent runs on its network's gateway (forwarding to the
+ * API server on 127.0.0.1), under the host name `kubernetes.default.svc` (a
+ * SAN of the serving certificate, so in-cluster clients verify it), and the
+ * service-account files (a TokenRequest token for the pod's
+ * serviceAccountName, the cluster CA, the namespace) are bind-mounted
+ * read-only at /var/run/secrets/kubernetes.io/serviceaccount unless the pod
+ * says automountServiceAccountToken: false.
  */
 export interface NodeAgentOptions {
   kubeconfig: k8s.KubeConfig;
@@ -39,6 +49,10 @@ const LEASE_SECONDS = 40;
 const NODE_STATUS_MS = 20_000;
 const DEFAULT_PROBE_PERIOD_S = 10;
 const STOP_GRACE_S = 10;
+const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** what in-cluster clients dial: a SAN of the API server's certificate, mapped to the relay with --add-host */
+export const API_HOST_ALIAS = 'kubernetes.default.svc';
+const TOKEN_SECONDS = 3600;
 
 interface PodState {
   uid: string;
@@ -59,6 +73,8 @@ interface PodState {
   chain: Promise<void>;
   deleting: boolean;
   lastReported?: string;
+  /** host folder with the service-account files, bind-mounted into the container */
+  saDir?: string;
 }
 
 export class NodeAgent {
@@ -74,6 +90,10 @@ export class NodeAgent {
   private serviceInformer?: k8s.Informer<k8s.V1Service> & k8s.ObjectCache<k8s.V1Service>;
   private timers: NodeJS.Timeout[] = [];
   private logServer?: https.Server;
+  private relay?: net.Server;
+  private readonly relaySockets = new Set<net.Socket>();
+  private gateway = '';
+  private relayPort = 0;
   private stopped = false;
 
   constructor(opts: NodeAgentOptions) {
@@ -87,6 +107,7 @@ export class NodeAgent {
 
   async start(): Promise<void> {
     await this.docker.createNetwork({ Name: this.network, Driver: 'bridge', CheckDuplicate: true, Labels: { [AGENT_LABEL]: this.nodeName } });
+    await this.startApiRelay();
     const logPort = await this.startLogServer();
     await this.registerNode(logPort);
     await this.renewLease();
@@ -124,8 +145,63 @@ export class NodeAgent {
     await Promise.all(containers.map((c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
     await this.docker.getNetwork(this.network).remove().catch(() => {});
     this.logServer?.close();
+    for (const sock of this.relaySockets) sock.destroy();
+    this.relay?.close();
+    for (const p of this.pods.values()) removeDir(p.saDir);
     await this.coordination.deleteNamespacedLease({ name: this.nodeName, namespace: 'kube-node-lease' }).catch(() => {});
     await this.core.deleteNode({ name: this.nodeName }).catch(() => {});
+  }
+
+  // ------------------------------------------------------------ the API server, seen from pods
+
+  /** A TCP relay on the network's gateway (the host, as containers see it) to the API server on 127.0.0.1. */
+  private async startApiRelay(): Promise<void> {
+    const info = (await this.docker.getNetwork(this.network).inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string; Subnet?: string }> } };
+    const gw = info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
+    if (!gw) throw new Error(`network ${this.network} has no gateway address`);
+    this.gateway = gw;
+    const server = new URL(this.kc.getCurrentCluster()!.server);
+    const target = { host: server.hostname.replace(/^\[|\]$/g, ''), port: Number(server.port || 443) };
+    this.relay = net.createServer((inbound) => {
+      const outbound = net.connect(target);
+      for (const s of [inbound, outbound]) {
+        this.relaySockets.add(s);
+        s.on('close', () => this.relaySockets.delete(s));
+        s.on('error', () => {
+          inbound.destroy();
+          outbound.destroy();
+        });
+      }
+      inbound.pipe(outbound);
+      outbound.pipe(inbound);
+    });
+    const relay = this.relay;
+    await new Promise<void>((resolve, reject) => {
+      relay.once('error', reject);
+      relay.listen(0, gw, resolve);
+    });
+    this.relayPort = (relay.address() as AddressInfo).port;
+    this.log(`API server relay on ${gw}:${this.relayPort} (pods dial ${API_HOST_ALIAS})`);
+  }
+
+  /** The service-account files of a pod (token from the TokenRequest API), in a private host folder to bind-mount. */
+  private async serviceAccountFiles(pod: k8s.V1Pod): Promise<string> {
+    const namespace = pod.metadata!.namespace!;
+    const sa = pod.spec?.serviceAccountName || 'default';
+    const tr = await this.core.createNamespacedServiceAccountToken({
+      name: sa,
+      namespace,
+      body: { spec: { audiences: [], expirationSeconds: TOKEN_SECONDS, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! } } },
+    });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-node-agent-sa-'));
+    fs.chmodSync(dir, 0o755);
+    const cluster = this.kc.getCurrentCluster()!;
+    const ca = cluster.caData ? Buffer.from(cluster.caData, 'base64') : cluster.caFile ? fs.readFileSync(cluster.caFile) : Buffer.alloc(0);
+    // readable by any uid the image runs as, as a kubelet's projected volume is (mode 0644)
+    fs.writeFileSync(path.join(dir, 'token'), tr.status?.token ?? '', { mode: 0o644 });
+    fs.writeFileSync(path.join(dir, 'ca.crt'), ca, { mode: 0o644 });
+    fs.writeFileSync(path.join(dir, 'namespace'), namespace, { mode: 0o644 });
+    return dir;
   }
 
   // ------------------------------------------------------------ node and lease
@@ -260,8 +336,13 @@ export class NodeAgent {
       });
       return;
     }
-    const env = await this.resolveEnv(state.namespace, container);
+    const env = { ...(await this.resolveEnv(pod, container)), ...this.apiEnv() };
     const aliases = this.aliasesFor(pod);
+    const binds: string[] = [];
+    if (pod.spec?.automountServiceAccountToken !== false) {
+      state.saDir = await this.serviceAccountFiles(pod);
+      binds.push(`${state.saDir}:${SA_DIR}:ro`);
+    }
     const created = await this.docker.createContainer({
       name: `k8s-${state.namespace}-${state.name}-${state.uid.slice(0, 8)}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 120),
       Image: image,
@@ -271,7 +352,7 @@ export class NodeAgent {
       ...(container.workingDir ? { WorkingDir: container.workingDir } : {}),
       Hostname: (pod.spec?.hostname ?? state.name).slice(0, 63),
       Labels: { [AGENT_LABEL]: this.nodeName, [POD_LABEL]: `${state.namespace}/${state.name}`, 'topas.kube-pod-uid': state.uid },
-      HostConfig: { NetworkMode: this.network },
+      HostConfig: { NetworkMode: this.network, Binds: binds, ExtraHosts: [`${API_HOST_ALIAS}:${this.gateway}`, `kubernetes.default:${this.gateway}`, `kubernetes:${this.gateway}`] },
       NetworkingConfig: { EndpointsConfig: { [this.network]: { Aliases: aliases } } },
     });
     state.containerId = created.id;
@@ -307,7 +388,14 @@ export class NodeAgent {
     return [...out];
   }
 
-  private async resolveEnv(namespace: string, c: k8s.V1Container): Promise<Record<string, string>> {
+  /** What a kubelet gives every container: where the API server is (here: the relay, by a name its certificate carries). */
+  private apiEnv(): Record<string, string> {
+    const port = String(this.relayPort);
+    return { KUBERNETES_SERVICE_HOST: API_HOST_ALIAS, KUBERNETES_SERVICE_PORT: port, KUBERNETES_SERVICE_PORT_HTTPS: port };
+  }
+
+  private async resolveEnv(pod: k8s.V1Pod, c: k8s.V1Container): Promise<Record<string, string>> {
+    const namespace = pod.metadata!.namespace!;
     const out: Record<string, string> = {};
     const secrets = new Map<string, Record<string, string>>();
     const secret = async (name: string): Promise<Record<string, string>> => {
@@ -331,7 +419,11 @@ export class NodeAgent {
       else if (e.valueFrom?.secretKeyRef) {
         const v = (await secret(e.valueFrom.secretKeyRef.name!))[e.valueFrom.secretKeyRef.key];
         if (v !== undefined) out[e.name] = v;
-      } else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') out[e.name] = c.name;
+      } else if (e.valueFrom?.fieldRef?.fieldPath) {
+        const field: Record<string, string | undefined> = { 'metadata.name': pod.metadata?.name, 'metadata.namespace': namespace, 'metadata.uid': pod.metadata?.uid, 'spec.nodeName': this.nodeName, 'spec.serviceAccountName': pod.spec?.serviceAccountName };
+        const v = field[e.valueFrom.fieldRef.fieldPath];
+        if (v !== undefined) out[e.name] = v;
+      }
     }
     return out;
   }
@@ -506,6 +598,8 @@ export class NodeAgent {
     if (graceS > 0) await c.stop({ t: graceS }).catch(() => {});
     await c.remove({ force: true }).catch(() => {});
     state.containerId = undefined;
+    removeDir(state.saDir);
+    state.saDir = undefined;
   }
 
   // ------------------------------------------------------------ logs (kubelet's /containerLogs)
@@ -542,6 +636,10 @@ export class NodeAgent {
       res.writeHead(500).end((err as Error).message);
     }
   }
+}
+
+function removeDir(dir: string | undefined): void {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /** Docker's multiplexed log stream (8-byte frame headers) as plain text. */
