@@ -296,6 +296,8 @@ export class NodeAgent {
       state.deleting = true;
       const s = state;
       if (s.timer) clearTimeout(s.timer);
+      // at once, not behind a probe in the pod's queue: a kubelet's pod leaves its Services' endpoints when its deletion starts
+      void this.leaveServices(s);
       this.enqueue(s, () => this.deletePod(s, pod.spec?.terminationGracePeriodSeconds ?? STOP_GRACE_S));
     }
   }
@@ -579,6 +581,18 @@ export class NodeAgent {
     } catch (err) {
       if (statusOf(err) !== 404) throw err;
     }
+  }
+
+  /**
+   * A pod being deleted stops answering for its Services: SIGTERM (the app
+   * closes its idle keep-alive connections), then off the network, so Docker's
+   * DNS no longer gives its address for the Service names.
+   */
+  private async leaveServices(state: PodState): Promise<void> {
+    const id = state.containerId;
+    if (!id) return;
+    await this.docker.getContainer(id).kill({ signal: 'SIGTERM' }).catch(() => {});
+    await this.docker.getNetwork(this.network).disconnect({ Container: id, Force: true }).catch(() => {});
   }
 
   /** Graceful deletion: stop the container (SIGTERM, then SIGKILL after the grace period), remove it, finish the delete. */
