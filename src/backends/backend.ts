@@ -32,6 +32,12 @@ export interface Backend {
    * file). Never a run whose owner lives, never another app's kept SUT.
    */
   sweep(opts: SweepOptions): Promise<{ removed: string[] }>;
+  /**
+   * `topas test schedule --cron EXPR`: a backend that can run on a schedule by
+   * itself (a cluster's CronJob) keeps the run there, standing the app up for
+   * each run. Backends without it refuse --cron.
+   */
+  scheduleCron?(spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: { log: (line: string) => void; processEnv?: NodeJS.ProcessEnv }): Promise<{ id: string; description: string }>;
 }
 
 export interface StartContext {

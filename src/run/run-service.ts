@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { EXIT_CODES, TopasError, serializeError, type Problem, type SerializedError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
-import type { EndpointMap } from '../backends/backend';
+import type { EndpointMap, RemoteRunRequest } from '../backends/backend';
 import { loadAppSpec } from '../spec/load-app-spec';
 import { maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
@@ -265,6 +265,30 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const { backend: _backend, ...common } = session.finalRecord();
   session.finish({ ...report, ...common }, report, { kind: 'run', exitCode, sut: session.sutReport, logs: logExcerpt(store.readLog(runId)) });
   return { exitCode, report };
+}
+
+/**
+ * `topas test schedule --cron`: everything a backend that schedules by itself
+ * needs (the same checks as `topas run` first, so invalid input exits 2).
+ */
+export async function remoteRequestFor(opts: RunOptions, runId: string): Promise<{ spec: AppSpec; request: RemoteRunRequest }> {
+  const p = await prepare(opts);
+  if (!p.spec || !p.specFile) throw new TopasError('INVALID_FLAGS', '--cron needs an app spec (topas.yaml): the scheduled runs stand it up', { hint: 'pass --app topas.yaml' });
+  const request = remoteRunRequest(
+    {
+      runId,
+      namesDir: p.namesDir,
+      specFile: p.specFile,
+      files: p.units.flatMap((u) => (u.kind === 'scenario' ? [u.task.file] : [u.playbook.file, ...u.tasks.map((t) => t.file)])),
+      targets: p.targetFiles,
+      parallel: opts.parallel,
+      timeoutMs: opts.timeoutMs,
+      continueOnFailure: opts.continueOnFailure ?? false,
+      env: opts.env,
+    },
+    (line) => opts.io.stderr.write(`topas: ${line}\n`),
+  );
+  return { spec: p.spec, request };
 }
 
 /**

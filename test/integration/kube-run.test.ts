@@ -134,6 +134,49 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
     await assertNothingLeft(report.runId);
   });
 
+  test("test schedule --cron: a CronJob with that schedule; a Job made from it stands the app up in the cluster, passes and records a TestRun", async () => {
+    const r = await topas('test', 'schedule', 'tests/quickstart.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', '--cron', '*/15 * * * *', '--json');
+    assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`);
+    const { id } = JSON.parse(r.stdout) as { id: string };
+    const batch = cp.kc.makeApiClient(k8s.BatchV1Api);
+    const core = cp.kc.makeApiClient(k8s.CoreV1Api);
+    const cron = await batch.readNamespacedCronJob({ name: id, namespace: ns });
+    assert.equal(cron.spec?.schedule, '*/15 * * * *');
+    assert.equal(cron.spec?.concurrencyPolicy, 'Forbid');
+    const container = cron.spec?.jobTemplate.spec?.template.spec?.containers[0];
+    assert.deepEqual(container?.command, ['topas', 'kube', 'runner', '--schedule', id]);
+    assert.match(container?.image ?? '', /^topas-runner:/);
+
+    // what the schedule would start, now (as `kubectl create job --from=cronjob/...`): the runner stands the quickstart up itself
+    const t0 = Date.now();
+    await batch.createNamespacedJob({ namespace: ns, body: { metadata: { name: `${id}-now`, labels: cron.spec?.jobTemplate.metadata?.labels }, spec: cron.spec!.jobTemplate.spec! } });
+    const { connect } = await import('../../plugins/kubernetes/src/cluster');
+    const { TestRuns } = await import('../../plugins/kubernetes/src/testrun');
+    const testRuns = new TestRuns(connect({ kubeconfig: cp.kubeconfig, namespace: ns }));
+    const done = await until(
+      'the scheduled run finished',
+      async () => {
+        const all = await testRuns.list(`topas.dev/schedule=${id}`);
+        return all.find((t) => t.status?.result);
+      },
+      400_000,
+    );
+    const job = await batch.readNamespacedJob({ name: `${id}-now`, namespace: ns });
+    assert.equal(done.status?.phase, 'Passed', JSON.stringify(done.status?.result?.error ?? done.status?.log?.slice(-10)));
+    process.stdout.write(`# scheduled run (runner stands the quickstart up in the cluster, runs, tears down): ${((Date.now() - t0) / 1000).toFixed(1)} s; job succeeded=${job.status?.succeeded ?? 0}\n`);
+
+    await batch.deleteNamespacedJob({ name: `${id}-now`, namespace: ns, body: { propagationPolicy: 'Background' } });
+    await batch.deleteNamespacedCronJob({ name: id, namespace: ns, body: { propagationPolicy: 'Background' } });
+    await testRuns.delete(done.metadata!.name!);
+    // the CronJob owns its ConfigMap and Secret: the garbage collector removes them
+    await until('the schedule\'s ConfigMap and Secret are gone', async () => {
+      const cms = await core.listNamespacedConfigMap({ namespace: ns, labelSelector: `topas.dev/schedule=${id}` });
+      const secrets = await core.listNamespacedSecret({ namespace: ns, labelSelector: `topas.dev/schedule=${id}` });
+      return cms.items.length + secrets.items.length === 0 ? true : undefined;
+    }, 60_000);
+    await until('the agent removed every container', async () => ((await agentLeftovers(agent.nodeName)).containers.length === 0 ? true : undefined), 90_000);
+  });
+
   test('Ctrl-C while the runner runs: exit 130, the TestRun, the Job and the SUT are deleted', async () => {
     const t0 = Date.now();
     const child = spawn(process.execPath, topasArgs('run', 'slow.lua', '--app', 'topas.yaml', '--backend', 'kubernetes'), { cwd: work, env });

@@ -9,8 +9,10 @@ import { writeStateFile } from '../../../src/run/run-record';
 import { runScenarios } from '../../../src/run/run-service';
 import type { LogLine, ScenarioEvent } from '../../../src/run/scenario-types';
 import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './cluster';
-import { parentName } from './manifests';
-import { TestRuns, type TestRunObject, type TestRunStatus } from './testrun';
+import { LABELS, labelValue, parentName } from './manifests';
+import { TESTRUN, TESTRUN_API_VERSION, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
+import type { ScheduledRun } from './cron';
+import { RunRecordStore } from '../../../src/run/run-record';
 
 /** log lines and events kept in the TestRun's status (the object must stay well under etcd's 1.5 MiB) */
 const LOG_WINDOW = 300;
@@ -30,7 +32,37 @@ export async function runInCluster(testRunName: string, io: Io): Promise<number>
   const cluster = connect(clusterOptionsFromEnv(io.env));
   const testRuns = new TestRuns(cluster);
   const tr = await testRuns.get(testRunName);
-  const status = new StatusWriter(testRuns, testRunName);
+  return execute(cluster, tr, io, async (specFile) => {
+    const sut = tr.spec.sut!;
+    // attach to the CLI's SUT as `topas run` attaches to `topas up`'s: through .topas/state.json next to the spec
+    const state: SutState = { backend: 'kubernetes', runId: sut.runId, app: tr.spec.app, specFile, startedAt: sut.startedAt, data: inClusterData(sut.data, cluster) };
+    await requireSut(cluster, tr.spec.app, sut.runId);
+    writeStateFile(path.dirname(specFile), state);
+  });
+}
+
+/**
+ * `topas kube runner --schedule NAME`, in a Job of the CronJob that `topas test
+ * schedule --cron` made: records a TestRun of its own, stands the app up in the
+ * cluster, runs the scenarios and tears the app down.
+ */
+export async function runScheduled(cronName: string, io: Io): Promise<number> {
+  const cluster = connect(clusterOptionsFromEnv(io.env));
+  const cm = await cluster.core.readNamespacedConfigMap({ name: cronName, namespace: cluster.namespace });
+  const run = JSON.parse(cm.data?.['run.json'] ?? '{}') as ScheduledRun;
+  const runId = new RunRecordStore(os.tmpdir()).createRunId();
+  const name = `${cronName}-${Date.now().toString(36)}`.slice(0, 63);
+  const labels = { ...(cm.metadata?.labels ?? {}), [LABELS.kind]: 'run', [LABELS.component]: 'runner', 'topas.dev/test-run': labelValue(runId) };
+  const spec: TestRunSpec = { app: run.app, runId, configMap: cronName, secret: cronName, specFile: run.specFile, cwd: run.cwd, targets: run.targets, parallel: run.parallel, timeoutMs: run.timeoutMs, continueOnFailure: run.continueOnFailure };
+  const tr = await new TestRuns(cluster).create({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name, namespace: cluster.namespace, labels }, spec });
+  io.stderr.write(`topas: TestRun ${name} (run ${runId}) of schedule ${cronName}\n`);
+  return execute(cluster, tr, io, async () => undefined, false);
+}
+
+/** Fetches the run's files and env, runs it as `topas run` does, and keeps the TestRun's status up to date. */
+async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (specFile: string) => Promise<void>, attached = true): Promise<number> {
+  const testRunName = tr.metadata!.name!;
+  const status = new StatusWriter(new TestRuns(cluster), testRunName);
   status.set({ phase: 'Running', startedAt: new Date().toISOString() });
   await status.flush();
   try {
@@ -39,10 +71,7 @@ export async function runInCluster(testRunName: string, io: Io): Promise<number>
     const env = await readEnv(cluster, tr.spec.secret);
     const cwd = path.resolve(dir, tr.spec.cwd);
     const specFile = path.resolve(dir, tr.spec.specFile);
-    // attach to the CLI's SUT as `topas run` attaches to `topas up`'s: through .topas/state.json next to the spec
-    const state: SutState = { backend: 'kubernetes', runId: tr.spec.sut.runId, app: tr.spec.app, specFile, startedAt: tr.spec.sut.startedAt, data: inClusterData(tr.spec.sut.data, cluster) };
-    await requireSut(cluster, tr.spec.app, tr.spec.sut.runId);
-    writeStateFile(path.dirname(specFile), state);
+    await beforeRun(specFile);
     const outcome = await runScenarios({
       io: { ...io, cwd },
       targets: tr.spec.targets,
@@ -52,9 +81,10 @@ export async function runInCluster(testRunName: string, io: Io): Promise<number>
       timeoutMs: tr.spec.timeoutMs,
       reporters: [{ name: 'table' }],
       env,
-      keep: true,
+      // attached: the CLI's SUT is not this process's to remove; scheduled: stood up here, torn down here
+      keep: attached,
       continueOnFailure: tr.spec.continueOnFailure,
-      runId: tr.spec.runId,
+      runId: attached ? tr.spec.runId : undefined,
       observer: { onLog: (l) => status.log(l), onEvent: (id, ev) => status.event(id, ev) },
     });
     const r = outcome.report;

@@ -32,6 +32,40 @@ export function topasVersion(): string {
   return 'latest';
 }
 
+/** The runner Job's spec (a run's Job, and a CronJob's jobTemplate): the runner image running `topas kube runner ARGS`. */
+export function runnerJobSpec(o: { ns: string; labels: Record<string, string>; image: string; deadlineS: number; args: string[]; attachOnly: boolean }): k8s.V1JobSpec {
+  return {
+    backoffLimit: 0,
+    ttlSecondsAfterFinished: JOB_TTL_S,
+    activeDeadlineSeconds: o.deadlineS,
+    template: {
+      metadata: { labels: o.labels },
+      spec: {
+        restartPolicy: 'Never',
+        serviceAccountName: RUNNER_ACCOUNT,
+        enableServiceLinks: false,
+        terminationGracePeriodSeconds: 5,
+        containers: [
+          {
+            name: 'runner',
+            image: o.image,
+            imagePullPolicy: 'IfNotPresent',
+            command: ['topas', 'kube', 'runner', ...o.args],
+            env: [
+              { name: 'TOPAS_KUBE_RUNNER', value: '1' },
+              // a run's Job attaches to the CLI's SUT and never stands one up; a CronJob's stands its own up
+              ...(o.attachOnly ? [{ name: 'TOPAS_KUBE_ATTACH_ONLY', value: '1' }] : []),
+              { name: 'TOPAS_KUBE_NAMESPACE', value: o.ns },
+              { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+              { name: 'NO_COLOR', value: '1' },
+            ],
+          },
+        ],
+      },
+    },
+  };
+}
+
 export interface RunnerContext {
   cluster: Cluster;
   app: string;
@@ -106,33 +140,7 @@ export class KubeRemoteRunner implements RemoteRunner {
       apiVersion: 'batch/v1',
       kind: 'Job',
       metadata: { name, namespace: ns, labels },
-      spec: {
-        backoffLimit: 0,
-        ttlSecondsAfterFinished: JOB_TTL_S,
-        activeDeadlineSeconds: deadlineS,
-        template: {
-          metadata: { labels },
-          spec: {
-            restartPolicy: 'Never',
-            serviceAccountName: RUNNER_ACCOUNT,
-            enableServiceLinks: false,
-            terminationGracePeriodSeconds: 5,
-            containers: [
-              {
-                name: 'runner',
-                image: runnerImage(this.ctx.env),
-                imagePullPolicy: 'IfNotPresent',
-                command: ['topas', 'kube', 'runner', '--testrun', name],
-                env: [
-                  { name: 'TOPAS_KUBE_RUNNER', value: '1' },
-                  { name: 'TOPAS_KUBE_NAMESPACE', value: ns },
-                  { name: 'NO_COLOR', value: '1' },
-                ],
-              },
-            ],
-          },
-        },
-      },
+      spec: runnerJobSpec({ ns, labels, image: runnerImage(this.ctx.env), deadlineS, args: ['--testrun', name], attachOnly: true }),
     };
   }
 

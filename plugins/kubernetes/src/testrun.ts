@@ -32,8 +32,8 @@ export interface TestRunSpec {
   parallel: number;
   timeoutMs: number;
   continueOnFailure: boolean;
-  /** the SUT the CLI stood up (its SutState.data and when it started), to attach to */
-  sut: { runId: string; startedAt: string; data: unknown };
+  /** the SUT the CLI stood up (its SutState.data and when it started), to attach to; none: the runner stands the app up (scheduled runs) */
+  sut?: { runId: string; startedAt: string; data: unknown };
 }
 
 export interface TestRunStatus {
