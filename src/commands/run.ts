@@ -20,7 +20,6 @@ export default class Run extends BaseCommand {
     '<%= config.bin %> run tests/smoke.lua',
     '<%= config.bin %> run tests/ --parallel 4 --reporter junit:report.xml',
     "<%= config.bin %> run 'tests/*.lua' --app topas.yaml --backend local --timeout 2m",
-    '<%= config.bin %> run tests/ --backend kubernetes --namespace e2e   # scenarios run in a Job in the cluster',
     '<%= config.bin %> run tests/smoke.lua --env BASE_USER=alice --keep',
     '<%= config.bin %> run upgrade-under-load.yaml --metrics-port 9464',
     '<%= config.bin %> run --git https://example.com/org/tests.git --git-path e2e --git-ref v1.2.0',
