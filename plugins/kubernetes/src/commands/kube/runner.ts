@@ -13,6 +13,9 @@ export default class KubeRunner extends BaseCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(KubeRunner);
-    this.finish(flags.testrun ? await runInCluster(flags.testrun, this.io) : await runScheduled(flags.schedule!, this.io));
+    const code = flags.testrun ? await runInCluster(flags.testrun, this.io) : await runScheduled(flags.schedule!, this.io);
+    // the pod's end is the Job's: a client's keep-alive socket must not hold the process (and the Job) open
+    setTimeout(() => process.exit(code), 3000).unref();
+    this.finish(code);
   }
 }
