@@ -188,11 +188,9 @@ export class NodeAgent {
   private async serviceAccountFiles(pod: k8s.V1Pod): Promise<string> {
     const namespace = pod.metadata!.namespace!;
     const sa = pod.spec?.serviceAccountName || 'default';
-    const tr = await this.core.createNamespacedServiceAccountToken({
-      name: sa,
-      namespace,
-      body: { spec: { audiences: [], expirationSeconds: TOKEN_SECONDS, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! } } },
-    });
+    // bound to the pod as a kubelet's token is; a pod admitted without the ServiceAccount plugin names no account, and its token cannot be bound
+    const bound = pod.spec?.serviceAccountName ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! } } : {};
+    const tr = await this.core.createNamespacedServiceAccountToken({ name: sa, namespace, body: { spec: { audiences: [], expirationSeconds: TOKEN_SECONDS, ...bound } } });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-node-agent-sa-'));
     fs.chmodSync(dir, 0o755);
     const cluster = this.kc.getCurrentCluster()!;
