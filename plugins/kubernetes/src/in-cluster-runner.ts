@@ -96,7 +96,7 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
     await status.flush();
     return outcome.exitCode;
   } catch (err) {
-    const e = serializeError(err);
+    const { stack: _stack, ...e } = serializeError(err);
     status.set({ phase: 'Error', finishedAt: new Date().toISOString(), message: e.message, result: { state: 'error', exitCode: err instanceof TopasError ? err.exitCode : 1, results: [], error: e } });
     await status.flush().catch(() => undefined);
     throw err;

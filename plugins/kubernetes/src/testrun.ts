@@ -61,7 +61,8 @@ export interface TestRunObject extends k8s.KubernetesObject {
 }
 
 export function testRunCrd(): k8s.V1CustomResourceDefinition {
-  const open = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+  // the client's name for x-kubernetes-preserve-unknown-fields (its serializer drops keys it does not know)
+  const open: k8s.V1JSONSchemaProps = { type: 'object', x_kubernetes_preserve_unknown_fields: true };
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
@@ -81,7 +82,7 @@ export function testRunCrd(): k8s.V1CustomResourceDefinition {
             { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
-          schema: { openAPIV3Schema: { type: 'object', properties: { spec: open, status: open } } as k8s.V1JSONSchemaProps },
+          schema: { openAPIV3Schema: { type: 'object', properties: { spec: open, status: open } } },
         },
       ],
     },
@@ -133,17 +134,20 @@ export async function installTestRun(cluster: Cluster, log: (line: string) => vo
   const ext = cluster.kc.makeApiClient(k8s.ApiextensionsV1Api);
   const crd = testRunCrd();
   let created: InstallResult['crd'] = 'present';
+  const existing = await ext.readCustomResourceDefinition({ name: crd.metadata!.name! }).catch((err: unknown) => {
+    if (statusOf(err) === 404 || statusOf(err) === 403) return undefined;
+    throw installError(err, 'read the TestRun CRD');
+  });
   try {
-    await ext.readCustomResourceDefinition({ name: crd.metadata!.name! });
-  } catch (err) {
-    if (statusOf(err) !== 404) throw installError(err, 'read the TestRun CRD');
-    try {
-      await apply(cluster, crd);
+    // applied every time (idempotent), so an older definition is brought up to date
+    await apply(cluster, crd);
+    if (!existing) {
       created = 'created';
       log(`installed CustomResourceDefinition ${crd.metadata!.name}`);
-    } catch (e) {
-      throw installError(e, 'install the TestRun CRD');
     }
+  } catch (err) {
+    // a user without cluster-wide rights can still run where an admin installed it
+    if (!existing) throw installError(err, 'install the TestRun CRD');
   }
   const deadline = Date.now() + 30_000;
   for (;;) {
