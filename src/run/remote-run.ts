@@ -48,7 +48,8 @@ export function remoteRunRequest(input: RemoteRunInput, log: (line: string) => v
     });
   }
   const left: string[] = [];
-  for (const dir of [...new Set(explicit.map((f) => path.dirname(f)))]) {
+  // next to the scenarios, not next to the app spec (a project's root holds much else)
+  for (const dir of [...new Set(input.files.map((f) => path.dirname(path.resolve(f))))]) {
     for (const f of walk(dir, 4)) {
       if (chosen.has(f) || !SUPPORT_EXTENSIONS.has(path.extname(f))) continue;
       const size = fs.statSync(f).size;

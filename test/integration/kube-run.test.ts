@@ -114,7 +114,7 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
       ],
     );
     // the scenario's log line came back through the TestRun
-    assert.match(r.stderr, /\[quickstart\] api version before: 1\.0\.0/);
+    assert.match(r.stderr, /\[tests\/quickstart\.lua\] api version before: 1\.0\.0/);
     assert.match(r.stdout, /tests\/quickstart\.lua/);
     assert.equal(runRecord(report.runId).state, 'passed');
     const up = /app quickstart is up on backend kubernetes in (\S+)/.exec(r.stderr);

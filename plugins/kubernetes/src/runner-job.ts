@@ -165,6 +165,10 @@ export class KubeRemoteRunner implements RemoteRunner {
         throw err;
       }
       const st = tr.status ?? {};
+      if (st.firstStepAt && !firstStepShown) {
+        firstStepShown = true;
+        hooks.log(`kubernetes: runner Job created to first step: ${Date.parse(st.firstStepAt) - createdAt} ms`);
+      }
       const log = st.log ?? [];
       const logTotal = st.logTotal ?? log.length;
       for (let i = Math.max(0, logSeen - (logTotal - log.length)); i < log.length; i++) hooks.onLog({ ...log[i], level: log[i].level as 'info' });
@@ -174,10 +178,6 @@ export class KubeRemoteRunner implements RemoteRunner {
       const eventTotal = st.eventTotal ?? events.length;
       for (let i = Math.max(0, eventSeen - (eventTotal - events.length)); i < events.length; i++) hooks.onEvent(events[i].scenarioRunId, events[i].event as unknown as ScenarioEvent);
       eventSeen = eventTotal;
-      if (st.firstStepAt && !firstStepShown) {
-        firstStepShown = true;
-        hooks.log(`kubernetes: runner Job created to first step: ${Date.parse(st.firstStepAt) - createdAt} ms`);
-      }
       if (st.result) {
         const error = st.result.error as RemoteRunResult['error'];
         return { results: st.result.results as ScenarioResult[], playbooks: st.result.playbooks as PlaybookSummary[] | undefined, ...(error && st.result.state === 'error' && (st.result.results ?? []).length === 0 ? { error } : {}) };

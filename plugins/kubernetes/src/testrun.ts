@@ -100,7 +100,8 @@ export function runnerRbac(namespace: string): k8s.KubernetesObject[] {
       kind: 'Role',
       metadata: { name: RUNNER_ACCOUNT, namespace, labels },
       rules: [
-        { apiGroups: [TESTRUN.group], resources: [TESTRUN.plural, `${TESTRUN.plural}/status`], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
+        // a scheduled run (CronJob) records a TestRun of its own
+        { apiGroups: [TESTRUN.group], resources: [TESTRUN.plural, `${TESTRUN.plural}/status`], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] },
         // sut.* of scenarios: rollouts (server-side apply of Secrets and Deployments), scale, kill, logs
         { apiGroups: [''], resources: ['pods', 'pods/log', 'services', 'secrets', 'configmaps', 'events'], verbs: all },
         { apiGroups: ['apps'], resources: ['deployments', 'deployments/scale', 'statefulsets', 'statefulsets/scale', 'replicasets'], verbs: all },
