@@ -149,31 +149,40 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
 
     // what the schedule would start, now (as `kubectl create job --from=cronjob/...`): the runner stands the quickstart up itself
     const t0 = Date.now();
-    await batch.createNamespacedJob({ namespace: ns, body: { metadata: { name: `${id}-now`, labels: cron.spec?.jobTemplate.metadata?.labels }, spec: cron.spec!.jobTemplate.spec! } });
     const { connect } = await import('../../plugins/kubernetes/src/cluster');
     const { TestRuns } = await import('../../plugins/kubernetes/src/testrun');
     const testRuns = new TestRuns(connect({ kubeconfig: cp.kubeconfig, namespace: ns }));
-    const done = await until(
-      'the scheduled run finished',
-      async () => {
-        const all = await testRuns.list(`topas.dev/schedule=${id}`);
-        return all.find((t) => t.status?.result);
-      },
-      400_000,
-    );
-    const job = await batch.readNamespacedJob({ name: `${id}-now`, namespace: ns });
-    assert.equal(done.status?.phase, 'Passed', JSON.stringify(done.status?.result?.error ?? done.status?.log?.slice(-10)));
-    process.stdout.write(`# scheduled run (runner stands the quickstart up in the cluster, runs, tears down): ${((Date.now() - t0) / 1000).toFixed(1)} s; job succeeded=${job.status?.succeeded ?? 0}\n`);
-
-    await batch.deleteNamespacedJob({ name: `${id}-now`, namespace: ns, body: { propagationPolicy: 'Background' } });
-    await batch.deleteNamespacedCronJob({ name: id, namespace: ns, body: { propagationPolicy: 'Background' } });
-    await testRuns.delete(done.metadata!.name!);
-    // the CronJob owns its ConfigMap and Secret: the garbage collector removes them
+    try {
+      await batch.createNamespacedJob({ namespace: ns, body: { metadata: { name: `${id}-now`, labels: cron.spec?.jobTemplate.metadata?.labels }, spec: cron.spec!.jobTemplate.spec! } });
+      const outcome = await until(
+        'the scheduled run finished',
+        async () => {
+          const finished = (await testRuns.list(`topas.dev/schedule=${id}`)).find((t) => t.status?.result);
+          if (finished) return { done: finished, crash: '' };
+          const job = await batch.readNamespacedJob({ name: `${id}-now`, namespace: ns });
+          if ((job.status?.failed ?? 0) === 0) return undefined;
+          // failed without a result: the runner's last lines say why
+          const pod = (await core.listNamespacedPod({ namespace: ns, labelSelector: `job-name=${id}-now` })).items[0];
+          return { done: undefined, crash: pod ? String(await core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: ns, tailLines: 20 })) : 'no pod' };
+        },
+        400_000,
+      );
+      assert.ok(outcome.done, `the scheduled runner failed without a result:\n${outcome.crash}`);
+      const done = outcome.done;
+      assert.equal(done.status?.phase, 'Passed', JSON.stringify(done.status?.result?.error ?? done.status?.log?.slice(-10)));
+      process.stdout.write(`# scheduled run (the runner stands the quickstart up in the cluster, runs it, tears it down): ${((Date.now() - t0) / 1000).toFixed(1)} s from Job creation to its TestRun's result\n`);
+    } finally {
+      await batch.deleteNamespacedJob({ name: `${id}-now`, namespace: ns, body: { propagationPolicy: 'Background' } }).catch(() => undefined);
+      await batch.deleteNamespacedCronJob({ name: id, namespace: ns, body: { propagationPolicy: 'Background' } });
+      for (const name of await testRuns.names(`topas.dev/schedule=${id}`)) await testRuns.delete(name);
+    }
+    // the CronJob owns its ConfigMap and Secret: the garbage collector removes them; the scheduled run removed its SUT
     await until('the schedule\'s ConfigMap and Secret are gone', async () => {
       const cms = await core.listNamespacedConfigMap({ namespace: ns, labelSelector: `topas.dev/schedule=${id}` });
       const secrets = await core.listNamespacedSecret({ namespace: ns, labelSelector: `topas.dev/schedule=${id}` });
       return cms.items.length + secrets.items.length === 0 ? true : undefined;
     }, 60_000);
+    assert.deepEqual((await core.listNamespacedConfigMap({ namespace: ns, labelSelector: 'app.kubernetes.io/managed-by=topas' })).items.map((c) => c.metadata?.name), []);
     await until('the agent removed every container', async () => ((await agentLeftovers(agent.nodeName)).containers.length === 0 ? true : undefined), 90_000);
   });
 
@@ -183,7 +192,7 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c));
     const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await until('the runner started the scenario', async () => (/\[slow\] waiting/.test(stderr) ? true : undefined), 300_000);
+    await until('the runner started the scenario', async () => (/\[slow\.lua\] waiting/.test(stderr) ? true : undefined), 300_000);
     child.kill('SIGINT');
     const code = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 180_000))]);
     assert.equal(code, 130, stderr);
