@@ -22,7 +22,7 @@ export async function scheduleCronJob(cluster: Cluster, spec: AppSpec, request: 
   await installTestRun(cluster, ctx.log);
   const ns = cluster.namespace;
   const name = objectName(spec.name, 'cron', request.runId);
-  const labels = { [LABELS.managedBy]: MANAGED_BY, [LABELS.app]: labelValue(spec.name), [LABELS.kind]: 'cron', [LABELS.component]: 'cron', 'topas.dev/schedule': labelValue(request.runId) };
+  const labels = { [LABELS.managedBy]: MANAGED_BY, [LABELS.app]: labelValue(spec.name), [LABELS.kind]: 'cron', [LABELS.component]: 'cron', 'topas.dev/schedule': name };
   const { files, env, ...settings } = request;
   const run: ScheduledRun = { ...settings, app: spec.name, cron };
   const deadlineS = Math.ceil((request.timeoutMs * Math.max(1, request.targets.length)) / 1000) + 600;
