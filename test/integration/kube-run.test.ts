@@ -194,7 +194,7 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
     const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
     await until('the runner started the scenario', async () => (/\[slow\.lua\] waiting/.test(stderr) ? true : undefined), 300_000);
     child.kill('SIGINT');
-    const code = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 180_000))]);
+    const code = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 180_000).unref())]);
     assert.equal(code, 130, stderr);
     const runs = fs.readdirSync(path.join(work, '.topas', 'runs')).filter((id) => runRecord(id).state === 'interrupted');
     assert.equal(runs.length, 1, 'one interrupted run recorded');
