@@ -4,10 +4,10 @@ import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import * as k8s from '@kubernetes/client-node';
+import { API_HOST_ALIAS, ApiRelay, writeServiceAccountFiles } from './pod-api-access';
 
 /**
  * A kubelet stand-in for tests (no kubelet runs on these machines): registers a
@@ -50,9 +50,6 @@ const NODE_STATUS_MS = 20_000;
 const DEFAULT_PROBE_PERIOD_S = 10;
 const STOP_GRACE_S = 10;
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-/** what in-cluster clients dial: a SAN of the API server's certificate, mapped to the relay with --add-host */
-export const API_HOST_ALIAS = 'kubernetes.default.svc';
-const TOKEN_SECONDS = 3600;
 
 interface PodState {
   uid: string;
@@ -90,8 +87,7 @@ export class NodeAgent {
   private serviceInformer?: k8s.Informer<k8s.V1Service> & k8s.ObjectCache<k8s.V1Service>;
   private timers: NodeJS.Timeout[] = [];
   private logServer?: https.Server;
-  private relay?: net.Server;
-  private readonly relaySockets = new Set<net.Socket>();
+  private relay?: ApiRelay;
   private gateway = '';
   private relayPort = 0;
   private stopped = false;
@@ -111,6 +107,7 @@ export class NodeAgent {
     const logPort = await this.startLogServer();
     await this.registerNode(logPort);
     await this.renewLease();
+    await this.untilSchedulable();
     this.timers.push(setInterval(() => void this.renewLease().catch((e: Error) => this.log(`lease: ${e.message}`)), LEASE_RENEW_MS));
     this.timers.push(setInterval(() => void this.reportNode().catch((e: Error) => this.log(`node status: ${e.message}`)), NODE_STATUS_MS));
     // Services first: a pod's aliases come from the Services that select it when its container starts
@@ -145,8 +142,7 @@ export class NodeAgent {
     await Promise.all(containers.map((c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
     await this.docker.getNetwork(this.network).remove().catch(() => {});
     this.logServer?.close();
-    for (const sock of this.relaySockets) sock.destroy();
-    this.relay?.close();
+    this.relay?.stop();
     for (const p of this.pods.values()) removeDir(p.saDir);
     await this.coordination.deleteNamespacedLease({ name: this.nodeName, namespace: 'kube-node-lease' }).catch(() => {});
     await this.core.deleteNode({ name: this.nodeName }).catch(() => {});
@@ -154,52 +150,20 @@ export class NodeAgent {
 
   // ------------------------------------------------------------ the API server, seen from pods
 
-  /** A TCP relay on the network's gateway (the host, as containers see it) to the API server on 127.0.0.1. */
+  /** The relay pods dial for the API server, on the network's gateway (the host, as containers see it). */
   private async startApiRelay(): Promise<void> {
-    const info = (await this.docker.getNetwork(this.network).inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string; Subnet?: string }> } };
+    const info = (await this.docker.getNetwork(this.network).inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
     const gw = info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
     if (!gw) throw new Error(`network ${this.network} has no gateway address`);
     this.gateway = gw;
-    const server = new URL(this.kc.getCurrentCluster()!.server);
-    const target = { host: server.hostname.replace(/^\[|\]$/g, ''), port: Number(server.port || 443) };
-    this.relay = net.createServer((inbound) => {
-      const outbound = net.connect(target);
-      for (const s of [inbound, outbound]) {
-        this.relaySockets.add(s);
-        s.on('close', () => this.relaySockets.delete(s));
-        s.on('error', () => {
-          inbound.destroy();
-          outbound.destroy();
-        });
-      }
-      inbound.pipe(outbound);
-      outbound.pipe(inbound);
-    });
-    const relay = this.relay;
-    await new Promise<void>((resolve, reject) => {
-      relay.once('error', reject);
-      relay.listen(0, gw, resolve);
-    });
-    this.relayPort = (relay.address() as AddressInfo).port;
+    this.relay = new ApiRelay();
+    this.relayPort = await this.relay.start(gw, this.kc.getCurrentCluster()!.server);
     this.log(`API server relay on ${gw}:${this.relayPort} (pods dial ${API_HOST_ALIAS})`);
   }
 
-  /** The service-account files of a pod (token from the TokenRequest API), in a private host folder to bind-mount. */
-  private async serviceAccountFiles(pod: k8s.V1Pod): Promise<string> {
-    const namespace = pod.metadata!.namespace!;
-    const sa = pod.spec?.serviceAccountName || 'default';
-    // bound to the pod as a kubelet's token is; a pod admitted without the ServiceAccount plugin names no account, and its token cannot be bound
-    const bound = pod.spec?.serviceAccountName ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! } } : {};
-    const tr = await this.core.createNamespacedServiceAccountToken({ name: sa, namespace, body: { spec: { audiences: [], expirationSeconds: TOKEN_SECONDS, ...bound } } });
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-node-agent-sa-'));
-    fs.chmodSync(dir, 0o755);
-    const cluster = this.kc.getCurrentCluster()!;
-    const ca = cluster.caData ? Buffer.from(cluster.caData, 'base64') : cluster.caFile ? fs.readFileSync(cluster.caFile) : Buffer.alloc(0);
-    // readable by any uid the image runs as, as a kubelet's projected volume is (mode 0644)
-    fs.writeFileSync(path.join(dir, 'token'), tr.status?.token ?? '', { mode: 0o644 });
-    fs.writeFileSync(path.join(dir, 'ca.crt'), ca, { mode: 0o644 });
-    fs.writeFileSync(path.join(dir, 'namespace'), namespace, { mode: 0o644 });
-    return dir;
+  /** The service-account files of a pod, in a private host folder to bind-mount. */
+  private serviceAccountFiles(pod: k8s.V1Pod): Promise<string> {
+    return writeServiceAccountFiles(this.core, this.kc, pod);
   }
 
   // ------------------------------------------------------------ node and lease
@@ -215,6 +179,21 @@ export class NodeAgent {
   }
 
   private logPort = 0;
+
+  /**
+   * The node lifecycle controller may see the Node between its creation and
+   * its first Ready status and taint it not-ready for a moment: start() returns
+   * once that is gone (bounded), so pods can be scheduled at once.
+   */
+  private async untilSchedulable(): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const node = await this.core.readNode({ name: this.nodeName });
+      if (!(node.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/not-ready' || t.key === 'node.kubernetes.io/unreachable')) return;
+      await sleep(200);
+    }
+    this.log(`node ${this.nodeName} still tainted not-ready after 15 s`);
+  }
 
   private async reportNode(logPort = this.logPort): Promise<void> {
     this.logPort = logPort;
