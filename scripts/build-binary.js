@@ -116,7 +116,7 @@ const wasmoonNoDynamicImport = {
  * is required from there; anything else through src/commands/index.ts.
  * Plugin commands (oclif.plugins) are added from each plugin's own manifest.
  */
-async function commandTable(pjson) {
+async function commandTable(pjson, bundled) {
   const { Plugin } = require(require.resolve('@oclif/core', { paths: [ROOT] }));
   const { COMMANDS } = require(path.join(ROOT, 'dist', 'src', 'commands', 'index.js'));
   const classes = {};
@@ -147,11 +147,49 @@ async function commandTable(pjson) {
       loaders.push([id, `require(${JSON.stringify(file)}).default`]);
     }
   }
+  for (const [id, cls, expr] of bundled.commands) {
+    classes[id] = cls;
+    loaders.push([id, expr]);
+  }
   const plugin = new Plugin({ isRoot: true, root: ROOT, ignoreManifest: true, pjson: { ...pjson, oclif: { ...pjson.oclif, plugins: [] } } });
   plugin.commandCache = classes;
   await plugin.load();
   const loadersJs = `'use strict';\nmodule.exports = {\n${loaders.map(([id, expr]) => `  ${JSON.stringify(id)}: () => ${expr},`).join('\n')}\n};\n`;
   return { manifest: plugin.manifest, loadersJs };
+}
+
+/**
+ * Plugins of this repository built into the binary: their commands join the
+ * command table and their `topas:backends` hooks run at start-up (the binary
+ * loads no plugins from disk). Core never imports them: only this build and
+ * the generated `topas-sea:bundled-plugins` module name them. The kubernetes
+ * plugin is here so the runner image's binary can run `topas kube runner` and
+ * do the SUT operations of scenarios inside a cluster.
+ */
+const BUNDLED_PLUGINS = [{ dir: 'plugins/kubernetes', commands: 'src/commands/index.ts', backends: 'src/hooks/backends.ts' }];
+
+/** The bundled plugins' commands and topics, and the module that registers their backends. */
+function bundledPlugins() {
+  const commands = [];
+  const topics = {};
+  const hooks = [];
+  for (const p of BUNDLED_PLUGINS) {
+    const pkgDir = path.join(ROOT, p.dir);
+    const pj = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8'));
+    Object.assign(topics, pj.oclif?.topics ?? {});
+    const compiledIndex = path.join(ROOT, 'dist', p.dir, p.commands.replace(/\.ts$/, '.js'));
+    const { COMMANDS } = require(compiledIndex);
+    for (const [id, cls] of Object.entries(COMMANDS)) {
+      const rel = path.join(path.dirname(p.commands), ...id.split(':'));
+      const source = path.join(pkgDir, `${rel}.ts`);
+      const compiled = path.join(ROOT, 'dist', p.dir, `${rel}.js`);
+      const own = fs.existsSync(source) && fs.existsSync(compiled) && require(compiled).default === cls;
+      commands.push([id, cls, own ? `require(${JSON.stringify(source)}).default` : `require(${JSON.stringify(path.join(pkgDir, p.commands))}).COMMANDS[${JSON.stringify(id)}]`]);
+    }
+    if (p.backends) hooks.push(path.join(pkgDir, p.backends));
+  }
+  const registerJs = `'use strict';\nmodule.exports = {\n  backendHooks: [\n${hooks.map((h) => `    () => require(${JSON.stringify(h)}).default,`).join('\n')}\n  ],\n};\n`;
+  return { commands, topics, registerJs };
 }
 
 /**
@@ -171,12 +209,16 @@ function findPackageDir(name) {
   throw new Error(`cannot find the folder of ${name}`);
 }
 
-/** `require('topas-sea:command-loaders')` in src/sea/entry.ts -> the generated module. */
-function commandLoadersModule(file) {
+/** `require('topas-sea:command-loaders')` and `require('topas-sea:bundled-plugins')` in src/sea/entry.ts -> the generated modules. */
+function generatedModules(files) {
   return {
-    name: 'command-loaders',
+    name: 'generated-modules',
     setup(build) {
-      build.onResolve({ filter: /^topas-sea:command-loaders$/ }, () => ({ path: file }));
+      build.onResolve({ filter: /^topas-sea:[a-z-]+$/ }, (args) => {
+        const file = files[args.path.slice('topas-sea:'.length)];
+        if (!file) throw new Error(`no generated module ${args.path}`);
+        return { path: file };
+      });
     },
   };
 }
@@ -217,13 +259,16 @@ async function main() {
   const workerEntries = WORKERS.filter((w) => fs.existsSync(path.join(ROOT, w)));
 
   const mainJs = path.join(WORK, 'topas.js');
-  const oclifPjson = { name: pjson.name, version: pjson.version, description: pjson.description, oclif: pjson.oclif, dependencies: {} };
-  const table = await commandTable(oclifPjson);
+  const bundled = bundledPlugins();
+  const oclifPjson = { name: pjson.name, version: pjson.version, description: pjson.description, oclif: { ...pjson.oclif, topics: { ...pjson.oclif.topics, ...bundled.topics } }, dependencies: {} };
+  const table = await commandTable(oclifPjson, bundled);
   const loadersFile = path.join(WORK, 'command-loaders.js');
   fs.writeFileSync(loadersFile, table.loadersJs);
+  const pluginsFile = path.join(WORK, 'bundled-plugins.js');
+  fs.writeFileSync(pluginsFile, bundled.registerJs);
   await bundle('src/sea/entry.ts', mainJs, {
     define: { __TOPAS_PJSON__: JSON.stringify(oclifPjson), __TOPAS_MANIFEST__: JSON.stringify(table.manifest) },
-    plugins: [commandLoadersModule(loadersFile)],
+    plugins: [generatedModules({ 'command-loaders': loadersFile, 'bundled-plugins': pluginsFile })],
   });
   const workerAssets = {};
   for (const entry of workerEntries) {

@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'SUT_START_FAILED'
   | 'READINESS_TIMEOUT'
   | 'SUT_NOT_UP'
+  | 'RUNNER_FAILED'
   | 'SCENARIO_FAILED'
   | 'THRESHOLDS_FAILED'
   | 'TIMEOUT'
@@ -44,6 +45,8 @@ const EXIT_BY_CODE: Record<ErrorCode, ExitCode> = {
   SUT_START_FAILED: EXIT_CODES.sutFailed,
   READINESS_TIMEOUT: EXIT_CODES.sutFailed,
   SUT_NOT_UP: EXIT_CODES.sutFailed,
+  /** the runner next to a remote SUT (a cluster's runner Job) could not run the scenarios: a backend failure, not a test verdict */
+  RUNNER_FAILED: EXIT_CODES.sutFailed,
   SCENARIO_FAILED: EXIT_CODES.failed,
   THRESHOLDS_FAILED: EXIT_CODES.thresholdsFailed,
   TIMEOUT: EXIT_CODES.timedOut,

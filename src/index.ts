@@ -7,6 +7,8 @@
 
 // the backend seam (src/backends/backend.ts) and what a plugin's hook receives
 export type { Backend, BackendEnv, Sut, StartContext, ServiceStatus, EndpointMap, SutState, ApplyServiceChange, KillOptions } from './backends/backend';
+// a backend that runs the scenarios somewhere else (the kubernetes plugin's runner Job)
+export type { RemoteRunner, RemoteRunRequest, RemoteRunHooks, RemoteRunResult } from './backends/backend';
 export type { SweepOptions, KeptApp } from './backends/ownership';
 export { isKeptApp } from './backends/ownership';
 export type { BackendsHook, BackendsHookOptions } from './backends/plugin-backends';
@@ -18,7 +20,7 @@ export { startInDependencyOrder, dependencyOrder } from './spec/dependency-graph
 export { findReferences, resolveReferences, type Reference } from './spec/references';
 
 // one error root with stable codes and one exit-code table
-export { TopasError, EXIT_CODES, type ErrorCode, type ExitCode, type Problem } from './errors';
+export { TopasError, EXIT_CODES, serializeError, type ErrorCode, type ExitCode, type Problem } from './errors';
 
 // the backend-neutral SUT core: error table, log format, endpoint choice, references, heal policy, ordering
 export * from './sut/index';
@@ -36,3 +38,16 @@ export { nodeExecutable } from './sea/node-executable';
 // process's hints (command, cwd, $PORT), 'docker' a container's (image, version, port)
 export { replicaStartFailure, commandHint, specWhere, type ReplicaFailure } from './backends/start-errors';
 
+
+// for a runner that executes scenarios where a backend puts it (the kubernetes plugin's in-cluster runner):
+// the same scenario run, run record and results as `topas run`
+export type { Io } from './io';
+export { runScenarios } from './run/run-service';
+export { writeRemoteFiles } from './run/remote-run';
+export { RunRecordStore, writeStateFile } from './run/run-record';
+export type { LogLine, ScenarioEvent, ScenarioResult } from './run/scenario-types';
+export type { PlaybookSummary } from './reporters/run-report';
+
+// for plugin commands (oclif `commands` of a plugin): the base command and the cluster flags
+export { BaseCommand } from './cli/base-command';
+export { clusterFlags, withClusterFlags } from './cli/common-flags';

@@ -3,6 +3,9 @@ import type { Problem } from '../errors';
 import type { ShapeController } from '../shape/shape-controller';
 import type { SweepOptions } from './ownership';
 import type { SutLifecycle } from '../sut/lifecycle';
+import type { LogLine, ScenarioEvent, ScenarioResult } from '../run/scenario-types';
+import type { SerializedError } from '../errors';
+import type { PlaybookSummary } from '../reporters/run-report';
 
 /**
  * A backend stands a SUT up and hands back a handle to it. One small seam,
@@ -29,6 +32,12 @@ export interface Backend {
    * file). Never a run whose owner lives, never another app's kept SUT.
    */
   sweep(opts: SweepOptions): Promise<{ removed: string[] }>;
+  /**
+   * `topas test schedule --cron EXPR`: a backend that can run on a schedule by
+   * itself (a cluster's CronJob) keeps the run there, standing the app up for
+   * each run. Backends without it refuse --cron.
+   */
+  scheduleCron?(spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: { log: (line: string) => void; processEnv?: NodeJS.ProcessEnv }): Promise<{ id: string; description: string }>;
 }
 
 /** Where a backend reads its settings (TOPAS_PG_DIR, a cluster's TOPAS_KUBECONFIG...): the command's Io.env, never process.env. */
@@ -149,6 +158,52 @@ export interface Sut extends AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void>;
   /** The traffic-shaping proxies in front of every service and database (require("shape")). */
   shaping?(): ShapeController;
+  /**
+   * A SUT this machine does not reach (a cluster): scenarios run next to it
+   * instead, and `topas run` hands them over here rather than to its worker
+   * threads. Its results, log lines and step events come back to the run, so
+   * records, reporters and exit codes are those of a local run.
+   */
+  readonly remoteRunner?: RemoteRunner;
+}
+
+export interface RemoteRunner {
+  run(request: RemoteRunRequest, hooks: RemoteRunHooks): Promise<RemoteRunResult>;
+}
+
+/** Everything a runner elsewhere needs to run what `topas run` was asked to run, against the same SUT. */
+export interface RemoteRunRequest {
+  runId: string;
+  /** the files the run reads (app spec, scenarios, playbooks, what they require), relative to one root */
+  files: Array<{ path: string; content: Buffer }>;
+  /** the command's folder, relative to that root: scenario names are relative to it */
+  cwd: string;
+  /** the app spec, relative to the root */
+  specFile: string;
+  /** scenario files and playbooks, relative to `cwd` (resolved: globs and folders expanded) */
+  targets: string[];
+  parallel: number;
+  timeoutMs: number;
+  continueOnFailure: boolean;
+  /** --env / --env-file (may hold secrets: kept out of plain objects) */
+  env: Record<string, string>;
+}
+
+export interface RemoteRunHooks {
+  /** aborted on Ctrl-C: the runner stops and what it made goes */
+  signal: AbortSignal;
+  /** a `topas:` line of this process */
+  log(line: string): void;
+  /** a scenario's log line, as a local run's workers send it */
+  onLog(line: LogLine): void;
+  onEvent(scenarioRunId: string, event: ScenarioEvent): void;
+}
+
+export interface RemoteRunResult {
+  results: ScenarioResult[];
+  playbooks?: PlaybookSummary[];
+  /** what ended the remote run besides its scenarios' verdicts */
+  error?: SerializedError;
 }
 
 export interface EndpointMap {

@@ -72,7 +72,7 @@ export function parseDurationFlag(value: string, flag: string): number {
  * in the command's Io.env (StartContext.processEnv, SweepOptions.env, probe's env).
  */
 export const clusterFlags = {
-  kubeconfig: Flags.string({ description: 'kubeconfig for a cluster backend such as kubernetes (default: KUBECONFIG, ~/.kube/config)', helpValue: 'FILE', helpGroup: 'CLUSTER' }),
+  kubeconfig: Flags.string({ description: 'kubeconfig for a cluster backend (a plugin; default: KUBECONFIG, ~/.kube/config)', helpValue: 'FILE', helpGroup: 'CLUSTER' }),
   context: Flags.string({ description: 'kubeconfig context for a cluster backend (default: the current one)', helpValue: 'NAME', helpGroup: 'CLUSTER' }),
   namespace: Flags.string({ description: "namespace for a cluster backend (default: the context's, else default)", helpValue: 'NAME', helpGroup: 'CLUSTER' }),
 };

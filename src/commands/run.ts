@@ -1,6 +1,6 @@
 import { Args, Flags, type Interfaces } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
-import { appFlag, backendFlag, envFileFlag, envFlag, parseDurationFlag, parseEnvFlags } from '../cli/common-flags';
+import { appFlag, backendFlag, clusterFlags, envFileFlag, envFlag, parseDurationFlag, parseEnvFlags, withClusterFlags } from '../cli/common-flags';
 import { runScenarios, type RunOptions } from '../run/run-service';
 import type { Io } from '../io';
 import { parseReporterFlags } from '../run/render-reports';
@@ -42,11 +42,12 @@ export default class Run extends BaseCommand {
     'git-ref': Flags.string({ description: 'branch, tag or commit (default: HEAD)', dependsOn: ['git'], helpValue: 'R' }),
     'run-id': Flags.string({ hidden: true, description: 'use this run id (set by `topas test schedule`)' }),
     queue: Flags.boolean({ hidden: true, description: 'wait for the app lock first (set by `topas test schedule`)', default: false }),
+    ...clusterFlags,
   };
 
   async run(): Promise<void> {
     const { argv, flags } = await this.parse(Run);
-    const outcome = await runScenarios(Run.options(argv as string[], flags, this.io));
+    const outcome = await runScenarios(Run.options(argv as string[], flags, withClusterFlags(this.io, flags)));
     this.finish(outcome.exitCode);
   }
 

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { EXIT_CODES, TopasError, serializeError, type Problem, type SerializedError } from '../errors';
 import type { Io } from '../io';
 import type { AppSpec } from '../spec/app-spec';
-import type { EndpointMap } from '../backends/backend';
+import type { EndpointMap, RemoteRunRequest } from '../backends/backend';
 import { loadAppSpec } from '../spec/load-app-spec';
 import { maskDeep, registerEnvSecrets, registerSpecSecrets } from '../spec/secrets';
 import { checkLuaSyntax } from '../lua/syntax-check';
@@ -16,7 +16,8 @@ import '../backends/index';
 import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
 import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
-import type { RunState, ScenarioResult, ScenarioTask } from './scenario-types';
+import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
+import { remoteRunRequest } from './remote-run';
 import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
 import { logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
 import { checkReporterOutputs, type ReporterRequest } from './render-reports';
@@ -59,6 +60,13 @@ export interface RunOptions {
   git?: GitSource;
   /** --debug: a run error keeps its JS stack in the report and on stderr */
   debug?: boolean;
+  /** told every scenario log line and progress event as the run goes (masked), e.g. by a runner that reports elsewhere */
+  observer?: RunObserver;
+}
+
+export interface RunObserver {
+  onLog?(line: LogLine): void;
+  onEvent?(scenarioRunId: string, event: ScenarioEvent): void;
 }
 
 export interface RunOutcome {
@@ -79,6 +87,8 @@ interface Prepared {
   targetsForRecord: string[];
   /** what scenario names are relative to: cwd, or a Git source's checkout */
   namesDir: string;
+  /** the scenario files and playbooks as resolved (absolute) */
+  targetFiles: string[];
 }
 
 /**
@@ -146,6 +156,47 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
     if (sut) session.onShapeChange(() => pool?.setEndpoints(sut.endpointMap()));
     if (session.interrupted) return;
+    const onLog = (line: LogLine): void => {
+      const message = boundedMessage(line.message, mask);
+      store.appendLog(runId, { ...line, message });
+      opts.observer?.onLog?.({ ...line, message });
+      // the scenario's text must not drive the terminal (escape sequences, \r)
+      io.stderr.write(`[${escapeControl(line.source)}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${escapeControl(message, { multiline: true })}\n`);
+    };
+    const onEvent = (scenarioRunId: string, event: ScenarioEvent): void => {
+      const ev = boundedEvent(event, mask);
+      opts.observer?.onEvent?.(scenarioRunId, ev);
+      if (ev.kind === 'step-end') hooks.stepEnd(maskDeep({ scenarioRunId, name: ev.name, state: ev.state, ...(ev.error ? { error: { message: ev.error.message, location: ev.error.location } } : {}) }, mask));
+      if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${escapeControl(ev.name)}\n`);
+      store.appendLog(runId, { ts: ev.ts, runId: scenarioRunId, source: 'event', level: 'debug', message: JSON.stringify(ev) });
+    };
+    // a SUT this machine does not reach (a cluster): the scenarios run next to it, reported back here
+    const remote = sut?.remoteRunner;
+    if (remote && spec && specFile) {
+      const request = remoteRunRequest(
+        {
+          runId,
+          namesDir: prepared.namesDir,
+          specFile,
+          files: units.flatMap((u) => (u.kind === 'scenario' ? [u.task.file] : [u.playbook.file, ...u.tasks.map((t) => t.file)])),
+          targets: prepared.targetFiles,
+          parallel: opts.parallel,
+          timeoutMs: opts.timeoutMs,
+          continueOnFailure: opts.continueOnFailure ?? false,
+          env: opts.env,
+        },
+        log,
+      );
+      const out = await remote.run(request, { signal: session.interrupts.signal, log, onLog, onEvent });
+      for (const r of out.results) {
+        const bounded = boundedResult(r, mask);
+        hooks.scenarioEnd(maskDeep(bounded, mask));
+        results.push(bounded);
+      }
+      playbookSummaries.push(...(out.playbooks ?? []));
+      if (out.error && !session.interrupted) throw new TopasError('RUNNER_FAILED', out.error.message, { hint: out.error.hint });
+      return;
+    }
     const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
     const sutRpc: RpcHandler = session.sutRpc((map: EndpointMap) => pool?.setEndpoints(map));
     const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
@@ -153,18 +204,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       workers: Math.max(1, Math.min(opts.workers ?? os.availableParallelism(), maxConcurrent)),
       spread: opts.spread,
       rpc: routeRpc({ sut: sutRpc, sync: (id) => brokers.get(id), shape: () => sut?.shaping?.() }),
-      onLog: (line) => {
-        const message = boundedMessage(line.message, mask);
-        store.appendLog(runId, { ...line, message });
-        // the scenario's text must not drive the terminal (escape sequences, \r)
-        io.stderr.write(`[${escapeControl(line.source)}] ${line.level === 'info' ? '' : `${line.level.toUpperCase()} `}${escapeControl(message, { multiline: true })}\n`);
-      },
-      onEvent: (scenarioRunId, event) => {
-        const ev = boundedEvent(event, mask);
-        if (ev.kind === 'step-end') hooks.stepEnd(maskDeep({ scenarioRunId, name: ev.name, state: ev.state, ...(ev.error ? { error: { message: ev.error.message, location: ev.error.location } } : {}) }, mask));
-        if (ev.kind === 'step-end' && io.stderr.isTTY) io.stderr.write(`  ${ev.state === 'passed' ? '✓' : ev.state === 'failed' ? '✗' : '-'} ${escapeControl(ev.name)}\n`);
-        store.appendLog(runId, { ts: ev.ts, runId: scenarioRunId, source: 'event', level: 'debug', message: JSON.stringify(ev) });
-      },
+      onLog,
+      onEvent,
     });
     const activePool = pool;
     if (opts.spread === 'processes') log(`scenarios run in ${activePool.workerLabels.length} worker processes (pids ${activePool.workerLabels.map((l) => l.replace(/^process /, '')).join(', ')})`);
@@ -224,6 +265,30 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
   const { backend: _backend, ...common } = session.finalRecord();
   session.finish({ ...report, ...common }, report, { kind: 'run', exitCode, sut: session.sutReport, logs: logExcerpt(store.readLog(runId)) });
   return { exitCode, report };
+}
+
+/**
+ * `topas test schedule --cron`: everything a backend that schedules by itself
+ * needs (the same checks as `topas run` first, so invalid input exits 2).
+ */
+export async function remoteRequestFor(opts: RunOptions, runId: string): Promise<{ spec: AppSpec; request: RemoteRunRequest }> {
+  const p = await prepare(opts);
+  if (!p.spec || !p.specFile) throw new TopasError('INVALID_FLAGS', '--cron needs an app spec (topas.yaml): the scheduled runs stand it up', { hint: 'pass --app topas.yaml' });
+  const request = remoteRunRequest(
+    {
+      runId,
+      namesDir: p.namesDir,
+      specFile: p.specFile,
+      files: p.units.flatMap((u) => (u.kind === 'scenario' ? [u.task.file] : [u.playbook.file, ...u.tasks.map((t) => t.file)])),
+      targets: p.targetFiles,
+      parallel: opts.parallel,
+      timeoutMs: opts.timeoutMs,
+      continueOnFailure: opts.continueOnFailure ?? false,
+      env: opts.env,
+    },
+    (line) => opts.io.stderr.write(`topas: ${line}\n`),
+  );
+  return { spec: p.spec, request };
 }
 
 /**
@@ -304,7 +369,14 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
     }
     units.push({ kind: 'playbook', playbook: pb, tasks });
   }
-  return { units, spec, specFile, targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(namesDir, f)), namesDir };
+  return {
+    units,
+    spec,
+    specFile,
+    targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(namesDir, f)),
+    namesDir,
+    targetFiles: [...targets.luaFiles, ...targets.playbooks],
+  };
 }
 
 /**

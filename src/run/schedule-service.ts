@@ -8,6 +8,7 @@ import type { LogLine } from './scenario-types';
 import { selfCommand } from '../util/self-command';
 import { findAppSpecFile } from './targets';
 import { loadResultLine, recordState } from './record-report';
+import type { RunOptions } from './run-service';
 
 /**
  * The states `topas test status` shows (the seed's kctrl vocabulary, plus
@@ -24,6 +25,24 @@ export function recordDirFor(io: Io, app?: string): string {
 }
 
 export { selfCommand } from '../util/self-command';
+
+/**
+ * `topas test schedule --cron EXPR`: validated like `topas run`, then handed
+ * to a backend that runs on a schedule by itself (the kubernetes plugin's
+ * CronJob); others refuse --cron.
+ */
+export async function scheduleCron(opts: RunOptions, cron: string): Promise<{ id: string; description: string }> {
+  if (!/^\S+(\s+\S+){4}$/.test(cron.trim())) throw new TopasError('INVALID_FLAGS', `--cron: expected five fields (minute hour day month weekday), got "${cron}"`);
+  const { checkBackendName, getBackend } = await import('../backends/registry');
+  checkBackendName(opts.backend);
+  const backend = opts.backend === 'auto' ? undefined : getBackend(opts.backend);
+  if (!backend?.scheduleCron) {
+    throw new TopasError('INVALID_FLAGS', `--cron: backend ${opts.backend} does not run on a schedule by itself`, { hint: 'use --backend kubernetes (a CronJob), or a scheduler of your own around `topas run`' });
+  }
+  const { remoteRequestFor } = await import('./run-service');
+  const { spec, request } = await remoteRequestFor(opts, new RunRecordStore(recordDirFor(opts.io, opts.app)).createRunId());
+  return backend.scheduleCron(spec, request, cron.trim(), { log: (l) => opts.io.stderr.write(`topas: ${l}\n`), processEnv: opts.io.env });
+}
 
 /**
  * `topas test schedule`: records a pending run and starts a detached `topas run`

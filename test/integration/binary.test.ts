@@ -88,6 +88,11 @@ describe('single executable (dist/topas via Node SEA)', () => {
     const run = topas(['run', '--help'], dir);
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stdout, /--parallel/);
+    // the kubernetes plugin is built in (the runner image runs `topas kube runner`), its topic listed
+    assert.match(r.stdout, /^\s+kube\s/m, 'kube topic');
+    const kube = topas(['kube', 'install', '--help'], dir);
+    assert.equal(kube.status, 0, kube.stderr);
+    assert.match(kube.stdout, /TestRun CRD/);
     const ac = topas(['autocomplete', '--help'], dir);
     assert.equal(ac.status, 0, ac.stderr);
     assert.match(ac.stdout, /autocomplete \[SHELL\]/);

@@ -106,6 +106,30 @@ describe('node agent on a local control plane', () => {
     await until('containers gone', async () => ((await agentLeftovers(agent.nodeName)).containers.length === 0 ? true : undefined), 30_000);
   });
 
+  test('a pod reaches the API server as under a kubelet: KUBERNETES_SERVICE_HOST/PORT and its service-account token, verified TLS', async () => {
+    // in the pod: who am I (SelfSubjectReview), over TLS checked against the mounted CA and the host name
+    const js = `const fs = require('fs'); const https = require('https');
+      const d = '/var/run/secrets/kubernetes.io/serviceaccount/';
+      const body = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
+      const req = https.request({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT, method: 'POST', path: '/apis/authentication.k8s.io/v1/selfsubjectreviews',
+        ca: fs.readFileSync(d + 'ca.crt'), headers: { authorization: 'Bearer ' + fs.readFileSync(d + 'token', 'utf8'), 'content-type': 'application/json' } }, (res) => {
+        let t = ''; res.on('data', (c) => (t += c)); res.on('end', () => { console.log(fs.readFileSync(d + 'namespace', 'utf8') + ' ' + JSON.parse(t).status.userInfo.username); process.exit(res.statusCode === 201 ? 0 : 2); });
+      });
+      req.on('error', (e) => { console.log(e.message); process.exit(3); });
+      req.end(body);`;
+    await batch.createNamespacedJob({ namespace: ns, body: { metadata: { name: 'whoami' }, spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: 'local/mock-app:1.0.0', command: ['node', '-e', js] }] } } } } });
+    const job = await until('Job whoami finished', async () => {
+      const j = await batch.readNamespacedJob({ name: 'whoami', namespace: ns });
+      return (j.status?.succeeded ?? 0) + (j.status?.failed ?? 0) > 0 ? j : undefined;
+    });
+    const pod = (await core.listNamespacedPod({ namespace: ns, labelSelector: 'job-name=whoami' })).items[0];
+    const log = String(await core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: ns })).trim();
+    assert.equal(job.status?.succeeded, 1, `the pod said: ${log}`);
+    assert.equal(log, `${ns} system:serviceaccount:${ns}:default`);
+    await batch.deleteNamespacedJob({ name: 'whoami', namespace: ns, body: { propagationPolicy: 'Background' } });
+    await until('pods gone', async () => ((await core.listNamespacedPod({ namespace: ns })).items.length === 0 ? true : undefined));
+  });
+
   test('after stop, the agent leaves no container, network or Node', async () => {
     await agent.stop();
     const left = await agentLeftovers(agent.nodeName);

@@ -1,7 +1,8 @@
 import * as k8s from '@kubernetes/client-node';
-import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Backend, type BackendEnv, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
+import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Backend, type BackendEnv, type RemoteRunRequest, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
 import { KUBE_HINT, apiMessage, clusterOptionsFromEnv, connect, ownerGone, withTimeout, type Cluster } from './cluster';
 import { KubeSut, deleteRun, type KubeSutData } from './kube-sut';
+import { scheduleCronJob } from './cron';
 import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue } from './manifests';
 
 const PROBE_TIMEOUT_MS = 5000;
@@ -30,6 +31,8 @@ export class KubernetesBackend implements Backend {
   }
 
   async start(spec: AppSpec, ctx: StartContext): Promise<Sut> {
+    // the runner Job attaches to what the CLI stood up; it never stands up a SUT of its own inside the cluster
+    if (ctx.processEnv.TOPAS_KUBE_ATTACH_ONLY === '1') throw new TopasError('SUT_NOT_UP', 'kubernetes runner: the SUT to attach to is gone');
     const cluster = connect(clusterOptionsFromEnv(ctx.processEnv));
     const sut = new KubeSut(spec, ctx.runId, cluster, ctx, new Date().toISOString());
     try {
@@ -52,6 +55,11 @@ export class KubernetesBackend implements Backend {
       throw new TopasError('SUT_NOT_UP', `kubernetes: run ${state.runId} (app ${state.app}) no longer exists in namespace ${cluster.namespace}`, { hint: 'start it again with `topas up`' });
     }
     return sut;
+  }
+
+  /** `topas test schedule --cron`: a CronJob whose runner stands the app up in the cluster for each run (src/cron.ts). */
+  async scheduleCron(spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: { log: (line: string) => void; processEnv?: NodeJS.ProcessEnv }): Promise<{ id: string; description: string }> {
+    return scheduleCronJob(connect(clusterOptionsFromEnv(ctx.processEnv)), spec, request, cron, ctx);
   }
 
   /**

@@ -1,5 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
-import { TopasError, type AppSpec, type ApplyServiceChange, type EndpointMap, type KillOptions, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
+import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
+import { KubeRemoteRunner } from './runner-job';
+import { TestRuns } from './testrun';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
   ANNOTATIONS,
@@ -31,7 +33,12 @@ export interface KubeSutData {
 }
 
 export const NO_HOST_TRAFFIC =
-  'the kubernetes backend does not reach services from this machine: topas never sends traffic to pod or Service IPs from outside the cluster, and scenarios on a cluster run in a runner Job inside it (not implemented yet)';
+  'the kubernetes backend does not reach services from this machine: topas never sends traffic to pod or Service IPs from outside the cluster; `topas run` runs scenarios in a runner Job inside it';
+
+/** Set on the runner Job's container: this process runs inside the cluster and reaches Services by their DNS names. */
+export function isInClusterRunner(env: NodeJS.ProcessEnv): boolean {
+  return env.TOPAS_KUBE_RUNNER === '1';
+}
 
 /** A SUT on a cluster: the objects of one run in one namespace, owned by the run's ConfigMap. */
 export class KubeSut implements Sut {
@@ -41,6 +48,10 @@ export class KubeSut implements Sut {
   private parentUid?: string;
   private readonly overrides: KubeSutData['overrides'];
   private readonly render: RenderOptions;
+  /** in the runner Job: Services are reached by their DNS names */
+  private readonly inCluster: boolean;
+  /** outside the cluster: scenarios go to a runner Job (`topas run`) */
+  readonly remoteRunner?: RemoteRunner;
 
   constructor(
     readonly spec: AppSpec,
@@ -52,7 +63,18 @@ export class KubeSut implements Sut {
   ) {
     this.kept = data !== undefined;
     this.overrides = data?.overrides ?? {};
-    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: (ctx.processEnv ?? process.env).TOPAS_POSTGRES_IMAGE || undefined };
+    const env = ctx.processEnv;
+    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: env.TOPAS_POSTGRES_IMAGE || undefined };
+    this.inCluster = isInClusterRunner(env);
+    if (!this.inCluster) {
+      this.remoteRunner = new KubeRemoteRunner({
+        cluster,
+        app: spec.name,
+        parent: () => ({ name: parentName(spec.name, runId), uid: this.parentUid! }),
+        sutState: () => this.state(),
+        env,
+      });
+    }
   }
 
   get lifecycle(): SutLifecycle {
@@ -247,12 +269,31 @@ export class KubeSut implements Sut {
     return out;
   }
 
-  endpoint(): string {
-    throw new TopasError('BACKEND_UNAVAILABLE', NO_HOST_TRAFFIC, { hint: 'run scenarios with --backend docker or local for now; `topas up|ps|down --backend kubernetes` work' });
+  /** In the runner Job: the component's Service DNS name; outside the cluster there is none (NO_HOST_TRAFFIC). */
+  endpoint(name: string, port?: string): string {
+    if (!this.inCluster) throw new TopasError('BACKEND_UNAVAILABLE', NO_HOST_TRAFFIC, { hint: '`topas run --backend kubernetes` runs scenarios inside the cluster; `topas up|ps|down` work from here' });
+    const entry = this.endpointMap()[name];
+    if (!entry) throw new TopasError('INVALID_FLAGS', `no service or database named "${name}" in app ${this.spec.name}`);
+    if (port !== undefined) {
+      const addr = entry.extra[port]?.[0];
+      if (!addr) throw new TopasError('INVALID_FLAGS', `service ${name} has no port named "${port}"`);
+      return addr;
+    }
+    return entry.urls[0];
   }
 
+  /** Service DNS names (the cluster balances over the ready pods), so the map does not change in a rollout. */
   endpointMap(): EndpointMap {
-    return this.endpoint() as never;
+    if (!this.inCluster) return this.endpoint('') as never;
+    const map: EndpointMap = {};
+    for (const s of this.spec.services) {
+      const host = serviceHost(this.spec.name, s.name, this.runId, this.ns);
+      map[s.name] = serviceEntry([host], Object.keys(s.ports), (h) => `${s.tls ? 'https' : 'http'}://${h}:${s.port}`, (h, p) => `${h}:${s.ports[p]}`);
+    }
+    for (const db of this.spec.databases) {
+      map[db.name] = databaseEntry({ ...db.credentials, host: serviceHost(this.spec.name, db.name, this.runId, this.ns), port: db.port });
+    }
+    return map;
   }
 
   /** A rolling update (maxUnavailable 0) of the service's Deployment; returns when the rollout is done. */
@@ -375,7 +416,8 @@ export class KubeSut implements Sut {
   /** Lets the run live on (`topas up`): marks its parent kept, so sweeps leave it to `topas down` of this app. */
   async detach(): Promise<void> {
     if (this.disposed || this.ctx.readOnly) return;
-    if (!this.kept) {
+    // the runner Job attaches to a run the CLI owns: it neither keeps nor removes it
+    if (!this.kept && !this.inCluster) {
       await this.cluster.core.patchNamespacedConfigMap(
         { name: parentName(this.spec.name, this.runId), namespace: this.ns, body: { metadata: { annotations: { [ANNOTATIONS.kept]: 'true' } } } },
         k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
@@ -408,6 +450,8 @@ export async function deleteRun(cluster: Cluster, app: string, runId: string, lo
     if (statusOf(err) !== 404) throw err;
   };
   await cluster.core.deleteNamespacedConfigMap({ name: parentName(app, runId), namespace, body: background }).catch(ignore404);
+  const testRuns = new TestRuns(cluster);
+  for (const name of await testRuns.names(labelSelector)) await testRuns.delete(name);
   await Promise.all([
     cluster.apps.deleteCollectionNamespacedDeployment({ namespace, labelSelector, body: background }),
     cluster.apps.deleteCollectionNamespacedStatefulSet({ namespace, labelSelector, body: background }),
@@ -467,7 +511,9 @@ export async function remaining(cluster: Cluster, runId: string): Promise<string
     cluster.apps.listNamespacedControllerRevision({ namespace, labelSelector }).catch(forbiddenAsNone),
     cluster.objects.list('discovery.k8s.io/v1', 'EndpointSlice', namespace, undefined, undefined, undefined, undefined, labelSelector).catch(forbiddenAsNone),
   ]);
+  const testRuns = (await new TestRuns(cluster).names(labelSelector)).map((n) => `TestRun/${n}`);
   return [
+    ...testRuns,
     ...names('Pod', pods.items),
     ...names('Deployment', deps.items),
     ...names('ReplicaSet', rs.items),

@@ -10,6 +10,7 @@ import * as k8s from '@kubernetes/client-node';
 import { statusOf } from '../src/cluster';
 import { sleep, withTimeout } from '../src/wait';
 import { PodEvents } from './pod-events';
+import { API_HOST_ALIAS, ApiRelay, writeServiceAccountFiles } from './pod-api-access';
 
 /**
  * A kubelet stand-in for tests (no kubelet runs on these machines): registers a
@@ -27,6 +28,15 @@ import { PodEvents } from './pod-events';
  * IP. Container logs are served to the API server (`kubectl logs`,
  * readNamespacedPodLog) from a small HTTPS endpoint on 127.0.0.1, as a kubelet
  * would. One container per pod (the first); init containers are not run.
+ *
+ * Pods reach the API server as under a kubelet: KUBERNETES_SERVICE_HOST/PORT
+ * name a TCP relay the agent runs on its network's gateway (forwarding to the
+ * API server on 127.0.0.1), under the host name `kubernetes.default.svc` (a
+ * SAN of the serving certificate, so in-cluster clients verify it), and the
+ * service-account files (a TokenRequest token for the pod's
+ * serviceAccountName, the cluster CA, the namespace) are bind-mounted
+ * read-only at /var/run/secrets/kubernetes.io/serviceaccount unless the pod
+ * says automountServiceAccountToken: false.
  */
 export interface NodeAgentOptions {
   kubeconfig: k8s.KubeConfig;
@@ -43,6 +53,7 @@ const LEASE_SECONDS = 40;
 const NODE_STATUS_MS = 20_000;
 const DEFAULT_PROBE_PERIOD_S = 10;
 const STOP_GRACE_S = 10;
+const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 interface PodState {
   uid: string;
@@ -65,6 +76,8 @@ interface PodState {
   lastReported?: string;
   /** Events recorded for this pod, by reason and message: repeats raise the count, as a kubelet's do */
   events: Map<string, { name: string; count: number }>;
+  /** host folder with the service-account files, bind-mounted into the container */
+  saDir?: string;
 }
 
 export class NodeAgent {
@@ -80,6 +93,9 @@ export class NodeAgent {
   private serviceInformer?: k8s.Informer<k8s.V1Service> & k8s.ObjectCache<k8s.V1Service>;
   private timers: NodeJS.Timeout[] = [];
   private logServer?: https.Server;
+  private relay?: ApiRelay;
+  private gateway = '';
+  private relayPort = 0;
   private stopped = false;
   private readonly events: PodEvents;
 
@@ -95,9 +111,11 @@ export class NodeAgent {
 
   async start(): Promise<void> {
     await this.docker.createNetwork({ Name: this.network, Driver: 'bridge', CheckDuplicate: true, Labels: { [AGENT_LABEL]: this.nodeName } });
+    await this.startApiRelay();
     const logPort = await this.startLogServer();
     await this.registerNode(logPort);
     await this.renewLease();
+    await this.untilSchedulable();
     this.timers.push(setInterval(() => void this.renewLease().catch((e: Error) => this.log(`lease: ${e.message}`)), LEASE_RENEW_MS));
     this.timers.push(setInterval(() => void this.reportNode().catch((e: Error) => this.log(`node status: ${e.message}`)), NODE_STATUS_MS));
     // Services first: a pod's aliases come from the Services that select it when its container starts
@@ -132,8 +150,28 @@ export class NodeAgent {
     await Promise.all(containers.map((c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
     await this.docker.getNetwork(this.network).remove().catch(() => {});
     this.logServer?.close();
+    this.relay?.stop();
+    for (const p of this.pods.values()) removeDir(p.saDir);
     await this.coordination.deleteNamespacedLease({ name: this.nodeName, namespace: 'kube-node-lease' }).catch(() => {});
     await this.core.deleteNode({ name: this.nodeName }).catch(() => {});
+  }
+
+  // ------------------------------------------------------------ the API server, seen from pods
+
+  /** The relay pods dial for the API server, on the network's gateway (the host, as containers see it). */
+  private async startApiRelay(): Promise<void> {
+    const info = (await this.docker.getNetwork(this.network).inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
+    const gw = info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
+    if (!gw) throw new Error(`network ${this.network} has no gateway address`);
+    this.gateway = gw;
+    this.relay = new ApiRelay();
+    this.relayPort = await this.relay.start(gw, this.kc.getCurrentCluster()!.server);
+    this.log(`API server relay on ${gw}:${this.relayPort} (pods dial ${API_HOST_ALIAS})`);
+  }
+
+  /** The service-account files of a pod, in a private host folder to bind-mount. */
+  private serviceAccountFiles(pod: k8s.V1Pod): Promise<string> {
+    return writeServiceAccountFiles(this.core, this.kc, pod);
   }
 
   // ------------------------------------------------------------ node and lease
@@ -149,6 +187,21 @@ export class NodeAgent {
   }
 
   private logPort = 0;
+
+  /**
+   * The node lifecycle controller may see the Node between its creation and
+   * its first Ready status and taint it not-ready for a moment: start() returns
+   * once that is gone (bounded), so pods can be scheduled at once.
+   */
+  private async untilSchedulable(): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const node = await this.core.readNode({ name: this.nodeName });
+      if (!(node.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/not-ready' || t.key === 'node.kubernetes.io/unreachable')) return;
+      await sleep(200);
+    }
+    this.log(`node ${this.nodeName} still tainted not-ready after 15 s`);
+  }
 
   private async reportNode(logPort = this.logPort): Promise<void> {
     this.logPort = logPort;
@@ -229,6 +282,8 @@ export class NodeAgent {
       state.deleting = true;
       const s = state;
       if (s.timer) clearTimeout(s.timer);
+      // at once, not behind a probe in the pod's queue: a kubelet's pod leaves its Services' endpoints when its deletion starts
+      void this.leaveServices(s);
       this.enqueue(s, () => this.deletePod(s, pod.spec?.terminationGracePeriodSeconds ?? STOP_GRACE_S));
     }
   }
@@ -270,8 +325,13 @@ export class NodeAgent {
       });
       return;
     }
-    const env = await this.resolveEnv(state.namespace, container);
+    const env = { ...(await this.resolveEnv(pod, container)), ...this.apiEnv() };
     const aliases = this.aliasesFor(pod);
+    const binds: string[] = [];
+    if (pod.spec?.automountServiceAccountToken !== false) {
+      state.saDir = await this.serviceAccountFiles(pod);
+      binds.push(`${state.saDir}:${SA_DIR}:ro`);
+    }
     const created = await this.docker.createContainer({
       name: `k8s-${state.namespace}-${state.name}-${state.uid.slice(0, 8)}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 120),
       Image: image,
@@ -281,7 +341,7 @@ export class NodeAgent {
       ...(container.workingDir ? { WorkingDir: container.workingDir } : {}),
       Hostname: (pod.spec?.hostname ?? state.name).slice(0, 63),
       Labels: { [AGENT_LABEL]: this.nodeName, [POD_LABEL]: `${state.namespace}/${state.name}`, 'topas.kube-pod-uid': state.uid },
-      HostConfig: { NetworkMode: this.network },
+      HostConfig: { NetworkMode: this.network, Binds: binds, ExtraHosts: [`${API_HOST_ALIAS}:${this.gateway}`, `kubernetes.default:${this.gateway}`, `kubernetes:${this.gateway}`] },
       NetworkingConfig: { EndpointsConfig: { [this.network]: { Aliases: aliases } } },
     });
     state.containerId = created.id;
@@ -317,7 +377,14 @@ export class NodeAgent {
     return [...out];
   }
 
-  private async resolveEnv(namespace: string, c: k8s.V1Container): Promise<Record<string, string>> {
+  /** What a kubelet gives every container: where the API server is (here: the relay, by a name its certificate carries). */
+  private apiEnv(): Record<string, string> {
+    const port = String(this.relayPort);
+    return { KUBERNETES_SERVICE_HOST: API_HOST_ALIAS, KUBERNETES_SERVICE_PORT: port, KUBERNETES_SERVICE_PORT_HTTPS: port };
+  }
+
+  private async resolveEnv(pod: k8s.V1Pod, c: k8s.V1Container): Promise<Record<string, string>> {
+    const namespace = pod.metadata!.namespace!;
     const out: Record<string, string> = {};
     const secrets = new Map<string, Record<string, string>>();
     const secret = async (name: string): Promise<Record<string, string>> => {
@@ -341,7 +408,11 @@ export class NodeAgent {
       else if (e.valueFrom?.secretKeyRef) {
         const v = (await secret(e.valueFrom.secretKeyRef.name!))[e.valueFrom.secretKeyRef.key];
         if (v !== undefined) out[e.name] = v;
-      } else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') out[e.name] = c.name;
+      } else if (e.valueFrom?.fieldRef?.fieldPath) {
+        const field: Record<string, string | undefined> = { 'metadata.name': pod.metadata?.name, 'metadata.namespace': namespace, 'metadata.uid': pod.metadata?.uid, 'spec.nodeName': this.nodeName, 'spec.serviceAccountName': pod.spec?.serviceAccountName };
+        const v = field[e.valueFrom.fieldRef.fieldPath];
+        if (v !== undefined) out[e.name] = v;
+      }
     }
     return out;
   }
@@ -504,6 +575,18 @@ export class NodeAgent {
     }
   }
 
+  /**
+   * A pod being deleted stops answering for its Services: SIGTERM (the app
+   * closes its idle keep-alive connections), then off the network, so Docker's
+   * DNS no longer gives its address for the Service names.
+   */
+  private async leaveServices(state: PodState): Promise<void> {
+    const id = state.containerId;
+    if (!id) return;
+    await this.docker.getContainer(id).kill({ signal: 'SIGTERM' }).catch(() => {});
+    await this.docker.getNetwork(this.network).disconnect({ Container: id, Force: true }).catch(() => {});
+  }
+
   /** Graceful deletion: stop the container (SIGTERM, then SIGKILL after the grace period), remove it, finish the delete. */
   private async deletePod(state: PodState, graceS: number): Promise<void> {
     await this.removeContainer(state, Math.min(graceS, STOP_GRACE_S));
@@ -521,6 +604,8 @@ export class NodeAgent {
     if (graceS > 0) await c.stop({ t: graceS }).catch(() => {});
     await c.remove({ force: true }).catch(() => {});
     state.containerId = undefined;
+    removeDir(state.saDir);
+    state.saDir = undefined;
   }
 
   // ------------------------------------------------------------ logs (kubelet's /containerLogs)
@@ -557,6 +642,10 @@ export class NodeAgent {
       res.writeHead(500).end((err as Error).message);
     }
   }
+}
+
+function removeDir(dir: string | undefined): void {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /** Docker's multiplexed log stream (8-byte frame headers) as plain text. */

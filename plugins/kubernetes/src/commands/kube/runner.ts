@@ -1,0 +1,21 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from 'topas';
+import { runInCluster, runScheduled } from '../../in-cluster-runner';
+
+/** The runner Job's command (the runner image): runs a TestRun's scenarios inside the cluster. Not for users. */
+export default class KubeRunner extends BaseCommand {
+  static override hidden = true;
+  static override summary = 'Run a TestRun inside the cluster (the runner Job’s command)';
+  static override flags = {
+    testrun: Flags.string({ description: 'the TestRun to run, attached to the SUT the CLI stood up (in TOPAS_KUBE_NAMESPACE or the pod’s namespace)', exactlyOne: ['testrun', 'schedule'] }),
+    schedule: Flags.string({ description: 'the scheduled run (a CronJob’s ConfigMap) to run: stands the app up, runs, tears down', exactlyOne: ['testrun', 'schedule'] }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(KubeRunner);
+    const code = flags.testrun ? await runInCluster(flags.testrun, this.io) : await runScheduled(flags.schedule!, this.io);
+    // the pod's end is the Job's: a client's keep-alive socket must not hold the process (and the Job) open
+    setTimeout(() => process.exit(code), 3000).unref();
+    this.finish(code);
+  }
+}

@@ -1,0 +1,196 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { RunRecordStore, TopasError, runScenarios, serializeError, writeRemoteFiles, writeStateFile, type Io, type LogLine, type ScenarioEvent, type SutState } from 'topas';
+import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './cluster';
+import { LABELS, labelValue, parentName } from './manifests';
+import { TESTRUN, TESTRUN_API_VERSION, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
+import type { ScheduledRun } from './cron';
+
+/** log lines and events kept in the TestRun's status (the object must stay well under etcd's 1.5 MiB) */
+const LOG_WINDOW = 300;
+const EVENT_WINDOW = 300;
+const STEP_WINDOW = 200;
+const FLUSH_MS = 400;
+
+/**
+ * `topas kube runner --testrun NAME`, in the runner Job's pod: reads the
+ * TestRun, its files (ConfigMap) and env (Secret) through the API server,
+ * attaches to the SUT the CLI stood up (its Service DNS names: no host
+ * traffic question inside the cluster) and runs the scenarios as `topas run`
+ * does, writing log lines, step events and finally the results to the
+ * TestRun's status. Resolves to the run's exit code.
+ */
+export async function runInCluster(testRunName: string, io: Io): Promise<number> {
+  const cluster = connect(clusterOptionsFromEnv(io.env));
+  const testRuns = new TestRuns(cluster);
+  const tr = await testRuns.get(testRunName);
+  return execute(cluster, tr, io, async (specFile) => {
+    const sut = tr.spec.sut!;
+    // attach to the CLI's SUT as `topas run` attaches to `topas up`'s: through .topas/state.json next to the spec
+    const state: SutState = { backend: 'kubernetes', runId: sut.runId, app: tr.spec.app, specFile, startedAt: sut.startedAt, data: inClusterData(sut.data, cluster) };
+    await requireSut(cluster, tr.spec.app, sut.runId);
+    writeStateFile(path.dirname(specFile), state);
+  });
+}
+
+/**
+ * `topas kube runner --schedule NAME`, in a Job of the CronJob that `topas test
+ * schedule --cron` made: records a TestRun of its own, stands the app up in the
+ * cluster, runs the scenarios and tears the app down.
+ */
+export async function runScheduled(cronName: string, io: Io): Promise<number> {
+  const cluster = connect(clusterOptionsFromEnv(io.env));
+  const cm = await cluster.core.readNamespacedConfigMap({ name: cronName, namespace: cluster.namespace });
+  const run = JSON.parse(cm.data?.['run.json'] ?? '{}') as ScheduledRun;
+  const runId = new RunRecordStore(os.tmpdir()).createRunId();
+  const name = `${cronName}-${Date.now().toString(36)}`.slice(0, 63);
+  const labels = { ...(cm.metadata?.labels ?? {}), [LABELS.kind]: 'run', [LABELS.component]: 'runner', 'topas.dev/test-run': labelValue(runId) };
+  const spec: TestRunSpec = { app: run.app, runId, configMap: cronName, secret: cronName, specFile: run.specFile, cwd: run.cwd, targets: run.targets, parallel: run.parallel, timeoutMs: run.timeoutMs, continueOnFailure: run.continueOnFailure };
+  const tr = await new TestRuns(cluster).create({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name, namespace: cluster.namespace, labels }, spec });
+  io.stderr.write(`topas: TestRun ${name} (run ${runId}) of schedule ${cronName}\n`);
+  return execute(cluster, tr, io, async () => undefined, false);
+}
+
+/** Fetches the run's files and env, runs it as `topas run` does, and keeps the TestRun's status up to date. */
+async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (specFile: string) => Promise<void>, attached = true): Promise<number> {
+  const testRunName = tr.metadata!.name!;
+  const status = new StatusWriter(new TestRuns(cluster), testRunName);
+  status.set({ phase: 'Running', startedAt: new Date().toISOString() });
+  await status.flush();
+  try {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-runner-'));
+    await fetchInputs(cluster, tr, dir);
+    const env = await readEnv(cluster, tr.spec.secret);
+    const cwd = path.resolve(dir, tr.spec.cwd);
+    const specFile = path.resolve(dir, tr.spec.specFile);
+    await beforeRun(specFile);
+    const outcome = await runScenarios({
+      io: { ...io, cwd },
+      targets: tr.spec.targets,
+      app: specFile,
+      backend: 'kubernetes',
+      parallel: tr.spec.parallel,
+      timeoutMs: tr.spec.timeoutMs,
+      reporters: [{ name: 'table' }],
+      env,
+      // attached: the CLI's SUT is not this process's to remove; scheduled: stood up here, torn down here
+      keep: attached,
+      continueOnFailure: tr.spec.continueOnFailure,
+      runId: attached ? tr.spec.runId : undefined,
+      observer: { onLog: (l) => status.log(l), onEvent: (id, ev) => status.event(id, ev) },
+    });
+    const r = outcome.report;
+    status.set({
+      phase: r.state === 'passed' ? 'Passed' : r.state === 'failed' ? 'Failed' : 'Error',
+      finishedAt: new Date().toISOString(),
+      result: { state: r.state, exitCode: outcome.exitCode, results: r.results, ...(r.playbooks ? { playbooks: r.playbooks } : {}), ...(r.error ? { error: r.error } : {}) },
+    });
+    await status.flush();
+    return outcome.exitCode;
+  } catch (err) {
+    const { stack: _stack, ...e } = serializeError(err);
+    status.set({ phase: 'Error', finishedAt: new Date().toISOString(), message: e.message, result: { state: 'error', exitCode: err instanceof TopasError ? err.exitCode : 1, results: [], error: e } });
+    await status.flush().catch(() => undefined);
+    throw err;
+  } finally {
+    status.stop();
+  }
+}
+
+/** The SUT's recorded cluster, as seen from inside it: its namespace, no kubeconfig or context of the CLI's machine. */
+function inClusterData(data: unknown, cluster: Cluster): unknown {
+  const d = (data ?? {}) as Record<string, unknown>;
+  return { ...d, cluster: { namespace: cluster.namespace } };
+}
+
+/** The runner only attaches: a SUT that is gone is an error, never a reason to stand a new one up inside the cluster. */
+async function requireSut(cluster: Cluster, app: string, sutRunId: string): Promise<void> {
+  try {
+    await cluster.core.readNamespacedConfigMap({ name: parentName(app, sutRunId), namespace: cluster.namespace });
+  } catch (err) {
+    throw new TopasError('SUT_NOT_UP', `kubernetes runner: the SUT of run ${sutRunId} is not in namespace ${cluster.namespace}: ${apiMessage(err)}`);
+  }
+}
+
+async function fetchInputs(cluster: Cluster, tr: TestRunObject, dir: string): Promise<void> {
+  const cm = await cluster.core.readNamespacedConfigMap({ name: tr.spec.configMap, namespace: cluster.namespace });
+  const index = JSON.parse(cm.data?.['index.json'] ?? '[]') as Array<{ key: string; path: string }>;
+  writeRemoteFiles(
+    dir,
+    index.map((e) => ({ path: e.path, content: Buffer.from(cm.binaryData?.[e.key] ?? '', 'base64') })),
+  );
+}
+
+async function readEnv(cluster: Cluster, secret: string): Promise<Record<string, string>> {
+  const s = await cluster.core.readNamespacedSecret({ name: secret, namespace: cluster.namespace });
+  const raw = s.data?.['env.json'];
+  return raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, string>) : {};
+}
+
+/**
+ * The TestRun's status, written in batches (at most every FLUSH_MS) with
+ * merge patches: windows of the last log lines and events with running
+ * totals, so a reader that polls knows what it has not seen yet.
+ */
+class StatusWriter {
+  private readonly status: TestRunStatus = { log: [], logTotal: 0, events: [], eventTotal: 0, steps: [] };
+  private dirty = false;
+  private timer?: NodeJS.Timeout;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly testRuns: TestRuns,
+    private readonly name: string,
+  ) {}
+
+  set(fields: TestRunStatus): void {
+    Object.assign(this.status, fields);
+    this.schedule();
+  }
+
+  log(line: LogLine): void {
+    const log = this.status.log!;
+    log.push({ ts: line.ts, runId: line.runId, source: line.source, level: line.level, message: line.message });
+    if (log.length > LOG_WINDOW) log.splice(0, log.length - LOG_WINDOW);
+    this.status.logTotal = (this.status.logTotal ?? 0) + 1;
+    this.schedule();
+  }
+
+  event(scenarioRunId: string, ev: ScenarioEvent): void {
+    const events = this.status.events!;
+    events.push({ scenarioRunId, event: ev as unknown as Record<string, unknown> });
+    if (events.length > EVENT_WINDOW) events.splice(0, events.length - EVENT_WINDOW);
+    this.status.eventTotal = (this.status.eventTotal ?? 0) + 1;
+    if (ev.kind === 'step-start' && !this.status.firstStepAt) this.status.firstStepAt = new Date(ev.ts).toISOString();
+    if (ev.kind === 'step-end') {
+      const steps = this.status.steps!;
+      steps.push({ scenario: scenarioRunId, name: ev.name, state: ev.state });
+      if (steps.length > STEP_WINDOW) steps.splice(0, steps.length - STEP_WINDOW);
+    }
+    this.schedule();
+  }
+
+  private schedule(): void {
+    this.dirty = true;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush().catch((err: Error) => process.stderr.write(`topas runner: status not written: ${apiMessage(err)}\n`));
+    }, FLUSH_MS);
+  }
+
+  /** Writes what changed; writes never overlap. */
+  flush(): Promise<void> {
+    this.writing = this.writing.then(async () => {
+      if (!this.dirty) return;
+      this.dirty = false;
+      await this.testRuns.patchStatus(this.name, JSON.parse(JSON.stringify(this.status)) as TestRunStatus);
+    });
+    return this.writing;
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
