@@ -46,7 +46,7 @@ const BANNER = "require = require('node:module').createRequire(__filename); var 
  * lookups through it (each a no-op once its file does).
  */
 const SEA_SEAMS = [
-  { file: 'src/lua/engine.ts', uses: 'getWasmLocation', from: 'new LuaFactory()', to: "new LuaFactory(require('../sea/assets').getWasmLocation())" },
+  { file: 'src/lua/lua-factory.ts', uses: 'getWasmLocation', from: 'new LuaFactory()', to: "new LuaFactory(require('../sea/assets').getWasmLocation())" },
   {
     file: 'src/backends/local/postgres-cluster.ts',
     uses: 'findPostgresBinaries',
