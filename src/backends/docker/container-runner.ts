@@ -67,7 +67,58 @@ class TopasContainer extends GenericContainer {
   }
 }
 
-export async function runContainer(req: ContainerRequest): Promise<StartedContainer> {
+/**
+ * Create, start, one inspect for the host ports. A container with a wait
+ * strategy (tcp, log readiness) goes through testcontainers, which checks it;
+ * every other one is made with dockerode directly: testcontainers' start adds
+ * round trips (image check, inspects) that the caller does not need.
+ */
+export async function runContainer(req: ContainerRequest, docker?: Dockerode): Promise<StartedContainer> {
+  if (req.wait || !docker) return runWithTestcontainers(req);
+  const created = await createContainer(docker, req);
+  return startCreated(docker, created, req.ports);
+}
+
+/** A container made but not started (a dependent made while what it depends on becomes ready). */
+export interface CreatedContainer {
+  id: string;
+  name: string;
+}
+
+/** Create the container of `req` (publishing on 127.0.0.1, on the run network with its aliases); not started. */
+export async function createContainer(docker: Dockerode, req: ContainerRequest): Promise<CreatedContainer> {
+  const exposed = Object.fromEntries(req.ports.map((p) => [`${p}/tcp`, {}]));
+  const bindings = Object.fromEntries(req.ports.map((p) => [`${p}/tcp`, [{ HostIp: '127.0.0.1', HostPort: '' }]]));
+  const c = await docker.createContainer({
+    name: req.name,
+    Image: req.image,
+    Env: Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
+    Labels: req.labels,
+    ExposedPorts: exposed,
+    ...(req.cmd ? { Cmd: req.cmd } : {}),
+    HostConfig: { NetworkMode: req.network, PortBindings: bindings },
+    NetworkingConfig: { EndpointsConfig: { [req.network]: { Aliases: req.aliases } } },
+  });
+  req.onCreated(c.id);
+  return { id: c.id, name: req.name };
+}
+
+/** Start a created container; its host ports from one inspect (a few more while the engine has not bound them yet). */
+export async function startCreated(docker: Dockerode, c: CreatedContainer, ports: number[]): Promise<StartedContainer> {
+  await docker.getContainer(c.id).start();
+  let hostPorts = new Map<number, number>();
+  for (let i = 0; i < 20; i++) {
+    const st = await inspectHostPorts(docker, c.id);
+    hostPorts = st.hostPorts;
+    if (ports.every((p) => hostPorts.has(p)) || !st.running) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const missing = ports.filter((p) => !hostPorts.has(p));
+  if (missing.length) throw new TopasError('SUT_START_FAILED', `container ${c.name} exited right after start (port(s) ${missing.join(', ')} never published)`);
+  return { id: c.id, name: c.name, hostPorts };
+}
+
+async function runWithTestcontainers(req: ContainerRequest): Promise<StartedContainer> {
   const c = new TopasContainer(req)
     .withName(req.name)
     .withEnvironment(req.env)

@@ -86,7 +86,7 @@ export class DockerDatabases {
           db.id = id;
           if (this.hooks.closed()) void this.hooks.remove(id);
         },
-      });
+      }, this.hooks.docker);
       db.hostPort = started.hostPorts.get(d.port);
       await this.waitPostgres(db, signal);
       if (d.initSQL) await this.runInitSql(db);

@@ -124,7 +124,7 @@ export class DockerDriver implements SutDriver {
           createdId = id;
           if (this.closed || this.host.closed) void this.remove(id);
         },
-      });
+      }, this.docker);
       const h = this.handle(s, req.index, started.id, ref, started.hostPorts);
       // from now on it runs: a list asked for earlier may have seen it only created
       this.born.set(h.key, Date.now());
