@@ -140,6 +140,7 @@ export class CoreSut implements Sut {
       if (dependents) sut.listenHost = prep.listenHost ?? '';
       sut.persist();
       await sut.startShaping(dependents);
+      sut.prepareReplicas(signal);
       await startInDependencyOrder(spec, (name) => sut.startNode(name, signal), { signal });
       if (ctx.signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
     } catch (e) {
@@ -213,6 +214,13 @@ export class CoreSut implements Sut {
   private async startShaping(dependents: boolean): Promise<void> {
     await this.shaping_.start(dependents ? this.listenHost || undefined : undefined, dependents);
     if (!dependents) markDependentsBypass(this.shapes, this.spec);
+  }
+
+  /** Every declared replica made ready to start at once, if the driver can: only starts wait for dependencies. */
+  private prepareReplicas(signal: AbortSignal): void {
+    const prepare = this.driver.prepareReplica?.bind(this.driver);
+    if (!prepare) return;
+    for (const svc of this.table.services.values()) for (const index of this.table.missingSlots(svc, svc.declared)) prepare({ service: svc.config, index, signal });
   }
 
   private async startNode(name: string, signal: AbortSignal): Promise<void> {
