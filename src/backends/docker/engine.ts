@@ -19,8 +19,24 @@ export interface Engine {
   docker: Dockerode;
 }
 
+/**
+ * How long an engine that answered is taken as answering: one command's probe,
+ * sweep and start share a ping instead of making one each (a round trip on a
+ * busy engine), while a later command asks again.
+ */
+const ANSWERED_TTL_MS = 2000;
+let answered: { at: number; dockerHost: string | undefined; engine: Engine } | undefined;
+
 /** The testcontainers runtime client (and its dockerode); BACKEND_UNAVAILABLE when no engine answers. */
 export async function connectEngine(): Promise<Engine> {
+  const dockerHost = process.env.DOCKER_HOST;
+  if (answered && answered.dockerHost === dockerHost && Date.now() - answered.at < ANSWERED_TTL_MS) return answered.engine;
+  const engine = await connectOnce();
+  answered = { at: Date.now(), dockerHost, engine };
+  return engine;
+}
+
+async function connectOnce(): Promise<Engine> {
   let client: ContainerRuntimeClient;
   try {
     // testcontainers falls back to the default socket when DOCKER_HOST does not
