@@ -14,6 +14,8 @@ import { DockerDatabases } from './docker-databases';
 import { removeRun } from './remove-run';
 
 const STOP_GRACE_S = 10;
+/** a container just started: its app is asked again soon (an answer on the published port costs little) */
+const FIRST_PROBE_INTERVAL_MS = 20;
 /** how old the list of running containers may be when the heal loop asks */
 const RUNNING_TTL_MS = 200;
 
@@ -207,7 +209,7 @@ export class DockerDriver implements SutDriver {
     }
     const watch = new ExitWatch(this.docker, h.key);
     try {
-      await waitForHttp(url, { path: ready.path, timeoutMs: ready.timeoutMs, signal: opts.signal, label, liveness: watch.liveness });
+      await waitForHttp(url, { path: ready.path, timeoutMs: ready.timeoutMs, signal: opts.signal, label, liveness: watch.liveness, firstIntervalMs: FIRST_PROBE_INTERVAL_MS });
     } catch (err) {
       const [logs, exited] = await Promise.all([containerLogs(this.docker, h.key, 100), exitOf(this.docker, h.key)]);
       throw replicaStartFailure(startFailed(label, err, ready.timeoutMs), { spec: this.spec, service: svc, replica: h.index, backend: 'docker', exited, logs });
