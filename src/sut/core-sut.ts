@@ -130,12 +130,26 @@ export class CoreSut implements Sut {
     const t0 = Date.now();
     try {
       const wanted = ctx.shapeDependents === true || ctx.proxyHost === true;
-      const prep = await driver.prepare({ signal, shapeDependents: wanted });
+      // the SUT outlives this process: its dependents' proxies go to a host that lives as long as it.
+      // That host (a process of its own) starts while the driver prepares; it is let go if unused.
+      const hosting = wanted && ctx.proxyHost ? ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand(), env: ctx.processEnv }) : undefined;
+      let prep: Awaited<ReturnType<SutDriver['prepare']>>;
+      try {
+        prep = await driver.prepare({ signal, shapeDependents: wanted });
+      } catch (e) {
+        await (await hosting?.catch(() => undefined))?.exit();
+        throw e;
+      }
       const dependents = wanted && prep.dependents;
-      if (dependents && ctx.proxyHost) {
-        // the SUT outlives this process: its dependents' proxies go to a host that lives as long as it
-        sut.proxyHost = await ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand(), env: ctx.processEnv });
-        sut.fleet.useHost(sut.proxyHost);
+      if (hosting) {
+        const host = await hosting.catch((e: unknown) => {
+          if (dependents) throw e;
+          return undefined;
+        });
+        if (dependents && host) {
+          sut.proxyHost = host;
+          sut.fleet.useHost(host);
+        } else await host?.exit();
       }
       if (dependents) sut.listenHost = prep.listenHost ?? '';
       sut.persist();
