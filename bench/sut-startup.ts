@@ -9,7 +9,10 @@
  * and polls readiness (postgres connect, then GET /healthz per replica) every
  * 100ms; topas runs `topas up --backend docker` in-process. Rounds alternate peer/topas; teardown
  * is not timed. Prints both times per round and the ratio of the medians
- * (topas / peer; the target is <= 1.0). Each round also times
+ * (topas / peer; the target is <= 1.0). Each round prints where the time went
+ * for both, step by step as start..end ms since the start began: network,
+ * create and start (the peer's `docker run` is both), readiness and initSQL;
+ * topas's are its engine calls, timed in-process. Each round also times
  * `topas up --backend local` of the quickstart (fixtures/quickstart with an
  * absolute command path), which must not get slower from one version to the next.
  */
