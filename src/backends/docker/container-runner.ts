@@ -1,4 +1,4 @@
-import { GenericContainer, Wait, type WaitStrategy } from 'testcontainers';
+import type { WaitStrategy } from 'testcontainers';
 import { TopasError } from '../../errors';
 import { formatDurationMs } from '../../util/duration';
 import { lastLines } from '../readiness';
@@ -41,29 +41,6 @@ class ReadyAtOnce implements WaitStrategy {
   }
   getStartupTimeout(): number {
     return this.timeoutMs;
-  }
-}
-
-/**
- * A testcontainers GenericContainer that publishes on 127.0.0.1 only (not every
- * interface) and joins the run network with its aliases at create time (one
- * network, no extra connect call, no default bridge).
- */
-class TopasContainer extends GenericContainer {
-  constructor(
-    private readonly req: ContainerRequest,
-  ) {
-    super(req.image);
-  }
-
-  protected override async beforeContainerCreated(): Promise<void> {
-    const bindings = this.hostConfig.PortBindings as Record<string, Array<{ HostPort: string; HostIp?: string }>> | undefined;
-    for (const list of Object.values(bindings ?? {})) for (const b of list) b.HostIp = '127.0.0.1';
-    this.createOpts.NetworkingConfig = { EndpointsConfig: { [this.req.network]: { Aliases: this.req.aliases } } };
-  }
-
-  protected override async containerCreated(containerId: string): Promise<void> {
-    this.req.onCreated(containerId);
   }
 }
 
@@ -118,8 +95,34 @@ export async function startCreated(docker: Dockerode, c: CreatedContainer, ports
   return { id: c.id, name: c.name, hostPorts };
 }
 
+/** testcontainers, loaded only for a container with a wait strategy (tcp, log readiness) */
+function testcontainers(): typeof import('testcontainers') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('testcontainers') as typeof import('testcontainers');
+}
+
+/**
+ * A testcontainers GenericContainer that publishes on 127.0.0.1 only (not every
+ * interface) and joins the run network with its aliases at create time (one
+ * network, no extra connect call, no default bridge). Made on first use, with testcontainers.
+ */
+function topasContainer(req: ContainerRequest) {
+  class TopasContainer extends testcontainers().GenericContainer {
+    protected override async beforeContainerCreated(): Promise<void> {
+      const bindings = this.hostConfig.PortBindings as Record<string, Array<{ HostPort: string; HostIp?: string }>> | undefined;
+      for (const list of Object.values(bindings ?? {})) for (const b of list) b.HostIp = '127.0.0.1';
+      this.createOpts.NetworkingConfig = { EndpointsConfig: { [req.network]: { Aliases: req.aliases } } };
+    }
+
+    protected override async containerCreated(containerId: string): Promise<void> {
+      req.onCreated(containerId);
+    }
+  }
+  return new TopasContainer(req.image);
+}
+
 async function runWithTestcontainers(req: ContainerRequest): Promise<StartedContainer> {
-  const c = new TopasContainer(req)
+  const c = topasContainer(req)
     .withName(req.name)
     .withEnvironment(req.env)
     .withLabels(req.labels)
@@ -138,9 +141,9 @@ async function runWithTestcontainers(req: ContainerRequest): Promise<StartedCont
 export function waitStrategyFor(ready: { kind: string; pattern?: string }): WaitStrategy | undefined {
   if (ready.kind === 'tcp') {
     // checks inside the container too: the docker-proxy accepts on the host port before the app listens
-    return Wait.forListeningPorts();
+    return testcontainers().Wait.forListeningPorts();
   }
-  if (ready.kind === 'log' && ready.pattern !== undefined) return Wait.forLogMessage(logRegExp(ready.pattern));
+  if (ready.kind === 'log' && ready.pattern !== undefined) return testcontainers().Wait.forLogMessage(logRegExp(ready.pattern));
   return undefined;
 }
 

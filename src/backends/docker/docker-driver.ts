@@ -271,7 +271,7 @@ export class DockerDriver implements SutDriver {
   async exec(target: ExecTarget, argv: string[]): Promise<ExecResult> {
     const id = target.kind === 'database' ? this.dbs.get(target.database.name).id : target.replica?.key;
     if (!id) throw sutErrors.nothingToExec(target.kind === 'database' ? target.database.name : target.service.name);
-    const r = await this.engine.client.container.exec(this.docker.getContainer(id), argv);
+    const r = await (await this.engine.client()).container.exec(this.docker.getContainer(id), argv);
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
 
