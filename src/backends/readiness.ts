@@ -16,6 +16,11 @@ export interface ProbeOptions {
   signal?: AbortSignal;
   /** pause between attempts; default 100ms */
   intervalMs?: number;
+  /**
+   * The first pause, doubling up to `intervalMs`: a target that is just
+   * starting is asked again soon (ready sooner) without asking often for long.
+   */
+  firstIntervalMs?: number;
   /** who is probed, for messages: `service api replica 2` */
   label?: string;
   /**
@@ -42,6 +47,7 @@ const DEFAULT_INTERVAL_MS = 100;
 async function poll(what: string, attempt: Attempt, opts: ProbeOptions): Promise<void> {
   const label = opts.label ?? 'target';
   const intervalMs = opts.intervalMs ?? DEFAULT_INTERVAL_MS;
+  let pauseMs = Math.min(opts.firstIntervalMs ?? intervalMs, intervalMs);
   const deadline = Date.now() + opts.timeoutMs;
   let last = 'no attempt yet';
   for (;;) {
@@ -61,7 +67,8 @@ async function poll(what: string, attempt: Attempt, opts: ProbeOptions): Promise
         `${label}: not ready after ${formatDurationMs(opts.timeoutMs)} (${what}: last result ${last})${ctx ? `\n${ctx}` : ''}`,
       );
     }
-    await sleep(Math.min(intervalMs, leftMs), opts.signal);
+    await sleep(Math.min(pauseMs, leftMs), opts.signal);
+    pauseMs = Math.min(pauseMs * 2, intervalMs);
   }
 }
 

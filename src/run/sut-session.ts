@@ -103,10 +103,13 @@ export async function openSut(opts: {
     }
   }
   const choice = await chooseBackend(spec, opts.backend, opts.processEnv);
-  await choice.backend.sweep({ app: spec.name, log: opts.log, env: opts.processEnv }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
+  // what earlier runs left is swept while this one starts: a sweep never takes a run whose owner lives (this one)
+  const swept = choice.backend.sweep({ app: spec.name, log: opts.log, env: opts.processEnv }).catch((err: Error) => opts.log(`sweep of earlier runs failed: ${err.message}`));
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `topas-${spec.name}-`));
   try {
-    const sut = await choice.backend.start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, processEnv: opts.processEnv, shapeDependents: opts.shapeDependents, proxyHost: opts.proxyHost });
+    const sut = await choice.backend
+      .start(spec, { runId: opts.runId, workDir, log: opts.log, signal: opts.signal, env: opts.env, processEnv: opts.processEnv, shapeDependents: opts.shapeDependents, proxyHost: opts.proxyHost })
+      .finally(() => swept);
     registerSecretsIn(sut.state());
     return { sut, owned: true, backend: choice.backend.name, reason: choice.reason };
   } catch (err) {

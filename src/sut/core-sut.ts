@@ -130,16 +130,31 @@ export class CoreSut implements Sut {
     const t0 = Date.now();
     try {
       const wanted = ctx.shapeDependents === true || ctx.proxyHost === true;
-      const prep = await driver.prepare({ signal, shapeDependents: wanted });
+      // the SUT outlives this process: its dependents' proxies go to a host that lives as long as it.
+      // That host (a process of its own) starts while the driver prepares; it is let go if unused.
+      const hosting = wanted && ctx.proxyHost ? ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand(), env: ctx.processEnv }) : undefined;
+      let prep: Awaited<ReturnType<SutDriver['prepare']>>;
+      try {
+        prep = await driver.prepare({ signal, shapeDependents: wanted });
+      } catch (e) {
+        await (await hosting?.catch(() => undefined))?.exit();
+        throw e;
+      }
       const dependents = wanted && prep.dependents;
-      if (dependents && ctx.proxyHost) {
-        // the SUT outlives this process: its dependents' proxies go to a host that lives as long as it
-        sut.proxyHost = await ProxyHostClient.start({ watchDir: driver.proxyHostDir(), command: selfCommand(), env: ctx.processEnv });
-        sut.fleet.useHost(sut.proxyHost);
+      if (hosting) {
+        const host = await hosting.catch((e: unknown) => {
+          if (dependents) throw e;
+          return undefined;
+        });
+        if (dependents && host) {
+          sut.proxyHost = host;
+          sut.fleet.useHost(host);
+        } else await host?.exit();
       }
       if (dependents) sut.listenHost = prep.listenHost ?? '';
       sut.persist();
       await sut.startShaping(dependents);
+      sut.prepareReplicas(signal);
       await startInDependencyOrder(spec, (name) => sut.startNode(name, signal), { signal });
       if (ctx.signal?.aborted) throw new TopasError('INTERRUPTED', 'start interrupted');
     } catch (e) {
@@ -213,6 +228,13 @@ export class CoreSut implements Sut {
   private async startShaping(dependents: boolean): Promise<void> {
     await this.shaping_.start(dependents ? this.listenHost || undefined : undefined, dependents);
     if (!dependents) markDependentsBypass(this.shapes, this.spec);
+  }
+
+  /** Every declared replica made ready to start at once, if the driver can: only starts wait for dependencies. */
+  private prepareReplicas(signal: AbortSignal): void {
+    const prepare = this.driver.prepareReplica?.bind(this.driver);
+    if (!prepare) return;
+    for (const svc of this.table.services.values()) for (const index of this.table.missingSlots(svc, svc.declared)) prepare({ service: svc.config, index, signal });
   }
 
   private async startNode(name: string, signal: AbortSignal): Promise<void> {

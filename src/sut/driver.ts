@@ -37,6 +37,15 @@ export interface SutDriver {
    */
   startReplica(req: ReplicaRequest): Promise<ReplicaHandle>;
   /**
+   * Optional: get slot `index` of `service` ready to start while what it
+   * depends on becomes ready (docker: its container created, not started).
+   * The dependency order binds starts and readiness only; creation can overlap.
+   * A later `startReplica` of that slot with the same config only starts it.
+   * Never throws (a failure shows in `startReplica`); what is never started is
+   * removed with the run.
+   */
+  prepareReplica?(req: { service: ServiceSpec; index: number; signal: AbortSignal }): void;
+  /**
    * Until the replica answers its `ready:` spec (or, with `onceMs`, one attempt
    * of at most that long). Throws the start failure (READINESS_TIMEOUT,
    * SUT_START_FAILED with the replica's last logs). Drivers usually call

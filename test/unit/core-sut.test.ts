@@ -235,4 +235,49 @@ describe('sut core over a driver', () => {
     }
     assert.equal(driver.events.at(-1), 'dispose');
   });
+
+  test('a driver that can prepare replicas gets every declared slot at once; starts still wait for what they depend on', async () => {
+    const withDb = parseAppSpec(
+      `
+name: fake
+services:
+  - name: api
+    command: ["x"]
+    version: "1"
+    port: 8080
+    replicas: 2
+    depends_on: [db]
+databases:
+  - name: db
+    port: 5432
+    credentials: { user: u, password: p, dbname: d }
+`,
+      '/tmp/topas.yaml',
+    );
+    let dbReady!: () => void;
+    class PreparingDriver extends FakeDriver {
+      prepareReplica(req: { service: ServiceSpec; index: number }): void {
+        this.events.push(`prepare ${req.service.name} slot ${req.index}`);
+      }
+      override async startDatabase(): Promise<DatabaseHandle> {
+        this.events.push('db starting');
+        await new Promise<void>((r) => (dbReady = r));
+        this.events.push('db ready');
+        const a = { host: '127.0.0.1', port: 5432 };
+        return { name: 'db', host: a, inside: a };
+      }
+    }
+    const driver = new PreparingDriver();
+    const starting = CoreSut.start(withDb, driver, { runId: 'fake-2', workDir: '', log: () => {}, processEnv: process.env });
+    for (let i = 0; i < 100 && !dbReady; i++) await new Promise((r) => setTimeout(r, 5));
+    // both slots prepared while the database is not ready, and nothing of api started yet
+    assert.deepEqual(driver.events.slice().sort(), ['db starting', 'prepare api slot 1', 'prepare api slot 2']);
+    dbReady();
+    const sut = await starting;
+    try {
+      assert.deepEqual(plain(driver.events.slice(3)), ['db ready', 'start r1 slot 1 v1', 'start r2 slot 2 v1']);
+    } finally {
+      await sut.dispose();
+    }
+  });
 });

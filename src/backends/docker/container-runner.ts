@@ -1,4 +1,4 @@
-import { GenericContainer, Wait, type WaitStrategy } from 'testcontainers';
+import type { WaitStrategy } from 'testcontainers';
 import { TopasError } from '../../errors';
 import { formatDurationMs } from '../../util/duration';
 import { lastLines } from '../readiness';
@@ -45,30 +45,84 @@ class ReadyAtOnce implements WaitStrategy {
 }
 
 /**
- * A testcontainers GenericContainer that publishes on 127.0.0.1 only (not every
- * interface) and joins the run network with its aliases at create time (one
- * network, no extra connect call, no default bridge).
+ * Create, start, one inspect for the host ports. A container with a wait
+ * strategy (tcp, log readiness) goes through testcontainers, which checks it;
+ * every other one is made with dockerode directly: testcontainers' start adds
+ * round trips (image check, inspects) that the caller does not need.
  */
-class TopasContainer extends GenericContainer {
-  constructor(
-    private readonly req: ContainerRequest,
-  ) {
-    super(req.image);
-  }
-
-  protected override async beforeContainerCreated(): Promise<void> {
-    const bindings = this.hostConfig.PortBindings as Record<string, Array<{ HostPort: string; HostIp?: string }>> | undefined;
-    for (const list of Object.values(bindings ?? {})) for (const b of list) b.HostIp = '127.0.0.1';
-    this.createOpts.NetworkingConfig = { EndpointsConfig: { [this.req.network]: { Aliases: this.req.aliases } } };
-  }
-
-  protected override async containerCreated(containerId: string): Promise<void> {
-    this.req.onCreated(containerId);
-  }
+export async function runContainer(req: ContainerRequest, docker?: Dockerode): Promise<StartedContainer> {
+  if (req.wait || !docker) return runWithTestcontainers(req);
+  const created = await createContainer(docker, req);
+  return startCreated(docker, created, req.ports);
 }
 
-export async function runContainer(req: ContainerRequest): Promise<StartedContainer> {
-  const c = new TopasContainer(req)
+/** A container made but not started (a dependent made while what it depends on becomes ready). */
+export interface CreatedContainer {
+  id: string;
+  name: string;
+}
+
+/** Create the container of `req` (publishing on 127.0.0.1, on the run network with its aliases); not started. */
+export async function createContainer(docker: Dockerode, req: ContainerRequest): Promise<CreatedContainer> {
+  const exposed = Object.fromEntries(req.ports.map((p) => [`${p}/tcp`, {}]));
+  const bindings = Object.fromEntries(req.ports.map((p) => [`${p}/tcp`, [{ HostIp: '127.0.0.1', HostPort: '' }]]));
+  const c = await docker.createContainer({
+    name: req.name,
+    Image: req.image,
+    Env: Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
+    Labels: req.labels,
+    ExposedPorts: exposed,
+    ...(req.cmd ? { Cmd: req.cmd } : {}),
+    HostConfig: { NetworkMode: req.network, PortBindings: bindings },
+    NetworkingConfig: { EndpointsConfig: { [req.network]: { Aliases: req.aliases } } },
+  });
+  req.onCreated(c.id);
+  return { id: c.id, name: req.name };
+}
+
+/** Start a created container; its host ports from one inspect (a few more while the engine has not bound them yet). */
+export async function startCreated(docker: Dockerode, c: CreatedContainer, ports: number[]): Promise<StartedContainer> {
+  await docker.getContainer(c.id).start();
+  let hostPorts = new Map<number, number>();
+  for (let i = 0; i < 20; i++) {
+    const st = await inspectHostPorts(docker, c.id);
+    hostPorts = st.hostPorts;
+    if (ports.every((p) => hostPorts.has(p)) || !st.running) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const missing = ports.filter((p) => !hostPorts.has(p));
+  if (missing.length) throw new TopasError('SUT_START_FAILED', `container ${c.name} exited right after start (port(s) ${missing.join(', ')} never published)`);
+  return { id: c.id, name: c.name, hostPorts };
+}
+
+/** testcontainers, loaded only for a container with a wait strategy (tcp, log readiness) */
+function testcontainers(): typeof import('testcontainers') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('testcontainers') as typeof import('testcontainers');
+}
+
+/**
+ * A testcontainers GenericContainer that publishes on 127.0.0.1 only (not every
+ * interface) and joins the run network with its aliases at create time (one
+ * network, no extra connect call, no default bridge). Made on first use, with testcontainers.
+ */
+function topasContainer(req: ContainerRequest) {
+  class TopasContainer extends testcontainers().GenericContainer {
+    protected override async beforeContainerCreated(): Promise<void> {
+      const bindings = this.hostConfig.PortBindings as Record<string, Array<{ HostPort: string; HostIp?: string }>> | undefined;
+      for (const list of Object.values(bindings ?? {})) for (const b of list) b.HostIp = '127.0.0.1';
+      this.createOpts.NetworkingConfig = { EndpointsConfig: { [req.network]: { Aliases: req.aliases } } };
+    }
+
+    protected override async containerCreated(containerId: string): Promise<void> {
+      req.onCreated(containerId);
+    }
+  }
+  return new TopasContainer(req.image);
+}
+
+async function runWithTestcontainers(req: ContainerRequest): Promise<StartedContainer> {
+  const c = topasContainer(req)
     .withName(req.name)
     .withEnvironment(req.env)
     .withLabels(req.labels)
@@ -87,9 +141,9 @@ export async function runContainer(req: ContainerRequest): Promise<StartedContai
 export function waitStrategyFor(ready: { kind: string; pattern?: string }): WaitStrategy | undefined {
   if (ready.kind === 'tcp') {
     // checks inside the container too: the docker-proxy accepts on the host port before the app listens
-    return Wait.forListeningPorts();
+    return testcontainers().Wait.forListeningPorts();
   }
-  if (ready.kind === 'log' && ready.pattern !== undefined) return Wait.forLogMessage(logRegExp(ready.pattern));
+  if (ready.kind === 'log' && ready.pattern !== undefined) return testcontainers().Wait.forLogMessage(logRegExp(ready.pattern));
   return undefined;
 }
 

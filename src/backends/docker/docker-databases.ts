@@ -86,7 +86,7 @@ export class DockerDatabases {
           db.id = id;
           if (this.hooks.closed()) void this.hooks.remove(id);
         },
-      });
+      }, this.hooks.docker);
       db.hostPort = started.hostPorts.get(d.port);
       await this.waitPostgres(db, signal);
       if (d.initSQL) await this.runInitSql(db);
@@ -129,6 +129,8 @@ export class DockerDatabases {
     const watch = new ExitWatch(this.hooks.docker, db.id!);
     const deadline = Date.now() + d.ready.timeoutMs;
     let last = 'no attempt yet';
+    // short pauses first, doubling to 50ms: readiness is seen soon after postgres accepts
+    let pauseMs = 25;
     try {
       for (;;) {
         if (signal?.aborted || this.hooks.closed()) throw new TopasError('INTERRUPTED', `database ${d.name}: readiness wait interrupted`);
@@ -147,7 +149,8 @@ export class DockerDatabases {
         if (Date.now() >= deadline) {
           throw new TopasError('READINESS_TIMEOUT', `database ${d.name}: not ready after ${formatDurationMs(d.ready.timeoutMs)} (postgres connect: last result ${last})`);
         }
-        await sleep(100, signal);
+        await sleep(pauseMs, signal);
+        pauseMs = Math.min(pauseMs * 2, 50);
       }
     } finally {
       watch.stop();

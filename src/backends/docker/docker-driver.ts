@@ -7,13 +7,15 @@ import { replicaStartFailure } from '../start-errors';
 import { sutErrors } from '../../sut/sut-errors';
 import type { Adopted, DatabaseHandle, DriverHost, ExecResult, ExecTarget, Fault, ReplicaHandle, ReplicaRequest, RunSnapshot, SutDriver } from '../../sut/driver';
 import type { Address } from '../../sut/references';
-import { ExitWatch, exitOf, inspectHostPorts, runContainer, startFailed, waitStrategyFor } from './container-runner';
+import { ExitWatch, createContainer, exitOf, inspectHostPorts, runContainer, startCreated, startFailed, waitStrategyFor, type ContainerRequest, type CreatedContainer } from './container-runner';
 import { containerLogs, ensureImage, imageRef, versionOf, type Engine } from './engine';
 import { LABEL, clearDetached, dockerName, markDetached, proxyHostDir, removeProxyHostDir, runLabels } from './labels';
 import { DockerDatabases } from './docker-databases';
 import { removeRun } from './remove-run';
 
 const STOP_GRACE_S = 10;
+/** a container just started: its app is asked again soon (an answer on the published port costs little) */
+const FIRST_PROBE_INTERVAL_MS = 20;
 /** how old the list of running containers may be when the heal loop asks */
 const RUNNING_TTL_MS = 200;
 
@@ -40,6 +42,8 @@ export class DockerDriver implements SutDriver {
   /** when each container was known to run: a list asked for before that may not show it running */
   private readonly born = new Map<string, number>();
   readonly dbs: DockerDatabases;
+  /** containers prepareReplica made (or is making), by `service#slot`, with what they were made from */
+  private readonly prepared = new Map<string, Promise<{ c: CreatedContainer; fingerprint: string } | undefined>>();
 
   constructor(
     private readonly spec: AppSpec,
@@ -102,36 +106,75 @@ export class DockerDriver implements SutDriver {
     return { key: id, service: svc.name, index: slot, version: versionOf(ref), image: ref, revision: ref, host: { main: at(hostPorts.get(svc.port)), ports }, inside, saved: { probePort: hostPorts.get(svc.ready.kind === 'http' ? (svc.ready.port ?? svc.port) : svc.port) } };
   }
 
-  async startReplica(req: ReplicaRequest): Promise<ReplicaHandle> {
-    const s = req.service;
+  /** The container of one replica as it would be made now (env resolved now, the run's labels now). */
+  private request(s: ServiceSpec, slot: number, onCreated: (id: string) => void): ContainerRequest {
     const ref = this.refOf(s);
     const ready = s.ready;
-    const ports = [...new Set([s.port, ...Object.values(s.ports), ...('port' in ready && ready.port ? [ready.port] : [])])];
+    return {
+      name: dockerName(this.prefix, s.name, String(slot), String(++this.counter)),
+      image: ref,
+      env: this.env(s),
+      labels: this.labels(s.name, 'service', slot, ref),
+      network: this.network,
+      // the service name round-robins across replicas in the network's DNS; name-N is one replica
+      aliases: [s.name, `${s.name}-${slot}`],
+      ports: [...new Set([s.port, ...Object.values(s.ports), ...('port' in ready && ready.port ? [ready.port] : [])])],
+      wait: waitStrategyFor(ready),
+      startupTimeoutMs: ready.timeoutMs,
+      onCreated: (id) => {
+        onCreated(id);
+        if (this.closed || this.host.closed) void this.remove(id);
+      },
+    };
+  }
+
+  /** Create (not start) a replica's container while its dependencies become ready; startReplica starts it. */
+  prepareReplica(req: { service: ServiceSpec; index: number; signal: AbortSignal }): void {
+    const key = `${req.service.name}#${req.index}`;
+    if (this.prepared.has(key) || this.closed) return;
+    let r: ContainerRequest;
+    try {
+      r = this.request(req.service, req.index, () => {});
+    } catch {
+      return;
+    }
+    // tcp and log readiness are checked by testcontainers as it starts the container
+    if (r.wait) return;
+    const made = createContainer(this.docker, r).then(
+      (c) => ({ c, fingerprint: fingerprint(r) }),
+      () => undefined,
+    );
+    this.prepared.set(key, made);
+  }
+
+  /** The container prepareReplica made for this slot, if it was made for this very request; else it is removed. */
+  private async takePrepared(s: ServiceSpec, slot: number, r: ContainerRequest): Promise<CreatedContainer | undefined> {
+    const key = `${s.name}#${slot}`;
+    const made = this.prepared.get(key);
+    if (!made) return undefined;
+    this.prepared.delete(key);
+    const p = await made;
+    if (!p) return undefined;
+    if (p.fingerprint === fingerprint(r) && !this.closed) return p.c;
+    await this.remove(p.c.id);
+    return undefined;
+  }
+
+  async startReplica(req: ReplicaRequest): Promise<ReplicaHandle> {
+    const s = req.service;
     let createdId: string | undefined;
     try {
-      const started = await runContainer({
-        name: dockerName(this.prefix, s.name, String(req.index), String(++this.counter)),
-        image: ref,
-        env: this.env(s),
-        labels: this.labels(s.name, 'service', req.index, ref),
-        network: this.network,
-        // the service name round-robins across replicas in the network's DNS; name-N is one replica
-        aliases: [s.name, `${s.name}-${req.index}`],
-        ports,
-        wait: waitStrategyFor(ready),
-        startupTimeoutMs: ready.timeoutMs,
-        onCreated: (id) => {
-          createdId = id;
-          if (this.closed || this.host.closed) void this.remove(id);
-        },
-      });
-      const h = this.handle(s, req.index, started.id, ref, started.hostPorts);
+      const r = this.request(s, req.index, (id) => (createdId = id));
+      const pre = await this.takePrepared(s, req.index, r);
+      if (pre) createdId = pre.id;
+      const started = pre ? await startCreated(this.docker, pre, r.ports) : await runContainer(r, this.docker);
+      const h = this.handle(s, req.index, started.id, r.image, started.hostPorts);
       // from now on it runs: a list asked for earlier may have seen it only created
       this.born.set(h.key, Date.now());
       req.created(h);
       return h;
     } catch (err) {
-      throw await this.failure(s, req.index, startFailed(`service ${s.name} replica ${req.index}`, err, ready.timeoutMs), createdId);
+      throw await this.failure(s, req.index, startFailed(`service ${s.name} replica ${req.index}`, err, s.ready.timeoutMs), createdId);
     }
   }
 
@@ -166,7 +209,7 @@ export class DockerDriver implements SutDriver {
     }
     const watch = new ExitWatch(this.docker, h.key);
     try {
-      await waitForHttp(url, { path: ready.path, timeoutMs: ready.timeoutMs, signal: opts.signal, label, liveness: watch.liveness });
+      await waitForHttp(url, { path: ready.path, timeoutMs: ready.timeoutMs, signal: opts.signal, label, liveness: watch.liveness, firstIntervalMs: FIRST_PROBE_INTERVAL_MS });
     } catch (err) {
       const [logs, exited] = await Promise.all([containerLogs(this.docker, h.key, 100), exitOf(this.docker, h.key)]);
       throw replicaStartFailure(startFailed(label, err, ready.timeoutMs), { spec: this.spec, service: svc, replica: h.index, backend: 'docker', exited, logs });
@@ -228,7 +271,7 @@ export class DockerDriver implements SutDriver {
   async exec(target: ExecTarget, argv: string[]): Promise<ExecResult> {
     const id = target.kind === 'database' ? this.dbs.get(target.database.name).id : target.replica?.key;
     if (!id) throw sutErrors.nothingToExec(target.kind === 'database' ? target.database.name : target.service.name);
-    const r = await this.engine.client.container.exec(this.docker.getContainer(id), argv);
+    const r = await (await this.engine.client()).container.exec(this.docker.getContainer(id), argv);
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
 
@@ -336,6 +379,11 @@ export class DockerDriver implements SutDriver {
     await clearDetached(this.docker, this.ctx.runId).catch((err: Error) => this.ctx.log(`docker: kept marker of run ${this.ctx.runId} not removed: ${err.message}`));
     this.ctx.log(`docker: removed the containers and network of run ${this.ctx.runId}`);
   }
+}
+
+/** What a container is made from, but its name: a prepared one serves a start only when this matches. */
+function fingerprint(r: ContainerRequest): string {
+  return JSON.stringify([r.image, r.env, r.labels, r.aliases, r.ports, r.cmd ?? null]);
 }
 
 /** https for a readiness port marked TLS (`tls: true`, or `{ port, tls: true }`), else http */

@@ -1,4 +1,8 @@
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { TopasError } from '../../errors';
 
 // The Ryuk reaper image cannot be pulled here, and topas removes what it makes
@@ -6,7 +10,13 @@ import { TopasError } from '../../errors';
 // testcontainers reads its settings from process.env itself, not from Io.env.
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 
-import { getContainerRuntimeClient, type ContainerRuntimeClient } from 'testcontainers';
+// testcontainers is loaded when first needed (a quarter second of a CLI start): most starts need only dockerode
+import type { ContainerRuntimeClient } from 'testcontainers';
+
+function testcontainers(): typeof import('testcontainers') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('testcontainers') as typeof import('testcontainers');
+}
 
 /** dockerode as testcontainers types it (its @types/dockerode is newer than the root one) */
 export type Dockerode = ContainerRuntimeClient['container']['dockerode'];
@@ -15,27 +25,68 @@ export const ENGINE_HINT = 'start Docker (scripts/ensure-docker.sh) or use --bac
 const PULL_TIMEOUT_MS = 120_000;
 
 export interface Engine {
-  client: ContainerRuntimeClient;
+  /** testcontainers' client of the same engine (exec), loaded on first use */
+  client(): Promise<ContainerRuntimeClient>;
   docker: Dockerode;
 }
 
+/**
+ * The engine's unix socket when nothing but DOCKER_HOST (unix://) or the
+ * default socket names one: the engine testcontainers would pick too, reached
+ * with its own dockerode without loading it. Undefined for everything else
+ * (its properties file, host overrides, tcp, rootless sockets): testcontainers decides.
+ */
+function plainSocket(env: NodeJS.ProcessEnv): string | undefined {
+  if (Object.keys(env).some((k) => k.startsWith('TESTCONTAINERS_') && k !== 'TESTCONTAINERS_RYUK_DISABLED')) return undefined;
+  if (fs.existsSync(path.join(os.homedir(), '.testcontainers.properties'))) return undefined;
+  const host = env.DOCKER_HOST;
+  if (host) return host.startsWith('unix://') ? new URL(host).pathname : undefined;
+  return fs.existsSync('/var/run/docker.sock') ? '/var/run/docker.sock' : undefined;
+}
+
+/** The dockerode testcontainers itself uses (same version and types), without loading testcontainers. */
+function dockerodeClass(): new (opts: { socketPath: string }) => Dockerode {
+  return createRequire(require.resolve('testcontainers'))('dockerode') as new (opts: { socketPath: string }) => Dockerode;
+}
+
+/**
+ * How long an engine that answered is taken as answering: one command's probe,
+ * sweep and start share a ping instead of making one each (a round trip on a
+ * busy engine), while a later command asks again.
+ */
+const ANSWERED_TTL_MS = 2000;
+let answered: { at: number; dockerHost: string | undefined; engine: Engine } | undefined;
+
 /** The testcontainers runtime client (and its dockerode); BACKEND_UNAVAILABLE when no engine answers. */
 export async function connectEngine(): Promise<Engine> {
-  let client: ContainerRuntimeClient;
+  const dockerHost = process.env.DOCKER_HOST;
+  if (answered && answered.dockerHost === dockerHost && Date.now() - answered.at < ANSWERED_TTL_MS) return answered.engine;
+  const engine = await connectOnce();
+  answered = { at: Date.now(), dockerHost, engine };
+  return engine;
+}
+
+async function connectOnce(): Promise<Engine> {
   try {
     // testcontainers falls back to the default socket when DOCKER_HOST does not
     // answer; a user who named an engine must get that engine or an error.
     // It reads DOCKER_HOST from process.env itself, so this checks the same one.
     if (process.env.DOCKER_HOST) await pingDockerHost(process.env.DOCKER_HOST);
-    client = await getContainerRuntimeClient();
+    const socket = plainSocket(process.env);
+    if (socket) {
+      const docker = new (dockerodeClass())({ socketPath: socket });
+      await docker.ping();
+      return { docker, client: () => testcontainers().getContainerRuntimeClient() };
+    }
+    const client = await testcontainers().getContainerRuntimeClient();
     await client.container.dockerode.ping();
+    return { client: async () => client, docker: client.container.dockerode };
   } catch (err) {
     throw new TopasError('BACKEND_UNAVAILABLE', `the Docker engine is not reachable: ${(err as Error).message}`, {
       hint: ENGINE_HINT,
       cause: err,
     });
   }
-  return { client, docker: client.container.dockerode };
 }
 
 /** GET /_ping on a DOCKER_HOST (unix:// or tcp://), bounded. */
