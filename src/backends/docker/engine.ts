@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TopasError } from '../../errors';
@@ -44,9 +43,13 @@ function plainSocket(env: NodeJS.ProcessEnv): string | undefined {
   return fs.existsSync('/var/run/docker.sock') ? '/var/run/docker.sock' : undefined;
 }
 
-/** The dockerode testcontainers itself uses (same version and types), without loading testcontainers. */
+/**
+ * dockerode without loading testcontainers: the same version testcontainers resolves (one copy
+ * in node_modules), a direct dependency so the single executable's bundle carries it too.
+ */
 function dockerodeClass(): new (opts: { socketPath: string }) => Dockerode {
-  return createRequire(require.resolve('testcontainers'))('dockerode') as new (opts: { socketPath: string }) => Dockerode;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('dockerode') as new (opts: { socketPath: string }) => Dockerode;
 }
 
 /**
