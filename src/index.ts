@@ -39,15 +39,9 @@ export { nodeExecutable } from './sea/node-executable';
 export { replicaStartFailure, commandHint, specWhere, type ReplicaFailure } from './backends/start-errors';
 
 
-// for a runner that executes scenarios where a backend puts it (the kubernetes plugin's in-cluster runner):
-// the same scenario run, run record and results as `topas run`
+// for a runner that executes scenarios where a backend puts it: the types here; the code (the scenario
+// run, run records, the CLI's base command) in `topas/runner` (src/runner-api.ts), which loads the Lua
+// engine and the CLI framework, so a plugin that only registers a backend does not
 export type { Io } from './io';
-export { runScenarios } from './run/run-service';
-export { writeRemoteFiles } from './run/remote-run';
-export { RunRecordStore, writeStateFile } from './run/run-record';
 export type { LogLine, ScenarioEvent, ScenarioResult } from './run/scenario-types';
 export type { PlaybookSummary } from './reporters/run-report';
-
-// for plugin commands (oclif `commands` of a plugin): the base command and the cluster flags
-export { BaseCommand } from './cli/base-command';
-export { clusterFlags, withClusterFlags } from './cli/common-flags';

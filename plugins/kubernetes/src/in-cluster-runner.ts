@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { RunRecordStore, TopasError, runScenarios, serializeError, writeRemoteFiles, writeStateFile, type Io, type LogLine, type ScenarioEvent, type SutState } from 'topas';
+import { TopasError, serializeError, type Io, type LogLine, type ScenarioEvent, type SutState } from 'topas';
+import { RunRecordStore, runScenarios, writeRemoteFiles, writeStateFile } from 'topas/runner';
 import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './cluster';
 import { LABELS, labelValue, parentName } from './manifests';
 import { TESTRUN, TESTRUN_API_VERSION, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';

@@ -1,4 +1,4 @@
-import { BaseCommand, clusterFlags, withClusterFlags } from 'topas';
+import { BaseCommand, clusterFlags, withClusterFlags } from 'topas/runner';
 import { clusterOptionsFromEnv, connect } from '../../cluster';
 import { RUNNER_ACCOUNT, TESTRUN, installTestRun } from '../../testrun';
 

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { BaseCommand } from 'topas';
+import { BaseCommand } from 'topas/runner';
 import { runInCluster, runScheduled } from '../../in-cluster-runner';
 
 /** The runner Job's command (the runner image): runs a TestRun's scenarios inside the cluster. Not for users. */
