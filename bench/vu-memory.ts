@@ -53,8 +53,8 @@ async function child(dir: string, vus: number, mode: Mode): Promise<void> {
   const host = await VuHost.create({ file, baseDir: dir, env: {}, endpoints: {}, rpc: async () => undefined, log: () => undefined });
   const gc = (globalThis as { gc?: () => void }).gc!;
   const read = async () => {
-    // a full Lua collection (the memory cap's own, private)
-    (host as unknown as { collect(): void }).collect();
+    // a full Lua collection (the memory cap's own, private: VuHost.mem, src/lua/vu-memory-cap.ts)
+    (host as unknown as { mem: { collect(): void } }).mem.collect();
     for (let i = 0; i < 3; i++) gc();
     await new Promise((r) => setTimeout(r, 100));
     gc();
@@ -70,7 +70,7 @@ async function child(dir: string, vus: number, mode: Mode): Promise<void> {
     const r = await host.setContext(vu, undefined, i);
     if (!r.ok) throw new Error(r.error);
     list.push(vu);
-    if (process.env.VU_MEM_COLLECT_EVERY && i % Number(process.env.VU_MEM_COLLECT_EVERY) === 0) (host as unknown as { collect(): void }).collect();
+    if (process.env.VU_MEM_COLLECT_EVERY && i % Number(process.env.VU_MEM_COLLECT_EVERY) === 0) (host as unknown as { mem: { collect(): void } }).mem.collect();
   }
   const makeMs = performance.now() - t0;
   const m1 = await read();
