@@ -37,7 +37,51 @@ export interface Backend {
    * itself (a cluster's CronJob) keeps the run there, standing the app up for
    * each run. Backends without it refuse --cron.
    */
-  scheduleCron?(spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: { log: (line: string) => void; processEnv?: NodeJS.ProcessEnv }): Promise<{ id: string; description: string }>;
+  scheduleCron?(spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: ScheduleContext): Promise<{ id: string; description: string }>;
+  /**
+   * `topas test status|logs --backend NAME`: the runs this backend keeps by
+   * itself (a cluster's TestRuns, those its CronJobs made included, which have
+   * no local record). A backend with it also queues its runs there, one run of
+   * an app at a time across every host, so topas takes no local lock for them.
+   */
+  remoteRuns?(opts: BackendEnv): RemoteRunStore;
+}
+
+export interface ScheduleContext {
+  log: (line: string) => void;
+  /** the environment topas runs in (Io.env, with what flags such as --kubeconfig add); required as in StartContext */
+  processEnv: NodeJS.ProcessEnv;
+}
+
+/** The runs a backend keeps by itself (`Backend.remoteRuns`), read through its own API only. */
+export interface RemoteRunStore {
+  /** the most recent first, at most `limit`; only `app`'s when given */
+  list(opts: { limit: number; app?: string }): Promise<RemoteRunInfo[]>;
+  /** one run by its run id (or the backend's own name for it); TopasError FILE_NOT_FOUND when there is none */
+  get(id: string): Promise<RemoteRunInfo>;
+  /**
+   * The run's log lines so far, then with `follow` new ones as they come until
+   * the run ends (or `signal` aborts); resolves to the run as it was last seen.
+   */
+  logs(id: string, opts: { follow: boolean; signal?: AbortSignal; onLog: (line: LogLine) => void }): Promise<RemoteRunInfo>;
+}
+
+/** One run as a backend keeps it; `topas test status` shows it as it shows a local record. */
+export interface RemoteRunInfo {
+  runId: string;
+  /** the backend's own name for it (a TestRun's name) */
+  name: string;
+  app?: string;
+  /** Pending: created, or waiting for its turn (another run of the app holds the queue) */
+  phase: 'Pending' | 'Running' | 'Passed' | 'Failed' | 'Error';
+  createdAt?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  targets?: string[];
+  /** the verdict, once it ended: the run's state and its scenarios' */
+  outcome?: { state: string; scenarioStates: string[]; error?: string };
+  /** why it waits or why it ended as it did */
+  message?: string;
 }
 
 /** Where a backend reads its settings (TOPAS_PG_DIR, a cluster's TOPAS_KUBECONFIG...): the command's Io.env, never process.env. */
@@ -192,6 +236,10 @@ export interface RemoteRunRequest {
 export interface RemoteRunHooks {
   /** aborted on Ctrl-C: the runner stops and what it made goes */
   signal: AbortSignal;
+  /** the run waits for its turn (another run of the app holds the backend's queue: `pending`), or runs */
+  onPhase?(phase: 'pending' | 'running', message?: string): void;
+  /** a scenario ended (its verdict may come later with the results), for live metrics */
+  onScenarioEnd?(scenarioRunId: string, state: string, durationMs: number): void;
   /** a `topas:` line of this process */
   log(line: string): void;
   /** a scenario's log line, as a local run's workers send it */

@@ -39,6 +39,35 @@ export class RunMetrics {
   }
 }
 
+/**
+ * The metrics of scenarios that run elsewhere (a cluster's runner), from what
+ * comes back: all `total` are queued at first; a scenario starts when its
+ * first event arrives (or when it ends, if none did) and ends once.
+ */
+export function remoteMetrics(metrics: RunMetrics, total: number): { seen(id: string): void; ended(id: string, state: RunState, durationMs: number): void; close(): void } {
+  metrics.queued(total);
+  const started = new Set<string>();
+  const ended = new Set<string>();
+  const seen = (id: string) => {
+    if (started.has(id) || started.size >= total) return;
+    started.add(id);
+    metrics.started();
+  };
+  return {
+    seen,
+    ended(id, state, durationMs) {
+      if (ended.has(id)) return;
+      seen(id);
+      if (!started.has(id)) return;
+      ended.add(id);
+      metrics.finished(state, durationMs);
+    },
+    close() {
+      metrics.dropQueued(total - started.size);
+    },
+  };
+}
+
 export interface MetricsServer {
   port: number;
   close(): Promise<void>;

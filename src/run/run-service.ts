@@ -23,7 +23,7 @@ import { logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
 import { checkReporterOutputs, type ReporterRequest } from './render-reports';
 import { fetchGitSource, type GitSource } from './git-source';
 import { recordDirFor } from './schedule-service';
-import { RunMetrics } from './run-metrics';
+import { RunMetrics, remoteMetrics } from './run-metrics';
 import { RunSession } from './run-session';
 import { checkShapingTargets, loadPlaybook, type Playbook } from '../playbook/playbook';
 import { SyncBroker } from '../sync/sync-broker';
@@ -67,6 +67,8 @@ export interface RunOptions {
 export interface RunObserver {
   onLog?(line: LogLine): void;
   onEvent?(scenarioRunId: string, event: ScenarioEvent): void;
+  /** a scenario (or playbook instance) ended, with its bounded, masked result */
+  onScenarioEnd?(result: ScenarioResult): void;
 }
 
 export interface RunOutcome {
@@ -187,12 +189,27 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         },
         log,
       );
-      const out = await remote.run(request, { signal: session.interrupts.signal, log, onLog, onEvent });
+      // --metrics-port: the same metrics, fed from what the remote runner reports
+      const live = remoteMetrics(metrics, units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0));
+      const out = await remote.run(request, {
+        signal: session.interrupts.signal,
+        log,
+        onLog,
+        onEvent: (id, ev) => {
+          live.seen(id);
+          onEvent(id, ev);
+        },
+        onScenarioEnd: (id, state, durationMs) => live.ended(id, state as RunState, durationMs),
+        // the backend's own queue (one run of an app at a time): the record says Pending while the run waits
+        onPhase: (phase) => session.writeRecord({ state: phase }),
+      });
       for (const r of out.results) {
         const bounded = boundedResult(r, mask);
         hooks.scenarioEnd(maskDeep(bounded, mask));
+        live.ended(r.runId, r.state, r.durationMs);
         results.push(bounded);
       }
+      live.close();
       playbookSummaries.push(...(out.playbooks ?? []));
       if (out.error && !session.interrupted) throw new TopasError('RUNNER_FAILED', out.error.message, { hint: out.error.hint });
       return;
@@ -221,6 +238,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       const r = boundedResult(await activePool.run({ ...task, endpoints }), mask);
       metrics.finished(r.state, r.durationMs);
       hooks.scenarioEnd(maskDeep(r, mask));
+      opts.observer?.onScenarioEnd?.(maskDeep(r, mask));
       return r;
     };
     metrics.queued(maxConcurrent);

@@ -128,12 +128,27 @@ export class RunSession implements AsyncDisposable {
    * lock first; then it is recorded `running` and the reporters are told.
    */
   async begin(opts: { queue?: boolean; running?: Record<string, unknown> } = {}): Promise<void> {
-    if (opts.queue && this.spec) {
+    if (opts.queue && this.spec && !(await this.backendQueues())) {
       this.writeRecord({ state: 'pending' });
       this.releaseLock = await acquireAppLock(this.recordDir, this.spec.name, this.interrupts.signal);
     }
     this.writeRecord({ state: 'running', ...opts.running });
     this.hooks.runStart({ runId: this.runId, kind: this.kind, app: this.spec?.name });
+  }
+
+  /**
+   * A backend that keeps runs by itself (Backend.remoteRuns: a cluster) also
+   * queues them there, one run of an app at a time across hosts: a local lock
+   * would only make runs from this folder wait twice.
+   */
+  private async backendQueues(): Promise<boolean> {
+    if (this.opts.backend === 'auto') return false;
+    const { getBackend } = await import('../backends/registry');
+    try {
+      return getBackend(this.opts.backend).remoteRuns !== undefined;
+    } catch {
+      return false;
+    }
   }
 
   /** Prometheus metrics on 127.0.0.1:<port> until the session closes. */

@@ -1,5 +1,5 @@
 import type * as k8s from '@kubernetes/client-node';
-import { TopasError, type AppSpec, type RemoteRunRequest } from 'topas';
+import { TopasError, type AppSpec, type RemoteRunRequest, type ScheduleContext } from 'topas';
 import { apiMessage, type Cluster } from './cluster';
 import { LABELS, MANAGED_BY, labelValue, objectName } from './manifests';
 import { runnerImage, runnerJobSpec } from './runner-job';
@@ -16,7 +16,7 @@ export type ScheduledRun = Omit<RemoteRunRequest, 'files' | 'env'> & { app: stri
  * The ConfigMap, Secret and CronJob share one name and the app's labels; they
  * stay until deleted (the CronJob owns the other two).
  */
-export async function scheduleCronJob(cluster: Cluster, spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: { log: (line: string) => void; processEnv?: NodeJS.ProcessEnv }): Promise<{ id: string; description: string }> {
+export async function scheduleCronJob(cluster: Cluster, spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: ScheduleContext): Promise<{ id: string; description: string }> {
   await installTestRun(cluster, ctx.log);
   const ns = cluster.namespace;
   const name = objectName(spec.name, 'cron', request.runId);
@@ -33,7 +33,7 @@ export async function scheduleCronJob(cluster: Cluster, spec: AppSpec, request: 
       concurrencyPolicy: 'Forbid',
       successfulJobsHistoryLimit: 3,
       failedJobsHistoryLimit: 3,
-      jobTemplate: { metadata: { labels }, spec: runnerJobSpec({ ns, labels, image: runnerImage(ctx.processEnv ?? process.env), deadlineS, args: ['--schedule', name], attachOnly: false }) },
+      jobTemplate: { metadata: { labels }, spec: runnerJobSpec({ ns, labels, image: runnerImage(ctx.processEnv), deadlineS, args: ['--schedule', name], attachOnly: false }) },
     },
   };
   let made: k8s.V1CronJob;

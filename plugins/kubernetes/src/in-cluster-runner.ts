@@ -5,7 +5,8 @@ import { TopasError, serializeError, type Io, type LogLine, type ScenarioEvent, 
 import { RunRecordStore, runScenarios, writeRemoteFiles, writeStateFile } from 'topas/runner';
 import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './cluster';
 import { LABELS, labelValue, parentName } from './manifests';
-import { TESTRUN, TESTRUN_API_VERSION, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
+import { TESTRUN, TESTRUN_API_VERSION, TEST_RUN_LABEL, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
+import { acquireAppQueue, type QueueTurn } from './run-queue';
 import type { ScheduledRun } from './cron';
 
 /** log lines and events kept in the TestRun's status (the object must stay well under etcd's 1.5 MiB) */
@@ -46,20 +47,36 @@ export async function runScheduled(cronName: string, io: Io): Promise<number> {
   const run = JSON.parse(cm.data?.['run.json'] ?? '{}') as ScheduledRun;
   const runId = new RunRecordStore(os.tmpdir()).createRunId();
   const name = `${cronName}-${Date.now().toString(36)}`.slice(0, 63);
-  const labels = { ...(cm.metadata?.labels ?? {}), [LABELS.kind]: 'run', [LABELS.component]: 'runner', 'topas.dev/test-run': labelValue(runId) };
+  const labels = { ...(cm.metadata?.labels ?? {}), [LABELS.kind]: 'run', [LABELS.component]: 'runner', [TEST_RUN_LABEL]: labelValue(runId) };
   const spec: TestRunSpec = { app: run.app, runId, configMap: cronName, secret: cronName, specFile: run.specFile, cwd: run.cwd, targets: run.targets, parallel: run.parallel, timeoutMs: run.timeoutMs, continueOnFailure: run.continueOnFailure };
   const tr = await new TestRuns(cluster).create({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name, namespace: cluster.namespace, labels }, spec });
   io.stderr.write(`topas: TestRun ${name} (run ${runId}) of schedule ${cronName}\n`);
-  return execute(cluster, tr, io, async () => undefined, false);
+  try {
+    return await execute(cluster, tr, io, async () => undefined, false);
+  } finally {
+    await new TestRuns(cluster).pruneHistory(run.app).catch((err: unknown) => io.stderr.write(`topas: older TestRuns of app ${run.app} not pruned: ${apiMessage(err)}\n`));
+  }
 }
 
 /** Fetches the run's files and env, runs it as `topas run` does, and keeps the TestRun's status up to date. */
 async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (specFile: string) => Promise<void>, attached = true): Promise<number> {
   const testRunName = tr.metadata!.name!;
   const status = new StatusWriter(new TestRuns(cluster), testRunName);
-  status.set({ phase: 'Running', startedAt: new Date().toISOString() });
-  await status.flush();
+  let turn: QueueTurn | undefined;
   try {
+    // one run of an app at a time on the cluster, from whichever host: wait (phase Pending) for the app's queue
+    const log = (l: string) => io.stderr.write(`topas: ${l}\n`);
+    turn = await acquireAppQueue(cluster, tr.spec.app, { testRun: testRunName, pod: io.env.POD_NAME ?? '' }, {
+      log,
+      onWait: (holder) => {
+        log(`waiting for TestRun ${holder.testRun} of app ${tr.spec.app} to end (one run of an app at a time)`);
+        status.set({ phase: 'Pending', waitingFor: holder.testRun });
+        void status.flush().catch(() => undefined);
+      },
+    });
+    if (turn.waitedMs > 1000) log(`waited ${Math.round(turn.waitedMs / 1000)} s for the queue of app ${tr.spec.app}`);
+    status.set({ phase: 'Running', startedAt: new Date().toISOString(), waitingFor: null });
+    await status.flush();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-runner-'));
     await fetchInputs(cluster, tr, dir);
     const env = await readEnv(cluster, tr.spec.secret);
@@ -79,7 +96,7 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
       keep: attached,
       continueOnFailure: tr.spec.continueOnFailure,
       runId: attached ? tr.spec.runId : undefined,
-      observer: { onLog: (l) => status.log(l), onEvent: (id, ev) => status.event(id, ev) },
+      observer: { onLog: (l) => status.log(l), onEvent: (id, ev) => status.event(id, ev), onScenarioEnd: (r) => status.scenarioEnd(r.runId, r.state, r.durationMs) },
     });
     const r = outcome.report;
     status.set({
@@ -96,6 +113,7 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
     throw err;
   } finally {
     status.stop();
+    await turn?.release();
   }
 }
 
@@ -135,7 +153,7 @@ async function readEnv(cluster: Cluster, secret: string): Promise<Record<string,
  * totals, so a reader that polls knows what it has not seen yet.
  */
 class StatusWriter {
-  private readonly status: TestRunStatus = { log: [], logTotal: 0, events: [], eventTotal: 0, steps: [] };
+  private readonly status: TestRunStatus = { log: [], logTotal: 0, events: [], eventTotal: 0, steps: [], scenarios: [], scenarioTotal: 0 };
   private dirty = false;
   private timer?: NodeJS.Timeout;
   private writing: Promise<void> = Promise.resolve();
@@ -169,6 +187,14 @@ class StatusWriter {
       steps.push({ scenario: scenarioRunId, name: ev.name, state: ev.state });
       if (steps.length > STEP_WINDOW) steps.splice(0, steps.length - STEP_WINDOW);
     }
+    this.schedule();
+  }
+
+  scenarioEnd(id: string, state: string, durationMs: number): void {
+    const scenarios = this.status.scenarios!;
+    scenarios.push({ id, state, durationMs });
+    if (scenarios.length > STEP_WINDOW) scenarios.splice(0, scenarios.length - STEP_WINDOW);
+    this.status.scenarioTotal = (this.status.scenarioTotal ?? 0) + 1;
     this.schedule();
   }
 

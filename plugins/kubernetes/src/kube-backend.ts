@@ -1,8 +1,9 @@
 import * as k8s from '@kubernetes/client-node';
-import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Backend, type BackendEnv, type RemoteRunRequest, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
+import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Backend, type BackendEnv, type RemoteRunRequest, type RemoteRunStore, type ScheduleContext, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
 import { KUBE_HINT, apiMessage, clusterOptionsFromEnv, connect, ownerGone, withTimeout, type Cluster } from './cluster';
 import { KubeSut, deleteRun, type KubeSutData } from './kube-sut';
 import { scheduleCronJob } from './cron';
+import { TestRunStore } from './testrun-store';
 import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue } from './manifests';
 
 const PROBE_TIMEOUT_MS = 5000;
@@ -58,8 +59,13 @@ export class KubernetesBackend implements Backend {
   }
 
   /** `topas test schedule --cron`: a CronJob whose runner stands the app up in the cluster for each run (src/cron.ts). */
-  async scheduleCron(spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: { log: (line: string) => void; processEnv?: NodeJS.ProcessEnv }): Promise<{ id: string; description: string }> {
+  async scheduleCron(spec: AppSpec, request: RemoteRunRequest, cron: string, ctx: ScheduleContext): Promise<{ id: string; description: string }> {
     return scheduleCronJob(connect(clusterOptionsFromEnv(ctx.processEnv)), spec, request, cron, ctx);
+  }
+
+  /** `topas test status|logs --backend kubernetes`: the namespace's TestRuns (src/testrun-store.ts); runs queue on the cluster (src/run-queue.ts). */
+  remoteRuns(opts: BackendEnv): RemoteRunStore {
+    return new TestRunStore(connect(clusterOptionsFromEnv(opts.env ?? {})));
   }
 
   /**

@@ -4,13 +4,15 @@ import type * as k8s from '@kubernetes/client-node';
 import { type PlaybookSummary, type RemoteRunHooks, type RemoteRunRequest, type RemoteRunResult, type RemoteRunner, type ScenarioEvent, type ScenarioResult, type SutState } from 'topas';
 import { apiMessage, statusOf, type Cluster } from './cluster';
 import { LABELS, labelValue, objectName, ownedBy, runLabels } from './manifests';
-import { RUNNER_ACCOUNT, TESTRUN, TESTRUN_API_VERSION, TestRuns, installTestRun, type TestRunObject, type TestRunSpec } from './testrun';
+import { RUNNER_ACCOUNT, TESTRUN, TESTRUN_API_VERSION, TEST_RUN_LABEL, TestRuns, installTestRun, unseen, type TestRunObject, type TestRunSpec } from './testrun';
 
 const POLL_MS = 300;
 /** a finished runner Job (and its pod) goes by itself after this long, should nobody delete it */
 const JOB_TTL_S = 600;
 /** how long the runner's pod may take to start (image on the node, scheduling) before the run errs */
 const START_TIMEOUT_MS = 120_000;
+/** how long a runner may wait for its app's queue (another run of the app: src/run-queue.ts) within its Job's deadline */
+export const QUEUE_ALLOWANCE_S = 6 * 3600;
 
 /** The runner image: TOPAS_RUNNER_IMAGE, else `topas-runner:<topas version>` (scripts/build-runner-image.sh builds it). */
 export function runnerImage(env: NodeJS.ProcessEnv): string {
@@ -89,7 +91,7 @@ export class KubeRemoteRunner implements RemoteRunner {
     const ns = cluster.namespace;
     await installTestRun(cluster, hooks.log);
     const name = objectName(this.ctx.app, 'runner', req.runId);
-    const labels = { ...runLabels(this.ctx.app, this.ctx.sutState().runId), [LABELS.component]: 'runner', [LABELS.kind]: 'runner', 'topas.dev/test-run': labelValue(req.runId) };
+    const labels = { ...runLabels(this.ctx.app, this.ctx.sutState().runId), [LABELS.component]: 'runner', [LABELS.kind]: 'runner', [TEST_RUN_LABEL]: labelValue(req.runId) };
     const owner = this.ctx.parent();
     const own = <T extends { metadata?: k8s.V1ObjectMeta }>(o: T) => ownedBy(o, owner);
     const testRuns = new TestRuns(cluster);
@@ -119,7 +121,13 @@ export class KubeRemoteRunner implements RemoteRunner {
         sut: { runId: sut.runId, startedAt: sut.startedAt, data: sut.data },
       };
       await testRuns.create(own({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name, namespace: ns, labels }, spec }) as TestRunObject);
-      made.push(() => testRuns.delete(name));
+      // a run that ended keeps its TestRun as history (`topas test status --backend kubernetes`); an interrupted one goes
+      made.push(async () => {
+        const tr = await testRuns.get(name).catch(() => undefined);
+        if (!tr?.status?.result) return testRuns.delete(name);
+        await testRuns.keepAsHistory(name);
+        await testRuns.pruneHistory(this.ctx.app);
+      });
       const createdAt = Date.now();
       await cluster.batch.createNamespacedJob({ namespace: ns, body: own(this.job(name, labels, req)) });
       made.push(() => cluster.batch.deleteNamespacedJob({ name, namespace: ns, body: { propagationPolicy: 'Background' } }));
@@ -132,8 +140,8 @@ export class KubeRemoteRunner implements RemoteRunner {
 
   private job(name: string, labels: Record<string, string>, req: RemoteRunRequest): k8s.V1Job {
     const ns = this.ctx.cluster.namespace;
-    // the whole run's time, plus room to start and to attach
-    const deadlineS = Math.ceil((req.timeoutMs * Math.max(1, req.targets.length)) / 1000) + 300;
+    // the whole run's time, plus room to start and to attach, and to wait for the app's queue
+    const deadlineS = Math.ceil((req.timeoutMs * Math.max(1, req.targets.length)) / 1000) + 300 + QUEUE_ALLOWANCE_S;
     return {
       apiVersion: 'batch/v1',
       kind: 'Job',
@@ -148,7 +156,11 @@ export class KubeRemoteRunner implements RemoteRunner {
     const testRuns = new TestRuns(cluster);
     let logSeen = 0;
     let eventSeen = 0;
+    let scenarioSeen = 0;
     let firstStepShown = false;
+    let phaseShown: string | undefined;
+    // the run's own time counts from when it got its turn, not from when it started waiting for it
+    let runningSince: number | undefined;
     const overallMs = req.timeoutMs * Math.max(1, req.targets.length) + START_TIMEOUT_MS + 60_000;
     for (;;) {
       if (hooks.signal.aborted) {
@@ -163,26 +175,38 @@ export class KubeRemoteRunner implements RemoteRunner {
         throw err;
       }
       const st = tr.status ?? {};
+      if (st.phase && st.phase !== phaseShown) {
+        phaseShown = st.phase;
+        if (st.phase === 'Pending') {
+          const why = `waiting for its turn: TestRun ${st.waitingFor ?? '?'} of app ${this.ctx.app} runs (one run of an app at a time)`;
+          hooks.log(`kubernetes: ${why}`);
+          hooks.onPhase?.('pending', why);
+        } else if (st.phase === 'Running') {
+          runningSince = Date.now();
+          hooks.onPhase?.('running');
+        }
+      }
       if (st.firstStepAt && !firstStepShown) {
         firstStepShown = true;
         hooks.log(`kubernetes: runner Job created to first step: ${Date.parse(st.firstStepAt) - createdAt} ms`);
       }
-      const log = st.log ?? [];
-      const logTotal = st.logTotal ?? log.length;
-      for (let i = Math.max(0, logSeen - (logTotal - log.length)); i < log.length; i++) hooks.onLog({ ...log[i], level: log[i].level as 'info' });
-      if (logTotal - log.length > logSeen) hooks.log(`kubernetes: ${logTotal - log.length - logSeen} log line(s) of the runner were missed (only the last ${log.length} are kept in the TestRun)`);
-      logSeen = logTotal;
-      const events = st.events ?? [];
-      const eventTotal = st.eventTotal ?? events.length;
-      for (let i = Math.max(0, eventSeen - (eventTotal - events.length)); i < events.length; i++) hooks.onEvent(events[i].scenarioRunId, events[i].event as unknown as ScenarioEvent);
-      eventSeen = eventTotal;
+      const log = unseen(st.log, st.logTotal, logSeen);
+      for (const l of log.entries) hooks.onLog({ ...l, level: l.level as 'info' });
+      if (log.missed) hooks.log(`kubernetes: ${log.missed} log line(s) of the runner were missed (only the last ${st.log?.length ?? 0} are kept in the TestRun)`);
+      logSeen = log.total;
+      const events = unseen(st.events, st.eventTotal, eventSeen);
+      for (const e of events.entries) hooks.onEvent(e.scenarioRunId, e.event as unknown as ScenarioEvent);
+      eventSeen = events.total;
+      const scenarios = unseen(st.scenarios, st.scenarioTotal, scenarioSeen);
+      for (const s of scenarios.entries) hooks.onScenarioEnd?.(s.id, s.state, s.durationMs);
+      scenarioSeen = scenarios.total;
       if (st.result) {
         const error = st.result.error as RemoteRunResult['error'];
         return { results: st.result.results as ScenarioResult[], playbooks: st.result.playbooks as PlaybookSummary[] | undefined, ...(error && st.result.state === 'error' && (st.result.results ?? []).length === 0 ? { error } : {}) };
       }
-      const failure = await this.jobFailure(name, st.phase === undefined || st.phase === 'Pending' ? createdAt : undefined);
+      const failure = await this.jobFailure(name, st.phase === undefined ? createdAt : undefined);
       if (failure) return { results: [], error: { name: 'TopasError', code: 'RUNNER_FAILED', message: failure.message, hint: failure.hint } };
-      if (Date.now() - createdAt > overallMs) return { results: [], error: { name: 'TopasError', code: 'TIMEOUT', message: `kubernetes: the runner Job did not finish within ${Math.round(overallMs / 1000)} s` } };
+      if (runningSince !== undefined && Date.now() - runningSince > overallMs) return { results: [], error: { name: 'TopasError', code: 'TIMEOUT', message: `kubernetes: the runner Job did not finish within ${Math.round(overallMs / 1000)} s` } };
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }

@@ -1,7 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { TopasError } from 'topas';
 import { apiMessage, statusOf, type Cluster } from './cluster';
-import { MANAGED_BY, LABELS } from './manifests';
+import { MANAGED_BY, LABELS, labelValue } from './manifests';
 
 /**
  * The TestRun custom resource: one per `topas run --backend kubernetes`. Its
@@ -16,6 +16,11 @@ export const TESTRUN = { group: 'topas.dev', version: 'v1alpha1', plural: 'testr
 export const TESTRUN_API_VERSION = `${TESTRUN.group}/${TESTRUN.version}`;
 export const RUNNER_ACCOUNT = 'topas-runner';
 const FIELD_MANAGER = 'topas';
+
+/** the topas run id of a TestRun, as a label */
+export const TEST_RUN_LABEL = 'topas.dev/test-run';
+/** finished TestRuns kept per app (the newest), as a CronJob keeps its last Jobs */
+export const HISTORY_PER_APP = 20;
 
 export type TestRunPhase = 'Pending' | 'Running' | 'Passed' | 'Failed' | 'Error';
 
@@ -50,6 +55,11 @@ export interface TestRunStatus {
   eventTotal?: number;
   /** steps that ended, per scenario: the live view for `test status` */
   steps?: Array<{ scenario: string; name: string; state: string }>;
+  /** scenarios that ended (windowed like the log, `scenarioTotal` counts all): live metrics on the host */
+  scenarios?: Array<{ id: string; state: string; durationMs: number }>;
+  scenarioTotal?: number;
+  /** phase Pending: the runner waits for the app's queue, held by this TestRun */
+  waitingFor?: string | null;
   /** the verdict, once the run is over */
   result?: { state: string; exitCode: number; results: unknown[]; playbooks?: unknown[]; error?: unknown };
   message?: string;
@@ -101,7 +111,9 @@ export function runnerRbac(namespace: string): k8s.KubernetesObject[] {
       metadata: { name: RUNNER_ACCOUNT, namespace, labels },
       rules: [
         // a scheduled run (CronJob) records a TestRun of its own
-        { apiGroups: [TESTRUN.group], resources: [TESTRUN.plural, `${TESTRUN.plural}/status`], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] },
+        { apiGroups: [TESTRUN.group], resources: [TESTRUN.plural, `${TESTRUN.plural}/status`], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+        // one run of an app at a time (src/run-queue.ts)
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
         // sut.* of scenarios: rollouts (server-side apply of Secrets and Deployments), scale, kill, logs
         { apiGroups: [''], resources: ['pods', 'pods/log', 'services', 'secrets', 'configmaps', 'events'], verbs: all },
         { apiGroups: ['apps'], resources: ['deployments', 'deployments/scale', 'statefulsets', 'statefulsets/scale', 'replicasets'], verbs: all },
@@ -218,6 +230,41 @@ export class TestRuns {
     }
   }
 
+  /** By the topas run id it carries (label topas.dev/test-run), else by name; undefined when neither exists (or no CRD). */
+  async find(id: string): Promise<TestRunObject | undefined> {
+    try {
+      const byLabel = (await this.list(`${TEST_RUN_LABEL}=${labelValue(id)}`)).find((t) => t.spec?.runId === id);
+      if (byLabel) return byLabel;
+      return await this.get(id);
+    } catch (err) {
+      // 400/422: not a valid object name, so no TestRun of that name
+      if (statusOf(err) === 404 || statusOf(err) === 400 || statusOf(err) === 422) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * A finished run's TestRun stays as history (`topas test status --backend
+   * kubernetes`): no longer owned by the run's parent nor labelled with its
+   * SUT's run, so tearing the SUT down leaves it. The app's oldest finished
+   * ones beyond HISTORY_PER_APP go.
+   */
+  async keepAsHistory(name: string): Promise<void> {
+    await this.api.patchNamespacedCustomObject(
+      { ...this.base, name, body: { metadata: { ownerReferences: null, labels: { [LABELS.run]: null } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+  }
+
+  async pruneHistory(app: string, keep = HISTORY_PER_APP): Promise<string[]> {
+    const ended = (await this.list(`${LABELS.managedBy}=${MANAGED_BY},${LABELS.app}=${labelValue(app)}`))
+      .filter((t) => t.status?.result && !(t.metadata?.ownerReferences ?? []).length)
+      .sort(newestFirst);
+    const gone = ended.slice(keep).map((t) => t.metadata!.name!);
+    for (const name of gone) await this.delete(name);
+    return gone;
+  }
+
   /** TestRuns with this label selector; [] when the CRD is not installed. */
   async names(labelSelector: string): Promise<string[]> {
     try {
@@ -227,4 +274,24 @@ export class TestRuns {
       throw err;
     }
   }
+}
+
+/** Newest first: by creation (seconds), then by the runner's start, then by name. */
+export function newestFirst(a: TestRunObject, b: TestRunObject): number {
+  // custom objects come back as plain JSON: the timestamp is a string
+  const t = (o: TestRunObject) => Date.parse(String(o.metadata?.creationTimestamp ?? '')) || 0;
+  const s = (o: TestRunObject) => Date.parse(o.status?.startedAt ?? '') || 0;
+  return t(b) - t(a) || s(b) - s(a) || String(b.metadata?.name).localeCompare(String(a.metadata?.name));
+}
+
+/**
+ * The entries of a status window (`log`, `events`, `scenarios`) not seen yet:
+ * the window holds the last entries of `total`; `seen` counts those handed on
+ * before. Also says how many fell out of the window unseen.
+ */
+export function unseen<T>(window: T[] | undefined, total: number | undefined, seen: number): { entries: T[]; missed: number; total: number } {
+  const w = window ?? [];
+  const all = total ?? w.length;
+  const firstInWindow = all - w.length;
+  return { entries: w.slice(Math.max(0, seen - firstInWindow)), missed: Math.max(0, firstInWindow - seen), total: all };
 }
