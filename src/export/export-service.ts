@@ -7,7 +7,8 @@ import { resolveLoadPlan, type LoadFlags, type LoadPlan } from '../load/schedule
 import { isPostmanCollectionFile } from '../postman/collection-load-script';
 import { postmanToLua } from '../import/postman-import';
 import { parseLua } from './lua-ast';
-import { buildFlowModel, type Expr, type FlowModel, type Stmt } from './model';
+import { buildFlowModel } from './flow-builder';
+import type { Expr, FlowModel, Stmt } from './model';
 import { toK6 } from './k6';
 import { toLocust } from './locust';
 import { toArtillery } from './artillery';
