@@ -3,7 +3,7 @@ import path from 'node:path';
 import { TopasError, type Problem } from '../errors';
 import type { Io } from '../io';
 import { BUILTIN_METRICS } from '../load/metrics';
-import { resolveLoadPlan, type LoadFlags, type LoadPlan } from '../load/schedule';
+import { resolveLoadPlan, type LoadFlags, type LoadPlan } from '../load/load-plan';
 import { isPostmanCollectionFile } from '../postman/collection-load-script';
 import { postmanToLua } from '../import/postman-import';
 import { parseLua } from './lua-ast';
