@@ -1,6 +1,6 @@
 import path from 'node:path';
 import YAML from 'yaml';
-import type { LoadPlan } from '../load/schedule';
+import type { LoadPlan } from '../load/load-plan';
 import type { ThresholdDef } from '../load/thresholds';
 import { js, jsPairs, type JsStyle } from './js-expr';
 import type { Expr, RequestStmt, Stmt } from './model';

@@ -1,4 +1,4 @@
-import type { LoadPlan } from '../load/schedule';
+import type { LoadPlan } from '../load/load-plan';
 import { js, jsName, jsPairs, type JsStyle } from './js-expr';
 import type { ExportInput } from './targets';
 import type { Expr, RequestStmt, Stmt } from './model';

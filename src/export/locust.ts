@@ -1,4 +1,4 @@
-import type { LoadPlan } from '../load/schedule';
+import type { LoadPlan } from '../load/load-plan';
 import type { ThresholdDef } from '../load/thresholds';
 import type { Expr, RequestStmt, Stmt } from './model';
 import type { ExportInput, ExportResult } from './targets';

@@ -1,4 +1,4 @@
-import type { LoadPlan } from '../load/schedule';
+import type { LoadPlan } from '../load/load-plan';
 import type { FlowModel } from './model';
 
 export const EXPORT_TARGETS = ['k6', 'locust', 'artillery'] as const;

@@ -5,7 +5,7 @@ import type { AppSpec } from '../spec/app-spec';
 import { RunRecordStore } from '../run/run-record';
 import { formatDurationMs } from '../util/duration';
 import { figuresFromBaselineJson, type Figures } from './baseline';
-import type { LoadPlan } from './schedule';
+import type { LoadPlan } from './load-plan';
 
 // What `topas load` reads and checks before it starts (baseline, script file), and how it words its plan.
 

@@ -216,3 +216,18 @@ async function getJson<T>(kc: k8s.KubeConfig, urlPath: string): Promise<T> {
     req.on('error', reject);
   });
 }
+
+/**
+ * scripts/build-runner-image.sh (cached by its inputs' hash): returns this
+ * build's own tag, topas-runner:<version>-<hash>. Tests pass it on as
+ * TOPAS_RUNNER_IMAGE, because topas-runner:<version> is one name for every
+ * checkout on the machine and another checkout's tests may move it mid-run.
+ */
+export function buildRunnerImage(): string {
+  const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000 });
+  if (img.status !== 0) throw new Error(`runner image: ${img.stderr}`);
+  process.stdout.write(`# ${img.stderr.trim().split('\n').pop()}\n`);
+  const tag = img.stdout.trim().split('\n').pop() ?? '';
+  if (!tag.startsWith('topas-runner:') && !process.env.TOPAS_RUNNER_IMAGE) throw new Error(`runner image: no tag on stdout (${img.stdout})`);
+  return tag;
+}

@@ -1,13 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { NodeAgent } from '../../plugins/kubernetes/test-support/node-agent';
 import { REPO_ROOT } from '../helpers/cli';
-import { agentLeftovers, kubeSkipReason, startAgent, startControlPlane, until, type ControlPlane } from '../helpers/kube';
+import { agentLeftovers, buildRunnerImage, kubeSkipReason, startAgent, startControlPlane, until, type ControlPlane } from '../helpers/kube';
 
 // Cluster mode end to end: `topas run --backend kubernetes` stands the
 // quickstart up on a real control plane (pods run by the tests' node agent),
@@ -57,9 +57,7 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
   const runRecord = (runId: string) => JSON.parse(fs.readFileSync(path.join(work, '.topas', 'runs', runId, 'run.json'), 'utf8')) as { state: string; exitCode: number };
 
   before(async () => {
-    const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000 });
-    if (img.status !== 0) throw new Error(`runner image: ${img.stderr}`);
-    process.stdout.write(`# ${img.stderr.trim().split('\n').pop()}\n`);
+    const runnerImage = buildRunnerImage();
     cp = startControlPlane();
     process.stdout.write(`# control plane up in ${(cp.startMs / 1000).toFixed(1)} s\n`);
     agent = await startAgent(cp.kc);
@@ -76,7 +74,7 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
     const dataDir = path.join(work, 'data');
     fs.mkdirSync(dataDir);
     fs.writeFileSync(path.join(dataDir, 'package.json'), JSON.stringify({ private: true, oclif: { schema: 1, plugins: [{ type: 'link', name: 'topas-plugin-kubernetes', root: path.join(REPO_ROOT, 'plugins', 'kubernetes') }] } }));
-    env = { ...process.env, TOPAS_DATA_DIR: dataDir, TMPDIR: work, NO_COLOR: '1' };
+    env = { ...process.env, TOPAS_DATA_DIR: dataDir, TMPDIR: work, NO_COLOR: '1', TOPAS_RUNNER_IMAGE: runnerImage };
     delete env.KUBECONFIG;
   });
 

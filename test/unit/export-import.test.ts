@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { postmanToLua } from '../../src/import/postman-import';
 import { writeLuaScenario } from '../../src/import/lua-writer';
 import { parseLua } from '../../src/export/lua-ast';
-import { buildFlowModel } from '../../src/export/model';
+import { buildFlowModel } from '../../src/export/flow-builder';
 
 describe('import: the Lua writer', () => {
   test('a value set from a response by a Postman test becomes a local used by later requests', () => {

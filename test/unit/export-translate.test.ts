@@ -8,7 +8,7 @@ import YAML from 'yaml';
 import { captureIo, REPO_ROOT } from '../helpers/cli';
 import { runExport, type ExportOptions } from '../../src/export/export-service';
 import { parseLua } from '../../src/export/lua-ast';
-import { buildFlowModel } from '../../src/export/model';
+import { buildFlowModel } from '../../src/export/flow-builder';
 import { TopasError } from '../../src/errors';
 
 const FIX = path.join(REPO_ROOT, 'fixtures', 'export');

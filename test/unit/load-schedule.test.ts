@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TopasError } from '../../src/errors';
-import { ArrivalDispatcher, ArrivalSchedule, DEFAULT_MAX_VUS_PER_CORE, parseRate, resolveLoadPlan, splitCount } from '../../src/load/schedule';
+import { ArrivalDispatcher, ArrivalSchedule, splitCount } from '../../src/load/schedule';
+import { DEFAULT_MAX_VUS_PER_CORE, parseRate, resolveLoadPlan } from '../../src/load/load-plan';
 
 function countBefore(s: ArrivalSchedule, tMs: number): number {
   let n = 0;
