@@ -119,6 +119,12 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
     const first = /runner Job created to first step: (\d+) ms/.exec(r.stderr);
     process.stdout.write(`# quickstart on the cluster: stand-up (topas up part of the run) ${up?.[1] ?? '?'}; runner Job created to first step ${first ? `${(Number(first[1]) / 1000).toFixed(1)} s` : '?'}; whole run ${(r.ms / 1000).toFixed(1)} s\n`);
     await assertNothingLeft(report.runId);
+    // its TestRun stays as history, no longer owned by the run nor labelled with its SUT
+    const { connect } = await import('../../plugins/kubernetes/src/cluster');
+    const { TestRuns } = await import('../../plugins/kubernetes/src/testrun');
+    const kept = await new TestRuns(connect({ kubeconfig: cp.kubeconfig, namespace: ns })).find(report.runId);
+    assert.equal(kept?.status?.phase, 'Passed');
+    assert.deepEqual(kept?.metadata?.ownerReferences ?? [], []);
   });
 
   test('a failing scenario: exit code 1 and a JUnit report with the failure', async () => {
@@ -200,7 +206,8 @@ describe('topas run --backend kubernetes: scenarios in a runner Job, reported th
     const { connect } = await import('../../plugins/kubernetes/src/cluster');
     const { TestRuns } = await import('../../plugins/kubernetes/src/testrun');
     const cluster = connect({ kubeconfig: cp.kubeconfig, namespace: ns });
-    assert.deepEqual(await new TestRuns(cluster).names('app.kubernetes.io/managed-by=topas'), []);
+    // an interrupted run keeps no TestRun (those of the runs before it stay as history)
+    assert.deepEqual(await new TestRuns(cluster).names(`topas.dev/test-run=${runs[0]}`), []);
     assert.deepEqual((await cluster.batch.listNamespacedJob({ namespace: ns })).items.map((j) => j.metadata?.name), []);
     process.stdout.write(`# interrupted run: ${((Date.now() - t0) / 1000).toFixed(1)} s from start to everything gone\n`);
   });

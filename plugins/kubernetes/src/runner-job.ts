@@ -222,6 +222,12 @@ export class KubeRemoteRunner implements RemoteRunner {
     if (waiting && /ErrImage|ImagePull|InvalidImageName/.test(waiting.reason ?? '')) {
       return { message: `kubernetes: the runner image cannot start: ${waiting.reason}${waiting.message ? ` (${waiting.message})` : ''}`, hint: 'build it with scripts/build-runner-image.sh, or set TOPAS_RUNNER_IMAGE' };
     }
+    if (!pod && startedWaitingAt === undefined) {
+      // the runner's pod is gone (deleted, evicted, its node lost) and the Job gave up: no result will come
+      const job = await cluster.batch.readNamespacedJob({ name, namespace: ns }).catch(() => undefined);
+      const failed = job?.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
+      if (failed) return { message: `kubernetes: the runner Job failed without a result (${failed.reason ?? 'Failed'}${failed.message ? `: ${failed.message}` : ''})` };
+    }
     const ended = pod?.status?.phase === 'Failed' || pod?.status?.phase === 'Succeeded';
     if (ended) {
       // the last status write may trail the exit: read the TestRun once more before calling it a crash
