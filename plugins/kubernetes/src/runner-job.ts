@@ -124,7 +124,8 @@ export class KubeRemoteRunner implements RemoteRunner {
       // a run that ended keeps its TestRun as history (`topas test status --backend kubernetes`); an interrupted one goes
       made.push(async () => {
         const tr = await testRuns.get(name).catch(() => undefined);
-        if (!tr?.status?.result) return testRuns.delete(name);
+        // interrupted: the runner may still write a result on its way out; the run is not one to keep
+        if (!tr?.status?.result || hooks.signal.aborted) return testRuns.delete(name);
         await testRuns.keepAsHistory(name);
         await testRuns.pruneHistory(this.ctx.app);
       });
