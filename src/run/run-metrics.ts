@@ -44,7 +44,15 @@ export class RunMetrics {
  * comes back: all `total` are queued at first; a scenario starts when its
  * first event arrives (or when it ends, if none did) and ends once.
  */
-export function remoteMetrics(metrics: RunMetrics, total: number): { seen(id: string): void; ended(id: string, state: RunState, durationMs: number): void; close(): void } {
+export interface RemoteMetrics {
+  seen(id: string): void;
+  /** `fn`, telling seen() first: for a hook whose first argument is the scenario's id */
+  tap<A extends unknown[]>(fn: (id: string, ...rest: A) => void): (id: string, ...rest: A) => void;
+  ended(id: string, state: RunState, durationMs: number): void;
+  close(): void;
+}
+
+export function remoteMetrics(metrics: RunMetrics, total: number): RemoteMetrics {
   metrics.queued(total);
   const started = new Set<string>();
   const ended = new Set<string>();
@@ -55,6 +63,10 @@ export function remoteMetrics(metrics: RunMetrics, total: number): { seen(id: st
   };
   return {
     seen,
+    tap: (fn) => (id, ...rest) => {
+      seen(id);
+      fn(id, ...rest);
+    },
     ended(id, state, durationMs) {
       if (ended.has(id)) return;
       seen(id);

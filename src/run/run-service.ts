@@ -195,10 +195,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         signal: session.interrupts.signal,
         log,
         onLog,
-        onEvent: (id, ev) => {
-          live.seen(id);
-          onEvent(id, ev);
-        },
+        onEvent: live.tap(onEvent),
         onScenarioEnd: (id, state, durationMs) => live.ended(id, state as RunState, durationMs),
         // the backend's own queue (one run of an app at a time): the record says Pending while the run waits
         onPhase: (phase) => session.writeRecord({ state: phase }),
