@@ -270,6 +270,28 @@ describe('cluster mode: test schedule/logs/status, the queue per app, metrics', 
       await testRuns.delete(ghost);
     }
   });
+
+  test('the holder\'s runner pod killed: the waiting run gets its turn, and the killed run\'s CLI says the runner failed (exit 3) instead of waiting', async () => {
+    const a = start('run', 'hold.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', '--env', 'HOLD=300s');
+    const holder = await until('the first run holds the queue', async () => (await testRunsOfApp()).find((t) => t.status?.phase === 'Running' && !t.status.result), 300_000);
+    const b = start('run', 'ticks.lua', '--app', 'topas.yaml', '--backend', 'kubernetes');
+    const waiting = await until('the second run waits', async () => (await testRunsOfApp()).find((t) => t.status?.phase === 'Pending' && t.status.waitingFor === holder.metadata!.name), 300_000);
+    const pod = (await kube.core.listNamespacedPod({ namespace: ns, labelSelector: `job-name=${holder.metadata!.name}` })).items[0];
+    assert.ok(pod, 'the holder has a runner pod');
+    const tKill = Date.now();
+    await kube.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: ns, gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0 } });
+    const started = await until('the second run got its turn', async () => {
+      const t = (await testRunsOfApp()).find((x) => x.metadata!.name === waiting.metadata!.name);
+      return t?.status?.startedAt ? Date.parse(t.status.startedAt) : undefined;
+    }, 120_000);
+    const codeA = await a.closed;
+    const failedAfterMs = Date.now() - tKill;
+    assert.equal(codeA, 3, a.stderr);
+    assert.match(a.stderr, /runner/i);
+    assert.equal(await b.closed, 0, b.stderr);
+    assert.ok(started - tKill < 30_000, `the waiting run started ${started - tKill} ms after the holder's pod was killed`);
+    process.stdout.write(`# queue: holder's runner pod killed to the waiter's start ${started - tKill} ms; the killed run's CLI ended (exit 3) ${failedAfterMs} ms after the kill\n`);
+  });
 });
 
 function sleep(ms: number): Promise<void> {
