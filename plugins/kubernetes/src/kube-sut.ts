@@ -1,6 +1,8 @@
 import * as k8s from '@kubernetes/client-node';
-import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
-import { KubeRemoteRunner } from './runner-job';
+import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ShapeController, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
+import { KubeRemoteRunner, runnerImage } from './runner-job';
+import { KubeShaping, newShapeToken } from './kube-shaping';
+import { shapeProxyObjects, shapeTokenSecret, shapeTokenSecretName, tokenOf, type ShapeRenderOptions } from './shape-proxies';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
   ANNOTATIONS,
@@ -13,7 +15,7 @@ import {
   parentName,
   serviceHost,
   serviceObjects,
-  type RenderOptions,
+  shapeProxyComponent,
 } from './manifests';
 import { eventProblems } from './events';
 import { deleteRun } from './delete-run';
@@ -28,6 +30,13 @@ export interface KubeSutData {
   parent: string;
   /** per service: what applyService/scale changed since the spec */
   overrides: Record<string, { image?: string; version?: string; replicas?: number; env?: Record<string, string>; stoppedFrom?: number }>;
+  /** every service and database has a shaping proxy (shape-proxies.ts); absent in runs made before there were any */
+  shaping?: boolean;
+}
+
+/** `TOPAS_KUBE_SHAPING=off`: no shaping proxies (no runner image needed for `topas up`; `shape.*` then fails). */
+export function shapingWanted(env: NodeJS.ProcessEnv): boolean {
+  return env.TOPAS_KUBE_SHAPING !== 'off';
 }
 
 export const NO_HOST_TRAFFIC =
@@ -45,7 +54,11 @@ export class KubeSut implements Sut {
   private disposed = false;
   private parentUid?: string;
   private readonly overrides: KubeSutData['overrides'];
-  private readonly render: RenderOptions;
+  private readonly render: ShapeRenderOptions;
+  /** in the runner: the proxies' controller (`require("shape")`), once the run's token is known */
+  private kubeShaping?: KubeShaping;
+  /** `require("shape")` of scenarios: only in the runner of a run that has shaping proxies */
+  shaping?: () => ShapeController;
   /** in the runner Job: Services are reached by their DNS names */
   private readonly inCluster: boolean;
   /** outside the cluster: scenarios go to a runner Job (`topas run`) */
@@ -62,7 +75,8 @@ export class KubeSut implements Sut {
     this.kept = data !== undefined;
     this.overrides = data?.overrides ?? {};
     const env = ctx.processEnv;
-    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: env.TOPAS_POSTGRES_IMAGE || undefined };
+    const shaping = data ? data.shaping === true : shapingWanted(env);
+    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: env.TOPAS_POSTGRES_IMAGE || undefined, shaping, proxyImage: runnerImage(env) };
     this.inCluster = isInClusterRunner(env);
     if (!this.inCluster) {
       this.remoteRunner = new KubeRemoteRunner({
@@ -94,12 +108,31 @@ export class KubeSut implements Sut {
     const cm = parentConfigMap(this.spec, this.render, selfOwner(), this.startedAt);
     const made = await this.apply(cm);
     this.parentUid = made.metadata?.uid;
+    if (this.render.shaping) {
+      const token = newShapeToken();
+      await this.apply(shapeTokenSecret(this.spec.name, this.render, token));
+      this.useShaping(token);
+    }
+  }
+
+  /** In the runner: `require("shape")` reaches the proxy pods with the run's token. */
+  private useShaping(token: string): void {
+    if (!this.inCluster) return;
+    const ks = new KubeShaping(this.spec, this.render, token);
+    this.kubeShaping = ks;
+    this.shaping = () => ks.controller;
   }
 
   async adopt(): Promise<boolean> {
     try {
       const cm = await this.cluster.core.readNamespacedConfigMap({ name: parentName(this.spec.name, this.runId), namespace: this.ns });
       this.parentUid = cm.metadata?.uid;
+      if (this.render.shaping && this.inCluster && !this.ctx.readOnly) {
+        const secret = await this.cluster.core.readNamespacedSecret({ name: shapeTokenSecretName(this.spec.name, this.runId), namespace: this.ns });
+        const token = tokenOf(secret);
+        if (!token) throw new TopasError('SUT_NOT_UP', `kubernetes: the shaping token of run ${this.runId} is missing (Secret ${secret.metadata?.name})`);
+        this.useShaping(token);
+      }
       return true;
     } catch (err) {
       if (statusOf(err) === 404) return false;
@@ -117,8 +150,25 @@ export class KubeSut implements Sut {
     }
   }
 
-  /** Starts one service or database (its dependencies are up): applies its objects and waits until it is ready. */
+  /**
+   * Starts one service or database (its dependencies are up): applies its
+   * objects and waits until it is ready; with shaping, its proxy starts
+   * alongside and is ready too before any dependent starts.
+   */
   async startComponent(component: string, signal?: AbortSignal): Promise<void> {
+    const proxy = this.render.shaping ? shapeProxyObjects(this.spec, component, this.render) : undefined;
+    if (proxy) {
+      await this.apply(proxy.service);
+      await this.apply(proxy.deployment);
+    }
+    await this.startOwn(component, signal);
+    if (proxy) {
+      const own = this.spec.databases.find((d) => d.name === component)?.ready.timeoutMs ?? this.spec.services.find((s) => s.name === component)?.ready.timeoutMs ?? 60_000;
+      await this.waitReady(shapeProxyComponent(component), Math.max(own, 60_000), signal);
+    }
+  }
+
+  private async startOwn(component: string, signal?: AbortSignal): Promise<void> {
     const db = this.spec.databases.find((d) => d.name === component);
     if (db) {
       const o = databaseObjects(this.spec, db, this.render);
@@ -284,12 +334,14 @@ export class KubeSut implements Sut {
   endpointMap(): EndpointMap {
     if (!this.inCluster) return this.endpoint('') as never;
     const map: EndpointMap = {};
+    // a shaped component is reached through its proxy's Service (kube-shaping.ts); the map changes with each shape
+    const hostOf = (name: string) => this.kubeShaping?.host(name) ?? serviceHost(this.spec.name, name, this.runId, this.ns);
     for (const s of this.spec.services) {
-      const host = serviceHost(this.spec.name, s.name, this.runId, this.ns);
+      const host = hostOf(s.name);
       map[s.name] = serviceEntry([host], Object.keys(s.ports), (h) => `${s.tls ? 'https' : 'http'}://${h}:${s.port}`, (h, p) => `${h}:${s.ports[p]}`);
     }
     for (const db of this.spec.databases) {
-      map[db.name] = databaseEntry({ ...db.credentials, host: serviceHost(this.spec.name, db.name, this.runId, this.ns), port: db.port });
+      map[db.name] = databaseEntry({ ...db.credentials, host: hostOf(db.name), port: db.port });
     }
     return map;
   }
@@ -407,13 +459,19 @@ export class KubeSut implements Sut {
   }
 
   state(): SutState {
-    const data: KubeSutData = { cluster: this.cluster.options, parent: parentName(this.spec.name, this.runId), overrides: this.overrides };
+    const data: KubeSutData = { cluster: this.cluster.options, parent: parentName(this.spec.name, this.runId), overrides: this.overrides, shaping: this.render.shaping === true };
     return { backend: 'kubernetes', runId: this.runId, app: this.spec.name, specFile: this.spec.file, startedAt: this.startedAt, data };
   }
 
   /** Lets the run live on (`topas up`): marks its parent kept, so sweeps leave it to `topas down` of this app. */
   async detach(): Promise<void> {
     if (this.disposed || this.ctx.readOnly) return;
+    // the runner's shapes end with its run; the proxies stay with the SUT
+    const reset = await this.kubeShaping?.resetShaped().catch((err: Error) => {
+      this.ctx.log(`kubernetes: shapes not reset: ${err.message}`);
+      return [];
+    });
+    if (reset?.length) this.ctx.log(`kubernetes: shapes of ${reset.join(', ')} reset at the end of the run`);
     // the runner Job attaches to a run the CLI owns: it neither keeps nor removes it
     if (!this.kept && !this.inCluster) {
       await this.cluster.core.patchNamespacedConfigMap(
