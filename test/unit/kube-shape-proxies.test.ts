@@ -6,6 +6,7 @@ import { parseAppSpec } from '../../src/spec/load-app-spec';
 import { LABELS, resolveForCluster, serviceObjects } from '../../plugins/kubernetes/src/manifests';
 import { SHAPE_CONTROL_PORT, controlAddress, controlPortFor, proxyHostConfig, shapeProxyObjects, shapeTokenSecret, tokenOf } from '../../plugins/kubernetes/src/shape-proxies';
 import { parseFixedConfig } from '../../src/shape/proxy-host-fixed';
+import { KubernetesBackend } from '../../plugins/kubernetes/src/kube-backend';
 
 const QUICKSTART = path.resolve(__dirname, '..', '..', '..', 'fixtures', 'quickstart', 'topas.yaml');
 const spec = parseAppSpec(fs.readFileSync(QUICKSTART, 'utf8'), QUICKSTART);
@@ -84,5 +85,11 @@ describe('kubernetes shaping proxies (manifests)', () => {
     assert.throws(() => parseFixedConfig('{'), /is not JSON/);
     assert.throws(() => parseFixedConfig(JSON.stringify({ control: { host: '0.0.0.0', port: 1 }, proxies: [{ key: 'a', service: 'a', mode: 'udp', listen: { host: 'x', port: 1 }, targets: [] }] })), /proxies\[0\]\.mode/);
     assert.throws(() => parseFixedConfig(JSON.stringify({ control: { host: '0.0.0.0', port: 70000 }, proxies: [] })), /control: expected \{host, port\}/);
+  });
+
+  test('a component named like another one\'s proxy is refused before anything starts', () => {
+    const clash = parseAppSpec(['name: x', 'services:', '  - { name: api, image: a, port: 8080 }', '  - { name: api-shape, image: b, port: 8081 }', ''].join('\n'), '/tmp/x.yaml');
+    assert.deepEqual(new KubernetesBackend().validate(clash), [{ path: 'services[1].name', message: '"api-shape" takes the object names of the shaping proxy of "api" on kubernetes (api-shape); rename it' }]);
+    assert.deepEqual(new KubernetesBackend().validate(spec), []);
   });
 });
