@@ -4,9 +4,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseAppSpec } from '../../src/spec/load-app-spec';
 import { LABELS, resolveForCluster, serviceObjects } from '../../plugins/kubernetes/src/manifests';
-import { SHAPE_CONTROL_PORT, controlAddress, controlPortFor, proxyHostConfig, shapeProxyObjects, shapeTokenSecret, tokenOf } from '../../plugins/kubernetes/src/shape-proxies';
+import { SHAPE_CONTROL_PORT, controlAddress, controlPortFor, proxyHostConfig, proxyNotReady, shapeProxyObjects, shapeTokenSecret, tokenOf } from '../../plugins/kubernetes/src/shape-proxies';
 import { parseFixedConfig } from '../../src/shape/proxy-host-fixed';
 import { KubernetesBackend } from '../../plugins/kubernetes/src/kube-backend';
+import { TopasError } from '../../src/errors';
 
 const QUICKSTART = path.resolve(__dirname, '..', '..', '..', 'fixtures', 'quickstart', 'topas.yaml');
 const spec = parseAppSpec(fs.readFileSync(QUICKSTART, 'utf8'), QUICKSTART);
@@ -91,5 +92,14 @@ describe('kubernetes shaping proxies (manifests)', () => {
     const clash = parseAppSpec(['name: x', 'services:', '  - { name: api, image: a, port: 8080 }', '  - { name: api-shape, image: b, port: 8081 }', ''].join('\n'), '/tmp/x.yaml');
     assert.deepEqual(new KubernetesBackend().validate(clash), [{ path: 'services[1].name', message: '"api-shape" takes the object names of the shaping proxy of "api" on kubernetes (api-shape); rename it' }]);
     assert.deepEqual(new KubernetesBackend().validate(spec), []);
+  });
+
+  test('a proxy that does not get ready says whose it is and that it runs the runner image', () => {
+    const err = proxyNotReady(new TopasError('READINESS_TIMEOUT', 'kubernetes: api-shape was not ready within 60s', { problems: [{ path: 'p', message: 'waiting: ErrImageNeverPull' }] }), 'api', 'topas-runner:x') as TopasError;
+    assert.equal(err.message, 'kubernetes: api-shape was not ready within 60s (the shaping proxy of api)');
+    assert.deepEqual(err.problems, [{ path: 'p', message: 'waiting: ErrImageNeverPull' }]);
+    assert.match(err.hint!, /runner image topas-runner:x .*TOPAS_KUBE_SHAPING=off/);
+    const other = new Error('boom');
+    assert.equal(proxyNotReady(other, 'api', 'x'), other);
   });
 });

@@ -2,7 +2,7 @@ import * as k8s from '@kubernetes/client-node';
 import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ShapeController, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
 import { KubeRemoteRunner, runnerImage } from './runner-job';
 import { KubeShaping, newShapeToken } from './kube-shaping';
-import { shapeProxyObjects, shapeTokenSecret, shapeTokenSecretName, tokenOf, type ShapeRenderOptions } from './shape-proxies';
+import { proxyNotReady, shapeProxyObjects, shapeTokenSecret, shapeTokenSecretName, tokenOf, type ShapeRenderOptions } from './shape-proxies';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
   ANNOTATIONS,
@@ -164,7 +164,9 @@ export class KubeSut implements Sut {
     await this.startOwn(component, signal);
     if (proxy) {
       const own = this.spec.databases.find((d) => d.name === component)?.ready.timeoutMs ?? this.spec.services.find((s) => s.name === component)?.ready.timeoutMs ?? 60_000;
-      await this.waitReady(shapeProxyComponent(component), Math.max(own, 60_000), signal);
+      await this.waitReady(shapeProxyComponent(component), Math.max(own, 60_000), signal).catch((err: unknown) => {
+        throw proxyNotReady(err, component, this.render.proxyImage);
+      });
     }
   }
 

@@ -1,5 +1,5 @@
 import type * as k8s from '@kubernetes/client-node';
-import { PROXY_HOST_CONFIG_ENV, PROXY_HOST_TOKEN_ENV, type AppSpec, type FixedProxyHostConfig, type FixedProxySpec, type ProxyMode } from 'topas';
+import { PROXY_HOST_CONFIG_ENV, TopasError, PROXY_HOST_TOKEN_ENV, type AppSpec, type FixedProxyHostConfig, type FixedProxySpec, type ProxyMode } from 'topas';
 import { LABELS, componentLabels, labelValue, objectName, parentName, podSelector, portName, runLabels, serviceHost, shapeProxyComponent, type RenderOptions } from './manifests';
 
 /**
@@ -137,4 +137,13 @@ export function shapeProxyObjects(spec: AppSpec, component: string, opts: ShapeR
       },
     },
   };
+}
+
+/** A proxy that did not get ready: the same error, saying whose proxy it is and what it needs. */
+export function proxyNotReady(err: unknown, component: string, image: string): unknown {
+  if (!(err instanceof TopasError) || err.code !== 'READINESS_TIMEOUT') return err;
+  return new TopasError('READINESS_TIMEOUT', `${err.message} (the shaping proxy of ${component})`, {
+    problems: err.problems,
+    hint: `the proxy runs the runner image ${image} (scripts/build-runner-image.sh, or TOPAS_RUNNER_IMAGE); TOPAS_KUBE_SHAPING=off stands the app up without shaping proxies`,
+  });
 }
