@@ -32,6 +32,7 @@ describe('shaping on the kubernetes backend: proxy Deployments, shape.* from the
   let kube: KubeTestCluster;
   let ws: KubeCliWorkspace;
   const ns = `ks-${process.pid}`;
+  let upWithProxiesS = NaN;
   const cluster = () => ['--kubeconfig', kube.cp.kubeconfig, '--namespace', ns];
 
   /** Nothing with the run's label, and no container of the agent's, remains. */
@@ -73,6 +74,7 @@ describe('shaping on the kubernetes backend: proxy Deployments, shape.* from the
   test('topas up: a proxy per component, owned by the run; runs attach and shape it; a shape left by a run is reset at its end; down removes the proxies', async () => {
     const up = await ws.topas('up', '--app', 'topas.yaml', '--backend', 'kubernetes', ...cluster(), '--json');
     assert.equal(up.code, 0, `${up.stderr}\n${up.stdout}`);
+    upWithProxiesS = up.ms / 1000;
     const runId = (JSON.parse(up.stdout) as { runId: string }).runId;
     const deps = (await kube.apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` })).items;
     assert.deepEqual(deps.map((d) => d.metadata!.labels!['topas.dev/component']).sort(), ['api', 'api-shape', 'web', 'web-shape']);
@@ -94,5 +96,27 @@ describe('shaping on the kubernetes backend: proxy Deployments, shape.* from the
     const down = await ws.topas('down', '--app', 'topas.yaml', '--backend', 'kubernetes', ...cluster());
     assert.equal(down.code, 0, down.stderr);
     await assertNothingLeft(runId);
+  });
+
+  test('TOPAS_KUBE_SHAPING=off: no proxies, references name the components themselves, shape.* says why it cannot shape', async (t) => {
+    ws.env.TOPAS_KUBE_SHAPING = 'off';
+    try {
+      const up = await ws.topas('up', '--app', 'topas.yaml', '--backend', 'kubernetes', ...cluster(), '--json');
+      assert.equal(up.code, 0, `${up.stderr}\n${up.stdout}`);
+      t.diagnostic(`topas up of api + web without shaping proxies: ${(up.ms / 1000).toFixed(1)} s (with them: ${upWithProxiesS.toFixed(1)} s in the test above)`);
+      const runId = (JSON.parse(up.stdout) as { runId: string }).runId;
+      const deps = (await kube.apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` })).items;
+      assert.deepEqual(deps.map((d) => d.metadata!.labels!['topas.dev/component']).sort(), ['api', 'web']);
+      const webEnv = (await kube.core.listNamespacedSecret({ namespace: ns, labelSelector: `topas.dev/run=${runId},topas.dev/component=web` })).items[0];
+      assert.match(Buffer.from(webEnv.data!.UPSTREAM_URL, 'base64').toString(), new RegExp(`^http://kshape-api-[0-9a-f]{6}\\.${ns}\\.svc`));
+      const r = await ws.topas('run', 'leave-shaped.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', ...cluster());
+      assert.equal(r.code, 1, `${r.stderr}\n${r.stdout}`);
+      assert.match(r.stdout + r.stderr, /has no shaping proxies \(it was stood up with TOPAS_KUBE_SHAPING=off/);
+      const down = await ws.topas('down', '--app', 'topas.yaml', '--backend', 'kubernetes', ...cluster());
+      assert.equal(down.code, 0, down.stderr);
+      await assertNothingLeft(runId);
+    } finally {
+      delete ws.env.TOPAS_KUBE_SHAPING;
+    }
   });
 });

@@ -1,5 +1,5 @@
 import * as crypto from 'node:crypto';
-import { ProxyHostClient, ShapeController, isUnshaped, type AppSpec, type ProxyMode, type ProxyTarget, type ShapeState, type ShapeTarget, type ShapingProxyStats } from 'topas';
+import { ProxyHostClient, ShapeController, TopasError, isUnshaped, type AppSpec, type ProxyMode, type ProxyTarget, type ShapeState, type ShapeTarget, type ShapingProxyStats } from 'topas';
 import { controlAddress, proxiedPorts } from './shape-proxies';
 import { serviceHost, shapeProxyComponent, type RenderOptions } from './manifests';
 
@@ -81,5 +81,14 @@ export class KubeShaping {
     const shaped = [...this.targets].filter(([, t]) => t.shaped());
     await Promise.all(shaped.map(([, t]) => t.setShape({})));
     return shaped.map(([name]) => name);
+  }
+}
+
+/** The runner's `require("shape")` on a SUT stood up without proxies: every call says why it cannot shape. */
+export class NoShapingProxies extends ShapeController {
+  override apply(): never {
+    throw new TopasError('SCENARIO_FAILED', 'shape: this SUT on kubernetes has no shaping proxies (it was stood up with TOPAS_KUBE_SHAPING=off, or before topas made them)', {
+      hint: 'stand it up again without TOPAS_KUBE_SHAPING=off (`topas down`, then `topas up` or `topas run`)',
+    });
   }
 }

@@ -1,7 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ShapeController, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
 import { KubeRemoteRunner, runnerImage } from './runner-job';
-import { KubeShaping, newShapeToken } from './kube-shaping';
+import { KubeShaping, NoShapingProxies, newShapeToken } from './kube-shaping';
 import { proxyNotReady, shapeProxyObjects, shapeTokenSecret, shapeTokenSecretName, tokenOf, type ShapeRenderOptions } from './shape-proxies';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
@@ -78,6 +78,10 @@ export class KubeSut implements Sut {
     const shaping = data ? data.shaping === true : shapingWanted(env);
     this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: env.TOPAS_POSTGRES_IMAGE || undefined, shaping, proxyImage: runnerImage(env) };
     this.inCluster = isInClusterRunner(env);
+    if (this.inCluster && !shaping) {
+      const none = new NoShapingProxies();
+      this.shaping = () => none;
+    }
     if (!this.inCluster) {
       this.remoteRunner = new KubeRemoteRunner({
         cluster,
