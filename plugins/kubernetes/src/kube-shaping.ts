@@ -1,7 +1,26 @@
 import * as crypto from 'node:crypto';
 import { ProxyHostClient, ShapeController, TopasError, isUnshaped, type AppSpec, type ProxyMode, type ProxyTarget, type ShapeState, type ShapeTarget, type ShapingProxyStats } from 'topas';
-import { controlAddress, proxiedPorts } from './shape-proxies';
+import { controlAddress, proxiedPorts, shapeTokenSecretName, tokenOf } from './shape-proxies';
+import { statusOf, type Cluster } from './cluster';
 import { serviceHost, shapeProxyComponent, type RenderOptions } from './manifests';
+
+/** `TOPAS_KUBE_SHAPING=off`: no shaping proxies (no runner image needed for `topas up`; `shape.*` then fails, saying so). */
+export function shapingWanted(env: NodeJS.ProcessEnv): boolean {
+  return env.TOPAS_KUBE_SHAPING !== 'off';
+}
+
+/** The run's control token, from its Secret (the runner attaching to a SUT the CLI stood up). */
+export async function readShapeToken(cluster: Cluster, app: string, runId: string): Promise<string> {
+  const name = shapeTokenSecretName(app, runId);
+  const missing = () => new TopasError('SUT_NOT_UP', `kubernetes: the shaping token of run ${runId} is missing (Secret ${name})`, { hint: 'stand the app up again (`topas down`, then `topas up`)' });
+  const secret = await cluster.core.readNamespacedSecret({ name, namespace: cluster.namespace }).catch((err: unknown) => {
+    // not the run's absence (adopt's 404): the run is there, its token is not
+    throw statusOf(err) === 404 ? missing() : err;
+  });
+  const token = tokenOf(secret);
+  if (!token) throw missing();
+  return token;
+}
 
 /** A fresh token for a run's proxies' control API. */
 export function newShapeToken(): string {

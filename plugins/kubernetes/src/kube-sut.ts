@@ -1,8 +1,8 @@
 import * as k8s from '@kubernetes/client-node';
 import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ShapeController, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
 import { KubeRemoteRunner, runnerImage } from './runner-job';
-import { KubeShaping, NoShapingProxies, newShapeToken } from './kube-shaping';
-import { proxyNotReady, shapeProxyObjects, shapeTokenSecret, shapeTokenSecretName, tokenOf, type ShapeRenderOptions } from './shape-proxies';
+import { KubeShaping, NoShapingProxies, newShapeToken, readShapeToken, shapingWanted } from './kube-shaping';
+import { proxyNotReady, shapeProxyObjects, shapeTokenSecret, type ShapeRenderOptions } from './shape-proxies';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
   ANNOTATIONS,
@@ -32,11 +32,6 @@ export interface KubeSutData {
   overrides: Record<string, { image?: string; version?: string; replicas?: number; env?: Record<string, string>; stoppedFrom?: number }>;
   /** every service and database has a shaping proxy (shape-proxies.ts); absent in runs made before there were any */
   shaping?: boolean;
-}
-
-/** `TOPAS_KUBE_SHAPING=off`: no shaping proxies (no runner image needed for `topas up`; `shape.*` then fails). */
-export function shapingWanted(env: NodeJS.ProcessEnv): boolean {
-  return env.TOPAS_KUBE_SHAPING !== 'off';
 }
 
 export const NO_HOST_TRAFFIC =
@@ -132,10 +127,7 @@ export class KubeSut implements Sut {
       const cm = await this.cluster.core.readNamespacedConfigMap({ name: parentName(this.spec.name, this.runId), namespace: this.ns });
       this.parentUid = cm.metadata?.uid;
       if (this.render.shaping && this.inCluster && !this.ctx.readOnly) {
-        const secret = await this.cluster.core.readNamespacedSecret({ name: shapeTokenSecretName(this.spec.name, this.runId), namespace: this.ns });
-        const token = tokenOf(secret);
-        if (!token) throw new TopasError('SUT_NOT_UP', `kubernetes: the shaping token of run ${this.runId} is missing (Secret ${secret.metadata?.name})`);
-        this.useShaping(token);
+        this.useShaping(await readShapeToken(this.cluster, this.spec.name, this.runId));
       }
       return true;
     } catch (err) {
