@@ -25,6 +25,14 @@ export { TopasError, EXIT_CODES, serializeError, type ErrorCode, type ExitCode, 
 // the backend-neutral SUT core: error table, log format, endpoint choice, references, heal policy, ordering
 export * from './sut/index';
 
+// traffic shaping where the proxies run elsewhere (a cluster's proxy pods): the controller scenarios'
+// `shape.*` calls reach, the client of a proxy host's control API, the fixed host's config
+export { ShapeController, type ShapeTarget, type ShapeHistoryEntry } from './shape/shape-controller';
+export { ProxyHostClient, PROXY_HOST_TOKEN_ENV, type ProxyHostInfo } from './shape/proxy-host';
+export { PROXY_HOST_CONFIG_ENV, type FixedProxyHostConfig, type FixedProxySpec } from './shape/proxy-host-fixed';
+export { isUnshaped, type ShapeState } from './shape/shape-state';
+export type { ProxyMode, ProxyTarget, ShapingProxyStats } from './shape/shaping-proxy';
+
 // readiness probes
 export { waitForHttp, waitForTcp, waitForLog, sleep, type ProbeOptions, type HttpProbeOptions } from './backends/readiness';
 

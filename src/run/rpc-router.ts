@@ -21,7 +21,7 @@ export function routeRpc(routes: {
       const controller = routes.shape?.();
       if (!controller) {
         throw new TopasError('SUT_NOT_UP', `${method}: there is no system under test to shape`, {
-          hint: 'shaping needs an app spec (topas.yaml) on a backend with shaping proxies (local, docker)',
+          hint: 'shaping needs an app spec (topas.yaml) on a backend with shaping proxies (local, docker, kubernetes)',
         });
       }
       if (method !== 'shape.apply') throw new TopasError('INTERNAL', `unknown shape call ${method}`);

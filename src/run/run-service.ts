@@ -31,7 +31,7 @@ import { routeRpc, type RpcHandler } from './rpc-router';
 import { watchEndpoints } from './watch-endpoints';
 // traffic shaping (src/shape): the SUT owns the proxies; the run routes shape.* to them, runs playbook shaping, records history
 import { startPlaybookShaping } from '../shape/playbook-shaping';
-import type { ShapeController } from '../shape/shape-controller';
+import { shapeChangeLine, type ShapeController } from '../shape/shape-controller';
 import type { Spread } from '../workers/transport';
 
 export interface RunOptions {
@@ -156,7 +156,13 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     if (opts.metricsPort !== undefined) await session.serveMetrics(metrics, opts.metricsPort, opts.onMetricsServer);
     const sut = (await session.standUp())?.sut;
     // a shaped service is reached through its proxies, an unshaped one directly: re-point scenarios on every change
-    if (sut) session.onShapeChange(() => pool?.setEndpoints(sut.endpointMap()));
+    if (sut) {
+      session.onShapeChange((e) => {
+        pool?.setEndpoints(sut.endpointMap());
+        // a run observed from elsewhere (the kubernetes runner Job's TestRun) shows its shape changes too
+        opts.observer?.onLog?.({ ts: e.ts, runId, source: 'topas', level: 'info', message: mask(shapeChangeLine(e)) });
+      });
+    }
     if (session.interrupted) return;
     const onLog = (line: LogLine): void => {
       const message = boundedMessage(line.message, mask);

@@ -28,6 +28,8 @@ export interface ProxyHostInfo {
   startTicks?: number;
   controlPort: number;
   token: string;
+  /** where the control API listens: 127.0.0.1 (a detached host), or a cluster's proxy pod by its Service name */
+  host?: string;
 }
 
 export const PROXY_HOST_TOKEN_ENV = 'TOPAS_PROXY_HOST_TOKEN';
@@ -35,26 +37,22 @@ const START_TIMEOUT_MS = 15_000;
 const WATCH_INTERVAL_MS = 1_000;
 const CALL_TIMEOUT_MS = 5_000;
 
-interface Hosted {
+export interface Hosted {
   service: string;
   proxy: ShapingProxy;
   targets: ProxyTarget[];
 }
 
-/** The host process: serves until told to exit or its SUT's work directory disappears. */
-export async function runProxyHost(opts: { watchDir: string; readyFile: string; token: string }): Promise<void> {
-  const hosted = new Map<string, Hosted>();
-  const shapes = new Map<string, ShapeState>();
-  let stopping = false;
-  const stop = async (): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    clearInterval(watch);
-    await Promise.all([...hosted.values()].map((h) => h.proxy.close()));
-    server.close();
-    process.exit(0);
-  };
-  const server = http.createServer((req, res) => {
+/**
+ * The control API of a proxy host (token in the `x-topas-token` header):
+ * `PUT /shape` sets a service's shape on its proxies, `PUT /targets` their
+ * upstreams, `GET /stats`, `POST /exit`, and `POST /proxies` (creates one)
+ * where the host makes proxies on demand. Shared by the detached host here
+ * and the fixed one a cluster runs (proxy-host-fixed.ts).
+ */
+export function controlServer(opts: { token: string; hosted: Map<string, Hosted>; shapes: Map<string, ShapeState>; stop: () => void; addProxy?: (msg: Record<string, unknown>) => Promise<Hosted> }): http.Server {
+  const { hosted, shapes } = opts;
+  return http.createServer((req, res) => {
     const reply = (code: number, value: unknown) => {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(value ?? null));
@@ -68,16 +66,8 @@ export async function runProxyHost(opts: { watchDir: string; readyFile: string; 
         const msg = body ? (JSON.parse(body) as Record<string, unknown>) : {};
         switch (`${req.method} ${req.url}`) {
           case 'POST /proxies': {
-            const key = String(msg.key);
-            let h = hosted.get(key);
-            if (!h) {
-              const entry: Hosted = { service: String(msg.service), targets: [], proxy: undefined as unknown as ShapingProxy };
-              entry.proxy = new ShapingProxy({ name: `${key} (dependents)`, mode: msg.mode as ProxyMode, listenHost: String(msg.listenHost), targets: () => entry.targets });
-              await entry.proxy.start();
-              entry.proxy.setShape(shapes.get(entry.service) ?? {});
-              hosted.set(key, entry);
-              h = entry;
-            }
+            if (!opts.addProxy) return reply(404, { error: 'this host has a fixed set of proxies' });
+            const h = hosted.get(String(msg.key)) ?? (await opts.addProxy(msg));
             return reply(200, h.proxy.stats().address);
           }
           case 'PUT /targets':
@@ -97,12 +87,42 @@ export async function runProxyHost(opts: { watchDir: string; readyFile: string; 
             return reply(200, [...hosted.values()].map((h) => h.proxy.stats()));
           case 'POST /exit':
             reply(200, {});
-            return void stop();
+            return opts.stop();
           default:
             return reply(404, { error: `unknown call ${req.method} ${req.url}` });
         }
       })().catch((err: unknown) => reply(500, { error: err instanceof Error ? err.message : String(err) }));
     });
+  });
+}
+
+/** The host process: serves until told to exit or its SUT's work directory disappears. */
+export async function runProxyHost(opts: { watchDir: string; readyFile: string; token: string }): Promise<void> {
+  const hosted = new Map<string, Hosted>();
+  const shapes = new Map<string, ShapeState>();
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(watch);
+    await Promise.all([...hosted.values()].map((h) => h.proxy.close()));
+    server.close();
+    process.exit(0);
+  };
+  const server = controlServer({
+    token: opts.token,
+    hosted,
+    shapes,
+    stop: () => void stop(),
+    addProxy: async (msg) => {
+      const key = String(msg.key);
+      const entry: Hosted = { service: String(msg.service), targets: [], proxy: undefined as unknown as ShapingProxy };
+      entry.proxy = new ShapingProxy({ name: `${key} (dependents)`, mode: msg.mode as ProxyMode, listenHost: String(msg.listenHost), targets: () => entry.targets });
+      await entry.proxy.start();
+      entry.proxy.setShape(shapes.get(entry.service) ?? {});
+      hosted.set(key, entry);
+      return entry;
+    },
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const watch = setInterval(() => {
@@ -121,6 +141,8 @@ export async function runProxyHost(opts: { watchDir: string; readyFile: string; 
  * it before loading the CLI framework, so a host is up in the time Node boots.
  */
 export function proxyHostMain(argv: string[]): void {
+  // a cluster's proxy pod: fixed proxies from TOPAS_PROXY_HOST_CONFIG (proxy-host-fixed.ts)
+  if (argv[0] === '--serve') return (require('./proxy-host-fixed') as typeof import('./proxy-host-fixed')).fixedProxyHostMain(process.env);
   const flag = (name: string) => {
     const i = argv.indexOf(`--${name}`);
     return i >= 0 ? argv[i + 1] : undefined;
@@ -219,7 +241,7 @@ export class ProxyHostClient {
     return new Promise((resolve, reject) => {
       const req = http.request(
         {
-          host: '127.0.0.1',
+          host: this.info.host ?? '127.0.0.1',
           port: this.info.controlPort,
           method,
           path: pathName,

@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -37,6 +38,9 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
   const ns = `kb-${process.pid}`;
 
   before(async () => {
+    // the shaping proxies next to each service and database run the runner image
+    const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000 });
+    if (img.status !== 0) throw new Error(`runner image: ${img.stderr}`);
     kube = await startKubeTestCluster(ns);
     ({ cp, agent, core, apps, batch } = kube);
     // the cluster comes from the flags of `up` and `down`; `ps` finds it in .topas/state.json
@@ -69,8 +73,9 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
     // in-cluster names, not host addresses
     assert.match(result.services[0].endpoints[0], new RegExp(`^http://quickstart-api-[0-9a-f]{6}\\.${ns}\\.svc\\.cluster\\.local:8080$`));
     const deps = await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` });
-    assert.equal(deps.items.length, 1);
-    assert.equal(deps.items[0].metadata?.ownerReferences?.[0].kind, 'ConfigMap');
+    // api's, and a shaping proxy's for api and db
+    assert.deepEqual(deps.items.map((d) => d.metadata?.labels?.['topas.dev/component']).sort(), ['api', 'api-shape', 'db-shape']);
+    for (const d of deps.items) assert.equal(d.metadata?.ownerReferences?.[0].kind, 'ConfigMap');
     const init = await batch.listNamespacedJob({ namespace: ns, labelSelector: `topas.dev/run=${runId}` });
     assert.equal(init.items[0].status?.succeeded, 1, 'initSQL ran');
     assert.equal(JSON.parse(fs.readFileSync(path.join(work, '.topas', 'state.json'), 'utf8')).backend, 'kubernetes');
@@ -81,7 +86,7 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
   });
 
   test('the api reaches PostgreSQL through ${db.url} (the Service DNS name), from inside the cluster', async () => {
-    const api = (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` })).items[0].metadata!.name!;
+    const api = (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId},topas.dev/component=api` })).items[0].metadata!.name!;
     const host = `${api}.${ns}.svc.cluster.local`;
     const js = `(async () => {
       const base = 'http://${host}:8080';
@@ -106,7 +111,7 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
     const spec = await loadAppSpec(appFile);
     const state = JSON.parse(fs.readFileSync(path.join(work, '.topas', 'state.json'), 'utf8')) as SutState;
     const sut: Sut = await new KubernetesBackend().attach(spec, state, { runId: state.runId, workDir: '', log: () => {}, processEnv: process.env });
-    const depName = (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId}` })).items[0].metadata!.name!;
+    const depName = (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `topas.dev/run=${runId},topas.dev/component=api` })).items[0].metadata!.name!;
     const readDep = () => apps.readNamespacedDeployment({ name: depName, namespace: ns });
 
     await sut.scale('api', 3);

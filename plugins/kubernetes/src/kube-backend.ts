@@ -1,10 +1,10 @@
 import * as k8s from '@kubernetes/client-node';
-import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Backend, type BackendEnv, type RemoteRunRequest, type RemoteRunStore, type ScheduleContext, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
+import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Problem, type Backend, type BackendEnv, type RemoteRunRequest, type RemoteRunStore, type ScheduleContext, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
 import { KUBE_HINT, apiMessage, clusterOptionsFromEnv, connect, ownerGone, withTimeout, type Cluster } from './cluster';
 import { KubeSut, deleteRun, type KubeSutData } from './kube-sut';
 import { scheduleCronJob } from './cron';
 import { TestRunStore } from './testrun-store';
-import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue } from './manifests';
+import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue, objectName, shapeProxyComponent } from './manifests';
 
 const PROBE_TIMEOUT_MS = 5000;
 
@@ -17,6 +17,23 @@ const PROBE_TIMEOUT_MS = 5000;
  */
 export class KubernetesBackend implements Backend {
   readonly name = 'kubernetes';
+
+  /**
+   * Names that would land on the same objects: each component's and each
+   * shaping proxy's (`<name>-shape`) object name must be its own in the run.
+   */
+  validate(spec: AppSpec): Problem[] {
+    const owners = new Map<string, string>();
+    const problems: Problem[] = [];
+    const components = [...spec.services.map((s, i) => ({ name: s.name, path: `services[${i}].name` })), ...spec.databases.map((d, i) => ({ name: d.name, path: `databases[${i}].name` }))];
+    for (const c of components) owners.set(objectName(spec.name, c.name, 'x'), c.name);
+    for (const c of components) {
+      const proxy = objectName(spec.name, shapeProxyComponent(c.name), 'x');
+      const other = owners.get(proxy);
+      if (other !== undefined) problems.push({ path: components.find((o) => o.name === other)!.path, message: `"${other}" takes the object names of the shaping proxy of "${c.name}" on kubernetes (${c.name}-shape); rename it` });
+    }
+    return problems;
+  }
 
   async probe(spec: AppSpec, opts?: BackendEnv): Promise<{ ok: boolean; reason: string }> {
     const noImage = spec.services.filter((s) => !s.image).map((s) => s.name);

@@ -1,7 +1,8 @@
 import * as k8s from '@kubernetes/client-node';
-import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
-import { KubeRemoteRunner } from './runner-job';
-import { TestRuns } from './testrun';
+import { TopasError, databaseEntry, serviceEntry, type AppSpec, type ShapeController, type ApplyServiceChange, type EndpointMap, type KillOptions, type RemoteRunner, type ServiceStatus, type ServiceSpec, type StartContext, type Sut, type SutLifecycle, type SutState } from 'topas';
+import { KubeRemoteRunner, runnerImage } from './runner-job';
+import { KubeShaping, NoShapingProxies, newShapeToken, readShapeToken, shapingWanted } from './kube-shaping';
+import { proxyNotReady, shapeProxyObjects, shapeTokenSecret, type ShapeRenderOptions } from './shape-proxies';
 import { apiMessage, selfOwner, statusOf, type Cluster, type ClusterOptions } from './cluster';
 import {
   ANNOTATIONS,
@@ -12,17 +13,16 @@ import {
   ownedBy,
   parentConfigMap,
   parentName,
-  runSelector,
   serviceHost,
   serviceObjects,
-  type RenderOptions,
+  shapeProxyComponent,
 } from './manifests';
 import { eventProblems } from './events';
+import { deleteRun } from './delete-run';
 import { poll } from './wait';
 
 const DELETE_WAIT_MS = 90_000;
 const FIELD_MANAGER = 'topas';
-const FORCE_AFTER_MS = 20_000;
 
 /** What `topas up` records so `run`, `ps` and `down` find the run again. */
 export interface KubeSutData {
@@ -30,6 +30,8 @@ export interface KubeSutData {
   parent: string;
   /** per service: what applyService/scale changed since the spec */
   overrides: Record<string, { image?: string; version?: string; replicas?: number; env?: Record<string, string>; stoppedFrom?: number }>;
+  /** every service and database has a shaping proxy (shape-proxies.ts); absent in runs made before there were any */
+  shaping?: boolean;
 }
 
 export const NO_HOST_TRAFFIC =
@@ -47,7 +49,11 @@ export class KubeSut implements Sut {
   private disposed = false;
   private parentUid?: string;
   private readonly overrides: KubeSutData['overrides'];
-  private readonly render: RenderOptions;
+  private readonly render: ShapeRenderOptions;
+  /** in the runner: the proxies' controller (`require("shape")`), once the run's token is known */
+  private kubeShaping?: KubeShaping;
+  /** `require("shape")` of scenarios: only in the runner of a run that has shaping proxies */
+  shaping?: () => ShapeController;
   /** in the runner Job: Services are reached by their DNS names */
   private readonly inCluster: boolean;
   /** outside the cluster: scenarios go to a runner Job (`topas run`) */
@@ -64,8 +70,13 @@ export class KubeSut implements Sut {
     this.kept = data !== undefined;
     this.overrides = data?.overrides ?? {};
     const env = ctx.processEnv;
-    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: env.TOPAS_POSTGRES_IMAGE || undefined };
+    const shaping = data ? data.shaping === true : shapingWanted(env);
+    this.render = { runId, namespace: cluster.namespace, env: ctx.env, postgresImage: env.TOPAS_POSTGRES_IMAGE || undefined, shaping, proxyImage: runnerImage(env) };
     this.inCluster = isInClusterRunner(env);
+    if (this.inCluster && !shaping) {
+      const none = new NoShapingProxies();
+      this.shaping = () => none;
+    }
     if (!this.inCluster) {
       this.remoteRunner = new KubeRemoteRunner({
         cluster,
@@ -96,12 +107,28 @@ export class KubeSut implements Sut {
     const cm = parentConfigMap(this.spec, this.render, selfOwner(), this.startedAt);
     const made = await this.apply(cm);
     this.parentUid = made.metadata?.uid;
+    if (this.render.shaping) {
+      const token = newShapeToken();
+      await this.apply(shapeTokenSecret(this.spec.name, this.render, token));
+      this.useShaping(token);
+    }
+  }
+
+  /** In the runner: `require("shape")` reaches the proxy pods with the run's token. */
+  private useShaping(token: string): void {
+    if (!this.inCluster) return;
+    const ks = new KubeShaping(this.spec, this.render, token);
+    this.kubeShaping = ks;
+    this.shaping = () => ks.controller;
   }
 
   async adopt(): Promise<boolean> {
     try {
       const cm = await this.cluster.core.readNamespacedConfigMap({ name: parentName(this.spec.name, this.runId), namespace: this.ns });
       this.parentUid = cm.metadata?.uid;
+      if (this.render.shaping && this.inCluster && !this.ctx.readOnly) {
+        this.useShaping(await readShapeToken(this.cluster, this.spec.name, this.runId));
+      }
       return true;
     } catch (err) {
       if (statusOf(err) === 404) return false;
@@ -119,8 +146,27 @@ export class KubeSut implements Sut {
     }
   }
 
-  /** Starts one service or database (its dependencies are up): applies its objects and waits until it is ready. */
+  /**
+   * Starts one service or database (its dependencies are up): applies its
+   * objects and waits until it is ready; with shaping, its proxy starts
+   * alongside and is ready too before any dependent starts.
+   */
   async startComponent(component: string, signal?: AbortSignal): Promise<void> {
+    const proxy = this.render.shaping ? shapeProxyObjects(this.spec, component, this.render) : undefined;
+    if (proxy) {
+      await this.apply(proxy.service);
+      await this.apply(proxy.deployment);
+    }
+    await this.startOwn(component, signal);
+    if (proxy) {
+      const own = this.spec.databases.find((d) => d.name === component)?.ready.timeoutMs ?? this.spec.services.find((s) => s.name === component)?.ready.timeoutMs ?? 60_000;
+      await this.waitReady(shapeProxyComponent(component), Math.max(own, 60_000), signal).catch((err: unknown) => {
+        throw proxyNotReady(err, component, this.render.proxyImage);
+      });
+    }
+  }
+
+  private async startOwn(component: string, signal?: AbortSignal): Promise<void> {
     const db = this.spec.databases.find((d) => d.name === component);
     if (db) {
       const o = databaseObjects(this.spec, db, this.render);
@@ -286,12 +332,14 @@ export class KubeSut implements Sut {
   endpointMap(): EndpointMap {
     if (!this.inCluster) return this.endpoint('') as never;
     const map: EndpointMap = {};
+    // a shaped component is reached through its proxy's Service (kube-shaping.ts); the map changes with each shape
+    const hostOf = (name: string) => this.kubeShaping?.host(name) ?? serviceHost(this.spec.name, name, this.runId, this.ns);
     for (const s of this.spec.services) {
-      const host = serviceHost(this.spec.name, s.name, this.runId, this.ns);
+      const host = hostOf(s.name);
       map[s.name] = serviceEntry([host], Object.keys(s.ports), (h) => `${s.tls ? 'https' : 'http'}://${h}:${s.port}`, (h, p) => `${h}:${s.ports[p]}`);
     }
     for (const db of this.spec.databases) {
-      map[db.name] = databaseEntry({ ...db.credentials, host: serviceHost(this.spec.name, db.name, this.runId, this.ns), port: db.port });
+      map[db.name] = databaseEntry({ ...db.credentials, host: hostOf(db.name), port: db.port });
     }
     return map;
   }
@@ -409,13 +457,19 @@ export class KubeSut implements Sut {
   }
 
   state(): SutState {
-    const data: KubeSutData = { cluster: this.cluster.options, parent: parentName(this.spec.name, this.runId), overrides: this.overrides };
+    const data: KubeSutData = { cluster: this.cluster.options, parent: parentName(this.spec.name, this.runId), overrides: this.overrides, shaping: this.render.shaping === true };
     return { backend: 'kubernetes', runId: this.runId, app: this.spec.name, specFile: this.spec.file, startedAt: this.startedAt, data };
   }
 
   /** Lets the run live on (`topas up`): marks its parent kept, so sweeps leave it to `topas down` of this app. */
   async detach(): Promise<void> {
     if (this.disposed || this.ctx.readOnly) return;
+    // the runner's shapes end with its run; the proxies stay with the SUT
+    const reset = await this.kubeShaping?.resetShaped().catch((err: Error) => {
+      this.ctx.log(`kubernetes: shapes not reset: ${err.message}`);
+      return [];
+    });
+    if (reset?.length) this.ctx.log(`kubernetes: shapes of ${reset.join(', ')} reset at the end of the run`);
     // the runner Job attaches to a run the CLI owns: it neither keeps nor removes it
     if (!this.kept && !this.inCluster) {
       await this.cluster.core.patchNamespacedConfigMap(
@@ -437,92 +491,5 @@ export class KubeSut implements Sut {
   }
 }
 
-/**
- * Removes every object of a run: the parent (the garbage collector follows its
- * owner references), then by label what is left (also what a crash made before
- * the parent existed), and waits until nothing with the run label remains.
- */
-export async function deleteRun(cluster: Cluster, app: string, runId: string, log: (line: string) => void): Promise<void> {
-  const namespace = cluster.namespace;
-  const labelSelector = runSelector(runId);
-  const background = { propagationPolicy: 'Background' };
-  const ignore404 = (err: unknown): void => {
-    if (statusOf(err) !== 404) throw err;
-  };
-  await cluster.core.deleteNamespacedConfigMap({ name: parentName(app, runId), namespace, body: background }).catch(ignore404);
-  const testRuns = new TestRuns(cluster);
-  for (const name of await testRuns.names(labelSelector)) await testRuns.delete(name);
-  await Promise.all([
-    cluster.apps.deleteCollectionNamespacedDeployment({ namespace, labelSelector, body: background }),
-    cluster.apps.deleteCollectionNamespacedStatefulSet({ namespace, labelSelector, body: background }),
-    cluster.batch.deleteCollectionNamespacedJob({ namespace, labelSelector, body: background }),
-    cluster.core.deleteCollectionNamespacedSecret({ namespace, labelSelector }),
-    cluster.core.deleteCollectionNamespacedConfigMap({ namespace, labelSelector }),
-  ]);
-  for (const s of (await cluster.core.listNamespacedService({ namespace, labelSelector })).items) {
-    await cluster.core.deleteNamespacedService({ name: s.metadata!.name!, namespace }).catch(ignore404);
-  }
-  const t0 = Date.now();
-  let left: string[] = [];
-  await poll(
-    async () => {
-      left = await remaining(cluster, runId);
-      if (left.length === 0) return true;
-      // pods whose node never confirms (no kubelet runs them any more) stay Terminating: well after their grace period, force them
-      if (Date.now() - t0 > FORCE_AFTER_MS) await cluster.core.deleteCollectionNamespacedPod({ namespace, labelSelector, gracePeriodSeconds: 0, body: { ...background, gracePeriodSeconds: 0 } }).catch(() => undefined);
-      return false;
-    },
-    {
-      timeoutMs: DELETE_WAIT_MS,
-      intervalMs: 500,
-      onTimeout: () => {
-        log(`kubernetes: run ${runId}: still there after ${DELETE_WAIT_MS / 1000}s: ${left.join(', ')}`);
-        return new TopasError('TIMEOUT', `kubernetes: run ${runId} was not removed completely`, { problems: left.map((l) => ({ path: namespace, message: l })) });
-      },
-    },
-  );
-}
-
-function forbiddenAsNone(err: unknown): { items: [] } {
-  if (statusOf(err) === 403) return { items: [] };
-  throw err;
-}
-
-/**
- * `Kind/name` of every object that still carries the run label: what topas
- * made and what controllers made from it with its labels (ReplicaSets, pods,
- * a StatefulSet's ControllerRevisions, a Service's EndpointSlices), which the
- * garbage collector removes only after their owner is gone.
- */
-export async function remaining(cluster: Cluster, runId: string): Promise<string[]> {
-  const namespace = cluster.namespace;
-  const labelSelector = runSelector(runId);
-  const names = (kind: string, items: Array<{ metadata?: k8s.V1ObjectMeta }>) => items.map((i) => `${kind}/${i.metadata?.name}`);
-  const [pods, deps, rs, sts, jobs, svcs, secrets, cms, revisions, slices] = await Promise.all([
-    cluster.core.listNamespacedPod({ namespace, labelSelector }),
-    cluster.apps.listNamespacedDeployment({ namespace, labelSelector }),
-    cluster.apps.listNamespacedReplicaSet({ namespace, labelSelector }),
-    cluster.apps.listNamespacedStatefulSet({ namespace, labelSelector }),
-    cluster.batch.listNamespacedJob({ namespace, labelSelector }),
-    cluster.core.listNamespacedService({ namespace, labelSelector }),
-    cluster.core.listNamespacedSecret({ namespace, labelSelector }),
-    cluster.core.listNamespacedConfigMap({ namespace, labelSelector }),
-    // made by controllers, not topas: a user whose role may not list them still gets the rest checked
-    cluster.apps.listNamespacedControllerRevision({ namespace, labelSelector }).catch(forbiddenAsNone),
-    cluster.objects.list('discovery.k8s.io/v1', 'EndpointSlice', namespace, undefined, undefined, undefined, undefined, labelSelector).catch(forbiddenAsNone),
-  ]);
-  const testRuns = (await new TestRuns(cluster).names(labelSelector)).map((n) => `TestRun/${n}`);
-  return [
-    ...testRuns,
-    ...names('Pod', pods.items),
-    ...names('Deployment', deps.items),
-    ...names('ReplicaSet', rs.items),
-    ...names('StatefulSet', sts.items),
-    ...names('Job', jobs.items),
-    ...names('Service', svcs.items),
-    ...names('Secret', secrets.items),
-    ...names('ConfigMap', cms.items),
-    ...names('ControllerRevision', revisions.items),
-    ...names('EndpointSlice', slices.items),
-  ];
-}
+// removing a run is its own concept (delete-run.ts); these names stay importable from here
+export { deleteRun, remaining } from './delete-run';

@@ -41,6 +41,8 @@ export interface RenderOptions {
   env?: Record<string, string>;
   /** image for databases without one (TOPAS_POSTGRES_IMAGE) */
   postgresImage?: string;
+  /** every service and database has a shaping proxy (shape-proxies.ts): references resolve to it */
+  shaping?: boolean;
 }
 
 /** The selector of everything a run made. */
@@ -86,6 +88,11 @@ export function parentName(app: string, runId: string): string {
   return objectName(app, 'run', runId);
 }
 
+/** The component of a service's or database's shaping proxy (its Deployment and Service: shape-proxies.ts). */
+export function shapeProxyComponent(component: string): string {
+  return `${component}-shape`;
+}
+
 /** Where pods reach a component: its Service's cluster DNS name. */
 export function serviceHost(app: string, component: string, runId: string, namespace: string): string {
   return `${objectName(app, component, runId)}.${namespace}.svc.cluster.local`;
@@ -95,11 +102,11 @@ export function runLabels(app: string, runId: string): Record<string, string> {
   return { [LABELS.managedBy]: MANAGED_BY, [LABELS.app]: labelValue(app), [LABELS.run]: labelValue(runId) };
 }
 
-function componentLabels(app: string, runId: string, component: string, kind: 'service' | 'database' | 'init'): Record<string, string> {
+export function componentLabels(app: string, runId: string, component: string, kind: 'service' | 'database' | 'init' | 'shape'): Record<string, string> {
   return { ...runLabels(app, runId), [LABELS.component]: labelValue(component), [LABELS.kind]: kind };
 }
 
-function podSelector(app: string, runId: string, component: string): Record<string, string> {
+export function podSelector(app: string, runId: string, component: string): Record<string, string> {
   return { [LABELS.run]: labelValue(runId), [LABELS.component]: labelValue(component) };
 }
 
@@ -126,11 +133,12 @@ export function versionOfImage(ref: string): string {
 
 /**
  * `${name.field}` as a pod sees it: a component's Service DNS name and its
- * declared port (the Service port equals the container port).
+ * declared port (the Service port equals the container port); with shaping,
+ * the Service of its shaping proxy, which listens on the same ports.
  */
 export function resolveForCluster(spec: AppSpec, opts: RenderOptions, value: string): string {
   return resolveReferences(value, (name, field) => {
-    const host = serviceHost(spec.name, name, opts.runId, opts.namespace);
+    const host = serviceHost(spec.name, opts.shaping ? shapeProxyComponent(name) : name, opts.runId, opts.namespace);
     const db = spec.databases.find((d) => d.name === name);
     if (db) {
       const c = db.credentials;

@@ -56,6 +56,8 @@ export function runnerJobSpec(o: { ns: string; labels: Record<string, string>; i
               // a run's Job attaches to the CLI's SUT and never stands one up; a CronJob's stands its own up
               ...(o.attachOnly ? [{ name: 'TOPAS_KUBE_ATTACH_ONLY', value: '1' }] : []),
               { name: 'TOPAS_KUBE_NAMESPACE', value: o.ns },
+              // its own image: the shaping proxies of an app a scheduled runner stands up run it too
+              { name: 'TOPAS_RUNNER_IMAGE', value: o.image },
               { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
               { name: 'NO_COLOR', value: '1' },
             ],
