@@ -115,28 +115,3 @@ export function summarizePlaybook(pb: Playbook, results: ScenarioResult[], cwd: 
     firstFailure: failed ? { instance: failed.instance.id, error: failed.error } : undefined,
   };
 }
-
-/**
- * The playbooks of several runners (shards of one run) as one: roles added
- * up, the first failure that was not a consequence (an instance stopped
- * because another failed) named.
- */
-export function mergePlaybookSummaries(parts: PlaybookSummary[]): PlaybookSummary[] {
-  const byKey = new Map<string, PlaybookSummary[]>();
-  for (const p of parts) {
-    const key = `${p.file}\n${p.name}`;
-    byKey.set(key, [...(byKey.get(key) ?? []), p]);
-  }
-  const rank = (s: PlaybookSummary['state']) => (s === 'passed' ? 0 : s === 'interrupted' ? 1 : 2);
-  return [...byKey.values()].map((same) => {
-    const roles = new Map<string, { name: string; ok: number; total: number }>();
-    for (const s of same) for (const r of s.roles) {
-      const acc = roles.get(r.name) ?? { name: r.name, ok: 0, total: 0 };
-      acc.ok += r.ok;
-      acc.total += r.total;
-      roles.set(r.name, acc);
-    }
-    const worst = same.reduce((a, b) => (rank(b.state) > rank(a.state) ? b : a));
-    return { name: worst.name, file: worst.file, state: worst.state, roles: [...roles.values()], firstFailure: worst.firstFailure };
-  });
-}

@@ -7,6 +7,7 @@ import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './clus
 import { LABELS, labelValue, parentName } from './manifests';
 import { TESTRUN, TESTRUN_API_VERSION, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
 import type { ScheduledRun } from './cron';
+import { SYNC_TOKEN_KEY } from './sync-deployment';
 
 /** log lines and events kept in the TestRun's status (the object must stay well under etcd's 1.5 MiB) */
 const LOG_WINDOW = 300;
@@ -62,7 +63,7 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
   try {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-runner-'));
     await fetchInputs(cluster, tr, dir);
-    const env = await readEnv(cluster, tr.spec.secret);
+    const { env, syncToken } = await readEnv(cluster, tr.spec.secret);
     const cwd = path.resolve(dir, tr.spec.cwd);
     const specFile = path.resolve(dir, tr.spec.specFile);
     await beforeRun(specFile);
@@ -80,6 +81,9 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
       continueOnFailure: tr.spec.continueOnFailure,
       runId: attached ? tr.spec.runId : undefined,
       observer: { onLog: (l) => status.log(l), onEvent: (id, ev) => status.event(id, ev) },
+      // a run spread over runner pods: this pod's share, playbooks' sync in the run's sync Deployment
+      ...(tr.spec.shard ? { shard: tr.spec.shard } : {}),
+      ...(tr.spec.sync ? { syncServer: { url: tr.spec.sync.url, run: tr.spec.sync.run, token: syncToken } } : {}),
     });
     const r = outcome.report;
     status.set({
@@ -123,10 +127,11 @@ async function fetchInputs(cluster: Cluster, tr: TestRunObject, dir: string): Pr
   );
 }
 
-async function readEnv(cluster: Cluster, secret: string): Promise<Record<string, string>> {
+async function readEnv(cluster: Cluster, secret: string): Promise<{ env: Record<string, string>; syncToken?: string }> {
   const s = await cluster.core.readNamespacedSecret({ name: secret, namespace: cluster.namespace });
   const raw = s.data?.['env.json'];
-  return raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, string>) : {};
+  const token = s.data?.[SYNC_TOKEN_KEY];
+  return { env: raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, string>) : {}, ...(token ? { syncToken: Buffer.from(token, 'base64').toString('utf8') } : {}) };
 }
 
 /**
