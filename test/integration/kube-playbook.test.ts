@@ -109,4 +109,29 @@ describe('playbooks on --backend kubernetes: instances in runner pods, sync thro
     process.stdout.write(`# failing playbook over 3 runner pods: whole run ${(r.ms / 1000).toFixed(1)} s\n`);
     await assertNothingLeft(rep.runId);
   });
+
+  test('--workers 3, a runner pod is deleted mid-run: the barriers that need its instances fail at once, naming them; nothing remains', async () => {
+    const t0 = Date.now();
+    const child = ws.spawnTopas(['run', 'spread-hold.yaml', ...flags(), '--workers', '3', '--reporter', 'json:killed.json']);
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await until('all 3 runner pods started and the leader holds', async () => (/3 runner pods created to first step/.test(stderr) && /holding/.test(stderr) ? true : undefined), 180_000);
+    const pods = (await c.core.listNamespacedPod({ namespace: ns, labelSelector: 'job-name' })).items.filter((p) => p.metadata?.annotations?.['batch.kubernetes.io/job-completion-index'] === '1');
+    assert.equal(pods.length, 1);
+    const killedAt = Date.now();
+    await c.core.deleteNamespacedPod({ name: pods[0].metadata!.name!, namespace: ns, gracePeriodSeconds: 0 });
+    const code = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 120_000).unref())]);
+    assert.notEqual(code, 0, stderr);
+    assert.notEqual(code, null, 'the run ended');
+    const rep = report('killed.json');
+    // share 1 of 3 runs worker-1, worker-4, worker-7, worker-10: the other pods' instances fail naming one of them, well before the barrier timeout (100 s)
+    const others = rep.results.filter((x) => !['worker-1', 'worker-4', 'worker-7', 'worker-10'].includes(x.instance.id));
+    assert.equal(others.length, 8, JSON.stringify(rep.results.map((x) => x.instance.id)));
+    assert.ok(others.every((x) => x.state !== 'passed'));
+    assert.ok(others.some((x) => /worker-(1|4|7|10)\b/.test(x.error?.message ?? '')), JSON.stringify(others.map((x) => x.error?.message)));
+    assert.ok(Date.now() - killedAt < 60_000, `ended ${Date.now() - killedAt} ms after the pod was deleted`);
+    process.stdout.write(`# runner pod deleted mid-run: the run ended ${((Date.now() - killedAt) / 1000).toFixed(1)} s later (exit ${code}); whole run ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    await assertNothingLeft(rep.runId);
+  });
 });

@@ -39,8 +39,9 @@ export async function runSpread(ctx: RunnerContext, req: RemoteRunRequest, hooks
     await cluster.core.createNamespacedSecret({ namespace: ns, body: own({ metadata: { name, namespace: ns, labels }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(req.env), [SYNC_TOKEN_KEY]: token } }) });
     made.push(() => cluster.core.deleteNamespacedSecret({ name, namespace: ns }));
     const image = runnerImage(ctx.env);
-    const sync = await createSyncService(cluster, { app: ctx.app, runId: req.runId, namespace: ns, labels, image, secret: name }, own);
-    made.push(...sync.undo);
+    // only playbooks coordinate: scenarios alone need no sync service
+    const sync = req.targets.some((t) => /\.ya?ml$/i.test(t)) ? await createSyncService(cluster, { app: ctx.app, runId: req.runId, namespace: ns, labels, image, secret: name }, own) : undefined;
+    if (sync) made.push(...sync.undo);
     const sut = ctx.sutState();
     const names = Array.from({ length: workers }, (_, k) => `${name}-${k}`);
     for (const [k, trName] of names.entries()) {
@@ -57,7 +58,7 @@ export async function runSpread(ctx: RunnerContext, req: RemoteRunRequest, hooks
         continueOnFailure: req.continueOnFailure,
         sut: { runId: sut.runId, startedAt: sut.startedAt, data: sut.data },
         shard: { index: k, count: workers },
-        sync: { url: sync.url, run: req.runId },
+        ...(sync ? { sync: { url: sync.url, run: req.runId } } : {}),
       };
       await testRuns.create(own({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name: trName, namespace: ns, labels }, spec }) as TestRunObject);
       made.push(() => testRuns.delete(trName));
@@ -67,8 +68,8 @@ export async function runSpread(ctx: RunnerContext, req: RemoteRunRequest, hooks
     const jobSpec = runnerJobSpec({ ns, labels, image, deadlineS, args: ['--testrun', name, '--indexed'], attachOnly: true });
     await cluster.batch.createNamespacedJob({ namespace: ns, body: own({ apiVersion: 'batch/v1', kind: 'Job', metadata: { name, namespace: ns, labels }, spec: { ...jobSpec, completionMode: 'Indexed', completions: workers, parallelism: workers } }) });
     made.push(() => cluster.batch.deleteNamespacedJob({ name, namespace: ns, body: { propagationPolicy: 'Background' } }));
-    hooks.log(`kubernetes: ${workers} runner pods (Indexed Job ${name}, TestRuns ${names[0]}..${names.length - 1}) and sync Deployment ${sync.name} (${sync.url}) created in namespace ${ns}`);
-    return await follow(ctx, { job: name, syncName: sync.name, names, req, hooks, createdAt });
+    hooks.log(`kubernetes: ${workers} runner pods (Indexed Job ${name}, TestRuns ${names[0]}..${names.length - 1})${sync ? ` and sync Deployment ${sync.name} (${sync.url})` : ''} created in namespace ${ns}`);
+    return await follow(ctx, { job: name, syncName: sync?.name, names, req, hooks, createdAt });
   } finally {
     for (const undo of made.reverse()) await undo().catch(() => undefined);
   }
@@ -84,7 +85,7 @@ interface Shard {
   firstStepAt?: string;
 }
 
-async function follow(ctx: RunnerContext, o: { job: string; syncName: string; names: string[]; req: RemoteRunRequest; hooks: RemoteRunHooks; createdAt: number }): Promise<RemoteRunResult> {
+async function follow(ctx: RunnerContext, o: { job: string; syncName?: string; names: string[]; req: RemoteRunRequest; hooks: RemoteRunHooks; createdAt: number }): Promise<RemoteRunResult> {
   const { cluster } = ctx;
   const { hooks } = o;
   const testRuns = new TestRuns(cluster);
@@ -125,7 +126,7 @@ async function follow(ctx: RunnerContext, o: { job: string; syncName: string; na
     }
     if (shards.every((s) => s.result || s.failure)) return merge(shards);
     const problem = await podProblems(ctx, o.job, shards, o.createdAt);
-    const syncProblem = await syncPodProblem(cluster, o.syncName).catch(() => undefined);
+    const syncProblem = o.syncName ? await syncPodProblem(cluster, o.syncName).catch(() => undefined) : undefined;
     if (syncProblem) return { ...merge(shards), error: { name: 'TopasError', code: 'RUNNER_FAILED', message: `kubernetes: ${syncProblem}`, hint: 'build the runner image with scripts/build-runner-image.sh, or set TOPAS_RUNNER_IMAGE' } };
     if (problem) return { ...merge(shards), error: { name: 'TopasError', code: 'RUNNER_FAILED', message: problem.message, hint: problem.hint } };
     if (Date.now() - o.createdAt > overallMs) return { ...merge(shards), error: { name: 'TopasError', code: 'TIMEOUT', message: `kubernetes: the runner pods did not finish within ${Math.round(overallMs / 1000)} s` } };
