@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { TopasError, deserializeError } from '../errors';
 import type { SyncGroup } from './sync-group';
-import { SYNC_MAX_PAYLOAD_BYTES, SYNC_TOKEN_HEADER, type SyncEndedEvent, type SyncRequest, type SyncServerMessage } from './sync-protocol';
+import { keepAlive, SYNC_MAX_PAYLOAD_BYTES, SYNC_TOKEN_HEADER, type SyncEndedEvent, type SyncRequest, type SyncServerMessage } from './sync-protocol';
 
 /** how long a client keeps trying to reach a sync server that is not up yet (a pod starting next to the runners) */
 const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
@@ -31,6 +31,9 @@ export class SyncClient {
     readonly url: string,
   ) {
     ws.on('message', (data) => this.onMessage(String(data)));
+    // a sync server gone off the network (its pod deleted) sends no FIN: pending waits fail instead of hanging
+    const stopKeepAlive = keepAlive(ws);
+    ws.on('close', () => stopKeepAlive());
     ws.on('close', (code, reason) => this.failAll(`the connection to the sync server ${url} closed (${code}${reason.length ? ` ${String(reason)}` : ''})`));
     ws.on('error', () => undefined);
   }

@@ -36,3 +36,31 @@ export const SYNC_DEFAULT_PORT = 7070;
 export const SYNC_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
 /** the header (or `?token=`) a sync server with a token requires */
 export const SYNC_TOKEN_HEADER = 'x-topas-sync-token';
+
+/**
+ * Both ends ping this often and drop a peer that did not answer the last
+ * ping: a runner pod deleted off the network sends no FIN, and its instances
+ * must count as ended (barriers that need them fail) instead of hanging.
+ */
+export const SYNC_HEARTBEAT_MS = 3000;
+
+/** Pings `ws` every `intervalMs`; terminates it when a ping went unanswered. Returns the stop function. */
+export function keepAlive(ws: { ping(): void; terminate(): void; on(ev: 'pong', fn: () => void): unknown }, intervalMs = SYNC_HEARTBEAT_MS): () => void {
+  let answered = true;
+  ws.on('pong', () => (answered = true));
+  const timer = setInterval(() => {
+    if (!answered) {
+      clearInterval(timer);
+      ws.terminate();
+      return;
+    }
+    answered = false;
+    try {
+      ws.ping();
+    } catch {
+      // closing: the close event follows
+    }
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { TopasError, serializeError } from '../errors';
 import { SyncBroker } from './sync-broker';
 import { callSync } from './sync-group';
-import { SYNC_MAX_PAYLOAD_BYTES, SYNC_TOKEN_HEADER, type SyncEndedEvent, type SyncReply, type SyncRequest } from './sync-protocol';
+import { keepAlive, SYNC_MAX_PAYLOAD_BYTES, SYNC_TOKEN_HEADER, type SyncEndedEvent, type SyncReply, type SyncRequest } from './sync-protocol';
 
 export interface SyncServerOptions {
   port: number;
@@ -98,6 +98,7 @@ export async function startSyncServer(opts: SyncServerOptions): Promise<SyncServ
   };
 
   wss.on('connection', (ws) => {
+    const stopKeepAlive = keepAlive(ws);
     ws.on('message', (data, isBinary) => {
       let req: SyncRequest;
       try {
@@ -120,6 +121,7 @@ export async function startSyncServer(opts: SyncServerOptions): Promise<SyncServ
       );
     });
     ws.on('close', () => {
+      stopKeepAlive();
       for (const [name, g] of [...groups]) {
         g.watchers.delete(ws);
         const owned = g.owners.get(ws);

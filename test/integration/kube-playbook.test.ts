@@ -122,6 +122,10 @@ describe('playbooks on --backend kubernetes: instances in runner pods, sync thro
     const killedAt = Date.now();
     await c.core.deleteNamespacedPod({ name: pods[0].metadata!.name!, namespace: ns, gracePeriodSeconds: 0 });
     const code = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 120_000).unref())]);
+    if (code === null) {
+      child.kill('SIGINT');
+      await closed;
+    }
     assert.notEqual(code, 0, stderr);
     assert.notEqual(code, null, 'the run ended');
     const rep = report('killed.json');

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { SyncBroker } from '../../src/sync/sync-broker';
 import { routeRpc } from '../../src/run/rpc-router';
 import { startSyncServer } from '../../src/sync/sync-server';
@@ -113,5 +114,40 @@ describe('sync server: what only the network path has', () => {
     clearTimeout(late);
     await later?.close();
     await assert.rejects(SyncClient.connect(`ws://127.0.0.1:${port}`, { connectTimeoutMs: 600 }), new RegExp(`cannot reach the sync server at ws://127.0.0.1:${port}`));
+  });
+
+  test('a runner cut off the network without a FIN (its pod deleted): the server ends its instances after a missed heartbeat', async () => {
+    const server = await startSyncServer({ port: 0 });
+    // a relay that can go silent: bytes stop flowing both ways, no socket is closed
+    let cut = false;
+    const sockets: net.Socket[] = [];
+    const relay = net.createServer((inbound) => {
+      const outbound = net.connect(server.port, '127.0.0.1');
+      sockets.push(inbound, outbound);
+      inbound.on('data', (d) => !cut && outbound.write(d));
+      outbound.on('data', (d) => !cut && inbound.write(d));
+      inbound.on('error', () => undefined);
+      outbound.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    const relayUrl = `ws://127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+    try {
+      const instances = ['a-1', 'b-1'];
+      const a = await RemoteSyncGroup.join({ url: relayUrl, group: 'g', instances, owns: ['a-1'], defaultTimeoutMs: 60_000 });
+      const b = await RemoteSyncGroup.join({ url: server.url, group: 'g', instances, owns: ['b-1'], defaultTimeoutMs: 60_000 });
+      const waiting = b.barrier('b-1', 'all', 2);
+      waiting.catch(() => undefined);
+      const t0 = Date.now();
+      cut = true;
+      await assert.rejects(waiting, /a-1 \(its runner lost the connection to sync\)/);
+      const ms = Date.now() - t0;
+      assert.ok(ms < 10_000, `noticed after ${ms} ms`);
+      a.close('done');
+      b.close('done');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => relay.close(() => r()));
+      await server.close();
+    }
   });
 });

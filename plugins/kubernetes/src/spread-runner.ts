@@ -82,6 +82,8 @@ interface Shard {
   result?: NonNullable<TestRunStatus['result']>;
   /** the pod ended without a result, or never started */
   failure?: string;
+  /** the runner pod seen for this share (a deleted pod leaves no trace but its absence) */
+  pod?: string;
   firstStepAt?: string;
 }
 
@@ -144,10 +146,19 @@ async function podProblems(ctx: RunnerContext, job: string, shards: Shard[], cre
   const ns = cluster.namespace;
   const pods = (await cluster.core.listNamespacedPod({ namespace: ns, labelSelector: `job-name=${job}` })).items;
   const testRuns = new TestRuns(cluster);
+  const present = new Set(pods.map((p) => p.metadata?.name));
+  for (const [k, shard] of shards.entries()) {
+    if (!shard.pod || present.has(shard.pod) || shard.result || shard.failure) continue;
+    // deleted (evicted, its node lost): the Job makes no other (backoffLimit 0); its last status write may have landed
+    const tr = await testRuns.get(shard.name).catch(() => undefined);
+    if (tr?.status?.result) continue;
+    shard.failure = `runner pod ${shard.pod} (share ${k}) was deleted before it wrote a result`;
+  }
   for (const pod of pods) {
     const k = Number(pod.metadata?.annotations?.[INDEX_ANNOTATION] ?? pod.metadata?.labels?.[INDEX_ANNOTATION]);
     const shard = shards[k];
     if (!shard || shard.result || shard.failure) continue;
+    shard.pod = pod.metadata?.name;
     const cs = pod.status?.containerStatuses?.[0];
     const waiting = cs?.state?.waiting;
     if (waiting && /ErrImage|ImagePull|InvalidImageName/.test(waiting.reason ?? '')) {
