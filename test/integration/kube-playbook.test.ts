@@ -131,7 +131,7 @@ describe('playbooks on --backend kubernetes: instances in runner pods, sync thro
     const rep = report('killed.json');
     // share 1 of 3 runs worker-1, worker-4, worker-7, worker-10: the other pods' instances fail naming one of them, well before the barrier timeout (100 s)
     const others = rep.results.filter((x) => !['worker-1', 'worker-4', 'worker-7', 'worker-10'].includes(x.instance.id));
-    assert.equal(others.length, 8, JSON.stringify(rep.results.map((x) => x.instance.id)));
+    assert.equal(others.length, 8, `${JSON.stringify(rep.results.map((x) => x.instance.id))}\n${stderr.slice(-4000)}`);
     assert.ok(others.every((x) => x.state !== 'passed'));
     assert.ok(others.some((x) => /worker-(1|4|7|10)\b/.test(x.error?.message ?? '')), JSON.stringify(others.map((x) => x.error?.message)));
     assert.ok(Date.now() - killedAt < 60_000, `ended ${Date.now() - killedAt} ms after the pod was deleted`);

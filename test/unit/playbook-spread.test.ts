@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { shardUnits } from '../../src/run/run-service';
-import { merge, mergePlaybookSummaries } from '../../plugins/kubernetes/src/spread-runner';
+import { merge, mergePlaybookSummaries, spreadJobSpec } from '../../plugins/kubernetes/src/spread-runner';
 import { syncObjects, SYNC_PORT } from '../../plugins/kubernetes/src/sync-deployment';
 import type { ScenarioTask } from '../../src/run/scenario-types';
 import type { Playbook } from '../../src/playbook/playbook';
@@ -52,5 +52,14 @@ describe('a run spread over runners', () => {
     assert.deepEqual(service.spec?.ports, [{ name: 'sync', port: SYNC_PORT, targetPort: SYNC_PORT }]);
     assert.deepEqual(service.spec?.selector, deployment.spec?.selector.matchLabels);
     assert.equal(url, `ws://${service.metadata!.name}.ns1.svc.cluster.local:${SYNC_PORT}`);
+  });
+
+  test('the Indexed Job: one pod per share, a failed pod fails its index only (the others go on)', () => {
+    const spec = spreadJobSpec({ backoffLimit: 0, template: {} }, 3);
+    assert.equal(spec.completionMode, 'Indexed');
+    assert.equal(spec.completions, 3);
+    assert.equal(spec.parallelism, 3);
+    assert.equal(spec.backoffLimitPerIndex, 0);
+    assert.equal(spec.backoffLimit, undefined);
   });
 });

@@ -66,13 +66,23 @@ export async function runSpread(ctx: RunnerContext, req: RemoteRunRequest, hooks
     const createdAt = Date.now();
     const deadlineS = Math.ceil((req.timeoutMs * Math.max(1, req.targets.length)) / 1000) + 300;
     const jobSpec = runnerJobSpec({ ns, labels, image, deadlineS, args: ['--testrun', name, '--indexed'], attachOnly: true });
-    await cluster.batch.createNamespacedJob({ namespace: ns, body: own({ apiVersion: 'batch/v1', kind: 'Job', metadata: { name, namespace: ns, labels }, spec: { ...jobSpec, completionMode: 'Indexed', completions: workers, parallelism: workers } }) });
+    await cluster.batch.createNamespacedJob({ namespace: ns, body: own({ apiVersion: 'batch/v1', kind: 'Job', metadata: { name, namespace: ns, labels }, spec: spreadJobSpec(jobSpec, workers) }) });
     made.push(() => cluster.batch.deleteNamespacedJob({ name, namespace: ns, body: { propagationPolicy: 'Background' } }));
     hooks.log(`kubernetes: ${workers} runner pods (Indexed Job ${name}, TestRuns ${names[0]}..${names.length - 1})${sync ? ` and sync Deployment ${sync.name} (${sync.url})` : ''} created in namespace ${ns}`);
     return await follow(ctx, { job: name, syncName: sync?.name, names, req, hooks, createdAt });
   } finally {
     for (const undo of made.reverse()) await undo().catch(() => undefined);
   }
+}
+
+/**
+ * The Indexed Job of N runner pods. A failed (or deleted) pod fails its index
+ * only (backoffLimitPerIndex 0, no retry: its share's instances are over);
+ * with a Job-wide backoffLimit the controller would delete the other pods.
+ */
+export function spreadJobSpec(base: k8s.V1JobSpec, workers: number): k8s.V1JobSpec {
+  const { backoffLimit: _whole, ...rest } = base;
+  return { ...rest, completionMode: 'Indexed', completions: workers, parallelism: workers, backoffLimitPerIndex: 0 };
 }
 
 interface Shard {
