@@ -15,7 +15,7 @@ export default class KubeRunner extends BaseCommand {
   static override summary = 'Run a TestRun inside the cluster (the runner Job’s command)';
   static override flags = {
     testrun: Flags.string({ description: 'the TestRun to run, attached to the SUT the CLI stood up (in TOPAS_KUBE_NAMESPACE or the pod’s namespace)', exactlyOne: ['testrun', 'schedule'] }),
-    indexed: Flags.boolean({ description: 'a pod of an Indexed Job: runs the TestRun <testrun>-<JOB_COMPLETION_INDEX>', default: false, dependsOn: ['testrun'] }),
+    indexed: Flags.boolean({ description: 'with --testrun, in a pod of an Indexed Job: runs the TestRun <testrun>-<JOB_COMPLETION_INDEX>' }),
     schedule: Flags.string({ description: 'the scheduled run (a CronJob’s ConfigMap) to run: stands the app up, runs, tears down', exactlyOne: ['testrun', 'schedule'] }),
   };
 
