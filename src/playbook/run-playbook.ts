@@ -106,7 +106,10 @@ export function summarizePlaybook(pb: Playbook, results: ScenarioResult[], cwd: 
     const mine = results.filter((r) => r.instance.role === role.name);
     return { name: role.name, ok: mine.filter((r) => r.state === 'passed').length, total: mine.length };
   });
-  const failed = results.find((r) => r.state !== 'passed' && r.state !== 'interrupted') ?? results.find((r) => r.state !== 'passed');
+  // the cause ended first: instances whose barriers failed because of it (or that were stopped) end after it
+  const endMs = (r: ScenarioResult) => Date.parse(r.startedAt) + r.durationMs;
+  const earliest = (rs: ScenarioResult[]) => rs.reduce<ScenarioResult | undefined>((a, r) => (!a || endMs(r) < endMs(a) ? r : a), undefined);
+  const failed = earliest(results.filter((r) => r.state !== 'passed' && r.state !== 'interrupted')) ?? results.find((r) => r.state !== 'passed');
   return {
     name: pb.name,
     file: path.relative(cwd, pb.file),

@@ -62,4 +62,15 @@ describe('a run spread over runners', () => {
     assert.equal(spec.backoffLimitPerIndex, 0);
     assert.equal(spec.backoffLimit, undefined);
   });
+
+  test('merged: the failure named is the one that ended first, not an instance whose barrier failed because of it in another runner', () => {
+    const r = (id: string, state: string, endSec: number, message?: string) => ({ runId: id, name: `pb/${id}`, instance: { id }, state, startedAt: '2026-01-01T00:00:00.000Z', durationMs: endSec * 1000, steps: [], checks: [], ...(message ? { error: { name: 'E', message } } : {}) });
+    const out = merge([
+      { name: 'tr-0', result: { state: 'failed', exitCode: 1, results: [r('w-1', 'failed', 5, 'sync.barrier("round") cannot complete: w-5 (failed) ended before arriving')], playbooks: [{ name: 'pb', file: 'pb.yaml', state: 'failed', roles: [{ name: 'w', ok: 0, total: 1 }], firstFailure: { instance: 'w-1' } }] } },
+      { name: 'tr-1', result: { state: 'failed', exitCode: 1, results: [r('w-5', 'failed', 3, 'gave up'), r('w-2', 'interrupted', 4)], playbooks: [{ name: 'pb', file: 'pb.yaml', state: 'failed', roles: [{ name: 'w', ok: 0, total: 2 }], firstFailure: { instance: 'w-5' } }] } },
+    ]);
+    assert.equal(out.playbooks?.[0].firstFailure?.instance, 'w-5');
+    assert.equal(out.playbooks?.[0].firstFailure?.error?.message, 'gave up');
+    assert.deepEqual(out.playbooks?.[0].roles, [{ name: 'w', ok: 0, total: 3 }]);
+  });
 });

@@ -192,7 +192,7 @@ async function podProblems(ctx: RunnerContext, job: string, shards: Shard[], cre
 /** The shards' results as one run's: results in share order, playbooks merged, the first runner failure as the run's error. */
 export function merge(shards: Array<{ name: string; result?: NonNullable<TestRunStatus['result']>; failure?: string }>): RemoteRunResult {
   const results = shards.flatMap((s) => (s.result?.results ?? []) as ScenarioResult[]);
-  const playbooks = mergePlaybookSummaries(shards.flatMap((s) => (s.result?.playbooks ?? []) as PlaybookSummary[]));
+  const playbooks = mergePlaybookSummaries(shards.flatMap((s) => (s.result?.playbooks ?? []) as PlaybookSummary[])).map((pb) => withFirstCause(pb, results));
   const failure = shards.find((s) => s.failure)?.failure;
   const errored = shards.find((s) => s.result?.state === 'error' && (s.result.results ?? []).length === 0 && s.result.error);
   const error: RemoteRunResult['error'] = failure
@@ -201,6 +201,19 @@ export function merge(shards: Array<{ name: string; result?: NonNullable<TestRun
       ? (errored.result!.error as RemoteRunResult['error'])
       : undefined;
   return { results, ...(playbooks.length ? { playbooks } : {}), ...(error ? { error } : {}) };
+}
+
+/**
+ * The failure that caused the others: each runner names the first failure it
+ * saw, but an instance whose barrier failed because of another runner's
+ * failure fails too; the cause is the one that ended first.
+ */
+function withFirstCause(pb: PlaybookSummary, results: ScenarioResult[]): PlaybookSummary {
+  if (pb.state === 'passed') return pb;
+  const endMs = (r: ScenarioResult) => Date.parse(r.startedAt) + r.durationMs;
+  const failed = results.filter((r) => r.name.startsWith(`${pb.name}/`) && r.state !== 'passed' && r.state !== 'interrupted');
+  const first = failed.reduce<ScenarioResult | undefined>((a, r) => (!a || endMs(r) < endMs(a) ? r : a), undefined);
+  return first ? { ...pb, state: first.state, firstFailure: { instance: first.instance.id, ...(first.error ? { error: first.error } : {}) } } : pb;
 }
 
 /**
