@@ -138,4 +138,21 @@ describe('playbooks on --backend kubernetes: instances in runner pods, sync thro
     process.stdout.write(`# runner pod deleted mid-run: the run ended ${((Date.now() - killedAt) / 1000).toFixed(1)} s later (exit ${code}); whole run ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     await assertNothingLeft(rep.runId);
   });
+
+  test('--workers 3, Ctrl-C mid-run: exit 130; the runner pods, the sync Deployment and the TestRuns are deleted', async () => {
+    const child = ws.spawnTopas(['run', 'spread-hold.yaml', ...flags(), '--workers', '3', '--reporter', 'json:interrupted.json']);
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await until('the leader holds', async () => (/holding/.test(stderr) ? true : undefined), 180_000);
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    const code = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 120_000).unref())]);
+    if (code === null) child.kill('SIGKILL');
+    assert.equal(code, 130, stderr.slice(-3000));
+    const rep = report('interrupted.json');
+    assert.equal(rep.state, 'interrupted');
+    await assertNothingLeft(rep.runId);
+    process.stdout.write(`# Ctrl-C of a run over 3 runner pods: ${((Date.now() - t0) / 1000).toFixed(1)} s to everything gone\n`);
+  });
 });
