@@ -227,6 +227,8 @@ export interface RemoteRunRequest {
   /** scenario files and playbooks, relative to `cwd` (resolved: globs and folders expanded) */
   targets: string[];
   parallel: number;
+  /** --workers when given: runners to spread the scenarios and playbook instances over (a backend that cannot spread runs one) */
+  workers?: number;
   timeoutMs: number;
   continueOnFailure: boolean;
   /** --env / --env-file (may hold secrets: kept out of plain objects) */

@@ -9,6 +9,7 @@ import Load from './load';
 import Ps from './ps';
 import Report from './report';
 import Run from './run';
+import SyncServer from './sync-server';
 import Up from './up';
 import TestLogs from './test/logs';
 import TestSchedule from './test/schedule';
@@ -27,6 +28,7 @@ export const COMMANDS = {
   ps: Ps,
   report: Report,
   run: Run,
+  'sync-server': SyncServer,
   up: Up,
   'test:logs': TestLogs,
   'test:schedule': TestSchedule,

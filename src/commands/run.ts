@@ -6,6 +6,7 @@ import type { Io } from '../io';
 import { parseReporterFlags } from '../run/render-reports';
 import { LIMITS, formatLimitDuration } from '../util/limits';
 import type { Spread } from '../workers/transport';
+import { TopasError } from '../errors';
 
 export default class Run extends BaseCommand {
   static override summary = 'Run Lua scenarios as test runs against the SUT';
@@ -28,7 +29,7 @@ export default class Run extends BaseCommand {
     app: appFlag,
     backend: backendFlag,
     parallel: Flags.integer({ description: `scenarios at once (1-${LIMITS.parallel})`, default: 1, min: 1, max: LIMITS.parallel }),
-    workers: Flags.integer({ description: `workers hosting scenarios (default: cores; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
+    workers: Flags.integer({ description: `workers hosting scenarios (default: cores; at most ${LIMITS.workers}); with --backend kubernetes, runner pods (a playbook's instances meet in a sync Deployment)`, min: 1, max: LIMITS.workers }),
     spread: Flags.string({ description: "where the workers run: threads of this process, or processes on this machine (a playbook's instances are placed over them; sync reaches all of them)", options: ['threads', 'processes'], default: 'threads' }),
     timeout: Flags.string({ description: `per-scenario timeout; a hard stop (at most ${formatLimitDuration(LIMITS.durationMs)})`, default: '5m' }),
     reporter: Flags.string({ description: 'table | json | junit | html | github | summary | ./custom.js, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
@@ -42,6 +43,9 @@ export default class Run extends BaseCommand {
     'git-ref': Flags.string({ description: 'branch, tag or commit (default: HEAD)', dependsOn: ['git'], helpValue: 'R' }),
     'run-id': Flags.string({ hidden: true, description: 'use this run id (set by `topas test schedule`)' }),
     queue: Flags.boolean({ hidden: true, description: 'wait for the app lock first (set by `topas test schedule`)', default: false }),
+    'sync-url': Flags.string({ hidden: true, description: "playbooks' sync groups live in this sync server (`topas sync-server`; token in TOPAS_SYNC_TOKEN), shared with the run's other runners", helpValue: 'ws://HOST:PORT' }),
+    'sync-run': Flags.string({ hidden: true, description: 'names this run on the sync server: the same in all its runners', default: 'run' }),
+    shard: Flags.string({ hidden: true, description: 'run only share I of N (from 0) of the scenarios and playbook instances; the other runners run the rest (with --sync-url)', helpValue: 'I/N' }),
     ...clusterFlags,
   };
 
@@ -71,8 +75,18 @@ export default class Run extends BaseCommand {
       runId: flags['run-id'],
       queue: flags.queue,
       debug: flags.debug,
+      syncServer: flags['sync-url'] ? { url: flags['sync-url'], token: io.env.TOPAS_SYNC_TOKEN || undefined, run: flags['sync-run'] } : undefined,
+      shard: flags.shard !== undefined ? parseShard(flags.shard) : undefined,
     };
   }
+}
+
+function parseShard(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || count > LIMITS.workers || index >= count) throw new TopasError('INVALID_FLAGS', `--shard: expected I/N with 0 <= I < N <= ${LIMITS.workers}, got ${JSON.stringify(v)}`);
+  return { index, count };
 }
 
 type RunFlags = Interfaces.InferredFlags<typeof Run.flags & typeof BaseCommand.baseFlags>;

@@ -28,6 +28,7 @@ export interface RemoteRunInput {
   /** scenario files and playbooks as the run resolved them (absolute) */
   targets: string[];
   parallel: number;
+  workers?: number;
   timeoutMs: number;
   continueOnFailure: boolean;
   env: Record<string, string>;
@@ -71,6 +72,7 @@ export function remoteRunRequest(input: RemoteRunInput, log: (line: string) => v
     specFile: rel(path.resolve(input.specFile)),
     targets: input.targets.map((t) => path.relative(input.namesDir, t).split(path.sep).join('/')),
     parallel: input.parallel,
+    ...(input.workers !== undefined ? { workers: input.workers } : {}),
     timeoutMs: input.timeoutMs,
     continueOnFailure: input.continueOnFailure,
     env: input.env,

@@ -1,5 +1,5 @@
 import { TopasError } from '../errors';
-import type { SyncBroker } from '../sync/sync-broker';
+import { callSync, type SyncGroup } from '../sync/sync-group';
 import type { ShapeController } from '../shape/shape-controller';
 import type { ShapeCall } from '../shape/shape-calls';
 
@@ -12,7 +12,7 @@ export type RpcHandler = (runId: string, method: string, args: unknown[]) => Pro
  */
 export function routeRpc(routes: {
   sut: RpcHandler;
-  sync: (runId: string) => { broker: SyncBroker; instance: string } | undefined;
+  sync: (runId: string) => { broker: SyncGroup; instance: string } | undefined;
   /** `shape.*`: the run's shaping proxies (absent without a SUT) */
   shape?: () => ShapeController | undefined;
 }): RpcHandler {
@@ -32,24 +32,7 @@ export function routeRpc(routes: {
     if (method.startsWith('sync.')) {
       const entry = routes.sync(runId);
       if (!entry) throw new TopasError('INTERNAL', `${method}: this scenario has no sync group`);
-      const { broker, instance } = entry;
-      const ms = (v: unknown) => (typeof v === 'number' ? v : undefined);
-      switch (method) {
-        case 'sync.barrier':
-          return broker.barrier(instance, String(args[0]), Number(args[1]), ms(args[2]));
-        case 'sync.signal':
-          return broker.signal(instance, String(args[0]));
-        case 'sync.wait':
-          return broker.waitSignal(instance, String(args[0]), Number(args[1]), ms(args[2]));
-        case 'sync.publish':
-          return broker.publish(instance, String(args[0]), args[1]);
-        case 'sync.subscribe':
-          return broker.subscribe(instance, String(args[0]));
-        case 'sync.next':
-          return broker.next(instance, Number(args[0]), ms(args[1]));
-        default:
-          throw new TopasError('INTERNAL', `unknown sync call ${method}`);
-      }
+      return callSync(entry.broker, entry.instance, method, args);
     }
     return routes.sut(runId, method, args);
   };

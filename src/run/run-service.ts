@@ -18,20 +18,21 @@ import { RunRecordStore } from './run-record';
 import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
 import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
 import { remoteRunRequest } from './remote-run';
-import { messageWithLocation, type PlaybookSummary, type RunReport } from '../reporters/run-report';
+import type { PlaybookSummary, RunReport } from '../reporters/run-report';
 import { logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
 import { checkReporterOutputs, type ReporterRequest } from './render-reports';
 import { fetchGitSource, type GitSource } from './git-source';
 import { recordDirFor } from './schedule-service';
 import { RunMetrics, remoteMetrics } from './run-metrics';
 import { RunSession } from './run-session';
-import { checkShapingTargets, loadPlaybook, type Playbook } from '../playbook/playbook';
+import { checkShapingTargets, loadPlaybook } from '../playbook/playbook';
+import { DEFAULT_BARRIER_TIMEOUT_MS, runPlaybook, summarizePlaybook, type PlaybookUnit } from '../playbook/run-playbook';
 import { SyncBroker } from '../sync/sync-broker';
+import type { SyncGroup } from '../sync/sync-group';
 import { routeRpc, type RpcHandler } from './rpc-router';
 import { watchEndpoints } from './watch-endpoints';
 // traffic shaping (src/shape): the SUT owns the proxies; the run routes shape.* to them, runs playbook shaping, records history
-import { startPlaybookShaping } from '../shape/playbook-shaping';
-import { shapeChangeLine, type ShapeController } from '../shape/shape-controller';
+import { shapeChangeLine } from '../shape/shape-controller';
 import type { Spread } from '../workers/transport';
 
 export interface RunOptions {
@@ -62,6 +63,10 @@ export interface RunOptions {
   debug?: boolean;
   /** told every scenario log line and progress event as the run goes (masked), e.g. by a runner that reports elsewhere */
   observer?: RunObserver;
+  /** playbooks' sync groups live in this sync server (`topas sync-server`), shared with other runners of the run, instead of in this process */
+  syncServer?: { url: string; token?: string; run: string };
+  /** run only this share of the scenarios and playbook instances (runner `index` of `count`, from 0); the others run them */
+  shard?: { index: number; count: number };
 }
 
 export interface RunObserver {
@@ -77,10 +82,9 @@ export interface RunOutcome {
 }
 
 const DEFAULT_MEMORY_LIMIT_BYTES = 256 * 1024 * 1024;
-const DEFAULT_BARRIER_TIMEOUT_MS = 60_000;
 
 /** One entry of the run queue: a scenario, or a playbook whose instances all start together. */
-type RunUnit = { kind: 'scenario'; task: ScenarioTask } | { kind: 'playbook'; playbook: Playbook; tasks: ScenarioTask[] };
+type RunUnit = { kind: 'scenario'; task: ScenarioTask } | PlaybookUnit;
 
 interface Prepared {
   units: RunUnit[];
@@ -115,7 +119,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
     }
     throw err;
   }
-  const { units, spec, specFile } = prepared;
+  const { spec, specFile } = prepared;
+  const units = opts.shard ? shardUnits(prepared.units, opts.shard) : prepared.units;
   // process-wide: the run record, log, reports and console mask them too
   if (spec) registerSpecSecrets(spec);
 
@@ -186,9 +191,10 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
           runId,
           namesDir: prepared.namesDir,
           specFile,
-          files: units.flatMap((u) => (u.kind === 'scenario' ? [u.task.file] : [u.playbook.file, ...u.tasks.map((t) => t.file)])),
+          files: prepared.units.flatMap((u) => (u.kind === 'scenario' ? [u.task.file] : [u.playbook.file, ...u.tasks.map((t) => t.file)])),
           targets: prepared.targetFiles,
           parallel: opts.parallel,
+          workers: opts.workers,
           timeoutMs: opts.timeoutMs,
           continueOnFailure: opts.continueOnFailure ?? false,
           env: opts.env,
@@ -217,7 +223,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       if (out.error && !session.interrupted) throw new TopasError('RUNNER_FAILED', out.error.message, { hint: out.error.hint });
       return;
     }
-    const brokers = new Map<string, { broker: SyncBroker; instance: string }>();
+    const brokers = new Map<string, { broker: SyncGroup; instance: string }>();
     const sutRpc: RpcHandler = session.sutRpc((map: EndpointMap) => pool?.setEndpoints(map));
     const maxConcurrent = units.reduce((n, u) => n + (u.kind === 'playbook' ? u.tasks.length : 1), 0);
     pool = new ScenarioPool({
@@ -256,7 +262,9 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
           broker.close('the scenario ended');
           return [r];
         }
-        const out = await runPlaybook(unit, runTask, activePool, brokers, sut?.shaping?.(), log);
+        // declarative shaping of a playbook spread over runners: by the first only
+        const shapes = !opts.shard || opts.shard.index === 0 ? sut?.shaping?.() : undefined;
+        const out = await runPlaybook(unit, { runTask, pool: activePool, brokers, sync: { server: opts.syncServer }, shapes, log });
         playbookSummaries.push(summarizePlaybook(unit.playbook, out, prepared.namesDir));
         return out;
       },
@@ -388,7 +396,7 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
         });
       }
     }
-    units.push({ kind: 'playbook', playbook: pb, tasks });
+    units.push({ kind: 'playbook', playbook: pb, key: `p${seq}`, tasks, instances: tasks.map((t) => t.instance.id) });
   }
   return {
     units,
@@ -401,65 +409,23 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
 }
 
 /**
- * All instances of a playbook start together (barriers need them all). The
- * first instance that fails stops the others: waits on it fail at once, naming
- * it, and the rest are cancelled.
+ * This runner's share of a run spread over several: scenarios and playbook
+ * instances dealt round-robin in order; a playbook keeps every instance's id
+ * (its barriers count them all) but runs only its share.
  */
-async function runPlaybook(
-  unit: Extract<RunUnit, { kind: 'playbook' }>,
-  runTask: (t: ScenarioTask) => Promise<ScenarioResult>,
-  pool: ScenarioPool,
-  brokers: Map<string, { broker: SyncBroker; instance: string }>,
-  shapes?: ShapeController,
-  log?: (line: string) => void,
-): Promise<ScenarioResult[]> {
-  const broker = new SyncBroker(
-    unit.tasks.map((t) => t.instance.id),
-    unit.playbook.barrierTimeoutMs ?? DEFAULT_BARRIER_TIMEOUT_MS,
-  );
-  for (const t of unit.tasks) brokers.set(t.runId, { broker, instance: t.instance.id });
-  // declarative `shaping:` steps (at: / on:), stopped when the playbook ends
-  const playbookTimeoutMs = unit.playbook.timeoutMs ?? unit.tasks[0]?.timeoutMs ?? DEFAULT_BARRIER_TIMEOUT_MS;
-  const shaping =
-    unit.playbook.shaping.length > 0 && shapes
-      ? startPlaybookShaping(unit.playbook.shaping, { controller: shapes, waitSignal: (name) => broker.waitSignal('playbook-shaping', name, 1, playbookTimeoutMs), log: log ?? (() => undefined) })
-      : undefined;
-  let firstFailure: ScenarioResult | undefined;
-  const results = await Promise.all(
-    unit.tasks.map(async (task) => {
-      const r = await runTask(task);
-      if (r.state === 'passed') broker.instanceEnded(task.instance.id, 'it finished');
-      else {
-        const why = r.error ? `${r.state}: ${messageWithLocation(r.error)}` : r.state;
-        broker.instanceEnded(task.instance.id, why);
-        if (!firstFailure && r.state !== 'interrupted') {
-          firstFailure = r;
-          const others = unit.tasks.filter((t) => t.runId !== task.runId).map((t) => t.runId);
-          pool.cancel(others, `instance ${task.instance.id} failed (${why})`);
-        }
-      }
-      return r;
-    }),
-  );
-  shaping?.stop();
-  broker.close('the playbook ended');
-  for (const t of unit.tasks) brokers.delete(t.runId);
-  return results;
-}
-
-function summarizePlaybook(pb: Playbook, results: ScenarioResult[], cwd: string): PlaybookSummary {
-  const roles = pb.roles.map((role) => {
-    const mine = results.filter((r) => r.instance.role === role.name);
-    return { name: role.name, ok: mine.filter((r) => r.state === 'passed').length, total: mine.length };
-  });
-  const failed = results.find((r) => r.state !== 'passed' && r.state !== 'interrupted') ?? results.find((r) => r.state !== 'passed');
-  return {
-    name: pb.name,
-    file: path.relative(cwd, pb.file),
-    state: failed ? failed.state : 'passed',
-    roles,
-    firstFailure: failed ? { instance: failed.instance.id, error: failed.error } : undefined,
-  };
+export function shardUnits(units: RunUnit[], shard: { index: number; count: number }): RunUnit[] {
+  let k = 0;
+  const mine = () => k++ % shard.count === shard.index;
+  const out: RunUnit[] = [];
+  for (const u of units) {
+    if (u.kind === 'scenario') {
+      if (mine()) out.push(u);
+      continue;
+    }
+    const tasks = u.tasks.filter(() => mine());
+    if (tasks.length) out.push({ ...u, tasks });
+  }
+  return out;
 }
 
 function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {

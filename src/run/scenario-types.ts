@@ -33,6 +33,8 @@ export interface ScenarioTask {
   memoryLimitBytes: number;
   /** continue later steps after a failed one */
   continueOnFailure: boolean;
+  /** a sync server this instance's `sync.*` calls go to directly (a playbook spread over runners); else rpc to the coordinator */
+  sync?: { url: string; token?: string; group: string };
 }
 
 export type RunState = 'passed' | 'failed' | 'error' | 'timedOut' | 'interrupted';

@@ -8,6 +8,7 @@ import { LABELS, labelValue, parentName } from './manifests';
 import { TESTRUN, TESTRUN_API_VERSION, TEST_RUN_LABEL, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
 import { acquireAppQueue, type QueueTurn } from './run-queue';
 import type { ScheduledRun } from './cron';
+import { SYNC_TOKEN_KEY } from './sync-deployment';
 
 /** log lines and events kept in the TestRun's status (the object must stay well under etcd's 1.5 MiB) */
 const LOG_WINDOW = 300;
@@ -66,7 +67,11 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
   try {
     // one run of an app at a time on the cluster, from whichever host: wait (phase Pending) for the app's queue
     const log = (l: string) => io.stderr.write(`topas: ${l}\n`);
-    turn = await acquireAppQueue(cluster, tr.spec.app, { testRun: testRunName, pod: io.env.POD_NAME ?? '' }, {
+    // the pods of a spread run (--workers N) are one run: they queue as one holder, share 0's TestRun
+    // (a pod of it may not wait behind its siblings, whose instances meet it at barriers), and share 0 releases
+    const shard = tr.spec.shard;
+    const holder = shard ? { testRun: testRunName.replace(/-\d+$/, '-0'), pod: '' } : { testRun: testRunName, pod: io.env.POD_NAME ?? '' };
+    turn = await acquireAppQueue(cluster, tr.spec.app, holder, {
       log,
       onWait: (holder) => {
         log(`waiting for TestRun ${holder.testRun} of app ${tr.spec.app} to end (one run of an app at a time)`);
@@ -79,7 +84,7 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
     await status.flush();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-runner-'));
     await fetchInputs(cluster, tr, dir);
-    const env = await readEnv(cluster, tr.spec.secret);
+    const { env, syncToken } = await readEnv(cluster, tr.spec.secret);
     const cwd = path.resolve(dir, tr.spec.cwd);
     const specFile = path.resolve(dir, tr.spec.specFile);
     await beforeRun(specFile);
@@ -97,6 +102,9 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
       continueOnFailure: tr.spec.continueOnFailure,
       runId: attached ? tr.spec.runId : undefined,
       observer: { onLog: (l) => status.log(l), onEvent: (id, ev) => status.event(id, ev), onScenarioEnd: (r) => status.scenarioEnd(r.runId, r.state, r.durationMs) },
+      // a run spread over runner pods: this pod's share, playbooks' sync in the run's sync Deployment
+      ...(tr.spec.shard ? { shard: tr.spec.shard } : {}),
+      ...(tr.spec.sync ? { syncServer: { url: tr.spec.sync.url, run: tr.spec.sync.run, token: syncToken } } : {}),
     });
     const r = outcome.report;
     status.set({
@@ -113,7 +121,7 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
     throw err;
   } finally {
     status.stop();
-    await turn?.release();
+    if (!tr.spec.shard || tr.spec.shard.index === 0) await turn?.release();
   }
 }
 
@@ -141,10 +149,11 @@ async function fetchInputs(cluster: Cluster, tr: TestRunObject, dir: string): Pr
   );
 }
 
-async function readEnv(cluster: Cluster, secret: string): Promise<Record<string, string>> {
+async function readEnv(cluster: Cluster, secret: string): Promise<{ env: Record<string, string>; syncToken?: string }> {
   const s = await cluster.core.readNamespacedSecret({ name: secret, namespace: cluster.namespace });
   const raw = s.data?.['env.json'];
-  return raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, string>) : {};
+  const token = s.data?.[SYNC_TOKEN_KEY];
+  return { env: raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, string>) : {}, ...(token ? { syncToken: Buffer.from(token, 'base64').toString('utf8') } : {}) };
 }
 
 /**

@@ -89,6 +89,8 @@ export class KubeRemoteRunner implements RemoteRunner {
   constructor(private readonly ctx: RunnerContext) {}
 
   async run(req: RemoteRunRequest, hooks: RemoteRunHooks): Promise<RemoteRunResult> {
+    // --workers N: N runner pods, a playbook's instances meeting in a sync Deployment (spread-runner.ts)
+    if ((req.workers ?? 1) > 1) return (await import('./spread-runner')).runSpread(this.ctx, req, hooks, req.workers!);
     const { cluster } = this.ctx;
     const ns = cluster.namespace;
     await installTestRun(cluster, hooks.log);

@@ -39,6 +39,10 @@ export interface TestRunSpec {
   continueOnFailure: boolean;
   /** the SUT the CLI stood up (its SutState.data and when it started), to attach to; none: the runner stands the app up (scheduled runs) */
   sut?: { runId: string; startedAt: string; data: unknown };
+  /** a run spread over runner pods (`--workers N`): this TestRun's runner runs share `index` of `count` */
+  shard?: { index: number; count: number };
+  /** the run's sync server (its Service's DNS name) and the run's name there; the token is in the Secret */
+  sync?: { url: string; run: string };
 }
 
 export interface TestRunStatus {

@@ -410,7 +410,9 @@ export class NodeAgent {
         if (v !== undefined) out[e.name] = v;
       } else if (e.valueFrom?.fieldRef?.fieldPath) {
         const field: Record<string, string | undefined> = { 'metadata.name': pod.metadata?.name, 'metadata.namespace': namespace, 'metadata.uid': pod.metadata?.uid, 'spec.nodeName': this.nodeName, 'spec.serviceAccountName': pod.spec?.serviceAccountName };
-        const v = field[e.valueFrom.fieldRef.fieldPath];
+        // metadata.annotations['k'] / metadata.labels['k'] (an Indexed Job's JOB_COMPLETION_INDEX comes so)
+        const keyed = /^metadata\.(annotations|labels)\['([^']+)'\]$/.exec(e.valueFrom.fieldRef.fieldPath);
+        const v = keyed ? pod.metadata?.[keyed[1] as 'annotations' | 'labels']?.[keyed[2]] : field[e.valueFrom.fieldRef.fieldPath];
         if (v !== undefined) out[e.name] = v;
       }
     }
