@@ -93,6 +93,10 @@ export class LoadRunGroup {
   /** ms from the Job's creation to each worker's first message (its pod up and connected) */
   readonly firstMessageMs: number[] = [];
   private jobCreatedAt = 0;
+  /** the figures the run logs at its end: when the workers were ready, when the load started, how late snapshots came */
+  private readyAt: number[] = [];
+  private loadStartedAt = 0;
+  private readonly snapshotDelaysMs: number[] = [];
 
   constructor(
     private readonly ctx: PodWorkersContext,
@@ -227,10 +231,16 @@ export class LoadRunGroup {
     if (w.status.messages === 0 && this.jobCreatedAt) this.firstMessageMs[w.index] = Date.now() - this.jobCreatedAt;
     w.status.messages++;
     w.status.lastReportAt = new Date().toISOString();
-    const m = msg as { type?: string; snapshot?: { metrics?: Record<string, { total?: { sum?: number } }> } };
-    if (m.type === 'load-ready') w.status.state = 'ready';
+    const m = msg as { type?: string; snapshot?: { startMs?: number; endMs?: number; metrics?: Record<string, { total?: { sum?: number } }> } };
+    if (m.type === 'load-ready') {
+      w.status.state = 'ready';
+      this.readyAt[w.index] = Date.now();
+    }
     if (m.type === 'load-metrics') {
       w.status.state = 'running';
+      // the worker stamps a snapshot when it takes it; pods of one node read the CLI's clock
+      if (m.snapshot?.endMs) this.snapshotDelaysMs.push(Date.now() - m.snapshot.endMs);
+      if (!this.loadStartedAt && m.snapshot?.startMs) this.loadStartedAt = m.snapshot.startMs;
       w.lastIterations = m.snapshot?.metrics?.iterations?.total?.sum ?? w.lastIterations;
     }
     if (m.type === 'load-done') {
@@ -336,6 +346,7 @@ export class LoadRunGroup {
         return;
       }
       await this.writeStatusFinal();
+      this.logFigures();
       for (const s of this.stops) s();
       const { cluster } = this.ctx;
       const namespace = cluster.namespace;
@@ -359,6 +370,18 @@ export class LoadRunGroup {
       }
     })();
     return this.disposed;
+  }
+
+  private logFigures(): void {
+    if (!this.jobCreatedAt || this.readyAt.length === 0) return;
+    const ready = this.readyAt.filter((t) => t !== undefined);
+    const d = [...this.snapshotDelaysMs].sort((a, b) => a - b);
+    const at = (q: number) => d[Math.min(d.length - 1, Math.floor(q * d.length))];
+    const parts = [`Job created to ${ready.length === this.count ? 'all' : `${ready.length} of ${this.count}`} workers ready ${Math.max(...ready) - this.jobCreatedAt} ms`];
+    if (this.loadStartedAt) parts.push(`to the first iteration ${Math.round(this.loadStartedAt - this.jobCreatedAt)} ms`);
+    if (d.length) parts.push(`snapshots through the API server: median ${Math.round(at(0.5))} ms, p95 ${Math.round(at(0.95))} ms, max ${Math.round(d[d.length - 1])} ms (${d.length})`);
+    const writes = this.workers.reduce((n, w) => n + w.channel.writes, 0);
+    this.ctx.log(`kubernetes: load workers: ${parts.join('; ')}; ${writes} channel writes by the CLI`);
   }
 
   private async writeStatusFinal(): Promise<void> {
