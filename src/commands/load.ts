@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
-import { appFlag, backendFlag, envFileFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
+import { appFlag, backendFlag, clusterFlags, envFileFlag, envFlag, parseEnvFlags, withClusterFlags } from '../cli/common-flags';
 import { runLoad } from '../load/load-service';
 import type { Spread } from '../workers/transport';
 import { parseReporterFlags } from '../run/render-reports';
@@ -48,12 +48,14 @@ export default class Load extends BaseCommand {
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
     environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
+    // --backend kubernetes: the workers are pods next to the SUT (the plugin's transport), whatever --spread says
+    ...clusterFlags,
   };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Load);
     const outcome = await runLoad({
-      io: this.io,
+      io: withClusterFlags(this.io, flags),
       file: args.file,
       app: flags.app,
       backend: flags.backend,

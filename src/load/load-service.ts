@@ -313,7 +313,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         file,
         source,
         baseDir: io.cwd,
-        env,
+        // a worker elsewhere gets the run's own variables (the spec's env:, --env), not this machine's environment
+        env: remote ? { ...spec?.env, ...opts.env } : env,
         endpoints,
         worker: w,
         workers,

@@ -111,16 +111,17 @@ describe('kubernetes load channel: messages through one object, windows and ackn
     assert.ok('a' in back);
   });
 
-  test("a worker pod writes the script's text into its own folder: no path of the CLI's machine is read", () => {
+  test("a worker pod writes the script's text into its own folder (no path of the CLI's machine is read) and takes the variables from the run's Secret", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'localize-'));
     try {
       const msg = { type: 'load-init', init: { file: '/home/me/project/tests/load.lua', source: 'function iteration() end', baseDir: '/home/me/project', env: { A: '1' } } } as unknown as ToLoadWorker;
-      const out = localize(msg, dir) as Extract<ToLoadWorker, { type: 'load-init' }>;
+      const out = localize(msg, dir, { SECRET: 's3' }) as Extract<ToLoadWorker, { type: 'load-init' }>;
       assert.equal(out.init.file, path.join(dir, 'load.lua'));
       assert.equal(out.init.baseDir, dir);
       assert.equal(fs.readFileSync(out.init.file, 'utf8'), 'function iteration() end');
-      assert.deepEqual(out.init.env, { A: '1' });
-      assert.equal(localize({ type: 'load-stop', abort: false }, dir).type, 'load-stop');
+      // the variables come from the run's Secret
+      assert.deepEqual(out.init.env, { A: '1', SECRET: 's3' });
+      assert.equal(localize({ type: 'load-stop', abort: false }, dir, {}).type, 'load-stop');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

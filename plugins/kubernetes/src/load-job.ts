@@ -43,6 +43,11 @@ const INDEX_ANNOTATION = 'batch.kubernetes.io/job-completion-index';
 /** the worker's pod ended or cannot start: the CLI's exit code for it when the container gave none */
 const LOST = -1;
 
+/** The Secret with the run's variables, which the workers' init messages leave out. */
+export function envSecretName(loadRun: string): string {
+  return `${loadRun}-env`;
+}
+
 export function channelName(loadRun: string, index: number): string {
   return `${loadRun}-w${index}`;
 }
@@ -97,6 +102,10 @@ export class LoadRunGroup {
   private readyAt: number[] = [];
   private loadStartedAt = 0;
   private readonly snapshotDelaysMs: number[] = [];
+  /** the run's variables, from the first worker's init: they go in a Secret, never in a channel */
+  private env?: Record<string, string>;
+  private envKnown: Promise<void>;
+  private resolveEnv!: () => void;
 
   constructor(
     private readonly ctx: PodWorkersContext,
@@ -107,6 +116,7 @@ export class LoadRunGroup {
     this.labels = { ...runLabels(ctx.app, ctx.sutRunId), [LABELS.component]: 'load-worker', [LABELS.kind]: 'load', 'topas.dev/load-run': labelValue(runId) };
     this.loadRuns = new LoadRuns(ctx.cluster);
     this.created = new Promise((r) => (this.resolveCreated = r));
+    this.envKnown = new Promise((r) => (this.resolveEnv = r));
     for (let i = 0; i < count; i++) {
       let markExited!: () => void;
       const exited = new Promise<void>((r) => (markExited = r));
@@ -140,6 +150,13 @@ export class LoadRunGroup {
     };
   }
 
+  /** The run's variables (--env, the spec's env:), from the init the CLI sends every worker; they may hold secrets. */
+  setEnv(env: Record<string, string>): void {
+    if (this.env) return;
+    this.env = env;
+    this.resolveEnv();
+  }
+
   get label(): string {
     return `Job ${this.name}`;
   }
@@ -152,6 +169,9 @@ export class LoadRunGroup {
       const own = <T extends { metadata?: k8s.V1ObjectMeta }>(o: T) => ownedBy(o, parent);
       await installLoadRun(cluster, log);
       await this.loadRuns.create(own({ apiVersion: LOADRUN_API_VERSION, kind: LOADRUN.kind, metadata: { name: this.name, namespace: ns, labels: this.labels }, spec: { app: this.ctx.app, runId: this.runId, workers: this.count, job: this.name } }));
+      // before the Job: a pod reads it as it starts
+      await this.envKnown;
+      await cluster.core.createNamespacedSecret({ namespace: ns, body: own({ metadata: { name: envSecretName(this.name), namespace: ns, labels: this.labels }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(this.env ?? {}) } }) });
       for (let i = 0; i < this.count; i++) {
         await cluster.core.createNamespacedConfigMap({ namespace: ns, body: own({ metadata: { name: channelName(this.name, i), namespace: ns, labels: { ...this.labels, 'topas.dev/load-worker': String(i) } }, data: {} }) });
       }
@@ -356,6 +376,7 @@ export class LoadRunGroup {
       };
       await cluster.batch.deleteNamespacedJob({ name: this.name, namespace, body: { propagationPolicy: 'Background' } }).catch(ignore);
       await cluster.core.deleteCollectionNamespacedConfigMap({ namespace, labelSelector }).catch(ignore);
+      await cluster.core.deleteCollectionNamespacedSecret({ namespace, labelSelector }).catch(ignore);
       await this.loadRuns.delete(this.name).catch(ignore);
       // the pods go with the Job; those that do not end in time (a node that never confirms) are forced
       const deadline = Date.now() + 30_000;

@@ -24,7 +24,13 @@ export function podTransport<In, Out>(opts: StartWorkerOptions): WorkerTransport
       return w.gone;
     },
     send(msg: In) {
-      if (!w.gone) w.channel.send(msg);
+      if (w.gone) return;
+      // the run's variables go once, in a Secret (they may hold secrets); the channel carries the rest of the init
+      const m = msg as { type?: string; init?: { env?: Record<string, string> } };
+      if (m.type === 'load-init' && m.init) {
+        group.setEnv(m.init.env ?? {});
+        w.channel.send({ ...m, init: { ...m.init, env: {} } });
+      } else w.channel.send(msg);
     },
     on(h: (ev: TransportEvent<Out>) => void) {
       w.handler = h as (ev: TransportEvent<unknown>) => void;

@@ -6,7 +6,7 @@ import { runLoadWorker, useParentPort, type FromLoadWorker, type ParentPort, typ
 import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './cluster';
 import { ChannelEndpoint } from './channel';
 import { configMapStore, followConfigMaps } from './loadrun';
-import { channelName } from './load-job';
+import { channelName, envSecretName } from './load-job';
 
 const INDEX_ANNOTATION = 'batch.kubernetes.io/job-completion-index';
 /** after shutdown, how long the last messages (load-done went before) may take to be acknowledged */
@@ -26,10 +26,11 @@ export async function serveLoadWorker(loadRun: string, io: Io): Promise<void> {
   const name = channelName(loadRun, index);
   const say = (line: string) => io.stderr.write(`topas load-worker ${index} (${podName}): ${line}\n`);
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-load-'));
+  const env = await readEnv(cluster, envSecretName(loadRun));
   let handler: ((msg: ToLoadWorker) => void) | undefined;
   const early: ToLoadWorker[] = [];
   const deliver = (raw: unknown) => {
-    const msg = localize(raw as ToLoadWorker, workDir);
+    const msg = localize(raw as ToLoadWorker, workDir, env);
     if (handler) handler(msg);
     else early.push(msg);
   };
@@ -96,10 +97,17 @@ async function ownIndex(cluster: Cluster, podName: string, env: NodeJS.ProcessEn
  * The CLI's init names the script by its path on the CLI's machine: here it
  * is the text it sent, written into this pod's folder (where require() and
  * data files resolve too), so nothing of the CLI's file system is assumed.
+ * Its variables come from the run's Secret (the channel does not carry them).
  */
-export function localize(msg: ToLoadWorker, dir: string): ToLoadWorker {
+export function localize(msg: ToLoadWorker, dir: string, env: Record<string, string>): ToLoadWorker {
   if (msg.type !== 'load-init') return msg;
   const file = path.join(dir, path.basename(msg.init.file) || 'load.lua');
   if (msg.init.source !== undefined) fs.writeFileSync(file, msg.init.source);
-  return { ...msg, init: { ...msg.init, file, baseDir: dir } };
+  return { ...msg, init: { ...msg.init, file, baseDir: dir, env: { ...msg.init.env, ...env } } };
+}
+
+async function readEnv(cluster: Cluster, name: string): Promise<Record<string, string>> {
+  const s = await cluster.core.readNamespacedSecret({ name, namespace: cluster.namespace });
+  const raw = s.data?.['env.json'];
+  return raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, string>) : {};
 }
