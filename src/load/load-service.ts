@@ -345,9 +345,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     if (interrupts.interrupted) return;
 
     // each worker starts at the same instant of this clock, told in its own: its per-second buckets are this clock's seconds
+    const probeStartMs = wallNowMs();
     const offsets = await Promise.race([Promise.all(slots.map((s) => clockOffset(s))), anyFatal]);
-    // the start message must reach every worker before the instant it names: a remote worker's crosses an API server (a watch event, tens of ms)
-    loadStartMs = Math.ceil(wallNowMs()) + (remote ? REMOTE_START_LEAD_MS : 50);
+    // the start message must reach every worker before the instant it names: a remote worker's crosses an API server
+    // (writes and watch events: tens of ms, more on a busy cluster), so at least twice the slowest probe's round trip
+    loadStartMs = Math.ceil(wallNowMs()) + (remote ? Math.max(REMOTE_START_LEAD_MS, Math.ceil(2 * (wallNowMs() - probeStartMs))) : 50);
     timeSeries = new TimeSeriesBuilder(loadStartMs);
     slots.forEach((s, i) => post(s, { type: 'load-start', startMs: loadStartMs + offsets[i] }));
     log(`load: ${describePlan(plan)} on ${workers} worker ${remote ? `${remote.transport} (${slots.map((s) => s.worker.label).join(', ')})` : opts.spread === 'processes' ? `process${workers > 1 ? 'es' : ''} (pids ${slots.map((s) => s.worker.pid).join(', ')})` : `thread${workers > 1 ? 's' : ''}`}`);

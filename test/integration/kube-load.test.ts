@@ -102,7 +102,7 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     spawnSync('docker', ['image', 'rm', IMAGE], { encoding: 'utf8' });
   });
 
-  const ARGS = ['load', 'load.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', '--workers', '3', '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--max-vus', '150', '--json'];
+  const ARGS = ['load', 'load.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', '--workers', '3', '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--max-vus', '600', '--json'];
 
   const figures = (stderr: string) => /kubernetes: load workers: (.*)/.exec(stderr)?.[1] ?? '(no figures)';
 
@@ -113,6 +113,9 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     const count = s.metrics.iterations.values.count;
     const dropped = s.metrics.dropped_iterations?.values.count ?? 0;
     process.stdout.write(`# ${RATE}/s x ${DURATION_S}s on 3 pods: ${count} iterations (${(count / DURATION_S).toFixed(1)}/s), ${dropped} dropped, http_reqs ${s.metrics.http_reqs?.values.count}, p95 ${s.metrics.http_req_duration?.values['p(95)']} ms; ${figures(r.stderr)}; whole command ${(r.ms / 1000).toFixed(1)} s\n`);
+    const record = JSON.parse(fs.readFileSync(path.join(work, '.topas', 'runs', s.runId, 'run.json'), 'utf8'));
+    const points = record.load.timeSeries.points as Array<{ achievedRate: number; dropped?: number }>;
+    process.stdout.write(`#   per second: ${points.map((p) => `${p.achievedRate}${p.dropped ? `(-${p.dropped})` : ''}`).join(' ')}\n`);
     assert.equal(s.state, 'passed');
     assert.match(r.stderr, /Indexed Job of 3 load worker pods/);
     assert.match(r.stderr, /on 3 worker pods \(pod loadk-load-[0-9a-f]{6}-0-\w+, pod loadk-load-[0-9a-f]{6}-1-\w+, pod loadk-load-[0-9a-f]{6}-2-\w+\)/);
@@ -120,7 +123,6 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     assert.equal(dropped, 0);
     assert.equal(s.metrics.http_req_failed?.values.rate ?? 0, 0);
     // the per-second series (the CLI's seconds) adds up to the total: one view of three workers
-    const record = JSON.parse(fs.readFileSync(path.join(work, '.topas', 'runs', s.runId, 'run.json'), 'utf8'));
     assert.equal(record.load.timeSeries.points.reduce((n: number, p: { achievedRate: number }) => n + p.achievedRate, 0), count);
     await assertNothingLeft(s.runId);
   });

@@ -31,6 +31,10 @@ export async function serveLoadWorker(loadRun: string, io: Io): Promise<void> {
   const early: ToLoadWorker[] = [];
   const deliver = (raw: unknown) => {
     const msg = localize(raw as ToLoadWorker, workDir, env);
+    // said, not hidden: a start that arrives after its instant makes the first iterations a catch-up burst
+    if (msg.type === 'load-start' && Date.now() > msg.startMs + 50) {
+      channel.send({ type: 'log', line: { ts: Date.now(), runId: `worker-${index}`, source: `worker-${index}`, level: 'warn', message: `the start reached this pod ${Math.round(Date.now() - msg.startMs)} ms after its instant (through the API server)` } });
+    }
     if (handler) handler(msg);
     else early.push(msg);
   };
