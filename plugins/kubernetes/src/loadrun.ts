@@ -2,7 +2,7 @@ import * as k8s from '@kubernetes/client-node';
 import { TopasError } from 'topas';
 import { apiMessage, statusOf, type Cluster } from './cluster';
 import { LABELS, MANAGED_BY } from './manifests';
-import { installTestRun } from './testrun';
+import { runnerRbac } from './testrun';
 import type { ChannelStore } from './channel';
 
 /**
@@ -80,9 +80,19 @@ export function loadRunCrd(): k8s.V1CustomResourceDefinition {
   };
 }
 
-/** The LoadRun CRD (waits until Established) and the runner's ServiceAccount and RBAC (the worker pods run as it). */
+/**
+ * The LoadRun CRD (waits until Established) and the runner's ServiceAccount
+ * and RBAC (the worker pods run as it: they read and patch their channel
+ * ConfigMap, read the env Secret and their own pod). Not the TestRun CRD: a
+ * CRD that appears just before a run ends may still be refused while the API
+ * server initializes its storage (429), and the run's teardown lists TestRuns.
+ */
 export async function installLoadRun(cluster: Cluster, log: (line: string) => void): Promise<void> {
-  await installTestRun(cluster, log);
+  try {
+    for (const o of runnerRbac(cluster.namespace)) await cluster.objects.patch(o, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+  } catch (err) {
+    throw new TopasError('BACKEND_UNAVAILABLE', `kubernetes: could not install the runner's ServiceAccount, Role and RoleBinding in namespace ${cluster.namespace}: ${apiMessage(err)}`, { cause: err });
+  }
   const ext = cluster.kc.makeApiClient(k8s.ApiextensionsV1Api);
   const crd = loadRunCrd();
   const name = crd.metadata!.name!;
