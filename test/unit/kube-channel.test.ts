@@ -133,3 +133,46 @@ describe('kubernetes load channel: messages through one object, windows and ackn
     assert.match(map.api.urls[0], /^http:\/\/shop-api-[0-9a-f]{6}\.ns1\.svc\.cluster\.local:8080$/);
   });
 });
+
+describe('kubernetes load workers: a pod that ends is a lost worker, and never comes back into the run', () => {
+  test("the first pod of an index owns it; its container's end is the worker's exit; a replacement is ignored; stopped workers end quietly", async () => {
+    const { LoadRunGroup } = await import('../../plugins/kubernetes/src/load-job');
+    const patched: unknown[] = [];
+    const cluster = {
+      namespace: 'ns1',
+      kc: { makeApiClient: () => ({ patchNamespacedCustomObjectStatus: async () => undefined }) },
+      core: { patchNamespacedConfigMap: async (req: unknown) => void patched.push(req) },
+    } as never;
+    const group = new LoadRunGroup({ cluster, app: 'shop', sutRunId: 'run-1', parent: async () => ({ name: 'p', uid: 'u' }), env: {}, log: () => undefined }, 'run-1', 3);
+    const events: Array<[number, string, unknown]> = [];
+    group.workers.forEach((w, i) => (w.handler = (ev) => events.push([i, ev.type, ev.type === 'error' ? ev.error.message : ev.type === 'exit' ? ev : undefined])));
+    const pod = (name: string, index: number, status: Record<string, unknown> = { phase: 'Running' }) => ({ metadata: { name, annotations: { 'batch.kubernetes.io/job-completion-index': String(index) } }, status });
+    const onPod = (type: string, p: unknown) => (group as unknown as { onPod(t: string, p: unknown): void }).onPod(type, p);
+    onPod('ADDED', pod('shop-load-1-aaaaa', 1));
+    assert.equal(group.workers[1].pod, 'shop-load-1-aaaaa');
+    // its container killed: lost, said once
+    const killed = { phase: 'Failed', containerStatuses: [{ state: { terminated: { exitCode: 137, reason: 'Error' } } }] };
+    onPod('MODIFIED', pod('shop-load-1-aaaaa', 1, killed));
+    onPod('MODIFIED', pod('shop-load-1-aaaaa', 1, killed));
+    assert.deepEqual(events.map(([i, t]) => [i, t]), [[1, 'error'], [1, 'exit']]);
+    assert.match(String(events[0][2]), /shop-load-1-aaaaa ended \(Error, exit code 137\)/);
+    assert.deepEqual(events[1][2], { type: 'exit', code: 137, signal: 'SIGKILL' });
+    assert.equal(group.workers[1].status.state, 'lost');
+    // a replacement pod for that index (were the Job to make one) takes no part
+    onPod('ADDED', pod('shop-load-1-bbbbb', 1));
+    onPod('MODIFIED', pod('shop-load-1-bbbbb', 1, { phase: 'Succeeded' }));
+    assert.equal(group.workers[1].pod, 'shop-load-1-aaaaa');
+    assert.equal(events.length, 2);
+    // an image that cannot start: lost with the reason
+    onPod('ADDED', pod('shop-load-2-ccccc', 2, { phase: 'Pending', containerStatuses: [{ state: { waiting: { reason: 'ErrImageNeverPull', message: 'image topas-runner:x not present' } } }] }));
+    assert.match(String(events.find(([i, t]) => i === 2 && t === 'error')?.[2]), /cannot start: ErrImageNeverPull/);
+    // worker 0 shut down by the CLI: its pod's end is no error
+    (group as unknown as { resolveCreated(ok: boolean): void }).resolveCreated(false);
+    onPod('ADDED', pod('shop-load-0-ddddd', 0));
+    const stopping = group.stopWorker(group.workers[0], { type: 'shutdown' }, 5000);
+    onPod('MODIFIED', pod('shop-load-0-ddddd', 0, { phase: 'Succeeded', containerStatuses: [{ state: { terminated: { exitCode: 0, reason: 'Completed' } } }] }));
+    await stopping;
+    assert.deepEqual(events.filter(([i]) => i === 0).map(([, t, e]) => [t, (e as { code?: number })?.code]), [['exit', 0]]);
+    assert.equal(group.workers[0].status.state, 'stopped');
+  });
+});
