@@ -174,13 +174,26 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     });
   }
 
-  test('Ctrl-C mid-run: exit 130 and everything the run made is deleted', async () => {
+  test('the LoadRun shows the progress while the load runs; Ctrl-C mid-run: exit 130 and everything the run made is deleted', async () => {
     let sent = false;
+    let status: Promise<{ phase?: string; iterations?: number; workers?: Array<{ pod?: string; state: string; messages: number }> }> | undefined;
+    const objects = cp.kc.makeApiClient(k8s.CustomObjectsApi);
     const r = await topas(ARGS, (text, child) => {
       if (sent || !/on 3 worker pods/.test(text)) return;
       sent = true;
-      setTimeout(() => child.kill('SIGINT'), 3000);
+      status = (async () => {
+        await new Promise((res) => setTimeout(res, 3500));
+        const list = (await objects.listNamespacedCustomObject({ group: 'topas.dev', version: 'v1alpha1', plural: 'loadruns', namespace: ns })) as { items: Array<{ status?: never }> };
+        child.kill('SIGINT');
+        return list.items[0]?.status ?? {};
+      })();
     });
+    const st = await status!;
+    process.stdout.write(`# LoadRun status 2.5 s into the load: ${JSON.stringify(st)}\n`);
+    assert.equal(st.phase, 'Running');
+    assert.ok((st.iterations ?? 0) > 0, `iterations ${st.iterations}`);
+    assert.deepEqual(st.workers?.map((w) => w.state), ['running', 'running', 'running']);
+    assert.ok(st.workers?.every((w) => /^loadk-load-[0-9a-f]{6}-\d-\w+$/.test(w.pod ?? '') && w.messages > 0), JSON.stringify(st.workers));
     assert.equal(r.code, 130, r.stderr);
     const runId = /run (\S+)/.exec(r.stderr)?.[1];
     const s = r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
