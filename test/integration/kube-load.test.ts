@@ -83,10 +83,24 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
       path.join(work, 'topas.yaml'),
       ['name: loadk', 'services:', '  - name: api', '    image: local/mock-app', '    version: "1.0.0"', '    port: 8080', '    replicas: 2', '    ready: { http: /healthz, timeout: 60s }', ''].join('\n'),
     );
-    // the script reaches the service by its name: inside the pods that is its Service's DNS name
+    // the script reaches the service by its name (inside the pods, its Service's DNS name); a module and a data file
+    // next to it reach the pods with it
+    fs.mkdirSync(path.join(work, 'load', 'lib'), { recursive: true });
+    fs.writeFileSync(path.join(work, 'load', 'lib', 'paths.lua'), 'return { fixed = "/fixed" }\n');
+    fs.writeFileSync(path.join(work, 'load', 'targets.csv'), 'service\napi\n');
     fs.writeFileSync(
-      path.join(work, 'load.lua'),
-      ['local net = require("net")', 'options = { thresholds = { http_req_failed = { "rate<0.01" } } }', 'function iteration()', '  local r = net.get("http://api/fixed")', '  check("status 200", r.code == 200)', 'end', ''].join('\n'),
+      path.join(work, 'load', 'load.lua'),
+      [
+        'local net = require("net")',
+        'local paths = require("lib.paths")',
+        'local targets = data.csv("targets.csv", { header = true })',
+        'options = { thresholds = { http_req_failed = { "rate<0.01" } } }',
+        'function iteration()',
+        '  local r = net.get("http://" .. targets[1].service .. paths.fixed)',
+        '  check("status 200", r.code == 200)',
+        'end',
+        '',
+      ].join('\n'),
     );
     const dataDir = path.join(work, 'data');
     fs.mkdirSync(dataDir);
@@ -102,7 +116,7 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     spawnSync('docker', ['image', 'rm', IMAGE], { encoding: 'utf8' });
   });
 
-  const ARGS = ['load', 'load.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', '--workers', '3', '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--max-vus', '600', '--json'];
+  const ARGS = ['load', 'load/load.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', '--workers', '3', '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--max-vus', '600', '--json'];
 
   const figures = (stderr: string) => /kubernetes: load workers: (.*)/.exec(stderr)?.[1] ?? '(no figures)';
 

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { ChannelEndpoint, decodeValue, encodeValue, type ChannelStore } from '../../plugins/kubernetes/src/channel';
 import { localize } from '../../plugins/kubernetes/src/pod-worker';
 import { inClusterEndpoints } from '../../plugins/kubernetes/src/pod-transport';
+import { collectLoadFiles, filesConfigMapData, filesFromConfigMap } from '../../plugins/kubernetes/src/load-files';
 import type { ToLoadWorker } from '../../src/run/worker-protocol';
 
 /**
@@ -175,4 +176,24 @@ describe('kubernetes load workers: a pod that ends is a lost worker, and never c
     assert.deepEqual(events.filter(([i]) => i === 0).map(([, t, e]) => [t, (e as { code?: number })?.code]), [['exit', 0]]);
     assert.equal(group.workers[0].status.state, 'stopped');
   });
+});
+
+test('the files next to a load script (modules, data) go to the pods; the script itself, other kinds and dot folders do not', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'load-files-'));
+  try {
+    fs.mkdirSync(path.join(dir, 'lib'));
+    fs.mkdirSync(path.join(dir, '.git'));
+    fs.writeFileSync(path.join(dir, 'load.lua'), 'function iteration() end');
+    fs.writeFileSync(path.join(dir, 'lib', 'auth.lua'), 'return {}');
+    fs.writeFileSync(path.join(dir, 'users.csv'), 'name\nalice\n');
+    fs.writeFileSync(path.join(dir, 'binary.bin'), Buffer.from([0, 1, 2]));
+    fs.writeFileSync(path.join(dir, '.git', 'x.lua'), 'return 1');
+    const got = collectLoadFiles(path.join(dir, 'load.lua'));
+    assert.deepEqual(got.files.map((f) => f.path), ['lib/auth.lua', 'users.csv']);
+    assert.deepEqual(got.left, []);
+    const back = filesFromConfigMap(filesConfigMapData(got.files));
+    assert.deepEqual(back.map((f) => [f.path, f.content.toString()]), [['lib/auth.lua', 'return {}'], ['users.csv', 'name\nalice\n']]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -6,6 +6,7 @@ import { LOADRUN, LOADRUN_API_VERSION, LoadRuns, configMapStore, followConfigMap
 import { LABELS, labelValue, objectName, ownedBy, runLabels } from './manifests';
 import { RUNNER_ACCOUNT } from './testrun';
 import { runnerImage } from './runner-job';
+import { collectLoadFiles, filesConfigMapData } from './load-files';
 
 /**
  * The host's side of `topas load --backend kubernetes`: one LoadRun, one
@@ -42,6 +43,11 @@ const STATUS_EVERY_MS = 2000;
 const INDEX_ANNOTATION = 'batch.kubernetes.io/job-completion-index';
 /** the worker's pod ended or cannot start: the CLI's exit code for it when the container gave none */
 const LOST = -1;
+
+/** The ConfigMap with the files next to the script (Lua modules, data files). */
+export function filesConfigMapName(loadRun: string): string {
+  return `${loadRun}-files`;
+}
 
 /** The Secret with the run's variables, which the workers' init messages leave out. */
 export function envSecretName(loadRun: string): string {
@@ -150,12 +156,19 @@ export class LoadRunGroup {
     };
   }
 
-  /** The run's variables (--env, the spec's env:), from the init the CLI sends every worker; they may hold secrets. */
-  setEnv(env: Record<string, string>): void {
+  /**
+   * From the init the CLI sends every worker: the run's variables (--env,
+   * the spec's env:; they may hold secrets) and the script's path on this
+   * machine, whose neighbours (Lua modules, data files) the pods get.
+   */
+  setInit(env: Record<string, string>, script: string): void {
     if (this.env) return;
     this.env = env;
+    this.script = script;
     this.resolveEnv();
   }
+
+  private script = '';
 
   get label(): string {
     return `Job ${this.name}`;
@@ -172,6 +185,9 @@ export class LoadRunGroup {
       // before the Job: a pod reads it as it starts
       await this.envKnown;
       await cluster.core.createNamespacedSecret({ namespace: ns, body: own({ metadata: { name: envSecretName(this.name), namespace: ns, labels: this.labels }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(this.env ?? {}) } }) });
+      const files = collectLoadFiles(this.script);
+      if (files.left.length) log(`kubernetes: ${files.left.length} file(s) next to the load script do not fit into the run and stay behind (first: ${files.left[0]})`);
+      await cluster.core.createNamespacedConfigMap({ namespace: ns, body: own({ metadata: { name: filesConfigMapName(this.name), namespace: ns, labels: this.labels }, ...filesConfigMapData(files.files) }) });
       for (let i = 0; i < this.count; i++) {
         await cluster.core.createNamespacedConfigMap({ namespace: ns, body: own({ metadata: { name: channelName(this.name, i), namespace: ns, labels: { ...this.labels, 'topas.dev/load-worker': String(i) } }, data: {} }) });
       }

@@ -26,9 +26,9 @@ export function podTransport<In, Out>(opts: StartWorkerOptions): WorkerTransport
     send(msg: In) {
       if (w.gone) return;
       // the run's variables go once, in a Secret (they may hold secrets); the channel carries the rest of the init
-      const m = msg as { type?: string; init?: { env?: Record<string, string> } };
+      const m = msg as { type?: string; init?: { env?: Record<string, string>; file: string } };
       if (m.type === 'load-init' && m.init) {
-        group.setEnv(m.init.env ?? {});
+        group.setInit(m.init.env ?? {}, m.init.file);
         w.channel.send({ ...m, init: { ...m.init, env: {} } });
       } else w.channel.send(msg);
     },

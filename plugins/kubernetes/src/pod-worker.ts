@@ -2,11 +2,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { serializeError, type Io } from 'topas';
-import { runLoadWorker, useParentPort, type FromLoadWorker, type ParentPort, type ToLoadWorker } from 'topas/runner';
+import { runLoadWorker, useParentPort, writeRemoteFiles, type FromLoadWorker, type ParentPort, type ToLoadWorker } from 'topas/runner';
 import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './cluster';
 import { ChannelEndpoint } from './channel';
 import { configMapStore, followConfigMaps } from './loadrun';
-import { channelName, envSecretName } from './load-job';
+import { channelName, envSecretName, filesConfigMapName } from './load-job';
+import { filesFromConfigMap } from './load-files';
 
 const INDEX_ANNOTATION = 'batch.kubernetes.io/job-completion-index';
 /** after shutdown, how long the last messages (load-done went before) may take to be acknowledged */
@@ -27,6 +28,9 @@ export async function serveLoadWorker(loadRun: string, io: Io): Promise<void> {
   const say = (line: string) => io.stderr.write(`topas load-worker ${index} (${podName}): ${line}\n`);
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-load-'));
   const env = await readEnv(cluster, envSecretName(loadRun));
+  // the script's neighbours (Lua modules, data files), where the script will be
+  const files = await cluster.core.readNamespacedConfigMap({ name: filesConfigMapName(loadRun), namespace: cluster.namespace });
+  writeRemoteFiles(workDir, filesFromConfigMap(files));
   let handler: ((msg: ToLoadWorker) => void) | undefined;
   const early: ToLoadWorker[] = [];
   const deliver = (raw: unknown) => {
