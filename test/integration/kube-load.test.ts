@@ -215,4 +215,17 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     assert.ok(id, r.stderr);
     await assertNothingLeft(id);
   });
+
+  test('Ctrl-C while the worker pods start (before the readiness barrier): exit 130, nothing of the run remains', async () => {
+    let sent = false;
+    const r = await topas(ARGS, (text, child) => {
+      if (sent || !/Indexed Job of 3 load worker pods/.test(text)) return;
+      sent = true;
+      child.kill('SIGINT');
+    });
+    assert.equal(r.code, 130, r.stderr);
+    const id = (r.stdout.trim() ? JSON.parse(r.stdout) : {}).runId ?? /run (\S+)/.exec(r.stderr)?.[1];
+    assert.ok(id, r.stderr);
+    await assertNothingLeft(id);
+  });
 });
