@@ -209,6 +209,21 @@ export interface Sut extends AsyncDisposable {
    * records, reporters and exit codes are those of a local run.
    */
   readonly remoteRunner?: RemoteRunner;
+  /**
+   * The same for `topas load`: its workers run next to the SUT, through the
+   * worker transport named here (a plugin registers it with
+   * registerTransport), which gets `context` with every worker it starts.
+   */
+  readonly remoteWorkers?: RemoteWorkers;
+}
+
+export interface RemoteWorkers {
+  /** a transport a plugin registered, e.g. 'pods' */
+  transport: string;
+  /** handed to the transport as StartWorkerOptions.context */
+  context: unknown;
+  /** the endpoints as the workers there reach them (Service names): endpointMap() is this machine's view */
+  endpointMap(): EndpointMap;
 }
 
 export interface RemoteRunner {

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command';
-import { appFlag, backendFlag, envFileFlag, envFlag, parseEnvFlags } from '../cli/common-flags';
+import { appFlag, backendFlag, clusterFlags, envFileFlag, envFlag, parseEnvFlags, withClusterFlags } from '../cli/common-flags';
 import { runLoad } from '../load/load-service';
 import type { Spread } from '../workers/transport';
 import { parseReporterFlags } from '../run/render-reports';
@@ -35,7 +35,7 @@ export default class Load extends BaseCommand {
     'max-vus': Flags.integer({ description: `VU pool cap (1-${LIMITS.vus.toLocaleString('en-US')}); iterations due while all are busy are dropped`, min: 1, max: LIMITS.vus }),
     threshold: Flags.string({ description: 'METRIC:EXPR in k6 syntax (repeatable); replaces the script\'s thresholds on that metric', multiple: true, default: [], helpValue: 'http_req_duration:p(95)<250' }),
     workers: Flags.integer({ description: `workers hosting the VUs (default: cores - 1, at least 1; at most ${LIMITS.workers})`, min: 1, max: LIMITS.workers }),
-    spread: Flags.string({ description: 'where the workers run: threads of this process, or processes on this machine (each its own Node and Lua heap; their histograms merge exactly)', options: ['threads', 'processes'], default: 'threads' }),
+    spread: Flags.string({ description: 'where the workers run: threads of this process, or processes on this machine (each its own Node and Lua heap; their histograms merge exactly); with --backend kubernetes they are pods of an Indexed Job next to the SUT', options: ['threads', 'processes'], default: 'threads' }),
     'require-all-workers': Flags.boolean({ description: 'a worker lost while the load runs fails the run (exit 1) instead of making it partial', default: false }),
     baseline: Flags.string({ description: 'compare with an earlier run (run id or JSON file); fail when p95 or the error rate regressed', helpValue: 'RUN|FILE' }),
     'max-regression': Flags.string({ description: 'allowed regression against --baseline, e.g. 10% or 0.1', default: '10%' }),
@@ -48,12 +48,14 @@ export default class Load extends BaseCommand {
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     folder: Flags.string({ description: 'with a Postman collection: run only this folder (or request) as the iteration', helpValue: 'NAME' }),
     environment: Flags.string({ description: 'with a Postman collection: a Postman environment file', helpValue: 'FILE' }),
+    // --backend kubernetes: the workers are pods next to the SUT (the plugin's transport), whatever --spread says
+    ...clusterFlags,
   };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Load);
     const outcome = await runLoad({
-      io: this.io,
+      io: withClusterFlags(this.io, flags),
       file: args.file,
       app: flags.app,
       backend: flags.backend,

@@ -97,6 +97,8 @@ export interface LoadOutcome {
 
 /** Past duration + gracefulStop + the workers' abort slack, a worker that has not reported is stuck (a Lua loop that never yields): it is stopped. */
 const HARD_STOP_SLACK_MS = 5000;
+/** how far ahead of now remote workers (Sut.remoteWorkers) are told to start */
+const REMOTE_START_LEAD_MS = 1000;
 
 /**
  * `topas load`: validate the script and options, stand the SUT up (as `topas
@@ -259,17 +261,20 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     const sut = (await session.standUp())?.sut;
     if (sut) {
       const pushEndpoints = (map: EndpointMap) => {
-        host.setEndpoints(map);
+        if (!sut.remoteWorkers) host.setEndpoints(map);
         for (const s of slots) post(s, { type: 'endpoints', endpoints: map });
       };
       // SUT changes are marked in the time series as they start and end
       const sutRpc = session.sutRpc(pushEndpoints, (text) => timeSeries.mark(io.now(), text));
-      host.setEndpoints(sut.endpointMap());
+      // workers next to a SUT this machine does not reach (a cluster) see it by other names; this process's VU (setup, teardown) has no view of it
+      const remote = sut.remoteWorkers;
+      const workerView = () => (remote ? remote.endpointMap() : sut.endpointMap());
+      if (!remote) host.setEndpoints(sut.endpointMap());
       const shaping = sut.shaping?.();
       // a shaped service is reached through its proxies, an unshaped one directly: re-point the VUs on every change, and mark it in the time series
       session.onShapeChange((e) => {
         timeSeries.mark(io.now(), `shape ${e.service}: ${e.description}`);
-        pushEndpoints(sut.endpointMap());
+        pushEndpoints(workerView());
       });
       rpcImpl = async (method, args) => {
         if (method === 'shape.apply') {
@@ -299,7 +304,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     }
     if (interrupts.interrupted) return;
 
-    const endpoints = sut ? sut.endpointMap() : {};
+    const remote = sut?.remoteWorkers;
+    const endpoints = remote ? remote.endpointMap() : sut ? sut.endpointMap() : {};
+    const spread = remote ? remote.transport : (opts.spread ?? 'threads');
     // read once here: a worker elsewhere gets the text, not the path to read
     const source = fs.readFileSync(file, 'utf8');
     for (let w = 0; w < workers; w++) {
@@ -307,7 +314,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         file,
         source,
         baseDir: io.cwd,
-        env,
+        // a worker elsewhere gets the run's own variables (the spec's env:, --env), not this machine's environment
+        env: remote ? { ...spec?.env, ...opts.env } : env,
         endpoints,
         worker: w,
         workers,
@@ -316,7 +324,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         maxVus: ex.executor === 'constant-vus' ? 0 : Math.max(1, splitCount(ex.maxVus, workers, w)),
         data,
       };
-      slots.push(spawnWorkerSlot(w, init, { spread: opts.spread ?? 'threads', log: scriptLog, rpc: (method, args) => rpcImpl(method, args) }));
+      slots.push(spawnWorkerSlot(w, init, { spread, runId, ...(remote ? { context: remote.context } : {}), log: scriptLog, rpc: (method, args) => rpcImpl(method, args) }));
     }
     const slotEvents = (s: WorkerSlot) => s.events;
     // before the load starts, a worker that fails (its VUs' top level threw) fails the run;
@@ -338,11 +346,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     if (interrupts.interrupted) return;
 
     // each worker starts at the same instant of this clock, told in its own: its per-second buckets are this clock's seconds
+    const probeStartMs = wallNowMs();
     const offsets = await Promise.race([Promise.all(slots.map((s) => clockOffset(s))), anyFatal]);
-    loadStartMs = Math.ceil(wallNowMs()) + 50;
+    // the start message must reach every worker before the instant it names: a remote worker's crosses an API server
+    // (writes and watch events: tens of ms, more on a busy cluster), so at least twice the slowest probe's round trip
+    loadStartMs = Math.ceil(wallNowMs()) + (remote ? Math.max(REMOTE_START_LEAD_MS, Math.ceil(2 * (wallNowMs() - probeStartMs))) : 50);
     timeSeries = new TimeSeriesBuilder(loadStartMs);
     slots.forEach((s, i) => post(s, { type: 'load-start', startMs: loadStartMs + offsets[i] }));
-    log(`load: ${describePlan(plan)} on ${workers} worker ${opts.spread === 'processes' ? `process${workers > 1 ? 'es' : ''} (pids ${slots.map((s) => s.worker.pid).join(', ')})` : `thread${workers > 1 ? 's' : ''}`}`);
+    log(`load: ${describePlan(plan)} on ${workers} worker ${remote ? `${remote.transport} (${slots.map((s) => s.worker.label).join(', ')})` : opts.spread === 'processes' ? `process${workers > 1 ? 'es' : ''} (pids ${slots.map((s) => s.worker.pid).join(', ')})` : `thread${workers > 1 ? 's' : ''}`}`);
 
     const rateAt = (sec: number) => targetRateAt(ex, schedule, sec * 1000);
     const refresh = (final: boolean) => {

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { serializeError, type SerializedError } from '../errors';
 import type { FromLoadWorker, LoadWorkerInit, ToLoadWorker } from '../run/worker-protocol';
 import type { LogLevel } from '../run/scenario-types';
-import { startWorker, type Spread, type WorkerTransport } from '../workers/transport';
+import { startWorker, type TransportName, type WorkerTransport } from '../workers/transport';
 import { workerProcessEnv } from '../workers/worker-env';
 import { wallNowMs } from './load-runner';
 import type { MetricsSnapshot, SecondBucket } from './metrics';
@@ -17,7 +17,11 @@ import type { MetricsSnapshot, SecondBucket } from './metrics';
 const GRACE_MS = 5000;
 
 export interface WorkerSlotHost {
-  spread: Spread;
+  spread: TransportName;
+  /** the run's id: a transport that places the run's workers together (pods) groups them by it */
+  runId: string;
+  /** handed to the transport (a remote SUT's Sut.remoteWorkers.context) */
+  context?: unknown;
   /** a line the worker's script logged */
   log(level: LogLevel, source: string, message: string): void;
   /** a call the worker's script made (sut.*, shape.apply) */
@@ -26,7 +30,12 @@ export interface WorkerSlotHost {
 
 /** Starts worker `index` and sends it its init; its reports land in the slot and its callbacks. */
 export function spawnWorkerSlot(index: number, init: LoadWorkerInit, host: WorkerSlotHost): WorkerSlot {
-  const worker = startWorker<ToLoadWorker, FromLoadWorker>(host.spread, { entry: path.join(__dirname, 'load-worker.js'), env: workerProcessEnv() });
+  const worker = startWorker<ToLoadWorker, FromLoadWorker>(host.spread, {
+    entry: path.join(__dirname, 'load-worker.js'),
+    env: workerProcessEnv(),
+    run: { id: host.runId, index, workers: init.workers },
+    ...(host.context !== undefined ? { context: host.context } : {}),
+  });
   let readyResolve!: () => void;
   let doneResolve!: () => void;
   const slot: WorkerSlot = {

@@ -35,7 +35,8 @@ export function createSutRpcHandler(
       return await fn(args);
     } finally {
       // also after a failed change: part of it may have happened
-      if (MUTATING.has(method)) onEndpointsChanged(sut.endpointMap());
+      // a SUT whose workers run elsewhere (a cluster) gives their view: this machine has none
+      if (MUTATING.has(method)) onEndpointsChanged(sut.remoteWorkers ? sut.remoteWorkers.endpointMap() : sut.endpointMap());
     }
   };
 }

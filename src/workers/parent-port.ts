@@ -12,7 +12,19 @@ export interface ParentPort<In, Out> {
   close(): void;
 }
 
+let given: ParentPort<unknown, unknown> | undefined;
+
+/**
+ * A worker that is neither a thread nor a forked process (a pod talking to
+ * its coordinator through the API server) brings its own port: set before
+ * the worker's module loads, connectParent returns it.
+ */
+export function useParentPort<In, Out>(port: ParentPort<In, Out>): void {
+  given = port as ParentPort<unknown, unknown>;
+}
+
 export function connectParent<In, Out>(): ParentPort<In, Out> {
+  if (given) return given as ParentPort<In, Out>;
   if (parentPort) {
     const port = parentPort;
     return {

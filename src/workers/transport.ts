@@ -4,7 +4,7 @@ import type { SerializedError } from '../errors';
  * The seam between a coordinator (the CLI's main thread) and a worker hosting
  * Lua engines: the scenario pool and the load runner talk to their workers
  * only through it, so where a worker runs (a thread, a process on this
- * machine; later a pod) is a choice made by name, not code in either.
+ * machine, a pod a plugin places) is a choice made by name, not code in either.
  *
  * Messages are the callers' tagged unions (worker-protocol.ts); they must be
  * structured-cloneable (threads clone them, processes use the 'advanced'
@@ -14,6 +14,8 @@ import type { SerializedError } from '../errors';
  */
 export type Spread = 'threads' | 'processes';
 export const SPREADS: readonly Spread[] = ['threads', 'processes'];
+/** A transport's name: the built-in spreads, or one a plugin registered ('pods' of the kubernetes plugin). */
+export type TransportName = Spread | (string & {});
 
 /** What a transport reports about its worker: a tagged union on `type`. */
 export type TransportEvent<Out> =
@@ -50,18 +52,26 @@ export interface StartWorkerOptions {
    * in the init message; this is for Node itself (e.g. the SEA wasm location).
    */
   env?: Record<string, string>;
+  /**
+   * Which worker of which run this is: a transport that places a run's
+   * workers together (the kubernetes plugin's one Indexed Job of pods) makes
+   * them once, for all `workers`, when the first one starts.
+   */
+  run?: { id: string; index: number; workers: number };
+  /** what the SUT's backend hands its transport (Sut.remoteWorkers.context): opaque to core */
+  context?: unknown;
 }
 
 export type TransportFactory = <In, Out>(opts: StartWorkerOptions) => WorkerTransport<In, Out>;
 
-const registry = new Map<Spread, () => TransportFactory>();
+const registry = new Map<string, () => TransportFactory>();
 
-/** Registers a transport by name (the kubernetes plugin would add 'pods' the same way). */
-export function registerTransport(name: Spread, load: () => TransportFactory): void {
+/** Registers a transport by name (the kubernetes plugin adds 'pods' this way, from its hook). */
+export function registerTransport(name: TransportName, load: () => TransportFactory): void {
   registry.set(name, load);
 }
 
-export function startWorker<In, Out>(spread: Spread, opts: StartWorkerOptions): WorkerTransport<In, Out> {
+export function startWorker<In, Out>(spread: TransportName, opts: StartWorkerOptions): WorkerTransport<In, Out> {
   const load = registry.get(spread);
   if (!load) throw new Error(`no worker transport named ${spread}`);
   return load()<In, Out>(opts);

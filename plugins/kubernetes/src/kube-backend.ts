@@ -1,7 +1,8 @@
 import * as k8s from '@kubernetes/client-node';
 import { TopasError, isKeptApp, startInDependencyOrder, type AppSpec, type Problem, type Backend, type BackendEnv, type RemoteRunRequest, type RemoteRunStore, type ScheduleContext, type StartContext, type Sut, type SutState, type SweepOptions } from 'topas';
 import { KUBE_HINT, apiMessage, clusterOptionsFromEnv, connect, ownerGone, withTimeout, type Cluster } from './cluster';
-import { KubeSut, deleteRun, type KubeSutData } from './kube-sut';
+import { KubeSut, deleteRun, isInClusterRunner, type KubeSutData } from './kube-sut';
+import { podWorkers } from './pod-transport';
 import { scheduleCronJob } from './cron';
 import { TestRunStore } from './testrun-store';
 import { ANNOTATIONS, LABELS, MANAGED_BY, labelValue, objectName, shapeProxyComponent } from './manifests';
@@ -61,7 +62,7 @@ export class KubernetesBackend implements Backend {
       await sut.dispose().catch((e: Error) => ctx.log(`kubernetes: cleanup after a failed start: ${e.message}`));
       throw err;
     }
-    return sut;
+    return withPodWorkers(sut, cluster, ctx);
   }
 
   async attach(spec: AppSpec, state: SutState, ctx: StartContext): Promise<Sut> {
@@ -72,7 +73,7 @@ export class KubernetesBackend implements Backend {
     if (!(await sut.adopt()) && !ctx.readOnly) {
       throw new TopasError('SUT_NOT_UP', `kubernetes: run ${state.runId} (app ${state.app}) no longer exists in namespace ${cluster.namespace}`, { hint: 'start it again with `topas up`' });
     }
-    return sut;
+    return withPodWorkers(sut, cluster, ctx);
   }
 
   /** `topas test schedule --cron`: a CronJob whose runner stands the app up in the cluster for each run (src/cron.ts). */
@@ -122,4 +123,10 @@ export class KubernetesBackend implements Backend {
     }
     return { removed };
   }
+}
+
+/** Outside the cluster, `topas load`'s workers run as pods next to the SUT (pod-transport.ts); inside it (the runner Job) they stay where they are. */
+function withPodWorkers(sut: KubeSut, cluster: Cluster, ctx: StartContext): Sut {
+  if (isInClusterRunner(ctx.processEnv)) return sut;
+  return Object.assign(sut, { remoteWorkers: podWorkers(sut.spec, sut.runId, cluster, ctx.log, ctx.processEnv) });
 }
