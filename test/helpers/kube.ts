@@ -221,7 +221,8 @@ async function getJson<T>(kc: k8s.KubeConfig, urlPath: string): Promise<T> {
  * scripts/build-runner-image.sh (cached by its inputs' hash): returns this
  * build's own tag, topas-runner:<version>-<hash>. Tests pass it on as
  * TOPAS_RUNNER_IMAGE, because topas-runner:<version> is one name for every
- * checkout on the machine and another checkout's tests may move it mid-run.
+ * checkout on the machine and another checkout's tests may move it mid-run
+ * (it is also set in this process's env, which the tests' CLIs inherit).
  */
 export function buildRunnerImage(): string {
   const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000 });
@@ -229,5 +230,7 @@ export function buildRunnerImage(): string {
   process.stdout.write(`# ${img.stderr.trim().split('\n').pop()}\n`);
   const tag = img.stdout.trim().split('\n').pop() ?? '';
   if (!tag.startsWith('topas-runner:') && !process.env.TOPAS_RUNNER_IMAGE) throw new Error(`runner image: no tag on stdout (${img.stdout})`);
+  // this test process's own env: the CLIs it starts and the backends it calls in-process inherit it
+  process.env.TOPAS_RUNNER_IMAGE = tag;
   return tag;
 }

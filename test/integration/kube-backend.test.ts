@@ -1,6 +1,5 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -8,7 +7,7 @@ import type { NodeAgent } from '../../plugins/kubernetes/test-support/node-agent
 import type { Sut, SutState } from '../../src/backends/backend';
 import { loadAppSpec } from '../../src/spec/load-app-spec';
 import { REPO_ROOT } from '../helpers/cli';
-import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, runObjects, startKubeTestCluster, stopKubeTestCluster, until, type ControlPlane, type KubeCliWorkspace, type KubeTestCluster } from '../helpers/kube';
+import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, runObjects, startKubeTestCluster, stopKubeTestCluster, until, type ControlPlane, type KubeCliWorkspace, type KubeTestCluster, buildRunnerImage } from '../helpers/kube';
 
 // `topas up|down --backend kubernetes` of the quickstart app on a real control
 // plane, its pods run by the tests' node agent; then the SUT operations
@@ -39,8 +38,7 @@ describe('kubernetes backend: the quickstart on a local control plane', () => {
 
   before(async () => {
     // the shaping proxies next to each service and database run the runner image
-    const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000 });
-    if (img.status !== 0) throw new Error(`runner image: ${img.stderr}`);
+    buildRunnerImage();
     kube = await startKubeTestCluster(ns);
     ({ cp, agent, core, apps, batch } = kube);
     // the cluster comes from the flags of `up` and `down`; `ps` finds it in .topas/state.json

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +8,7 @@ import * as k8s from '@kubernetes/client-node';
 import Docker from 'dockerode';
 import { POD_LABEL, type NodeAgent } from '../../plugins/kubernetes/test-support/node-agent';
 import { REPO_ROOT } from '../helpers/cli';
-import { agentLeftovers, kubeSkipReason, startAgent, startControlPlane, until, type ControlPlane } from '../helpers/kube';
+import { agentLeftovers, kubeSkipReason, startAgent, startControlPlane, until, type ControlPlane, buildRunnerImage } from '../helpers/kube';
 
 // `topas load --backend kubernetes --workers 3` (issue 16, the cluster half):
 // the fixture app stood up on a real control plane (pods run by the tests'
@@ -21,8 +21,6 @@ const RATE = 300;
 const DURATION_S = 10;
 const PLANNED = RATE * DURATION_S;
 const KILL_AT_MS = 5000;
-// an image of this branch's binary, so another build of topas-runner:<version> on this machine does not replace it under the test
-const IMAGE = `topas-runner:test-kube-load-${process.pid}`;
 
 describe('topas load --backend kubernetes: an Indexed Job of load worker pods, messages through the API server', () => {
   if (skip) {
@@ -69,9 +67,7 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
   };
 
   before(async () => {
-    const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000, env: { ...process.env, TOPAS_RUNNER_IMAGE: IMAGE } });
-    if (img.status !== 0) throw new Error(`runner image: ${img.stderr}`);
-    process.stdout.write(`# ${img.stderr.trim().split('\n').pop()}\n`);
+    const image = buildRunnerImage();
     cp = startControlPlane();
     process.stdout.write(`# control plane up in ${(cp.startMs / 1000).toFixed(1)} s\n`);
     agent = await startAgent(cp.kc);
@@ -105,7 +101,7 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     const dataDir = path.join(work, 'data');
     fs.mkdirSync(dataDir);
     fs.writeFileSync(path.join(dataDir, 'package.json'), JSON.stringify({ private: true, oclif: { schema: 1, plugins: [{ type: 'link', name: 'topas-plugin-kubernetes', root: path.join(REPO_ROOT, 'plugins', 'kubernetes') }] } }));
-    env = { ...process.env, TOPAS_DATA_DIR: dataDir, TMPDIR: work, NO_COLOR: '1', FORCE_COLOR: '0', TOPAS_RUNNER_IMAGE: IMAGE };
+    env = { ...process.env, TOPAS_DATA_DIR: dataDir, TMPDIR: work, NO_COLOR: '1', FORCE_COLOR: '0', TOPAS_RUNNER_IMAGE: image };
     delete env.KUBECONFIG;
   });
 
@@ -113,7 +109,6 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     await agent?.stop();
     cp?.stop();
     if (work) fs.rmSync(work, { recursive: true, force: true });
-    spawnSync('docker', ['image', 'rm', IMAGE], { encoding: 'utf8' });
   });
 
   const ARGS = ['load', 'load/load.lua', '--app', 'topas.yaml', '--backend', 'kubernetes', '--workers', '3', '--rate', `${RATE}/s`, '--duration', `${DURATION_S}s`, '--max-vus', '600', '--json'];

@@ -1,10 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../helpers/cli';
-import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, runObjects, startKubeTestCluster, stopKubeTestCluster, until, type KubeCliWorkspace, type KubeTestCluster } from '../helpers/kube';
+import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, runObjects, startKubeTestCluster, stopKubeTestCluster, until, type KubeCliWorkspace, type KubeTestCluster, buildRunnerImage } from '../helpers/kube';
 
 // Playbooks on a cluster, end to end through the API server: `topas run
 // playbook.yaml --backend kubernetes` runs the 12 instances of
@@ -43,8 +42,7 @@ describe('playbooks on --backend kubernetes: instances in runner pods, sync thro
   const barrierMs = (r: Report) => (r.results.find((x) => x.instance.id === 'leader-1')?.steps.find((s) => s.name === '20 barriers of all')?.durationMs ?? NaN) / 20;
 
   before(async () => {
-    const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000 });
-    if (img.status !== 0) throw new Error(`runner image: ${img.stderr}`);
+    buildRunnerImage();
     c = await startKubeTestCluster(ns);
     ws = kubeCliWorkspace(path.join(FIXTURE, 'topas.yaml'), 'kube-playbook-');
     for (const f of fs.readdirSync(FIXTURE).filter((n) => n.endsWith('.lua') || n.endsWith('.yaml'))) fs.copyFileSync(path.join(FIXTURE, f), path.join(ws.work, f));

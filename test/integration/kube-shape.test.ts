@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../helpers/cli';
-import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, runObjects, startKubeTestCluster, stopKubeTestCluster, until, type KubeCliWorkspace, type KubeTestCluster } from '../helpers/kube';
+import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, runObjects, startKubeTestCluster, stopKubeTestCluster, until, type KubeCliWorkspace, type KubeTestCluster, buildRunnerImage } from '../helpers/kube';
 
 // Shaping on a cluster, end to end through the API server: `topas run --backend
 // kubernetes` stands up api (the mock app) and web (a dependent calling api
@@ -43,9 +43,7 @@ describe('shaping on the kubernetes backend: proxy Deployments, shape.* from the
   };
 
   before(async () => {
-    const img = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'build-runner-image.sh')], { encoding: 'utf8', timeout: 1_200_000 });
-    if (img.status !== 0) throw new Error(`runner image: ${img.stderr}`);
-    process.stdout.write(`# ${img.stderr.trim().split('\n').pop()}\n`);
+    buildRunnerImage();
     const relay = spawnSync('docker', ['build', '-q', '-t', RELAY_IMAGE, path.join(FIXTURE, 'relay')], { encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0' }, timeout: 300_000 });
     if (relay.status !== 0) throw new Error(`relay image: ${relay.stderr}`);
     kube = await startKubeTestCluster(ns);
