@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
 import { EXIT_CODES } from '../../src/errors';
-import { agentLeftovers, kubeCliWorkspace, kubeSkipReason, labelledObjects, startKubeTestCluster, stopKubeTestCluster, until, type KubeCliWorkspace, type KubeTestCluster } from '../helpers/kube';
+import { agentLeftovers, buildRunnerImage, kubeCliWorkspace, kubeSkipReason, labelledObjects, startKubeTestCluster, stopKubeTestCluster, until, type KubeCliWorkspace, type KubeTestCluster } from '../helpers/kube';
 
 // What a run leaves on a cluster when it does not end well: a start whose pod
 // never gets ready (the failure names the cluster's events), Ctrl-C while
@@ -91,6 +91,8 @@ describe('kubernetes: failed, interrupted and crashed runs leave nothing behind'
   };
 
   before(async () => {
+    // the shaping proxies next to each service run the runner image
+    buildRunnerImage();
     kube = await startKubeTestCluster(ns);
     specDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-life-specs-'));
   });
