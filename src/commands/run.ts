@@ -29,7 +29,7 @@ export default class Run extends BaseCommand {
     app: appFlag,
     backend: backendFlag,
     parallel: Flags.integer({ description: `scenarios at once (1-${LIMITS.parallel})`, default: 1, min: 1, max: LIMITS.parallel }),
-    workers: Flags.integer({ description: `workers hosting scenarios (default: cores; at most ${LIMITS.workers}); with --backend kubernetes, runner pods (a playbook's instances meet in a sync Deployment)`, min: 1, max: LIMITS.workers }),
+    workers: Flags.integer({ description: `workers hosting scenarios (default: cores; at most ${LIMITS.workers}); on a backend whose runs go to a cluster, runner pods there (a playbook's instances meet in its sync service)`, min: 1, max: LIMITS.workers }),
     spread: Flags.string({ description: "where the workers run: threads of this process, or processes on this machine (a playbook's instances are placed over them; sync reaches all of them)", options: ['threads', 'processes'], default: 'threads' }),
     timeout: Flags.string({ description: `per-scenario timeout; a hard stop (at most ${formatLimitDuration(LIMITS.durationMs)})`, default: '5m' }),
     reporter: Flags.string({ description: 'table | json | junit | html | github | summary | ./custom.js, optionally with :path (repeatable); the path is checked before the run starts', multiple: true, default: [] }),
