@@ -190,15 +190,23 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     const r = await topas(ARGS, (text, child) => {
       if (sent || !/on 3 worker pods/.test(text)) return;
       sent = true;
+      // the status is written at the pace of the workers' reports: look until it shows all three at work
+      // (within the 10 s load), then interrupt
       status = (async () => {
-        await new Promise((res) => setTimeout(res, 3500));
-        const list = (await objects.listNamespacedCustomObject({ group: 'topas.dev', version: 'v1alpha1', plural: 'loadruns', namespace: ns })) as { items: Array<{ status?: never }> };
+        const t0 = Date.now();
+        let st: { phase?: string; iterations?: number; workers?: Array<{ pod?: string; state: string; messages: number }> } = {};
+        while (Date.now() - t0 < 8000) {
+          await new Promise((res) => setTimeout(res, 500));
+          const list = (await objects.listNamespacedCustomObject({ group: 'topas.dev', version: 'v1alpha1', plural: 'loadruns', namespace: ns })) as { items: Array<{ status?: never }> };
+          st = list.items[0]?.status ?? {};
+          if (st.phase === 'Running' && (st.iterations ?? 0) > 0 && st.workers?.length === 3 && st.workers.every((w) => w.state === 'running' && w.messages > 0)) break;
+        }
         child.kill('SIGINT');
-        return list.items[0]?.status ?? {};
+        return st;
       })();
     });
     const st = await status!;
-    process.stdout.write(`# LoadRun status 2.5 s into the load: ${JSON.stringify(st)}\n`);
+    process.stdout.write(`# LoadRun status during the load: ${JSON.stringify(st)}\n`);
     assert.equal(st.phase, 'Running');
     assert.ok((st.iterations ?? 0) > 0, `iterations ${st.iterations}`);
     assert.deepEqual(st.workers?.map((w) => w.state), ['running', 'running', 'running']);
