@@ -1,5 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /**
  * Who owns a run, for sweeps (`topas down [--all]`, the sweep before a start).

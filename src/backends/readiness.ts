@@ -1,6 +1,6 @@
-import http from 'node:http';
-import https from 'node:https';
-import net from 'node:net';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as net from 'node:net';
 import { TopasError } from '../errors';
 import { formatDurationMs } from '../util/duration';
 

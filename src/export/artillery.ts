@@ -1,4 +1,4 @@
-import path from 'node:path';
+import * as path from 'node:path';
 import YAML from 'yaml';
 import type { LoadPlan } from '../load/load-plan';
 import type { ThresholdDef } from '../load/thresholds';

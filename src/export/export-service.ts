@@ -1,5 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { TopasError, type Problem } from '../errors';
 import type { Io } from '../io';
 import { BUILTIN_METRICS } from '../load/metrics';

@@ -1,6 +1,6 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { TopasError } from '../errors';
 import type { Io } from '../io';
 import { checkLuaSyntax } from '../lua/syntax-check';

@@ -1,4 +1,4 @@
-import path from 'node:path';
+import * as path from 'node:path';
 import { TopasError } from '../errors';
 import { readPostmanJson } from '../postman/newman-run';
 import { lua, writeLuaScenario, type ImportedCheck, type ImportedRequest } from './lua-writer';

@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import * as fs from 'node:fs';
 import { LuaMultiReturn } from 'wasmoon';
 import { libChunkText, resolveDataFile, resolveLibModule, type ProjectPaths } from './require-loader';
 import { luaOptions } from './lua-values';

@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import * as fs from 'node:fs';
 import type { Dispatcher } from 'undici';
 import type { ScenarioTask } from '../run/scenario-types';
 import { resolveScenarioFile } from './scenario-files';

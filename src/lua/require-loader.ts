@@ -1,5 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /**
  * Where a scenario's own files come from: `require("lib.auth")` (Lua modules

@@ -1,5 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { ScenarioTask } from '../run/scenario-types';
 
 /** A relative path in a scenario: next to the scenario file first, then the run's base directory. */

@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import * as fs from 'node:fs';
 import type { LuaEngine } from 'wasmoon';
 import { LuaReturn } from 'wasmoon';
 import type { Problem } from '../errors';

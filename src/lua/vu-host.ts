@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import * as fs from 'node:fs';
 import { LuaMultiReturn, LuaReturn, LuaType, LUA_REGISTRYINDEX } from 'wasmoon';
 import type { LuaEngine, LuaGlobal } from 'wasmoon';
 import type { EndpointMap } from '../backends/backend';

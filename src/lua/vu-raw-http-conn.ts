@@ -1,4 +1,4 @@
-import net from 'node:net';
+import * as net from 'node:net';
 import type { LeanResponse } from './vu-http';
 import type { RawHttpClient } from './vu-raw-http';
 

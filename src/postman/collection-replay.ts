@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import * as fs from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { request as undiciRequest } from 'undici';
 import { collectionFolders, readPostmanJson } from './newman-run';

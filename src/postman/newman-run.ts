@@ -1,5 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ServiceAgent } from './service-agent';
 
 /** One Postman test (pm.test) of one request execution. */

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import path from 'node:path';
+import * as path from 'node:path';
 import { startWorker, type Spread, type WorkerTransport } from '../workers/transport';
 import { workerProcessEnv } from '../workers/worker-env';
 import { MessageBatcher } from './message-batcher';

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import http from 'node:http';
-import path from 'node:path';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
 import { TopasError } from '../errors';
 import { isAlive, processStartTicks } from '../backends/local/processes';
 import { ShapingProxy, type ProxyMode, type ProxyTarget } from './shaping-proxy';

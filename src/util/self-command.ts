@@ -1,5 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 // dist/src/util -> the package root (bin/run.js lives there); a single executable has no script
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');

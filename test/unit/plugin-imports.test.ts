@@ -37,3 +37,21 @@ test('plugins import core only through the public API', () => {
   }
   assert.deepEqual(offenders, [], "import these from 'topas' (export what is missing from src/index.ts)");
 });
+
+// The published declarations must compile in a plugin whatever its
+// esModuleInterop: `import fs from 'node:fs'` in a .d.ts does not without it.
+test('the published declarations import node builtins as namespaces', () => {
+  const dist = path.join(ROOT, 'dist', 'src');
+  const declarations = (dir: string): string[] =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+      const p = path.join(dir, e.name);
+      return e.isDirectory() ? declarations(p) : e.name.endsWith('.d.ts') ? [p] : [];
+    });
+  const offenders = declarations(dist).flatMap((file) =>
+    [...fs.readFileSync(file, 'utf8').matchAll(/^import [A-Za-z_$][\w$]* from '(node:[^']+)'/gm)].map(
+      (m) => `${path.relative(ROOT, file)}: ${m[1]}`,
+    ),
+  );
+  assert.ok(fs.existsSync(dist), 'build first');
+  assert.deepEqual(offenders, []);
+});

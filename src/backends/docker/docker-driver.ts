@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import * as fs from 'node:fs';
 import type { AppSpec, ServiceSpec } from '../../spec/app-spec';
 import { TopasError } from '../../errors';
 import type { StartContext } from '../backend';

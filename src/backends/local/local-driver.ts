@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { nodeExecutable } from '../../sea/node-executable';
 import { TopasError } from '../../errors';
 import type { AppSpec, DatabaseSpec, ServiceSpec } from '../../spec/app-spec';

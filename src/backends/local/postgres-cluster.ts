@@ -1,9 +1,9 @@
 import * as os from 'node:os';
 import { spawn, execFileSync } from 'node:child_process';
 import { findPostgresBinaries } from '../../sea/postgres-binaries';
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Client } from 'pg';
 import { TopasError } from '../../errors';
 import type { AppSpec, DatabaseSpec } from '../../spec/app-spec';

@@ -1,5 +1,5 @@
-import fs from 'node:fs';
-import net from 'node:net';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { sleep } from '../readiness';
 
 /**

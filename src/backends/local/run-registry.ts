@@ -1,6 +1,6 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { canonicalSpecPath, isKeptApp, type SweepOptions } from '../ownership';
 import { isAlive, processStartTicks, stopGroup, type ProcessRef } from './processes';
 
