@@ -45,6 +45,8 @@ export function wallNowMs(): number {
 // a getter call per read otherwise; it never changes within a thread
 const timeOrigin = performance.timeOrigin;
 
+export const UNCLONEABLE_SETUP_VALUE = 'setup() returned something that cannot be handed to the VUs (functions or userdata); return plain tables, strings and numbers';
+
 /**
  * One worker's share of a load test: its VU pool in one Lua engine, its slice
  * of the arrival schedule (k % workers == worker), its metrics registry.
@@ -81,6 +83,10 @@ export class LoadRunner {
   private logsDropped = 0;
   /** custom metrics declared so far (VU init code declares them before the registry of the run exists) */
   private readonly customMetrics = new Map<string, 'counter' | 'trend' | 'rate' | 'gauge'>();
+  /** the VU that runs setup() and teardown() in this worker */
+  private hookVu?: Vu;
+  /** off while setup or teardown runs */
+  private recording = true;
 
   constructor(
     private readonly init: LoadWorkerInit,
@@ -100,14 +106,25 @@ export class LoadRunner {
       endpoints: this.init.endpoints,
       rpc: (method, args) => this.events.rpc(method, args),
       log: (level, source, message) => this.log(level, source, message),
-      requests: { request: (r) => this.registry.recordRequest(r), ws: (metric, value, name) => this.registry.add(metric, value, { name }) },
-      onCheck: (name, ok) => this.registry.recordCheck(name, ok),
+      requests: {
+        request: (r) => {
+          if (this.recording) this.registry.recordRequest(r);
+        },
+        ws: (metric, value, name) => {
+          if (this.recording) this.registry.add(metric, value, { name });
+        },
+      },
+      onCheck: (name, ok) => {
+        if (this.recording) this.registry.recordCheck(name, ok);
+      },
       custom: {
         define: (name, type) => {
           this.registry.define(name, type);
           this.customMetrics.set(name, type);
         },
-        add: (name, v, tags) => this.registry.add(name, v, tags),
+        add: (name, v, tags) => {
+          if (this.recording) this.registry.add(name, v, tags);
+        },
       },
     });
     const n = this.executor.executor === 'constant-vus' ? splitCount(this.executor.vus, this.init.workers, this.init.worker) : this.init.preAllocatedVus;
@@ -205,6 +222,52 @@ export class LoadRunner {
       }, ABORT_SLACK_MS);
     }
     this.maybeFinish();
+  }
+
+  // setup() and teardown() here, not on the coordinator: the SUT is one only the workers reach (a cluster)
+
+  /** Runs the script's setup() in a VU of its own, which teardown() reuses. */
+  runSetup(): Promise<VuCommandResult> {
+    return this.outsideLoad(async (vu) => {
+      const r = await this.host.setup(vu);
+      if (!r.ok) return r;
+      try {
+        // what goes to the coordinator and the other workers must survive the trip
+        structuredClone(r.value);
+      } catch {
+        return { ok: false, error: UNCLONEABLE_SETUP_VALUE };
+      }
+      return r;
+    });
+  }
+
+  /** setup()'s value becomes ctx.data of every VU: those made already, and those made from now on. */
+  async setData(data: unknown): Promise<void> {
+    this.init.data = data;
+    for (let slot = 0; slot < this.vus.length; slot++) {
+      const vu = this.vus[slot];
+      // one being made reads init.data when it is set up
+      if (!vu || vu instanceof Promise) continue;
+      const r = await this.host.setContext(vu, data, this.init.worker + this.init.workers * slot + 1);
+      if (!r.ok) throw new Error(r.error);
+    }
+  }
+
+  runTeardown(data: unknown): Promise<VuCommandResult> {
+    return this.outsideLoad(async (vu) => this.host.teardown(vu, data));
+  }
+
+  /** what setup and teardown do is not load: their requests and checks stay out of the metrics, as on the coordinator */
+  private async outsideLoad(run: (vu: Vu) => Promise<VuCommandResult>): Promise<VuCommandResult> {
+    this.recording = false;
+    try {
+      this.hookVu ??= await this.host.createVu(0);
+      return await run(this.hookVu);
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    } finally {
+      this.recording = true;
+    }
   }
 
   async close(): Promise<void> {

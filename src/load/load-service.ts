@@ -6,7 +6,7 @@ import { colorEnabled } from '../util/color';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Spread } from '../workers/transport';
-import { clockOffset, closeWorker, post, spawnWorkerSlot, type WorkerSlot } from './worker-slot';
+import { ask, clockOffset, closeWorker, post, spawnWorkerSlot, type WorkerSlot } from './worker-slot';
 import { describeLostShare, type LostShare } from './lost-share';
 import { EXIT_CODES, TopasError } from '../errors';
 import type { Io } from '../io';
@@ -28,7 +28,7 @@ import { abortingThreshold, evaluateThresholds, thresholdsPassed, type Threshold
 import { compareWithBaseline, figuresFromSnapshot, type BaselineComparison } from './baseline';
 import { ProgressRenderer, progressState } from './progress';
 import { describeJsonProblem, describePlan, readBaseline, recordedSpec, stringEnv } from './load-input';
-import { ABORT_SLACK_MS, GRACEFUL_STOP_MS, wallNowMs } from './load-runner';
+import { ABORT_SLACK_MS, GRACEFUL_STOP_MS, UNCLONEABLE_SETUP_VALUE, wallNowMs } from './load-runner';
 import { reportFromRecord, RUN_RECORD_SCHEMA_VERSION } from '../run/record-report';
 import { checkReporterOutputs, parseReporterFlags, type ReporterRequest } from '../run/render-reports';
 import { isPostmanCollectionFile, writeCollectionLoadScript, type CollectionLoadOptions } from '../postman/collection-load-script';
@@ -234,6 +234,15 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
   };
   let data: unknown;
   let setupDone = false;
+  /** the SUT is one only the workers reach (a cluster): setup() and teardown() run in a worker, this one */
+  let hooksInWorker = false;
+  let setupSlot: WorkerSlot | undefined;
+  const teardownInWorker = async (): Promise<{ ok: boolean; error?: string }> => {
+    // the worker that ran setup, or, if it was lost, another one
+    const s = [setupSlot, ...slots].find((x) => x && !x.gone);
+    if (!s) return { ok: false, error: 'no load worker is left to run it' };
+    return ask(s, { type: 'load-teardown', data }, 'load-teardown-done').catch((err: Error) => ({ ok: false, error: `load worker ${s.index} (${s.worker.label}) went while it ran: ${err.message}` }));
+  };
   let liveRates = { iterations: 0, requests: 0 };
   // before the SUT goes: the script's teardown(data) runs once, while the SUT is still up
   session.onTeardown(async () => {
@@ -241,7 +250,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     if (hardStopTimer) clearTimeout(hardStopTimer);
     // k6 semantics: teardown(data) runs when setup succeeded, also after an abort or Ctrl-C
     if (setupDone && mainVu?.info?.hasTeardown) {
-      const t = await Promise.race([host.teardown(mainVu, data), interrupts.forced.then(() => ({ ok: false as const, error: 'forced' }))]);
+      const t = await Promise.race([hooksInWorker ? teardownInWorker() : host.teardown(mainVu, data), interrupts.forced.then(() => ({ ok: false as const, error: 'forced' }))]);
       if (!t.ok) log(`teardown() failed: ${t.error}`);
     }
     await host.close().catch(() => undefined);
@@ -293,18 +302,21 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     }
     if (interrupts.interrupted) return;
 
-    const setup = await host.setup(mainVu!);
-    if (!setup.ok) throw new TopasError('SCENARIO_FAILED', `setup() failed: ${setup.error}`);
-    data = setup.value;
-    setupDone = true;
-    try {
-      structuredClone(data);
-    } catch {
-      throw new TopasError('SCENARIO_FAILED', 'setup() returned something that cannot be handed to the VUs (functions or userdata); return plain tables, strings and numbers');
+    const remote = sut?.remoteWorkers;
+    hooksInWorker = Boolean(remote);
+    if (!hooksInWorker) {
+      const setup = await host.setup(mainVu!);
+      if (!setup.ok) throw new TopasError('SCENARIO_FAILED', `setup() failed: ${setup.error}`);
+      data = setup.value;
+      setupDone = true;
+      try {
+        structuredClone(data);
+      } catch {
+        throw new TopasError('SCENARIO_FAILED', UNCLONEABLE_SETUP_VALUE);
+      }
     }
     if (interrupts.interrupted) return;
 
-    const remote = sut?.remoteWorkers;
     const endpoints = remote ? remote.endpointMap() : sut ? sut.endpointMap() : {};
     const spread = remote ? remote.transport : (opts.spread ?? 'threads');
     // read once here: a worker elsewhere gets the text, not the path to read
@@ -322,7 +334,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
         executor: ex,
         preAllocatedVus: ex.executor === 'constant-vus' ? 0 : Math.max(1, splitCount(ex.preAllocatedVus, workers, w)),
         maxVus: ex.executor === 'constant-vus' ? 0 : Math.max(1, splitCount(ex.maxVus, workers, w)),
-        data,
+        // with setup() in a worker, its value comes once it ran (load-data)
+        data: hooksInWorker ? undefined : data,
       };
       slots.push(spawnWorkerSlot(w, init, { spread, runId, ...(remote ? { context: remote.context } : {}), log: scriptLog, rpc: (method, args) => rpcImpl(method, args) }));
     }
@@ -344,6 +357,18 @@ export async function runLoad(opts: LoadOptions): Promise<LoadOutcome> {
     interrupts.onInterrupt(stopOnInterrupt);
     await Promise.race([Promise.all(slots.map((s) => slotEvents(s).ready)), anyFatal, abortedPromise(interrupts.signal)]);
     if (interrupts.interrupted) return;
+    if (hooksInWorker) {
+      if (mainVu!.info!.hasSetup) {
+        setupSlot = slots[0];
+        const setup = await Promise.race([ask(setupSlot, { type: 'load-setup' }, 'load-setup-done'), anyFatal, abortedPromise(interrupts.signal).then(() => undefined)]);
+        if (!setup || interrupts.interrupted) return;
+        if (!setup.ok) throw new TopasError('SCENARIO_FAILED', `setup() failed (in load worker ${setupSlot.worker.label}): ${setup.error}`);
+        data = setup.value;
+        setupDone = true;
+        await Promise.race([Promise.all(slots.map((s) => ask(s, { type: 'load-data', data }, 'load-data-set'))), anyFatal]);
+      } else setupDone = true;
+      if (interrupts.interrupted) return;
+    }
 
     // each worker starts at the same instant of this clock, told in its own: its per-second buckets are this clock's seconds
     const probeStartMs = wallNowMs();

@@ -54,6 +54,17 @@ port.on((msg: ToLoadWorker) => {
     case 'clock-probe':
       post({ type: 'clock-reply', sentMs: msg.sentMs, workerMs: wallNowMs() });
       break;
+    case 'load-setup':
+      if (!runner) break;
+      runner.runSetup().then((r) => post(r.ok ? { type: 'load-setup-done', ok: true, value: r.value } : { type: 'load-setup-done', ok: false, error: r.error }), fatal);
+      break;
+    case 'load-data':
+      runner?.setData(msg.data).then(() => post({ type: 'load-data-set' }), fatal);
+      break;
+    case 'load-teardown':
+      if (!runner) break;
+      runner.runTeardown(msg.data).then((r) => post({ type: 'load-teardown-done', ok: r.ok, ...(r.ok ? {} : { error: r.error }) }), fatal);
+      break;
     case 'load-stop':
       runner?.stop(msg.abort);
       break;

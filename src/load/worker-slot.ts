@@ -46,6 +46,7 @@ export function spawnWorkerSlot(index: number, init: LoadWorkerInit, host: Worke
     errors: [],
     events: { ready: new Promise<void>((r) => (readyResolve = r)), done: new Promise<void>((r) => (doneResolve = r)) },
     resolveDone: () => doneResolve(),
+    answers: new Map(),
   };
   const onMessage = (msg: FromLoadWorker) => {
     switch (msg.type) {
@@ -84,7 +85,17 @@ export function spawnWorkerSlot(index: number, init: LoadWorkerInit, host: Worke
       case 'fatal':
         slot.onFatal?.(msg.error);
         break;
+      case 'load-setup-done':
+      case 'load-data-set':
+      case 'load-teardown-done':
+        slot.answers.get(msg.type)?.resolve(msg);
+        slot.answers.delete(msg.type);
+        break;
     }
+  };
+  const dropAnswers = (why: string) => {
+    for (const a of slot.answers.values()) a.reject(new Error(why));
+    slot.answers.clear();
   };
   // an uncaught error in the worker comes as 'error', then 'exit': the first one says why
   worker.on((ev) => {
@@ -92,9 +103,12 @@ export function spawnWorkerSlot(index: number, init: LoadWorkerInit, host: Worke
     else if (ev.type === 'error') {
       if (!slot.gone) slot.onFatal?.(ev.error);
       slot.gone = true;
+      dropAnswers(ev.error.message);
     } else {
-      if (!slot.gone) slot.onFatal?.({ name: 'WorkerError', message: `exited unexpectedly (${ev.signal ? `killed by ${ev.signal}` : `code ${ev.code}`})` });
+      const why = `exited unexpectedly (${ev.signal ? `killed by ${ev.signal}` : `code ${ev.code}`})`;
+      if (!slot.gone) slot.onFatal?.({ name: 'WorkerError', message: why });
       slot.gone = true;
+      dropAnswers(why);
     }
   });
   post(slot, { type: 'load-init', init });
@@ -119,6 +133,20 @@ export interface WorkerSlot {
   events: { ready: Promise<void>; done: Promise<void> };
   onMetrics?: (buckets: SecondBucket[]) => void;
   onFatal?: (e: SerializedError) => void;
+  /** requests waiting for the worker's answer, by the answer's type */
+  answers: Map<AnswerType, { resolve(msg: FromLoadWorker): void; reject(err: Error): void }>;
+}
+
+type AnswerType = 'load-setup-done' | 'load-data-set' | 'load-teardown-done';
+type Answer<T extends AnswerType> = Extract<FromLoadWorker, { type: T }>;
+
+/** Sends a request and waits for its answer; a worker that goes meanwhile rejects it. */
+export function ask<T extends AnswerType>(slot: WorkerSlot, msg: ToLoadWorker, answer: T): Promise<Answer<T>> {
+  if (slot.gone) return Promise.reject(new Error(`load worker ${slot.index} is gone`));
+  return new Promise<Answer<T>>((resolve, reject) => {
+    slot.answers.set(answer, { resolve: (m) => resolve(m as Answer<T>), reject });
+    slot.worker.send(msg);
+  });
 }
 
 export function post(slot: WorkerSlot, msg: ToLoadWorker): void {

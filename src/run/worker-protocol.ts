@@ -62,6 +62,13 @@ export type ToLoadWorker =
   | { type: 'clock-probe'; sentMs: number }
   /** stop starting iterations; `abort` also interrupts those in flight */
   | { type: 'load-stop'; abort: boolean }
+  // A SUT the coordinator does not reach (a cluster): setup() and teardown() run in a worker, which does.
+  /** run the script's setup() in a VU of its own; answered by load-setup-done */
+  | { type: 'load-setup' }
+  /** setup()'s value: every VU's ctx.data from now on, the ones made already too; answered by load-data-set */
+  | { type: 'load-data'; data: unknown }
+  /** run teardown(data) in the VU that ran setup (or a new one); answered by load-teardown-done */
+  | { type: 'load-teardown'; data: unknown }
   | Extract<ToWorker, { type: 'rpc-result' | 'endpoints' | 'shutdown' }>;
 
 export type FromLoadWorker =
@@ -71,6 +78,10 @@ export type FromLoadWorker =
   | { type: 'load-metrics'; buckets: unknown[]; snapshot: unknown; activeVus: number; allocatedVus: number }
   /** the worker's schedule ended and its in-flight iterations finished (or were interrupted) */
   | { type: 'load-done'; buckets: unknown[]; snapshot: unknown; errors: Array<{ message: string; count: number }> }
+  | { type: 'load-setup-done'; ok: true; value: unknown }
+  | { type: 'load-setup-done'; ok: false; error: string }
+  | { type: 'load-data-set' }
+  | { type: 'load-teardown-done'; ok: boolean; error?: string }
   | { type: 'log'; line: LogLine }
   | { type: 'rpc-call'; runId: string; callId: number; method: string; args: unknown[] }
   | { type: 'fatal'; error: SerializedError };

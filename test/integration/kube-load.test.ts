@@ -91,9 +91,20 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
         'local paths = require("lib.paths")',
         'local targets = data.csv("targets.csv", { header = true })',
         'options = { thresholds = { http_req_failed = { "rate<0.01" } } }',
-        'function iteration()',
+        // setup and teardown reach the SUT by its name too: they run in a worker pod, not on the host
+        'function setup()',
+        '  local r = net.get("http://api/healthz")',
+        '  assert(r.code == 200, "setup could not reach api: " .. tostring(r.code))',
+        '  return { token = "tok-" .. r.code }',
+        'end',
+        'function iteration(ctx)',
         '  local r = net.get("http://" .. targets[1].service .. paths.fixed)',
         '  check("status 200", r.code == 200)',
+        '  check("ctx.data from setup", ctx.data ~= nil and ctx.data.token == "tok-200")',
+        'end',
+        'function teardown(data)',
+        '  local r = net.get("http://api/healthz")',
+        '  print("teardown: " .. data.token .. ", api answered " .. r.code)',
         'end',
         '',
       ].join('\n'),
@@ -131,6 +142,10 @@ describe('topas load --backend kubernetes: an Indexed Job of load worker pods, m
     assert.ok(Math.abs(count - PLANNED) <= PLANNED * 0.02, `${count} iterations of ${PLANNED}`);
     assert.equal(dropped, 0);
     assert.equal(s.metrics.http_req_failed?.values.rate ?? 0, 0);
+    // setup's value reached every VU of every pod; setup's and teardown's requests are not load
+    assert.equal(s.metrics.checks?.values.rate, 1, JSON.stringify(s.metrics.checks));
+    assert.equal(s.metrics.http_reqs?.values.count, count);
+    assert.match(r.stderr, /teardown: tok-200, api answered 200/);
     // the per-second series (the CLI's seconds) adds up to the total: one view of three workers
     assert.equal(record.load.timeSeries.points.reduce((n: number, p: { achievedRate: number }) => n + p.achievedRate, 0), count);
     await assertNothingLeft(s.runId);
