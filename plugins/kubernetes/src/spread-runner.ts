@@ -183,7 +183,9 @@ async function podProblems(ctx: RunnerContext, job: string, shards: Shard[], cre
       if (tr?.status?.result) continue;
       const logs = await cluster.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: ns, tailLines: 20 }).catch((e: unknown) => `(no logs: ${apiMessage(e)})`);
       shard.failure = `exited (${cs?.state?.terminated?.exitCode ?? '?'}) without a result; its last lines:\n${String(logs).trim()}`;
-      shard.failedAtMs = Date.now();
+      // its instances ended when it did: before the others' barriers failed for want of them
+      const finishedMs = new Date(cs?.state?.terminated?.finishedAt ?? Date.now()).getTime();
+      shard.failedAtMs = Number.isFinite(finishedMs) ? finishedMs : Date.now();
     }
   }
   const notStarted = shards.filter((s) => !s.result && !s.failure && !s.firstStepAt);
