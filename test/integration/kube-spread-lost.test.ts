@@ -101,6 +101,10 @@ describe('a runner pod of a spread playbook lost mid-run; test status --app on a
       // what the user reads: the pod and its instances
       assert.match(stdout + stderr, new RegExp(`runner pod ${podName} \\(share 2 of 2\\) was lost`));
       assert.doesNotMatch(stderr, /could not be stood up|RUNNER_FAILED/);
+      // the pod's last lines once, as a topas line, not in each instance's error
+      assert.equal(stderr.split(`kubernetes: runner pod ${podName} exited`).length, 2, stderr.slice(-3000));
+      assert.ok(lost.every((x) => !(x.error?.message ?? '').includes('last lines')));
+      t.diagnostic(`a lost instance's error: ${lost[0].error?.message}`);
       t.diagnostic(`runner pod ${podName} killed: the run ended ${endedS.toFixed(1)} s later with exit ${code}; whole run ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       await assertNothingLeft(rep.runId);
     } finally {

@@ -94,6 +94,9 @@ interface Shard {
   failure?: string;
   /** when the failure was seen (epoch ms) */
   failedAtMs?: number;
+  /** the failed pod's last log lines, shown once (not in each of its instances' errors) */
+  lastLines?: string;
+  failureShown?: boolean;
   /** the runner pod seen for this share (a deleted pod leaves no trace but its absence) */
   pod?: string;
   firstStepAt?: string;
@@ -140,6 +143,11 @@ async function follow(ctx: RunnerContext, o: { job: string; syncName?: string; n
     }
     if (shards.every((s) => s.result || s.failure)) return merge(shards);
     const problem = await podProblems(ctx, o.job, shards, o.createdAt);
+    for (const s of shards) {
+      if (!s.failure || s.failureShown) continue;
+      s.failureShown = true;
+      hooks.log(`kubernetes: runner pod ${s.pod ?? `of TestRun ${s.name}`} ${s.failure}${s.lastLines ? `; its last lines:\n${s.lastLines}` : ''}`);
+    }
     const syncProblem = o.syncName ? await syncPodProblem(cluster, o.syncName).catch(() => undefined) : undefined;
     if (syncProblem) return { ...merge(shards), error: { name: 'TopasError', code: 'RUNNER_FAILED', message: `kubernetes: ${syncProblem}`, hint: 'build the runner image with scripts/build-runner-image.sh, or set TOPAS_RUNNER_IMAGE' } };
     if (problem) return { ...merge(shards), error: { name: 'TopasError', code: 'RUNNER_FAILED', message: problem.message, hint: problem.hint } };
@@ -182,7 +190,8 @@ async function podProblems(ctx: RunnerContext, job: string, shards: Shard[], cre
       const tr = await testRuns.get(shard.name).catch(() => undefined);
       if (tr?.status?.result) continue;
       const logs = await cluster.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: ns, tailLines: 20 }).catch((e: unknown) => `(no logs: ${apiMessage(e)})`);
-      shard.failure = `exited (${cs?.state?.terminated?.exitCode ?? '?'}) without a result; its last lines:\n${String(logs).trim()}`;
+      shard.failure = `exited (${cs?.state?.terminated?.exitCode ?? '?'}) without a result`;
+      shard.lastLines = String(logs).trim();
       // its instances ended when it did: before the others' barriers failed for want of them
       const finishedMs = new Date(cs?.state?.terminated?.finishedAt ?? Date.now()).getTime();
       shard.failedAtMs = Number.isFinite(finishedMs) ? finishedMs : Date.now();
