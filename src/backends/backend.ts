@@ -269,6 +269,18 @@ export interface RemoteRunResult {
   playbooks?: PlaybookSummary[];
   /** what ended the remote run besides its scenarios' verdicts */
   error?: SerializedError;
+  /** runners lost before they reported (a deleted or killed pod): their shares' scenarios and instances did not pass */
+  lost?: RemoteLostShare[];
+}
+
+/** One lost runner of a spread run: its share (as `RemoteRunRequest.workers` dealt it: index of count) and what happened. */
+export interface RemoteLostShare {
+  shard: { index: number; count: number };
+  /** names the runner, e.g. `runner pod app-runner-x-1-abcde (share 1 of 2)` */
+  runner: string;
+  reason: string;
+  /** when it was found lost (epoch ms) */
+  lostAtMs: number;
 }
 
 export interface EndpointMap {

@@ -1,4 +1,5 @@
 import { TopasError } from '../errors';
+import { loadAppSpec } from '../spec/load-app-spec';
 import type { Io } from '../io';
 import type { RemoteRunInfo, RemoteRunStore } from '../backends/backend';
 import type { LogLine } from './scenario-types';
@@ -21,7 +22,9 @@ export async function listRunStatus(opts: { io: Io; backend?: string; id?: strin
   if (!opts.backend) return runStatus(opts);
   const store = await remoteRunStore(opts.io, opts.backend);
   if (opts.id) return [remoteSummary(await store.get(opts.id), opts.io.now())];
-  return (await store.list({ limit: opts.limit ?? 20 })).map((r) => remoteSummary(r, opts.io.now()));
+  // --app names a spec file; the backend keeps runs by the app's name (one namespace may hold many apps' runs)
+  const app = opts.app === undefined ? undefined : (await loadAppSpec(opts.app, { cwd: opts.io.cwd, env: opts.io.env })).name;
+  return (await store.list({ limit: opts.limit ?? 20, ...(app !== undefined ? { app } : {}) })).map((r) => remoteSummary(r, opts.io.now()));
 }
 
 /** Prints the run's lines (and with follow, new ones until it ends); resolves to its final state. */

@@ -18,6 +18,7 @@ import { RunRecordStore } from './run-record';
 import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
 import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
 import { remoteRunRequest } from './remote-run';
+import { lostShareResults, resummarize } from './lost-shares';
 import type { PlaybookSummary, RunReport } from '../reporters/run-report';
 import { logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
 import { checkReporterOutputs, type ReporterRequest } from './render-reports';
@@ -218,8 +219,15 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
         live.ended(r.runId, r.state, r.durationMs);
         results.push(bounded);
       }
+      // a lost runner's share did not pass: its instances fail the run (exit 1), named, as a dead worker process's do
+      const lost = (out.lost ?? []).flatMap((l) => lostShareResults(shardUnits(prepared.units, l.shard), l, results, startedAtMs));
+      for (const r of lost) {
+        hooks.scenarioEnd(maskDeep(r, mask));
+        live.ended(r.runId, r.state, r.durationMs);
+        results.push(r);
+      }
       live.close();
-      playbookSummaries.push(...(out.playbooks ?? []));
+      playbookSummaries.push(...(lost.length ? resummarize(out.playbooks ?? [], prepared.units, results, prepared.namesDir) : (out.playbooks ?? [])));
       if (out.error && !session.interrupted) throw new TopasError('RUNNER_FAILED', out.error.message, { hint: out.error.hint });
       return;
     }

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { shardUnits } from '../../src/run/run-service';
+import { lostShareResults, resummarize } from '../../src/run/lost-shares';
 import { merge, mergePlaybookSummaries, spreadJobSpec } from '../../plugins/kubernetes/src/spread-runner';
 import { syncObjects, SYNC_PORT } from '../../plugins/kubernetes/src/sync-deployment';
 import type { ScenarioTask } from '../../src/run/scenario-types';
@@ -32,14 +33,31 @@ describe('a run spread over runners', () => {
     assert.deepEqual(merged, [{ name: 'pb', file: 'pb.yaml', state: 'failed', roles: [{ name: 'w', ok: 3, total: 11 }, { name: 'l', ok: 0, total: 1 }], firstFailure: { instance: 'w-5', error: { name: 'E', message: 'gave up' } } }]);
   });
 
-  test('a runner pod that ended without a result is the run error; the others still count', () => {
+  test('a runner pod that ended without a result is a lost share (its instances fail, exit 1), not the run error; the others still count', () => {
     const out = merge([
       { name: 'tr-0', result: { state: 'passed', exitCode: 0, results: [{ runId: 'a' }] } },
-      { name: 'tr-1', failure: 'runner pod x (share 1) exited (137) without a result' },
+      { name: 'tr-1', pod: 'x-1-abcde', failure: 'exited (137) without a result', failedAtMs: 1234 },
     ]);
     assert.equal(out.results.length, 1);
-    assert.equal(out.error?.code, 'RUNNER_FAILED');
-    assert.match(out.error?.message ?? '', /share 1\) exited \(137\)/);
+    assert.equal(out.error, undefined);
+    assert.deepEqual(out.lost, [{ shard: { index: 1, count: 2 }, runner: 'runner pod x-1-abcde (share 2 of 2)', reason: 'exited (137) without a result', lostAtMs: 1234 }]);
+  });
+
+  test("a lost share's instances: an error result each, naming the runner and every instance it ran; what arrived is kept; the playbook summary counts them", () => {
+    const mk = (name: string, id: string) => ({ runId: name, file: '/w/pb.lua', baseDir: '/w', name: `pb/${name}`, timeoutMs: 1000, env: {}, instance: { id, role: id.split('-')[0], index: 1, count: 1, params: {} }, endpoints: {}, memoryLimitBytes: 1, continueOnFailure: false });
+    const tasks = [mk('w#1', 'w-1'), mk('w#2', 'w-2'), mk('l#1', 'l-1')];
+    const unit = { kind: 'playbook' as const, playbook: { name: 'pb', file: '/w/pb.yaml', roles: [{ name: 'w', script: '/w/pb.lua', instances: 2, params: {} }, { name: 'l', script: '/w/pb.lua', instances: 1, params: {} }], shaping: [] } as never, key: 'p1', tasks, instances: tasks.map((t) => t.instance.id) };
+    const share = shardUnits([unit], { index: 1, count: 2 });
+    const lost = { shard: { index: 1, count: 2 }, runner: 'runner pod p-1-xyz (share 2 of 2)', reason: 'exited (137) without a result', lostAtMs: Date.parse('2026-01-01T00:00:05Z') };
+    const out = lostShareResults(share, lost, [], Date.parse('2026-01-01T00:00:00Z'));
+    assert.deepEqual(out.map((r) => [r.name, r.state]), [['pb/w#2', 'error']]);
+    assert.equal(out[0].durationMs, 5000);
+    assert.equal(out[0].error?.message, 'runner pod p-1-xyz (share 2 of 2) was lost (exited (137) without a result); the 1 instance(s) it ran were stopped with it: pb/w#2');
+    const arrived = [{ ...out[0], name: 'pb/w#1', state: 'passed' as const, error: undefined }, { ...out[0], name: 'pb/l#1', instance: tasks[2].instance, state: 'passed' as const, error: undefined }];
+    const [summary] = resummarize([], [unit], [...arrived, ...out], '/w');
+    assert.equal(summary.state, 'error');
+    assert.deepEqual(summary.roles, [{ name: 'w', ok: 1, total: 2 }, { name: 'l', ok: 1, total: 1 }]);
+    assert.equal(summary.firstFailure?.instance, 'w-2');
   });
 
   test('the sync Deployment: the runner image running `topas sync-server`, token from the run Secret, a Service on the same port, reached by DNS name', () => {

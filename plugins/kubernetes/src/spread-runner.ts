@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
-import type { PlaybookSummary, RemoteRunHooks, RemoteRunRequest, RemoteRunResult, ScenarioEvent, ScenarioResult } from 'topas';
+import type { PlaybookSummary, RemoteLostShare, RemoteRunHooks, RemoteRunRequest, RemoteRunResult, ScenarioEvent, ScenarioResult } from 'topas';
 import { apiMessage, statusOf } from './cluster';
 import { LABELS, labelValue, objectName, ownedBy, runLabels } from './manifests';
 import { runnerImage, runnerJobSpec, type RunnerContext } from './runner-job';
@@ -92,6 +92,11 @@ interface Shard {
   result?: NonNullable<TestRunStatus['result']>;
   /** the pod ended without a result, or never started */
   failure?: string;
+  /** when the failure was seen (epoch ms) */
+  failedAtMs?: number;
+  /** the failed pod's last log lines, shown once (not in each of its instances' errors) */
+  lastLines?: string;
+  failureShown?: boolean;
   /** the runner pod seen for this share (a deleted pod leaves no trace but its absence) */
   pod?: string;
   firstStepAt?: string;
@@ -138,6 +143,11 @@ async function follow(ctx: RunnerContext, o: { job: string; syncName?: string; n
     }
     if (shards.every((s) => s.result || s.failure)) return merge(shards);
     const problem = await podProblems(ctx, o.job, shards, o.createdAt);
+    for (const s of shards) {
+      if (!s.failure || s.failureShown) continue;
+      s.failureShown = true;
+      hooks.log(`kubernetes: runner pod ${s.pod ?? `of TestRun ${s.name}`} ${s.failure}${s.lastLines ? `; its last lines:\n${s.lastLines}` : ''}`);
+    }
     const syncProblem = o.syncName ? await syncPodProblem(cluster, o.syncName).catch(() => undefined) : undefined;
     if (syncProblem) return { ...merge(shards), error: { name: 'TopasError', code: 'RUNNER_FAILED', message: `kubernetes: ${syncProblem}`, hint: 'build the runner image with scripts/build-runner-image.sh, or set TOPAS_RUNNER_IMAGE' } };
     if (problem) return { ...merge(shards), error: { name: 'TopasError', code: 'RUNNER_FAILED', message: problem.message, hint: problem.hint } };
@@ -157,12 +167,13 @@ async function podProblems(ctx: RunnerContext, job: string, shards: Shard[], cre
   const pods = (await cluster.core.listNamespacedPod({ namespace: ns, labelSelector: `job-name=${job}` })).items;
   const testRuns = new TestRuns(cluster);
   const present = new Set(pods.map((p) => p.metadata?.name));
-  for (const [k, shard] of shards.entries()) {
+  for (const shard of shards) {
     if (!shard.pod || present.has(shard.pod) || shard.result || shard.failure) continue;
     // deleted (evicted, its node lost): the Job makes no other (backoffLimit 0); its last status write may have landed
     const tr = await testRuns.get(shard.name).catch(() => undefined);
     if (tr?.status?.result) continue;
-    shard.failure = `runner pod ${shard.pod} (share ${k}) was deleted before it wrote a result`;
+    shard.failure = `deleted before it wrote a result`;
+    shard.failedAtMs = Date.now();
   }
   for (const pod of pods) {
     const k = Number(pod.metadata?.annotations?.[INDEX_ANNOTATION] ?? pod.metadata?.labels?.[INDEX_ANNOTATION]);
@@ -179,7 +190,11 @@ async function podProblems(ctx: RunnerContext, job: string, shards: Shard[], cre
       const tr = await testRuns.get(shard.name).catch(() => undefined);
       if (tr?.status?.result) continue;
       const logs = await cluster.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: ns, tailLines: 20 }).catch((e: unknown) => `(no logs: ${apiMessage(e)})`);
-      shard.failure = `runner pod ${pod.metadata!.name} (share ${k}) exited (${cs?.state?.terminated?.exitCode ?? '?'}) without a result; its last lines:\n${String(logs).trim()}`;
+      shard.failure = `exited (${cs?.state?.terminated?.exitCode ?? '?'}) without a result`;
+      shard.lastLines = String(logs).trim();
+      // its instances ended when it did: before the others' barriers failed for want of them
+      const finishedMs = new Date(cs?.state?.terminated?.finishedAt ?? Date.now()).getTime();
+      shard.failedAtMs = Number.isFinite(finishedMs) ? finishedMs : Date.now();
     }
   }
   const notStarted = shards.filter((s) => !s.result && !s.failure && !s.firstStepAt);
@@ -189,18 +204,21 @@ async function podProblems(ctx: RunnerContext, job: string, shards: Shard[], cre
   return undefined;
 }
 
-/** The shards' results as one run's: results in share order, playbooks merged, the first runner failure as the run's error. */
-export function merge(shards: Array<{ name: string; result?: NonNullable<TestRunStatus['result']>; failure?: string }>): RemoteRunResult {
+/**
+ * The shards' results as one run's: results in share order, playbooks merged.
+ * A shard whose pod was lost before it reported is `lost` (its share did not
+ * pass: the CLI fails those instances, exit 1, as for a dead worker process);
+ * a runner that reported an error with no results is the run's error.
+ */
+export function merge(shards: Array<{ name: string; pod?: string; result?: NonNullable<TestRunStatus['result']>; failure?: string; failedAtMs?: number }>): RemoteRunResult {
   const results = shards.flatMap((s) => (s.result?.results ?? []) as ScenarioResult[]);
   const playbooks = mergePlaybookSummaries(shards.flatMap((s) => (s.result?.playbooks ?? []) as PlaybookSummary[])).map((pb) => withFirstCause(pb, results));
-  const failure = shards.find((s) => s.failure)?.failure;
+  const lost: RemoteLostShare[] = shards.flatMap((s, index) =>
+    s.failure === undefined || s.result ? [] : [{ shard: { index, count: shards.length }, runner: `runner pod ${s.pod ?? `of TestRun ${s.name}`} (share ${index + 1} of ${shards.length})`, reason: s.failure, lostAtMs: s.failedAtMs ?? Date.now() }],
+  );
   const errored = shards.find((s) => s.result?.state === 'error' && (s.result.results ?? []).length === 0 && s.result.error);
-  const error: RemoteRunResult['error'] = failure
-    ? { name: 'TopasError', code: 'RUNNER_FAILED', message: `kubernetes: ${failure}` }
-    : errored
-      ? (errored.result!.error as RemoteRunResult['error'])
-      : undefined;
-  return { results, ...(playbooks.length ? { playbooks } : {}), ...(error ? { error } : {}) };
+  const error = errored ? (errored.result!.error as RemoteRunResult['error']) : undefined;
+  return { results, ...(playbooks.length ? { playbooks } : {}), ...(lost.length ? { lost } : {}), ...(error ? { error } : {}) };
 }
 
 /**

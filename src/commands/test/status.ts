@@ -7,11 +7,12 @@ import { formatDurationMs } from '../../util/duration';
 
 export default class TestStatus extends BaseCommand {
   static override summary = 'State (Pending, Running, Passed, Partial, Failed, Error), result and duration of runs';
-  static override description = "This folder's run records; with --backend kubernetes the TestRuns of the cluster's namespace (runs from any host, and those of `test schedule --cron`).";
+  static override description = "This folder's run records; with --backend kubernetes the TestRuns of the cluster's namespace (runs from any host, and those of `test schedule --cron`); there --app shows only the runs of that spec's app.";
   static override examples = [
     '<%= config.bin %> test status',
     '<%= config.bin %> test status 20261122-101500-123-10-a1b2c3 --json',
     '<%= config.bin %> test status --backend kubernetes --namespace e2e',
+    '<%= config.bin %> test status --backend kubernetes --app topas.yaml',
   ];
   static override args = { id: Args.string({ description: 'run id (default: the recent runs)' }) };
   static override flags = {
