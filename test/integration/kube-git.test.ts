@@ -53,7 +53,8 @@ describe('test schedule --cron --git http(s) on kubernetes: each firing fetches 
   /** What the schedule would start now (`kubectl create job --from=cronjob/ID`), until its TestRun has a result. */
   const fire = async (id: string, jobName: string): Promise<{ tr: TestRunObject; ms: number }> => {
     const cron = await kube.batch.readNamespacedCronJob({ name: id, namespace: ns });
-    const seen = new Set(await testRuns.names(`topas.dev/schedule=${id}`));
+    // a CRD the CLI just installed: its list may answer 429 (storage initializing) for a moment
+    const seen = new Set(await until('the TestRuns can be listed', () => testRuns.names(`topas.dev/schedule=${id}`), 30_000));
     const t0 = Date.now();
     await kube.batch.createNamespacedJob({ namespace: ns, body: { metadata: { name: jobName, labels: cron.spec?.jobTemplate.metadata?.labels }, spec: cron.spec!.jobTemplate.spec! } });
     const tr = await until(
@@ -167,8 +168,24 @@ describe('test schedule --cron --git http(s) on kubernetes: each firing fetches 
       for (const name of await testRuns.names(`topas.dev/schedule=${idf}`)) await testRuns.delete(name);
     }
 
+    // a file:// source (as ssh://): fetched here, its files in the ConfigMap; the CLI says once that every firing runs this commit
+    const sl = await topas('test', 'schedule', 'tests', '--git', `file://${path.join(work, 'git', 'tests.git')}`, '--git-path', 'e2e', '--backend', 'kubernetes', '--cron', '0 0 1 1 *', '--json');
+    assert.equal(sl.code, 0, sl.stderr);
+    const idl = (JSON.parse(sl.stdout) as { id: string }).id;
+    try {
+      const notes = sl.stderr.split('\n').filter((l) => /every scheduled run runs commit [0-9a-f]{12}, fetched now/.test(l));
+      assert.equal(notes.length, 1, sl.stderr);
+      assert.match(notes[0], /not an http\(s\) URL/);
+      const cm = await kube.core.readNamespacedConfigMap({ name: idl, namespace: ns });
+      const run = JSON.parse(cm.data!['run.json']) as { git?: unknown };
+      assert.equal(run.git, undefined);
+      assert.ok((JSON.parse(cm.data!['index.json']) as Array<{ path: string }>).some((f) => f.path.endsWith('e2e/tests/check.lua')), cm.data!['index.json']);
+    } finally {
+      await kube.batch.deleteNamespacedCronJob({ name: idl, namespace: ns, body: { propagationPolicy: 'Background' } }).catch(() => undefined);
+    }
+
     // (c) nothing of either schedule remains: CronJob, its ConfigMap and Secret (garbage collected), Jobs, pods, TestRuns, the SUTs the firings stood up
-    for (const sid of [id, idf]) {
+    for (const sid of [id, idf, idl]) {
       await until(`nothing labelled topas.dev/schedule=${sid}`, async () => ((await labelledObjects(kube.cp.kc, ns, `topas.dev/schedule=${sid}`)).length === 0 ? true : undefined), 90_000);
     }
     // the app's queue Lease stays by design (one per app and namespace)
