@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fetchGitInPod } from '../../plugins/kubernetes/src/git-fetch';
+import { fetchGitSource } from '../../src/run/git-source';
 import { serveGitRepo, type GitHttpRepo } from '../helpers/git-http';
 
 // The runner pod's own fetch (isomorphic-git, no git binary) against a real
@@ -81,6 +82,20 @@ describe('fetchGitInPod: isomorphic-git over smart HTTP', () => {
     await assert.rejects(fetchGitInPod({ url: closed.url, ref: 'main' }, dest()), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'GIT_FETCH_FAILED');
       assert.match(err.message, /cannot reach .* ECONNREFUSED/);
+      return true;
+    });
+  });
+
+  test("the host's fetch (system git) with TOPAS_GIT_TOKEN: the token as a header, never on git's command line; refused without it, the URL's credentials redacted", async () => {
+    const cache = path.join(root, 'host-cache');
+    const env = { ...process.env, XDG_CACHE_HOME: cache, TOPAS_GIT_TOKEN: auth.password, TOPAS_GIT_USERNAME: auth.username };
+    const ok = await fetchGitSource({ url: locked.url, ref: 'main' }, env);
+    assert.match(fs.readFileSync(path.join(ok.dir, 'a.lua'), 'utf8'), /locked/);
+    const noToken = { ...process.env, XDG_CACHE_HOME: cache, TOPAS_GIT_TOKEN: '' };
+    await assert.rejects(fetchGitSource({ url: locked.url, ref: 'main' }, noToken), (err: Error & { code?: string }) => err.code === 'FILE_NOT_FOUND');
+    const wrong = locked.url.replace('http://', 'http://ci:wrong-secret@');
+    await assert.rejects(fetchGitSource({ url: wrong, ref: 'main' }, noToken), (err: Error) => {
+      assert.doesNotMatch(err.message, /wrong-secret/);
       return true;
     });
   });
