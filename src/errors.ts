@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'READINESS_TIMEOUT'
   | 'SUT_NOT_UP'
   | 'RUNNER_FAILED'
+  | 'GIT_FETCH_FAILED'
   | 'SCENARIO_FAILED'
   | 'THRESHOLDS_FAILED'
   | 'TIMEOUT'
@@ -47,6 +48,8 @@ const EXIT_BY_CODE: Record<ErrorCode, ExitCode> = {
   SUT_NOT_UP: EXIT_CODES.sutFailed,
   /** the runner next to a remote SUT (a cluster's runner Job) could not run the scenarios: a backend failure, not a test verdict */
   RUNNER_FAILED: EXIT_CODES.sutFailed,
+  /** a runner that fetches a Git source itself (a cluster's runner pod) could not: unreachable, unknown ref, refused credentials */
+  GIT_FETCH_FAILED: EXIT_CODES.sutFailed,
   SCENARIO_FAILED: EXIT_CODES.failed,
   THRESHOLDS_FAILED: EXIT_CODES.thresholdsFailed,
   TIMEOUT: EXIT_CODES.timedOut,

@@ -8,7 +8,7 @@
 // the backend seam (src/backends/backend.ts) and what a plugin's hook receives
 export type { Backend, BackendEnv, Sut, StartContext, ServiceStatus, EndpointMap, SutState, ApplyServiceChange, KillOptions } from './backends/backend';
 // a backend that runs the scenarios somewhere else (the kubernetes plugin's runner Job)
-export type { RemoteRunner, RemoteRunRequest, RemoteRunHooks, RemoteRunResult, RemoteLostShare, ScheduleContext, RemoteRunStore, RemoteRunInfo, RemoteWorkers } from './backends/backend';
+export type { RemoteRunner, RemoteRunRequest, RemoteGitSource, RemoteRunHooks, RemoteRunResult, RemoteLostShare, ScheduleContext, RemoteRunStore, RemoteRunInfo, RemoteWorkers } from './backends/backend';
 // where load workers run: a plugin registers a transport by name ('pods'), the SUT names it (Sut.remoteWorkers)
 export { registerTransport, type TransportFactory, type WorkerTransport, type TransportEvent, type StartWorkerOptions } from './workers/transport';
 export type { SweepOptions, KeptApp } from './backends/ownership';

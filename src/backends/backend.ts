@@ -82,6 +82,8 @@ export interface RemoteRunInfo {
   outcome?: { state: string; scenarioStates: string[]; error?: string };
   /** why it waits or why it ended as it did */
   message?: string;
+  /** a Git source the runner fetched itself: the commit that ran */
+  git?: { url: string; ref?: string; commit: string };
 }
 
 /** Where a backend reads its settings (TOPAS_PG_DIR, a cluster's TOPAS_KUBECONFIG...): the command's Io.env, never process.env. */
@@ -248,6 +250,29 @@ export interface RemoteRunRequest {
   continueOnFailure: boolean;
   /** --env / --env-file (may hold secrets: kept out of plain objects) */
   env: Record<string, string>;
+  /**
+   * A Git source over http(s): the runner fetches the repository itself into
+   * `dir` under the files' root (files inside it are not in `files`), so a
+   * repository of any size runs, and a schedule runs the ref's newest commit.
+   */
+  git?: RemoteGitSource;
+}
+
+export interface RemoteGitSource {
+  /** http(s), without credentials */
+  url: string;
+  /** branch, tag or commit as given; none: the remote's HEAD */
+  ref?: string;
+  /** the commit this machine fetched and validated: a run fetches exactly it; a schedule leaves it out (each firing runs the ref's newest) */
+  commit: string;
+  /** --git-path */
+  path?: string;
+  /** the checkout's folder in the request's root ('/'-separated) */
+  dir: string;
+  /** the targets as given, relative to `cwd`: what a firing at a newer commit resolves again (scenarios added or removed) */
+  targets: string[];
+  /** basic auth (from the URL or TOPAS_GIT_TOKEN): a secret, for the runner's fetch only */
+  auth?: { username: string; password: string };
 }
 
 export interface RemoteRunHooks {

@@ -38,7 +38,7 @@ export default class Run extends BaseCommand {
     keep: Flags.boolean({ description: 'leave the SUT running afterwards (`topas down` removes it)', default: false }),
     'continue-on-failure': Flags.boolean({ description: 'run later steps after a failed step', default: false }),
     'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running (0: any free port)', min: 0, max: 65535 }),
-    git: Flags.string({ description: 'take scripts and playbooks from this Git repository (system git, shallow, cached by commit): an http(s)://, ssh://, git:// or file:// URL, or user@host:path; a local repository is file:///absolute/path', helpValue: 'URL' }),
+    git: Flags.string({ description: 'take scripts and playbooks from this Git repository (system git, shallow, cached by commit): an http(s)://, ssh://, git:// or file:// URL, or user@host:path; a local repository is file:///absolute/path. An http(s) one is fetched again by a cluster\'s runner pod (a --cron schedule: the ref\'s newest commit at each run); a token in TOPAS_GIT_TOKEN', helpValue: 'URL' }),
     'git-path': Flags.string({ description: 'folder or file inside the repository', dependsOn: ['git'], helpValue: 'P' }),
     'git-ref': Flags.string({ description: 'branch, tag or commit (default: HEAD)', dependsOn: ['git'], helpValue: 'R' }),
     'run-id': Flags.string({ hidden: true, description: 'use this run id (set by `topas test schedule`)' }),

@@ -16,6 +16,8 @@ export interface RunSummaryWithName extends RunSummary {
   /** the backend's own name for the run (a TestRun's name) */
   name?: string;
   message?: string;
+  /** the Git source's commit that ran */
+  git?: { url: string; ref?: string; commit: string };
 }
 
 export async function listRunStatus(opts: { io: Io; backend?: string; id?: string; app?: string; limit?: number }): Promise<RunSummaryWithName[]> {
@@ -54,9 +56,10 @@ async function remoteRunStore(io: Io, backend: string): Promise<RemoteRunStore> 
 export function remoteSummary(r: RemoteRunInfo, nowMs: number): RunSummaryWithName {
   const o = r.outcome;
   const passed = o ? o.scenarioStates.filter((s) => s === 'passed').length : 0;
-  const result = o ? `${o.state}: ${passed}/${o.scenarioStates.length} scenario(s) passed${o.error ? ` — ${o.error}` : ''}` : r.phase === 'Pending' ? (r.message ?? '') : '';
+  const commit = r.git ? ` (git ${r.git.commit.slice(0, 12)})` : '';
+  const result = o ? `${o.state}: ${passed}/${o.scenarioStates.length} scenario(s) passed${commit}${o.error ? ` — ${o.error}` : ''}` : r.phase === 'Pending' ? (r.message ?? '') : '';
   const start = r.startedAt ? Date.parse(r.startedAt) : NaN;
   const end = r.finishedAt ? Date.parse(r.finishedAt) : r.phase === 'Running' ? nowMs : NaN;
   const durationMs = Number.isFinite(start) && Number.isFinite(end) ? Math.max(0, end - start) : undefined;
-  return { runId: r.runId, name: r.name, state: r.phase, result, app: r.app, startedAt: r.startedAt ?? r.createdAt, durationMs, targets: r.targets, ...(r.message ? { message: r.message } : {}) };
+  return { runId: r.runId, name: r.name, state: r.phase, result, app: r.app, startedAt: r.startedAt ?? r.createdAt, durationMs, targets: r.targets, ...(r.message ? { message: r.message } : {}), ...(r.git ? { git: r.git } : {}) };
 }

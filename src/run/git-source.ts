@@ -73,19 +73,73 @@ export function validateGitSource(source: GitSource): void {
   }
 }
 
-async function git(args: string[], cwd?: string): Promise<string> {
+/** http(s) URLs: the transports a runner without a `git` binary (isomorphic-git in a cluster's runner pod) can fetch itself. */
+export function isHttpGitUrl(url: string): boolean {
+  return /^https?:\/\//i.test(url);
+}
+
+export interface GitAuth {
+  username: string;
+  password: string;
+}
+
+/** The token's environment variable: basic auth for http(s) sources (on the host and in a runner pod), never in a URL. */
+export const GIT_TOKEN_ENV = 'TOPAS_GIT_TOKEN';
+/** the user name sent with the token (GitHub takes any; GitLab wants `oauth2` for OAuth tokens, Bitbucket `x-token-auth`) */
+export const GIT_USERNAME_ENV = 'TOPAS_GIT_USERNAME';
+
+/**
+ * An http(s) URL without its `user:password@`, and the credentials: from the
+ * URL, else from TOPAS_GIT_TOKEN. The URL without them is what may be shown
+ * and stored in plain objects; the credentials go in secrets only.
+ */
+export function splitGitCredentials(url: string, env: NodeJS.ProcessEnv = {}): { url: string; auth?: GitAuth } {
+  let bare = url;
+  let auth: GitAuth | undefined;
+  if (isHttpGitUrl(url)) {
+    try {
+      const u = new URL(url);
+      if (u.username || u.password) {
+        auth = { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+        u.username = '';
+        u.password = '';
+        bare = u.toString();
+      }
+    } catch {
+      // not a URL node parses: git will say so
+    }
+    const token = env[GIT_TOKEN_ENV];
+    if (!auth && token) auth = { username: env[GIT_USERNAME_ENV] || 'x-access-token', password: token };
+  }
+  return auth ? { url: bare, auth } : { url: bare };
+}
+
+/** A URL (or a message naming one) as it may be shown: the user info of http(s) URLs replaced. */
+export function redactGitUrl(text: string): string {
+  return text.replace(/(https?:\/\/)[^/@\s]+@/gi, '$1***@');
+}
+
+/** System git's environment for a token: an Authorization header through GIT_CONFIG_* (never on the command line, where `ps` shows it). */
+function authEnv(source: GitSource, env: NodeJS.ProcessEnv): Record<string, string> {
+  const { auth } = splitGitCredentials(source.url, env);
+  if (!auth || !env[GIT_TOKEN_ENV] || /^https?:\/\/[^/@]*@/i.test(source.url)) return {};
+  const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+  return { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` };
+}
+
+async function git(args: string[], cwd?: string, extraEnv: Record<string, string> = {}): Promise<string> {
   try {
     const { stdout } = await execFileAsync('git', args, {
       cwd,
       timeout: 120_000,
       maxBuffer: 16 * 1024 * 1024,
-      env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ALLOW_PROTOCOL: ALLOWED_PROTOCOLS },
+      env: { ...process.env, ...extraEnv, GIT_TERMINAL_PROMPT: '0', GIT_ALLOW_PROTOCOL: ALLOWED_PROTOCOLS },
     });
     return stdout.trim();
   } catch (err) {
     const e = err as Error & { stderr?: string; code?: string };
     if (e.code === 'ENOENT') throw new TopasError('INVALID_FLAGS', 'git sources need the `git` command', { hint: 'install git (apt-get install git)' });
-    throw new TopasError('FILE_NOT_FOUND', `git ${args[0]} failed: ${(e.stderr || e.message).trim().split('\n').slice(-2).join(' ')}`);
+    throw new TopasError('FILE_NOT_FOUND', `git ${args[0]} failed: ${redactGitUrl((e.stderr || e.message).trim().split('\n').slice(-2).join(' '))}`);
   }
 }
 
@@ -96,6 +150,7 @@ async function git(args: string[], cwd?: string): Promise<string> {
  */
 export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv = process.env): Promise<FetchedGitSource> {
   validateGitSource(source);
+  const auth = authEnv(source, env);
   const repoKey = createHash('sha256').update(source.url).digest('hex').slice(0, 16);
   const root = path.join(cacheRoot(env), repoKey);
   fs.mkdirSync(root, { recursive: true });
@@ -103,15 +158,15 @@ export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv =
   let commit: string | undefined;
   if (/^[0-9a-f]{40}$/i.test(ref)) commit = ref.toLowerCase();
   else {
-    const out = await git(['ls-remote', '--', source.url, ref, `refs/tags/${ref}^{}`]);
+    const out = await git(['ls-remote', '--', source.url, ref, `refs/tags/${ref}^{}`], undefined, auth);
     const lines = out.split('\n').filter(Boolean);
     // an annotated tag's peeled line names the commit; prefer it
     const line = lines.find((l) => l.endsWith('^{}')) ?? lines[0];
-    if (!line && source.ref === undefined) throw await headPointsNowhere(source.url);
-    if (!line) throw new TopasError('FILE_NOT_FOUND', `git ref "${ref}" not found in ${source.url}`);
+    if (!line && source.ref === undefined) throw await headPointsNowhere(source.url, auth);
+    if (!line) throw new TopasError('FILE_NOT_FOUND', `git ref "${ref}" not found in ${redactGitUrl(source.url)}`);
     commit = line.split(/\s+/)[0];
     // it becomes an argument of checkout and a folder name: only an object id will do
-    if (!/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(commit)) throw new TopasError('FILE_NOT_FOUND', `git ls-remote ${source.url} answered an unexpected line: ${line.slice(0, 80)}`);
+    if (!/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(commit)) throw new TopasError('FILE_NOT_FOUND', `git ls-remote ${redactGitUrl(source.url)} answered an unexpected line: ${line.slice(0, 80)}`);
   }
   const dir = path.join(root, commit);
   let cached = fs.existsSync(path.join(dir, '.topas-complete'));
@@ -120,10 +175,10 @@ export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv =
     try {
       await git(['init', '-q', '--', tmp]);
       try {
-        await git(['fetch', '-q', '--depth', '1', '--', source.url, commit], tmp);
+        await git(['fetch', '-q', '--depth', '1', '--', source.url, commit], tmp, auth);
       } catch {
         // servers that refuse fetching by commit: fetch the ref instead
-        await git(['fetch', '-q', '--depth', '1', '--', source.url, ref], tmp);
+        await git(['fetch', '-q', '--depth', '1', '--', source.url, ref], tmp, auth);
       }
       await git(['-c', 'advice.detachedHead=false', 'checkout', '-q', commit, '--'], tmp);
       fs.writeFileSync(path.join(tmp, '.topas-complete'), `${source.url}\n`);
@@ -137,18 +192,18 @@ export async function fetchGitSource(source: GitSource, env: NodeJS.ProcessEnv =
   }
   const target = path.resolve(dir, source.path ?? '.');
   if (!target.startsWith(dir)) throw new TopasError('INVALID_FLAGS', `--git-path ${source.path} points outside the repository`);
-  if (!fs.existsSync(target)) throw new TopasError('FILE_NOT_FOUND', `--git-path ${source.path} does not exist in ${source.url} at ${commit.slice(0, 12)}`);
+  if (!fs.existsSync(target)) throw new TopasError('FILE_NOT_FOUND', `--git-path ${source.path} does not exist in ${redactGitUrl(source.url)} at ${commit.slice(0, 12)}`);
   return { commit, dir, target, cached };
 }
 
 /** No --git-ref and the repository's HEAD names no commit: empty, or HEAD names a branch that is gone. Invalid input (exit 2). */
-async function headPointsNowhere(url: string): Promise<TopasError> {
-  const heads = (await git(['ls-remote', '--heads', '--tags', '--', url]).catch(() => ''))
+async function headPointsNowhere(url: string, auth: Record<string, string>): Promise<TopasError> {
+  const heads = (await git(['ls-remote', '--heads', '--tags', '--', url], undefined, auth).catch(() => ''))
     .split('\n')
     .map((l) => l.split(/\s+/)[1])
     .filter((r): r is string => Boolean(r) && !r.endsWith('^{}'))
     .map((r) => r.replace(/^refs\/(heads|tags)\//, ''));
-  return new TopasError('FILE_NOT_FOUND', `${url}: the repository's HEAD points nowhere (its default branch has no commit)`, {
+  return new TopasError('FILE_NOT_FOUND', `${redactGitUrl(url)}: the repository's HEAD points nowhere (its default branch has no commit)`, {
     hint: heads.length
       ? `pass --git-ref with a branch, tag or commit; the repository has: ${heads.slice(0, 10).join(', ')}${heads.length > 10 ? `, … (${heads.length} in all)` : ''}`
       : 'the repository has no commits at all: push one, or point --git at another repository',

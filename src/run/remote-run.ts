@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RemoteRunRequest } from '../backends/backend';
+import type { RemoteGitSource, RemoteRunRequest } from '../backends/backend';
 import { TopasError } from '../errors';
+import { isHttpGitUrl, splitGitCredentials, type GitSource } from './git-source';
 
 /**
  * What a runner next to a SUT that this machine does not reach (a cluster)
@@ -32,9 +33,28 @@ export interface RemoteRunInput {
   timeoutMs: number;
   continueOnFailure: boolean;
   env: Record<string, string>;
+  /** the run's Git source as this machine fetched it */
+  git?: RemoteGitInput;
 }
 
+export interface RemoteGitInput {
+  source: GitSource;
+  commit: string;
+  /** the checkout (absolute) */
+  dir: string;
+  /** the targets as given on the command line, relative to `--git-path` */
+  targetArgs: string[];
+  /** the command's environment: TOPAS_GIT_TOKEN */
+  env: NodeJS.ProcessEnv;
+}
+
+/** The repository's folder in a request whose runner fetches it, and the app spec's when it lies outside. */
+const REPO_DIR = 'repo';
+const APP_DIR = 'app';
+
 export function remoteRunRequest(input: RemoteRunInput, log: (line: string) => void): RemoteRunRequest {
+  const git = input.git && gitRequest(input, input.git);
+  if (git) return git;
   const explicit = [...new Set([input.specFile, ...input.files].map((f) => path.resolve(f)))];
   const chosen = new Map<string, Buffer>();
   let bytes = 0;
@@ -76,6 +96,63 @@ export function remoteRunRequest(input: RemoteRunInput, log: (line: string) => v
     timeoutMs: input.timeoutMs,
     continueOnFailure: input.continueOnFailure,
     env: input.env,
+  };
+}
+
+/**
+ * An http(s) Git source: the runner fetches the repository itself (the whole
+ * of it, whatever its size), so only an app spec outside it travels as a file.
+ * The checkout goes to `repo/`, an outside spec to `app/`. Undefined when the
+ * run reaches outside the checkout otherwise (a target given as an absolute
+ * path): then the files travel as for any run.
+ */
+export function gitRequest(input: RemoteRunInput, git: RemoteGitInput): RemoteRunRequest | undefined {
+  if (!isHttpGitUrl(git.source.url)) return undefined;
+  const repo = path.resolve(git.dir);
+  const inRepo = (f: string) => path.resolve(f) === repo || path.resolve(f).startsWith(repo + path.sep);
+  const specAbs = path.resolve(input.specFile);
+  if (!input.files.every(inRepo) || !inRepo(input.namesDir)) return undefined;
+  // the targets as given, relative to the repository's root: resolved again by a firing at a newer commit
+  const targets: string[] = [];
+  for (const arg of git.targetArgs) {
+    const t = path.posix.normalize(path.posix.join((git.source.path ?? '.').split(path.sep).join('/'), arg.split(path.sep).join('/')));
+    if (path.posix.isAbsolute(t) || t === '..' || t.startsWith('../')) return undefined;
+    targets.push(t);
+  }
+  const posix = (p: string) => p.split(path.sep).join('/');
+  const cwd = path.posix.join(REPO_DIR, posix(path.relative(repo, input.namesDir)) || '.');
+  const files: RemoteRunRequest['files'] = [];
+  let specFile: string;
+  if (inRepo(specAbs)) specFile = path.posix.join(REPO_DIR, posix(path.relative(repo, specAbs)));
+  else {
+    specFile = `${APP_DIR}/${path.basename(specAbs)}`;
+    files.push({ path: specFile, content: fs.readFileSync(specAbs) });
+  }
+  const bytes = files.reduce((n, f) => n + f.content.length, 0);
+  if (bytes > REMOTE_FILES_MAX_BYTES) throw new TopasError('INVALID_FLAGS', `the app spec takes ${Math.round(bytes / 1024)} KiB; a run on this backend carries at most ${REMOTE_FILES_MAX_BYTES / 1024} KiB of files`);
+  const { url, auth } = splitGitCredentials(git.source.url, git.env);
+  const remoteGit: RemoteGitSource = {
+    url,
+    ...(git.source.ref !== undefined ? { ref: git.source.ref } : {}),
+    commit: git.commit,
+    ...(git.source.path !== undefined ? { path: git.source.path } : {}),
+    dir: REPO_DIR,
+    // relative to cwd, as `targets` are
+    targets: targets.map((t) => path.posix.relative(cwd, path.posix.join(REPO_DIR, t)) || '.'),
+    ...(auth ? { auth } : {}),
+  };
+  return {
+    runId: input.runId,
+    files,
+    cwd,
+    specFile,
+    targets: input.targets.map((t) => path.relative(input.namesDir, t).split(path.sep).join('/')),
+    parallel: input.parallel,
+    ...(input.workers !== undefined ? { workers: input.workers } : {}),
+    timeoutMs: input.timeoutMs,
+    continueOnFailure: input.continueOnFailure,
+    env: input.env,
+    git: remoteGit,
   };
 }
 

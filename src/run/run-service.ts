@@ -17,12 +17,12 @@ import { checkServiceEnvWithFlags } from '../util/limits';
 import { RunRecordStore } from './run-record';
 import { defaultTargets, findAppSpecFile, resolveTargets } from './targets';
 import type { LogLine, RunState, ScenarioEvent, ScenarioResult, ScenarioTask } from './scenario-types';
-import { remoteRunRequest } from './remote-run';
+import { remoteRunRequest, type RemoteGitInput } from './remote-run';
 import { lostShareResults, resummarize } from './lost-shares';
 import type { PlaybookSummary, RunReport } from '../reporters/run-report';
 import { logExcerpt, RUN_RECORD_SCHEMA_VERSION } from './record-report';
 import { checkReporterOutputs, type ReporterRequest } from './render-reports';
-import { fetchGitSource, type GitSource } from './git-source';
+import { fetchGitSource, isHttpGitUrl, redactGitUrl, splitGitCredentials, type GitSource } from './git-source';
 import { recordDirFor } from './schedule-service';
 import { RunMetrics, remoteMetrics } from './run-metrics';
 import { RunSession } from './run-session';
@@ -96,6 +96,8 @@ interface Prepared {
   namesDir: string;
   /** the scenario files and playbooks as resolved (absolute) */
   targetFiles: string[];
+  /** a Git source, as fetched here */
+  git?: RemoteGitInput;
 }
 
 /**
@@ -146,6 +148,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       app: spec?.name,
       specFile,
       targets: prepared.targetsForRecord,
+      // the commit that ran (a runner that fetches the source itself runs this one too)
+      ...(prepared.git ? { git: gitRecord(prepared.git) } : {}),
       startedAt: new Date(startedAtMs).toISOString(),
       pid: process.pid,
       results: [] as ScenarioResult[],
@@ -199,6 +203,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
           timeoutMs: opts.timeoutMs,
           continueOnFailure: opts.continueOnFailure ?? false,
           env: opts.env,
+          git: prepared.git,
         },
         log,
       );
@@ -228,7 +233,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunOutcome> {
       }
       live.close();
       playbookSummaries.push(...(lost.length ? resummarize(out.playbooks ?? [], prepared.units, results, prepared.namesDir) : (out.playbooks ?? [])));
-      if (out.error && !session.interrupted) throw new TopasError('RUNNER_FAILED', out.error.message, { hint: out.error.hint });
+      if (out.error && !session.interrupted) throw new TopasError(out.error.code === 'GIT_FETCH_FAILED' ? 'GIT_FETCH_FAILED' : 'RUNNER_FAILED', out.error.message, { hint: out.error.hint });
       return;
     }
     const brokers = new Map<string, { broker: SyncGroup; instance: string }>();
@@ -322,9 +327,15 @@ export async function remoteRequestFor(opts: RunOptions, runId: string): Promise
       timeoutMs: opts.timeoutMs,
       continueOnFailure: opts.continueOnFailure ?? false,
       env: opts.env,
+      git: p.git,
     },
     (line) => opts.io.stderr.write(`topas: ${line}\n`),
   );
+  // only an http(s) source is fetched by the scheduled runs themselves; another one travels as files fetched now
+  if (p.git && !request.git) {
+    const why = isHttpGitUrl(p.git.source.url) ? 'the run reaches outside the repository' : 'it is not an http(s) URL, which the runner fetches itself';
+    opts.io.stderr.write(`topas: --git ${redactGitUrl(p.git.source.url)}: ${why}; every scheduled run runs commit ${p.git.commit.slice(0, 12)}, fetched now\n`);
+  }
   return { spec: p.spec, request };
 }
 
@@ -346,12 +357,14 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
   // scenario names and Lua locations: relative to cwd, or for a Git source to the repository's root
   let namesDir = io.cwd;
   let targetArgs = opts.targets;
+  let git: RemoteGitInput | undefined;
   if (opts.git) {
     const fetched = await fetchGitSource(opts.git, io.env);
     baseDir = fetched.target;
     rootDir = fetched.dir;
     namesDir = fetched.dir;
     targetArgs = opts.targets.length ? opts.targets : ['.'];
+    git = { source: opts.git, commit: fetched.commit, dir: fetched.dir, targetArgs, env: io.env };
   } else if (targetArgs.length === 0) {
     targetArgs = defaultTargets({ app: opts.app, cwd: io.cwd });
   }
@@ -413,7 +426,13 @@ async function prepare(opts: RunOptions): Promise<Prepared> {
     targetsForRecord: [...targets.luaFiles, ...targets.playbooks].map((f) => path.relative(namesDir, f)),
     namesDir,
     targetFiles: [...targets.luaFiles, ...targets.playbooks],
+    ...(git ? { git } : {}),
   };
+}
+
+/** A Git source as the run record shows it: without credentials. */
+function gitRecord(git: RemoteGitInput): { url: string; ref?: string; path?: string; commit: string } {
+  return { url: redactGitUrl(splitGitCredentials(git.source.url).url), ...(git.source.ref ? { ref: git.source.ref } : {}), ...(git.source.path ? { path: git.source.path } : {}), commit: git.commit };
 }
 
 /**

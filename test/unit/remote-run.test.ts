@@ -74,3 +74,79 @@ describe('TestRun CRD and runner RBAC', () => {
     assert.equal(binding.subjects![0].name, 'topas-runner');
   });
 });
+
+// An http(s) Git source: the runner fetches the repository itself, so only an
+// app spec outside it travels; the credentials go apart (a Secret), the URL
+// without them; a schedule keeps no commit (each firing runs the ref's newest).
+describe('remote run request from an http(s) Git source', () => {
+  const checkout = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-git-'));
+    for (const [rel, text] of Object.entries({ 'e2e/topas.yaml': 'name: a', 'e2e/tests/a.lua': '', 'e2e/tests/lib.lua': 'return {}', 'e2e/big.txt': 'x'.repeat(REMOTE_FILES_MAX_BYTES + 1) })) {
+      fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+      fs.writeFileSync(path.join(dir, rel), text);
+    }
+    return dir;
+  };
+  const input = (dir: string, specFile: string, url: string, targetArgs = ['tests']) => ({
+    runId: 'r',
+    namesDir: dir,
+    specFile,
+    files: [path.join(dir, 'e2e/tests/a.lua')],
+    targets: [path.join(dir, 'e2e/tests/a.lua')],
+    parallel: 1,
+    timeoutMs: 1000,
+    continueOnFailure: false,
+    env: { K: 'v' },
+    git: { source: { url, path: 'e2e', ref: 'main' }, commit: 'c'.repeat(40), dir, targetArgs, env: {} as NodeJS.ProcessEnv },
+  });
+
+  test('the spec in the repository: no files at all, paths under repo/, the targets as given; credentials out of the URL', () => {
+    const dir = checkout();
+    try {
+      const req = remoteRunRequest(input(dir, path.join(dir, 'e2e/topas.yaml'), 'https://ci:t0k@example.com/org/tests.git'), () => {});
+      assert.deepEqual(req.files, []);
+      assert.deepEqual([req.cwd, req.specFile, req.targets], ['repo', 'repo/e2e/topas.yaml', ['e2e/tests/a.lua']]);
+      assert.deepEqual(req.git, { url: 'https://example.com/org/tests.git', ref: 'main', commit: 'c'.repeat(40), path: 'e2e', dir: 'repo', targets: ['e2e/tests'], auth: { username: 'ci', password: 't0k' } });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a spec outside the repository travels under app/; TOPAS_GIT_TOKEN gives the credentials; a target leaving the repository or an ssh URL: files as before', () => {
+    const dir = checkout();
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-git-app-'));
+    try {
+      fs.writeFileSync(path.join(outside, 'app.yaml'), 'name: b');
+      const i = input(dir, path.join(outside, 'app.yaml'), 'http://git.local/tests.git', ['tests/a.lua']);
+      i.git.env = { TOPAS_GIT_TOKEN: 'tkn' };
+      const req = remoteRunRequest(i, () => {});
+      assert.deepEqual(req.files.map((f) => [f.path, f.content.toString()]), [['app/app.yaml', 'name: b']]);
+      assert.equal(req.specFile, 'app/app.yaml');
+      assert.deepEqual(req.git?.targets, ['e2e/tests/a.lua']);
+      assert.deepEqual(req.git?.auth, { username: 'x-access-token', password: 'tkn' });
+      assert.equal(remoteRunRequest(input(dir, path.join(dir, 'e2e/topas.yaml'), 'http://git.local/t.git', ['../../etc']), () => {}).git, undefined);
+      const ssh = remoteRunRequest(input(dir, path.join(dir, 'e2e/topas.yaml'), 'ssh://git@example.com/t.git'), () => {});
+      assert.equal(ssh.git, undefined);
+      assert.deepEqual(ssh.files.map((f) => f.path).sort(), ['e2e/tests/a.lua', 'e2e/tests/lib.lua', 'e2e/topas.yaml']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  test('credentials: split from the URL, redacted in text; a TestRun keeps the commit of a run, not of a schedule, and never the credentials', async () => {
+    const { splitGitCredentials, redactGitUrl } = await import('../../src/run/git-source');
+    const { gitParts, GIT_AUTH_KEY } = await import('../../plugins/kubernetes/src/testrun');
+    assert.deepEqual(splitGitCredentials('https://u%40x:p%2Fw@h:8443/r.git'), { url: 'https://h:8443/r.git', auth: { username: 'u@x', password: 'p/w' } });
+    assert.deepEqual(splitGitCredentials('https://h/r.git', { TOPAS_GIT_TOKEN: 't', TOPAS_GIT_USERNAME: 'oauth2' }), { url: 'https://h/r.git', auth: { username: 'oauth2', password: 't' } });
+    assert.deepEqual(splitGitCredentials('ssh://git@h/r.git', { TOPAS_GIT_TOKEN: 't' }), { url: 'ssh://git@h/r.git' });
+    assert.equal(redactGitUrl("fatal: unable to access 'https://u:secret@h/r.git/': 403"), "fatal: unable to access 'https://***@h/r.git/': 403");
+    const git = { url: 'https://h/r.git', ref: 'main', commit: 'c'.repeat(40), dir: 'repo', targets: ['e2e'], auth: { username: 'u', password: 'p' } };
+    const run = gitParts(git, { pinned: true });
+    assert.deepEqual(run.spec, { url: 'https://h/r.git', ref: 'main', commit: 'c'.repeat(40), dir: 'repo', targets: ['e2e'] });
+    assert.deepEqual(JSON.parse(run.secret[GIT_AUTH_KEY]), { username: 'u', password: 'p' });
+    const schedule = gitParts(git, { pinned: false });
+    assert.equal(schedule.spec?.commit, undefined);
+    assert.deepEqual(gitParts(undefined, { pinned: true }), { spec: undefined, secret: {} });
+  });
+});

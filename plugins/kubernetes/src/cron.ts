@@ -3,10 +3,10 @@ import { TopasError, type AppSpec, type RemoteRunRequest, type ScheduleContext }
 import { apiMessage, type Cluster } from './cluster';
 import { LABELS, MANAGED_BY, labelValue, objectName } from './manifests';
 import { runnerImage, runnerJobSpec } from './runner-job';
-import { installTestRun } from './testrun';
+import { gitParts, installTestRun, type TestRunGit } from './testrun';
 
 /** What a scheduled run's ConfigMap holds besides the files: the run's settings (the request without files and env). */
-export type ScheduledRun = Omit<RemoteRunRequest, 'files' | 'env'> & { app: string; cron: string };
+export type ScheduledRun = Omit<RemoteRunRequest, 'files' | 'env' | 'git'> & { app: string; cron: string; git?: TestRunGit };
 
 /**
  * `topas test schedule --cron EXPR --backend kubernetes`: a CronJob (one run at
@@ -21,8 +21,10 @@ export async function scheduleCronJob(cluster: Cluster, spec: AppSpec, request: 
   const ns = cluster.namespace;
   const name = objectName(spec.name, 'cron', request.runId);
   const labels = { [LABELS.managedBy]: MANAGED_BY, [LABELS.app]: labelValue(spec.name), [LABELS.kind]: 'cron', [LABELS.component]: 'cron', 'topas.dev/schedule': name };
-  const { files, env, ...settings } = request;
-  const run: ScheduledRun = { ...settings, app: spec.name, cron };
+  const { files, env, git: source, ...settings } = request;
+  // a Git source over http(s): each firing fetches the ref's newest commit and resolves the targets as given again
+  const git = gitParts(source, { pinned: false });
+  const run: ScheduledRun = { ...settings, ...(git.spec ? { git: git.spec, targets: git.spec.targets } : {}), app: spec.name, cron };
   const deadlineS = Math.ceil((request.timeoutMs * Math.max(1, request.targets.length)) / 1000) + 600;
   const cronJob: k8s.V1CronJob = {
     apiVersion: 'batch/v1',
@@ -47,6 +49,6 @@ export async function scheduleCronJob(cluster: Cluster, spec: AppSpec, request: 
     namespace: ns,
     body: { metadata: { name, namespace: ns, labels, ownerReferences: owner }, data: { 'index.json': JSON.stringify(files.map((f, i) => ({ key: `f${i}`, path: f.path }))), 'run.json': JSON.stringify(run) }, binaryData: Object.fromEntries(files.map((f, i) => [`f${i}`, f.content.toString('base64')])) },
   });
-  await cluster.core.createNamespacedSecret({ namespace: ns, body: { metadata: { name, namespace: ns, labels, ownerReferences: owner }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(env) } } });
+  await cluster.core.createNamespacedSecret({ namespace: ns, body: { metadata: { name, namespace: ns, labels, ownerReferences: owner }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(env), ...git.secret } } });
   return { id: name, description: `CronJob ${name} in namespace ${ns}, schedule "${cron}" (delete it with: kubectl delete cronjob ${name} -n ${ns})` };
 }

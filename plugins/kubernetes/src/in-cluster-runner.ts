@@ -5,7 +5,8 @@ import { TopasError, serializeError, type Io, type LogLine, type ScenarioEvent, 
 import { RunRecordStore, runScenarios, writeRemoteFiles, writeStateFile } from 'topas/runner';
 import { apiMessage, clusterOptionsFromEnv, connect, type Cluster } from './cluster';
 import { LABELS, labelValue, parentName } from './manifests';
-import { TESTRUN, TESTRUN_API_VERSION, TEST_RUN_LABEL, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
+import { GIT_AUTH_KEY, TESTRUN, TESTRUN_API_VERSION, TEST_RUN_LABEL, TestRuns, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
+import { fetchGitInPod } from './git-fetch';
 import { acquireAppQueue, type QueueTurn } from './run-queue';
 import type { ScheduledRun } from './cron';
 import { SYNC_TOKEN_KEY } from './sync-deployment';
@@ -49,7 +50,7 @@ export async function runScheduled(cronName: string, io: Io): Promise<number> {
   const runId = new RunRecordStore(os.tmpdir()).createRunId();
   const name = `${cronName}-${Date.now().toString(36)}`.slice(0, 63);
   const labels = { ...(cm.metadata?.labels ?? {}), [LABELS.kind]: 'run', [LABELS.component]: 'runner', [TEST_RUN_LABEL]: labelValue(runId) };
-  const spec: TestRunSpec = { app: run.app, runId, configMap: cronName, secret: cronName, specFile: run.specFile, cwd: run.cwd, targets: run.targets, parallel: run.parallel, timeoutMs: run.timeoutMs, continueOnFailure: run.continueOnFailure };
+  const spec: TestRunSpec = { app: run.app, runId, configMap: cronName, secret: cronName, specFile: run.specFile, cwd: run.cwd, targets: run.targets, parallel: run.parallel, timeoutMs: run.timeoutMs, continueOnFailure: run.continueOnFailure, ...(run.git ? { git: run.git } : {}) };
   const tr = await new TestRuns(cluster).create({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name, namespace: cluster.namespace, labels }, spec });
   io.stderr.write(`topas: TestRun ${name} (run ${runId}) of schedule ${cronName}\n`);
   try {
@@ -84,7 +85,8 @@ async function execute(cluster: Cluster, tr: TestRunObject, io: Io, beforeRun: (
     await status.flush();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'topas-runner-'));
     await fetchInputs(cluster, tr, dir);
-    const { env, syncToken } = await readEnv(cluster, tr.spec.secret);
+    const { env, syncToken, gitAuth } = await readEnv(cluster, tr.spec.secret);
+    if (tr.spec.git) await fetchGit(tr, dir, gitAuth, status, log);
     const cwd = path.resolve(dir, tr.spec.cwd);
     const specFile = path.resolve(dir, tr.spec.specFile);
     await beforeRun(specFile);
@@ -149,11 +151,41 @@ async function fetchInputs(cluster: Cluster, tr: TestRunObject, dir: string): Pr
   );
 }
 
-async function readEnv(cluster: Cluster, secret: string): Promise<{ env: Record<string, string>; syncToken?: string }> {
+async function readEnv(cluster: Cluster, secret: string): Promise<{ env: Record<string, string>; syncToken?: string; gitAuth?: { username: string; password: string } }> {
   const s = await cluster.core.readNamespacedSecret({ name: secret, namespace: cluster.namespace });
-  const raw = s.data?.['env.json'];
-  const token = s.data?.[SYNC_TOKEN_KEY];
-  return { env: raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, string>) : {}, ...(token ? { syncToken: Buffer.from(token, 'base64').toString('utf8') } : {}) };
+  const decode = (key: string) => (s.data?.[key] ? Buffer.from(s.data[key], 'base64').toString('utf8') : undefined);
+  const raw = decode('env.json');
+  const token = decode(SYNC_TOKEN_KEY);
+  const auth = decode(GIT_AUTH_KEY);
+  return {
+    env: raw ? (JSON.parse(raw) as Record<string, string>) : {},
+    ...(token ? { syncToken: token } : {}),
+    ...(auth ? { gitAuth: JSON.parse(auth) as { username: string; password: string } } : {}),
+  };
+}
+
+/**
+ * The run's Git source, fetched here (a run: the commit the CLI validated; a
+ * CronJob's firing: the ref's newest), into the folder the run's paths name.
+ * The commit goes to the TestRun's status and log; a failure too, before the
+ * run errs with it.
+ */
+async function fetchGit(tr: TestRunObject, dir: string, auth: { username: string; password: string } | undefined, status: StatusWriter, log: (l: string) => void): Promise<void> {
+  const git = tr.spec.git!;
+  const line = (level: LogLine['level'], message: string) => {
+    log(message);
+    status.log({ ts: Date.now(), runId: tr.spec.runId, source: 'topas', level, message });
+  };
+  const target = path.resolve(dir, git.dir);
+  if (!target.startsWith(path.resolve(dir) + path.sep)) throw new TopasError('INVALID_FLAGS', `git: the checkout folder ${git.dir} leaves the run's folder`);
+  try {
+    const { commit, fetchMs } = await fetchGitInPod({ url: git.url, ...(git.ref ? { ref: git.ref } : {}), ...(git.commit ? { commit: git.commit } : {}), ...(auth ? { auth } : {}) }, target);
+    status.set({ git: { url: git.url, ...(git.ref ? { ref: git.ref } : {}), commit, fetchMs } });
+    line('info', `git: fetched ${git.url}${git.ref ? ` ${git.ref}` : ''} at ${commit} in ${fetchMs} ms`);
+  } catch (err) {
+    line('error', err instanceof TopasError ? err.format() : String(err));
+    throw err;
+  }
 }
 
 /**

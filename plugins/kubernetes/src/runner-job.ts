@@ -4,7 +4,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { type PlaybookSummary, type RemoteRunHooks, type RemoteRunRequest, type RemoteRunResult, type RemoteRunner, type ScenarioEvent, type ScenarioResult, type SutState } from 'topas';
 import { apiMessage, statusOf, type Cluster } from './cluster';
 import { LABELS, labelValue, objectName, ownedBy, runLabels } from './manifests';
-import { RUNNER_ACCOUNT, TESTRUN, TESTRUN_API_VERSION, TEST_RUN_LABEL, TestRuns, installTestRun, unseen, type TestRunObject, type TestRunSpec } from './testrun';
+import { RUNNER_ACCOUNT, TESTRUN, TESTRUN_API_VERSION, TEST_RUN_LABEL, TestRuns, gitParts, installTestRun, unseen, type TestRunObject, type TestRunSpec } from './testrun';
 
 const POLL_MS = 300;
 /** a finished runner Job (and its pod) goes by itself after this long, should nobody delete it */
@@ -108,7 +108,9 @@ export class KubeRemoteRunner implements RemoteRunner {
       const index = JSON.stringify(req.files.map((f, i) => ({ key: `f${i}`, path: f.path })));
       await cluster.core.createNamespacedConfigMap({ namespace: ns, body: own({ metadata: { name, namespace: ns, labels }, data: { 'index.json': index }, binaryData: files }) });
       made.push(() => cluster.core.deleteNamespacedConfigMap({ name, namespace: ns }));
-      await cluster.core.createNamespacedSecret({ namespace: ns, body: own({ metadata: { name, namespace: ns, labels }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(req.env) } }) });
+      // a Git source's credentials go in the Secret only; the TestRun names the commit the CLI validated, which the runner fetches
+      const git = gitParts(req.git, { pinned: true });
+      await cluster.core.createNamespacedSecret({ namespace: ns, body: own({ metadata: { name, namespace: ns, labels }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(req.env), ...git.secret } }) });
       made.push(() => cluster.core.deleteNamespacedSecret({ name, namespace: ns }));
       const sut = this.ctx.sutState();
       const spec: TestRunSpec = {
@@ -123,6 +125,7 @@ export class KubeRemoteRunner implements RemoteRunner {
         timeoutMs: req.timeoutMs,
         continueOnFailure: req.continueOnFailure,
         sut: { runId: sut.runId, startedAt: sut.startedAt, data: sut.data },
+        ...(git.spec ? { git: git.spec } : {}),
       };
       await testRuns.create(own({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name, namespace: ns, labels }, spec }) as TestRunObject);
       // a run that ended keeps its TestRun as history (`topas test status --backend kubernetes`); an interrupted one goes

@@ -5,7 +5,7 @@ import { apiMessage, statusOf } from './cluster';
 import { LABELS, labelValue, objectName, ownedBy, runLabels } from './manifests';
 import { runnerImage, runnerJobSpec, type RunnerContext } from './runner-job';
 import { createSyncService, syncPodProblem, SYNC_TOKEN_KEY } from './sync-deployment';
-import { TESTRUN, TESTRUN_API_VERSION, TestRuns, installTestRun, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
+import { TESTRUN, TESTRUN_API_VERSION, TestRuns, gitParts, installTestRun, type TestRunObject, type TestRunSpec, type TestRunStatus } from './testrun';
 
 const POLL_MS = 300;
 const START_TIMEOUT_MS = 120_000;
@@ -36,7 +36,9 @@ export async function runSpread(ctx: RunnerContext, req: RemoteRunRequest, hooks
     await cluster.core.createNamespacedConfigMap({ namespace: ns, body: own({ metadata: { name, namespace: ns, labels }, data: { 'index.json': index }, binaryData: files }) });
     made.push(() => cluster.core.deleteNamespacedConfigMap({ name, namespace: ns }));
     const token = randomBytes(24).toString('hex');
-    await cluster.core.createNamespacedSecret({ namespace: ns, body: own({ metadata: { name, namespace: ns, labels }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(req.env), [SYNC_TOKEN_KEY]: token } }) });
+    // every runner pod fetches the Git source itself, all at the commit the CLI validated
+    const git = gitParts(req.git, { pinned: true });
+    await cluster.core.createNamespacedSecret({ namespace: ns, body: own({ metadata: { name, namespace: ns, labels }, type: 'Opaque', stringData: { 'env.json': JSON.stringify(req.env), [SYNC_TOKEN_KEY]: token, ...git.secret } }) });
     made.push(() => cluster.core.deleteNamespacedSecret({ name, namespace: ns }));
     const image = runnerImage(ctx.env);
     // only playbooks coordinate: scenarios alone need no sync service
@@ -59,6 +61,7 @@ export async function runSpread(ctx: RunnerContext, req: RemoteRunRequest, hooks
         sut: { runId: sut.runId, startedAt: sut.startedAt, data: sut.data },
         shard: { index: k, count: workers },
         ...(sync ? { sync: { url: sync.url, run: req.runId } } : {}),
+        ...(git.spec ? { git: git.spec } : {}),
       };
       await testRuns.create(own({ apiVersion: TESTRUN_API_VERSION, kind: TESTRUN.kind, metadata: { name: trName, namespace: ns, labels }, spec }) as TestRunObject);
       made.push(() => testRuns.delete(trName));

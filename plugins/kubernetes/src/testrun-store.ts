@@ -131,6 +131,7 @@ export function runInfo(tr: TestRunObject): RemoteRunInfo {
     targets: tr.spec?.targets,
     outcome: result ? { state: result.state, scenarioStates: (result.results as Array<{ state?: string }>).map((r) => String(r.state)), ...(error?.message ? { error: error.message } : {}) } : undefined,
     message: waiting ?? st.message,
+    ...(st.git ? { git: { url: st.git.url, ...(st.git.ref ? { ref: st.git.ref } : {}), commit: st.git.commit } } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
-import { TopasError } from 'topas';
+import { TopasError, type RemoteGitSource } from 'topas';
 import { apiMessage, statusOf, type Cluster } from './cluster';
 import { MANAGED_BY, LABELS, labelValue } from './manifests';
 
@@ -43,6 +43,20 @@ export interface TestRunSpec {
   shard?: { index: number; count: number };
   /** the run's sync server (its Service's DNS name) and the run's name there; the token is in the Secret */
   sync?: { url: string; run: string };
+  /** the runner fetches this Git source itself into `dir` (credentials, if any, in the Secret: GIT_AUTH_KEY); no commit: the ref's newest */
+  git?: TestRunGit;
+}
+
+export type TestRunGit = Omit<RemoteGitSource, 'auth' | 'commit'> & { commit?: string };
+
+/** the Secret's key of a Git source's credentials ({ username, password } as JSON) */
+export const GIT_AUTH_KEY = 'git-auth.json';
+
+/** A request's Git source split: what a TestRun's spec may show, and the Secret's entry of its credentials. */
+export function gitParts(git: RemoteGitSource | undefined, opts: { pinned: boolean }): { spec: TestRunGit | undefined; secret: Record<string, string> } {
+  if (!git) return { spec: undefined, secret: {} };
+  const { auth, commit, ...rest } = git;
+  return { spec: opts.pinned ? { ...rest, commit } : rest, secret: auth ? { [GIT_AUTH_KEY]: JSON.stringify(auth) } : {} };
 }
 
 export interface TestRunStatus {
@@ -62,6 +76,8 @@ export interface TestRunStatus {
   /** scenarios that ended (windowed like the log, `scenarioTotal` counts all): live metrics on the host */
   scenarios?: Array<{ id: string; state: string; durationMs: number }>;
   scenarioTotal?: number;
+  /** the Git source as the runner fetched it: the commit that ran, and how long the fetch took */
+  git?: { url: string; ref?: string; commit: string; fetchMs: number };
   /** phase Pending: the runner waits for the app's queue, held by this TestRun */
   waitingFor?: string | null;
   /** the verdict, once the run is over */
