@@ -9,6 +9,8 @@
 export type { Backend, BackendEnv, Sut, StartContext, ServiceStatus, EndpointMap, SutState, ApplyServiceChange, KillOptions } from './backends/backend';
 // a backend that runs the scenarios somewhere else (the kubernetes plugin's runner Job)
 export type { RemoteRunner, RemoteRunRequest, RemoteGitSource, RemoteRunHooks, RemoteRunResult, RemoteLostShare, ScheduleContext, RemoteRunStore, RemoteRunInfo, RemoteWorkers } from './backends/backend';
+// the files that may go with a run to a runner elsewhere (the same walk for scenarios and load scripts)
+export { walkRunFiles } from './run/remote-run';
 // where load workers run: a plugin registers a transport by name ('pods'), the SUT names it (Sut.remoteWorkers)
 export { registerTransport, type TransportFactory, type WorkerTransport, type TransportEvent, type StartWorkerOptions } from './workers/transport';
 export type { SweepOptions, KeptApp } from './backends/ownership';

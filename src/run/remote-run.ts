@@ -71,7 +71,7 @@ export function remoteRunRequest(input: RemoteRunInput, log: (line: string) => v
   const left: string[] = [];
   // next to the scenarios, not next to the app spec (a project's root holds much else)
   for (const dir of [...new Set(input.files.map((f) => path.dirname(path.resolve(f))))]) {
-    for (const f of walk(dir, 4)) {
+    for (const f of walkRunFiles(dir, 4)) {
       if (chosen.has(f) || !SUPPORT_EXTENSIONS.has(path.extname(f))) continue;
       const size = fs.statSync(f).size;
       if (bytes + size > REMOTE_FILES_MAX_BYTES || chosen.size >= MAX_FILES) {
@@ -156,8 +156,8 @@ export function gitRequest(input: RemoteRunInput, git: RemoteGitInput): RemoteRu
   };
 }
 
-/** Regular files under `dir`, at most `depth` folders down, skipping dot folders and node_modules. */
-function* walk(dir: string, depth: number): Generator<string> {
+/** Regular files under `dir`, at most `depth` folders down, skipping dot folders and node_modules (links are not followed): what may go with a run. */
+export function* walkRunFiles(dir: string, depth: number): Generator<string> {
   let entries: fs.Dirent[];
   try {
     entries = fs.readdirSync(dir, { withFileTypes: true });
@@ -167,7 +167,7 @@ function* walk(dir: string, depth: number): Generator<string> {
   for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
     const full = path.join(dir, e.name);
     if (e.isFile()) yield full;
-    else if (e.isDirectory() && depth > 0 && !SKIP_DIRS.has(e.name) && !e.name.startsWith('.')) yield* walk(full, depth - 1);
+    else if (e.isDirectory() && depth > 0 && !SKIP_DIRS.has(e.name) && !e.name.startsWith('.')) yield* walkRunFiles(full, depth - 1);
   }
 }
 

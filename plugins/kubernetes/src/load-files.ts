@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { walkRunFiles } from 'topas';
 
 /**
  * The files next to a load script that its VUs may require or read (Lua
@@ -12,7 +13,6 @@ export const LOAD_FILES_MAX_BYTES = 700 * 1024;
 const MAX_FILES = 400;
 const DEPTH = 4;
 const EXTENSIONS = new Set(['.lua', '.json', '.csv', '.txt', '.yaml', '.yml', '.proto', '.sql', '.ndjson', '.html', '.xml', '.pem']);
-const SKIP_DIRS = new Set(['node_modules', '.git', '.topas']);
 
 export interface LoadFiles {
   /** paths relative to the script's folder, '/'-separated */
@@ -26,7 +26,7 @@ export function collectLoadFiles(script: string): LoadFiles {
   const files: LoadFiles['files'] = [];
   const left: string[] = [];
   let bytes = 0;
-  for (const f of walk(root, DEPTH)) {
+  for (const f of walkRunFiles(root, DEPTH)) {
     if (path.resolve(f) === path.resolve(script) || !EXTENSIONS.has(path.extname(f))) continue;
     const size = fs.statSync(f).size;
     if (bytes + size > LOAD_FILES_MAX_BYTES || files.length >= MAX_FILES) {
@@ -37,21 +37,6 @@ export function collectLoadFiles(script: string): LoadFiles {
     bytes += size;
   }
   return { files, left };
-}
-
-/** Regular files under `dir`, at most `depth` folders down, skipping dot folders and node_modules (symlinks are not followed). */
-function* walk(dir: string, depth: number): Generator<string> {
-  let entries: fs.Dirent[];
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    const full = path.join(dir, e.name);
-    if (e.isFile()) yield full;
-    else if (e.isDirectory() && depth > 0 && !SKIP_DIRS.has(e.name) && !e.name.startsWith('.')) yield* walk(full, depth - 1);
-  }
 }
 
 /** The ConfigMap's data: an index and the contents (binaryData, base64). */
