@@ -8,7 +8,9 @@ if [ "${1:-}" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
   mkdir -p "$PGDATA"
   chown -R postgres:postgres "$PGDATA"
   chmod 700 "$PGDATA"
-  exec runuser -u postgres -- "$0" "$@"
+  # setpriv execs (runuser would stay as PID 1 and not pass docker stop's signal on):
+  # the server itself is PID 1 and shuts down cleanly on SIGTERM
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 
 if [ "${1:-}" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then

@@ -4,6 +4,7 @@ import type { StartContext, SutState } from '../backend';
 import { TopasError } from '../../errors';
 import { connectEngine, ENGINE_HINT, type Engine } from './engine';
 import { DockerDriver, type DockerSutData } from './docker-driver';
+import { TEMPLATE_BUILD_LABEL } from './postgres-template';
 import { removeRun } from './remove-run';
 import { KEPT_KIND, LABEL, clearDetached, dockerName, hasLegacyMarker, ownerGone, proxyHostOf, removeProxyHostDir } from './labels';
 import { isKeptApp, type SweepOptions } from '../ownership';
@@ -124,6 +125,15 @@ class DockerDrivers implements DriverBackend {
       await Promise.all(hosts.map((h) => stopGroup(h, 2000)));
       removeProxyHostDir(runId);
       const what = `docker run ${runId} (app ${r.app}, ${reason}): ${res.containers} container(s), ${res.networks} network(s)${hosts.length ? ', proxy host' : ''}`;
+      opts.log?.(`swept ${what}`);
+      removed.push(what);
+    }
+    // a database template a topas that died was still making (postgres-template.ts): it has no app, only its owner
+    for (const c of await engine.docker.listContainers({ all: true, filters: { label: [TEMPLATE_BUILD_LABEL] } })) {
+      const run = c.Labels?.[TEMPLATE_BUILD_LABEL];
+      if (!run || !c.Labels?.[LABEL.ownerPid] || !ownerGone(c.Labels)) continue;
+      await engine.docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+      const what = `docker database template of run ${run} (owner gone): 1 container`;
       opts.log?.(`swept ${what}`);
       removed.push(what);
     }

@@ -7,6 +7,8 @@ import { initSqlFailure, logExcerpt, withDetails } from '../start-errors';
 import type { DatabaseHandle } from '../../sut/driver';
 import { ExitWatch, inspectHostPorts, runContainer, startFailed } from './container-runner';
 import { containerLogs, imageRef, versionOf, type Dockerode } from './engine';
+import { LABEL } from './labels';
+import { buildTemplate, hasTemplate, templateEnv, templatesEnabled, templateTag, type TemplateSource } from './postgres-template';
 
 const STOP_GRACE_S = 10;
 /**
@@ -36,11 +38,20 @@ export interface DatabaseContainerHooks {
   labels(db: string, ref: string): Record<string, string>;
   closed(): boolean;
   remove(id: string): Promise<void>;
+  log(line: string): void;
+  runId: string;
 }
+
+/** how long the end of a run waits for a template still being made (it is made again next time otherwise) */
+const TEMPLATE_SETTLE_MS = 30_000;
 
 /** The docker driver's databases: a postgres container each, on the run network under its name. */
 export class DockerDatabases {
   readonly dbs = new Map<string, Db>();
+  private readonly templates: boolean;
+  /** templates being made by this run, by tag */
+  private readonly builds = new Map<string, Promise<void>>();
+  private readonly buildAbort = new AbortController();
 
   constructor(
     private readonly spec: AppSpec,
@@ -49,6 +60,7 @@ export class DockerDatabases {
     env: NodeJS.ProcessEnv,
   ) {
     for (const d of spec.databases) this.dbs.set(d.name, { spec: d, ref: d.image ? imageRef(d.image, d.version) : defaultPostgresImage(env) });
+    this.templates = templatesEnabled(env);
   }
 
   refs(): string[] {
@@ -77,11 +89,14 @@ export class DockerDatabases {
     const d = db.spec;
     const label = `database ${d.name}`;
     let createdId: string | undefined;
+    const source: TemplateSource = { image: db.ref, user: d.credentials.user, password: d.credentials.password, dbname: d.credentials.dbname, args: TEST_DB_ARGS };
+    const tag = this.templates ? await templateTag(this.hooks.docker, source) : undefined;
+    const fromTemplate = tag !== undefined && (await hasTemplate(this.hooks.docker, tag));
     try {
       const started = await runContainer({
         name: this.hooks.name(d.name),
-        image: db.ref,
-        env: { POSTGRES_USER: d.credentials.user, POSTGRES_PASSWORD: d.credentials.password, POSTGRES_DB: d.credentials.dbname, POSTGRES_INITDB_ARGS: '--no-sync' },
+        image: fromTemplate ? tag : db.ref,
+        env: fromTemplate ? templateEnv(source) : { POSTGRES_USER: d.credentials.user, POSTGRES_PASSWORD: d.credentials.password, POSTGRES_DB: d.credentials.dbname, POSTGRES_INITDB_ARGS: '--no-sync' },
         labels: this.hooks.labels(d.name, db.ref),
         network: this.hooks.network,
         aliases: [d.name],
@@ -96,6 +111,7 @@ export class DockerDatabases {
       }, this.hooks.docker);
       db.hostPort = started.hostPorts.get(d.port);
       await this.waitPostgres(db, signal);
+      if (tag && !fromTemplate) this.makeTemplate(d.name, source, tag);
       if (d.initSQL) await this.runInitSql(db);
       return this.handle(db);
     } catch (err) {
@@ -103,6 +119,34 @@ export class DockerDatabases {
       if (!createdId || failed.code === 'INTERRUPTED') throw failed;
       throw withDetails(failed, { excerpt: logExcerpt(await containerLogs(this.hooks.docker, createdId, 100), d.name, 10) });
     }
+  }
+
+  /** In the background, once this run's database is up: the next run of this image and credentials starts from it. */
+  private makeTemplate(dbName: string, source: TemplateSource, tag: string): void {
+    if (this.builds.has(tag) || this.hooks.closed()) return;
+    const t0 = Date.now();
+    const runLabels = this.hooks.labels(dbName, source.image);
+    // the owner's labels only: every container of a run sets them, so one made from the template does not keep the build's
+    const owner = Object.fromEntries([LABEL.ownerPid, LABEL.ownerStart, LABEL.ownerPidns].filter((k) => runLabels[k] !== undefined).map((k) => [k, runLabels[k]]));
+    const build = buildTemplate(this.hooks.docker, source, tag, { name: this.hooks.name(`${dbName}-template`), runId: this.hooks.runId, owner, signal: this.buildAbort.signal }).then(
+      () => this.hooks.log(`docker: database ${dbName}: kept an initialised copy of ${source.image} as ${tag} in ${Date.now() - t0} ms; later runs start from it`),
+      (err: Error) => this.hooks.log(`docker: database ${dbName}: no initialised copy of ${source.image} kept (${err.message}); the next run makes its own`),
+    );
+    this.builds.set(tag, build);
+  }
+
+  /** Before the run's containers go: a template still being made gets a little time (unless the run was interrupted). */
+  async settleTemplates(interrupted: boolean): Promise<void> {
+    if (this.builds.size === 0) return;
+    if (interrupted) this.buildAbort.abort();
+    const all = Promise.all(this.builds.values());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(() => {
+      this.buildAbort.abort();
+      r();
+    }, TEMPLATE_SETTLE_MS)))]);
+    clearTimeout(timer);
+    await all;
   }
 
   /** Start a stopped or dead one again (`graceful`: restart a running one); a never-started one is started. */

@@ -59,6 +59,8 @@ export class DockerDriver implements SutDriver {
       labels: (db, ref) => this.labels(db, 'database', 1, ref),
       closed: () => this.closed || this.host.closed,
       remove: (id) => this.remove(id),
+      log: (line) => ctx.log(line),
+      runId: ctx.runId,
     }, ctx.processEnv);
   }
 
@@ -368,12 +370,16 @@ export class DockerDriver implements SutDriver {
   }
 
   async detach(): Promise<void> {
+    await this.dbs.settleTemplates(false);
     await markDetached(this.docker, this.spec.name, this.ctx.runId, this.spec.file);
   }
 
   /** Every container and the network of this run (by label, so also what a crash left). Idempotent. */
   async dispose(): Promise<void> {
+    // interrupted (Ctrl-C): a template still being made is let go at once
+    const interrupted = this.closed || Boolean(this.ctx.signal?.aborted);
     this.closed = true;
+    await this.dbs.settleTemplates(interrupted);
     await removeRun(this.engine, this.ctx.runId);
     removeProxyHostDir(this.ctx.runId);
     await clearDetached(this.docker, this.ctx.runId).catch((err: Error) => this.ctx.log(`docker: kept marker of run ${this.ctx.runId} not removed: ${err.message}`));

@@ -1,12 +1,15 @@
 import { sleep } from '../readiness';
 import type { Engine } from './engine';
 import { LABEL } from './labels';
+import { TEMPLATE_BUILD_LABEL } from './postgres-template';
 
 /** Force-remove the containers of a run, then its network(s). Returns what was removed. */
 export async function removeRun(engine: Engine, runId: string): Promise<{ containers: number; networks: number }> {
   const docker = engine.docker;
   const filter = { label: [`${LABEL.run}=${runId}`] };
-  const containers = await docker.listContainers({ all: true, filters: filter });
+  // and a database template the run was still making (postgres-template.ts)
+  const builds = await docker.listContainers({ all: true, filters: { label: [`${TEMPLATE_BUILD_LABEL}=${runId}`] } });
+  const containers = [...(await docker.listContainers({ all: true, filters: filter })), ...builds];
   await Promise.all(
     containers.map((c) =>
       docker
