@@ -16,8 +16,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as net from 'node:net';
 import Table from 'cli-table3';
 import { Pool } from 'undici';
+import { luaFactory } from '../src/lua/lua-factory';
 
 interface Measurement {
   tool: string;
@@ -31,6 +33,9 @@ interface Measurement {
 const repo = path.resolve(__dirname, '..', '..');
 /** what the issue measured for the bare undici loop on its machine, µs per request */
 const UNDICI_REFERENCE_US = 16;
+/** issue 20's machine: wrk's client CPU per request, and topas's target there */
+const WRK_REFERENCE_US = 12.7;
+const TARGET_US_AT_REFERENCE = 15;
 const toolsBin = path.join(repo, '.tools', 'bin');
 
 function arg(name: string, dflt: string): string {
@@ -176,6 +181,68 @@ async function measureTopas(url: string, durationMs: number, vus: number): Promi
   };
 }
 
+/**
+ * The floor of any Node client, in this process: `vus` raw sockets, each
+ * writing one fixed GET and reading the whole (fixed-length) response before
+ * the next: one write and one read through libuv per request, no HTTP
+ * parsing, no metrics, no Lua.
+ */
+async function measureNodeFloor(url: string, durationMs: number, vus: number): Promise<Measurement> {
+  const u = new URL(url);
+  const request = Buffer.from(`GET ${u.pathname} HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`);
+  const maxRequests = 5_000_000;
+  let requests = 0;
+  let responseBytes = 0;
+  let failures = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const deadline = t0 + durationMs;
+  await Promise.all(
+    Array.from(
+      { length: vus },
+      () =>
+        new Promise<void>((resolve) => {
+          const socket = net.connect(Number(u.port), u.hostname);
+          socket.setNoDelay(true);
+          let got = 0;
+          socket.on('connect', () => socket.write(request));
+          socket.on('data', (chunk: Buffer) => {
+            if (responseBytes === 0) {
+              // the server's responses are all the same length: learn it from the first
+              const text = chunk.toString('latin1');
+              const length = /content-length: *(\d+)/i.exec(text);
+              if (!length || !text.includes('\r\n\r\n')) return void socket.destroy(new Error('unexpected response'));
+              responseBytes = text.indexOf('\r\n\r\n') + 4 + Number(length[1]);
+            }
+            got += chunk.length;
+            while (got >= responseBytes) {
+              got -= responseBytes;
+              requests++;
+              if (performance.now() < deadline && requests < maxRequests) socket.write(request);
+              else return void socket.end();
+            }
+          });
+          socket.on('error', () => failures++);
+          socket.on('close', () => resolve());
+        }),
+    ),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { tool: 'node net floor', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+}
+
+/** What one resume+yield of a Lua coroutine costs in topas's wasm Lua, µs (see lua-yield-cost.ts): once per request a VU makes. */
+async function measureLuaYieldUs(n = 200_000): Promise<number> {
+  const lua = await luaFactory().createEngine();
+  try {
+    const code = `local co = coroutine.wrap(function() while true do coroutine.yield() end end); local t = os.clock(); for i = 1, ${n} do co() end; return os.clock() - t`;
+    return (((await lua.doString(code)) as number) * 1e6) / n;
+  } finally {
+    lua.global.close();
+  }
+}
+
 /** The floor topas builds on: a bare undici loop with `vus` requests in flight, in this process. */
 async function measureUndici(url: string, durationMs: number, vus: number): Promise<Measurement> {
   const u = new URL(url);
@@ -212,6 +279,7 @@ async function main(): Promise<void> {
   const server = await startServer();
   const runs = new Map<string, Measurement[]>();
   const skipped = new Set<string>();
+  const yieldUs: number[] = [];
   try {
     const peers: Array<[string, (bin: string) => Measurement]> = [
       ['wrk', (b) => measureWrk(b, server.url, durationMs, vus)],
@@ -241,6 +309,11 @@ async function main(): Promise<void> {
       if (wanted('undici')) {
         process.stderr.write(`round ${round}: undici baseline...\n`);
         add(await measureUndici(server.url, durationMs, vus));
+      }
+      if (wanted('floor')) {
+        process.stderr.write(`round ${round}: node net floor...\n`);
+        add(await measureNodeFloor(server.url, durationMs, vus));
+        yieldUs.push(await measureLuaYieldUs());
       }
       if (wanted('topas')) {
         process.stderr.write(`round ${round}: topas load...\n`);
@@ -290,6 +363,28 @@ async function main(): Promise<void> {
         `<= 25 µs CPU/req: ${verdict(topas.cpu <= 25)} as measured (${topas.cpu.toFixed(1)} µs), ` +
         `${ref ? `${verdict(scaled <= 25)} at the issue's machine speed (${scaled.toFixed(1)} µs = ${(topas.cpu / ref.cpu).toFixed(2)}x this run's undici floor of ${ref.cpu.toFixed(1)} µs, which measured ${UNDICI_REFERENCE_US} µs there)` : 'no undici floor'}\n`,
     );
+  }
+  const floor = results.find((r) => r.tool === 'node net floor');
+  if (topas && wrk) {
+    // issue 20: at least wrk's req/s, at <= 15 µs where wrk took 12.7, i.e. <= 1.18x wrk's CPU per request
+    const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
+    const bound = TARGET_US_AT_REFERENCE / WRK_REFERENCE_US;
+    const scaled = (topas.cpu / wrk.cpu) * WRK_REFERENCE_US;
+    process.stdout.write(
+      `issue 20 targets: >= 1.0x wrk req/s: ${verdict(topas.rps >= wrk.rps)} (${(topas.rps / wrk.rps).toFixed(2)}x); ` +
+        `<= ${TARGET_US_AT_REFERENCE} µs CPU/req where wrk takes ${WRK_REFERENCE_US} (<= ${bound.toFixed(2)}x wrk's): ${verdict(scaled <= TARGET_US_AT_REFERENCE)} (${(topas.cpu / wrk.cpu).toFixed(2)}x wrk = ${scaled.toFixed(1)} µs there)\n`,
+    );
+    if (floor && yieldUs.length) {
+      // the limit: what a VU cannot do without, per request, on Node with this Lua
+      const y = median(yieldUs);
+      const least = floor.cpu + y;
+      process.stdout.write(
+        `limit: Node's floor ${floor.cpu.toFixed(1)} µs/req (${(floor.cpu / wrk.cpu).toFixed(2)}x wrk, ${(floor.rps / wrk.rps).toFixed(2)}x its req/s) ` +
+          `+ one Lua resume+yield ${y.toFixed(1)} µs = ${least.toFixed(1)} µs = ${(least / wrk.cpu).toFixed(2)}x wrk ` +
+          `(${((least / wrk.cpu) * WRK_REFERENCE_US).toFixed(1)} µs there): the CPU target is ${least / wrk.cpu > bound ? 'below' : 'above'} what any VU on Node can reach; ` +
+          `topas spends ${(topas.cpu - least).toFixed(1)} µs/req over that (HTTP parsing, metrics, the Lua VM, the VU host)\n`,
+      );
+    }
   }
   if (skipped.size) process.stdout.write(`skipped: ${[...skipped].join('; ')}\n`);
 }

@@ -10,10 +10,27 @@
  * yield), all in Lua loops so no JS<->Lua boundary is counted; and a bare JS
  * throw+catch at a few stack depths (what V8 charges for the throw itself).
  *
- *   node dist/bench/lua-yield-cost.js [--n 100000] [--rounds 3]
+ *   node dist/bench/lua-yield-cost.js [--n 100000] [--rounds 3] [--wasmoon DIR[,DIR]]
+ *
+ * --wasmoon adds other builds of wasmoon's Lua (a copy of the package, as
+ * bench/build-lua-wasm-eh.sh makes one with native wasm exceptions), measured
+ * in the same rounds beside the one topas ships.
  */
+import * as path from 'node:path';
 import { luaFactory } from '../src/lua/lua-factory';
 import { arg } from './proxy-peers';
+
+interface Engine {
+  doString(code: string): Promise<unknown>;
+  global: { close(): void };
+}
+
+/** a wasmoon package copy outside node_modules: its LuaFactory, loaded by path */
+async function engineFrom(dir: string): Promise<Engine> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(path.resolve(dir, 'dist', 'index.js')) as { LuaFactory: new () => { createEngine(): Promise<Engine> } };
+  return new mod.LuaFactory().createEngine();
+}
 
 function thrower(): never {
   throw Infinity;
@@ -38,7 +55,8 @@ function jsThrowNs(depth: number, n: number): number {
 async function main(): Promise<void> {
   const n = Number(arg('n', '100000'));
   const rounds = Number(arg('rounds', '3'));
-  const lua = await luaFactory().createEngine();
+  const builds: Array<[string, Engine]> = [['wasmoon (npm, topas)', await luaFactory().createEngine()]];
+  for (const dir of arg('wasmoon', '').split(',').filter(Boolean)) builds.push([path.basename(dir), await engineFrom(dir)]);
   const cases: Record<string, string> = {
     'call': `local f = function() return 1 end; local t = os.clock(); for i = 1, ${n} do f() end; return os.clock() - t`,
     'pcall (setjmp, no throw)': `local f = function() return 1 end; local t = os.clock(); for i = 1, ${n} do pcall(f) end; return os.clock() - t`,
@@ -46,24 +64,32 @@ async function main(): Promise<void> {
     'pcall(error) (one longjmp)': `local t = os.clock(); for i = 1, ${n} do pcall(error, 1) end; return os.clock() - t`,
     'resume + yield (one longjmp)': `local co = coroutine.wrap(function() while true do coroutine.yield() end end); local t = os.clock(); for i = 1, ${n} do co() end; return os.clock() - t`,
   };
-  const results = new Map<string, number[]>();
+  // case -> build -> µs per round
+  const results = new Map<string, Map<string, number[]>>();
+  const add = (row: string, col: string, us: number) => {
+    const byBuild = results.get(row) ?? results.set(row, new Map()).get(row)!;
+    byBuild.set(col, [...(byBuild.get(col) ?? []), us]);
+  };
   try {
     for (let r = 0; r < rounds; r++) {
       for (const [name, code] of Object.entries(cases)) {
-        const secs = (await lua.doString(code)) as number;
-        results.set(name, [...(results.get(name) ?? []), (secs * 1e6) / n]);
+        for (const [build, lua] of builds) add(name, build, (((await lua.doString(code)) as number) * 1e6) / n);
       }
-      for (const depth of [0, 10, 30]) {
-        const name = `JS throw Infinity + catch, ${depth} frames between`;
-        results.set(name, [...(results.get(name) ?? []), jsThrowNs(depth, n) / 1000]);
-      }
+      for (const depth of [0, 10, 30]) add(`JS throw Infinity + catch, ${depth} frames between`, builds[0][0], jsThrowNs(depth, n) / 1000);
     }
   } finally {
-    lua.global.close();
+    for (const [, lua] of builds) lua.global.close();
   }
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   process.stdout.write(`median of ${rounds} rounds of ${n}, µs each (CPU time; a shared machine: compare the rows, not runs)\n`);
-  for (const [name, xs] of results) process.stdout.write(`${name.padEnd(48)} ${med(xs).toFixed(3).padStart(8)}\n`);
+  process.stdout.write(`${''.padEnd(48)} ${builds.map(([b]) => b.padStart(22)).join(' ')}\n`);
+  for (const [name, byBuild] of results) {
+    const cells = builds.map(([b]) => {
+      const xs = byBuild.get(b);
+      return (xs ? med(xs).toFixed(3) : '').padStart(22);
+    });
+    process.stdout.write(`${name.padEnd(48)} ${cells.join(' ')}\n`);
+  }
 }
 
 main().catch((err) => {

@@ -8,7 +8,7 @@ import type { DatabaseHandle } from '../../sut/driver';
 import { ExitWatch, inspectHostPorts, runContainer, startFailed } from './container-runner';
 import { containerLogs, imageRef, versionOf, type Dockerode } from './engine';
 import { LABEL } from './labels';
-import { buildTemplate, hasTemplate, templateEnv, templatesEnabled, templateTag, type TemplateSource } from './postgres-template';
+import { buildTemplate, hasTemplate, isMissingImage, MAX_TEMPLATES, pruneTemplates, templateEnv, templatesEnabled, templateTag, type TemplateSource } from './postgres-template';
 
 const STOP_GRACE_S = 10;
 /**
@@ -91,11 +91,11 @@ export class DockerDatabases {
     let createdId: string | undefined;
     const source: TemplateSource = { image: db.ref, user: d.credentials.user, password: d.credentials.password, dbname: d.credentials.dbname, args: TEST_DB_ARGS };
     const tag = this.templates ? await templateTag(this.hooks.docker, source) : undefined;
-    const fromTemplate = tag !== undefined && (await hasTemplate(this.hooks.docker, tag));
-    try {
-      const started = await runContainer({
+    let fromTemplate = tag !== undefined && (await hasTemplate(this.hooks.docker, tag));
+    const run = () =>
+      runContainer({
         name: this.hooks.name(d.name),
-        image: fromTemplate ? tag : db.ref,
+        image: fromTemplate ? tag! : db.ref,
         env: fromTemplate ? templateEnv(source) : { POSTGRES_USER: d.credentials.user, POSTGRES_PASSWORD: d.credentials.password, POSTGRES_DB: d.credentials.dbname, POSTGRES_INITDB_ARGS: '--no-sync' },
         labels: this.hooks.labels(d.name, db.ref),
         network: this.hooks.network,
@@ -109,6 +109,16 @@ export class DockerDatabases {
           if (this.hooks.closed()) void this.hooks.remove(id);
         },
       }, this.hooks.docker);
+    try {
+      let started;
+      try {
+        started = await run();
+      } catch (err) {
+        if (!fromTemplate || createdId || !isMissingImage(err)) throw err;
+        // another run pruned the template after we found it: initialise as without one
+        fromTemplate = false;
+        started = await run();
+      }
       db.hostPort = started.hostPorts.get(d.port);
       await this.waitPostgres(db, signal);
       if (tag && !fromTemplate) this.makeTemplate(d.name, source, tag);
@@ -129,7 +139,11 @@ export class DockerDatabases {
     // the owner's labels only: every container of a run sets them, so one made from the template does not keep the build's
     const owner = Object.fromEntries([LABEL.ownerPid, LABEL.ownerStart, LABEL.ownerPidns].filter((k) => runLabels[k] !== undefined).map((k) => [k, runLabels[k]]));
     const build = buildTemplate(this.hooks.docker, source, tag, { name: this.hooks.name(`${dbName}-template`), runId: this.hooks.runId, owner, signal: this.buildAbort.signal }).then(
-      () => this.hooks.log(`docker: database ${dbName}: kept an initialised copy of ${source.image} as ${tag} in ${Date.now() - t0} ms; later runs start from it`),
+      async () => {
+        this.hooks.log(`docker: database ${dbName}: kept an initialised copy of ${source.image} as ${tag} in ${Date.now() - t0} ms; later runs start from it`);
+        const removed = await pruneTemplates(this.hooks.docker, tag).catch(() => []);
+        if (removed.length) this.hooks.log(`docker: removed ${removed.length} older initialised cop${removed.length === 1 ? 'y' : 'ies'} (${removed.join(', ')}); at most ${MAX_TEMPLATES} are kept`);
+      },
       (err: Error) => this.hooks.log(`docker: database ${dbName}: no initialised copy of ${source.image} kept (${err.message}); the next run makes its own`),
     );
     this.builds.set(tag, build);

@@ -24,6 +24,12 @@ const TEMPLATE_LABEL = 'topas.pg-template';
 export const TEMPLATE_BUILD_LABEL = 'topas.pg-template-build';
 const BUILD_TIMEOUT_MS = 120_000;
 const STOP_GRACE_S = 30;
+/**
+ * Templates kept on the machine: one per image id + credentials, so a
+ * rebuilt or upgraded image, or new credentials, would add one each time
+ * (tens of MB of data folder over the shared base layers) with no end.
+ */
+export const MAX_TEMPLATES = 4;
 
 export interface TemplateSource {
   image: string;
@@ -120,4 +126,40 @@ export async function buildTemplate(docker: Dockerode, src: TemplateSource, tag:
   } finally {
     await c.remove({ force: true, v: true }).catch(() => undefined);
   }
+}
+
+/**
+ * After `kept` was made: removes templates of another format, and the oldest
+ * beyond MAX_TEMPLATES. Never forced, so a template a container still runs
+ * stays; a run that found a template just before it went falls back to
+ * initialising (DockerDatabases.start). Returns the tags removed.
+ */
+export async function pruneTemplates(docker: Dockerode, kept: string, max = MAX_TEMPLATES): Promise<string[]> {
+  const images = await docker.listImages({ filters: { label: [TEMPLATE_LABEL] } });
+  const tagged = images
+    .map((i) => ({ id: i.Id, created: i.Created, format: i.Labels?.[TEMPLATE_LABEL], tags: (i.RepoTags ?? []).filter((t) => t.startsWith(`${TEMPLATE_REPO}:`)) }))
+    .sort((a, b) => b.created - a.created);
+  const current = tagged.filter((i) => i.format === TEMPLATE_FORMAT);
+  const keep = new Set(current.filter((i) => i.tags.includes(kept)).map((i) => i.id));
+  for (const i of current) if (keep.size < max && i.tags.length > 0) keep.add(i.id);
+  const removed: string[] = [];
+  for (const i of tagged) {
+    if (keep.has(i.id)) continue;
+    // untagged: two runs made the same template and the later commit took the tag
+    for (const tag of i.tags.length > 0 ? i.tags : [i.id]) {
+      try {
+        await docker.getImage(tag).remove();
+        removed.push(tag);
+      } catch {
+        // in use by a container, or removed by another run meanwhile
+      }
+    }
+  }
+  return removed;
+}
+
+/** The template's image went between the check and the create (another run pruned it). */
+export function isMissingImage(err: unknown): boolean {
+  const e = err as { statusCode?: number; message?: string };
+  return e?.statusCode === 404 && /no such image/i.test(e.message ?? '');
 }
