@@ -90,6 +90,17 @@ export function remoteRunRequest(input: RemoteRunInput, log: (line: string) => v
     files: [...chosen].map(([f, content]) => ({ path: rel(f), content })),
     cwd: rel(path.resolve(input.namesDir)) || '.',
     specFile: rel(path.resolve(input.specFile)),
+    ...runSettings(input),
+  };
+}
+
+/**
+ * What a request says of the run besides its files and where they lie: the
+ * same whether the files travel or the runner fetches them (spread after the
+ * paths, so the request's keys keep their order).
+ */
+function runSettings(input: RemoteRunInput): Pick<RemoteRunRequest, 'targets' | 'parallel' | 'workers' | 'timeoutMs' | 'continueOnFailure' | 'env'> {
+  return {
     targets: input.targets.map((t) => path.relative(input.namesDir, t).split(path.sep).join('/')),
     parallel: input.parallel,
     ...(input.workers !== undefined ? { workers: input.workers } : {}),
@@ -146,12 +157,7 @@ export function gitRequest(input: RemoteRunInput, git: RemoteGitInput): RemoteRu
     files,
     cwd,
     specFile,
-    targets: input.targets.map((t) => path.relative(input.namesDir, t).split(path.sep).join('/')),
-    parallel: input.parallel,
-    ...(input.workers !== undefined ? { workers: input.workers } : {}),
-    timeoutMs: input.timeoutMs,
-    continueOnFailure: input.continueOnFailure,
-    env: input.env,
+    ...runSettings(input),
     git: remoteGit,
   };
 }

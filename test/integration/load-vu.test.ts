@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../helpers/cli';
-import { LoadRunner, wallNowMs } from '../../src/load/load-runner';
+import { LoadRunner, UNCLONEABLE_SETUP_VALUE, wallNowMs } from '../../src/load/load-runner';
 import type { MetricsSnapshot } from '../../src/load/metrics';
 
 /** One worker's LoadRunner in this thread: VU reuse, errors, custom metrics, closed and open models. */
@@ -58,5 +58,61 @@ describe('VUs', () => {
     // pure-Lua iterations are fast: far more than one per VU
     assert.ok(it.kind === 'counter' && it.samples > 30, JSON.stringify(it));
     assert.equal(r.snapshot.metrics.checks.total.kind === 'rate' && r.snapshot.metrics.checks.total.fails, 0);
+  });
+
+  // setup() and teardown() run in a worker only on a cluster (kube-load); here the same runner in this thread
+  const HOOKS = [
+    'local metrics = require("metrics")',
+    'local data_n = metrics.trend("data_n", false)',
+    'function setup() if env("UNCLONEABLE") == "1" then return { f = function() end } end return { n = 7 } end',
+    'function iteration(ctx) data_n:add(ctx.data and ctx.data.n or -1) end',
+    'function teardown(data) if data.n ~= 7 then error("teardown got " .. tostring(data.n)) end end',
+  ].join('\n');
+  const hookRunner = (env: Record<string, string>, done: (m: { snapshot: MetricsSnapshot }) => void) =>
+    new LoadRunner(
+      {
+        file: path.join(REPO_ROOT, 'hooks.lua'),
+        source: HOOKS,
+        baseDir: REPO_ROOT,
+        env,
+        endpoints: {},
+        worker: 0,
+        workers: 1,
+        executor: { executor: 'constant-arrival-rate', rate: 20, timeUnitMs: 1000, durationMs: 500, preAllocatedVus: 1, maxVus: 2 },
+        preAllocatedVus: 1,
+        maxVus: 2,
+        data: undefined,
+      },
+      { log: () => undefined, rpc: async () => undefined, metrics: () => undefined, done },
+    );
+
+  test("setup()'s value reaches the VUs made before it ran; teardown() gets it back", async () => {
+    let resolveDone!: (m: { snapshot: MetricsSnapshot }) => void;
+    const done = new Promise<{ snapshot: MetricsSnapshot }>((r) => (resolveDone = r));
+    const runner = hookRunner({}, resolveDone);
+    try {
+      assert.equal(await runner.prepare(), 1);
+      const setup = await runner.runSetup();
+      assert.deepEqual(setup, { ok: true, value: { n: 7 } });
+      await runner.setData(setup.ok && setup.value);
+      runner.start(wallNowMs() + 10);
+      const seen = (await done).snapshot.metrics.data_n.total;
+      assert.ok(seen.kind === 'trend' && seen.count > 0 && seen.min === 7 && seen.max === 7, JSON.stringify(seen));
+      assert.deepEqual(await runner.runTeardown({ n: 7 }), { ok: true, value: undefined });
+      const wrong = await runner.runTeardown({ n: 8 });
+      assert.ok(!wrong.ok && /teardown got 8/.test(wrong.error), JSON.stringify(wrong));
+    } finally {
+      await runner.close();
+    }
+  });
+
+  test('a setup() value that cannot travel to other workers is an error that says so', async () => {
+    const runner = hookRunner({ UNCLONEABLE: '1' }, () => undefined);
+    try {
+      await runner.prepare();
+      assert.deepEqual(await runner.runSetup(), { ok: false, error: UNCLONEABLE_SETUP_VALUE });
+    } finally {
+      await runner.close();
+    }
   });
 });
