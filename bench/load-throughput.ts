@@ -232,6 +232,40 @@ async function measureNodeFloor(url: string, durationMs: number, vus: number): P
   return { tool: 'node net floor', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
 }
 
+/**
+ * topas's own HTTP client (the one `net` uses under load), driven from JS with
+ * `vus` requests in flight and no Lua: between the Node floor and `topas load`.
+ */
+async function measureRawClient(url: string, durationMs: number, vus: number): Promise<Measurement> {
+  const { rawHttpClient } = await import('../src/lua/vu-raw-http');
+  const client = rawHttpClient();
+  const u = new URL(url);
+  const signal = new AbortController().signal;
+  const maxRequests = 5_000_000;
+  let requests = 0;
+  let failures = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const deadline = t0 + durationMs;
+  await Promise.all(
+    Array.from(
+      { length: vus },
+      () =>
+        new Promise<void>((resolve) => {
+          const next = (): void => {
+            if (performance.now() >= deadline || requests >= maxRequests || failures > 1000) return resolve();
+            const sent = client.send({ origin: u.origin, path: u.pathname, method: 'GET', headers: {}, signal, timeoutMs: 30_000 }, () => (requests++, next()), () => (failures++, next()));
+            if (!sent) throw new Error('the raw client refused the request');
+          };
+          next();
+        }),
+    ),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { tool: 'topas http client (no Lua)', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+}
+
 /** What one resume+yield of a Lua coroutine costs in topas's wasm Lua, µs (see lua-yield-cost.ts): once per request a VU makes. */
 async function measureLuaYieldUs(n = 200_000): Promise<number> {
   const lua = await luaFactory().createEngine();
@@ -315,6 +349,10 @@ async function main(): Promise<void> {
         add(await measureNodeFloor(server.url, durationMs, vus));
         yieldUs.push(await measureLuaYieldUs());
       }
+      if (wanted('client')) {
+        process.stderr.write(`round ${round}: topas http client (no Lua)...\n`);
+        add(await measureRawClient(server.url, durationMs, vus));
+      }
       if (wanted('topas')) {
         process.stderr.write(`round ${round}: topas load...\n`);
         try {
@@ -350,7 +388,7 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`${vus} connections/VUs, ${durationMs / 1000}s per run, median of ${rounds} interleaved rounds, ${os.cpus().length} cores, node ${process.version}\n`);
   process.stdout.write(table.toString() + '\n');
-  const topas = results.find((r) => r.tool.startsWith('topas'));
+  const topas = results.find((r) => r.tool.startsWith('topas load'));
   const k6 = results.find((r) => r.tool === 'k6');
   if (topas) {
     const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
