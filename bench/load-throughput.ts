@@ -3,7 +3,7 @@
  * fixed-response HTTP server, and how much client CPU each request costs.
  *
  *   scripts/install-peers.sh          # wrk, autocannon, k6 into .tools/
- *   npx tsc -p tsconfig.json && node dist/bench/load-throughput.js [--duration 10s] [--rounds 3] [--vus 64] [--workers N] [--tools wrk,k6,topas]
+ *   npx tsc -p tsconfig.json && node dist/bench/load-throughput.js [--duration 10s] [--rounds 3] [--vus 64] [--workers N] [--tools wrk,autocannon,k6,undici,floor,client,topas]
  *
  * The server runs in a child process so it never shares the client's event
  * loop. Client CPU: for external tools, the CPU of a wrapper shell's waited-for
