@@ -181,55 +181,70 @@ async function measureTopas(url: string, durationMs: number, vus: number): Promi
   };
 }
 
+/** What an in-process client's lanes share: the clock, the counts, when to stop. */
+interface Lanes {
+  /** time, the request cap and the failure cap all left */
+  more(): boolean;
+  ok(): void;
+  failed(): void;
+}
+
 /**
- * The floor of any Node client, in this process: `vus` raw sockets, each
- * writing one fixed GET and reading the whole (fixed-length) response before
- * the next: one write and one read through libuv per request, no HTTP
- * parsing, no metrics, no Lua.
+ * `vus` lanes of one in-process client, each keeping one request in flight
+ * until `durationMs` is up; CPU from process.cpuUsage() (every thread).
  */
-async function measureNodeFloor(url: string, durationMs: number, vus: number): Promise<Measurement> {
-  const u = new URL(url);
-  const request = Buffer.from(`GET ${u.pathname} HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`);
+async function measureInProcess(tool: string, durationMs: number, vus: number, lane: (l: Lanes) => Promise<void>, close?: () => Promise<void>): Promise<Measurement> {
   const maxRequests = 5_000_000;
   let requests = 0;
-  let responseBytes = 0;
   let failures = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const deadline = t0 + durationMs;
-  await Promise.all(
-    Array.from(
-      { length: vus },
-      () =>
-        new Promise<void>((resolve) => {
-          const socket = net.connect(Number(u.port), u.hostname);
-          socket.setNoDelay(true);
-          let got = 0;
-          socket.on('connect', () => socket.write(request));
-          socket.on('data', (chunk: Buffer) => {
-            if (responseBytes === 0) {
-              // the server's responses are all the same length: learn it from the first
-              const text = chunk.toString('latin1');
-              const length = /content-length: *(\d+)/i.exec(text);
-              if (!length || !text.includes('\r\n\r\n')) return void socket.destroy(new Error('unexpected response'));
-              responseBytes = text.indexOf('\r\n\r\n') + 4 + Number(length[1]);
-            }
-            got += chunk.length;
-            while (got >= responseBytes) {
-              got -= responseBytes;
-              requests++;
-              if (performance.now() < deadline && requests < maxRequests) socket.write(request);
-              else return void socket.end();
-            }
-          });
-          socket.on('error', () => failures++);
-          socket.on('close', () => resolve());
-        }),
-    ),
-  );
+  const lanes: Lanes = {
+    more: () => performance.now() < deadline && requests < maxRequests && failures <= 1000,
+    ok: () => void requests++,
+    failed: () => void failures++,
+  };
+  await Promise.all(Array.from({ length: vus }, () => lane(lanes)));
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  return { tool: 'node net floor', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+  await close?.();
+  return { tool, requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+}
+
+/**
+ * The floor of any Node client: raw sockets, each writing one fixed GET and
+ * reading the whole (fixed-length) response before the next: one write and
+ * one read through libuv per request, no HTTP parsing, no metrics, no Lua.
+ */
+function measureNodeFloor(url: string, durationMs: number, vus: number): Promise<Measurement> {
+  const u = new URL(url);
+  const request = Buffer.from(`GET ${u.pathname} HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`);
+  // the server's responses are all the same length: learnt from the first
+  let responseBytes = 0;
+  return measureInProcess('node net floor', durationMs, vus, (lanes) => new Promise<void>((resolve) => {
+    const socket = net.connect(Number(u.port), u.hostname);
+    socket.setNoDelay(true);
+    let got = 0;
+    socket.on('connect', () => socket.write(request));
+    socket.on('data', (chunk: Buffer) => {
+      if (responseBytes === 0) {
+        const text = chunk.toString('latin1');
+        const length = /content-length: *(\d+)/i.exec(text);
+        if (!length || !text.includes('\r\n\r\n')) return void socket.destroy(new Error('unexpected response'));
+        responseBytes = text.indexOf('\r\n\r\n') + 4 + Number(length[1]);
+      }
+      got += chunk.length;
+      while (got >= responseBytes) {
+        got -= responseBytes;
+        lanes.ok();
+        if (lanes.more()) socket.write(request);
+        else return void socket.end();
+      }
+    });
+    socket.on('error', () => lanes.failed());
+    socket.on('close', () => resolve());
+  }));
 }
 
 /**
@@ -241,29 +256,14 @@ async function measureRawClient(url: string, durationMs: number, vus: number): P
   const client = rawHttpClient();
   const u = new URL(url);
   const signal = new AbortController().signal;
-  const maxRequests = 5_000_000;
-  let requests = 0;
-  let failures = 0;
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const deadline = t0 + durationMs;
-  await Promise.all(
-    Array.from(
-      { length: vus },
-      () =>
-        new Promise<void>((resolve) => {
-          const next = (): void => {
-            if (performance.now() >= deadline || requests >= maxRequests || failures > 1000) return resolve();
-            const sent = client.send({ origin: u.origin, path: u.pathname, method: 'GET', headers: {}, signal, timeoutMs: 30_000 }, () => (requests++, next()), () => (failures++, next()));
-            if (!sent) throw new Error('the raw client refused the request');
-          };
-          next();
-        }),
-    ),
-  );
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  return { tool: 'topas http client (no Lua)', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+  return measureInProcess('topas http client (no Lua)', durationMs, vus, (lanes) => new Promise<void>((resolve) => {
+    const next = (): void => {
+      if (!lanes.more()) return resolve();
+      const sent = client.send({ origin: u.origin, path: u.pathname, method: 'GET', headers: {}, signal, timeoutMs: 30_000 }, () => (lanes.ok(), next()), () => (lanes.failed(), next()));
+      if (!sent) throw new Error('the raw client refused the request');
+    };
+    next();
+  }));
 }
 
 /** What one resume+yield of a Lua coroutine costs in topas's wasm Lua, µs (see lua-yield-cost.ts): once per request a VU makes. */
@@ -277,33 +277,21 @@ async function measureLuaYieldUs(n = 200_000): Promise<number> {
   }
 }
 
-/** The floor topas builds on: a bare undici loop with `vus` requests in flight, in this process. */
-async function measureUndici(url: string, durationMs: number, vus: number): Promise<Measurement> {
+/** A bare undici loop with `vus` requests in flight, in this process. */
+function measureUndici(url: string, durationMs: number, vus: number): Promise<Measurement> {
   const u = new URL(url);
   const pool = new Pool(u.origin, { connections: vus, pipelining: 1 });
-  const maxRequests = 5_000_000;
-  let requests = 0;
-  let failures = 0;
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const deadline = t0 + durationMs;
-  const loop = async () => {
-    while (performance.now() < deadline && requests < maxRequests) {
+  return measureInProcess('undici baseline', durationMs, vus, async (lanes) => {
+    while (lanes.more()) {
       try {
         const res = await pool.request({ path: u.pathname, method: 'GET' });
         await res.body.text();
-        requests++;
+        lanes.ok();
       } catch {
-        failures++;
-        if (failures > 1000) return;
+        lanes.failed();
       }
     }
-  };
-  await Promise.all(Array.from({ length: vus }, loop));
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  await pool.close();
-  return { tool: 'undici baseline', requests, seconds, cpuUs: cpu.user + cpu.system, note: failures ? `${failures} failures` : undefined };
+  }, () => pool.close());
 }
 
 async function main(): Promise<void> {
