@@ -410,6 +410,13 @@ async function main(): Promise<void> {
           `(${((least / wrk.cpu) * WRK_REFERENCE_US).toFixed(1)} µs there): the CPU target is ${least / wrk.cpu > bound ? 'below' : 'above'} what any VU on Node can reach; ` +
           `topas spends ${(topas.cpu - least).toFixed(1)} µs/req over that (HTTP parsing, metrics, the Lua VM, the VU host)\n`,
       );
+      // the server keeps one of the 2 cores: wrk's rate leaves the VUs' thread one core's worth of CPU per second
+      const budget = 1e6 / wrk.rps;
+      const client = results.find((r) => r.tool.startsWith('topas http client'));
+      process.stdout.write(
+        `req/s: wrk's ${wrk.rps.toFixed(0)}/s on one thread is <= ${budget.toFixed(1)} µs/req; floor + yield leave ${(budget - least).toFixed(1)} µs for HTTP parsing, metrics, ` +
+          `the Lua VM and the VU host${client ? ` (topas's HTTP client alone takes ${(client.cpu - floor.cpu).toFixed(1)} of it)` : ''}\n`,
+      );
     }
   }
   if (skipped.size) process.stdout.write(`skipped: ${[...skipped].join('; ')}\n`);
